@@ -1,0 +1,343 @@
+//! The filter's plugin configuration (JSON), validated on load into types that
+//! can't hold a bad state. Every error names the field it is about.
+
+use std::collections::BTreeMap;
+
+use meshauth_wire::JwkSet;
+use serde::Deserialize;
+
+use crate::claims::ClaimRules;
+use crate::jwks::KeySet;
+use crate::rules::{PathMatch, Policy, Requirements, Route, RouteTable, ScopeRule};
+
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
+const MAX_SKEW_SECONDS: u32 = 600;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_realm")]
+    realm: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default = "default_skew")]
+    clock_skew_seconds: u32,
+    #[serde(default)]
+    bootstrap_jwks: JwkSet,
+    #[serde(default = "default_max_token_bytes")]
+    max_token_bytes: usize,
+    #[serde(default = "default_cache_entries")]
+    verified_cache_entries: usize,
+    #[serde(default)]
+    forward_claims: Vec<RawForward>,
+    #[serde(default = "default_true")]
+    forward_authorization: bool,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    default_route: RawPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    claim: String,
+    header: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    path_exact: Option<String>,
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    auth: AuthMode,
+    #[serde(default)]
+    scopes_all: Option<Vec<String>>,
+    #[serde(default)]
+    scopes_any: Option<Vec<String>>,
+    #[serde(default)]
+    claims: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum AuthMode {
+    Anonymous,
+    #[default]
+    Token,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    auth: AuthMode,
+    #[serde(default)]
+    scopes_all: Option<Vec<String>>,
+    #[serde(default)]
+    scopes_any: Option<Vec<String>>,
+    #[serde(default)]
+    claims: BTreeMap<String, Vec<String>>,
+}
+
+fn default_realm() -> String {
+    "meshauth".into()
+}
+fn default_skew() -> u32 {
+    30
+}
+fn default_max_token_bytes() -> usize {
+    DEFAULT_MAX_TOKEN_BYTES
+}
+fn default_cache_entries() -> usize {
+    DEFAULT_CACHE_ENTRIES
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {problem}")]
+pub struct ConfigError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn bad(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), problem: problem.into() }
+}
+
+/// A header the filter writes upstream with a claim's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedClaim {
+    pub claim: String,
+    pub header: String,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub realm: String,
+    pub claim_rules: ClaimRules,
+    pub keys: KeySet,
+    pub max_token_bytes: usize,
+    pub cache_entries: usize,
+    pub forward: Vec<ForwardedClaim>,
+    pub forward_authorization: bool,
+    pub routes: RouteTable,
+}
+
+impl Config {
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            bad(if path == "." { "config".into() } else { path }, e.into_inner().to_string())
+        })?;
+        raw.validate()
+    }
+}
+
+fn valid_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Headers the filter must never overwrite from a claim.
+const RESERVED_HEADERS: [&str; 9] = [
+    "authorization", "host", "content-length", "content-type", "transfer-encoding",
+    "connection", "te", "upgrade", "x-request-id",
+];
+
+fn valid_token_text(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+impl RawPolicy {
+    fn validate(self, field: &str) -> Result<Policy, ConfigError> {
+        let RawPolicy { auth, scopes_all, scopes_any, claims } = self;
+        if auth == AuthMode::Anonymous {
+            if scopes_all.is_some() || scopes_any.is_some() || !claims.is_empty() {
+                return Err(bad(field, "an anonymous route cannot require scopes or claims"));
+            }
+            return Ok(Policy::Anonymous);
+        }
+        let scope_list = |name: &str, list: Vec<String>| -> Result<Vec<String>, ConfigError> {
+            if list.is_empty() {
+                return Err(bad(format!("{field}.{name}"), "must list at least one scope"));
+            }
+            if let Some(s) = list.iter().find(|s| !valid_token_text(s)) {
+                return Err(bad(format!("{field}.{name}"), format!("{s:?} is not a valid scope")));
+            }
+            Ok(list)
+        };
+        let scopes = match (scopes_all, scopes_any) {
+            (Some(_), Some(_)) => {
+                return Err(bad(field, "set scopes_all or scopes_any, not both"));
+            }
+            (Some(all), None) => Some(ScopeRule::All(scope_list("scopes_all", all)?)),
+            (None, Some(any)) => Some(ScopeRule::Any(scope_list("scopes_any", any)?)),
+            (None, None) => None,
+        };
+        let mut required = Vec::with_capacity(claims.len());
+        for (claim, values) in claims {
+            if !valid_token_text(&claim) {
+                return Err(bad(format!("{field}.claims"), format!("{claim:?} is not a valid claim name")));
+            }
+            if values.is_empty() {
+                return Err(bad(format!("{field}.claims.{claim}"), "must list at least one value"));
+            }
+            required.push((claim, values));
+        }
+        Ok(Policy::Token(Requirements { scopes, claims: required }))
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        if !valid_token_text(&self.realm) {
+            return Err(bad("realm", "must be printable ASCII without quotes"));
+        }
+        if self.issuer.as_deref().is_some_and(str::is_empty) {
+            return Err(bad("issuer", "must not be empty"));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(bad("audiences", "must not contain an empty string"));
+        }
+        if self.clock_skew_seconds > MAX_SKEW_SECONDS {
+            return Err(bad("clock_skew_seconds", format!("must be at most {MAX_SKEW_SECONDS}")));
+        }
+        if !(256..=64 * 1024).contains(&self.max_token_bytes) {
+            return Err(bad("max_token_bytes", "must be between 256 and 65536"));
+        }
+        if self.verified_cache_entries > 1_000_000 {
+            return Err(bad("verified_cache_entries", "must be at most 1000000"));
+        }
+        let keys = KeySet::from_jwks(&self.bootstrap_jwks)
+            .map_err(|e| bad("bootstrap_jwks", e.to_string()))?;
+        let mut forward = Vec::with_capacity(self.forward_claims.len());
+        for (i, f) in self.forward_claims.into_iter().enumerate() {
+            let field = format!("forward_claims[{i}]");
+            if !valid_token_text(&f.claim) {
+                return Err(bad(format!("{field}.claim"), "must be a claim name"));
+            }
+            if !valid_header_name(&f.header) || RESERVED_HEADERS.contains(&f.header.as_str()) {
+                return Err(bad(format!("{field}.header"), format!("{:?} is not a lower-case header name the filter may set", f.header)));
+            }
+            if forward.iter().any(|x: &ForwardedClaim| x.header == f.header) {
+                return Err(bad(format!("{field}.header"), format!("{:?} is used twice", f.header)));
+            }
+            forward.push(ForwardedClaim { claim: f.claim, header: f.header });
+        }
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, r) in self.routes.into_iter().enumerate() {
+            let field = format!("routes[{i}]");
+            let path = match (r.path_exact, r.path_prefix) {
+                (Some(p), None) => PathMatch::Exact(p),
+                (None, Some(p)) => PathMatch::Prefix(p),
+                _ => return Err(bad(&field, "set exactly one of path_exact and path_prefix")),
+            };
+            let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &path;
+            if !p.starts_with('/') {
+                return Err(bad(&field, "paths start with '/'"));
+            }
+            let methods = match r.methods {
+                Some(ms) if ms.is_empty() => {
+                    return Err(bad(format!("{field}.methods"), "omit it to match any method, or list at least one"));
+                }
+                Some(ms) => {
+                    if let Some(m) = ms.iter().find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic())) {
+                        return Err(bad(format!("{field}.methods"), format!("{m:?} is not an HTTP method")));
+                    }
+                    Some(ms.into_iter().map(|m| m.to_ascii_uppercase()).collect())
+                }
+                None => None,
+            };
+            let name = r.name.unwrap_or_else(|| format!("route-{i}"));
+            let policy = RawPolicy {
+                auth: r.auth,
+                scopes_all: r.scopes_all,
+                scopes_any: r.scopes_any,
+                claims: r.claims,
+            };
+            routes.push(Route { name, path, methods, policy: policy.validate(&field)? });
+        }
+        Ok(Config {
+            realm: self.realm,
+            claim_rules: ClaimRules {
+                issuer: self.issuer,
+                audiences: self.audiences,
+                skew_seconds: i64::from(self.clock_skew_seconds),
+            },
+            keys,
+            max_token_bytes: self.max_token_bytes,
+            cache_entries: self.verified_cache_entries,
+            forward,
+            forward_authorization: self.forward_authorization,
+            routes: RouteTable { routes, default: self.default_route.validate("default_route")? },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        Config::from_json(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_fails_closed() {
+        let c = Config::from_json(b"{}").unwrap();
+        assert!(c.keys.is_empty());
+        assert_eq!(c.routes.default, Policy::Token(Requirements::default()));
+        assert!(c.forward_authorization);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err(r#"{"issuer": 5}"#).starts_with("issuer: invalid type"));
+        assert!(err(r#"{"bogus": 1}"#).contains("unknown field `bogus`"));
+        assert!(err(r#"{"routes":[{"path_prefix":"/a","scope_all":["x"]}]}"#).starts_with("routes[0].scope_all: unknown field"));
+        assert!(err(r#"{"routes":[{"path_prefix":"/a","auth":"maybe"}]}"#).contains("unknown variant `maybe`"));
+        assert_eq!(err(r#"{"routes":[{"auth":"token"}]}"#), "routes[0]: set exactly one of path_exact and path_prefix");
+        assert_eq!(err(r#"{"routes":[{"path_prefix":"a"}]}"#), "routes[0]: paths start with '/'");
+        assert_eq!(err(r#"{"routes":[{"path_prefix":"/a","auth":"anonymous","scopes_all":["x"]}]}"#), "routes[0]: an anonymous route cannot require scopes or claims");
+        assert_eq!(err(r#"{"routes":[{"path_prefix":"/a","scopes_all":[]}]}"#), "routes[0].scopes_all: must list at least one scope");
+        assert_eq!(err(r#"{"routes":[{"path_prefix":"/a","methods":[]}]}"#), "routes[0].methods: omit it to match any method, or list at least one");
+        assert_eq!(err(r#"{"clock_skew_seconds": 3600}"#), "clock_skew_seconds: must be at most 600");
+        assert!(err(r#"{"forward_claims":[{"claim":"sub","header":"Authorization"}]}"#).starts_with("forward_claims[0].header"));
+        assert!(err(r#"{"forward_claims":[{"claim":"sub","header":"x-a"},{"claim":"iss","header":"x-a"}]}"#).contains("used twice"));
+        assert!(err(r#"{"bootstrap_jwks":{"keys":[{"kty":"RSA","crv":"x","x":"y","kid":"k"}]}}"#).starts_with("bootstrap_jwks: keys[0]: kty"));
+        assert!(err("not json").starts_with("config:"));
+    }
+
+    #[test]
+    fn full_config_loads() {
+        let c = Config::from_json(br#"{
+            "issuer": "https://issuer", "audiences": ["api"], "clock_skew_seconds": 5,
+            "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+            "forward_authorization": false,
+            "routes": [
+                {"name": "pub", "path_prefix": "/public/", "auth": "anonymous"},
+                {"path_prefix": "/admin/", "methods": ["get", "post"], "scopes_any": ["admin"], "claims": {"tenant": ["a"]}}
+            ],
+            "default_route": {"auth": "token"}
+        }"#).unwrap();
+        assert_eq!(c.claim_rules.skew_seconds, 5);
+        assert_eq!(c.routes.routes[1].methods.as_deref(), Some(&["GET".to_string(), "POST".to_string()][..]));
+        assert_eq!(c.routes.routes[1].name, "route-1");
+        assert!(!c.forward_authorization);
+    }
+}

@@ -1,0 +1,160 @@
+//! Why a request is refused, and how each reason is answered (RFC 6750).
+
+/// A refusal. Each variant maps to one status, one RFC 6750 error and one metric.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    #[error("a bearer token is required")]
+    MissingToken,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("token is larger than the configured limit")]
+    TooLarge,
+    #[error("token algorithm is not allowed (only EdDSA)")]
+    BadAlgorithm,
+    #[error("token signing key is unknown")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token issuer is not accepted")]
+    BadIssuer,
+    #[error("token audience is not accepted")]
+    BadAudience,
+    #[error("token lacks the {0} claim or it has the wrong type")]
+    BadClaim(&'static str),
+    #[error("token lacks the required scope")]
+    InsufficientScope { required: String },
+    #[error("token claim {claim} does not have a permitted value")]
+    ClaimMismatch { claim: String },
+}
+
+/// RFC 6750 §3.1 error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// No credentials at all: the challenge carries no error code.
+    None,
+    InvalidToken,
+    InsufficientScope,
+}
+
+impl Denial {
+    pub fn status(&self) -> u32 {
+        match self.bearer_error() {
+            BearerError::InsufficientScope => 403,
+            _ => 401,
+        }
+    }
+
+    pub fn bearer_error(&self) -> BearerError {
+        match self {
+            Denial::MissingToken => BearerError::None,
+            Denial::InsufficientScope { .. } | Denial::ClaimMismatch { .. } => {
+                BearerError::InsufficientScope
+            }
+            _ => BearerError::InvalidToken,
+        }
+    }
+
+    /// Stable machine-readable code: the JSON body's `code` and the metric suffix.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::MissingToken => "missing_token",
+            Denial::Malformed(_) => "malformed_token",
+            Denial::TooLarge => "token_too_large",
+            Denial::BadAlgorithm => "bad_algorithm",
+            Denial::UnknownKey => "unknown_key",
+            Denial::BadSignature => "bad_signature",
+            Denial::Expired => "token_expired",
+            Denial::NotYetValid => "token_not_yet_valid",
+            Denial::BadIssuer => "bad_issuer",
+            Denial::BadAudience => "bad_audience",
+            Denial::BadClaim(_) => "bad_claim",
+            Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::ClaimMismatch { .. } => "claim_mismatch",
+        }
+    }
+
+    pub const ALL_CODES: [&'static str; 13] = [
+        "missing_token",
+        "malformed_token",
+        "token_too_large",
+        "bad_algorithm",
+        "unknown_key",
+        "bad_signature",
+        "token_expired",
+        "token_not_yet_valid",
+        "bad_issuer",
+        "bad_audience",
+        "bad_claim",
+        "insufficient_scope",
+        "claim_mismatch",
+    ];
+
+    /// The `WWW-Authenticate` challenge.
+    pub fn challenge(&self, realm: &str) -> String {
+        let message = self.to_string();
+        match self.bearer_error() {
+            BearerError::None => format!("Bearer realm=\"{realm}\""),
+            BearerError::InvalidToken => format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{message}\""
+            ),
+            BearerError::InsufficientScope => match self {
+                Denial::InsufficientScope { required } => format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{message}\", scope=\"{required}\""
+                ),
+                _ => format!(
+                    "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{message}\""
+                ),
+            },
+        }
+    }
+
+    /// The JSON body shared with the control plane: `{"error":{code,message,correlation_id}}`.
+    pub fn body(&self, correlation_id: &str) -> String {
+        serde_json::json!({
+            "error": {
+                "code": self.code(),
+                "message": self.to_string(),
+                "correlation_id": correlation_id,
+            }
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_challenges() {
+        assert_eq!(Denial::Expired.status(), 401);
+        assert_eq!(
+            Denial::Expired.challenge("meshauth"),
+            "Bearer realm=\"meshauth\", error=\"invalid_token\", error_description=\"token has expired\""
+        );
+        assert_eq!(Denial::MissingToken.challenge("r"), "Bearer realm=\"r\"");
+        let scope = Denial::InsufficientScope { required: "admin".into() };
+        assert_eq!(scope.status(), 403);
+        assert!(scope.challenge("r").ends_with("scope=\"admin\""));
+    }
+
+    #[test]
+    fn body_carries_the_correlation_id() {
+        let body: serde_json::Value =
+            serde_json::from_str(&Denial::BadSignature.body("abc-123")).unwrap();
+        assert_eq!(body["error"]["code"], "bad_signature");
+        assert_eq!(body["error"]["correlation_id"], "abc-123");
+    }
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let mut codes = Denial::ALL_CODES.to_vec();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), Denial::ALL_CODES.len());
+    }
+}

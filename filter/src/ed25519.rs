@@ -1,0 +1,144 @@
+//! Ed25519 verification (RFC 8032, cofactorless, canonical `S`) tuned for Envoy's V8.
+//!
+//! Keys arrive before tokens, so each key is decompressed and given its own width-8
+//! NAF table once, at load. A verification is then one SHA-512 and one two-point
+//! multiscalar multiplication over two precomputed tables, with no per-call table
+//! construction for the public key (what `ed25519-dalek` pays on every verify).
+
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, VartimeEdwardsPrecomputation};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::VartimePrecomputedMultiscalarMul;
+use sha2::{Digest, Sha512};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a point on Ed25519")]
+    NotOnCurve,
+    #[error("a small-order (weak) key")]
+    SmallOrder,
+}
+
+/// A public key ready for fast verification.
+pub struct PreparedKey {
+    bytes: [u8; 32],
+    /// Tables for `[B, A]`: the base point and this key.
+    tables: VartimeEdwardsPrecomputation,
+}
+
+impl std::fmt::Debug for PreparedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedKey").field("bytes", &self.bytes).finish()
+    }
+}
+
+impl PreparedKey {
+    pub fn new(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        let a = CompressedEdwardsY(bytes)
+            .decompress()
+            .ok_or(KeyError::NotOnCurve)?;
+        // A small-order key lets one signature verify for many messages.
+        if a.is_small_order() {
+            return Err(KeyError::SmallOrder);
+        }
+        let tables = VartimeEdwardsPrecomputation::new([ED25519_BASEPOINT_POINT, a]);
+        Ok(PreparedKey { bytes, tables })
+    }
+
+    pub fn public_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    /// True when `sig` is this key's signature of `msg`.
+    pub fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
+        let (r_bytes, s_bytes) = sig.split_at(32);
+        let Ok(s_arr) = <[u8; 32]>::try_from(s_bytes) else {
+            return false;
+        };
+        // Non-canonical S would make signatures malleable (RFC 8032 §5.1.7).
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_arr)) else {
+            return false;
+        };
+        let mut h = Sha512::new();
+        h.update(r_bytes);
+        h.update(self.bytes);
+        h.update(msg);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        // R' = [S]B - [k]A must encode to the R in the signature.
+        let r = self.tables.vartime_multiscalar_mul([s, -k]);
+        r.compress().as_bytes() == r_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+    use proptest::prelude::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rfc8032_test_vector_2() {
+        let key: [u8; 32] =
+            hex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+                .try_into()
+                .unwrap();
+        let sig: [u8; 64] = hex("92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00").try_into().unwrap();
+        let k = PreparedKey::new(key).unwrap();
+        assert!(k.verify(&[0x72], &sig));
+        assert!(!k.verify(&[0x73], &sig));
+    }
+
+    #[test]
+    fn refuses_small_order_and_invalid_keys() {
+        // The identity point encodes as 1 followed by zeros.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(PreparedKey::new(identity).unwrap_err(), KeyError::SmallOrder);
+        // y = 2 is not on the curve.
+        let mut bad = [0u8; 32];
+        bad[0] = 2;
+        assert_eq!(PreparedKey::new(bad).unwrap_err(), KeyError::NotOnCurve);
+    }
+
+    #[test]
+    fn refuses_non_canonical_s() {
+        let sk = SigningKey::from_bytes(&[5u8; 32]);
+        let msg = b"hello";
+        let mut sig = sk.sign(msg).to_bytes();
+        let k = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
+        assert!(k.verify(msg, &sig));
+        // S + L is the same scalar mod L but not canonical.
+        let l: [u8; 32] =
+            hex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
+                .try_into()
+                .unwrap();
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = sig[32 + i] as u16 + l[i] as u16 + carry;
+            sig[32 + i] = v as u8;
+            carry = v >> 8;
+        }
+        assert!(!k.verify(msg, &sig));
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_ed25519_dalek(seed in any::<[u8; 32]>(), msg in proptest::collection::vec(any::<u8>(), 0..100), flip in any::<(usize, u8)>()) {
+            let sk = SigningKey::from_bytes(&seed);
+            let sig = sk.sign(&msg).to_bytes();
+            let k = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
+            prop_assert!(k.verify(&msg, &sig));
+            let mut bad = sig;
+            let bit = flip.1 | 1;
+            bad[flip.0 % 64] ^= bit;
+            prop_assert_eq!(k.verify(&msg, &bad), sk.verifying_key().verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&bad)).is_ok());
+        }
+    }
+}

@@ -1,0 +1,173 @@
+use super::*;
+use ed25519_dalek::{Signer, SigningKey};
+use meshauth_wire::{b64, Jwk};
+use proptest::prelude::*;
+
+const NOW: i64 = 1_800_000_000;
+
+fn signing_key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn kid(sk: &SigningKey) -> String {
+    Jwk::from_ed25519(&sk.verifying_key().to_bytes()).thumbprint()
+}
+
+fn sign_raw(sk: &SigningKey, header: &str, payload: &str) -> String {
+    let input = format!("{}.{}", b64::encode(header), b64::encode(payload));
+    let sig = sk.sign(input.as_bytes());
+    format!("{input}.{}", b64::encode(sig.to_bytes()))
+}
+
+fn sign(sk: &SigningKey, payload: serde_json::Value) -> String {
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid(sk)});
+    sign_raw(sk, &header.to_string(), &payload.to_string())
+}
+
+fn claims(extra: serde_json::Value) -> serde_json::Value {
+    let mut base = serde_json::json!({
+        "iss": "https://issuer", "sub": "alice", "aud": "api", "exp": NOW + 600,
+        "iat": NOW - 10, "nbf": NOW - 10, "jti": "j1", "scope": "read", "client_id": "c1"
+    });
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
+fn engine() -> Engine {
+    let jwks = serde_json::json!({"keys": [Jwk::from_ed25519(&signing_key(1).verifying_key().to_bytes())]});
+    let config = serde_json::json!({
+        "issuer": "https://issuer",
+        "audiences": ["api"],
+        "bootstrap_jwks": jwks,
+        "forward_claims": [{"claim": "sub", "header": "x-sub"}],
+        "routes": [
+            {"path_prefix": "/public/", "auth": "anonymous"},
+            {"path_prefix": "/admin/", "scopes_all": ["admin"]}
+        ]
+    });
+    Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
+}
+
+fn run(e: &mut Engine, path: &str, auth: Option<&str>) -> Outcome {
+    e.check(&Request { method: "GET", path, authorization: auth }, NOW)
+}
+
+fn denial(e: &mut Engine, token: &str) -> Denial {
+    match run(e, "/x", Some(&format!("Bearer {token}"))).verdict {
+        Verdict::Deny(d) => d,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn valid_token_is_allowed_then_cached() {
+    let mut e = engine();
+    let t = format!("Bearer {}", sign(&signing_key(1), claims(serde_json::json!({}))));
+    let first = run(&mut e, "/x", Some(&t));
+    assert!(matches!(first.verdict, Verdict::Allow(ref c) if c.values("sub") == ["alice"]));
+    assert_eq!(first.cache, CacheUse::Miss);
+    assert_eq!(run(&mut e, "/x", Some(&t)).cache, CacheUse::Hit);
+}
+
+#[test]
+fn cache_hit_still_checks_expiry_and_rules() {
+    let mut e = engine();
+    let t = format!("Bearer {}", sign(&signing_key(1), claims(serde_json::json!({"exp": NOW + 5}))));
+    assert!(matches!(run(&mut e, "/x", Some(&t)).verdict, Verdict::Allow(_)));
+    // A hit on a route that needs a scope the token lacks is still refused.
+    let admin = run(&mut e, "/admin/x", Some(&t));
+    assert_eq!(admin.cache, CacheUse::Hit);
+    assert!(matches!(admin.verdict, Verdict::Deny(Denial::InsufficientScope { .. })));
+    // And once the token expires the cached entry is no use.
+    let later = e.check(&Request { method: "GET", path: "/x", authorization: Some(&t) }, NOW + 5 + 31);
+    assert_eq!(later.verdict, Verdict::Deny(Denial::Expired));
+}
+
+#[test]
+fn refusals() {
+    let mut e = engine();
+    let sk = signing_key(1);
+    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"exp": NOW - 31}))) ), Denial::Expired);
+    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"nbf": NOW + 100}))) ), Denial::NotYetValid);
+    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"iss": "other"}))) ), Denial::BadIssuer);
+    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"aud": ["x", "y"]}))) ), Denial::BadAudience);
+    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"exp": "soon"}))) ), Denial::BadClaim("exp"));
+    assert_eq!(denial(&mut e, &sign(&signing_key(2), claims(serde_json::json!({}))) ), Denial::UnknownKey);
+    // Signed by key 2 but naming key 1.
+    let header = serde_json::json!({"alg": "EdDSA", "kid": kid(&sk)}).to_string();
+    assert_eq!(denial(&mut e, &sign_raw(&signing_key(2), &header, &claims(serde_json::json!({})).to_string())), Denial::BadSignature);
+    let none = format!("{}.{}.", b64::encode(r#"{"alg":"none","kid":"k"}"#), b64::encode("{}"));
+    assert!(matches!(denial(&mut e, &none), Denial::BadAlgorithm | Denial::Malformed(_)));
+    let hs = sign_raw(&sk, &serde_json::json!({"alg": "HS256", "kid": kid(&sk)}).to_string(), "{}");
+    assert_eq!(denial(&mut e, &hs), Denial::BadAlgorithm);
+    assert_eq!(denial(&mut e, &"a".repeat(70_000)), Denial::TooLarge);
+    assert!(matches!(denial(&mut e, "garbage"), Denial::Malformed(_)));
+    assert_eq!(run(&mut e, "/x", None).verdict, Verdict::Deny(Denial::MissingToken));
+    assert_eq!(run(&mut e, "/x", Some("Basic dXNlcjpwYXNz")).verdict, Verdict::Deny(Denial::MissingToken));
+}
+
+#[test]
+fn anonymous_route_needs_no_token() {
+    let mut e = engine();
+    assert_eq!(run(&mut e, "/public/a", None).verdict, Verdict::Anonymous);
+}
+
+#[test]
+fn replacing_keys_drops_cached_verifications() {
+    let mut e = engine();
+    let t = format!("Bearer {}", sign(&signing_key(1), claims(serde_json::json!({}))));
+    assert!(matches!(run(&mut e, "/x", Some(&t)).verdict, Verdict::Allow(_)));
+    e.set_keys(KeySet::default());
+    assert_eq!(run(&mut e, "/x", Some(&t)).verdict, Verdict::Deny(Denial::UnknownKey));
+}
+
+#[test]
+fn tokens_from_jsonwebtoken_verify() {
+    // An independent implementation signs; the filter verifies.
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let sk = signing_key(1);
+    let der = sk.to_pkcs8_der().unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(kid(&sk));
+    let token = jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key).unwrap();
+    let mut e = engine();
+    assert!(matches!(run(&mut e, "/x", Some(&format!("Bearer {token}"))).verdict, Verdict::Allow(_)));
+}
+
+#[test]
+fn rfc8037_appendix_a4_signature_verifies() {
+    // RFC 8037 A.4: "Example of Ed25519 Signing" with the A.1/A.2 key.
+    let jwk = Jwk {
+        kty: "OKP".into(), crv: "Ed25519".into(), x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        kid: None, use_: None, alg: None,
+    };
+    let key = crate::ed25519::PreparedKey::new(jwk.ed25519_public().unwrap()).unwrap();
+    let input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+    let sig = b64::decode_array::<64>("hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg").unwrap();
+    assert!(key.verify(input.as_bytes(), &sig));
+    assert!(!key.verify(b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmg", &sig));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_change_to_a_valid_token_is_refused(pos in any::<prop::sample::Index>(), replacement in any::<u8>()) {
+        let token = sign(&signing_key(1), claims(serde_json::json!({})));
+        let mut bytes = token.clone().into_bytes();
+        let i = pos.index(bytes.len());
+        prop_assume!(bytes[i] != replacement);
+        bytes[i] = replacement;
+        let Ok(changed) = String::from_utf8(bytes) else { return Ok(()); };
+        let mut e = engine();
+        // Prime the cache with the genuine token: a changed copy must not ride on it.
+        let genuine = format!("Bearer {token}");
+        prop_assert!(matches!(run(&mut e, "/x", Some(&genuine)).verdict, Verdict::Allow(_)));
+        let out = run(&mut e, "/x", Some(&format!("Bearer {changed}")));
+        prop_assert!(matches!(out.verdict, Verdict::Deny(_)), "accepted {}", changed);
+    }
+}

@@ -1,0 +1,20 @@
+//! meshauth's proxy-wasm filter.
+//!
+//! Everything but `glue` is plain Rust with no host calls, tested natively: `jwt`
+//! takes tokens apart, `ed25519` and `jwks` verify them, `claims` and `rules` decide,
+//! `cache` remembers verified signatures, `engine` ties one request's checks together.
+//! `glue` (wasm32 only) moves bytes between Envoy and the engine.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+pub mod cache;
+pub mod claims;
+pub mod config;
+pub mod deny;
+pub mod ed25519;
+pub mod engine;
+pub mod jwks;
+pub mod jwt;
+pub mod rules;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

@@ -1,0 +1,159 @@
+//! Per-route policy: which requests need a token and what the token must carry.
+//! Routes are tried in order; the first whose path and method match decides.
+
+use crate::claims::Claims;
+use crate::deny::Denial;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeRule {
+    /// Every listed scope is required.
+    All(Vec<String>),
+    /// At least one listed scope is required.
+    Any(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Requirements {
+    pub scopes: Option<ScopeRule>,
+    /// Each claim must carry one of its permitted values.
+    pub claims: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    Anonymous,
+    Token(Requirements),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub path: PathMatch,
+    /// Upper-case methods; `None` matches any.
+    pub methods: Option<Vec<String>>,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
+    pub default: Policy,
+}
+
+impl Route {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        let path_ok = match &self.path {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        };
+        path_ok
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)))
+    }
+}
+
+impl RouteTable {
+    /// The policy for a request. `path` may carry a query string; it is ignored.
+    pub fn policy_for(&self, method: &str, path: &str) -> &Policy {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.routes
+            .iter()
+            .find(|r| r.matches(method, path))
+            .map_or(&self.default, |r| &r.policy)
+    }
+}
+
+impl Requirements {
+    pub fn check(&self, claims: &Claims) -> Result<(), Denial> {
+        match &self.scopes {
+            Some(ScopeRule::All(all)) => {
+                if !all.iter().all(|s| claims.has_scope(s)) {
+                    return Err(Denial::InsufficientScope { required: all.join(" ") });
+                }
+            }
+            Some(ScopeRule::Any(any)) => {
+                if !any.iter().any(|s| claims.has_scope(s)) {
+                    return Err(Denial::InsufficientScope { required: any.join(" ") });
+                }
+            }
+            None => {}
+        }
+        for (claim, permitted) in &self.claims {
+            if !claims.values(claim).iter().any(|v| permitted.contains(v)) {
+                return Err(Denial::ClaimMismatch { claim: claim.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        RouteTable {
+            routes: vec![
+                Route { name: "health".into(), path: PathMatch::Exact("/healthz".into()), methods: None, policy: Policy::Anonymous },
+                Route {
+                    name: "admin-read".into(),
+                    path: PathMatch::Prefix("/admin/".into()),
+                    methods: Some(vec!["GET".into()]),
+                    policy: Policy::Token(Requirements { scopes: Some(ScopeRule::Any(vec!["admin".into(), "audit".into()])), claims: vec![] }),
+                },
+                Route {
+                    name: "admin".into(),
+                    path: PathMatch::Prefix("/admin/".into()),
+                    methods: None,
+                    policy: Policy::Token(Requirements { scopes: Some(ScopeRule::All(vec!["admin".into(), "write".into()])), claims: vec![("tenant".into(), vec!["a".into()])] }),
+                },
+                Route { name: "public".into(), path: PathMatch::Prefix("/public/".into()), methods: None, policy: Policy::Anonymous },
+            ],
+            default: Policy::Token(Requirements::default()),
+        }
+    }
+
+    fn name_of<'a>(t: &'a RouteTable, method: &str, path: &str) -> Option<&'a str> {
+        let p = t.policy_for(method, path);
+        t.routes.iter().find(|r| std::ptr::eq(&r.policy, p)).map(|r| r.name.as_str())
+    }
+
+    #[test]
+    fn first_match_wins_and_default_applies() {
+        let t = table();
+        assert_eq!(name_of(&t, "GET", "/healthz"), Some("health"));
+        assert_eq!(name_of(&t, "GET", "/healthz?x=1"), Some("health"));
+        assert_eq!(name_of(&t, "GET", "/healthz/x"), None);
+        assert_eq!(name_of(&t, "get", "/admin/users"), Some("admin-read"));
+        assert_eq!(name_of(&t, "POST", "/admin/users"), Some("admin"));
+        assert_eq!(name_of(&t, "GET", "/admin"), None);
+        assert_eq!(name_of(&t, "GET", "/public/x"), Some("public"));
+        assert_eq!(t.policy_for("GET", "/other"), &t.default);
+    }
+
+    fn claims(json: &str) -> Claims {
+        Claims::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn scope_and_claim_requirements() {
+        let t = table();
+        let Policy::Token(read) = t.policy_for("GET", "/admin/x") else { panic!() };
+        let Policy::Token(write) = t.policy_for("POST", "/admin/x") else { panic!() };
+        let audit = claims(r#"{"exp":1,"jti":"j","scope":"audit"}"#);
+        assert_eq!(read.check(&audit), Ok(()));
+        assert!(matches!(write.check(&audit), Err(Denial::InsufficientScope { .. })));
+        let admin_b = claims(r#"{"exp":1,"jti":"j","scope":"write admin","tenant":"b"}"#);
+        assert_eq!(write.check(&admin_b), Err(Denial::ClaimMismatch { claim: "tenant".into() }));
+        let admin_a = claims(r#"{"exp":1,"jti":"j","scope":"write admin","tenant":["c","a"]}"#);
+        assert_eq!(write.check(&admin_a), Ok(()));
+    }
+}

@@ -1,0 +1,73 @@
+//! A sample upstream that answers every request with what it received, as JSON:
+//! `{"method", "path", "headers": {name: value}}`. HTTP/1.1 with keep-alive.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+
+use serde_json::{json, Map, Value};
+
+/// Serves on `listener` until the process ends.
+pub fn serve(listener: TcpListener) {
+    for stream in listener.incoming().flatten() {
+        thread::spawn(move || {
+            let _ = handle(stream);
+        });
+    }
+}
+
+/// Binds a free loopback port and serves it on a background thread.
+pub fn spawn() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    thread::spawn(move || serve(listener));
+    Ok(port)
+}
+
+fn handle(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Map::new();
+        let mut content_length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                let name = name.trim().to_ascii_lowercase();
+                let value = value.trim().to_string();
+                if name == "content-length" {
+                    content_length = value.parse().unwrap_or(0);
+                }
+                let merged = match headers.get(&name).and_then(Value::as_str) {
+                    Some(prev) => format!("{prev},{value}"),
+                    None => value,
+                };
+                headers.insert(name, Value::String(merged));
+            }
+        }
+        let mut body = vec![0u8; content_length.min(1 << 20)];
+        reader.read_exact(&mut body)?;
+        let answer = json!({"method": method, "path": path, "headers": headers}).to_string();
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            answer.len(),
+            answer
+        )?;
+        out.flush()?;
+    }
+}

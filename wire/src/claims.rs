@@ -1,0 +1,21 @@
+//! Access-token claims as the control plane writes them (DESIGN §2, RFC 9068).
+//! The filter reads tokens from any issuer, so it parses claims leniently by type
+//! (see the filter's `claims` module); this struct is what meshauth itself emits.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
