@@ -77,7 +77,12 @@ impl Claims {
             Some(_) => return Err(Denial::BadClaim("aud")),
         };
         let scopes = opt_string(&raw, "scope")?
-            .map(|s| s.split(' ').filter(|p| !p.is_empty()).map(str::to_owned).collect())
+            .map(|s| {
+                s.split(' ')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         for name in ["sub", "client_id", "sid"] {
             if raw.get(name).is_some_and(|v| !v.is_string()) {
@@ -88,7 +93,16 @@ impl Claims {
                 }));
             }
         }
-        Ok(Claims { exp, nbf, iat, iss, aud, jti, scopes, raw })
+        Ok(Claims {
+            exp,
+            nbf,
+            iat,
+            iss,
+            aud,
+            jti,
+            scopes,
+            raw,
+        })
     }
 
     pub fn check(&self, rules: &ClaimRules, now: i64) -> Result<(), Denial> {
@@ -127,10 +141,7 @@ impl Claims {
     pub fn values(&self, name: &str) -> Vec<String> {
         match self.raw.get(name) {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| scalar_text(v))
-                .collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
             Some(v) => scalar_text(v).into_iter().collect(),
             None => Vec::new(),
         }
@@ -144,7 +155,9 @@ impl Claims {
             return None;
         }
         let joined = values.join(" ");
-        let safe = joined.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+        let safe = joined
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
         safe.then_some(joined)
     }
 }
@@ -169,22 +182,49 @@ mod tests {
 
     #[test]
     fn types_are_strict() {
-        assert_eq!(claims(r#"{"jti":"a"}"#).unwrap_err(), Denial::BadClaim("exp"));
-        assert_eq!(claims(r#"{"exp":"1","jti":"a"}"#).unwrap_err(), Denial::BadClaim("exp"));
+        assert_eq!(
+            claims(r#"{"jti":"a"}"#).unwrap_err(),
+            Denial::BadClaim("exp")
+        );
+        assert_eq!(
+            claims(r#"{"exp":"1","jti":"a"}"#).unwrap_err(),
+            Denial::BadClaim("exp")
+        );
         assert_eq!(claims(r#"{"exp":1}"#).unwrap_err(), Denial::BadClaim("jti"));
-        assert_eq!(claims(r#"{"exp":1,"jti":""}"#).unwrap_err(), Denial::BadClaim("jti"));
-        assert_eq!(claims(r#"{"exp":1,"jti":"a","aud":[1]}"#).unwrap_err(), Denial::BadClaim("aud"));
-        assert_eq!(claims(r#"{"exp":1,"jti":"a","sub":5}"#).unwrap_err(), Denial::BadClaim("sub"));
-        assert_eq!(claims(r#"{"exp":1,"jti":"a","iss":true}"#).unwrap_err(), Denial::BadClaim("iss"));
-        assert_eq!(claims(r#"{"exp":1e300,"jti":"a"}"#).unwrap_err(), Denial::BadClaim("exp"));
-        assert!(matches!(claims(r#"[1]"#).unwrap_err(), Denial::Malformed(_)));
+        assert_eq!(
+            claims(r#"{"exp":1,"jti":""}"#).unwrap_err(),
+            Denial::BadClaim("jti")
+        );
+        assert_eq!(
+            claims(r#"{"exp":1,"jti":"a","aud":[1]}"#).unwrap_err(),
+            Denial::BadClaim("aud")
+        );
+        assert_eq!(
+            claims(r#"{"exp":1,"jti":"a","sub":5}"#).unwrap_err(),
+            Denial::BadClaim("sub")
+        );
+        assert_eq!(
+            claims(r#"{"exp":1,"jti":"a","iss":true}"#).unwrap_err(),
+            Denial::BadClaim("iss")
+        );
+        assert_eq!(
+            claims(r#"{"exp":1e300,"jti":"a"}"#).unwrap_err(),
+            Denial::BadClaim("exp")
+        );
+        assert!(matches!(
+            claims(r#"[1]"#).unwrap_err(),
+            Denial::Malformed(_)
+        ));
         assert!(claims(r#"{"exp":1.5,"jti":"a","aud":"x"}"#).is_ok());
     }
 
     #[test]
     fn time_checks_honour_skew() {
         let c = claims(r#"{"exp":1000,"nbf":900,"iat":900,"jti":"a"}"#).unwrap();
-        let rules = ClaimRules { skew_seconds: 10, ..Default::default() };
+        let rules = ClaimRules {
+            skew_seconds: 10,
+            ..Default::default()
+        };
         assert_eq!(c.check(&rules, 950), Ok(()));
         assert_eq!(c.check(&rules, 1009), Ok(()));
         assert_eq!(c.check(&rules, 1010), Err(Denial::Expired));
@@ -195,7 +235,11 @@ mod tests {
     #[test]
     fn issuer_and_audience() {
         let c = claims(r#"{"exp":1000,"jti":"a","iss":"me","aud":["x","y"]}"#).unwrap();
-        let mut rules = ClaimRules { issuer: Some("me".into()), audiences: vec!["y".into()], skew_seconds: 0 };
+        let mut rules = ClaimRules {
+            issuer: Some("me".into()),
+            audiences: vec!["y".into()],
+            skew_seconds: 0,
+        };
         assert_eq!(c.check(&rules, 1), Ok(()));
         rules.audiences = vec!["z".into()];
         assert_eq!(c.check(&rules, 1), Err(Denial::BadAudience));
@@ -206,7 +250,8 @@ mod tests {
 
     #[test]
     fn header_values_refuse_control_characters() {
-        let c = claims(r#"{"exp":1,"jti":"a","sub":"x\r\nevil: 1","groups":["a","b"],"n":5}"#).unwrap();
+        let c =
+            claims(r#"{"exp":1,"jti":"a","sub":"x\r\nevil: 1","groups":["a","b"],"n":5}"#).unwrap();
         assert_eq!(c.header_value("sub"), None);
         assert_eq!(c.header_value("groups").as_deref(), Some("a b"));
         assert_eq!(c.header_value("n").as_deref(), Some("5"));

@@ -114,7 +114,10 @@ pub struct ConfigError {
 }
 
 fn bad(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), problem: problem.into() }
+    ConfigError {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 /// A header the filter writes upstream with a claim's value.
@@ -142,7 +145,10 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            bad(if path == "." { "config".into() } else { path }, e.into_inner().to_string())
+            bad(
+                if path == "." { "config".into() } else { path },
+                e.into_inner().to_string(),
+            )
         })?;
         raw.validate()
     }
@@ -150,34 +156,58 @@ impl Config {
 
 fn valid_header_name(h: &str) -> bool {
     !h.is_empty()
-        && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// Headers the filter must never overwrite from a claim.
 const RESERVED_HEADERS: [&str; 9] = [
-    "authorization", "host", "content-length", "content-type", "transfer-encoding",
-    "connection", "te", "upgrade", "x-request-id",
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "x-request-id",
 ];
 
 fn valid_token_text(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 impl RawPolicy {
     fn validate(self, field: &str) -> Result<Policy, ConfigError> {
-        let RawPolicy { auth, scopes_all, scopes_any, claims } = self;
+        let RawPolicy {
+            auth,
+            scopes_all,
+            scopes_any,
+            claims,
+        } = self;
         if auth == AuthMode::Anonymous {
             if scopes_all.is_some() || scopes_any.is_some() || !claims.is_empty() {
-                return Err(bad(field, "an anonymous route cannot require scopes or claims"));
+                return Err(bad(
+                    field,
+                    "an anonymous route cannot require scopes or claims",
+                ));
             }
             return Ok(Policy::Anonymous);
         }
         let scope_list = |name: &str, list: Vec<String>| -> Result<Vec<String>, ConfigError> {
             if list.is_empty() {
-                return Err(bad(format!("{field}.{name}"), "must list at least one scope"));
+                return Err(bad(
+                    format!("{field}.{name}"),
+                    "must list at least one scope",
+                ));
             }
             if let Some(s) = list.iter().find(|s| !valid_token_text(s)) {
-                return Err(bad(format!("{field}.{name}"), format!("{s:?} is not a valid scope")));
+                return Err(bad(
+                    format!("{field}.{name}"),
+                    format!("{s:?} is not a valid scope"),
+                ));
             }
             Ok(list)
         };
@@ -192,14 +222,23 @@ impl RawPolicy {
         let mut required = Vec::with_capacity(claims.len());
         for (claim, values) in claims {
             if !valid_token_text(&claim) {
-                return Err(bad(format!("{field}.claims"), format!("{claim:?} is not a valid claim name")));
+                return Err(bad(
+                    format!("{field}.claims"),
+                    format!("{claim:?} is not a valid claim name"),
+                ));
             }
             if values.is_empty() {
-                return Err(bad(format!("{field}.claims.{claim}"), "must list at least one value"));
+                return Err(bad(
+                    format!("{field}.claims.{claim}"),
+                    "must list at least one value",
+                ));
             }
             required.push((claim, values));
         }
-        Ok(Policy::Token(Requirements { scopes, claims: required }))
+        Ok(Policy::Token(Requirements {
+            scopes,
+            claims: required,
+        }))
     }
 }
 
@@ -215,7 +254,10 @@ impl RawConfig {
             return Err(bad("audiences", "must not contain an empty string"));
         }
         if self.clock_skew_seconds > MAX_SKEW_SECONDS {
-            return Err(bad("clock_skew_seconds", format!("must be at most {MAX_SKEW_SECONDS}")));
+            return Err(bad(
+                "clock_skew_seconds",
+                format!("must be at most {MAX_SKEW_SECONDS}"),
+            ));
         }
         if !(256..=64 * 1024).contains(&self.max_token_bytes) {
             return Err(bad("max_token_bytes", "must be between 256 and 65536"));
@@ -232,12 +274,27 @@ impl RawConfig {
                 return Err(bad(format!("{field}.claim"), "must be a claim name"));
             }
             if !valid_header_name(&f.header) || RESERVED_HEADERS.contains(&f.header.as_str()) {
-                return Err(bad(format!("{field}.header"), format!("{:?} is not a lower-case header name the filter may set", f.header)));
+                return Err(bad(
+                    format!("{field}.header"),
+                    format!(
+                        "{:?} is not a lower-case header name the filter may set",
+                        f.header
+                    ),
+                ));
             }
-            if forward.iter().any(|x: &ForwardedClaim| x.header == f.header) {
-                return Err(bad(format!("{field}.header"), format!("{:?} is used twice", f.header)));
+            if forward
+                .iter()
+                .any(|x: &ForwardedClaim| x.header == f.header)
+            {
+                return Err(bad(
+                    format!("{field}.header"),
+                    format!("{:?} is used twice", f.header),
+                ));
             }
-            forward.push(ForwardedClaim { claim: f.claim, header: f.header });
+            forward.push(ForwardedClaim {
+                claim: f.claim,
+                header: f.header,
+            });
         }
         let mut routes = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
@@ -253,11 +310,20 @@ impl RawConfig {
             }
             let methods = match r.methods {
                 Some(ms) if ms.is_empty() => {
-                    return Err(bad(format!("{field}.methods"), "omit it to match any method, or list at least one"));
+                    return Err(bad(
+                        format!("{field}.methods"),
+                        "omit it to match any method, or list at least one",
+                    ));
                 }
                 Some(ms) => {
-                    if let Some(m) = ms.iter().find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic())) {
-                        return Err(bad(format!("{field}.methods"), format!("{m:?} is not an HTTP method")));
+                    if let Some(m) = ms
+                        .iter()
+                        .find(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()))
+                    {
+                        return Err(bad(
+                            format!("{field}.methods"),
+                            format!("{m:?} is not an HTTP method"),
+                        ));
                     }
                     Some(ms.into_iter().map(|m| m.to_ascii_uppercase()).collect())
                 }
@@ -270,7 +336,12 @@ impl RawConfig {
                 scopes_any: r.scopes_any,
                 claims: r.claims,
             };
-            routes.push(Route { name, path, methods, policy: policy.validate(&field)? });
+            routes.push(Route {
+                name,
+                path,
+                methods,
+                policy: policy.validate(&field)?,
+            });
         }
         Ok(Config {
             realm: self.realm,
@@ -284,7 +355,10 @@ impl RawConfig {
             cache_entries: self.verified_cache_entries,
             forward,
             forward_authorization: self.forward_authorization,
-            routes: RouteTable { routes, default: self.default_route.validate("default_route")? },
+            routes: RouteTable {
+                routes,
+                default: self.default_route.validate("default_route")?,
+            },
         })
     }
 }
@@ -309,17 +383,48 @@ mod tests {
     fn errors_name_the_field() {
         assert!(err(r#"{"issuer": 5}"#).starts_with("issuer: invalid type"));
         assert!(err(r#"{"bogus": 1}"#).contains("unknown field `bogus`"));
-        assert!(err(r#"{"routes":[{"path_prefix":"/a","scope_all":["x"]}]}"#).starts_with("routes[0].scope_all: unknown field"));
-        assert!(err(r#"{"routes":[{"path_prefix":"/a","auth":"maybe"}]}"#).contains("unknown variant `maybe`"));
-        assert_eq!(err(r#"{"routes":[{"auth":"token"}]}"#), "routes[0]: set exactly one of path_exact and path_prefix");
-        assert_eq!(err(r#"{"routes":[{"path_prefix":"a"}]}"#), "routes[0]: paths start with '/'");
-        assert_eq!(err(r#"{"routes":[{"path_prefix":"/a","auth":"anonymous","scopes_all":["x"]}]}"#), "routes[0]: an anonymous route cannot require scopes or claims");
-        assert_eq!(err(r#"{"routes":[{"path_prefix":"/a","scopes_all":[]}]}"#), "routes[0].scopes_all: must list at least one scope");
-        assert_eq!(err(r#"{"routes":[{"path_prefix":"/a","methods":[]}]}"#), "routes[0].methods: omit it to match any method, or list at least one");
-        assert_eq!(err(r#"{"clock_skew_seconds": 3600}"#), "clock_skew_seconds: must be at most 600");
-        assert!(err(r#"{"forward_claims":[{"claim":"sub","header":"Authorization"}]}"#).starts_with("forward_claims[0].header"));
-        assert!(err(r#"{"forward_claims":[{"claim":"sub","header":"x-a"},{"claim":"iss","header":"x-a"}]}"#).contains("used twice"));
-        assert!(err(r#"{"bootstrap_jwks":{"keys":[{"kty":"RSA","crv":"x","x":"y","kid":"k"}]}}"#).starts_with("bootstrap_jwks: keys[0]: kty"));
+        assert!(
+            err(r#"{"routes":[{"path_prefix":"/a","scope_all":["x"]}]}"#)
+                .starts_with("routes[0].scope_all: unknown field")
+        );
+        assert!(err(r#"{"routes":[{"path_prefix":"/a","auth":"maybe"}]}"#)
+            .contains("unknown variant `maybe`"));
+        assert_eq!(
+            err(r#"{"routes":[{"auth":"token"}]}"#),
+            "routes[0]: set exactly one of path_exact and path_prefix"
+        );
+        assert_eq!(
+            err(r#"{"routes":[{"path_prefix":"a"}]}"#),
+            "routes[0]: paths start with '/'"
+        );
+        assert_eq!(
+            err(r#"{"routes":[{"path_prefix":"/a","auth":"anonymous","scopes_all":["x"]}]}"#),
+            "routes[0]: an anonymous route cannot require scopes or claims"
+        );
+        assert_eq!(
+            err(r#"{"routes":[{"path_prefix":"/a","scopes_all":[]}]}"#),
+            "routes[0].scopes_all: must list at least one scope"
+        );
+        assert_eq!(
+            err(r#"{"routes":[{"path_prefix":"/a","methods":[]}]}"#),
+            "routes[0].methods: omit it to match any method, or list at least one"
+        );
+        assert_eq!(
+            err(r#"{"clock_skew_seconds": 3600}"#),
+            "clock_skew_seconds: must be at most 600"
+        );
+        assert!(
+            err(r#"{"forward_claims":[{"claim":"sub","header":"Authorization"}]}"#)
+                .starts_with("forward_claims[0].header")
+        );
+        assert!(err(
+            r#"{"forward_claims":[{"claim":"sub","header":"x-a"},{"claim":"iss","header":"x-a"}]}"#
+        )
+        .contains("used twice"));
+        assert!(
+            err(r#"{"bootstrap_jwks":{"keys":[{"kty":"RSA","crv":"x","x":"y","kid":"k"}]}}"#)
+                .starts_with("bootstrap_jwks: keys[0]: kty")
+        );
         assert!(err("not json").starts_with("config:"));
     }
 
@@ -336,7 +441,10 @@ mod tests {
             "default_route": {"auth": "token"}
         }"#).unwrap();
         assert_eq!(c.claim_rules.skew_seconds, 5);
-        assert_eq!(c.routes.routes[1].methods.as_deref(), Some(&["GET".to_string(), "POST".to_string()][..]));
+        assert_eq!(
+            c.routes.routes[1].methods.as_deref(),
+            Some(&["GET".to_string(), "POST".to_string()][..])
+        );
         assert_eq!(c.routes.routes[1].name, "route-1");
         assert!(!c.forward_authorization);
     }

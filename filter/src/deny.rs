@@ -137,7 +137,9 @@ mod tests {
             "Bearer realm=\"meshauth\", error=\"invalid_token\", error_description=\"token has expired\""
         );
         assert_eq!(Denial::MissingToken.challenge("r"), "Bearer realm=\"r\"");
-        let scope = Denial::InsufficientScope { required: "admin".into() };
+        let scope = Denial::InsufficientScope {
+            required: "admin".into(),
+        };
         assert_eq!(scope.status(), 403);
         assert!(scope.challenge("r").ends_with("scope=\"admin\""));
     }

@@ -28,7 +28,9 @@ pub struct PreparedKey {
 
 impl std::fmt::Debug for PreparedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedKey").field("bytes", &self.bytes).finish()
+        f.debug_struct("PreparedKey")
+            .field("bytes", &self.bytes)
+            .finish()
     }
 }
 
@@ -85,10 +87,9 @@ mod tests {
 
     #[test]
     fn rfc8032_test_vector_2() {
-        let key: [u8; 32] =
-            hex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
-                .try_into()
-                .unwrap();
+        let key: [u8; 32] = hex("3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+            .try_into()
+            .unwrap();
         let sig: [u8; 64] = hex("92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00").try_into().unwrap();
         let k = PreparedKey::new(key).unwrap();
         assert!(k.verify(&[0x72], &sig));
@@ -100,7 +101,10 @@ mod tests {
         // The identity point encodes as 1 followed by zeros.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert_eq!(PreparedKey::new(identity).unwrap_err(), KeyError::SmallOrder);
+        assert_eq!(
+            PreparedKey::new(identity).unwrap_err(),
+            KeyError::SmallOrder
+        );
         // y = 2 is not on the curve.
         let mut bad = [0u8; 32];
         bad[0] = 2;
@@ -115,10 +119,9 @@ mod tests {
         let k = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
         assert!(k.verify(msg, &sig));
         // S + L is the same scalar mod L but not canonical.
-        let l: [u8; 32] =
-            hex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
-                .try_into()
-                .unwrap();
+        let l: [u8; 32] = hex("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010")
+            .try_into()
+            .unwrap();
         let mut carry = 0u16;
         for i in 0..32 {
             let v = sig[32 + i] as u16 + l[i] as u16 + carry;

@@ -70,7 +70,10 @@ impl Engine {
         let Engine { config, cache } = self;
         let requirements = match config.routes.policy_for(req.method, req.path) {
             Policy::Anonymous => {
-                return Outcome { verdict: Verdict::Anonymous, cache: CacheUse::NotUsed }
+                return Outcome {
+                    verdict: Verdict::Anonymous,
+                    cache: CacheUse::NotUsed,
+                }
             }
             Policy::Token(r) => r,
         };
@@ -108,7 +111,10 @@ impl Engine {
             Ok(claims) => Verdict::Allow(claims),
             Err(d) => Verdict::Deny(d),
         };
-        Outcome { verdict, cache: used }
+        Outcome {
+            verdict,
+            cache: used,
+        }
     }
 }
 

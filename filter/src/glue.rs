@@ -95,7 +95,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let engine = self.engine.clone()?;
-        Some(Box::new(Http { engine, metrics: self.metrics.clone() }))
+        Some(Box::new(Http {
+            engine,
+            metrics: self.metrics.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -119,7 +122,9 @@ impl Http {
 
     fn deny(&self, denial: &Denial, realm: &str) -> Action {
         self.metrics.denied(denial.code());
-        let correlation = self.get_http_request_header("x-request-id").unwrap_or_default();
+        let correlation = self
+            .get_http_request_header("x-request-id")
+            .unwrap_or_default();
         let challenge = denial.challenge(realm);
         self.send_http_response(
             denial.status(),
@@ -143,7 +148,11 @@ impl HttpContext for Http {
         let engine = self.engine.clone();
         let mut engine = engine.borrow_mut();
         let outcome = engine.check(
-            &Request { method: &method, path: &path, authorization: authorization.as_deref() },
+            &Request {
+                method: &method,
+                path: &path,
+                authorization: authorization.as_deref(),
+            },
             now,
         );
         match outcome.cache {
@@ -156,7 +165,10 @@ impl HttpContext for Http {
                 Metrics::bump(self.metrics.allowed);
                 // Setting (or removing) each header also drops any client-sent copy.
                 for f in engine.forwarded() {
-                    self.set_http_request_header(&f.header, claims.header_value(&f.claim).as_deref());
+                    self.set_http_request_header(
+                        &f.header,
+                        claims.header_value(&f.claim).as_deref(),
+                    );
                 }
                 if !engine.config().forward_authorization {
                     self.set_http_request_header("authorization", None);

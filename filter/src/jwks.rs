@@ -26,7 +26,11 @@ impl KeySet {
         let mut keys = HashMap::with_capacity(set.keys.len());
         for (index, jwk) in set.keys.iter().enumerate() {
             let err = |reason: String| KeySetError::Key { index, reason };
-            let kid = jwk.kid.clone().filter(|k| !k.is_empty()).ok_or_else(|| err("kid is missing".into()))?;
+            let kid = jwk
+                .kid
+                .clone()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| err("kid is missing".into()))?;
             let bytes = jwk.ed25519_public().map_err(|e| err(e.to_string()))?;
             let key = PreparedKey::new(bytes).map_err(|e| err(e.to_string()))?;
             if keys.insert(kid.clone(), Rc::new(key)).is_some() {
@@ -55,15 +59,23 @@ mod tests {
     use meshauth_wire::Jwk;
 
     fn public(seed: u8) -> [u8; 32] {
-        ed25519_dalek::SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes()
+        ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+            .verifying_key()
+            .to_bytes()
     }
 
     #[test]
     fn loads_keys_by_kid() {
         let a = Jwk::from_ed25519(&public(1));
-        let set = KeySet::from_jwks(&JwkSet { keys: vec![a.clone(), Jwk::from_ed25519(&public(2))] }).unwrap();
+        let set = KeySet::from_jwks(&JwkSet {
+            keys: vec![a.clone(), Jwk::from_ed25519(&public(2))],
+        })
+        .unwrap();
         assert_eq!(set.len(), 2);
-        assert_eq!(set.get(a.kid.as_deref().unwrap()).unwrap().public_bytes(), &public(1));
+        assert_eq!(
+            set.get(a.kid.as_deref().unwrap()).unwrap().public_bytes(),
+            &public(1)
+        );
         assert!(set.get("nope").is_none());
     }
 
@@ -71,10 +83,16 @@ mod tests {
     fn refuses_bad_members_naming_the_index() {
         let mut bad = Jwk::from_ed25519(&public(1));
         bad.kid = None;
-        let err = KeySet::from_jwks(&JwkSet { keys: vec![Jwk::from_ed25519(&public(3)), bad] }).unwrap_err();
+        let err = KeySet::from_jwks(&JwkSet {
+            keys: vec![Jwk::from_ed25519(&public(3)), bad],
+        })
+        .unwrap_err();
         assert_eq!(err.to_string(), "keys[1]: kid is missing");
         let dup = Jwk::from_ed25519(&public(1));
-        let err = KeySet::from_jwks(&JwkSet { keys: vec![dup.clone(), dup] }).unwrap_err();
+        let err = KeySet::from_jwks(&JwkSet {
+            keys: vec![dup.clone(), dup],
+        })
+        .unwrap_err();
         assert!(matches!(err, KeySetError::Duplicate { index: 1, .. }));
     }
 }

@@ -29,7 +29,8 @@ pub fn bearer(authorization: &str) -> Option<&str> {
 
 pub fn parse(token: &str) -> Result<Parsed<'_>, Denial> {
     let mut parts = token.splitn(4, '.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Denial::Malformed("expected three dot-separated parts"));
     };
@@ -60,13 +61,18 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Denial> {
         Some(Value::String(k)) if !k.is_empty() => k.clone(),
         _ => return Err(Denial::Malformed("header has no kid")),
     };
-    let signature =
-        b64::decode_array::<64>(s).ok_or(Denial::Malformed("signature is not 64 bytes of base64url"))?;
+    let signature = b64::decode_array::<64>(s)
+        .ok_or(Denial::Malformed("signature is not 64 bytes of base64url"))?;
     let payload = b64::decode(p).map_err(|_| Denial::Malformed("payload is not base64url"))?;
     let signing_input = token
         .get(..h.len() + 1 + p.len())
         .ok_or(Denial::Malformed("expected three dot-separated parts"))?;
-    Ok(Parsed { kid, signing_input, signature, payload })
+    Ok(Parsed {
+        kid,
+        signing_input,
+        signature,
+        payload,
+    })
 }
 
 impl Parsed<'_> {
@@ -84,7 +90,12 @@ mod tests {
     }
 
     fn token(header: &str, payload: &str) -> String {
-        format!("{}.{}.{}", enc(header), enc(payload), b64::encode([0u8; 64]))
+        format!(
+            "{}.{}.{}",
+            enc(header),
+            enc(payload),
+            b64::encode([0u8; 64])
+        )
     }
 
     const P: &str = r#"{"exp":1,"jti":"a"}"#;
@@ -131,16 +142,32 @@ mod tests {
             r#"not json"#,
         ];
         for h in cases {
-            assert!(matches!(parse(&token(h, P)), Err(Denial::Malformed(_))), "{h}");
+            assert!(
+                matches!(parse(&token(h, P)), Err(Denial::Malformed(_))),
+                "{h}"
+            );
         }
     }
 
     #[test]
     fn refuses_malformed_structure() {
-        for t in ["", "a", "a.b", "a.b.c.d", "...", "e30.e30.", "e30=.e30.AAAA"] {
+        for t in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c.d",
+            "...",
+            "e30.e30.",
+            "e30=.e30.AAAA",
+        ] {
             assert!(matches!(parse(t), Err(Denial::Malformed(_))), "{t}");
         }
-        let short_sig = format!("{}.{}.{}", enc(r#"{"alg":"EdDSA","kid":"k"}"#), enc(P), b64::encode([0u8; 63]));
+        let short_sig = format!(
+            "{}.{}.{}",
+            enc(r#"{"alg":"EdDSA","kid":"k"}"#),
+            enc(P),
+            b64::encode([0u8; 63])
+        );
         assert!(matches!(parse(&short_sig), Err(Denial::Malformed(_))));
     }
 }

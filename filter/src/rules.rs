@@ -73,22 +73,21 @@ impl RouteTable {
 
 impl Requirements {
     pub fn check(&self, claims: &Claims) -> Result<(), Denial> {
-        match &self.scopes {
-            Some(ScopeRule::All(all)) => {
-                if !all.iter().all(|s| claims.has_scope(s)) {
-                    return Err(Denial::InsufficientScope { required: all.join(" ") });
-                }
-            }
-            Some(ScopeRule::Any(any)) => {
-                if !any.iter().any(|s| claims.has_scope(s)) {
-                    return Err(Denial::InsufficientScope { required: any.join(" ") });
-                }
-            }
-            None => {}
+        let (ok, listed) = match &self.scopes {
+            Some(ScopeRule::All(all)) => (all.iter().all(|s| claims.has_scope(s)), all),
+            Some(ScopeRule::Any(any)) => (any.iter().any(|s| claims.has_scope(s)), any),
+            None => (true, &Vec::new()),
+        };
+        if !ok {
+            return Err(Denial::InsufficientScope {
+                required: listed.join(" "),
+            });
         }
         for (claim, permitted) in &self.claims {
             if !claims.values(claim).iter().any(|v| permitted.contains(v)) {
-                return Err(Denial::ClaimMismatch { claim: claim.clone() });
+                return Err(Denial::ClaimMismatch {
+                    claim: claim.clone(),
+                });
             }
         }
         Ok(())
@@ -102,20 +101,36 @@ mod tests {
     fn table() -> RouteTable {
         RouteTable {
             routes: vec![
-                Route { name: "health".into(), path: PathMatch::Exact("/healthz".into()), methods: None, policy: Policy::Anonymous },
+                Route {
+                    name: "health".into(),
+                    path: PathMatch::Exact("/healthz".into()),
+                    methods: None,
+                    policy: Policy::Anonymous,
+                },
                 Route {
                     name: "admin-read".into(),
                     path: PathMatch::Prefix("/admin/".into()),
                     methods: Some(vec!["GET".into()]),
-                    policy: Policy::Token(Requirements { scopes: Some(ScopeRule::Any(vec!["admin".into(), "audit".into()])), claims: vec![] }),
+                    policy: Policy::Token(Requirements {
+                        scopes: Some(ScopeRule::Any(vec!["admin".into(), "audit".into()])),
+                        claims: vec![],
+                    }),
                 },
                 Route {
                     name: "admin".into(),
                     path: PathMatch::Prefix("/admin/".into()),
                     methods: None,
-                    policy: Policy::Token(Requirements { scopes: Some(ScopeRule::All(vec!["admin".into(), "write".into()])), claims: vec![("tenant".into(), vec!["a".into()])] }),
+                    policy: Policy::Token(Requirements {
+                        scopes: Some(ScopeRule::All(vec!["admin".into(), "write".into()])),
+                        claims: vec![("tenant".into(), vec!["a".into()])],
+                    }),
                 },
-                Route { name: "public".into(), path: PathMatch::Prefix("/public/".into()), methods: None, policy: Policy::Anonymous },
+                Route {
+                    name: "public".into(),
+                    path: PathMatch::Prefix("/public/".into()),
+                    methods: None,
+                    policy: Policy::Anonymous,
+                },
             ],
             default: Policy::Token(Requirements::default()),
         }
@@ -123,7 +138,10 @@ mod tests {
 
     fn name_of<'a>(t: &'a RouteTable, method: &str, path: &str) -> Option<&'a str> {
         let p = t.policy_for(method, path);
-        t.routes.iter().find(|r| std::ptr::eq(&r.policy, p)).map(|r| r.name.as_str())
+        t.routes
+            .iter()
+            .find(|r| std::ptr::eq(&r.policy, p))
+            .map(|r| r.name.as_str())
     }
 
     #[test]
@@ -146,13 +164,25 @@ mod tests {
     #[test]
     fn scope_and_claim_requirements() {
         let t = table();
-        let Policy::Token(read) = t.policy_for("GET", "/admin/x") else { panic!() };
-        let Policy::Token(write) = t.policy_for("POST", "/admin/x") else { panic!() };
+        let Policy::Token(read) = t.policy_for("GET", "/admin/x") else {
+            panic!()
+        };
+        let Policy::Token(write) = t.policy_for("POST", "/admin/x") else {
+            panic!()
+        };
         let audit = claims(r#"{"exp":1,"jti":"j","scope":"audit"}"#);
         assert_eq!(read.check(&audit), Ok(()));
-        assert!(matches!(write.check(&audit), Err(Denial::InsufficientScope { .. })));
+        assert!(matches!(
+            write.check(&audit),
+            Err(Denial::InsufficientScope { .. })
+        ));
         let admin_b = claims(r#"{"exp":1,"jti":"j","scope":"write admin","tenant":"b"}"#);
-        assert_eq!(write.check(&admin_b), Err(Denial::ClaimMismatch { claim: "tenant".into() }));
+        assert_eq!(
+            write.check(&admin_b),
+            Err(Denial::ClaimMismatch {
+                claim: "tenant".into()
+            })
+        );
         let admin_a = claims(r#"{"exp":1,"jti":"j","scope":"write admin","tenant":["c","a"]}"#);
         assert_eq!(write.check(&admin_a), Ok(()));
     }

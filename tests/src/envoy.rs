@@ -39,7 +39,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { concurrency: 2, upstream_port: 9, vars: Vec::new(), template: None }
+        Options {
+            concurrency: 2,
+            upstream_port: 9,
+            vars: Vec::new(),
+            template: None,
+        }
     }
 }
 
@@ -54,24 +59,38 @@ impl Envoy {
             ("WASM_PATH", crate::filter_wasm().display().to_string()),
         ];
         vars.extend(opts.vars);
-        let yaml = render(&opts.template.unwrap_or_else(template), &vars, plugin_config);
+        let yaml = render(
+            &opts.template.unwrap_or_else(template),
+            &vars,
+            plugin_config,
+        );
         let cfg = dir.path().join("envoy.yaml");
         std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
         let admin_file = dir.path().join("admin.txt");
         let log = dir.path().join("envoy.log");
         let child = Command::new(crate::envoy_bin())
-            .arg("-c").arg(&cfg)
-            .arg("--concurrency").arg(opts.concurrency.to_string())
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--concurrency")
+            .arg(opts.concurrency.to_string())
             .arg("--disable-hot-restart")
-            .arg("--admin-address-path").arg(&admin_file)
-            .arg("--log-path").arg(&log)
-            .arg("-l").arg("info")
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .arg("--log-path")
+            .arg(&log)
+            .arg("-l")
+            .arg("info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("spawn envoy: {e}"))?;
-        let mut envoy = Envoy { child, port: 0, admin_port: 0, dir };
+        let mut envoy = Envoy {
+            child,
+            port: 0,
+            admin_port: 0,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = envoy.child.try_wait() {
@@ -92,12 +111,17 @@ impl Envoy {
         let addr = std::fs::read_to_string(admin_file).ok()?;
         let port: u16 = addr.trim().rsplit(':').next()?.parse().ok()?;
         self.admin_port = port;
-        let ready = ureq::get(&format!("http://127.0.0.1:{port}/ready")).call().ok()?;
+        let ready = ureq::get(&format!("http://127.0.0.1:{port}/ready"))
+            .call()
+            .ok()?;
         if ready.status() != 200 {
             return None;
         }
-        let listeners: Value =
-            ureq::get(&format!("http://127.0.0.1:{port}/listeners?format=json")).call().ok()?.into_json().ok()?;
+        let listeners: Value = ureq::get(&format!("http://127.0.0.1:{port}/listeners?format=json"))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()?;
         listeners["listener_statuses"]
             .as_array()?
             .iter()
@@ -120,11 +144,14 @@ impl Envoy {
 
     /// Prometheus text from the admin endpoint.
     pub fn prometheus(&self) -> String {
-        ureq::get(&format!("http://127.0.0.1:{}/stats/prometheus", self.admin_port))
-            .call()
-            .ok()
-            .and_then(|r| r.into_string().ok())
-            .unwrap_or_default()
+        ureq::get(&format!(
+            "http://127.0.0.1:{}/stats/prometheus",
+            self.admin_port
+        ))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default()
     }
 
     /// The value of one counter in the Prometheus output, summed over its series.

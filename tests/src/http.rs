@@ -12,7 +12,9 @@ pub struct Answer {
 
 impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -22,7 +24,9 @@ impl Answer {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build()
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build()
 }
 
 pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
@@ -47,7 +51,11 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         }
     }
     let body = resp.into_string().unwrap_or_default();
-    Answer { status, headers: map, body }
+    Answer {
+        status,
+        headers: map,
+        body,
+    }
 }
 
 pub fn get(url: &str, headers: &[(&str, &str)]) -> Answer {

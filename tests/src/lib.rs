@@ -19,12 +19,21 @@ pub fn workspace_root() -> PathBuf {
 /// A file the tests need, from an env var or its default place; a clear panic if absent.
 pub fn required_file(var: &str, default: PathBuf, hint: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
-    assert!(path.exists(), "{} not found at {} ({hint})", var, path.display());
+    assert!(
+        path.exists(),
+        "{} not found at {} ({hint})",
+        var,
+        path.display()
+    );
     path
 }
 
 pub fn envoy_bin() -> PathBuf {
-    required_file("ENVOY_BIN", workspace_root().join(".venv/bin/envoy"), "run scripts/setup.sh")
+    required_file(
+        "ENVOY_BIN",
+        workspace_root().join(".venv/bin/envoy"),
+        "run scripts/setup.sh",
+    )
 }
 
 pub fn filter_wasm() -> PathBuf {

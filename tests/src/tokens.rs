@@ -19,7 +19,9 @@ pub fn now() -> i64 {
 
 impl DevKey {
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        DevKey { sk: SigningKey::from_bytes(&seed) }
+        DevKey {
+            sk: SigningKey::from_bytes(&seed),
+        }
     }
 
     pub fn random() -> Self {
@@ -41,7 +43,9 @@ impl DevKey {
     }
 
     pub fn jwks(keys: &[&DevKey]) -> JwkSet {
-        JwkSet { keys: keys.iter().map(|k| k.jwk()).collect() }
+        JwkSet {
+            keys: keys.iter().map(|k| k.jwk()).collect(),
+        }
     }
 
     /// A standard token signed by `jsonwebtoken`.

@@ -1,9 +1,9 @@
 //! The filter inside a real Envoy (`--concurrency 2`) in front of an echoing upstream.
 
+use meshauth_tests::echo;
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::http::get;
 use meshauth_tests::tokens::{claims, jwks_value, now, DevKey};
-use meshauth_tests::echo;
 use serde_json::{json, Value};
 
 struct Setup {
@@ -33,8 +33,14 @@ fn plugin_config(key: &DevKey) -> Value {
 fn setup() -> Setup {
     let key = DevKey::random();
     let upstream = echo::spawn().unwrap();
-    let envoy = Envoy::start(&plugin_config(&key), Options { upstream_port: upstream, ..Default::default() })
-        .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
+    let envoy = Envoy::start(
+        &plugin_config(&key),
+        Options {
+            upstream_port: upstream,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
     Setup { envoy, key }
 }
 
@@ -45,10 +51,16 @@ fn bearer(token: &str) -> String {
 /// Asserts a 401 with an RFC 6750 challenge and the JSON error body.
 fn assert_invalid(s: &Setup, token: &str, code: &str) {
     let auth = bearer(token);
-    let a = get(&s.envoy.url("/api/x"), &[("authorization", &auth), ("x-request-id", "corr-1")]);
+    let a = get(
+        &s.envoy.url("/api/x"),
+        &[("authorization", &auth), ("x-request-id", "corr-1")],
+    );
     assert_eq!(a.status, 401, "{code}: {}", a.body);
     let challenge = a.header("www-authenticate").unwrap_or_default();
-    assert!(challenge.starts_with("Bearer realm=\"meshauth\", error=\"invalid_token\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"meshauth\", error=\"invalid_token\""),
+        "{challenge}"
+    );
     let body = a.json();
     assert_eq!(body["error"]["code"], code, "{body}");
     assert_eq!(body["error"]["correlation_id"], "corr-1");
@@ -61,15 +73,25 @@ fn valid_token_reaches_upstream_with_claim_headers() {
     // A client-sent copy of a forwarded header must not survive.
     let auth = bearer(&token);
     for _ in 0..4 {
-        let a = get(&s.envoy.url("/api/items"), &[("authorization", &auth), ("x-meshauth-sub", "mallory")]);
+        let a = get(
+            &s.envoy.url("/api/items"),
+            &[("authorization", &auth), ("x-meshauth-sub", "mallory")],
+        );
         assert_eq!(a.status, 200, "{}", a.body);
         let echoed = a.json();
         assert_eq!(echoed["headers"]["x-meshauth-sub"], "alice");
         assert_eq!(echoed["headers"]["x-meshauth-scope"], "read write");
-        assert!(echoed["headers"].get("authorization").is_none(), "authorization is stripped by config");
+        assert!(
+            echoed["headers"].get("authorization").is_none(),
+            "authorization is stripped by config"
+        );
     }
     assert!(s.envoy.counter("meshauth_requests_allowed") >= 4);
-    assert!(s.envoy.counter("meshauth_verify_cache_hits") >= 2, "{}", s.envoy.prometheus());
+    assert!(
+        s.envoy.counter("meshauth_verify_cache_hits") >= 2,
+        "{}",
+        s.envoy.prometheus()
+    );
 }
 
 #[test]
@@ -77,12 +99,36 @@ fn bad_tokens_get_401_with_the_reason() {
     let s = setup();
     let k = &s.key;
     let t = now();
-    assert_invalid(&s, &k.sign(&claims("a", json!({"exp": t - 60}))), "token_expired");
-    assert_invalid(&s, &k.sign(&claims("a", json!({"nbf": t + 600}))), "token_not_yet_valid");
-    assert_invalid(&s, &k.sign(&claims("a", json!({"iss": "https://evil"}))), "bad_issuer");
-    assert_invalid(&s, &k.sign(&claims("a", json!({"aud": "other"}))), "bad_audience");
-    assert_invalid(&s, &k.sign(&claims("a", json!({"exp": "tomorrow"}))), "bad_claim");
-    assert_invalid(&s, &DevKey::random().sign(&claims("a", json!({}))), "unknown_key");
+    assert_invalid(
+        &s,
+        &k.sign(&claims("a", json!({"exp": t - 60}))),
+        "token_expired",
+    );
+    assert_invalid(
+        &s,
+        &k.sign(&claims("a", json!({"nbf": t + 600}))),
+        "token_not_yet_valid",
+    );
+    assert_invalid(
+        &s,
+        &k.sign(&claims("a", json!({"iss": "https://evil"}))),
+        "bad_issuer",
+    );
+    assert_invalid(
+        &s,
+        &k.sign(&claims("a", json!({"aud": "other"}))),
+        "bad_audience",
+    );
+    assert_invalid(
+        &s,
+        &k.sign(&claims("a", json!({"exp": "tomorrow"}))),
+        "bad_claim",
+    );
+    assert_invalid(
+        &s,
+        &DevKey::random().sign(&claims("a", json!({}))),
+        "unknown_key",
+    );
     // Right kid, wrong key.
     let header = json!({"alg": "EdDSA", "kid": k.kid()}).to_string();
     let forged = DevKey::random().sign_raw(&header, &claims("a", json!({})).to_string());
@@ -94,9 +140,16 @@ fn bad_tokens_get_401_with_the_reason() {
     parts[1].pop();
     parts[1].push(flipped);
     assert_invalid(&s, &parts.join("."), "bad_signature");
-    let none = format!("{}.{}.", meshauth_wire::b64::encode(r#"{"alg":"none","kid":"x"}"#), meshauth_wire::b64::encode("{}"));
+    let none = format!(
+        "{}.{}.",
+        meshauth_wire::b64::encode(r#"{"alg":"none","kid":"x"}"#),
+        meshauth_wire::b64::encode("{}")
+    );
     assert_invalid(&s, &none, "bad_algorithm");
-    let hs256 = k.sign_raw(&json!({"alg": "HS256", "kid": k.kid()}).to_string(), &claims("a", json!({})).to_string());
+    let hs256 = k.sign_raw(
+        &json!({"alg": "HS256", "kid": k.kid()}).to_string(),
+        &claims("a", json!({})).to_string(),
+    );
     assert_invalid(&s, &hs256, "bad_algorithm");
     assert_invalid(&s, "not-a-token", "malformed_token");
     assert_invalid(&s, "a.b.c", "malformed_token");
@@ -109,10 +162,16 @@ fn missing_token_gets_a_bare_challenge() {
     let s = setup();
     let a = get(&s.envoy.url("/api/x"), &[]);
     assert_eq!(a.status, 401);
-    assert_eq!(a.header("www-authenticate"), Some("Bearer realm=\"meshauth\""));
+    assert_eq!(
+        a.header("www-authenticate"),
+        Some("Bearer realm=\"meshauth\"")
+    );
     assert_eq!(a.json()["error"]["code"], "missing_token");
     // A correlation id is there even when the client sent none (Envoy makes one).
-    assert!(!a.json()["error"]["correlation_id"].as_str().unwrap_or_default().is_empty());
+    assert!(!a.json()["error"]["correlation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
 }
 
 #[test]
@@ -122,20 +181,35 @@ fn scopes_and_claims_decide_per_route() {
     let a = get(&s.envoy.url("/admin/users"), &[("authorization", &reader)]);
     assert_eq!(a.status, 403, "{}", a.body);
     let challenge = a.header("www-authenticate").unwrap_or_default();
-    assert!(challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"admin\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"admin\""),
+        "{challenge}"
+    );
     let admin = bearer(&s.key.sign(&claims("root", json!({"scope": "read admin"}))));
-    assert_eq!(get(&s.envoy.url("/admin/users"), &[("authorization", &admin)]).status, 200);
+    assert_eq!(
+        get(&s.envoy.url("/admin/users"), &[("authorization", &admin)]).status,
+        200
+    );
     let tenant_b = bearer(&s.key.sign(&claims("carol", json!({"tenant": "b"}))));
     let a = get(&s.envoy.url("/tenant-a/x"), &[("authorization", &tenant_b)]);
-    assert_eq!((a.status, a.json()["error"]["code"].clone()), (403, json!("claim_mismatch")));
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (403, json!("claim_mismatch"))
+    );
     let tenant_a = bearer(&s.key.sign(&claims("dave", json!({"tenant": "a"}))));
-    assert_eq!(get(&s.envoy.url("/tenant-a/x"), &[("authorization", &tenant_a)]).status, 200);
+    assert_eq!(
+        get(&s.envoy.url("/tenant-a/x"), &[("authorization", &tenant_a)]).status,
+        200
+    );
 }
 
 #[test]
 fn anonymous_route_needs_no_token_and_strips_claim_headers() {
     let s = setup();
-    let a = get(&s.envoy.url("/public/hello"), &[("x-meshauth-sub", "spoofed")]);
+    let a = get(
+        &s.envoy.url("/public/hello"),
+        &[("x-meshauth-sub", "spoofed")],
+    );
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.json()["headers"].get("x-meshauth-sub").is_none());
     // Path normalization: a dot-segment cannot walk out of /public/ into a protected route.
@@ -147,16 +221,28 @@ fn anonymous_route_needs_no_token_and_strips_claim_headers() {
 fn bad_configuration_is_refused_by_envoy() {
     let key = DevKey::random();
     for (bad, field) in [
-        (json!({"routes": [{"path_prefix": "/a", "auth": "sometimes"}]}), "routes[0].auth"),
+        (
+            json!({"routes": [{"path_prefix": "/a", "auth": "sometimes"}]}),
+            "routes[0].auth",
+        ),
         (json!({"clock_skew_seconds": 99999}), "clock_skew_seconds"),
-        (json!({"bootstrap_jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "short", "kid": "k"}]}}), "bootstrap_jwks"),
-        (json!({"issuer": "x", "typo_field": true, "bootstrap_jwks": jwks_value(&[&key])}), "typo_field"),
+        (
+            json!({"bootstrap_jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "short", "kid": "k"}]}}),
+            "bootstrap_jwks",
+        ),
+        (
+            json!({"issuer": "x", "typo_field": true, "bootstrap_jwks": jwks_value(&[&key])}),
+            "typo_field",
+        ),
     ] {
         let log = match Envoy::start(&bad, Options::default()) {
             Ok(e) => panic!("envoy accepted a bad config {bad}:\n{}", e.log()),
             Err(log) => log,
         };
-        assert!(log.contains("meshauth: invalid plugin configuration") && log.contains(field), "{field}:\n{log}");
+        assert!(
+            log.contains("meshauth: invalid plugin configuration") && log.contains(field),
+            "{field}:\n{log}"
+        );
     }
 }
 
@@ -164,8 +250,14 @@ fn bad_configuration_is_refused_by_envoy() {
 fn garbage_never_breaks_the_filter() {
     let s = setup();
     let junk = [
-        "Bearer", "Bearer x", "Bearer ....", "Bearer ~~~", "Basic Zm9vOmJhcg==", "bearer e30.e30.e30",
-        "Bearer eyJhbGciOiJFZERTQSJ9.eyJleHAiOjF9.AAAA", "Bearer %%%.%%%.%%%",
+        "Bearer",
+        "Bearer x",
+        "Bearer ....",
+        "Bearer ~~~",
+        "Basic Zm9vOmJhcg==",
+        "bearer e30.e30.e30",
+        "Bearer eyJhbGciOiJFZERTQSJ9.eyJleHAiOjF9.AAAA",
+        "Bearer %%%.%%%.%%%",
     ];
     for j in junk {
         let a = get(&s.envoy.url("/api/x"), &[("authorization", j)]);
@@ -174,11 +266,17 @@ fn garbage_never_breaks_the_filter() {
     // Huge header values of every shape, then a valid request still works on every worker.
     for shape in ["Bearer ", "", "Bearer a.b."] {
         let v = format!("{shape}{}", "A".repeat(64 * 1024));
-        assert_eq!(get(&s.envoy.url("/api/x"), &[("authorization", &v)]).status, 401);
+        assert_eq!(
+            get(&s.envoy.url("/api/x"), &[("authorization", &v)]).status,
+            401
+        );
     }
     let token = bearer(&s.key.sign(&claims("erin", json!({}))));
     for _ in 0..8 {
-        assert_eq!(get(&s.envoy.url("/api/x"), &[("authorization", &token)]).status, 200);
+        assert_eq!(
+            get(&s.envoy.url("/api/x"), &[("authorization", &token)]).status,
+            200
+        );
     }
     assert!(!s.envoy.log().contains("panicked"), "{}", s.envoy.log());
 }

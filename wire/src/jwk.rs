@@ -116,7 +116,10 @@ mod tests {
             use_: None,
             alg: None,
         };
-        assert_eq!(jwk.thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            jwk.thumbprint(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
         assert!(jwk.ed25519_public().is_ok());
     }
 

@@ -53,7 +53,14 @@ fn engine() -> Engine {
 }
 
 fn run(e: &mut Engine, path: &str, auth: Option<&str>) -> Outcome {
-    e.check(&Request { method: "GET", path, authorization: auth }, NOW)
+    e.check(
+        &Request {
+            method: "GET",
+            path,
+            authorization: auth,
+        },
+        NOW,
+    )
 }
 
 fn denial(e: &mut Engine, token: &str) -> Denial {
@@ -66,7 +73,10 @@ fn denial(e: &mut Engine, token: &str) -> Denial {
 #[test]
 fn valid_token_is_allowed_then_cached() {
     let mut e = engine();
-    let t = format!("Bearer {}", sign(&signing_key(1), claims(serde_json::json!({}))));
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({})))
+    );
     let first = run(&mut e, "/x", Some(&t));
     assert!(matches!(first.verdict, Verdict::Allow(ref c) if c.values("sub") == ["alice"]));
     assert_eq!(first.cache, CacheUse::Miss);
@@ -76,14 +86,30 @@ fn valid_token_is_allowed_then_cached() {
 #[test]
 fn cache_hit_still_checks_expiry_and_rules() {
     let mut e = engine();
-    let t = format!("Bearer {}", sign(&signing_key(1), claims(serde_json::json!({"exp": NOW + 5}))));
-    assert!(matches!(run(&mut e, "/x", Some(&t)).verdict, Verdict::Allow(_)));
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({"exp": NOW + 5})))
+    );
+    assert!(matches!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Allow(_)
+    ));
     // A hit on a route that needs a scope the token lacks is still refused.
     let admin = run(&mut e, "/admin/x", Some(&t));
     assert_eq!(admin.cache, CacheUse::Hit);
-    assert!(matches!(admin.verdict, Verdict::Deny(Denial::InsufficientScope { .. })));
+    assert!(matches!(
+        admin.verdict,
+        Verdict::Deny(Denial::InsufficientScope { .. })
+    ));
     // And once the token expires the cached entry is no use.
-    let later = e.check(&Request { method: "GET", path: "/x", authorization: Some(&t) }, NOW + 5 + 31);
+    let later = e.check(
+        &Request {
+            method: "GET",
+            path: "/x",
+            authorization: Some(&t),
+        },
+        NOW + 5 + 31,
+    );
     assert_eq!(later.verdict, Verdict::Deny(Denial::Expired));
 }
 
@@ -91,23 +117,86 @@ fn cache_hit_still_checks_expiry_and_rules() {
 fn refusals() {
     let mut e = engine();
     let sk = signing_key(1);
-    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"exp": NOW - 31}))) ), Denial::Expired);
-    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"nbf": NOW + 100}))) ), Denial::NotYetValid);
-    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"iss": "other"}))) ), Denial::BadIssuer);
-    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"aud": ["x", "y"]}))) ), Denial::BadAudience);
-    assert_eq!(denial(&mut e, &sign(&sk, claims(serde_json::json!({"exp": "soon"}))) ), Denial::BadClaim("exp"));
-    assert_eq!(denial(&mut e, &sign(&signing_key(2), claims(serde_json::json!({}))) ), Denial::UnknownKey);
+    assert_eq!(
+        denial(
+            &mut e,
+            &sign(&sk, claims(serde_json::json!({"exp": NOW - 31})))
+        ),
+        Denial::Expired
+    );
+    assert_eq!(
+        denial(
+            &mut e,
+            &sign(&sk, claims(serde_json::json!({"nbf": NOW + 100})))
+        ),
+        Denial::NotYetValid
+    );
+    assert_eq!(
+        denial(
+            &mut e,
+            &sign(&sk, claims(serde_json::json!({"iss": "other"})))
+        ),
+        Denial::BadIssuer
+    );
+    assert_eq!(
+        denial(
+            &mut e,
+            &sign(&sk, claims(serde_json::json!({"aud": ["x", "y"]})))
+        ),
+        Denial::BadAudience
+    );
+    assert_eq!(
+        denial(
+            &mut e,
+            &sign(&sk, claims(serde_json::json!({"exp": "soon"})))
+        ),
+        Denial::BadClaim("exp")
+    );
+    assert_eq!(
+        denial(
+            &mut e,
+            &sign(&signing_key(2), claims(serde_json::json!({})))
+        ),
+        Denial::UnknownKey
+    );
     // Signed by key 2 but naming key 1.
     let header = serde_json::json!({"alg": "EdDSA", "kid": kid(&sk)}).to_string();
-    assert_eq!(denial(&mut e, &sign_raw(&signing_key(2), &header, &claims(serde_json::json!({})).to_string())), Denial::BadSignature);
-    let none = format!("{}.{}.", b64::encode(r#"{"alg":"none","kid":"k"}"#), b64::encode("{}"));
-    assert!(matches!(denial(&mut e, &none), Denial::BadAlgorithm | Denial::Malformed(_)));
-    let hs = sign_raw(&sk, &serde_json::json!({"alg": "HS256", "kid": kid(&sk)}).to_string(), "{}");
+    assert_eq!(
+        denial(
+            &mut e,
+            &sign_raw(
+                &signing_key(2),
+                &header,
+                &claims(serde_json::json!({})).to_string()
+            )
+        ),
+        Denial::BadSignature
+    );
+    let none = format!(
+        "{}.{}.",
+        b64::encode(r#"{"alg":"none","kid":"k"}"#),
+        b64::encode("{}")
+    );
+    assert!(matches!(
+        denial(&mut e, &none),
+        Denial::BadAlgorithm | Denial::Malformed(_)
+    ));
+    let hs = sign_raw(
+        &sk,
+        &serde_json::json!({"alg": "HS256", "kid": kid(&sk)}).to_string(),
+        "{}",
+    );
     assert_eq!(denial(&mut e, &hs), Denial::BadAlgorithm);
     assert_eq!(denial(&mut e, &"a".repeat(70_000)), Denial::TooLarge);
     assert!(matches!(denial(&mut e, "garbage"), Denial::Malformed(_)));
-    assert_eq!(run(&mut e, "/x", None).verdict, Verdict::Deny(Denial::MissingToken));
-    assert_eq!(run(&mut e, "/x", Some("Basic dXNlcjpwYXNz")).verdict, Verdict::Deny(Denial::MissingToken));
+    assert_eq!(
+        run(&mut e, "/x", None).verdict,
+        Verdict::Deny(Denial::MissingToken)
+    );
+    assert_eq!(
+        run(&mut e, "/x", Some("Basic dXNlcjpwYXNz")).verdict,
+        Verdict::Deny(Denial::MissingToken)
+    );
 }
 
 #[test]
@@ -119,10 +208,19 @@ fn anonymous_route_needs_no_token() {
 #[test]
 fn replacing_keys_drops_cached_verifications() {
     let mut e = engine();
-    let t = format!("Bearer {}", sign(&signing_key(1), claims(serde_json::json!({}))));
-    assert!(matches!(run(&mut e, "/x", Some(&t)).verdict, Verdict::Allow(_)));
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({})))
+    );
+    assert!(matches!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Allow(_)
+    ));
     e.set_keys(KeySet::default());
-    assert_eq!(run(&mut e, "/x", Some(&t)).verdict, Verdict::Deny(Denial::UnknownKey));
+    assert_eq!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Deny(Denial::UnknownKey)
+    );
 }
 
 #[test]
@@ -136,21 +234,34 @@ fn tokens_from_jsonwebtoken_verify() {
     header.kid = Some(kid(&sk));
     let token = jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key).unwrap();
     let mut e = engine();
-    assert!(matches!(run(&mut e, "/x", Some(&format!("Bearer {token}"))).verdict, Verdict::Allow(_)));
+    assert!(matches!(
+        run(&mut e, "/x", Some(&format!("Bearer {token}"))).verdict,
+        Verdict::Allow(_)
+    ));
 }
 
 #[test]
 fn rfc8037_appendix_a4_signature_verifies() {
     // RFC 8037 A.4: "Example of Ed25519 Signing" with the A.1/A.2 key.
     let jwk = Jwk {
-        kty: "OKP".into(), crv: "Ed25519".into(), x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
-        kid: None, use_: None, alg: None,
+        kty: "OKP".into(),
+        crv: "Ed25519".into(),
+        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
+        kid: None,
+        use_: None,
+        alg: None,
     };
     let key = crate::ed25519::PreparedKey::new(jwk.ed25519_public().unwrap()).unwrap();
     let input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
-    let sig = b64::decode_array::<64>("hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg").unwrap();
+    let sig = b64::decode_array::<64>(
+        "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
+    )
+    .unwrap();
     assert!(key.verify(input.as_bytes(), &sig));
-    assert!(!key.verify(b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmg", &sig));
+    assert!(!key.verify(
+        b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmg",
+        &sig
+    ));
 }
 
 proptest! {

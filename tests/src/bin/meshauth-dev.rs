@@ -57,7 +57,10 @@ fn read_seed(path: &PathBuf) -> Result<DevKey, String> {
     let hex = hex.trim();
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
         .collect::<Option<_>>()
         .ok_or("seed file is not hex")?;
     let seed: [u8; 32] = bytes.try_into().map_err(|_| "seed must be 32 bytes")?;
@@ -67,17 +70,29 @@ fn read_seed(path: &PathBuf) -> Result<DevKey, String> {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Echo { port } => {
-            let listener = std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            let listener =
+                std::net::TcpListener::bind(("127.0.0.1", port)).map_err(|e| e.to_string())?;
             eprintln!("echo upstream on 127.0.0.1:{port}");
             meshauth_tests::echo::serve(listener);
         }
-        Cmd::EnvoyConfig { template, plugin_config, vars } => {
-            let tpl = std::fs::read_to_string(&template).map_err(|e| format!("{}: {e}", template.display()))?;
-            let cfg_text = std::fs::read_to_string(&plugin_config).map_err(|e| format!("{}: {e}", plugin_config.display()))?;
-            let cfg: Value = serde_json::from_str(&cfg_text).map_err(|e| format!("plugin config: {e}"))?;
+        Cmd::EnvoyConfig {
+            template,
+            plugin_config,
+            vars,
+        } => {
+            let tpl = std::fs::read_to_string(&template)
+                .map_err(|e| format!("{}: {e}", template.display()))?;
+            let cfg_text = std::fs::read_to_string(&plugin_config)
+                .map_err(|e| format!("{}: {e}", plugin_config.display()))?;
+            let cfg: Value =
+                serde_json::from_str(&cfg_text).map_err(|e| format!("plugin config: {e}"))?;
             let vars: Vec<(&str, String)> = vars
                 .iter()
-                .map(|v| v.split_once('=').map(|(k, v)| (k, v.to_string())).ok_or(format!("--set {v}: want NAME=VALUE")))
+                .map(|v| {
+                    v.split_once('=')
+                        .map(|(k, v)| (k, v.to_string()))
+                        .ok_or(format!("--set {v}: want NAME=VALUE"))
+                })
                 .collect::<Result<_, _>>()?;
             print!("{}", meshauth_tests::envoy::render(&tpl, &vars, &cfg));
         }
@@ -87,12 +102,25 @@ fn run(cli: Cli) -> Result<(), String> {
             std::fs::write(&seed_file, hex).map_err(|e| e.to_string())?;
             println!("{}", json!(DevKey::jwks(&[&key])));
         }
-        Cmd::Tokens { seed_file, count, sub, scope, ttl } => {
+        Cmd::Tokens {
+            seed_file,
+            count,
+            sub,
+            scope,
+            ttl,
+        } => {
             let key = read_seed(&seed_file)?;
             let now = meshauth_tests::tokens::now();
             for i in 0..count {
-                let subject = if count > 1 { format!("{sub}-{i}") } else { sub.clone() };
-                let c = claims(&subject, json!({"scope": scope, "exp": now + ttl, "aud": ["api"]}));
+                let subject = if count > 1 {
+                    format!("{sub}-{i}")
+                } else {
+                    sub.clone()
+                };
+                let c = claims(
+                    &subject,
+                    json!({"scope": scope, "exp": now + ttl, "aud": ["api"]}),
+                );
                 println!("{}", key.sign(&c));
             }
         }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every meshauth test on a fresh machine: installs what is missing, then
+# fmt, clippy (native and wasm), unit and property tests, and the end-to-end tests
+# against a real Envoy, the real control plane and a real Redis.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+"$root/scripts/setup.sh"
+
+step() { echo "== $*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (native)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "clippy (wasm32-wasip1)"
+cargo clippy -p meshauth-filter --target wasm32-wasip1 --locked -- -D warnings
+
+step "build the filter (wasm32-wasip1, release)"
+cargo build -p meshauth-filter --target wasm32-wasip1 --release --locked
+export MESHAUTH_WASM="$root/target/wasm32-wasip1/release/meshauth_filter.wasm"
+export ENVOY_BIN="$root/.venv/bin/envoy"
+
+step "tests: unit, property and end-to-end"
+cargo test --workspace --locked
