@@ -1,8 +1,9 @@
 //! proxy-wasm glue: reads the plugin configuration and request headers from Envoy,
 //! asks the engine, and writes its answer back. No decisions are made here.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
@@ -18,43 +19,64 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-/// Counter ids; 0 when a metric could not be defined (increments then fail quietly).
-#[derive(Debug, Default, Clone)]
+/// Filter counters. Requests bump plain cells; the root context flushes them to Envoy
+/// on its tick, so the hot path makes no metric host calls.
+#[derive(Debug, Default)]
 struct Metrics {
-    allowed: u32,
-    anonymous: u32,
-    cache_hits: u32,
-    cache_misses: u32,
-    denied: Vec<(&'static str, u32)>,
+    counters: Vec<(u32, Cell<i64>)>,
 }
 
-fn counter(name: &str) -> u32 {
-    hostcalls::define_metric(MetricType::Counter, name).unwrap_or(0)
-}
+/// Indexes into `Metrics::counters`; the denial counters follow these.
+const ALLOWED: usize = 0;
+const ANONYMOUS: usize = 1;
+const CACHE_HITS: usize = 2;
+const CACHE_MISSES: usize = 3;
+const FIRST_DENIAL: usize = 4;
 
 impl Metrics {
     fn define() -> Metrics {
-        Metrics {
-            allowed: counter("meshauth_requests_allowed"),
-            anonymous: counter("meshauth_requests_anonymous"),
-            cache_hits: counter("meshauth_verify_cache_hits"),
-            cache_misses: counter("meshauth_verify_cache_misses"),
-            denied: Denial::ALL_CODES
+        let names = [
+            "meshauth_requests_allowed".to_string(),
+            "meshauth_requests_anonymous".to_string(),
+            "meshauth_verify_cache_hits".to_string(),
+            "meshauth_verify_cache_misses".to_string(),
+        ]
+        .into_iter()
+        .chain(
+            Denial::ALL_CODES
                 .iter()
-                .map(|code| (*code, counter(&format!("meshauth_requests_denied_{code}"))))
+                .map(|c| format!("meshauth_requests_denied_{c}")),
+        );
+        Metrics {
+            counters: names
+                .map(|n| {
+                    (
+                        hostcalls::define_metric(MetricType::Counter, &n).unwrap_or(0),
+                        Cell::new(0),
+                    )
+                })
                 .collect(),
         }
     }
 
-    fn bump(id: u32) {
-        if id != 0 {
-            let _ = hostcalls::increment_metric(id, 1);
+    fn bump(&self, index: usize) {
+        if let Some((_, c)) = self.counters.get(index) {
+            c.set(c.get() + 1);
         }
     }
 
     fn denied(&self, code: &str) {
-        if let Some((_, id)) = self.denied.iter().find(|(c, _)| *c == code) {
-            Self::bump(*id);
+        if let Some(i) = Denial::ALL_CODES.iter().position(|c| *c == code) {
+            self.bump(FIRST_DENIAL + i);
+        }
+    }
+
+    fn flush(&self) {
+        for (id, c) in &self.counters {
+            let n = c.take();
+            if n != 0 && *id != 0 {
+                let _ = hostcalls::increment_metric(*id, n);
+            }
         }
     }
 }
@@ -81,9 +103,10 @@ impl RootContext for Root {
                     config.routes.routes.len()
                 );
                 self.engine = Some(Rc::new(RefCell::new(Engine::new(config))));
-                if self.metrics.denied.is_empty() {
+                if self.metrics.counters.is_empty() {
                     self.metrics = Rc::new(Metrics::define());
                 }
+                self.set_tick_period(Duration::from_secs(1));
                 true
             }
             Err(e) => {
@@ -91,6 +114,10 @@ impl RootContext for Root {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        self.metrics.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -141,9 +168,17 @@ impl Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let method = self.get_http_request_header(":method").unwrap_or_default();
-        let path = self.get_http_request_header(":path").unwrap_or_default();
-        let authorization = self.get_http_request_header("authorization");
+        // One host call for all headers is cheaper than one per header we need.
+        let headers = self.get_http_request_headers();
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let method = find(":method").unwrap_or_default();
+        let path = find(":path").unwrap_or_default();
+        let authorization = find("authorization");
         let now = self.now();
         let engine = self.engine.clone();
         let mut engine = engine.borrow_mut();
@@ -156,13 +191,13 @@ impl HttpContext for Http {
             now,
         );
         match outcome.cache {
-            CacheUse::Hit => Metrics::bump(self.metrics.cache_hits),
-            CacheUse::Miss => Metrics::bump(self.metrics.cache_misses),
+            CacheUse::Hit => self.metrics.bump(CACHE_HITS),
+            CacheUse::Miss => self.metrics.bump(CACHE_MISSES),
             CacheUse::NotUsed => {}
         }
         match outcome.verdict {
             Verdict::Allow(claims) => {
-                Metrics::bump(self.metrics.allowed);
+                self.metrics.bump(ALLOWED);
                 // Setting (or removing) each header also drops any client-sent copy.
                 for f in engine.forwarded() {
                     self.set_http_request_header(
@@ -176,9 +211,11 @@ impl HttpContext for Http {
                 Action::Continue
             }
             Verdict::Anonymous => {
-                Metrics::bump(self.metrics.anonymous);
+                self.metrics.bump(ANONYMOUS);
                 for f in engine.forwarded() {
-                    self.set_http_request_header(&f.header, None);
+                    if find(&f.header).is_some() {
+                        self.set_http_request_header(&f.header, None);
+                    }
                 }
                 Action::Continue
             }

@@ -165,6 +165,19 @@ impl Envoy {
             .sum()
     }
 
+    /// Waits (up to 5 s: the filter flushes its counters every second) until `name`
+    /// reaches `min`, and returns its value.
+    pub fn wait_counter(&self, name: &str, min: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v = self.counter(name);
+            if v >= min || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

@@ -154,7 +154,11 @@ fn bad_tokens_get_401_with_the_reason() {
     assert_invalid(&s, "not-a-token", "malformed_token");
     assert_invalid(&s, "a.b.c", "malformed_token");
     assert_invalid(&s, &"x".repeat(64 * 1024), "token_too_large");
-    assert!(s.envoy.counter("meshauth_requests_denied_bad_signature") >= 2);
+    assert!(
+        s.envoy
+            .wait_counter("meshauth_requests_denied_bad_signature", 2)
+            >= 2
+    );
 }
 
 #[test]

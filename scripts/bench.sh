@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# meshauth benchmarks, side by side with Envoy's native filters, in one run.
+# Setup as in ../shared/ANCHORS.md: Envoy --concurrency 1 pinned to CPU 0, wrk -t1 -c32
+# pinned to CPU 1, every route a direct_response. Prints req/s, p50/p99 latency,
+# Envoy CPU µs per request, and ratios to the native rows. Not a test: nothing asserts.
+#
+#   scripts/bench.sh                 # all rows, 10 s each
+#   BENCH_SECONDS=3 scripts/bench.sh # quicker, noisier
+#   BENCH_ONLY='meshauth|ratelimit' scripts/bench.sh   # only rows whose name matches
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+"$root/scripts/setup.sh"
+
+secs=${BENCH_SECONDS:-10}
+conns=${BENCH_CONNECTIONS:-32}
+pool=${BENCH_TOKEN_POOL:-10000}
+work="$root/.bench"
+rm -rf "$work"; mkdir -p "$work"
+envoy="$root/.venv/bin/envoy"
+
+cargo build -q --release -p meshauth-filter --target wasm32-wasip1
+cargo build -q --release -p meshauth-tests --bin meshauth-dev
+dev="$root/target/release/meshauth-dev"
+# BENCH_WASM compares another build of the filter (A/B runs).
+wasm=${BENCH_WASM:-"$root/target/wasm32-wasip1/release/meshauth_filter.wasm"}
+
+jwks=$("$dev" keygen --seed-file "$work/seed")
+"$dev" tokens --seed-file "$work/seed" --count 1 > "$work/token"
+"$dev" tokens --seed-file "$work/seed" --count "$pool" > "$work/pool"
+token=$(cat "$work/token")
+
+cat > "$work/pool.lua" <<LUA
+local tokens = {}
+for line in io.lines("$work/pool") do tokens[#tokens + 1] = "Bearer " .. line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = tokens[i] })
+end
+LUA
+
+# envoy_yaml HTTP_FILTERS_YAML: a bootstrap with a direct_response route.
+envoy_yaml() {
+  cat <<YAML
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 19901 } } }
+static_resources:
+  listeners:
+  - name: ingress
+    address: { socket_address: { address: 127.0.0.1, port_value: 18080 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                direct_response: { status: 200, body: { inline_string: "ok" } }
+          http_filters:
+$1
+          - name: envoy.filters.http.router
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+YAML
+}
+
+jwt_authn() { # $1: cache yaml or empty
+  cat <<YAML
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                meshauth:
+                  issuer: https://meshauth.test
+                  audiences: [api]
+                  forward: true
+                  local_jwks: { inline_string: '$jwks' }
+                  claim_to_headers: [{ header_name: x-meshauth-sub, claim_name: sub }]
+$1
+              rules: [{ match: { prefix: "/" }, requires: { provider_name: meshauth } }]
+YAML
+}
+cache_on="                  jwt_cache_config: { jwt_cache_size: 10000 }"
+
+local_ratelimit() {
+  cat <<YAML
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: rl
+              token_bucket: { max_tokens: 100000000, tokens_per_fill: 100000000, fill_interval: 1s }
+              filter_enabled: { runtime_key: rl_enabled, default_value: { numerator: 100, denominator: HUNDRED } }
+              filter_enforced: { runtime_key: rl_enforced, default_value: { numerator: 100, denominator: HUNDRED } }
+YAML
+}
+
+meshauth() { # $1: cache entries; $2: default route auth (token|anonymous)
+  local cfg
+  cfg=$(python3 -c 'import json,sys; print(json.dumps(json.dumps({
+    "issuer": "https://meshauth.test", "audiences": ["api"],
+    "bootstrap_jwks": json.loads(sys.argv[1]), "verified_cache_entries": int(sys.argv[2]),
+    "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+    "default_route": {"auth": sys.argv[3]}})))' "$jwks" "$1" "$2")
+  cat <<YAML
+          - name: meshauth
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: meshauth
+                vm_config: { vm_id: meshauth, runtime: envoy.wasm.runtime.v8, code: { local: { filename: "$wasm" } } }
+                configuration: { "@type": type.googleapis.com/google.protobuf.StringValue, value: $cfg }
+YAML
+}
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+results="$work/results.tsv"
+: > "$results"
+
+# run NAME FILTERS_YAML [wrk args...]
+run() {
+  local name=$1 filters=$2; shift 2
+  [[ "$name" =~ ${BENCH_ONLY:-.} ]] || return 0
+  envoy_yaml "$filters" > "$work/$name.yaml"
+  taskset -c 0 "$envoy" -c "$work/$name.yaml" --concurrency 1 --disable-hot-restart -l warning \
+    --log-path "$work/$name.log" &
+  local pid=$!
+  for _ in $(seq 100); do
+    curl -fs http://127.0.0.1:19901/ready >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  # Warm up (V8 tiers up hot code; caches fill), then measure.
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "$@" http://127.0.0.1:18080/api >/dev/null
+  local t0 t1
+  t0=$(ticks "$pid")
+  taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" http://127.0.0.1:18080/api > "$work/$name.wrk"
+  t1=$(ticks "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  python3 - "$name" "$work/$name.wrk" "$t0" "$t1" "$hz" >> "$results" <<'PY'
+import re, sys
+name, path, t0, t1, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+text = open(path).read()
+def lat(p):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, text, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
+reqs = int(re.search(r"(\d+) requests in", text).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+cpu_us = (t1 - t0) * 1e6 / hz / max(reqs, 1)
+print(f"{name}\t{rps:.0f}\t{lat(50):.3f}\t{lat(99):.3f}\t{cpu_us:.1f}\t{non2xx.group(1) if non2xx else 0}")
+PY
+}
+
+auth=(-H "Authorization: Bearer $token")
+run passthrough ""
+run jwt_authn_cached "$(jwt_authn "$cache_on")" "${auth[@]}"
+run jwt_authn_uncached "$(jwt_authn "")" "${auth[@]}"
+run jwt_authn_uncached_pool "$(jwt_authn "")" -s "$work/pool.lua"
+run jwt_authn_cached_ratelimit "$(jwt_authn "$cache_on")
+$(local_ratelimit)" "${auth[@]}"
+run meshauth_anonymous_route "$(meshauth 4096 anonymous)" "${auth[@]}"
+run meshauth_repeated "$(meshauth 4096 token)" "${auth[@]}"
+run meshauth_pool "$(meshauth 4096 token)" -s "$work/pool.lua"
+run meshauth_pool_no_cache "$(meshauth 0 token)" -s "$work/pool.lua"
+
+python3 - "$results" "$pool" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    n, rps, p50, p99, cpu, bad = line.rstrip("\n").split("\t")
+    rows[n] = (float(rps), float(p50), float(p99), float(cpu), int(bad))
+print()
+print("| scenario | req/s | p50 ms | p99 ms | Envoy CPU µs/req | non-2xx |")
+print("|---|---|---|---|---|---|")
+for n, (rps, p50, p99, cpu, bad) in rows.items():
+    print(f"| {n} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {bad} |")
+def ratio(a, b):
+    return rows[a][0] / rows[b][0] if a in rows and b in rows else float("nan")
+print()
+print(f"meshauth repeated token / native jwt_authn+local_ratelimit (cached): {ratio('meshauth_repeated', 'jwt_authn_cached_ratelimit'):.2f}x (target >= 0.80)")
+print(f"meshauth anonymous route: Envoy CPU +{rows.get('meshauth_anonymous_route', (0,0,0,float('nan')))[3] - rows.get('passthrough', (0,0,0,float('nan')))[3]:.1f} µs/req over passthrough")
+print(f"meshauth repeated token / native jwt_authn (cached):                 {ratio('meshauth_repeated', 'jwt_authn_cached'):.2f}x")
+print(f"meshauth {sys.argv[2]} distinct tokens / native jwt_authn (uncached):   {ratio('meshauth_pool', 'jwt_authn_uncached'):.2f}x (target >= 1.00)")
+print(f"meshauth {sys.argv[2]} distinct tokens / native uncached, same pool:    {ratio('meshauth_pool', 'jwt_authn_uncached_pool'):.2f}x")
+PY
