@@ -86,9 +86,9 @@ fn valid_token_reaches_upstream_with_claim_headers() {
             "authorization is stripped by config"
         );
     }
-    assert!(s.envoy.counter("meshauth_requests_allowed") >= 4);
+    assert!(s.envoy.wait_counter("meshauth_requests_allowed", 4) >= 4);
     assert!(
-        s.envoy.counter("meshauth_verify_cache_hits") >= 2,
+        s.envoy.wait_counter("meshauth_verify_cache_hits", 2) >= 2,
         "{}",
         s.envoy.prometheus()
     );
