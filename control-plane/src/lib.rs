@@ -1,1 +1,14 @@
+//! meshauth's control plane: owns the signing keys, issues tokens, keeps revocations,
+//! and serves the JWKS and the admin API. `main.rs` is its CLI.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod serve;
+pub mod service;
 pub mod store;

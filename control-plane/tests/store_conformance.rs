@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! One suite, every backend: the embedded file store and a real Redis.
 
 mod common;

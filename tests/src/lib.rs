@@ -3,6 +3,7 @@
 
 pub mod echo;
 pub mod envoy;
+pub mod control_plane;
 pub mod http;
 pub mod tokens;
 

@@ -1,0 +1,218 @@
+//! The `meshauth` CLI: `serve` runs the control plane; every other verb is a client
+//! of the admin API (as kubectl is of the API server), configured by MESHAUTH_URL and
+//! MESHAUTH_ADMIN_TOKEN.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "meshauth", version, about = "meshauth: edge authentication for Envoy and Istio")]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Args)]
+pub struct Conn {
+    /// Control-plane URL.
+    #[arg(long, global = true, env = "MESHAUTH_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Admin bearer token.
+    #[arg(long, global = true, env = "MESHAUTH_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run the control plane.
+    Serve {
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCmd),
+    /// Revoke a token, or every token of a subject, session or client.
+    #[command(subcommand)]
+    Revoke(RevokeCmd),
+    /// Control-plane version, keys and connected filters.
+    Status,
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Issue an access token (and a refresh token) for a subject; prints the access token.
+    Issue {
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value = "")]
+        scope: String,
+        #[arg(long)]
+        aud: Vec<String>,
+        /// e.g. 10m, 1h
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print the whole token response as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    List,
+    /// Start a rotation now (the new key signs once published for one JWKS max-age).
+    Rotate,
+    /// Remove a key from the JWKS at once (a compromised key).
+    Revoke { kid: String },
+}
+
+#[derive(Subcommand)]
+pub enum ClientsCmd {
+    /// Register a client; prints its id and secret (the secret is shown once).
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        scope: String,
+    },
+    List,
+    Delete { client_id: String },
+    /// Issue a new secret; the old one stops working.
+    RotateSecret { client_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum RevokeCmd {
+    /// An access or refresh token, or a bare jti.
+    Token { token_or_jti: String },
+    Subject { sub: String },
+    Session { sid: String },
+    Client { client_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain; exits non-zero naming the first broken entry.
+    Verify,
+    List {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let token = self.token.as_deref().ok_or("MESHAUTH_ADMIN_TOKEN is not set")?;
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let req = self.agent.request(method, &url).set("authorization", &format!("Bearer {token}"));
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => {
+                let text = r.into_string().map_err(|e| e.to_string())?;
+                if text.is_empty() {
+                    Ok(Value::Null)
+                } else {
+                    serde_json::from_str(&text).map_err(|e| format!("bad answer from {url}: {e}"))
+                }
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                let msg = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                    .unwrap_or(text);
+                Err(format!("{code}: {msg}"))
+            }
+            Err(e) => Err(format!("cannot reach {url}: {e}")),
+        }
+    }
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs a client verb; `Ok` output goes to stdout.
+pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
+    let c = Client {
+        base: conn.url,
+        token: conn.admin_token,
+        agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build(),
+    };
+    match cmd {
+        Cmd::Serve { .. } => return Err("serve is not a client verb".into()),
+        Cmd::Token(TokenCmd::Issue { sub, scope, aud, ttl, json: as_json }) => {
+            let mut body = json!({"sub": sub, "scope": scope});
+            if !aud.is_empty() {
+                body["aud"] = json!(aud);
+            }
+            if let Some(t) = ttl {
+                body["ttl"] = json!(t);
+            }
+            let v = c.call("POST", "/admin/tokens", Some(body))?;
+            if as_json {
+                print(&v);
+            } else {
+                println!("{}", v["access_token"].as_str().ok_or("no access_token in the answer")?);
+            }
+        }
+        Cmd::Keys(KeysCmd::List) => print(&c.call("GET", "/admin/keys", None)?),
+        Cmd::Keys(KeysCmd::Rotate) => print(&c.call("POST", "/admin/keys/rotate", None)?),
+        Cmd::Keys(KeysCmd::Revoke { kid }) => print(&c.call("POST", &format!("/admin/keys/{kid}/revoke"), None)?),
+        Cmd::Clients(ClientsCmd::Create { name, scope }) => {
+            let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+            print(&c.call("POST", "/admin/clients", Some(json!({"name": name, "scopes": scopes})))?)
+        }
+        Cmd::Clients(ClientsCmd::List) => print(&c.call("GET", "/admin/clients", None)?),
+        Cmd::Clients(ClientsCmd::Delete { client_id }) => {
+            c.call("DELETE", &format!("/admin/clients/{client_id}"), None)?;
+        }
+        Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => {
+            print(&c.call("POST", &format!("/admin/clients/{client_id}/secret"), None)?)
+        }
+        Cmd::Revoke(r) => {
+            let (kind, value) = match r {
+                RevokeCmd::Token { token_or_jti } if token_or_jti.contains('.') || token_or_jti.len() > 40 => ("token", token_or_jti),
+                RevokeCmd::Token { token_or_jti } => ("jti", token_or_jti),
+                RevokeCmd::Subject { sub } => ("sub", sub),
+                RevokeCmd::Session { sid } => ("sid", sid),
+                RevokeCmd::Client { client_id } => ("client_id", client_id),
+            };
+            c.call("POST", "/admin/revocations", Some(json!({"kind": kind, "value": value})))?;
+        }
+        Cmd::Status => print(&c.call("GET", "/admin/status", None)?),
+        Cmd::Audit(AuditCmd::Verify) => {
+            let v = c.call("GET", "/admin/audit/verify", None)?;
+            if v["ok"] != true {
+                return Err(format!("audit chain broken: {}", v["problem"].as_str().unwrap_or("unknown problem")));
+            }
+            println!("audit chain ok: {} entries", v["entries"]);
+        }
+        Cmd::Audit(AuditCmd::List { from, limit }) => print(&c.call("GET", &format!("/admin/audit?from={from}&limit={limit}"), None)?),
+    }
+    Ok(())
+}

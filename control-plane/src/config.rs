@@ -1,0 +1,284 @@
+//! `meshauth serve` configuration: a TOML file plus environment variables for the
+//! secrets, validated at start-up with one clear message per problem.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::crypto::MasterKey;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The `iss` of every token and the base of the discovery documents.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default = "default_audiences")]
+    pub default_audiences: Vec<String>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// SHA-256 (hex) of each admin bearer token.
+    #[serde(default)]
+    pub admin_token_sha256: Vec<String>,
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    #[serde(default)]
+    pub keys: KeyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    Embedded { path: PathBuf },
+    Redis {
+        url: String,
+        #[serde(default = "default_namespace")]
+        namespace: String,
+    },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Embedded { path: PathBuf::from("meshauth-data/meshauth.redb") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    #[serde(default = "d_access", with = "humantime_serde_compat")]
+    pub access_ttl: Duration,
+    #[serde(default = "d_m2m", with = "humantime_serde_compat")]
+    pub client_credentials_ttl: Duration,
+    #[serde(default = "d_refresh", with = "humantime_serde_compat")]
+    pub refresh_ttl: Duration,
+    /// The longest access-token TTL an admin may ask for.
+    #[serde(default = "d_max", with = "humantime_serde_compat")]
+    pub max_access_ttl: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            access_ttl: d_access(),
+            client_credentials_ttl: d_m2m(),
+            refresh_ttl: d_refresh(),
+            max_access_ttl: d_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    #[serde(default = "d_rotation", with = "humantime_serde_compat")]
+    pub rotation_interval: Duration,
+    #[serde(default = "d_jwks_max_age", with = "humantime_serde_compat")]
+    pub jwks_max_age: Duration,
+    #[serde(default = "d_skew", with = "humantime_serde_compat")]
+    pub clock_skew: Duration,
+    /// How often each replica checks the schedule and reloads the keyring.
+    #[serde(default = "d_tick", with = "humantime_serde_compat")]
+    pub check_interval: Duration,
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        KeyConfig {
+            rotation_interval: d_rotation(),
+            jwks_max_age: d_jwks_max_age(),
+            clock_skew: d_skew(),
+            check_interval: d_tick(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_audiences() -> Vec<String> {
+    vec!["api".into()]
+}
+fn default_namespace() -> String {
+    "meshauth".into()
+}
+fn d_access() -> Duration {
+    Duration::from_secs(600)
+}
+fn d_m2m() -> Duration {
+    Duration::from_secs(1800)
+}
+fn d_refresh() -> Duration {
+    Duration::from_secs(14 * 86_400)
+}
+fn d_max() -> Duration {
+    Duration::from_secs(3600)
+}
+fn d_rotation() -> Duration {
+    Duration::from_secs(86_400)
+}
+fn d_jwks_max_age() -> Duration {
+    Duration::from_secs(300)
+}
+fn d_skew() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_tick() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Durations as humantime strings ("10m", "14d").
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A validated configuration with its secrets loaded.
+pub struct Settings {
+    pub listen: String,
+    pub issuer: String,
+    pub default_audiences: Vec<String>,
+    pub store: StoreConfig,
+    pub master_key: MasterKey,
+    pub admin_token_hashes: Vec<[u8; 32]>,
+    pub tokens: TokenConfig,
+    pub keys: KeyConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}: {1}")]
+    File(String, String),
+    #[error("no master key: set MESHAUTH_MASTER_KEY or master_key_file (32 random bytes, hex or base64url; e.g. `openssl rand -hex 32`)")]
+    NoMasterKey,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads `path` (or defaults) and the secrets from the environment.
+    pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let file: FileConfig = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File(p.display().to_string(), e.to_string()))?;
+                toml::from_str(&text).map_err(|e| ConfigError::File(p.display().to_string(), e.to_string()))?
+            }
+            None => toml::from_str("").map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        };
+        let listen = env("MESHAUTH_LISTEN").unwrap_or(file.listen);
+        let store = match (env("MESHAUTH_REDIS_URL"), env("MESHAUTH_DATA_FILE")) {
+            (Some(url), _) => StoreConfig::Redis { url, namespace: default_namespace() },
+            (None, Some(path)) => StoreConfig::Embedded { path: PathBuf::from(path) },
+            (None, None) => file.store,
+        };
+        let master_text = match (env("MESHAUTH_MASTER_KEY"), &file.master_key_file) {
+            (Some(k), _) => k,
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| ConfigError::File(f.display().to_string(), e.to_string()))?,
+            (None, None) => return Err(ConfigError::NoMasterKey),
+        };
+        let master_key = MasterKey::parse(&master_text).map_err(|e| ConfigError::Invalid(format!("master key: {e}")))?;
+        let mut hashes_text = file.admin_token_sha256;
+        if let Some(h) = env("MESHAUTH_ADMIN_TOKEN_SHA256") {
+            hashes_text.extend(h.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+        }
+        let mut admin_token_hashes = Vec::new();
+        for h in hashes_text {
+            let bytes = hex::decode(&h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+            admin_token_hashes.push(bytes.ok_or_else(|| ConfigError::Invalid("admin_token_sha256: each entry must be 64 hex digits".into()))?);
+        }
+        let issuer = env("MESHAUTH_ISSUER").or(file.issuer).unwrap_or_else(|| format!("http://{listen}"));
+        if issuer.is_empty() || issuer.ends_with('/') {
+            return Err(ConfigError::Invalid("issuer: must be a URL without a trailing slash".into()));
+        }
+        let t = &file.tokens;
+        if t.access_ttl.is_zero() || t.client_credentials_ttl.is_zero() || t.refresh_ttl.is_zero() {
+            return Err(ConfigError::Invalid("tokens: TTLs must be positive".into()));
+        }
+        if t.access_ttl > t.max_access_ttl || t.client_credentials_ttl > t.max_access_ttl {
+            return Err(ConfigError::Invalid("tokens: access_ttl and client_credentials_ttl must not exceed max_access_ttl".into()));
+        }
+        let k = &file.keys;
+        if k.rotation_interval <= k.jwks_max_age + k.clock_skew {
+            return Err(ConfigError::Invalid("keys: rotation_interval must exceed jwks_max_age + clock_skew".into()));
+        }
+        if k.check_interval.is_zero() {
+            return Err(ConfigError::Invalid("keys: check_interval must be positive".into()));
+        }
+        if file.default_audiences.is_empty() {
+            return Err(ConfigError::Invalid("default_audiences: list at least one".into()));
+        }
+        Ok(Settings {
+            listen,
+            issuer,
+            default_audiences: file.default_audiences,
+            store,
+            master_key,
+            admin_token_hashes,
+            tokens: file.tokens,
+            keys: file.keys,
+        })
+    }
+
+    pub fn lifecycle(&self) -> crate::keys::LifecyclePolicy {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
+        let skew = secs(self.keys.clock_skew);
+        crate::keys::LifecyclePolicy {
+            rotation_interval: secs(self.keys.rotation_interval),
+            prepublish: secs(self.keys.jwks_max_age) + skew,
+            retention: secs(self.tokens.max_access_ttl.max(self.tokens.client_credentials_ttl)) + skew,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn master_key_is_required() {
+        let err = Settings::load(None, &env_with(&[])).err().unwrap();
+        assert!(err.to_string().starts_with("no master key"));
+    }
+
+    #[test]
+    fn defaults_and_env() {
+        let key = "ab".repeat(32);
+        let hash = "cd".repeat(32);
+        let s = Settings::load(None, &env_with(&[("MESHAUTH_MASTER_KEY", &key), ("MESHAUTH_ADMIN_TOKEN_SHA256", &hash)])).unwrap();
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.admin_token_hashes.len(), 1);
+        assert_eq!(s.tokens.access_ttl, Duration::from_secs(600));
+        let p = s.lifecycle();
+        assert_eq!((p.prepublish, p.retention), (330, 3630));
+    }
+
+    #[test]
+    fn file_errors_are_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = 5\n").unwrap();
+        let key = "ab".repeat(32);
+        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).err().unwrap().to_string();
+        assert!(err.contains("listen") && err.contains("invalid type"), "{err}");
+        std::fs::write(&f, "[keys]\nrotation_interval = \"1m\"\njwks_max_age = \"5m\"\n").unwrap();
+        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).err().unwrap().to_string();
+        assert!(err.contains("rotation_interval must exceed"), "{err}");
+        std::fs::write(&f, "[tokens]\naccess_ttl = \"ten minutes\"\n").unwrap();
+        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).err().unwrap().to_string();
+        assert!(err.contains("access_ttl"), "{err}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The one place errors become HTTP answers.
+//! API errors: `{"error": {"code", "message", "correlation_id"}}`;
+//! OAuth endpoints: RFC 6749 §5.2 bodies.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::{GrantError, OAuthError, ServiceError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid admin bearer token is required")
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = match &e {
+            ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // The correlation id is filled in by the middleware, which knows the request.
+        let body = json!({"error": {"code": self.code, "message": self.message, "correlation_id": ""}});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        resp.extensions_mut().insert(ErrorCode(self.code));
+        resp
+    }
+}
+
+/// Marks an error answer for the middleware (metrics, correlation id).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+#[derive(Debug)]
+pub struct OAuthReply(pub OAuthError);
+
+impl IntoResponse for OAuthReply {
+    fn into_response(self) -> Response {
+        let status = if self.0.code == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+        let mut resp = (status, axum::Json(json!({"error": self.0.code, "error_description": self.0.description}))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Basic realm=\"meshauth\""));
+        }
+        resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+        resp.extensions_mut().insert(ErrorCode(self.0.code));
+        resp
+    }
+}
+
+pub enum GrantReply {
+    OAuth(OAuthReply),
+    Api(ApiError),
+}
+
+impl From<GrantError> for GrantReply {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::OAuth(o) => GrantReply::OAuth(OAuthReply(o)),
+            GrantError::Service(s) => GrantReply::Api(s.into()),
+        }
+    }
+}
+
+impl From<OAuthError> for GrantReply {
+    fn from(e: OAuthError) -> Self {
+        GrantReply::OAuth(OAuthReply(e))
+    }
+}
+
+impl From<ServiceError> for GrantReply {
+    fn from(e: ServiceError) -> Self {
+        GrantReply::Api(e.into())
+    }
+}
+
+impl IntoResponse for GrantReply {
+    fn into_response(self) -> Response {
+        match self {
+            GrantReply::OAuth(o) => o.into_response(),
+            GrantReply::Api(a) => a.into_response(),
+        }
+    }
+}

@@ -1,0 +1,367 @@
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, GrantReply};
+use super::Admin;
+use crate::error::OAuthError;
+use crate::keys::KeyRecord;
+use crate::service::{now, App, ClientRecord, Revocation};
+
+/// JSON bodies with errors in the API's shape (status from the rejection, 422 as 400).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = match r.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            s => s,
+        };
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid_request",
+        };
+        ApiError::new(status, code, r.body_text())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+// ---- public ----
+
+pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let (body, etag) = app.jwks();
+    let max_age = app.settings.keys.jwks_max_age.as_secs();
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-cache"));
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.as_str() || t.trim() == "*"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)]).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json")), (header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
+    let iss = &app.settings.issuer;
+    Json(json!({
+        "issuer": iss,
+        "jwks_uri": format!("{iss}/.well-known/jwks.json"),
+        "token_endpoint": format!("{iss}/oauth2/token"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+    }))
+}
+
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()).into_response(),
+    }
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let ring = app.keyring();
+    let now = now();
+    for state in ["next", "current", "previous"] {
+        let age = ring
+            .published()
+            .filter(|k| serde_json::to_value(k.state).ok().and_then(|v| v.as_str().map(|s| s == state)).unwrap_or(false))
+            .map(|k| now - k.created_at)
+            .min()
+            .unwrap_or(0);
+        app.metrics.key_age.get_or_create(&crate::metrics::StateLabel { state: state.into() }).set(age);
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode()).into_response()
+}
+
+// ---- OAuth ----
+
+/// Form parameters; each may appear once (RFC 6749 §3.2).
+fn form(body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::invalid_request("body must be application/x-www-form-urlencoded"))?;
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if pairs.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+            return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
+        }
+    }
+    Ok(pairs)
+}
+
+fn param<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn url_decode(s: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}")).ok()?.into_iter().next().map(|(_, v)| v)
+}
+
+/// client_secret_basic or client_secret_post; `None` when the request carries neither.
+async fn client_auth(app: &App, headers: &HeaderMap, p: &[(String, String)]) -> Result<Option<ClientRecord>, GrantReply> {
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
+    let (id, secret) = match (basic, param(p, "client_id"), param(p, "client_secret")) {
+        (Some(_), _, Some(_)) => return Err(OAuthError::invalid_request("use one client authentication method").into()),
+        (Some(b), _, None) => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(b.trim()).map_err(|_| OAuthError::invalid_client())?;
+            let text = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
+            let (i, s) = text.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+            (url_decode(i).ok_or_else(OAuthError::invalid_client)?, url_decode(s).ok_or_else(OAuthError::invalid_client)?)
+        }
+        (None, Some(i), Some(s)) => (i.to_string(), s.to_string()),
+        (None, Some(_), None) | (None, None, Some(_)) => return Err(OAuthError::invalid_client().into()),
+        (None, None, None) => return Ok(None),
+    };
+    match app.authenticate_client(&id, &secret).await? {
+        Some(c) => Ok(Some(c)),
+        None => Err(OAuthError::invalid_client().into()),
+    }
+}
+
+fn no_store(v: Value) -> Response {
+    ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(v)).into_response()
+}
+
+pub async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, GrantReply> {
+    let p = form(&body)?;
+    let client = client_auth(&app, &headers, &p).await?;
+    let resp = match param(&p, "grant_type") {
+        Some("client_credentials") => {
+            let client = client.ok_or_else(OAuthError::invalid_client)?;
+            app.client_credentials(&client, param(&p, "scope")).await?
+        }
+        Some("refresh_token") => {
+            let rt = param(&p, "refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            app.refresh(rt, client.as_ref()).await?
+        }
+        Some(other) => {
+            return Err(OAuthError::new("unsupported_grant_type", format!("grant_type {other:?} is not supported")).into())
+        }
+        None => return Err(OAuthError::invalid_request("grant_type is required").into()),
+    };
+    Ok(no_store(serde_json::to_value(resp).unwrap_or_default()))
+}
+
+/// RFC 7009. Callers authenticate as a client; the answer is 200 whether or not the
+/// token was known.
+pub async fn revoke(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, GrantReply> {
+    let p = form(&body)?;
+    let client = client_auth(&app, &headers, &p).await?.ok_or_else(OAuthError::invalid_client)?;
+    let t = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    app.revoke_token(&client.client_id, t).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// RFC 7662, for authenticated clients or an admin bearer token.
+pub async fn introspect(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, GrantReply> {
+    let p = form(&body)?;
+    let admin = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| app.admin_authorized(t.trim()));
+    if !admin {
+        client_auth(&app, &headers, &p).await?.ok_or_else(OAuthError::invalid_client)?;
+    }
+    let t = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    Ok(no_store(app.introspect(t).await?))
+}
+
+// ---- admin ----
+
+fn key_view(k: &KeyRecord) -> Value {
+    json!({
+        "kid": k.kid, "state": k.state, "created_at": k.created_at, "activated_at": k.activated_at,
+        "deactivated_at": k.deactivated_at, "retired_at": k.retired_at, "revoked": k.revoked,
+    })
+}
+
+fn keys_view(app: &App) -> Value {
+    let ring = app.keyring();
+    json!({"keys": ring.keys.iter().map(key_view).collect::<Vec<_>>(), "rotation_requested": ring.rotation_requested})
+}
+
+pub async fn list_keys(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    app.reload_keys().await?;
+    Ok(Json(keys_view(&app)))
+}
+
+pub async fn rotate_keys(State(app): State<Arc<App>>, Extension(a): Extension<Admin>) -> ApiResult<Json<Value>> {
+    app.rotate_keys(&a.0).await?;
+    Ok(Json(keys_view(&app)))
+}
+
+pub async fn revoke_key(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, Path(kid): Path<String>) -> ApiResult<Json<Value>> {
+    app.revoke_key(&a.0, &kid).await?;
+    Ok(Json(keys_view(&app)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+fn client_view(c: &ClientRecord) -> Value {
+    json!({"client_id": c.client_id, "name": c.name, "scopes": c.scopes, "created_at": c.created_at})
+}
+
+pub async fn create_client(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, ApiJson(body): ApiJson<NewClient>) -> ApiResult<Response> {
+    let (rec, secret) = app.create_client(&a.0, &body.name, body.scopes).await?;
+    let mut v = client_view(&rec);
+    v["client_secret"] = secret.into();
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(v)).into_response())
+}
+
+pub async fn list_clients(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let clients = app.list_clients().await?;
+    Ok(Json(json!({"clients": clients.iter().map(client_view).collect::<Vec<_>>()})))
+}
+
+pub async fn delete_client(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    app.delete_client(&a.0, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rotate_client_secret(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, Path(id): Path<String>) -> ApiResult<Response> {
+    let secret = app.rotate_client_secret(&a.0, &id).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"client_id": id, "client_secret": secret}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Scope {
+    List(Vec<String>),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Ttl {
+    Seconds(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueToken {
+    sub: String,
+    #[serde(default)]
+    scope: Option<Scope>,
+    #[serde(default)]
+    aud: Option<Vec<String>>,
+    #[serde(default)]
+    ttl: Option<Ttl>,
+}
+
+pub async fn issue_token(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, ApiJson(body): ApiJson<IssueToken>) -> ApiResult<Response> {
+    let scope: Vec<String> = match body.scope {
+        Some(Scope::List(l)) => l,
+        Some(Scope::Text(t)) => t.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        None => Vec::new(),
+    };
+    let ttl = match body.ttl {
+        Some(Ttl::Seconds(s)) => Some(s),
+        Some(Ttl::Text(t)) => Some(
+            humantime::parse_duration(&t).map_err(|e| ApiError::bad_request(format!("ttl: {e}")))?.as_secs() as i64,
+        ),
+        None => None,
+    };
+    let resp = app.issue_for_subject(&a.0, &body.sub, &scope, body.aud, ttl).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(resp)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRevocation {
+    /// `token` (a JWT or refresh token), `jti`, `sub`, `sid` or `client_id`.
+    kind: String,
+    value: String,
+    /// For `jti`: when the token expires (the entry is kept until then).
+    #[serde(default)]
+    exp: Option<i64>,
+}
+
+pub async fn add_revocation(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, ApiJson(b): ApiJson<NewRevocation>) -> ApiResult<StatusCode> {
+    crate::service::validate_name("value", &b.value).or_else(|e| if b.kind == "token" { Ok(()) } else { Err(e) })?;
+    let now = now();
+    let r = match b.kind.as_str() {
+        "token" => {
+            app.revoke_token(&a.0, &b.value).await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        "jti" => Revocation::Jti { jti: b.value, exp: b.exp.unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64) },
+        "sub" => Revocation::Sub { value: b.value, not_before: now + 1 },
+        "sid" => Revocation::Sid { value: b.value, not_before: now + 1 },
+        "client_id" => Revocation::ClientId { value: b.value, not_before: now + 1 },
+        other => return Err(ApiError::bad_request(format!("kind {other:?}: expected token, jti, sub, sid or client_id"))),
+    };
+    app.revoke(&a.0, r, "admin").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_revocations(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"revocations": app.revocations().await?})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+pub async fn read_audit(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
+    let entries = app.audit.read(q.from, q.limit.min(1000)).await.map_err(crate::error::ServiceError::from)?;
+    Ok(Json(json!({"entries": entries})))
+}
+
+pub async fn verify_audit(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let report = app.audit.verify().await.map_err(crate::error::ServiceError::from)?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    app.reload_keys().await?;
+    let ring = app.keyring();
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "issuer": app.settings.issuer,
+        "store": app.store.kind(),
+        "replica": app.replica_id,
+        "keys": ring.keys.iter().filter(|k| k.state != crate::keys::KeyState::Retired).map(key_view).collect::<Vec<_>>(),
+        "filters": [],
+    })))
+}

@@ -1,0 +1,81 @@
+//! Prometheus metrics of the control plane.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabel {
+    pub grant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+    pub method: String,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub tokens_issued: Family<GrantLabel, Counter>,
+    pub errors: Family<CodeLabel, Counter>,
+    pub rotations: Counter,
+    pub key_age: Family<StateLabel, Gauge>,
+    pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let tokens_issued = Family::<GrantLabel, Counter>::default();
+        let errors = Family::<CodeLabel, Counter>::default();
+        let rotations = Counter::default();
+        let key_age = Family::<StateLabel, Gauge>::default();
+        let latency = Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        registry.register("meshauth_tokens_issued", "Tokens issued, by grant", tokens_issued.clone());
+        registry.register("meshauth_http_errors", "Error answers, by error code", errors.clone());
+        registry.register("meshauth_key_rotations", "Signing keys activated", rotations.clone());
+        registry.register("meshauth_key_age_seconds", "Age of the newest key in each state", key_age.clone());
+        registry.register("meshauth_http_request_duration_seconds", "Request latency, by route", latency.clone());
+        Metrics { registry, tokens_issued, errors, rotations, key_age, latency }
+    }
+
+    pub fn issued(&self, grant: &str) {
+        self.tokens_issued.get_or_create(&GrantLabel { grant: grant.into() }).inc();
+    }
+
+    pub fn error(&self, code: &str) {
+        self.errors.get_or_create(&CodeLabel { code: code.into() }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,72 @@
+//! `meshauth serve`: open the store, start the key scheduler, serve HTTP until a
+//! signal arrives, then drain.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Settings, StoreConfig};
+use crate::service::App;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
+use crate::store::Store;
+
+pub async fn open_store(cfg: &StoreConfig) -> Result<Arc<dyn Store>, String> {
+    match cfg {
+        StoreConfig::Embedded { path } => EmbeddedStore::open(path).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string()),
+        StoreConfig::Redis { url, namespace } => RedisStore::connect(url, namespace)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+pub async fn run(config: Option<&Path>) -> Result<(), String> {
+    let settings = Settings::load(config, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    if settings.admin_token_hashes.is_empty() {
+        tracing::warn!("no admin token configured (MESHAUTH_ADMIN_TOKEN_SHA256): the admin API refuses every call");
+    }
+    let store = open_store(&settings.store).await?;
+    let listen = settings.listen.clone();
+    let app = App::new(store, settings).await.map_err(|e| format!("start-up: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
+    tracing::info!(listen = %listen, store = app.store.kind(), issuer = %app.settings.issuer, "meshauth control plane serving");
+
+    let ticker = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(app.settings.keys.check_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = app.key_tick().await {
+                    tracing::warn!(error = %e, "key schedule step failed; will retry");
+                }
+            }
+        })
+    };
+    let result = axum::serve(listener, crate::http::router(app))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| e.to_string());
+    ticker.abort();
+    result
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

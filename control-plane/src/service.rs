@@ -1,0 +1,658 @@
+//! The control plane's services over the store: keys, tokens, clients, refresh
+//! families, revocations and the audit log. HTTP handlers are thin over these.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signer, SigningKey, Verifier};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use meshauth_wire::{b64, AccessClaims, Jwk};
+
+use crate::audit::Audit;
+use crate::config::Settings;
+use crate::crypto::{self, ct_eq};
+use crate::error::{GrantError, OAuthError, ServiceError};
+use crate::keys::{KeyEvent, KeyRecord, KeyState, Keyring};
+use crate::metrics::Metrics;
+use crate::store::{Store, Table};
+
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Store(crate::store::StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub name: String,
+    pub secret_sha256: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A refresh token, stored under the SHA-256 of its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub sid: String,
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    pub expires_at: i64,
+    pub used: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    pub sid: String,
+    pub sub: String,
+    pub client_id: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A revocation: of one token by `jti` until it expires, or every token of a
+/// subject, session or client issued before `not_before`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Revocation {
+    Jti { jti: String, exp: i64 },
+    Sub { value: String, not_before: i64 },
+    Sid { value: String, not_before: i64 },
+    ClientId { value: String, not_before: i64 },
+}
+
+impl Revocation {
+    pub fn key(&self) -> String {
+        match self {
+            Revocation::Jti { jti, .. } => format!("jti:{jti}"),
+            Revocation::Sub { value, .. } => format!("sub:{value}"),
+            Revocation::Sid { value, .. } => format!("sid:{value}"),
+            Revocation::ClientId { value, .. } => format!("client_id:{value}"),
+        }
+    }
+}
+
+/// An issued token set, as the token endpoint answers (RFC 6749 §5.1).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+struct KeyCache {
+    ring: Keyring,
+    raw: Option<Vec<u8>>,
+    jwks_body: Arc<String>,
+    jwks_etag: Arc<String>,
+    signers: HashMap<String, Arc<SigningKey>>,
+}
+
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    pub audit: Audit,
+    pub metrics: Metrics,
+    keys: RwLock<KeyCache>,
+    /// Identifies this replica in leases.
+    pub replica_id: String,
+}
+
+pub const ADMIN_ACTOR: &str = "admin";
+const KEYRING: &str = "keyring";
+
+fn split_scope(scope: &str) -> Vec<String> {
+    scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn valid_scope_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+pub fn validate_scopes(scopes: &[String]) -> Result<(), ServiceError> {
+    if scopes.len() > 64 {
+        return Err(ServiceError::Invalid("at most 64 scopes".into()));
+    }
+    match scopes.iter().find(|s| !valid_scope_token(s)) {
+        Some(s) => Err(ServiceError::Invalid(format!("{s:?} is not a valid scope (RFC 6749 §3.3)"))),
+        None => Ok(()),
+    }
+}
+
+pub fn validate_name(what: &str, v: &str) -> Result<(), ServiceError> {
+    if v.is_empty() || v.len() > 256 || v.chars().any(|c| c.is_control()) {
+        return Err(ServiceError::Invalid(format!("{what} must be 1-256 printable characters")));
+    }
+    Ok(())
+}
+
+impl App {
+    pub async fn new(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<App>, ServiceError> {
+        let app = Arc::new(App {
+            audit: Audit::new(store.clone()),
+            store,
+            settings,
+            metrics: Metrics::new(),
+            keys: RwLock::new(KeyCache {
+                ring: Keyring::default(),
+                raw: None,
+                jwks_body: Arc::new("{\"keys\":[]}".into()),
+                jwks_etag: Arc::new(String::new()),
+                signers: HashMap::new(),
+            }),
+            replica_id: crypto::random_token(9),
+        });
+        app.key_tick().await?;
+        Ok(app)
+    }
+
+    // ---- keys ----
+
+    fn new_key_record(&self, now: i64) -> KeyRecord {
+        let sk = SigningKey::generate(&mut rand::rngs::OsRng);
+        let public = sk.verifying_key().to_bytes();
+        let kid = Jwk::from_ed25519(&public).thumbprint();
+        let sealed = self.settings.master_key.seal(&sk.to_bytes(), kid.as_bytes());
+        KeyRecord {
+            kid,
+            public: b64::encode(public),
+            sealed_private: b64::encode(sealed),
+            state: KeyState::Next,
+            created_at: now,
+            activated_at: None,
+            deactivated_at: None,
+            retired_at: None,
+            revoked: false,
+        }
+    }
+
+    /// Reloads the keyring from the store if it changed (another replica may have
+    /// rotated) and refreshes the JWKS answer.
+    pub async fn reload_keys(&self) -> Result<Keyring, ServiceError> {
+        let raw = self.store.get(Table::Meta, KEYRING).await?;
+        if read(&self.keys).raw == raw {
+            return Ok(read(&self.keys).ring.clone());
+        }
+        let ring: Keyring = match &raw {
+            Some(r) => serde_json::from_slice(r).map_err(|e| corrupt("keyring", e))?,
+            None => Keyring::default(),
+        };
+        self.install_keyring(ring.clone(), raw);
+        Ok(ring)
+    }
+
+    fn install_keyring(&self, ring: Keyring, raw: Option<Vec<u8>>) {
+        let body = serde_json::to_string(&ring.jwks()).unwrap_or_else(|_| "{\"keys\":[]}".into());
+        let etag = format!("\"{}\"", &crypto::sha256_hex(&body)[..32]);
+        let mut cache = write(&self.keys);
+        cache.signers.retain(|kid, _| ring.published().any(|k| &k.kid == kid));
+        cache.ring = ring;
+        cache.raw = raw;
+        cache.jwks_body = Arc::new(body);
+        cache.jwks_etag = Arc::new(etag);
+    }
+
+    /// Applies `change` to the keyring with compare-and-swap, retrying on conflicts;
+    /// audits the events. `None` from `change` means nothing to do.
+    async fn update_keyring<F>(&self, actor: &str, mut change: F) -> Result<Option<Vec<KeyEvent>>, ServiceError>
+    where
+        F: FnMut(&mut Keyring, i64) -> Option<Vec<KeyEvent>>,
+    {
+        for _ in 0..16 {
+            let raw = self.store.get(Table::Meta, KEYRING).await?;
+            let mut ring: Keyring = match &raw {
+                Some(r) => serde_json::from_slice(r).map_err(|e| corrupt("keyring", e))?,
+                None => Keyring::default(),
+            };
+            let now = now();
+            let Some(events) = change(&mut ring, now) else {
+                self.install_keyring(ring, raw);
+                return Ok(None);
+            };
+            if events.is_empty() {
+                self.install_keyring(ring, raw);
+                return Ok(Some(events));
+            }
+            let new_raw = serde_json::to_vec(&ring).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if self.store.compare_and_swap(Table::Meta, KEYRING, raw.as_deref(), Some(&new_raw)).await? {
+                self.install_keyring(ring, Some(new_raw));
+                for e in &events {
+                    let (action, kid) = match e {
+                        KeyEvent::Published(k) => ("key.published", k),
+                        KeyEvent::Activated(k) => ("key.activated", k),
+                        KeyEvent::Deactivated(k) => ("key.deactivated", k),
+                        KeyEvent::Retired(k) => ("key.retired", k),
+                        KeyEvent::Revoked(k) => ("key.revoked", k),
+                    };
+                    if matches!(e, KeyEvent::Activated(_)) {
+                        self.metrics.rotations.inc();
+                    }
+                    self.audit.record(actor, action, kid, json!({}), now).await?;
+                }
+                return Ok(Some(events));
+            }
+        }
+        Err(ServiceError::Conflict("the keyring is being changed concurrently; try again".into()))
+    }
+
+    /// The scheduled step: runs on every replica, acts on the one holding the lease.
+    pub async fn key_tick(&self) -> Result<(), ServiceError> {
+        let ttl = self.settings.keys.check_interval.as_millis() as u64 * 3;
+        if !self.store.lease("rotation", &self.replica_id, ttl).await? {
+            self.reload_keys().await?;
+            return Ok(());
+        }
+        let policy = self.settings.lifecycle();
+        self.update_keyring("scheduler", |ring, now| {
+            let events = ring.tick(now, &policy, &mut |t| self.new_key_record(t));
+            Some(events)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Forces a rotation: publishes a `next` key if there is none; it signs as soon
+    /// as it has been published for one JWKS max-age (at once if it already has).
+    pub async fn rotate_keys(&self, actor: &str) -> Result<Keyring, ServiceError> {
+        let policy = self.settings.lifecycle();
+        self.update_keyring(actor, |ring, now| {
+            ring.rotation_requested = true;
+            let mut events = ring.tick(now, &policy, &mut |t| self.new_key_record(t));
+            if events.is_empty() {
+                // Only the request flag changed; still persist it.
+                events.push(KeyEvent::Published(ring.next().map(|k| k.kid.clone()).unwrap_or_default()));
+            }
+            Some(events)
+        })
+        .await?;
+        self.reload_keys().await
+    }
+
+    pub async fn revoke_key(&self, actor: &str, kid: &str) -> Result<Keyring, ServiceError> {
+        let found = self
+            .update_keyring(actor, |ring, now| ring.revoke(kid, now, &mut |t| self.new_key_record(t)))
+            .await?;
+        if found.is_none() {
+            return Err(ServiceError::NotFound(format!("key {kid}")));
+        }
+        self.reload_keys().await
+    }
+
+    pub fn keyring(&self) -> Keyring {
+        read(&self.keys).ring.clone()
+    }
+
+    pub fn jwks(&self) -> (Arc<String>, Arc<String>) {
+        let c = read(&self.keys);
+        (c.jwks_body.clone(), c.jwks_etag.clone())
+    }
+
+    fn signer(&self) -> Result<(String, Arc<SigningKey>), ServiceError> {
+        let (kid, sealed) = {
+            let c = read(&self.keys);
+            let cur = c.ring.current().ok_or_else(|| ServiceError::Internal("no current signing key".into()))?;
+            if let Some(sk) = c.signers.get(&cur.kid) {
+                return Ok((cur.kid.clone(), sk.clone()));
+            }
+            (cur.kid.clone(), cur.sealed_private.clone())
+        };
+        let sealed = b64::decode(&sealed).map_err(|e| corrupt("sealed key", e))?;
+        let seed = self
+            .settings
+            .master_key
+            .open(&sealed, kid.as_bytes())
+            .map_err(|e| ServiceError::Internal(format!("key {kid}: {e}")))?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt("sealed key", "wrong length"))?;
+        let sk = Arc::new(SigningKey::from_bytes(&seed));
+        write(&self.keys).signers.insert(kid.clone(), sk.clone());
+        Ok((kid, sk))
+    }
+
+    // ---- tokens ----
+
+    pub fn mint_access(
+        &self,
+        sub: &str,
+        client_id: &str,
+        scope: &str,
+        aud: Vec<String>,
+        ttl: i64,
+        sid: Option<String>,
+    ) -> Result<(String, AccessClaims), ServiceError> {
+        let (kid, sk) = self.signer()?;
+        let now = now();
+        let claims = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: sub.to_string(),
+            aud,
+            exp: now + ttl,
+            iat: now,
+            nbf: now,
+            jti: crypto::random_token(16),
+            scope: scope.to_string(),
+            client_id: client_id.to_string(),
+            sid,
+        };
+        let header = json!({"alg": meshauth_wire::ALG_EDDSA, "typ": meshauth_wire::TYP_ACCESS_TOKEN, "kid": kid});
+        let payload = serde_json::to_vec(&claims).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let input = format!("{}.{}", b64::encode(header.to_string()), b64::encode(payload));
+        let sig = sk.sign(input.as_bytes());
+        Ok((format!("{input}.{}", b64::encode(sig.to_bytes())), claims))
+    }
+
+    /// Verifies one of our access tokens (signature by a published key, expiry).
+    pub fn verify_access(&self, token: &str) -> Option<AccessClaims> {
+        let mut parts = token.split('.');
+        let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: Value = serde_json::from_slice(&b64::decode(h).ok()?).ok()?;
+        if header["alg"] != meshauth_wire::ALG_EDDSA && header["alg"] != meshauth_wire::ALG_ED25519 {
+            return None;
+        }
+        let kid = header["kid"].as_str()?;
+        let public = {
+            let c = read(&self.keys);
+            let k = c.ring.published().find(|k| k.kid == kid)?;
+            b64::decode_array::<32>(&k.public)?
+        };
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&public).ok()?;
+        let sig = ed25519_dalek::Signature::from_bytes(&b64::decode_array::<64>(s)?);
+        vk.verify(format!("{h}.{p}").as_bytes(), &sig).ok()?;
+        let claims: AccessClaims = serde_json::from_slice(&b64::decode(p).ok()?).ok()?;
+        (claims.exp > now()).then_some(claims)
+    }
+
+    // ---- clients ----
+
+    pub async fn create_client(&self, actor: &str, name: &str, scopes: Vec<String>) -> Result<(ClientRecord, String), ServiceError> {
+        validate_name("name", name)?;
+        validate_scopes(&scopes)?;
+        let secret = crypto::random_token(32);
+        let rec = ClientRecord {
+            client_id: format!("c-{}", crypto::random_token(12)),
+            name: name.to_string(),
+            secret_sha256: crypto::sha256_hex(&secret),
+            scopes,
+            created_at: now(),
+        };
+        let bytes = serde_json::to_vec(&rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if !self.store.compare_and_swap(Table::Clients, &rec.client_id, None, Some(&bytes)).await? {
+            return Err(ServiceError::Conflict("client id collision; try again".into()));
+        }
+        self.audit
+            .record(actor, "client.created", &rec.client_id, json!({"name": name, "scopes": rec.scopes}), rec.created_at)
+            .await?;
+        Ok((rec, secret))
+    }
+
+    pub async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, ServiceError> {
+        match self.store.get(Table::Clients, client_id).await? {
+            Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| corrupt("client", e))?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, ServiceError> {
+        let all = self.store.list(Table::Clients).await?;
+        all.iter().map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("client", e))).collect()
+    }
+
+    pub async fn delete_client(&self, actor: &str, client_id: &str) -> Result<(), ServiceError> {
+        if !self.store.delete(Table::Clients, client_id).await? {
+            return Err(ServiceError::NotFound(format!("client {client_id}")));
+        }
+        self.audit.record(actor, "client.deleted", client_id, json!({}), now()).await?;
+        Ok(())
+    }
+
+    pub async fn rotate_client_secret(&self, actor: &str, client_id: &str) -> Result<String, ServiceError> {
+        for _ in 0..8 {
+            let raw = self.store.get(Table::Clients, client_id).await?.ok_or_else(|| ServiceError::NotFound(format!("client {client_id}")))?;
+            let mut rec: ClientRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("client", e))?;
+            let secret = crypto::random_token(32);
+            rec.secret_sha256 = crypto::sha256_hex(&secret);
+            let bytes = serde_json::to_vec(&rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if self.store.compare_and_swap(Table::Clients, client_id, Some(&raw), Some(&bytes)).await? {
+                self.audit.record(actor, "client.secret_rotated", client_id, json!({}), now()).await?;
+                return Ok(secret);
+            }
+        }
+        Err(ServiceError::Conflict("client is being changed concurrently".into()))
+    }
+
+    /// Checks a client's secret in constant time. Unknown clients take the same path.
+    pub async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ClientRecord>, ServiceError> {
+        let rec = self.get_client(client_id).await?;
+        let presented = crypto::sha256_hex(secret);
+        let stored = rec.as_ref().map_or_else(|| "0".repeat(64), |r| r.secret_sha256.clone());
+        let ok = ct_eq(presented.as_bytes(), stored.as_bytes());
+        Ok(rec.filter(|_| ok))
+    }
+
+    pub fn admin_authorized(&self, bearer: &str) -> bool {
+        let presented = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bearer.as_bytes()));
+        // Check every configured hash, so timing reveals nothing about which matched.
+        let mut ok = false;
+        for h in &self.settings.admin_token_hashes {
+            ok |= ct_eq(presented.as_slice(), h);
+        }
+        ok
+    }
+
+    // ---- grants ----
+
+    pub async fn client_credentials(&self, client: &ClientRecord, scope: Option<&str>) -> Result<TokenResponse, GrantError> {
+        let requested = match scope {
+            Some(s) => split_scope(s),
+            None => client.scopes.clone(),
+        };
+        if let Some(extra) = requested.iter().find(|s| !client.scopes.contains(s)) {
+            return Err(OAuthError::invalid_scope(format!("scope {extra:?} is not granted to this client")).into());
+        }
+        let scope = requested.join(" ");
+        let ttl = self.settings.tokens.client_credentials_ttl.as_secs() as i64;
+        let (token, _) = self.mint_access(&client.client_id, &client.client_id, &scope, self.settings.default_audiences.clone(), ttl, None)?;
+        self.metrics.issued("client_credentials");
+        Ok(TokenResponse { access_token: token, token_type: "Bearer", expires_in: ttl, refresh_token: None, scope, sid: None })
+    }
+
+    async fn new_refresh(&self, rec: &RefreshRecord) -> Result<String, ServiceError> {
+        let token = crypto::random_token(32);
+        let bytes = serde_json::to_vec(rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        self.store.put(Table::RefreshTokens, &crypto::sha256_hex(&token), &bytes).await?;
+        Ok(token)
+    }
+
+    /// Admin-issued tokens for a subject: an access token, a refresh token and a new session.
+    pub async fn issue_for_subject(
+        &self,
+        actor: &str,
+        sub: &str,
+        scope: &[String],
+        aud: Option<Vec<String>>,
+        ttl: Option<i64>,
+    ) -> Result<TokenResponse, ServiceError> {
+        validate_name("sub", sub)?;
+        validate_scopes(scope)?;
+        let max = self.settings.tokens.max_access_ttl.as_secs() as i64;
+        let ttl = ttl.unwrap_or(self.settings.tokens.access_ttl.as_secs() as i64);
+        if ttl <= 0 || ttl > max {
+            return Err(ServiceError::Invalid(format!("ttl must be between 1s and {max}s")));
+        }
+        let aud = aud.unwrap_or_else(|| self.settings.default_audiences.clone());
+        if aud.is_empty() || aud.iter().any(|a| validate_name("aud", a).is_err()) {
+            return Err(ServiceError::Invalid("aud must list 1-256 printable characters each".into()));
+        }
+        let sid = format!("s-{}", crypto::random_token(12));
+        let now = now();
+        let family = FamilyRecord { sid: sid.clone(), sub: sub.into(), client_id: ADMIN_ACTOR.into(), created_at: now, revoked_at: None };
+        let fam = serde_json::to_vec(&family).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        self.store.put(Table::Families, &sid, &fam).await?;
+        let scope = scope.join(" ");
+        let (access, _) = self.mint_access(sub, ADMIN_ACTOR, &scope, aud.clone(), ttl, Some(sid.clone()))?;
+        let refresh = self
+            .new_refresh(&RefreshRecord {
+                sid: sid.clone(),
+                sub: sub.into(),
+                client_id: ADMIN_ACTOR.into(),
+                scope: scope.clone(),
+                aud,
+                expires_at: now + self.settings.tokens.refresh_ttl.as_secs() as i64,
+                used: false,
+            })
+            .await?;
+        self.audit.record(actor, "token.issued", sub, json!({"sid": sid, "scope": scope, "ttl": ttl}), now).await?;
+        self.metrics.issued("admin");
+        Ok(TokenResponse { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: Some(refresh), scope, sid: Some(sid) })
+    }
+
+    /// The refresh grant: one-time use, rotated on every use; a reused token revokes its family.
+    pub async fn refresh(&self, token: &str, client: Option<&ClientRecord>) -> Result<TokenResponse, GrantError> {
+        let key = crypto::sha256_hex(token);
+        let raw = self.store.get(Table::RefreshTokens, &key).await?.ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid"))?;
+        let rec: RefreshRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
+        let now = now();
+        // A family bound to a registered client only refreshes for that client.
+        if rec.client_id != ADMIN_ACTOR && client.map(|c| c.client_id.as_str()) != Some(rec.client_id.as_str()) {
+            return Err(OAuthError::invalid_grant("refresh token was issued to another client").into());
+        }
+        if rec.used {
+            self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
+            return Err(OAuthError::invalid_grant("refresh token was already used; its session has been revoked").into());
+        }
+        if rec.expires_at <= now {
+            return Err(OAuthError::invalid_grant("refresh token has expired").into());
+        }
+        if let Some(fam) = self.store.get(Table::Families, &rec.sid).await? {
+            let fam: FamilyRecord = serde_json::from_slice(&fam).map_err(|e| corrupt("family", e))?;
+            if fam.revoked_at.is_some() {
+                return Err(OAuthError::invalid_grant("session has been revoked").into());
+            }
+        }
+        let mut spent = rec.clone();
+        spent.used = true;
+        let spent_bytes = serde_json::to_vec(&spent).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        // Exactly one concurrent use wins; the others are reuse.
+        if !self.store.compare_and_swap(Table::RefreshTokens, &key, Some(&raw), Some(&spent_bytes)).await? {
+            self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
+            return Err(OAuthError::invalid_grant("refresh token was already used; its session has been revoked").into());
+        }
+        let ttl = self.settings.tokens.access_ttl.as_secs() as i64;
+        let (access, _) = self.mint_access(&rec.sub, &rec.client_id, &rec.scope, rec.aud.clone(), ttl, Some(rec.sid.clone()))?;
+        let next = RefreshRecord { used: false, ..rec.clone() };
+        let refresh = self.new_refresh(&next).await?;
+        self.metrics.issued("refresh_token");
+        Ok(TokenResponse { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: Some(refresh), scope: rec.scope, sid: Some(rec.sid) })
+    }
+
+    async fn revoke_family(&self, sid: &str, why: &str, now: i64) -> Result<(), ServiceError> {
+        if let Some(raw) = self.store.get(Table::Families, sid).await? {
+            let mut fam: FamilyRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("family", e))?;
+            if fam.revoked_at.is_none() {
+                fam.revoked_at = Some(now);
+                let bytes = serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                self.store.compare_and_swap(Table::Families, sid, Some(&raw), Some(&bytes)).await?;
+            }
+        }
+        // Access tokens minted from the family carry its sid: the filter refuses them.
+        self.revoke("system", Revocation::Sid { value: sid.to_string(), not_before: now + 1 }, why).await
+    }
+
+    // ---- revocations ----
+
+    pub async fn revoke(&self, actor: &str, r: Revocation, why: &str) -> Result<(), ServiceError> {
+        let bytes = serde_json::to_vec(&r).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        self.store.put(Table::Revocations, &r.key(), &bytes).await?;
+        self.audit.record(actor, "revocation.added", &r.key(), json!({"revocation": r, "reason": why}), now()).await?;
+        Ok(())
+    }
+
+    pub async fn revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
+        let all = self.store.list(Table::Revocations).await?;
+        all.iter().map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("revocation", e))).collect()
+    }
+
+    pub async fn is_revoked(&self, c: &AccessClaims) -> Result<bool, ServiceError> {
+        let mut keys = vec![format!("jti:{}", c.jti), format!("sub:{}", c.sub), format!("client_id:{}", c.client_id)];
+        if let Some(sid) = &c.sid {
+            keys.push(format!("sid:{sid}"));
+        }
+        for k in keys {
+            if let Some(raw) = self.store.get(Table::Revocations, &k).await? {
+                let r: Revocation = serde_json::from_slice(&raw).map_err(|e| corrupt("revocation", e))?;
+                let hit = match r {
+                    Revocation::Jti { .. } => true,
+                    Revocation::Sub { not_before, .. } | Revocation::Sid { not_before, .. } | Revocation::ClientId { not_before, .. } => c.iat < not_before,
+                };
+                if hit {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// RFC 7009: revoke an access token (by jti) or a refresh token (its whole family).
+    /// Unknown tokens are not an error.
+    pub async fn revoke_token(&self, actor: &str, token: &str) -> Result<(), ServiceError> {
+        if let Some(c) = self.verify_access(token) {
+            return self.revoke(actor, Revocation::Jti { jti: c.jti, exp: c.exp }, "rfc7009").await;
+        }
+        if let Some(raw) = self.store.get(Table::RefreshTokens, &crypto::sha256_hex(token)).await? {
+            let rec: RefreshRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
+            self.revoke_family(&rec.sid, "rfc7009", now()).await?;
+        }
+        Ok(())
+    }
+
+    /// RFC 7662 introspection.
+    pub async fn introspect(&self, token: &str) -> Result<Value, ServiceError> {
+        if let Some(c) = self.verify_access(token) {
+            if self.is_revoked(&c).await? {
+                return Ok(json!({"active": false}));
+            }
+            return Ok(json!({
+                "active": true, "token_type": "access_token", "scope": c.scope, "client_id": c.client_id,
+                "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "nbf": c.nbf,
+                "jti": c.jti, "sid": c.sid,
+            }));
+        }
+        if let Some(raw) = self.store.get(Table::RefreshTokens, &crypto::sha256_hex(token)).await? {
+            let rec: RefreshRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
+            let fam_revoked = match self.store.get(Table::Families, &rec.sid).await? {
+                Some(f) => serde_json::from_slice::<FamilyRecord>(&f).map_err(|e| corrupt("family", e))?.revoked_at.is_some(),
+                None => false,
+            };
+            if !rec.used && !fam_revoked && rec.expires_at > now() {
+                return Ok(json!({
+                    "active": true, "token_type": "refresh_token", "scope": rec.scope, "client_id": rec.client_id,
+                    "sub": rec.sub, "exp": rec.expires_at, "sid": rec.sid,
+                }));
+            }
+        }
+        Ok(json!({"active": false}))
+    }
+}

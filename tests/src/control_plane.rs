@@ -1,0 +1,225 @@
+//! Runs the real `meshauth` binary (control plane and CLI).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn meshauth_bin() -> PathBuf {
+    crate::required_file(
+        "MESHAUTH_BIN",
+        crate::workspace_root().join("target/debug/meshauth"),
+        "build it: cargo build -p meshauth-control-plane",
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub const MASTER_KEY: &str = "5f1d3c0a9b8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817060504";
+
+pub enum StoreKind {
+    Embedded,
+    Redis(String),
+}
+
+pub struct ControlPlane {
+    child: Option<Child>,
+    pub port: u16,
+    pub admin_token: String,
+    dir: tempfile::TempDir,
+    store: StoreKind,
+    extra_config: String,
+}
+
+impl ControlPlane {
+    /// Starts `meshauth serve` with a fresh data dir; `extra_config` is appended to its TOML.
+    pub fn start(store: StoreKind, extra_config: &str) -> ControlPlane {
+        let mut cp = ControlPlane {
+            child: None,
+            port: free_port(),
+            admin_token: format!("admin-{}", rand::random::<u64>()),
+            dir: tempfile::tempdir().expect("tempdir"),
+            store,
+            extra_config: extra_config.to_string(),
+        };
+        cp.launch().unwrap_or_else(|log| panic!("control plane did not start:\n{log}"));
+        cp
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("meshauth.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("meshauth.log")
+    }
+
+    pub fn data_file(&self) -> PathBuf {
+        self.dir.path().join("data/meshauth.redb")
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let store = match &self.store {
+            StoreKind::Embedded => format!("[store]\nkind = \"embedded\"\npath = \"{}\"\n", self.data_file().display()),
+            StoreKind::Redis(url) => format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\n"),
+        };
+        let hash = meshauth_wire_sha256_hex(&self.admin_token);
+        let cfg = format!(
+            "listen = \"127.0.0.1:{}\"\nissuer = \"http://127.0.0.1:{}\"\nadmin_token_sha256 = [\"{hash}\"]\n{}\n{store}",
+            self.port, self.port, self.extra_config
+        );
+        std::fs::write(self.config_path(), cfg).map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).map_err(|e| e.to_string())?;
+        let child = Command::new(meshauth_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .env("MESHAUTH_MASTER_KEY", MASTER_KEY)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    return Err(format!("exited with {st}:\n{}", self.log()));
+                }
+            }
+            if ureq::get(&self.url("/readyz")).call().is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready after 20s:\n{}", self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn base_url(&self) -> String {
+        self.url("")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: nothing is flushed or drained on the way down.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch().unwrap_or_else(|log| panic!("control plane did not restart:\n{log}"));
+    }
+
+    /// Runs the CLI against this control plane.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(meshauth_bin())
+            .args(args)
+            .env("MESHAUTH_URL", self.base_url())
+            .env("MESHAUTH_ADMIN_TOKEN", &self.admin_token)
+            .output()
+            .expect("run meshauth")
+    }
+
+    /// Runs the CLI and returns stdout, panicking with stderr on failure.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "meshauth {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn admin_headers(&self) -> (String, String) {
+        ("authorization".into(), format!("Bearer {}", self.admin_token))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn meshauth_wire_sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A real redis-server on a free loopback port with AOF (`appendfsync always`).
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut r = Redis { child: None, port: free_port(), dir: tempfile::tempdir().expect("tempdir") };
+        r.launch();
+        r
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (run scripts/setup.sh)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pong = Command::new("redis-cli").args(["-p", &self.port.to_string(), "ping"]).output();
+            if pong.map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG")).unwrap_or(false) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.launch();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
