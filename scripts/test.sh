@@ -19,8 +19,14 @@ cargo clippy -p meshauth-filter --target wasm32-wasip1 --locked -- -D warnings
 
 step "build the filter (wasm32-wasip1, release)"
 cargo build -p meshauth-filter --target wasm32-wasip1 --release --locked
+step "build the control plane (meshauth)"
+cargo build -p meshauth-control-plane --bin meshauth --locked
 export MESHAUTH_WASM="$root/target/wasm32-wasip1/release/meshauth_filter.wasm"
+export MESHAUTH_BIN="$root/target/debug/meshauth"
 export ENVOY_BIN="$root/.venv/bin/envoy"
 
 step "tests: unit, property and end-to-end"
 cargo test --workspace --locked
+
+step "demo: scripts/demo.sh and the README's commands"
+scripts/demo-check.sh

@@ -25,7 +25,15 @@ pub struct AuditEntry {
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-fn entry_hash(seq: u64, at: i64, actor: &str, action: &str, target: &str, detail: &Value, prev: &str) -> String {
+fn entry_hash(
+    seq: u64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &Value,
+    prev: &str,
+) -> String {
     let canonical = serde_json::json!([seq, at, actor, action, target, detail, prev]).to_string();
     hex::encode(Sha256::digest(canonical.as_bytes()))
 }
@@ -82,9 +90,14 @@ impl Audit {
                 prev,
                 hash,
             };
-            let bytes = serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             // Another replica may have appended first; then build on its entry.
-            if self.store.append(Log::Audit, len, &bytes, entry.hash.as_bytes()).await? {
+            if self
+                .store
+                .append(Log::Audit, len, &bytes, entry.hash.as_bytes())
+                .await?
+            {
                 return Ok(entry);
             }
         }
@@ -92,7 +105,10 @@ impl Audit {
 
     pub async fn read(&self, from: u64, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
         let raw = self.store.read_log(Log::Audit, from, limit).await?;
-        Ok(raw.iter().filter_map(|r| serde_json::from_slice(r).ok()).collect())
+        Ok(raw
+            .iter()
+            .filter_map(|r| serde_json::from_slice(r).ok())
+            .collect())
     }
 
     pub async fn verify(&self) -> Result<AuditReport, StoreError> {
@@ -115,7 +131,10 @@ impl Audit {
                     problem = Some(AuditProblem::Missing(seen));
                     break 'outer;
                 }
-                if entry_hash(e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev) != e.hash {
+                if entry_hash(
+                    e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
+                ) != e.hash
+                {
                     problem = Some(AuditProblem::Edited(seen));
                     break 'outer;
                 }
@@ -126,7 +145,11 @@ impl Audit {
         if problem.is_none() && len > 0 && head.as_deref() != Some(prev.as_str()) {
             problem = Some(AuditProblem::Truncated(1));
         }
-        Ok(AuditReport { entries: seen, ok: problem.is_none(), problem: problem.map(|p| p.to_string()) })
+        Ok(AuditReport {
+            entries: seen,
+            ok: problem.is_none(),
+            problem: problem.map(|p| p.to_string()),
+        })
     }
 }
 
@@ -138,10 +161,20 @@ mod tests {
     #[tokio::test]
     async fn chain_verifies_and_detects_tampering() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
         let audit = Audit::new(store.clone());
         for i in 0..5 {
-            audit.record("admin", "keys.rotate", &format!("k{i}"), serde_json::json!({"i": i}), 100 + i).await.unwrap();
+            audit
+                .record(
+                    "admin",
+                    "keys.rotate",
+                    &format!("k{i}"),
+                    serde_json::json!({"i": i}),
+                    100 + i,
+                )
+                .await
+                .unwrap();
         }
         let report = audit.verify().await.unwrap();
         assert!(report.ok, "{report:?}");
@@ -149,21 +182,45 @@ mod tests {
         // Edit entry 2's target without fixing the hash.
         let mut entries = audit.read(0, 10).await.unwrap();
         entries[2].target = "forged".into();
-        let forged_store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("b.redb")).unwrap());
+        let forged_store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("b.redb")).unwrap());
         for (i, e) in entries.iter().enumerate() {
-            forged_store.append(Log::Audit, i as u64, &serde_json::to_vec(e).unwrap(), e.hash.as_bytes()).await.unwrap();
+            forged_store
+                .append(
+                    Log::Audit,
+                    i as u64,
+                    &serde_json::to_vec(e).unwrap(),
+                    e.hash.as_bytes(),
+                )
+                .await
+                .unwrap();
         }
         let r = Audit::new(forged_store).verify().await.unwrap();
-        assert_eq!(r.problem.as_deref(), Some("entry 2 has been edited (its hash does not match its content)"));
+        assert_eq!(
+            r.problem.as_deref(),
+            Some("entry 2 has been edited (its hash does not match its content)")
+        );
         // Drop entry 1 (renumbering the rest is not enough to hide it).
-        let removed_store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("c.redb")).unwrap());
+        let removed_store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("c.redb")).unwrap());
         let mut kept = audit.read(0, 10).await.unwrap();
         kept.remove(1);
         for (i, e) in kept.iter_mut().enumerate() {
             e.seq = i as u64;
-            removed_store.append(Log::Audit, i as u64, &serde_json::to_vec(e).unwrap(), e.hash.as_bytes()).await.unwrap();
+            removed_store
+                .append(
+                    Log::Audit,
+                    i as u64,
+                    &serde_json::to_vec(e).unwrap(),
+                    e.hash.as_bytes(),
+                )
+                .await
+                .unwrap();
         }
         let r = Audit::new(removed_store).verify().await.unwrap();
-        assert_eq!(r.problem.as_deref(), Some("entry 1 is missing or out of order"));
+        assert_eq!(
+            r.problem.as_deref(),
+            Some("entry 1 is missing or out of order")
+        );
     }
 }

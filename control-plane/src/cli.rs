@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(name = "meshauth", version, about = "meshauth: edge authentication for Envoy and Istio")]
+#[command(
+    name = "meshauth",
+    version,
+    about = "meshauth: edge authentication for Envoy and Istio"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub conn: Conn,
@@ -19,10 +23,20 @@ pub struct Cli {
 #[derive(Args)]
 pub struct Conn {
     /// Control-plane URL.
-    #[arg(long, global = true, env = "MESHAUTH_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "MESHAUTH_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     /// Admin bearer token.
-    #[arg(long, global = true, env = "MESHAUTH_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "MESHAUTH_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
 }
 
@@ -77,7 +91,9 @@ pub enum KeysCmd {
     /// Start a rotation now (the new key signs once published for one JWKS max-age).
     Rotate,
     /// Remove a key from the JWKS at once (a compromised key).
-    Revoke { kid: String },
+    Revoke {
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -89,18 +105,30 @@ pub enum ClientsCmd {
         scope: String,
     },
     List,
-    Delete { client_id: String },
+    Delete {
+        client_id: String,
+    },
     /// Issue a new secret; the old one stops working.
-    RotateSecret { client_id: String },
+    RotateSecret {
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum RevokeCmd {
     /// An access or refresh token, or a bare jti.
-    Token { token_or_jti: String },
-    Subject { sub: String },
-    Session { sid: String },
-    Client { client_id: String },
+    Token {
+        token_or_jti: String,
+    },
+    Subject {
+        sub: String,
+    },
+    Session {
+        sid: String,
+    },
+    Client {
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,9 +151,15 @@ struct Client {
 
 impl Client {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-        let token = self.token.as_deref().ok_or("MESHAUTH_ADMIN_TOKEN is not set")?;
+        let token = self
+            .token
+            .as_deref()
+            .ok_or("MESHAUTH_ADMIN_TOKEN is not set")?;
         let url = format!("{}{path}", self.base.trim_end_matches('/'));
-        let req = self.agent.request(method, &url).set("authorization", &format!("Bearer {token}"));
+        let req = self
+            .agent
+            .request(method, &url)
+            .set("authorization", &format!("Bearer {token}"));
         let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
@@ -161,11 +195,19 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
     let c = Client {
         base: conn.url,
         token: conn.admin_token,
-        agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build(),
+        agent: ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build(),
     };
     match cmd {
         Cmd::Serve { .. } => return Err("serve is not a client verb".into()),
-        Cmd::Token(TokenCmd::Issue { sub, scope, aud, ttl, json: as_json }) => {
+        Cmd::Token(TokenCmd::Issue {
+            sub,
+            scope,
+            aud,
+            ttl,
+            json: as_json,
+        }) => {
             let mut body = json!({"sub": sub, "scope": scope});
             if !aud.is_empty() {
                 body["aud"] = json!(aud);
@@ -177,15 +219,26 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
             if as_json {
                 print(&v);
             } else {
-                println!("{}", v["access_token"].as_str().ok_or("no access_token in the answer")?);
+                println!(
+                    "{}",
+                    v["access_token"]
+                        .as_str()
+                        .ok_or("no access_token in the answer")?
+                );
             }
         }
         Cmd::Keys(KeysCmd::List) => print(&c.call("GET", "/admin/keys", None)?),
         Cmd::Keys(KeysCmd::Rotate) => print(&c.call("POST", "/admin/keys/rotate", None)?),
-        Cmd::Keys(KeysCmd::Revoke { kid }) => print(&c.call("POST", &format!("/admin/keys/{kid}/revoke"), None)?),
+        Cmd::Keys(KeysCmd::Revoke { kid }) => {
+            print(&c.call("POST", &format!("/admin/keys/{kid}/revoke"), None)?)
+        }
         Cmd::Clients(ClientsCmd::Create { name, scope }) => {
             let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-            print(&c.call("POST", "/admin/clients", Some(json!({"name": name, "scopes": scopes})))?)
+            print(&c.call(
+                "POST",
+                "/admin/clients",
+                Some(json!({"name": name, "scopes": scopes})),
+            )?)
         }
         Cmd::Clients(ClientsCmd::List) => print(&c.call("GET", "/admin/clients", None)?),
         Cmd::Clients(ClientsCmd::Delete { client_id }) => {
@@ -196,23 +249,38 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         }
         Cmd::Revoke(r) => {
             let (kind, value) = match r {
-                RevokeCmd::Token { token_or_jti } if token_or_jti.contains('.') || token_or_jti.len() > 40 => ("token", token_or_jti),
+                RevokeCmd::Token { token_or_jti }
+                    if token_or_jti.contains('.') || token_or_jti.len() > 40 =>
+                {
+                    ("token", token_or_jti)
+                }
                 RevokeCmd::Token { token_or_jti } => ("jti", token_or_jti),
                 RevokeCmd::Subject { sub } => ("sub", sub),
                 RevokeCmd::Session { sid } => ("sid", sid),
                 RevokeCmd::Client { client_id } => ("client_id", client_id),
             };
-            c.call("POST", "/admin/revocations", Some(json!({"kind": kind, "value": value})))?;
+            c.call(
+                "POST",
+                "/admin/revocations",
+                Some(json!({"kind": kind, "value": value})),
+            )?;
         }
         Cmd::Status => print(&c.call("GET", "/admin/status", None)?),
         Cmd::Audit(AuditCmd::Verify) => {
             let v = c.call("GET", "/admin/audit/verify", None)?;
             if v["ok"] != true {
-                return Err(format!("audit chain broken: {}", v["problem"].as_str().unwrap_or("unknown problem")));
+                return Err(format!(
+                    "audit chain broken: {}",
+                    v["problem"].as_str().unwrap_or("unknown problem")
+                ));
             }
             println!("audit chain ok: {} entries", v["entries"]);
         }
-        Cmd::Audit(AuditCmd::List { from, limit }) => print(&c.call("GET", &format!("/admin/audit?from={from}&limit={limit}"), None)?),
+        Cmd::Audit(AuditCmd::List { from, limit }) => print(&c.call(
+            "GET",
+            &format!("/admin/audit?from={from}&limit={limit}"),
+            None,
+        )?),
     }
     Ok(())
 }

@@ -34,7 +34,9 @@ pub struct FileConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum StoreConfig {
-    Embedded { path: PathBuf },
+    Embedded {
+        path: PathBuf,
+    },
     Redis {
         url: String,
         #[serde(default = "default_namespace")]
@@ -44,7 +46,9 @@ pub enum StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig::Embedded { path: PathBuf::from("meshauth-data/meshauth.redb") }
+        StoreConfig::Embedded {
+            path: PathBuf::from("meshauth-data/meshauth.redb"),
+        }
     }
 }
 
@@ -167,55 +171,88 @@ pub enum ConfigError {
 
 impl Settings {
     /// Loads `path` (or defaults) and the secrets from the environment.
-    pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
         let file: FileConfig = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File(p.display().to_string(), e.to_string()))?;
-                toml::from_str(&text).map_err(|e| ConfigError::File(p.display().to_string(), e.to_string()))?
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::File(p.display().to_string(), e.to_string()))?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::File(p.display().to_string(), e.to_string()))?
             }
             None => toml::from_str("").map_err(|e| ConfigError::Invalid(e.to_string()))?,
         };
         let listen = env("MESHAUTH_LISTEN").unwrap_or(file.listen);
         let store = match (env("MESHAUTH_REDIS_URL"), env("MESHAUTH_DATA_FILE")) {
-            (Some(url), _) => StoreConfig::Redis { url, namespace: default_namespace() },
-            (None, Some(path)) => StoreConfig::Embedded { path: PathBuf::from(path) },
+            (Some(url), _) => StoreConfig::Redis {
+                url,
+                namespace: default_namespace(),
+            },
+            (None, Some(path)) => StoreConfig::Embedded {
+                path: PathBuf::from(path),
+            },
             (None, None) => file.store,
         };
         let master_text = match (env("MESHAUTH_MASTER_KEY"), &file.master_key_file) {
             (Some(k), _) => k,
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| ConfigError::File(f.display().to_string(), e.to_string()))?,
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| ConfigError::File(f.display().to_string(), e.to_string()))?,
             (None, None) => return Err(ConfigError::NoMasterKey),
         };
-        let master_key = MasterKey::parse(&master_text).map_err(|e| ConfigError::Invalid(format!("master key: {e}")))?;
+        let master_key = MasterKey::parse(&master_text)
+            .map_err(|e| ConfigError::Invalid(format!("master key: {e}")))?;
         let mut hashes_text = file.admin_token_sha256;
         if let Some(h) = env("MESHAUTH_ADMIN_TOKEN_SHA256") {
-            hashes_text.extend(h.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+            hashes_text.extend(
+                h.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
+            );
         }
         let mut admin_token_hashes = Vec::new();
         for h in hashes_text {
-            let bytes = hex::decode(&h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
-            admin_token_hashes.push(bytes.ok_or_else(|| ConfigError::Invalid("admin_token_sha256: each entry must be 64 hex digits".into()))?);
+            let bytes = hex::decode(&h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok());
+            admin_token_hashes.push(bytes.ok_or_else(|| {
+                ConfigError::Invalid("admin_token_sha256: each entry must be 64 hex digits".into())
+            })?);
         }
-        let issuer = env("MESHAUTH_ISSUER").or(file.issuer).unwrap_or_else(|| format!("http://{listen}"));
+        let issuer = env("MESHAUTH_ISSUER")
+            .or(file.issuer)
+            .unwrap_or_else(|| format!("http://{listen}"));
         if issuer.is_empty() || issuer.ends_with('/') {
-            return Err(ConfigError::Invalid("issuer: must be a URL without a trailing slash".into()));
+            return Err(ConfigError::Invalid(
+                "issuer: must be a URL without a trailing slash".into(),
+            ));
         }
         let t = &file.tokens;
         if t.access_ttl.is_zero() || t.client_credentials_ttl.is_zero() || t.refresh_ttl.is_zero() {
             return Err(ConfigError::Invalid("tokens: TTLs must be positive".into()));
         }
         if t.access_ttl > t.max_access_ttl || t.client_credentials_ttl > t.max_access_ttl {
-            return Err(ConfigError::Invalid("tokens: access_ttl and client_credentials_ttl must not exceed max_access_ttl".into()));
+            return Err(ConfigError::Invalid(
+                "tokens: access_ttl and client_credentials_ttl must not exceed max_access_ttl"
+                    .into(),
+            ));
         }
         let k = &file.keys;
         if k.rotation_interval <= k.jwks_max_age + k.clock_skew {
-            return Err(ConfigError::Invalid("keys: rotation_interval must exceed jwks_max_age + clock_skew".into()));
+            return Err(ConfigError::Invalid(
+                "keys: rotation_interval must exceed jwks_max_age + clock_skew".into(),
+            ));
         }
         if k.check_interval.is_zero() {
-            return Err(ConfigError::Invalid("keys: check_interval must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "keys: check_interval must be positive".into(),
+            ));
         }
         if file.default_audiences.is_empty() {
-            return Err(ConfigError::Invalid("default_audiences: list at least one".into()));
+            return Err(ConfigError::Invalid(
+                "default_audiences: list at least one".into(),
+            ));
         }
         Ok(Settings {
             listen,
@@ -235,7 +272,11 @@ impl Settings {
         crate::keys::LifecyclePolicy {
             rotation_interval: secs(self.keys.rotation_interval),
             prepublish: secs(self.keys.jwks_max_age) + skew,
-            retention: secs(self.tokens.max_access_ttl.max(self.tokens.client_credentials_ttl)) + skew,
+            retention: secs(
+                self.tokens
+                    .max_access_ttl
+                    .max(self.tokens.client_credentials_ttl),
+            ) + skew,
         }
     }
 }
@@ -245,7 +286,12 @@ mod tests {
     use super::*;
 
     fn env_with<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -258,7 +304,14 @@ mod tests {
     fn defaults_and_env() {
         let key = "ab".repeat(32);
         let hash = "cd".repeat(32);
-        let s = Settings::load(None, &env_with(&[("MESHAUTH_MASTER_KEY", &key), ("MESHAUTH_ADMIN_TOKEN_SHA256", &hash)])).unwrap();
+        let s = Settings::load(
+            None,
+            &env_with(&[
+                ("MESHAUTH_MASTER_KEY", &key),
+                ("MESHAUTH_ADMIN_TOKEN_SHA256", &hash),
+            ]),
+        )
+        .unwrap();
         assert_eq!(s.issuer, "http://127.0.0.1:8080");
         assert_eq!(s.admin_token_hashes.len(), 1);
         assert_eq!(s.tokens.access_ttl, Duration::from_secs(600));
@@ -272,13 +325,29 @@ mod tests {
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "listen = 5\n").unwrap();
         let key = "ab".repeat(32);
-        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).err().unwrap().to_string();
-        assert!(err.contains("listen") && err.contains("invalid type"), "{err}");
-        std::fs::write(&f, "[keys]\nrotation_interval = \"1m\"\njwks_max_age = \"5m\"\n").unwrap();
-        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).err().unwrap().to_string();
+        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("listen") && err.contains("invalid type"),
+            "{err}"
+        );
+        std::fs::write(
+            &f,
+            "[keys]\nrotation_interval = \"1m\"\njwks_max_age = \"5m\"\n",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("rotation_interval must exceed"), "{err}");
         std::fs::write(&f, "[tokens]\naccess_ttl = \"ten minutes\"\n").unwrap();
-        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).err().unwrap().to_string();
+        let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("access_ttl"), "{err}");
     }
 }

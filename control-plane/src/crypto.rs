@@ -42,7 +42,13 @@ impl MasterKey {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-        if let Ok(ct) = self.0.encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad }) {
+        if let Ok(ct) = self.0.encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        ) {
             out.extend_from_slice(&ct);
         }
         out
@@ -92,8 +98,14 @@ mod tests {
     #[test]
     fn master_key_formats() {
         assert!(MasterKey::parse(&meshauth_wire::b64::encode([3u8; 32])).is_ok());
-        assert_eq!(MasterKey::parse("short").unwrap_err(), CryptoError::BadMasterKey);
-        assert_eq!(MasterKey::parse(&"zz".repeat(32)).unwrap_err(), CryptoError::BadMasterKey);
+        assert_eq!(
+            MasterKey::parse("short").unwrap_err(),
+            CryptoError::BadMasterKey
+        );
+        assert_eq!(
+            MasterKey::parse(&"zz".repeat(32)).unwrap_err(),
+            CryptoError::BadMasterKey
+        );
         assert!(!format!("{:?}", MasterKey::parse(&"11".repeat(32)).unwrap()).contains("11"));
     }
 

@@ -135,34 +135,59 @@ impl Keyring {
             events.push(KeyEvent::Activated(k.kid.clone()));
             self.keys.push(k);
         }
-        for k in self.keys.iter_mut().filter(|k| k.state == KeyState::Previous) {
-            if k.deactivated_at.is_some_and(|d| now >= d + policy.retention) {
+        for k in self
+            .keys
+            .iter_mut()
+            .filter(|k| k.state == KeyState::Previous)
+        {
+            if k.deactivated_at
+                .is_some_and(|d| now >= d + policy.retention)
+            {
                 k.state = KeyState::Retired;
                 k.retired_at = Some(now);
                 events.push(KeyEvent::Retired(k.kid.clone()));
             }
         }
-        let current_age = self.current().and_then(|c| c.activated_at).map_or(i64::MAX, |a| now - a);
+        let current_age = self
+            .current()
+            .and_then(|c| c.activated_at)
+            .map_or(i64::MAX, |a| now - a);
         let due_soon = current_age >= policy.rotation_interval - policy.prepublish;
-        if self.next().is_none() && (due_soon || self.rotation_requested || self.current().is_none()) {
+        if self.next().is_none()
+            && (due_soon || self.rotation_requested || self.current().is_none())
+        {
             let k = new_key(now);
             events.push(KeyEvent::Published(k.kid.clone()));
             self.keys.push(k);
         }
-        let next_ready = self.next().is_some_and(|n| now - n.created_at >= policy.prepublish);
-        let due = current_age >= policy.rotation_interval || self.rotation_requested || self.current().is_none();
+        let next_ready = self
+            .next()
+            .is_some_and(|n| now - n.created_at >= policy.prepublish);
+        let due = current_age >= policy.rotation_interval
+            || self.rotation_requested
+            || self.current().is_none();
         if next_ready && due {
             self.promote_next(now, &mut events);
         }
         // Retired records are kept for the audit trail only a while.
-        self.keys.retain(|k| k.state != KeyState::Retired || k.retired_at.is_some_and(|r| now - r < 7 * 86_400));
+        self.keys.retain(|k| {
+            k.state != KeyState::Retired || k.retired_at.is_some_and(|r| now - r < 7 * 86_400)
+        });
         events
     }
 
     /// Emergency removal: the key leaves the JWKS now. If it was signing, the `next`
     /// key (or a brand-new one) takes over at once.
-    pub fn revoke(&mut self, kid: &str, now: i64, new_key: &mut dyn FnMut(i64) -> KeyRecord) -> Option<Vec<KeyEvent>> {
-        let k = self.keys.iter_mut().find(|k| k.kid == kid && k.state != KeyState::Retired)?;
+    pub fn revoke(
+        &mut self,
+        kid: &str,
+        now: i64,
+        new_key: &mut dyn FnMut(i64) -> KeyRecord,
+    ) -> Option<Vec<KeyEvent>> {
+        let k = self
+            .keys
+            .iter_mut()
+            .find(|k| k.kid == kid && k.state != KeyState::Retired)?;
         let was_current = k.state == KeyState::Current;
         k.state = KeyState::Retired;
         k.revoked = true;
@@ -183,7 +208,11 @@ impl Keyring {
 mod tests {
     use super::*;
 
-    const POLICY: LifecyclePolicy = LifecyclePolicy { rotation_interval: 1000, prepublish: 100, retention: 300 };
+    const POLICY: LifecyclePolicy = LifecyclePolicy {
+        rotation_interval: 1000,
+        prepublish: 100,
+        retention: 300,
+    };
 
     fn factory() -> impl FnMut(i64) -> KeyRecord {
         let mut n = 0;
@@ -220,13 +249,23 @@ mod tests {
         assert_eq!(r.next().map(|k| k.kid.as_str()), Some("k2"));
         assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k1"));
         r.tick(1000, &POLICY, &mut f);
-        assert_eq!(states(&r), vec![("k1".into(), KeyState::Previous), ("k2".into(), KeyState::Current)]);
+        assert_eq!(
+            states(&r),
+            vec![
+                ("k1".into(), KeyState::Previous),
+                ("k2".into(), KeyState::Current)
+            ]
+        );
         // The previous key verifies until every token it signed has expired.
         r.tick(1299, &POLICY, &mut f);
         assert_eq!(r.get("k1").map(|k| k.state), Some(KeyState::Previous));
         r.tick(1300, &POLICY, &mut f);
         assert_eq!(r.get("k1").map(|k| k.state), Some(KeyState::Retired));
-        assert_eq!(r.jwks().keys.len(), 0, "test records have no public key bytes");
+        assert_eq!(
+            r.jwks().keys.len(),
+            0,
+            "test records have no public key bytes"
+        );
     }
 
     #[test]
@@ -236,7 +275,11 @@ mod tests {
         r.tick(0, &POLICY, &mut f);
         r.rotation_requested = true;
         r.tick(10, &POLICY, &mut f);
-        assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k1"), "k2 just published");
+        assert_eq!(
+            r.current().map(|k| k.kid.as_str()),
+            Some("k1"),
+            "k2 just published"
+        );
         r.tick(109, &POLICY, &mut f);
         assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k1"));
         r.tick(110, &POLICY, &mut f);

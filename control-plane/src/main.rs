@@ -7,10 +7,14 @@ fn main() {
         Cmd::Serve { config } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("MESHAUTH_LOG").unwrap_or_else(|_| "info".into()),
+                    tracing_subscriber::EnvFilter::try_from_env("MESHAUTH_LOG")
+                        .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
-            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt.block_on(meshauth_cp::serve::run(config.as_deref())),
                 Err(e) => Err(format!("tokio runtime: {e}")),
             }

@@ -54,21 +54,55 @@ impl Metrics {
         let errors = Family::<CodeLabel, Counter>::default();
         let rotations = Counter::default();
         let key_age = Family::<StateLabel, Gauge>::default();
-        let latency = Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency);
-        registry.register("meshauth_tokens_issued", "Tokens issued, by grant", tokens_issued.clone());
-        registry.register("meshauth_http_errors", "Error answers, by error code", errors.clone());
-        registry.register("meshauth_key_rotations", "Signing keys activated", rotations.clone());
-        registry.register("meshauth_key_age_seconds", "Age of the newest key in each state", key_age.clone());
-        registry.register("meshauth_http_request_duration_seconds", "Request latency, by route", latency.clone());
-        Metrics { registry, tokens_issued, errors, rotations, key_age, latency }
+        let latency =
+            Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        registry.register(
+            "meshauth_tokens_issued",
+            "Tokens issued, by grant",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "meshauth_http_errors",
+            "Error answers, by error code",
+            errors.clone(),
+        );
+        registry.register(
+            "meshauth_key_rotations",
+            "Signing keys activated",
+            rotations.clone(),
+        );
+        registry.register(
+            "meshauth_key_age_seconds",
+            "Age of the newest key in each state",
+            key_age.clone(),
+        );
+        registry.register(
+            "meshauth_http_request_duration_seconds",
+            "Request latency, by route",
+            latency.clone(),
+        );
+        Metrics {
+            registry,
+            tokens_issued,
+            errors,
+            rotations,
+            key_age,
+            latency,
+        }
     }
 
     pub fn issued(&self, grant: &str) {
-        self.tokens_issued.get_or_create(&GrantLabel { grant: grant.into() }).inc();
+        self.tokens_issued
+            .get_or_create(&GrantLabel {
+                grant: grant.into(),
+            })
+            .inc();
     }
 
     pub fn error(&self, code: &str) {
-        self.errors.get_or_create(&CodeLabel { code: code.into() }).inc();
+        self.errors
+            .get_or_create(&CodeLabel { code: code.into() })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

@@ -12,7 +12,9 @@ use crate::store::Store;
 
 pub async fn open_store(cfg: &StoreConfig) -> Result<Arc<dyn Store>, String> {
     match cfg {
-        StoreConfig::Embedded { path } => EmbeddedStore::open(path).map(|s| Arc::new(s) as Arc<dyn Store>).map_err(|e| e.to_string()),
+        StoreConfig::Embedded { path } => EmbeddedStore::open(path)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
         StoreConfig::Redis { url, namespace } => RedisStore::connect(url, namespace)
             .await
             .map(|s| Arc::new(s) as Arc<dyn Store>)
@@ -27,8 +29,12 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
     }
     let store = open_store(&settings.store).await?;
     let listen = settings.listen.clone();
-    let app = App::new(store, settings).await.map_err(|e| format!("start-up: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listen on {listen}: {e}"))?;
+    let app = App::new(store, settings)
+        .await
+        .map_err(|e| format!("start-up: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
     tracing::info!(listen = %listen, store = app.store.kind(), issuer = %app.settings.issuer, "meshauth control plane serving");
 
     let ticker = {

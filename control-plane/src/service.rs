@@ -20,7 +20,9 @@ use crate::metrics::Metrics;
 use crate::store::{Store, Table};
 
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -123,11 +125,18 @@ pub const ADMIN_ACTOR: &str = "admin";
 const KEYRING: &str = "keyring";
 
 fn split_scope(scope: &str) -> Vec<String> {
-    scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn valid_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 pub fn validate_scopes(scopes: &[String]) -> Result<(), ServiceError> {
@@ -135,14 +144,18 @@ pub fn validate_scopes(scopes: &[String]) -> Result<(), ServiceError> {
         return Err(ServiceError::Invalid("at most 64 scopes".into()));
     }
     match scopes.iter().find(|s| !valid_scope_token(s)) {
-        Some(s) => Err(ServiceError::Invalid(format!("{s:?} is not a valid scope (RFC 6749 §3.3)"))),
+        Some(s) => Err(ServiceError::Invalid(format!(
+            "{s:?} is not a valid scope (RFC 6749 §3.3)"
+        ))),
         None => Ok(()),
     }
 }
 
 pub fn validate_name(what: &str, v: &str) -> Result<(), ServiceError> {
     if v.is_empty() || v.len() > 256 || v.chars().any(|c| c.is_control()) {
-        return Err(ServiceError::Invalid(format!("{what} must be 1-256 printable characters")));
+        return Err(ServiceError::Invalid(format!(
+            "{what} must be 1-256 printable characters"
+        )));
     }
     Ok(())
 }
@@ -173,7 +186,10 @@ impl App {
         let sk = SigningKey::generate(&mut rand::rngs::OsRng);
         let public = sk.verifying_key().to_bytes();
         let kid = Jwk::from_ed25519(&public).thumbprint();
-        let sealed = self.settings.master_key.seal(&sk.to_bytes(), kid.as_bytes());
+        let sealed = self
+            .settings
+            .master_key
+            .seal(&sk.to_bytes(), kid.as_bytes());
         KeyRecord {
             kid,
             public: b64::encode(public),
@@ -206,7 +222,9 @@ impl App {
         let body = serde_json::to_string(&ring.jwks()).unwrap_or_else(|_| "{\"keys\":[]}".into());
         let etag = format!("\"{}\"", &crypto::sha256_hex(&body)[..32]);
         let mut cache = write(&self.keys);
-        cache.signers.retain(|kid, _| ring.published().any(|k| &k.kid == kid));
+        cache
+            .signers
+            .retain(|kid, _| ring.published().any(|k| &k.kid == kid));
         cache.ring = ring;
         cache.raw = raw;
         cache.jwks_body = Arc::new(body);
@@ -215,7 +233,11 @@ impl App {
 
     /// Applies `change` to the keyring with compare-and-swap, retrying on conflicts;
     /// audits the events. `None` from `change` means nothing to do.
-    async fn update_keyring<F>(&self, actor: &str, mut change: F) -> Result<Option<Vec<KeyEvent>>, ServiceError>
+    async fn update_keyring<F>(
+        &self,
+        actor: &str,
+        mut change: F,
+    ) -> Result<Option<Vec<KeyEvent>>, ServiceError>
     where
         F: FnMut(&mut Keyring, i64) -> Option<Vec<KeyEvent>>,
     {
@@ -234,8 +256,13 @@ impl App {
                 self.install_keyring(ring, raw);
                 return Ok(Some(events));
             }
-            let new_raw = serde_json::to_vec(&ring).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            if self.store.compare_and_swap(Table::Meta, KEYRING, raw.as_deref(), Some(&new_raw)).await? {
+            let new_raw =
+                serde_json::to_vec(&ring).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if self
+                .store
+                .compare_and_swap(Table::Meta, KEYRING, raw.as_deref(), Some(&new_raw))
+                .await?
+            {
                 self.install_keyring(ring, Some(new_raw));
                 for e in &events {
                     let (action, kid) = match e {
@@ -248,12 +275,16 @@ impl App {
                     if matches!(e, KeyEvent::Activated(_)) {
                         self.metrics.rotations.inc();
                     }
-                    self.audit.record(actor, action, kid, json!({}), now).await?;
+                    self.audit
+                        .record(actor, action, kid, json!({}), now)
+                        .await?;
                 }
                 return Ok(Some(events));
             }
         }
-        Err(ServiceError::Conflict("the keyring is being changed concurrently; try again".into()))
+        Err(ServiceError::Conflict(
+            "the keyring is being changed concurrently; try again".into(),
+        ))
     }
 
     /// The scheduled step: runs on every replica, acts on the one holding the lease.
@@ -281,7 +312,9 @@ impl App {
             let mut events = ring.tick(now, &policy, &mut |t| self.new_key_record(t));
             if events.is_empty() {
                 // Only the request flag changed; still persist it.
-                events.push(KeyEvent::Published(ring.next().map(|k| k.kid.clone()).unwrap_or_default()));
+                events.push(KeyEvent::Published(
+                    ring.next().map(|k| k.kid.clone()).unwrap_or_default(),
+                ));
             }
             Some(events)
         })
@@ -291,7 +324,9 @@ impl App {
 
     pub async fn revoke_key(&self, actor: &str, kid: &str) -> Result<Keyring, ServiceError> {
         let found = self
-            .update_keyring(actor, |ring, now| ring.revoke(kid, now, &mut |t| self.new_key_record(t)))
+            .update_keyring(actor, |ring, now| {
+                ring.revoke(kid, now, &mut |t| self.new_key_record(t))
+            })
             .await?;
         if found.is_none() {
             return Err(ServiceError::NotFound(format!("key {kid}")));
@@ -311,7 +346,10 @@ impl App {
     fn signer(&self) -> Result<(String, Arc<SigningKey>), ServiceError> {
         let (kid, sealed) = {
             let c = read(&self.keys);
-            let cur = c.ring.current().ok_or_else(|| ServiceError::Internal("no current signing key".into()))?;
+            let cur = c
+                .ring
+                .current()
+                .ok_or_else(|| ServiceError::Internal("no current signing key".into()))?;
             if let Some(sk) = c.signers.get(&cur.kid) {
                 return Ok((cur.kid.clone(), sk.clone()));
             }
@@ -323,7 +361,9 @@ impl App {
             .master_key
             .open(&sealed, kid.as_bytes())
             .map_err(|e| ServiceError::Internal(format!("key {kid}: {e}")))?;
-        let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt("sealed key", "wrong length"))?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| corrupt("sealed key", "wrong length"))?;
         let sk = Arc::new(SigningKey::from_bytes(&seed));
         write(&self.keys).signers.insert(kid.clone(), sk.clone());
         Ok((kid, sk))
@@ -355,8 +395,13 @@ impl App {
             sid,
         };
         let header = json!({"alg": meshauth_wire::ALG_EDDSA, "typ": meshauth_wire::TYP_ACCESS_TOKEN, "kid": kid});
-        let payload = serde_json::to_vec(&claims).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let input = format!("{}.{}", b64::encode(header.to_string()), b64::encode(payload));
+        let payload =
+            serde_json::to_vec(&claims).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let input = format!(
+            "{}.{}",
+            b64::encode(header.to_string()),
+            b64::encode(payload)
+        );
         let sig = sk.sign(input.as_bytes());
         Ok((format!("{input}.{}", b64::encode(sig.to_bytes())), claims))
     }
@@ -369,7 +414,8 @@ impl App {
             return None;
         }
         let header: Value = serde_json::from_slice(&b64::decode(h).ok()?).ok()?;
-        if header["alg"] != meshauth_wire::ALG_EDDSA && header["alg"] != meshauth_wire::ALG_ED25519 {
+        if header["alg"] != meshauth_wire::ALG_EDDSA && header["alg"] != meshauth_wire::ALG_ED25519
+        {
             return None;
         }
         let kid = header["kid"].as_str()?;
@@ -387,7 +433,12 @@ impl App {
 
     // ---- clients ----
 
-    pub async fn create_client(&self, actor: &str, name: &str, scopes: Vec<String>) -> Result<(ClientRecord, String), ServiceError> {
+    pub async fn create_client(
+        &self,
+        actor: &str,
+        name: &str,
+        scopes: Vec<String>,
+    ) -> Result<(ClientRecord, String), ServiceError> {
         validate_name("name", name)?;
         validate_scopes(&scopes)?;
         let secret = crypto::random_token(32);
@@ -399,61 +450,105 @@ impl App {
             created_at: now(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        if !self.store.compare_and_swap(Table::Clients, &rec.client_id, None, Some(&bytes)).await? {
-            return Err(ServiceError::Conflict("client id collision; try again".into()));
+        if !self
+            .store
+            .compare_and_swap(Table::Clients, &rec.client_id, None, Some(&bytes))
+            .await?
+        {
+            return Err(ServiceError::Conflict(
+                "client id collision; try again".into(),
+            ));
         }
         self.audit
-            .record(actor, "client.created", &rec.client_id, json!({"name": name, "scopes": rec.scopes}), rec.created_at)
+            .record(
+                actor,
+                "client.created",
+                &rec.client_id,
+                json!({"name": name, "scopes": rec.scopes}),
+                rec.created_at,
+            )
             .await?;
         Ok((rec, secret))
     }
 
     pub async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, ServiceError> {
         match self.store.get(Table::Clients, client_id).await? {
-            Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| corrupt("client", e))?)),
+            Some(b) => Ok(Some(
+                serde_json::from_slice(&b).map_err(|e| corrupt("client", e))?,
+            )),
             None => Ok(None),
         }
     }
 
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, ServiceError> {
         let all = self.store.list(Table::Clients).await?;
-        all.iter().map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("client", e))).collect()
+        all.iter()
+            .map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("client", e)))
+            .collect()
     }
 
     pub async fn delete_client(&self, actor: &str, client_id: &str) -> Result<(), ServiceError> {
         if !self.store.delete(Table::Clients, client_id).await? {
             return Err(ServiceError::NotFound(format!("client {client_id}")));
         }
-        self.audit.record(actor, "client.deleted", client_id, json!({}), now()).await?;
+        self.audit
+            .record(actor, "client.deleted", client_id, json!({}), now())
+            .await?;
         Ok(())
     }
 
-    pub async fn rotate_client_secret(&self, actor: &str, client_id: &str) -> Result<String, ServiceError> {
+    pub async fn rotate_client_secret(
+        &self,
+        actor: &str,
+        client_id: &str,
+    ) -> Result<String, ServiceError> {
         for _ in 0..8 {
-            let raw = self.store.get(Table::Clients, client_id).await?.ok_or_else(|| ServiceError::NotFound(format!("client {client_id}")))?;
-            let mut rec: ClientRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("client", e))?;
+            let raw = self
+                .store
+                .get(Table::Clients, client_id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("client {client_id}")))?;
+            let mut rec: ClientRecord =
+                serde_json::from_slice(&raw).map_err(|e| corrupt("client", e))?;
             let secret = crypto::random_token(32);
             rec.secret_sha256 = crypto::sha256_hex(&secret);
-            let bytes = serde_json::to_vec(&rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            if self.store.compare_and_swap(Table::Clients, client_id, Some(&raw), Some(&bytes)).await? {
-                self.audit.record(actor, "client.secret_rotated", client_id, json!({}), now()).await?;
+            let bytes =
+                serde_json::to_vec(&rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if self
+                .store
+                .compare_and_swap(Table::Clients, client_id, Some(&raw), Some(&bytes))
+                .await?
+            {
+                self.audit
+                    .record(actor, "client.secret_rotated", client_id, json!({}), now())
+                    .await?;
                 return Ok(secret);
             }
         }
-        Err(ServiceError::Conflict("client is being changed concurrently".into()))
+        Err(ServiceError::Conflict(
+            "client is being changed concurrently".into(),
+        ))
     }
 
     /// Checks a client's secret in constant time. Unknown clients take the same path.
-    pub async fn authenticate_client(&self, client_id: &str, secret: &str) -> Result<Option<ClientRecord>, ServiceError> {
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Option<ClientRecord>, ServiceError> {
         let rec = self.get_client(client_id).await?;
         let presented = crypto::sha256_hex(secret);
-        let stored = rec.as_ref().map_or_else(|| "0".repeat(64), |r| r.secret_sha256.clone());
+        let stored = rec
+            .as_ref()
+            .map_or_else(|| "0".repeat(64), |r| r.secret_sha256.clone());
         let ok = ct_eq(presented.as_bytes(), stored.as_bytes());
         Ok(rec.filter(|_| ok))
     }
 
     pub fn admin_authorized(&self, bearer: &str) -> bool {
-        let presented = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bearer.as_bytes()));
+        let presented = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+            bearer.as_bytes(),
+        ));
         // Check every configured hash, so timing reveals nothing about which matched.
         let mut ok = false;
         for h in &self.settings.admin_token_hashes {
@@ -464,25 +559,48 @@ impl App {
 
     // ---- grants ----
 
-    pub async fn client_credentials(&self, client: &ClientRecord, scope: Option<&str>) -> Result<TokenResponse, GrantError> {
+    pub async fn client_credentials(
+        &self,
+        client: &ClientRecord,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, GrantError> {
         let requested = match scope {
             Some(s) => split_scope(s),
             None => client.scopes.clone(),
         };
         if let Some(extra) = requested.iter().find(|s| !client.scopes.contains(s)) {
-            return Err(OAuthError::invalid_scope(format!("scope {extra:?} is not granted to this client")).into());
+            return Err(OAuthError::invalid_scope(format!(
+                "scope {extra:?} is not granted to this client"
+            ))
+            .into());
         }
         let scope = requested.join(" ");
         let ttl = self.settings.tokens.client_credentials_ttl.as_secs() as i64;
-        let (token, _) = self.mint_access(&client.client_id, &client.client_id, &scope, self.settings.default_audiences.clone(), ttl, None)?;
+        let (token, _) = self.mint_access(
+            &client.client_id,
+            &client.client_id,
+            &scope,
+            self.settings.default_audiences.clone(),
+            ttl,
+            None,
+        )?;
         self.metrics.issued("client_credentials");
-        Ok(TokenResponse { access_token: token, token_type: "Bearer", expires_in: ttl, refresh_token: None, scope, sid: None })
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            refresh_token: None,
+            scope,
+            sid: None,
+        })
     }
 
     async fn new_refresh(&self, rec: &RefreshRecord) -> Result<String, ServiceError> {
         let token = crypto::random_token(32);
         let bytes = serde_json::to_vec(rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        self.store.put(Table::RefreshTokens, &crypto::sha256_hex(&token), &bytes).await?;
+        self.store
+            .put(Table::RefreshTokens, &crypto::sha256_hex(&token), &bytes)
+            .await?;
         Ok(token)
     }
 
@@ -500,19 +618,36 @@ impl App {
         let max = self.settings.tokens.max_access_ttl.as_secs() as i64;
         let ttl = ttl.unwrap_or(self.settings.tokens.access_ttl.as_secs() as i64);
         if ttl <= 0 || ttl > max {
-            return Err(ServiceError::Invalid(format!("ttl must be between 1s and {max}s")));
+            return Err(ServiceError::Invalid(format!(
+                "ttl must be between 1s and {max}s"
+            )));
         }
         let aud = aud.unwrap_or_else(|| self.settings.default_audiences.clone());
         if aud.is_empty() || aud.iter().any(|a| validate_name("aud", a).is_err()) {
-            return Err(ServiceError::Invalid("aud must list 1-256 printable characters each".into()));
+            return Err(ServiceError::Invalid(
+                "aud must list 1-256 printable characters each".into(),
+            ));
         }
         let sid = format!("s-{}", crypto::random_token(12));
         let now = now();
-        let family = FamilyRecord { sid: sid.clone(), sub: sub.into(), client_id: ADMIN_ACTOR.into(), created_at: now, revoked_at: None };
+        let family = FamilyRecord {
+            sid: sid.clone(),
+            sub: sub.into(),
+            client_id: ADMIN_ACTOR.into(),
+            created_at: now,
+            revoked_at: None,
+        };
         let fam = serde_json::to_vec(&family).map_err(|e| ServiceError::Internal(e.to_string()))?;
         self.store.put(Table::Families, &sid, &fam).await?;
         let scope = scope.join(" ");
-        let (access, _) = self.mint_access(sub, ADMIN_ACTOR, &scope, aud.clone(), ttl, Some(sid.clone()))?;
+        let (access, _) = self.mint_access(
+            sub,
+            ADMIN_ACTOR,
+            &scope,
+            aud.clone(),
+            ttl,
+            Some(sid.clone()),
+        )?;
         let refresh = self
             .new_refresh(&RefreshRecord {
                 sid: sid.clone(),
@@ -524,61 +659,130 @@ impl App {
                 used: false,
             })
             .await?;
-        self.audit.record(actor, "token.issued", sub, json!({"sid": sid, "scope": scope, "ttl": ttl}), now).await?;
+        self.audit
+            .record(
+                actor,
+                "token.issued",
+                sub,
+                json!({"sid": sid, "scope": scope, "ttl": ttl}),
+                now,
+            )
+            .await?;
         self.metrics.issued("admin");
-        Ok(TokenResponse { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: Some(refresh), scope, sid: Some(sid) })
+        Ok(TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: ttl,
+            refresh_token: Some(refresh),
+            scope,
+            sid: Some(sid),
+        })
     }
 
     /// The refresh grant: one-time use, rotated on every use; a reused token revokes its family.
-    pub async fn refresh(&self, token: &str, client: Option<&ClientRecord>) -> Result<TokenResponse, GrantError> {
+    pub async fn refresh(
+        &self,
+        token: &str,
+        client: Option<&ClientRecord>,
+    ) -> Result<TokenResponse, GrantError> {
         let key = crypto::sha256_hex(token);
-        let raw = self.store.get(Table::RefreshTokens, &key).await?.ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid"))?;
-        let rec: RefreshRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
+        let raw = self
+            .store
+            .get(Table::RefreshTokens, &key)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid"))?;
+        let rec: RefreshRecord =
+            serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
         let now = now();
         // A family bound to a registered client only refreshes for that client.
-        if rec.client_id != ADMIN_ACTOR && client.map(|c| c.client_id.as_str()) != Some(rec.client_id.as_str()) {
-            return Err(OAuthError::invalid_grant("refresh token was issued to another client").into());
+        if rec.client_id != ADMIN_ACTOR
+            && client.map(|c| c.client_id.as_str()) != Some(rec.client_id.as_str())
+        {
+            return Err(
+                OAuthError::invalid_grant("refresh token was issued to another client").into(),
+            );
         }
         if rec.used {
             self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
-            return Err(OAuthError::invalid_grant("refresh token was already used; its session has been revoked").into());
+            return Err(OAuthError::invalid_grant(
+                "refresh token was already used; its session has been revoked",
+            )
+            .into());
         }
         if rec.expires_at <= now {
             return Err(OAuthError::invalid_grant("refresh token has expired").into());
         }
         if let Some(fam) = self.store.get(Table::Families, &rec.sid).await? {
-            let fam: FamilyRecord = serde_json::from_slice(&fam).map_err(|e| corrupt("family", e))?;
+            let fam: FamilyRecord =
+                serde_json::from_slice(&fam).map_err(|e| corrupt("family", e))?;
             if fam.revoked_at.is_some() {
                 return Err(OAuthError::invalid_grant("session has been revoked").into());
             }
         }
         let mut spent = rec.clone();
         spent.used = true;
-        let spent_bytes = serde_json::to_vec(&spent).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let spent_bytes =
+            serde_json::to_vec(&spent).map_err(|e| ServiceError::Internal(e.to_string()))?;
         // Exactly one concurrent use wins; the others are reuse.
-        if !self.store.compare_and_swap(Table::RefreshTokens, &key, Some(&raw), Some(&spent_bytes)).await? {
+        if !self
+            .store
+            .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), Some(&spent_bytes))
+            .await?
+        {
             self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
-            return Err(OAuthError::invalid_grant("refresh token was already used; its session has been revoked").into());
+            return Err(OAuthError::invalid_grant(
+                "refresh token was already used; its session has been revoked",
+            )
+            .into());
         }
         let ttl = self.settings.tokens.access_ttl.as_secs() as i64;
-        let (access, _) = self.mint_access(&rec.sub, &rec.client_id, &rec.scope, rec.aud.clone(), ttl, Some(rec.sid.clone()))?;
-        let next = RefreshRecord { used: false, ..rec.clone() };
+        let (access, _) = self.mint_access(
+            &rec.sub,
+            &rec.client_id,
+            &rec.scope,
+            rec.aud.clone(),
+            ttl,
+            Some(rec.sid.clone()),
+        )?;
+        let next = RefreshRecord {
+            used: false,
+            ..rec.clone()
+        };
         let refresh = self.new_refresh(&next).await?;
         self.metrics.issued("refresh_token");
-        Ok(TokenResponse { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: Some(refresh), scope: rec.scope, sid: Some(rec.sid) })
+        Ok(TokenResponse {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: ttl,
+            refresh_token: Some(refresh),
+            scope: rec.scope,
+            sid: Some(rec.sid),
+        })
     }
 
     async fn revoke_family(&self, sid: &str, why: &str, now: i64) -> Result<(), ServiceError> {
         if let Some(raw) = self.store.get(Table::Families, sid).await? {
-            let mut fam: FamilyRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("family", e))?;
+            let mut fam: FamilyRecord =
+                serde_json::from_slice(&raw).map_err(|e| corrupt("family", e))?;
             if fam.revoked_at.is_none() {
                 fam.revoked_at = Some(now);
-                let bytes = serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                self.store.compare_and_swap(Table::Families, sid, Some(&raw), Some(&bytes)).await?;
+                let bytes =
+                    serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                self.store
+                    .compare_and_swap(Table::Families, sid, Some(&raw), Some(&bytes))
+                    .await?;
             }
         }
         // Access tokens minted from the family carry its sid: the filter refuses them.
-        self.revoke("system", Revocation::Sid { value: sid.to_string(), not_before: now + 1 }, why).await
+        self.revoke(
+            "system",
+            Revocation::Sid {
+                value: sid.to_string(),
+                not_before: now + 1,
+            },
+            why,
+        )
+        .await
     }
 
     // ---- revocations ----
@@ -586,26 +790,43 @@ impl App {
     pub async fn revoke(&self, actor: &str, r: Revocation, why: &str) -> Result<(), ServiceError> {
         let bytes = serde_json::to_vec(&r).map_err(|e| ServiceError::Internal(e.to_string()))?;
         self.store.put(Table::Revocations, &r.key(), &bytes).await?;
-        self.audit.record(actor, "revocation.added", &r.key(), json!({"revocation": r, "reason": why}), now()).await?;
+        self.audit
+            .record(
+                actor,
+                "revocation.added",
+                &r.key(),
+                json!({"revocation": r, "reason": why}),
+                now(),
+            )
+            .await?;
         Ok(())
     }
 
     pub async fn revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
         let all = self.store.list(Table::Revocations).await?;
-        all.iter().map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("revocation", e))).collect()
+        all.iter()
+            .map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("revocation", e)))
+            .collect()
     }
 
     pub async fn is_revoked(&self, c: &AccessClaims) -> Result<bool, ServiceError> {
-        let mut keys = vec![format!("jti:{}", c.jti), format!("sub:{}", c.sub), format!("client_id:{}", c.client_id)];
+        let mut keys = vec![
+            format!("jti:{}", c.jti),
+            format!("sub:{}", c.sub),
+            format!("client_id:{}", c.client_id),
+        ];
         if let Some(sid) = &c.sid {
             keys.push(format!("sid:{sid}"));
         }
         for k in keys {
             if let Some(raw) = self.store.get(Table::Revocations, &k).await? {
-                let r: Revocation = serde_json::from_slice(&raw).map_err(|e| corrupt("revocation", e))?;
+                let r: Revocation =
+                    serde_json::from_slice(&raw).map_err(|e| corrupt("revocation", e))?;
                 let hit = match r {
                     Revocation::Jti { .. } => true,
-                    Revocation::Sub { not_before, .. } | Revocation::Sid { not_before, .. } | Revocation::ClientId { not_before, .. } => c.iat < not_before,
+                    Revocation::Sub { not_before, .. }
+                    | Revocation::Sid { not_before, .. }
+                    | Revocation::ClientId { not_before, .. } => c.iat < not_before,
                 };
                 if hit {
                     return Ok(true);
@@ -619,10 +840,24 @@ impl App {
     /// Unknown tokens are not an error.
     pub async fn revoke_token(&self, actor: &str, token: &str) -> Result<(), ServiceError> {
         if let Some(c) = self.verify_access(token) {
-            return self.revoke(actor, Revocation::Jti { jti: c.jti, exp: c.exp }, "rfc7009").await;
+            return self
+                .revoke(
+                    actor,
+                    Revocation::Jti {
+                        jti: c.jti,
+                        exp: c.exp,
+                    },
+                    "rfc7009",
+                )
+                .await;
         }
-        if let Some(raw) = self.store.get(Table::RefreshTokens, &crypto::sha256_hex(token)).await? {
-            let rec: RefreshRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
+        if let Some(raw) = self
+            .store
+            .get(Table::RefreshTokens, &crypto::sha256_hex(token))
+            .await?
+        {
+            let rec: RefreshRecord =
+                serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
             self.revoke_family(&rec.sid, "rfc7009", now()).await?;
         }
         Ok(())
@@ -640,10 +875,18 @@ impl App {
                 "jti": c.jti, "sid": c.sid,
             }));
         }
-        if let Some(raw) = self.store.get(Table::RefreshTokens, &crypto::sha256_hex(token)).await? {
-            let rec: RefreshRecord = serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
+        if let Some(raw) = self
+            .store
+            .get(Table::RefreshTokens, &crypto::sha256_hex(token))
+            .await?
+        {
+            let rec: RefreshRecord =
+                serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
             let fam_revoked = match self.store.get(Table::Families, &rec.sid).await? {
-                Some(f) => serde_json::from_slice::<FamilyRecord>(&f).map_err(|e| corrupt("family", e))?.revoked_at.is_some(),
+                Some(f) => serde_json::from_slice::<FamilyRecord>(&f)
+                    .map_err(|e| corrupt("family", e))?
+                    .revoked_at
+                    .is_some(),
                 None => false,
             };
             if !rec.used && !fam_revoked && rec.expires_at > now() {

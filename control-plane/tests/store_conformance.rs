@@ -11,20 +11,51 @@ use meshauth_cp::store::{Log, Store, Table};
 
 async fn kv_and_cas(s: Arc<dyn Store>) {
     assert_eq!(s.get(Table::Clients, "a").await.unwrap(), None);
-    assert!(s.compare_and_swap(Table::Clients, "a", None, Some(b"1")).await.unwrap());
-    assert!(!s.compare_and_swap(Table::Clients, "a", None, Some(b"2")).await.unwrap(), "create over existing");
-    assert!(!s.compare_and_swap(Table::Clients, "a", Some(b"9"), Some(b"2")).await.unwrap(), "wrong expectation");
-    assert_eq!(s.get(Table::Clients, "a").await.unwrap().as_deref(), Some(&b"1"[..]));
-    assert!(s.compare_and_swap(Table::Clients, "a", Some(b"1"), Some(b"2")).await.unwrap());
-    assert!(s.compare_and_swap(Table::Clients, "a", Some(b"2"), None).await.unwrap());
+    assert!(s
+        .compare_and_swap(Table::Clients, "a", None, Some(b"1"))
+        .await
+        .unwrap());
+    assert!(
+        !s.compare_and_swap(Table::Clients, "a", None, Some(b"2"))
+            .await
+            .unwrap(),
+        "create over existing"
+    );
+    assert!(
+        !s.compare_and_swap(Table::Clients, "a", Some(b"9"), Some(b"2"))
+            .await
+            .unwrap(),
+        "wrong expectation"
+    );
+    assert_eq!(
+        s.get(Table::Clients, "a").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert!(s
+        .compare_and_swap(Table::Clients, "a", Some(b"1"), Some(b"2"))
+        .await
+        .unwrap());
+    assert!(s
+        .compare_and_swap(Table::Clients, "a", Some(b"2"), None)
+        .await
+        .unwrap());
     assert_eq!(s.get(Table::Clients, "a").await.unwrap(), None);
     // Tables are separate namespaces.
     s.put(Table::Clients, "k", b"c").await.unwrap();
     s.put(Table::Families, "k", b"f").await.unwrap();
     s.put(Table::Clients, "b", &[0, 255, 7]).await.unwrap();
     let listed = s.list(Table::Clients).await.unwrap();
-    assert_eq!(listed, vec![("b".to_string(), vec![0, 255, 7]), ("k".to_string(), b"c".to_vec())]);
-    assert_eq!(s.get(Table::Families, "k").await.unwrap().as_deref(), Some(&b"f"[..]));
+    assert_eq!(
+        listed,
+        vec![
+            ("b".to_string(), vec![0, 255, 7]),
+            ("k".to_string(), b"c".to_vec())
+        ]
+    );
+    assert_eq!(
+        s.get(Table::Families, "k").await.unwrap().as_deref(),
+        Some(&b"f"[..])
+    );
     assert!(s.delete(Table::Clients, "k").await.unwrap());
     assert!(!s.delete(Table::Clients, "k").await.unwrap());
 }
@@ -35,9 +66,14 @@ async fn concurrent_cas_has_one_winner(s: Arc<dyn Store>) {
     for i in 0..16 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.compare_and_swap(Table::RefreshTokens, "r", Some(b"unused"), Some(format!("used-{i}").as_bytes()))
-                .await
-                .unwrap()
+            s.compare_and_swap(
+                Table::RefreshTokens,
+                "r",
+                Some(b"unused"),
+                Some(format!("used-{i}").as_bytes()),
+            )
+            .await
+            .unwrap()
         }));
     }
     let mut wins = 0;
@@ -50,21 +86,42 @@ async fn concurrent_cas_has_one_winner(s: Arc<dyn Store>) {
 async fn logs_append_conditionally(s: Arc<dyn Store>) {
     assert_eq!(s.log_head(Log::Audit).await.unwrap(), (0, None));
     assert!(s.append(Log::Audit, 0, b"e0", b"h0").await.unwrap());
-    assert!(!s.append(Log::Audit, 0, b"dup", b"hx").await.unwrap(), "stale length must fail");
+    assert!(
+        !s.append(Log::Audit, 0, b"dup", b"hx").await.unwrap(),
+        "stale length must fail"
+    );
     assert!(s.append(Log::Audit, 1, b"e1", b"h1").await.unwrap());
     assert!(s.append(Log::Audit, 2, b"e2", b"h2").await.unwrap());
-    assert_eq!(s.log_head(Log::Audit).await.unwrap(), (3, Some(b"h2".to_vec())));
-    assert_eq!(s.read_log(Log::Audit, 1, 10).await.unwrap(), vec![b"e1".to_vec(), b"e2".to_vec()]);
-    assert_eq!(s.read_log(Log::Audit, 0, 1).await.unwrap(), vec![b"e0".to_vec()]);
-    assert_eq!(s.read_log(Log::Changes, 0, 10).await.unwrap(), Vec::<Vec<u8>>::new());
+    assert_eq!(
+        s.log_head(Log::Audit).await.unwrap(),
+        (3, Some(b"h2".to_vec()))
+    );
+    assert_eq!(
+        s.read_log(Log::Audit, 1, 10).await.unwrap(),
+        vec![b"e1".to_vec(), b"e2".to_vec()]
+    );
+    assert_eq!(
+        s.read_log(Log::Audit, 0, 1).await.unwrap(),
+        vec![b"e0".to_vec()]
+    );
+    assert_eq!(
+        s.read_log(Log::Changes, 0, 10).await.unwrap(),
+        Vec::<Vec<u8>>::new()
+    );
 }
 
 async fn leases_exclude_others_until_expiry(s: Arc<dyn Store>) {
     assert!(s.lease("rotation", "a", 300).await.unwrap());
     assert!(!s.lease("rotation", "b", 300).await.unwrap());
-    assert!(s.lease("rotation", "a", 300).await.unwrap(), "holder renews");
+    assert!(
+        s.lease("rotation", "a", 300).await.unwrap(),
+        "holder renews"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(s.lease("rotation", "b", 300).await.unwrap(), "expired lease is free");
+    assert!(
+        s.lease("rotation", "b", 300).await.unwrap(),
+        "expired lease is free"
+    );
     s.ping().await.unwrap();
 }
 
@@ -95,7 +152,12 @@ macro_rules! suite {
     };
 }
 
-suite!(kv_and_cas, concurrent_cas_has_one_winner, logs_append_conditionally, leases_exclude_others_until_expiry);
+suite!(
+    kv_and_cas,
+    concurrent_cas_has_one_winner,
+    logs_append_conditionally,
+    leases_exclude_others_until_expiry
+);
 
 #[tokio::test]
 async fn embedded_survives_reopen() {
@@ -107,8 +169,14 @@ async fn embedded_survives_reopen() {
         assert!(s.append(Log::Audit, 0, b"e", b"h").await.unwrap());
     }
     let s = EmbeddedStore::open(&path).unwrap();
-    assert_eq!(s.get(Table::Clients, "c").await.unwrap().as_deref(), Some(&b"v"[..]));
-    assert_eq!(s.log_head(Log::Audit).await.unwrap(), (1, Some(b"h".to_vec())));
+    assert_eq!(
+        s.get(Table::Clients, "c").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        s.log_head(Log::Audit).await.unwrap(),
+        (1, Some(b"h".to_vec()))
+    );
 }
 
 #[tokio::test]
@@ -121,6 +189,12 @@ async fn redis_survives_a_crash_with_aof() {
     }
     redis.crash_and_restart();
     let s = RedisStore::connect(&redis.url(), "t").await.unwrap();
-    assert_eq!(s.get(Table::Clients, "c").await.unwrap().as_deref(), Some(&b"v"[..]));
-    assert_eq!(s.log_head(Log::Audit).await.unwrap(), (1, Some(b"h".to_vec())));
+    assert_eq!(
+        s.get(Table::Clients, "c").await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        s.log_head(Log::Audit).await.unwrap(),
+        (1, Some(b"h".to_vec()))
+    );
 }

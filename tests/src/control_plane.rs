@@ -13,7 +13,10 @@ pub fn meshauth_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub const MASTER_KEY: &str = "5f1d3c0a9b8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817060504";
@@ -43,7 +46,8 @@ impl ControlPlane {
             store,
             extra_config: extra_config.to_string(),
         };
-        cp.launch().unwrap_or_else(|log| panic!("control plane did not start:\n{log}"));
+        cp.launch()
+            .unwrap_or_else(|log| panic!("control plane did not start:\n{log}"));
         cp
     }
 
@@ -61,7 +65,10 @@ impl ControlPlane {
 
     fn launch(&mut self) -> Result<(), String> {
         let store = match &self.store {
-            StoreKind::Embedded => format!("[store]\nkind = \"embedded\"\npath = \"{}\"\n", self.data_file().display()),
+            StoreKind::Embedded => format!(
+                "[store]\nkind = \"embedded\"\npath = \"{}\"\n",
+                self.data_file().display()
+            ),
             StoreKind::Redis(url) => format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\n"),
         };
         let hash = meshauth_wire_sha256_hex(&self.admin_token);
@@ -70,7 +77,11 @@ impl ControlPlane {
             self.port, self.port, self.extra_config
         );
         std::fs::write(self.config_path(), cfg).map_err(|e| e.to_string())?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).map_err(|e| e.to_string())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| e.to_string())?;
         let child = Command::new(meshauth_bin())
             .arg("serve")
             .arg("--config")
@@ -121,7 +132,8 @@ impl ControlPlane {
 
     pub fn restart(&mut self) {
         self.kill();
-        self.launch().unwrap_or_else(|log| panic!("control plane did not restart:\n{log}"));
+        self.launch()
+            .unwrap_or_else(|log| panic!("control plane did not restart:\n{log}"));
     }
 
     /// Runs the CLI against this control plane.
@@ -137,12 +149,19 @@ impl ControlPlane {
     /// Runs the CLI and returns stdout, panicking with stderr on failure.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "meshauth {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "meshauth {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     pub fn admin_headers(&self) -> (String, String) {
-        ("authorization".into(), format!("Bearer {}", self.admin_token))
+        (
+            "authorization".into(),
+            format!("Bearer {}", self.admin_token),
+        )
     }
 
     pub fn dir(&self) -> &Path {
@@ -158,7 +177,10 @@ impl Drop for ControlPlane {
 
 fn meshauth_wire_sha256_hex(s: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A real redis-server on a free loopback port with AOF (`appendfsync always`).
@@ -170,14 +192,25 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
-        let mut r = Redis { child: None, port: free_port(), dir: tempfile::tempdir().expect("tempdir") };
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
         r.launch();
         r
     }
 
     fn launch(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -188,8 +221,13 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let pong = Command::new("redis-cli").args(["-p", &self.port.to_string(), "ping"]).output();
-            if pong.map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG")).unwrap_or(false) {
+            let pong = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "ping"])
+                .output();
+            if pong
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+                .unwrap_or(false)
+            {
                 return;
             }
             assert!(Instant::now() < deadline, "redis did not start");
@@ -210,7 +248,11 @@ impl Redis {
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 }

@@ -1,9 +1,9 @@
 //! Harness for meshauth's end-to-end tests: starts the real processes (Envoy with the
 //! built filter, the control plane, an echoing upstream) on loopback and talks to them.
 
+pub mod control_plane;
 pub mod echo;
 pub mod envoy;
-pub mod control_plane;
 pub mod http;
 pub mod tokens;
 

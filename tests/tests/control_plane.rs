@@ -15,17 +15,29 @@ fn post_form(cp: &ControlPlane, path: &str, body: &str, extra: &[(&str, &str)]) 
 
 fn admin(cp: &ControlPlane, method: &str, path: &str, body: Option<&str>) -> Answer {
     let (k, v) = cp.admin_headers();
-    request(method, &cp.url(path), &[(&k, &v), ("content-type", "application/json")], body)
+    request(
+        method,
+        &cp.url(path),
+        &[(&k, &v), ("content-type", "application/json")],
+        body,
+    )
 }
 
 fn create_client(cp: &ControlPlane, scope: &str) -> (String, String) {
-    let v: Value = serde_json::from_str(&cp.cli_ok(&["clients", "create", "svc", "--scope", scope])).unwrap();
-    (v["client_id"].as_str().unwrap().into(), v["client_secret"].as_str().unwrap().into())
+    let v: Value =
+        serde_json::from_str(&cp.cli_ok(&["clients", "create", "svc", "--scope", scope])).unwrap();
+    (
+        v["client_id"].as_str().unwrap().into(),
+        v["client_secret"].as_str().unwrap().into(),
+    )
 }
 
 fn basic(id: &str, secret: &str) -> String {
     use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
 }
 
 fn decode_claims(token: &str) -> Value {
@@ -53,22 +65,38 @@ fn jwks_and_discovery() {
     let jwks = a.json();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     let key = &jwks["keys"][0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str()), (Some("OKP"), Some("Ed25519")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
     assert!(key.get("d").is_none(), "no private part");
     let jwk: meshauth_wire::Jwk = serde_json::from_value(key.clone()).unwrap();
-    assert_eq!(jwk.kid.as_deref(), Some(jwk.thumbprint().as_str()), "kid is the RFC 7638 thumbprint");
+    assert_eq!(
+        jwk.kid.as_deref(),
+        Some(jwk.thumbprint().as_str()),
+        "kid is the RFC 7638 thumbprint"
+    );
     assert_eq!(a.header("cache-control"), Some("public, max-age=300"));
     let etag = a.header("etag").unwrap().to_string();
-    let again = get(&cp.url("/.well-known/jwks.json"), &[("if-none-match", &etag)]);
+    let again = get(
+        &cp.url("/.well-known/jwks.json"),
+        &[("if-none-match", &etag)],
+    );
     assert_eq!(again.status, 304);
     let d = get(&cp.url("/.well-known/openid-configuration"), &[]).json();
     assert_eq!(d["jwks_uri"], cp.url("/.well-known/jwks.json"));
-    assert_eq!(get(&cp.url("/.well-known/oauth-authorization-server"), &[]).json()["issuer"], cp.base_url());
+    assert_eq!(
+        get(&cp.url("/.well-known/oauth-authorization-server"), &[]).json()["issuer"],
+        cp.base_url()
+    );
     let metrics = get(&cp.url("/metrics"), &[]).body;
     assert!(metrics.contains("meshauth_key_age_seconds"), "{metrics}");
     // Private key material never appears in answers or logs.
     let keys = admin(&cp, "GET", "/admin/keys", None).body;
-    assert!(!keys.contains("sealed") && !cp.log().contains("sealed_private"), "{keys}");
+    assert!(
+        !keys.contains("sealed") && !cp.log().contains("sealed_private"),
+        "{keys}"
+    );
 }
 
 #[test]
@@ -77,57 +105,172 @@ fn client_credentials_grant() {
     let (id, secret) = create_client(&cp, "read write");
     assert!(secret.len() >= 43, "256-bit secret");
     // client_secret_basic
-    let a = post_form(&cp, "/oauth2/token", "grant_type=client_credentials&scope=read", &[("authorization", &basic(&id, &secret))]);
+    let a = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials&scope=read",
+        &[("authorization", &basic(&id, &secret))],
+    );
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.header("cache-control"), Some("no-store"));
     let t = a.json();
     assert_eq!(t["token_type"], "Bearer");
     assert_eq!(t["expires_in"], 1800);
     let claims = decode_claims(t["access_token"].as_str().unwrap());
-    assert_eq!((claims["client_id"].as_str(), claims["sub"].as_str(), claims["scope"].as_str()), (Some(id.as_str()), Some(id.as_str()), Some("read")));
-    let header: Value = serde_json::from_slice(&meshauth_wire::b64::decode(t["access_token"].as_str().unwrap().split('.').next().unwrap()).unwrap()).unwrap();
-    assert_eq!((header["alg"].as_str(), header["typ"].as_str()), (Some("EdDSA"), Some("at+jwt")));
+    assert_eq!(
+        (
+            claims["client_id"].as_str(),
+            claims["sub"].as_str(),
+            claims["scope"].as_str()
+        ),
+        (Some(id.as_str()), Some(id.as_str()), Some("read"))
+    );
+    let header: Value = serde_json::from_slice(
+        &meshauth_wire::b64::decode(
+            t["access_token"]
+                .as_str()
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (header["alg"].as_str(), header["typ"].as_str()),
+        (Some("EdDSA"), Some("at+jwt"))
+    );
     // client_secret_post, all of the client's scopes by default
-    let a = post_form(&cp, "/oauth2/token", &format!("grant_type=client_credentials&client_id={id}&client_secret={secret}"), &[]);
-    assert_eq!(decode_claims(a.json()["access_token"].as_str().unwrap())["scope"], "read write");
+    let a = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=client_credentials&client_id={id}&client_secret={secret}"),
+        &[],
+    );
+    assert_eq!(
+        decode_claims(a.json()["access_token"].as_str().unwrap())["scope"],
+        "read write"
+    );
     // Refusals, RFC 6749 bodies.
-    let wrong = post_form(&cp, "/oauth2/token", "grant_type=client_credentials", &[("authorization", &basic(&id, "nope"))]);
-    assert_eq!((wrong.status, wrong.json()["error"].clone()), (401, json!("invalid_client")));
-    let unknown = post_form(&cp, "/oauth2/token", "grant_type=client_credentials", &[("authorization", &basic("c-unknown", &secret))]);
+    let wrong = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        &[("authorization", &basic(&id, "nope"))],
+    );
+    assert_eq!(
+        (wrong.status, wrong.json()["error"].clone()),
+        (401, json!("invalid_client"))
+    );
+    let unknown = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        &[("authorization", &basic("c-unknown", &secret))],
+    );
     assert_eq!(unknown.status, 401);
-    let scope = post_form(&cp, "/oauth2/token", "grant_type=client_credentials&scope=admin", &[("authorization", &basic(&id, &secret))]);
-    assert_eq!((scope.status, scope.json()["error"].clone()), (400, json!("invalid_scope")));
-    let grant = post_form(&cp, "/oauth2/token", "grant_type=password", &[("authorization", &basic(&id, &secret))]);
+    let scope = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials&scope=admin",
+        &[("authorization", &basic(&id, &secret))],
+    );
+    assert_eq!(
+        (scope.status, scope.json()["error"].clone()),
+        (400, json!("invalid_scope"))
+    );
+    let grant = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=password",
+        &[("authorization", &basic(&id, &secret))],
+    );
     assert_eq!(grant.json()["error"], "unsupported_grant_type");
-    let dup = post_form(&cp, "/oauth2/token", "grant_type=client_credentials&grant_type=client_credentials", &[("authorization", &basic(&id, &secret))]);
+    let dup = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials&grant_type=client_credentials",
+        &[("authorization", &basic(&id, &secret))],
+    );
     assert_eq!(dup.json()["error"], "invalid_request");
     let none = post_form(&cp, "/oauth2/token", "", &[]);
-    assert_eq!((none.status, none.json()["error"].clone()), (400, json!("invalid_request")));
+    assert_eq!(
+        (none.status, none.json()["error"].clone()),
+        (400, json!("invalid_request"))
+    );
     // A rotated secret replaces the old one.
     let v: Value = serde_json::from_str(&cp.cli_ok(&["clients", "rotate-secret", &id])).unwrap();
     let fresh = v["client_secret"].as_str().unwrap();
-    assert_eq!(post_form(&cp, "/oauth2/token", "grant_type=client_credentials", &[("authorization", &basic(&id, &secret))]).status, 401);
-    assert_eq!(post_form(&cp, "/oauth2/token", "grant_type=client_credentials", &[("authorization", &basic(&id, fresh))]).status, 200);
+    assert_eq!(
+        post_form(
+            &cp,
+            "/oauth2/token",
+            "grant_type=client_credentials",
+            &[("authorization", &basic(&id, &secret))]
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        post_form(
+            &cp,
+            "/oauth2/token",
+            "grant_type=client_credentials",
+            &[("authorization", &basic(&id, fresh))]
+        )
+        .status,
+        200
+    );
 }
 
 #[test]
 fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
     // The CLI prints the access token alone.
-    let token = cp.cli_ok(&["token", "issue", "--sub", "alice", "--scope", "read admin", "--ttl", "5m"]);
+    let token = cp.cli_ok(&[
+        "token",
+        "issue",
+        "--sub",
+        "alice",
+        "--scope",
+        "read admin",
+        "--ttl",
+        "5m",
+    ]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "{token}");
     let c = decode_claims(token);
-    assert_eq!((c["sub"].as_str(), c["scope"].as_str()), (Some("alice"), Some("read admin")));
+    assert_eq!(
+        (c["sub"].as_str(), c["scope"].as_str()),
+        (Some("alice"), Some("read admin"))
+    );
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 300);
-    let full: Value = serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "bob", "--json"])).unwrap();
+    let full: Value =
+        serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "bob", "--json"])).unwrap();
     let sid = full["sid"].as_str().unwrap().to_string();
-    assert_eq!(decode_claims(full["access_token"].as_str().unwrap())["sid"], sid.as_str());
+    assert_eq!(
+        decode_claims(full["access_token"].as_str().unwrap())["sid"],
+        sid.as_str()
+    );
     let r1 = full["refresh_token"].as_str().unwrap().to_string();
     let (k, v) = cp.admin_headers();
-    let introspect = |t: &str| post_form(&cp, "/oauth2/introspect", &format!("token={t}"), &[(&k, &v)]).json();
+    let introspect = |t: &str| {
+        post_form(
+            &cp,
+            "/oauth2/introspect",
+            &format!("token={t}"),
+            &[(&k, &v)],
+        )
+        .json()
+    };
     assert_eq!(introspect(&r1)["active"], true);
-    let a = post_form(&cp, "/oauth2/token", &format!("grant_type=refresh_token&refresh_token={r1}"), &[]);
+    let a = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+        &[],
+    );
     assert_eq!(a.status, 200, "{}", a.body);
     let second = a.json();
     let r2 = second["refresh_token"].as_str().unwrap().to_string();
@@ -136,15 +279,52 @@ fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert_eq!(introspect(&r1)["active"], false, "spent");
     assert_eq!(introspect(&access2)["active"], true);
     // Reuse of the spent token: refused, and the whole family goes with it.
-    let reuse = post_form(&cp, "/oauth2/token", &format!("grant_type=refresh_token&refresh_token={r1}"), &[]);
-    assert_eq!((reuse.status, reuse.json()["error"].clone()), (400, json!("invalid_grant")));
-    let after = post_form(&cp, "/oauth2/token", &format!("grant_type=refresh_token&refresh_token={r2}"), &[]);
-    assert_eq!(after.json()["error"], "invalid_grant", "the family is revoked");
-    assert_eq!(introspect(&access2)["active"], false, "access tokens of the family are revoked by sid");
+    let reuse = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+        &[],
+    );
+    assert_eq!(
+        (reuse.status, reuse.json()["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
+    let after = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+        &[],
+    );
+    assert_eq!(
+        after.json()["error"],
+        "invalid_grant",
+        "the family is revoked"
+    );
+    assert_eq!(
+        introspect(&access2)["active"],
+        false,
+        "access tokens of the family are revoked by sid"
+    );
     let revs = admin(&cp, "GET", "/admin/revocations", None).json();
-    assert!(revs["revocations"].as_array().unwrap().iter().any(|r| r["kind"] == "sid" && r["value"] == sid.as_str()), "{revs}");
+    assert!(
+        revs["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "sid" && r["value"] == sid.as_str()),
+        "{revs}"
+    );
     // Garbage refresh tokens are just invalid.
-    assert_eq!(post_form(&cp, "/oauth2/token", "grant_type=refresh_token&refresh_token=zzz", &[]).json()["error"], "invalid_grant");
+    assert_eq!(
+        post_form(
+            &cp,
+            "/oauth2/token",
+            "grant_type=refresh_token&refresh_token=zzz",
+            &[]
+        )
+        .json()["error"],
+        "invalid_grant"
+    );
 }
 
 #[test]
@@ -152,18 +332,69 @@ fn rfc7009_revocation_and_rfc7662_introspection() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
     let (id, secret) = create_client(&cp, "read");
     let auth = basic(&id, &secret);
-    let t = post_form(&cp, "/oauth2/token", "grant_type=client_credentials", &[("authorization", &auth)]).json();
+    let t = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        &[("authorization", &auth)],
+    )
+    .json();
     let at = t["access_token"].as_str().unwrap();
-    let i = post_form(&cp, "/oauth2/introspect", &format!("token={at}"), &[("authorization", &auth)]).json();
-    assert_eq!((i["active"].clone(), i["client_id"].clone()), (json!(true), json!(id)));
+    let i = post_form(
+        &cp,
+        "/oauth2/introspect",
+        &format!("token={at}"),
+        &[("authorization", &auth)],
+    )
+    .json();
+    assert_eq!(
+        (i["active"].clone(), i["client_id"].clone()),
+        (json!(true), json!(id))
+    );
     // Introspection needs an authenticated caller.
-    assert_eq!(post_form(&cp, "/oauth2/introspect", &format!("token={at}"), &[]).status, 401);
-    assert_eq!(post_form(&cp, "/oauth2/revoke", &format!("token={at}"), &[("authorization", &auth)]).status, 200);
-    let i = post_form(&cp, "/oauth2/introspect", &format!("token={at}"), &[("authorization", &auth)]).json();
+    assert_eq!(
+        post_form(&cp, "/oauth2/introspect", &format!("token={at}"), &[]).status,
+        401
+    );
+    assert_eq!(
+        post_form(
+            &cp,
+            "/oauth2/revoke",
+            &format!("token={at}"),
+            &[("authorization", &auth)]
+        )
+        .status,
+        200
+    );
+    let i = post_form(
+        &cp,
+        "/oauth2/introspect",
+        &format!("token={at}"),
+        &[("authorization", &auth)],
+    )
+    .json();
     assert_eq!(i["active"], false);
     // Unknown tokens: 200 all the same (RFC 7009 §2.2).
-    assert_eq!(post_form(&cp, "/oauth2/revoke", "token=unknown", &[("authorization", &auth)]).status, 200);
-    assert_eq!(post_form(&cp, "/oauth2/introspect", "token=x.y.z", &[("authorization", &auth)]).json(), json!({"active": false}));
+    assert_eq!(
+        post_form(
+            &cp,
+            "/oauth2/revoke",
+            "token=unknown",
+            &[("authorization", &auth)]
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        post_form(
+            &cp,
+            "/oauth2/introspect",
+            "token=x.y.z",
+            &[("authorization", &auth)]
+        )
+        .json(),
+        json!({"active": false})
+    );
 }
 
 #[test]
@@ -173,53 +404,140 @@ fn bad_admin_input_is_a_clear_4xx_and_changes_nothing() {
     let audit_before = admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"].clone();
     let cases: Vec<(&str, &str, String, u16)> = vec![
         ("POST", "/admin/clients", "{not json".into(), 400),
-        ("POST", "/admin/clients", r#"{"name": "x", "colour": "red"}"#.into(), 400),
+        (
+            "POST",
+            "/admin/clients",
+            r#"{"name": "x", "colour": "red"}"#.into(),
+            400,
+        ),
         ("POST", "/admin/clients", r#"{"name": 5}"#.into(), 400),
         ("POST", "/admin/clients", r#"{"name": ""}"#.into(), 400),
-        ("POST", "/admin/clients", r#"{"name": "x", "scopes": ["bad scope\""]}"#.into(), 400),
-        ("POST", "/admin/clients", format!(r#"{{"name": "{}"}}"#, "x".repeat(100_000)), 413),
-        ("POST", "/admin/tokens", r#"{"sub": "a", "ttl": "forever"}"#.into(), 400),
-        ("POST", "/admin/tokens", r#"{"sub": "a", "ttl": 999999}"#.into(), 400),
+        (
+            "POST",
+            "/admin/clients",
+            r#"{"name": "x", "scopes": ["bad scope\""]}"#.into(),
+            400,
+        ),
+        (
+            "POST",
+            "/admin/clients",
+            format!(r#"{{"name": "{}"}}"#, "x".repeat(100_000)),
+            413,
+        ),
+        (
+            "POST",
+            "/admin/tokens",
+            r#"{"sub": "a", "ttl": "forever"}"#.into(),
+            400,
+        ),
+        (
+            "POST",
+            "/admin/tokens",
+            r#"{"sub": "a", "ttl": 999999}"#.into(),
+            400,
+        ),
         ("POST", "/admin/tokens", r#"{"scope": "x"}"#.into(), 400),
-        ("POST", "/admin/revocations", r#"{"kind": "everything", "value": "x"}"#.into(), 400),
+        (
+            "POST",
+            "/admin/revocations",
+            r#"{"kind": "everything", "value": "x"}"#.into(),
+            400,
+        ),
         ("POST", "/admin/keys/nope/revoke", String::new(), 404),
         ("DELETE", "/admin/clients/nope", String::new(), 404),
     ];
     for (method, path, body, status) in &cases {
         let a = admin(&cp, method, path, Some(body));
-        assert_eq!(a.status, *status, "{method} {path} {}: {}", &body[..body.len().min(60)], a.body);
+        assert_eq!(
+            a.status,
+            *status,
+            "{method} {path} {}: {}",
+            &body[..body.len().min(60)],
+            a.body
+        );
         let e = a.json();
-        assert!(e["error"]["code"].is_string() && e["error"]["message"].is_string(), "{e}");
-        assert!(!e["error"]["correlation_id"].as_str().unwrap_or_default().is_empty(), "{e}");
+        assert!(
+            e["error"]["code"].is_string() && e["error"]["message"].is_string(),
+            "{e}"
+        );
+        assert!(
+            !e["error"]["correlation_id"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{e}"
+        );
     }
     // Correlation ids follow x-request-id.
     let (k, v) = cp.admin_headers();
-    let a = request("POST", &cp.url("/admin/clients"), &[(&k, &v), ("content-type", "application/json"), ("x-request-id", "req-42")], Some("[]"));
+    let a = request(
+        "POST",
+        &cp.url("/admin/clients"),
+        &[
+            (&k, &v),
+            ("content-type", "application/json"),
+            ("x-request-id", "req-42"),
+        ],
+        Some("[]"),
+    );
     assert_eq!(a.json()["error"]["correlation_id"], "req-42");
     // Wrong or missing admin token.
     assert_eq!(get(&cp.url("/admin/clients"), &[]).status, 401);
-    assert_eq!(get(&cp.url("/admin/clients"), &[("authorization", "Bearer wrong")]).status, 401);
+    assert_eq!(
+        get(
+            &cp.url("/admin/clients"),
+            &[("authorization", "Bearer wrong")]
+        )
+        .status,
+        401
+    );
     assert_eq!(admin(&cp, "GET", "/admin/clients", None).json(), before);
-    assert_eq!(admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"], audit_before);
+    assert_eq!(
+        admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"],
+        audit_before
+    );
     assert!(!cp.log().contains("panicked"));
     // The CLI reports errors on one line and exits non-zero.
     let out = cp.cli(&["keys", "revoke", "nope"]);
     assert!(!out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "meshauth: 404: key nope not found");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "meshauth: 404: key nope not found"
+    );
 }
 
 #[test]
 fn keys_rotate_and_revoke() {
     // A short pre-publication window so a forced rotation completes within the test.
-    let cp = ControlPlane::start(StoreKind::Embedded, "[keys]\njwks_max_age = \"1s\"\nclock_skew = \"1s\"\ncheck_interval = \"200ms\"\n");
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[keys]\njwks_max_age = \"1s\"\nclock_skew = \"1s\"\ncheck_interval = \"200ms\"\n",
+    );
     let first = cp.cli_ok(&["token", "issue", "--sub", "a"]);
     let kid1 = decode_claims_header_kid(first.trim());
     let v: Value = serde_json::from_str(&cp.cli_ok(&["keys", "rotate"])).unwrap();
-    let states: Vec<(String, String)> = v["keys"].as_array().unwrap().iter().map(|k| (k["kid"].as_str().unwrap().into(), k["state"].as_str().unwrap().into())).collect();
-    assert!(states.contains(&(kid1.clone(), "current".into())), "the new key is only published: {states:?}");
+    let states: Vec<(String, String)> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().into(),
+                k["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(kid1.clone(), "current".into())),
+        "the new key is only published: {states:?}"
+    );
     let next = states.iter().find(|s| s.1 == "next").unwrap().0.clone();
     let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).json();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "next is published before it signs");
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "next is published before it signs"
+    );
     // After the pre-publication window the scheduler promotes it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -227,51 +545,102 @@ fn keys_rotate_and_revoke() {
         if decode_claims_header_kid(t.trim()) == next {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "rotation did not complete");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation did not complete"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let v: Value = serde_json::from_str(&cp.cli_ok(&["keys", "list"])).unwrap();
-    assert!(v["keys"].as_array().unwrap().iter().any(|k| k["kid"] == kid1.as_str() && k["state"] == "previous"));
+    assert!(v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["kid"] == kid1.as_str() && k["state"] == "previous"));
     // Emergency revoke of the signing key: gone from the JWKS at once, a new key signs.
     cp.cli_ok(&["keys", "revoke", &next]);
     let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).json();
-    assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k["kid"] != next.as_str()));
+    assert!(jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["kid"] != next.as_str()));
     let t = cp.cli_ok(&["token", "issue", "--sub", "a"]);
     let kid3 = decode_claims_header_kid(t.trim());
     assert!(kid3 != next && kid3 != kid1);
     // Every key operation is audited.
     let audit = admin(&cp, "GET", "/admin/audit?limit=1000", None).json();
-    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for a in ["key.published", "key.activated", "key.deactivated", "key.revoked"] {
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "key.published",
+        "key.activated",
+        "key.deactivated",
+        "key.revoked",
+    ] {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
-    assert!(cp.cli_ok(&["audit", "verify"]).starts_with("audit chain ok"));
+    assert!(cp
+        .cli_ok(&["audit", "verify"])
+        .starts_with("audit chain ok"));
 }
 
 fn decode_claims_header_kid(token: &str) -> String {
-    let h: Value = serde_json::from_slice(&meshauth_wire::b64::decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    let h: Value = serde_json::from_slice(
+        &meshauth_wire::b64::decode(token.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
     h["kid"].as_str().unwrap().to_string()
 }
 
 /// Everything acknowledged survives a kill -9 of the control plane (and of Redis).
 fn survives_restarts(mut cp: ControlPlane, mut redis: Option<&mut Redis>) {
     let (id, secret) = create_client(&cp, "read");
-    let full: Value = serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
+    let full: Value =
+        serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
     let refresh = full["refresh_token"].as_str().unwrap().to_string();
     cp.cli_ok(&["revoke", "subject", "mallory"]);
     let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).body;
-    let audit = admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"].as_u64().unwrap();
+    let audit = admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"]
+        .as_u64()
+        .unwrap();
     cp.restart();
     if let Some(r) = redis.as_deref_mut() {
         r.crash_and_restart();
         cp.restart();
     }
-    assert_eq!(get(&cp.url("/.well-known/jwks.json"), &[]).body, jwks, "same keys");
-    assert_eq!(post_form(&cp, "/oauth2/token", "grant_type=client_credentials", &[("authorization", &basic(&id, &secret))]).status, 200);
-    let a = post_form(&cp, "/oauth2/token", &format!("grant_type=refresh_token&refresh_token={refresh}"), &[]);
+    assert_eq!(
+        get(&cp.url("/.well-known/jwks.json"), &[]).body,
+        jwks,
+        "same keys"
+    );
+    assert_eq!(
+        post_form(
+            &cp,
+            "/oauth2/token",
+            "grant_type=client_credentials",
+            &[("authorization", &basic(&id, &secret))]
+        )
+        .status,
+        200
+    );
+    let a = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        &[],
+    );
     assert_eq!(a.status, 200, "refresh family survived: {}", a.body);
     let revs = admin(&cp, "GET", "/admin/revocations", None).json();
-    assert!(revs["revocations"].as_array().unwrap().iter().any(|r| r["value"] == "mallory"));
+    assert!(revs["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["value"] == "mallory"));
     let report = admin(&cp, "GET", "/admin/audit/verify", None).json();
     assert_eq!(report["ok"], true, "{report}");
     assert!(report["entries"].as_u64().unwrap() >= audit);
@@ -295,14 +664,22 @@ fn audit_verify_finds_an_edited_entry() {
     let cp = ControlPlane::start(StoreKind::Redis(redis.url()), "");
     create_client(&cp, "read");
     create_client(&cp, "write");
-    assert!(cp.cli_ok(&["audit", "verify"]).starts_with("audit chain ok"));
+    assert!(cp
+        .cli_ok(&["audit", "verify"])
+        .starts_with("audit chain ok"));
     let entry = redis.cli(&["LINDEX", "{meshauth}:log:audit", "1"]);
-    let edited = entry.trim().replace("\"client.created\"", "\"client.deleted\"");
+    let edited = entry
+        .trim()
+        .replace("\"client.created\"", "\"client.deleted\"");
     assert_ne!(edited, entry.trim());
     redis.cli(&["LSET", "{meshauth}:log:audit", "1", &edited]);
     let out = cp.cli(&["audit", "verify"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("entry 1 has been edited"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("entry 1 has been edited"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -314,12 +691,25 @@ fn two_replicas_on_one_redis_serve_one_key_set() {
     // Let several scheduled rotations happen with both replicas ticking.
     std::thread::sleep(std::time::Duration::from_secs(9));
     let audit = admin(&a, "GET", "/admin/audit?limit=1000", None).json();
-    let activated: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "key.activated").map(|e| e["target"].as_str().unwrap()).collect();
-    assert!(activated.len() >= 2, "scheduled rotations happened: {activated:?}");
+    let activated: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "key.activated")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        activated.len() >= 2,
+        "scheduled rotations happened: {activated:?}"
+    );
     let mut unique = activated.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), activated.len(), "each key activated exactly once: {activated:?}");
+    assert_eq!(
+        unique.len(),
+        activated.len(),
+        "each key activated exactly once: {activated:?}"
+    );
     // Both replicas answer with the same key set (allowing one check interval to converge).
     std::thread::sleep(std::time::Duration::from_millis(300));
     let ja = get(&a.url("/.well-known/jwks.json"), &[]).json();
@@ -328,14 +718,29 @@ fn two_replicas_on_one_redis_serve_one_key_set() {
     // A token from one replica introspects as active on the other.
     let t = a.cli_ok(&["token", "issue", "--sub", "x"]);
     let (k, v) = b.admin_headers();
-    let i = post_form(&b, "/oauth2/introspect", &format!("token={}", t.trim()), &[(&k, &v)]);
+    let i = post_form(
+        &b,
+        "/oauth2/introspect",
+        &format!("token={}", t.trim()),
+        &[(&k, &v)],
+    );
     assert_eq!(i.json()["active"], true, "{}", i.body);
     // Admin tokens are per deployment configuration: a's is not valid on b.
     let (k, v) = a.admin_headers();
-    let i = post_form(&b, "/oauth2/introspect", &format!("token={}", t.trim()), &[(&k, &v)]);
+    let i = post_form(
+        &b,
+        "/oauth2/introspect",
+        &format!("token={}", t.trim()),
+        &[(&k, &v)],
+    );
     assert_eq!(i.status, 401);
     // A client registered through a is known to b.
     let (id, secret) = create_client(&a, "read");
-    let i = post_form(&b, "/oauth2/introspect", &format!("token={}", t.trim()), &[("authorization", &basic(&id, &secret))]);
+    let i = post_form(
+        &b,
+        "/oauth2/introspect",
+        &format!("token={}", t.trim()),
+        &[("authorization", &basic(&id, &secret))],
+    );
     assert_eq!(i.json()["active"], true, "{}", i.body);
 }

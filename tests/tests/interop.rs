@@ -10,20 +10,26 @@ use serde_json::{json, Value};
 
 fn tamper(token: &str) -> String {
     let mut parts: Vec<String> = token.split('.').map(String::from).collect();
-    let mut claims: Value = serde_json::from_slice(&meshauth_wire::b64::decode(&parts[1]).unwrap()).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&meshauth_wire::b64::decode(&parts[1]).unwrap()).unwrap();
     claims["sub"] = json!("root");
     parts[1] = meshauth_wire::b64::encode(claims.to_string());
     parts.join(".")
 }
 
 fn issue(cp: &ControlPlane) -> String {
-    cp.cli_ok(&["token", "issue", "--sub", "interop", "--scope", "read"]).trim().to_string()
+    cp.cli_ok(&["token", "issue", "--sub", "interop", "--scope", "read"])
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn native_jwt_authn_with_remote_jwks_accepts_meshauth_tokens() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
-    let template = std::fs::read_to_string(meshauth_tests::workspace_root().join("envoy/jwt_authn-interop.yaml")).unwrap();
+    let template = std::fs::read_to_string(
+        meshauth_tests::workspace_root().join("envoy/jwt_authn-interop.yaml"),
+    )
+    .unwrap();
     let envoy = Envoy::start(
         &json!({}),
         Options {
@@ -42,11 +48,19 @@ fn native_jwt_authn_with_remote_jwks_accepts_meshauth_tokens() {
         if a.status == 200 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "jwt_authn refused a meshauth token: {} {}", a.status, a.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jwt_authn refused a meshauth token: {} {}",
+            a.status,
+            a.body
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let bad = format!("Bearer {}", tamper(&token));
-    assert_eq!(get(&envoy.url("/x"), &[("authorization", &bad)]).status, 401);
+    assert_eq!(
+        get(&envoy.url("/x"), &[("authorization", &bad)]).status,
+        401
+    );
 }
 
 #[test]
@@ -74,11 +88,27 @@ fn the_filter_accepts_tokens_from_the_control_plane() {
         "issuer": cp.base_url(), "audiences": ["api"], "bootstrap_jwks": jwks,
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
     });
-    let envoy = Envoy::start(&config, Options { upstream_port: upstream, ..Default::default() }).unwrap_or_else(|log| panic!("{log}"));
+    let envoy = Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
     let token = issue(&cp);
-    let a = get(&envoy.url("/x"), &[("authorization", &format!("Bearer {token}"))]);
+    let a = get(
+        &envoy.url("/x"),
+        &[("authorization", &format!("Bearer {token}"))],
+    );
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["headers"]["x-meshauth-sub"], "interop");
-    let a = get(&envoy.url("/x"), &[("authorization", &format!("Bearer {}", tamper(&token)))]);
-    assert_eq!((a.status, a.json()["error"]["code"].clone()), (401, json!("bad_signature")));
+    let a = get(
+        &envoy.url("/x"),
+        &[("authorization", &format!("Bearer {}", tamper(&token)))],
+    );
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (401, json!("bad_signature"))
+    );
 }

@@ -17,13 +17,21 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid admin bearer token is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid admin bearer token is required",
+        )
     }
 }
 
@@ -48,7 +56,8 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The correlation id is filled in by the middleware, which knows the request.
-        let body = json!({"error": {"code": self.code, "message": self.message, "correlation_id": ""}});
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "correlation_id": ""}});
         let mut resp = (self.status, axum::Json(body)).into_response();
         resp.extensions_mut().insert(ErrorCode(self.code));
         resp
@@ -64,12 +73,24 @@ pub struct OAuthReply(pub OAuthError);
 
 impl IntoResponse for OAuthReply {
     fn into_response(self) -> Response {
-        let status = if self.0.code == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
-        let mut resp = (status, axum::Json(json!({"error": self.0.code, "error_description": self.0.description}))).into_response();
+        let status = if self.0.code == "invalid_client" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let mut resp = (
+            status,
+            axum::Json(json!({"error": self.0.code, "error_description": self.0.description})),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert("www-authenticate", HeaderValue::from_static("Basic realm=\"meshauth\""));
+            resp.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Basic realm=\"meshauth\""),
+            );
         }
-        resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+        resp.headers_mut()
+            .insert("cache-control", HeaderValue::from_static("no-store"));
         resp.extensions_mut().insert(ErrorCode(self.0.code));
         resp
     }

@@ -43,17 +43,32 @@ type ApiResult<T> = Result<T, ApiError>;
 pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let (body, etag) = app.jwks();
     let max_age = app.settings.keys.jwks_max_age.as_secs();
-    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-cache"));
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"));
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag.as_str() || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == etag.as_str() || t.trim() == "*")
+        });
     if matches {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)]).into_response();
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
     }
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json")), (header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            ),
+            (header::ETAG, etag_value),
+            (header::CACHE_CONTROL, cache),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -80,7 +95,12 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     match app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()).into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
     }
 }
 
@@ -90,24 +110,44 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     for state in ["next", "current", "previous"] {
         let age = ring
             .published()
-            .filter(|k| serde_json::to_value(k.state).ok().and_then(|v| v.as_str().map(|s| s == state)).unwrap_or(false))
+            .filter(|k| {
+                serde_json::to_value(k.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s == state))
+                    .unwrap_or(false)
+            })
             .map(|k| now - k.created_at)
             .min()
             .unwrap_or(0);
-        app.metrics.key_age.get_or_create(&crate::metrics::StateLabel { state: state.into() }).set(age);
+        app.metrics
+            .key_age
+            .get_or_create(&crate::metrics::StateLabel {
+                state: state.into(),
+            })
+            .set(age);
     }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.encode()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
 }
 
 // ---- OAuth ----
 
 /// Form parameters; each may appear once (RFC 6749 §3.2).
 fn form(body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|_| OAuthError::invalid_request("body must be application/x-www-form-urlencoded"))?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
+        OAuthError::invalid_request("body must be application/x-www-form-urlencoded")
+    })?;
     for (i, (k, _)) in pairs.iter().enumerate() {
         if pairs.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
-            return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {k} is repeated"
+            )));
         }
     }
     Ok(pairs)
@@ -118,22 +158,44 @@ fn param<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn url_decode(s: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}")).ok()?.into_iter().next().map(|(_, v)| v)
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|(_, v)| v)
 }
 
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.
-async fn client_auth(app: &App, headers: &HeaderMap, p: &[(String, String)]) -> Result<Option<ClientRecord>, GrantReply> {
-    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic "));
+async fn client_auth(
+    app: &App,
+    headers: &HeaderMap,
+    p: &[(String, String)],
+) -> Result<Option<ClientRecord>, GrantReply> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "));
     let (id, secret) = match (basic, param(p, "client_id"), param(p, "client_secret")) {
-        (Some(_), _, Some(_)) => return Err(OAuthError::invalid_request("use one client authentication method").into()),
+        (Some(_), _, Some(_)) => {
+            return Err(OAuthError::invalid_request("use one client authentication method").into())
+        }
         (Some(b), _, None) => {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(b.trim()).map_err(|_| OAuthError::invalid_client())?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|_| OAuthError::invalid_client())?;
             let text = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-            let (i, s) = text.split_once(':').ok_or_else(OAuthError::invalid_client)?;
-            (url_decode(i).ok_or_else(OAuthError::invalid_client)?, url_decode(s).ok_or_else(OAuthError::invalid_client)?)
+            let (i, s) = text
+                .split_once(':')
+                .ok_or_else(OAuthError::invalid_client)?;
+            (
+                url_decode(i).ok_or_else(OAuthError::invalid_client)?,
+                url_decode(s).ok_or_else(OAuthError::invalid_client)?,
+            )
         }
         (None, Some(i), Some(s)) => (i.to_string(), s.to_string()),
-        (None, Some(_), None) | (None, None, Some(_)) => return Err(OAuthError::invalid_client().into()),
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            return Err(OAuthError::invalid_client().into())
+        }
         (None, None, None) => return Ok(None),
     };
     match app.authenticate_client(&id, &secret).await? {
@@ -143,10 +205,21 @@ async fn client_auth(app: &App, headers: &HeaderMap, p: &[(String, String)]) -> 
 }
 
 fn no_store(v: Value) -> Response {
-    ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], Json(v)).into_response()
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(v),
+    )
+        .into_response()
 }
 
-pub async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, GrantReply> {
+pub async fn token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GrantReply> {
     let p = form(&body)?;
     let client = client_auth(&app, &headers, &p).await?;
     let resp = match param(&p, "grant_type") {
@@ -155,11 +228,16 @@ pub async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
             app.client_credentials(&client, param(&p, "scope")).await?
         }
         Some("refresh_token") => {
-            let rt = param(&p, "refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            let rt = param(&p, "refresh_token")
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
             app.refresh(rt, client.as_ref()).await?
         }
         Some(other) => {
-            return Err(OAuthError::new("unsupported_grant_type", format!("grant_type {other:?} is not supported")).into())
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                format!("grant_type {other:?} is not supported"),
+            )
+            .into())
         }
         None => return Err(OAuthError::invalid_request("grant_type is required").into()),
     };
@@ -168,16 +246,26 @@ pub async fn token(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
 
 /// RFC 7009. Callers authenticate as a client; the answer is 200 whether or not the
 /// token was known.
-pub async fn revoke(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, GrantReply> {
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GrantReply> {
     let p = form(&body)?;
-    let client = client_auth(&app, &headers, &p).await?.ok_or_else(OAuthError::invalid_client)?;
+    let client = client_auth(&app, &headers, &p)
+        .await?
+        .ok_or_else(OAuthError::invalid_client)?;
     let t = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     app.revoke_token(&client.client_id, t).await?;
     Ok(StatusCode::OK.into_response())
 }
 
 /// RFC 7662, for authenticated clients or an admin bearer token.
-pub async fn introspect(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<Response, GrantReply> {
+pub async fn introspect(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GrantReply> {
     let p = form(&body)?;
     let admin = headers
         .get(header::AUTHORIZATION)
@@ -185,7 +273,9 @@ pub async fn introspect(State(app): State<Arc<App>>, headers: HeaderMap, body: B
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| app.admin_authorized(t.trim()));
     if !admin {
-        client_auth(&app, &headers, &p).await?.ok_or_else(OAuthError::invalid_client)?;
+        client_auth(&app, &headers, &p)
+            .await?
+            .ok_or_else(OAuthError::invalid_client)?;
     }
     let t = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     Ok(no_store(app.introspect(t).await?))
@@ -210,12 +300,19 @@ pub async fn list_keys(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     Ok(Json(keys_view(&app)))
 }
 
-pub async fn rotate_keys(State(app): State<Arc<App>>, Extension(a): Extension<Admin>) -> ApiResult<Json<Value>> {
+pub async fn rotate_keys(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+) -> ApiResult<Json<Value>> {
     app.rotate_keys(&a.0).await?;
     Ok(Json(keys_view(&app)))
 }
 
-pub async fn revoke_key(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, Path(kid): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn revoke_key(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    Path(kid): Path<String>,
+) -> ApiResult<Json<Value>> {
     app.revoke_key(&a.0, &kid).await?;
     Ok(Json(keys_view(&app)))
 }
@@ -232,26 +329,49 @@ fn client_view(c: &ClientRecord) -> Value {
     json!({"client_id": c.client_id, "name": c.name, "scopes": c.scopes, "created_at": c.created_at})
 }
 
-pub async fn create_client(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, ApiJson(body): ApiJson<NewClient>) -> ApiResult<Response> {
+pub async fn create_client(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    ApiJson(body): ApiJson<NewClient>,
+) -> ApiResult<Response> {
     let (rec, secret) = app.create_client(&a.0, &body.name, body.scopes).await?;
     let mut v = client_view(&rec);
     v["client_secret"] = secret.into();
-    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(v)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(v),
+    )
+        .into_response())
 }
 
 pub async fn list_clients(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     let clients = app.list_clients().await?;
-    Ok(Json(json!({"clients": clients.iter().map(client_view).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"clients": clients.iter().map(client_view).collect::<Vec<_>>()}),
+    ))
 }
 
-pub async fn delete_client(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_client(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     app.delete_client(&a.0, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn rotate_client_secret(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn rotate_client_secret(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let secret = app.rotate_client_secret(&a.0, &id).await?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"client_id": id, "client_secret": secret}))).into_response())
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"client_id": id, "client_secret": secret})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -280,20 +400,32 @@ pub struct IssueToken {
     ttl: Option<Ttl>,
 }
 
-pub async fn issue_token(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, ApiJson(body): ApiJson<IssueToken>) -> ApiResult<Response> {
+pub async fn issue_token(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    ApiJson(body): ApiJson<IssueToken>,
+) -> ApiResult<Response> {
     let scope: Vec<String> = match body.scope {
         Some(Scope::List(l)) => l,
-        Some(Scope::Text(t)) => t.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(Scope::Text(t)) => t
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         None => Vec::new(),
     };
     let ttl = match body.ttl {
         Some(Ttl::Seconds(s)) => Some(s),
         Some(Ttl::Text(t)) => Some(
-            humantime::parse_duration(&t).map_err(|e| ApiError::bad_request(format!("ttl: {e}")))?.as_secs() as i64,
+            humantime::parse_duration(&t)
+                .map_err(|e| ApiError::bad_request(format!("ttl: {e}")))?
+                .as_secs() as i64,
         ),
         None => None,
     };
-    let resp = app.issue_for_subject(&a.0, &body.sub, &scope, body.aud, ttl).await?;
+    let resp = app
+        .issue_for_subject(&a.0, &body.sub, &scope, body.aud, ttl)
+        .await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(resp)).into_response())
 }
 
@@ -308,19 +440,47 @@ pub struct NewRevocation {
     exp: Option<i64>,
 }
 
-pub async fn add_revocation(State(app): State<Arc<App>>, Extension(a): Extension<Admin>, ApiJson(b): ApiJson<NewRevocation>) -> ApiResult<StatusCode> {
-    crate::service::validate_name("value", &b.value).or_else(|e| if b.kind == "token" { Ok(()) } else { Err(e) })?;
+pub async fn add_revocation(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    ApiJson(b): ApiJson<NewRevocation>,
+) -> ApiResult<StatusCode> {
+    crate::service::validate_name("value", &b.value).or_else(|e| {
+        if b.kind == "token" {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
     let now = now();
     let r = match b.kind.as_str() {
         "token" => {
             app.revoke_token(&a.0, &b.value).await?;
             return Ok(StatusCode::NO_CONTENT);
         }
-        "jti" => Revocation::Jti { jti: b.value, exp: b.exp.unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64) },
-        "sub" => Revocation::Sub { value: b.value, not_before: now + 1 },
-        "sid" => Revocation::Sid { value: b.value, not_before: now + 1 },
-        "client_id" => Revocation::ClientId { value: b.value, not_before: now + 1 },
-        other => return Err(ApiError::bad_request(format!("kind {other:?}: expected token, jti, sub, sid or client_id"))),
+        "jti" => Revocation::Jti {
+            jti: b.value,
+            exp: b
+                .exp
+                .unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64),
+        },
+        "sub" => Revocation::Sub {
+            value: b.value,
+            not_before: now + 1,
+        },
+        "sid" => Revocation::Sid {
+            value: b.value,
+            not_before: now + 1,
+        },
+        "client_id" => Revocation::ClientId {
+            value: b.value,
+            not_before: now + 1,
+        },
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "kind {other:?}: expected token, jti, sub, sid or client_id"
+            )))
+        }
     };
     app.revoke(&a.0, r, "admin").await?;
     Ok(StatusCode::NO_CONTENT)
@@ -343,13 +503,24 @@ fn default_limit() -> u64 {
     100
 }
 
-pub async fn read_audit(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
-    let entries = app.audit.read(q.from, q.limit.min(1000)).await.map_err(crate::error::ServiceError::from)?;
+pub async fn read_audit(
+    State(app): State<Arc<App>>,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    let entries = app
+        .audit
+        .read(q.from, q.limit.min(1000))
+        .await
+        .map_err(crate::error::ServiceError::from)?;
     Ok(Json(json!({"entries": entries})))
 }
 
 pub async fn verify_audit(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let report = app.audit.verify().await.map_err(crate::error::ServiceError::from)?;
+    let report = app
+        .audit
+        .verify()
+        .await
+        .map_err(crate::error::ServiceError::from)?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 

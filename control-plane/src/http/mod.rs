@@ -26,19 +26,34 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/keys", get(handlers::list_keys))
         .route("/admin/keys/rotate", post(handlers::rotate_keys))
         .route("/admin/keys/{kid}/revoke", post(handlers::revoke_key))
-        .route("/admin/clients", post(handlers::create_client).get(handlers::list_clients))
+        .route(
+            "/admin/clients",
+            post(handlers::create_client).get(handlers::list_clients),
+        )
         .route("/admin/clients/{id}", delete(handlers::delete_client))
-        .route("/admin/clients/{id}/secret", post(handlers::rotate_client_secret))
+        .route(
+            "/admin/clients/{id}/secret",
+            post(handlers::rotate_client_secret),
+        )
         .route("/admin/tokens", post(handlers::issue_token))
-        .route("/admin/revocations", post(handlers::add_revocation).get(handlers::list_revocations))
+        .route(
+            "/admin/revocations",
+            post(handlers::add_revocation).get(handlers::list_revocations),
+        )
         .route("/admin/audit", get(handlers::read_audit))
         .route("/admin/audit/verify", get(handlers::verify_audit))
         .route("/admin/status", get(handlers::status))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
     Router::new()
         .route("/.well-known/jwks.json", get(handlers::jwks))
-        .route("/.well-known/openid-configuration", get(handlers::discovery))
-        .route("/.well-known/oauth-authorization-server", get(handlers::discovery))
+        .route(
+            "/.well-known/openid-configuration",
+            get(handlers::discovery),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(handlers::discovery),
+        )
         .route("/oauth2/token", post(handlers::token))
         .route("/oauth2/revoke", post(handlers::revoke))
         .route("/oauth2/introspect", post(handlers::introspect))
@@ -46,7 +61,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .merge(admin)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
@@ -71,7 +88,10 @@ async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next
         }
         _ => {
             let mut r = ApiError::unauthorized().into_response();
-            r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer realm=\"meshauth-admin\""));
+            r.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Bearer realm=\"meshauth-admin\""),
+            );
             r
         }
     }
@@ -80,7 +100,11 @@ async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next
 /// Latency and error metrics, and the correlation id on every error body.
 async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
     let method = req.method().to_string();
     let correlation = req
         .headers()
@@ -89,7 +113,10 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| crate::crypto::random_token(12), str::to_owned);
     let resp = next.run(req).await;
-    app.metrics.latency.get_or_create(&RouteLabel { route, method }).observe(started.elapsed().as_secs_f64());
+    app.metrics
+        .latency
+        .get_or_create(&RouteLabel { route, method })
+        .observe(started.elapsed().as_secs_f64());
     let mut resp = match resp.extensions().get::<ErrorCode>().copied() {
         Some(ErrorCode(code)) => {
             app.metrics.error(code);

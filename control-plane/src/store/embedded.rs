@@ -75,12 +75,16 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(err)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(err)?
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[async_trait]
@@ -90,7 +94,9 @@ impl Store for EmbeddedStore {
         self.run(move |db| {
             let txn = db.begin_read().map_err(err)?;
             let t = txn.open_table(doc(table)).map_err(err)?;
-            Ok(t.get(key.as_str()).map_err(err)?.map(|v| v.value().to_vec()))
+            Ok(t.get(key.as_str())
+                .map_err(err)?
+                .map(|v| v.value().to_vec()))
         })
         .await
     }
@@ -102,12 +108,19 @@ impl Store for EmbeddedStore {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> StoreResult<bool> {
-        let (key, expected, new) = (key.to_string(), expected.map(<[u8]>::to_vec), new.map(<[u8]>::to_vec));
+        let (key, expected, new) = (
+            key.to_string(),
+            expected.map(<[u8]>::to_vec),
+            new.map(<[u8]>::to_vec),
+        );
         self.run(move |db| {
             let txn = db.begin_write().map_err(err)?;
             {
                 let mut t = txn.open_table(doc(table)).map_err(err)?;
-                let current = t.get(key.as_str()).map_err(err)?.map(|v| v.value().to_vec());
+                let current = t
+                    .get(key.as_str())
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec());
                 if current != expected {
                     return Ok(false);
                 }
@@ -130,7 +143,10 @@ impl Store for EmbeddedStore {
         let (key, value) = (key.to_string(), value.to_vec());
         self.run(move |db| {
             let txn = db.begin_write().map_err(err)?;
-            txn.open_table(doc(table)).map_err(err)?.insert(key.as_str(), value.as_slice()).map_err(err)?;
+            txn.open_table(doc(table))
+                .map_err(err)?
+                .insert(key.as_str(), value.as_slice())
+                .map_err(err)?;
             txn.commit().map_err(err)
         })
         .await
@@ -140,7 +156,12 @@ impl Store for EmbeddedStore {
         let key = key.to_string();
         self.run(move |db| {
             let txn = db.begin_write().map_err(err)?;
-            let existed = txn.open_table(doc(table)).map_err(err)?.remove(key.as_str()).map_err(err)?.is_some();
+            let existed = txn
+                .open_table(doc(table))
+                .map_err(err)?
+                .remove(key.as_str())
+                .map_err(err)?
+                .is_some();
             txn.commit().map_err(err)?;
             Ok(existed)
         })
@@ -161,7 +182,13 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn append(&self, log: Log, expected_len: u64, entry: &[u8], head: &[u8]) -> StoreResult<bool> {
+    async fn append(
+        &self,
+        log: Log,
+        expected_len: u64,
+        entry: &[u8],
+        head: &[u8],
+    ) -> StoreResult<bool> {
         let (entry, head) = (entry.to_vec(), head.to_vec());
         self.run(move |db| {
             let txn = db.begin_write().map_err(err)?;
@@ -171,7 +198,10 @@ impl Store for EmbeddedStore {
                     return Ok(false);
                 }
                 t.insert(expected_len, entry.as_slice()).map_err(err)?;
-                txn.open_table(HEADS).map_err(err)?.insert(log.name(), head.as_slice()).map_err(err)?;
+                txn.open_table(HEADS)
+                    .map_err(err)?
+                    .insert(log.name(), head.as_slice())
+                    .map_err(err)?;
             }
             txn.commit().map_err(err)?;
             Ok(true)
@@ -182,8 +212,17 @@ impl Store for EmbeddedStore {
     async fn log_head(&self, log: Log) -> StoreResult<(u64, Option<Vec<u8>>)> {
         self.run(move |db| {
             let txn = db.begin_read().map_err(err)?;
-            let len = txn.open_table(log_def(log)).map_err(err)?.len().map_err(err)?;
-            let head = txn.open_table(HEADS).map_err(err)?.get(log.name()).map_err(err)?.map(|v| v.value().to_vec());
+            let len = txn
+                .open_table(log_def(log))
+                .map_err(err)?
+                .len()
+                .map_err(err)?;
+            let head = txn
+                .open_table(HEADS)
+                .map_err(err)?
+                .get(log.name())
+                .map_err(err)?
+                .map(|v| v.value().to_vec());
             Ok((len, head))
         })
         .await
@@ -209,7 +248,10 @@ impl Store for EmbeddedStore {
             let txn = db.begin_write().map_err(err)?;
             {
                 let mut t = txn.open_table(LEASES).map_err(err)?;
-                let current = t.get(name.as_str()).map_err(err)?.map(|v| v.value().to_vec());
+                let current = t
+                    .get(name.as_str())
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec());
                 if let Some(cur) = current {
                     let text = String::from_utf8_lossy(&cur).to_string();
                     let (who, until) = text.split_once('@').unwrap_or(("", "0"));
@@ -227,7 +269,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.run(|db| db.begin_read().map(|_| ()).map_err(err)).await
+        self.run(|db| db.begin_read().map(|_| ()).map_err(err))
+            .await
     }
 
     fn kind(&self) -> &'static str {

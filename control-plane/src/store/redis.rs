@@ -58,7 +58,10 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
-    tokio::time::timeout(TIMEOUT, f).await.map_err(|_| err("redis timed out"))?.map_err(err)
+    tokio::time::timeout(TIMEOUT, f)
+        .await
+        .map_err(|_| err("redis timed out"))?
+        .map_err(err)
 }
 
 impl RedisStore {
@@ -92,7 +95,13 @@ impl RedisStore {
 impl Store for RedisStore {
     async fn get(&self, table: Table, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let mut con = self.con.clone();
-        timed(redis::cmd("HGET").arg(self.table_key(table)).arg(key).query_async(&mut con)).await
+        timed(
+            redis::cmd("HGET")
+                .arg(self.table_key(table))
+                .arg(key)
+                .query_async(&mut con),
+        )
+        .await
     }
 
     async fn compare_and_swap(
@@ -115,28 +124,54 @@ impl Store for RedisStore {
 
     async fn put(&self, table: Table, key: &str, value: &[u8]) -> StoreResult<()> {
         let mut con = self.con.clone();
-        let _: i64 = timed(redis::cmd("HSET").arg(self.table_key(table)).arg(key).arg(value).query_async(&mut con)).await?;
+        let _: i64 = timed(
+            redis::cmd("HSET")
+                .arg(self.table_key(table))
+                .arg(key)
+                .arg(value)
+                .query_async(&mut con),
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete(&self, table: Table, key: &str) -> StoreResult<bool> {
         let mut con = self.con.clone();
-        let n: i64 = timed(redis::cmd("HDEL").arg(self.table_key(table)).arg(key).query_async(&mut con)).await?;
+        let n: i64 = timed(
+            redis::cmd("HDEL")
+                .arg(self.table_key(table))
+                .arg(key)
+                .query_async(&mut con),
+        )
+        .await?;
         Ok(n > 0)
     }
 
     async fn list(&self, table: Table) -> StoreResult<Vec<(String, Vec<u8>)>> {
         let mut con = self.con.clone();
-        let mut all: Vec<(String, Vec<u8>)> =
-            timed(redis::cmd("HGETALL").arg(self.table_key(table)).query_async(&mut con)).await?;
+        let mut all: Vec<(String, Vec<u8>)> = timed(
+            redis::cmd("HGETALL")
+                .arg(self.table_key(table))
+                .query_async(&mut con),
+        )
+        .await?;
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
     }
 
-    async fn append(&self, log: Log, expected_len: u64, entry: &[u8], head: &[u8]) -> StoreResult<bool> {
+    async fn append(
+        &self,
+        log: Log,
+        expected_len: u64,
+        entry: &[u8],
+        head: &[u8],
+    ) -> StoreResult<bool> {
         let mut con = self.con.clone();
         let mut inv = self.append.key(self.log_key(log));
-        inv.key(self.head_key(log)).arg(expected_len).arg(entry).arg(head);
+        inv.key(self.head_key(log))
+            .arg(expected_len)
+            .arg(entry)
+            .arg(head);
         let n: i64 = timed(inv.invoke_async(&mut con)).await?;
         Ok(n == 1)
     }
@@ -155,7 +190,14 @@ impl Store for RedisStore {
         }
         let mut con = self.con.clone();
         let end = from.saturating_add(limit - 1);
-        timed(redis::cmd("LRANGE").arg(self.log_key(log)).arg(from).arg(end).query_async(&mut con)).await
+        timed(
+            redis::cmd("LRANGE")
+                .arg(self.log_key(log))
+                .arg(from)
+                .arg(end)
+                .query_async(&mut con),
+        )
+        .await
     }
 
     async fn lease(&self, name: &str, holder: &str, ttl_ms: u64) -> StoreResult<bool> {

@@ -13,20 +13,35 @@ pub struct Redis {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = Redis { child: None, port: free_port(), dir };
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir,
+        };
         r.launch();
         r
     }
 
     fn launch(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -42,8 +57,13 @@ impl Redis {
         }
         // Accepting connections is not the same as having loaded the AOF.
         loop {
-            let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "ping"]).output();
-            if out.map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG")).unwrap_or(false) {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "ping"])
+                .output();
+            if out
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("PONG"))
+                .unwrap_or(false)
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "redis not ready");
