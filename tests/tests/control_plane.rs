@@ -598,7 +598,7 @@ fn decode_claims_header_kid(token: &str) -> String {
 }
 
 /// Everything acknowledged survives a kill -9 of the control plane (and of Redis).
-fn survives_restarts(mut cp: ControlPlane, mut redis: Option<&mut Redis>) {
+fn survives_restarts(mut cp: ControlPlane, redis: Option<&mut Redis>) {
     let (id, secret) = create_client(&cp, "read");
     let full: Value =
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
@@ -609,7 +609,7 @@ fn survives_restarts(mut cp: ControlPlane, mut redis: Option<&mut Redis>) {
         .as_u64()
         .unwrap();
     cp.restart();
-    if let Some(r) = redis.as_deref_mut() {
+    if let Some(r) = redis {
         r.crash_and_restart();
         cp.restart();
     }
