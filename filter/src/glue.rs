@@ -184,9 +184,9 @@ impl HttpContext for Http {
         let mut engine = engine.borrow_mut();
         let outcome = engine.check(
             &Request {
-                method: &method,
-                path: &path,
-                authorization: authorization.as_deref(),
+                method,
+                path,
+                authorization,
             },
             now,
         );
