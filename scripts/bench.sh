@@ -21,6 +21,7 @@ envoy="$root/.venv/bin/envoy"
 
 cargo build -q --release -p meshauth-filter --target wasm32-wasip1
 cargo build -q --release -p meshauth-tests --bin meshauth-dev
+cargo build -q --release -p meshauth-control-plane --bin meshauth
 dev="$root/target/release/meshauth-dev"
 # BENCH_WASM compares another build of the filter (A/B runs).
 wasm=${BENCH_WASM:-"$root/target/wasm32-wasip1/release/meshauth_filter.wasm"}
@@ -121,6 +122,24 @@ hz=$(getconf CLK_TCK)
 results="$work/results.tsv"
 : > "$results"
 
+# record NAME WRK_OUTPUT TICKS_BEFORE TICKS_AFTER: one row of results.
+record() {
+  python3 - "$1" "$2" "$3" "$4" "$hz" >> "$results" <<'PY'
+import re, sys
+name, path, t0, t1, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+text = open(path).read()
+def lat(p):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, text, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
+reqs = int(re.search(r"(\d+) requests in", text).group(1))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+cpu_us = (t1 - t0) * 1e6 / hz / max(reqs, 1)
+print(f"{name}\t{rps:.0f}\t{lat(50):.3f}\t{lat(99):.3f}\t{cpu_us:.1f}\t{non2xx.group(1) if non2xx else 0}")
+PY
+}
+
 # run NAME FILTERS_YAML [wrk args...]
 run() {
   local name=$1 filters=$2; shift 2
@@ -140,20 +159,7 @@ run() {
   taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" http://127.0.0.1:18080/api > "$work/$name.wrk"
   t1=$(ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  python3 - "$name" "$work/$name.wrk" "$t0" "$t1" "$hz" >> "$results" <<'PY'
-import re, sys
-name, path, t0, t1, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-text = open(path).read()
-def lat(p):
-    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, text, re.M)
-    v, u = float(m.group(1)), m.group(2)
-    return v * {"us": 1e-3, "ms": 1, "s": 1e3}[u]
-reqs = int(re.search(r"(\d+) requests in", text).group(1))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-cpu_us = (t1 - t0) * 1e6 / hz / max(reqs, 1)
-print(f"{name}\t{rps:.0f}\t{lat(50):.3f}\t{lat(99):.3f}\t{cpu_us:.1f}\t{non2xx.group(1) if non2xx else 0}")
-PY
+  record "$name" "$work/$name.wrk" "$t0" "$t1"
 }
 
 auth=(-H "Authorization: Bearer $token")
@@ -168,6 +174,45 @@ run meshauth_repeated "$(meshauth 4096 token)" "${auth[@]}"
 run meshauth_pool "$(meshauth 4096 token)" -s "$work/pool.lua"
 run meshauth_pool_no_cache "$(meshauth 0 token)" -s "$work/pool.lua"
 
+# ---- control plane: client_credentials grants and JWKS, pinned like Envoy ----
+# run_cp NAME [wrk args...]: wrk against the control plane started below.
+run_cp() {
+  local name=$1; shift
+  [[ "$name" =~ ${BENCH_ONLY:-.} ]] || return 0
+  taskset -c 1 wrk -t1 -c"$conns" -d2s "$@" >/dev/null
+  local t0 t1
+  t0=$(ticks "$cp_pid")
+  taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" > "$work/$name.wrk"
+  t1=$(ticks "$cp_pid")
+  record "$name" "$work/$name.wrk" "$t0" "$t1"
+}
+if [[ "cp_grants cp_jwks" =~ ${BENCH_ONLY:-.} ]]; then
+  master=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  admin=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  cat > "$work/cp.toml" <<TOML
+listen = "127.0.0.1:18090"
+admin_token_sha256 = ["$(printf '%s' "$admin" | sha256sum | cut -d' ' -f1)"]
+[store]
+kind = "embedded"
+path = "$work/cp/meshauth.redb"
+TOML
+  MESHAUTH_MASTER_KEY=$master MESHAUTH_LOG=warn taskset -c 0 "$root/target/release/meshauth" serve --config "$work/cp.toml" \
+    > "$work/cp.log" 2>&1 &
+  cp_pid=$!
+  for _ in $(seq 100); do curl -fs http://127.0.0.1:18090/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+  client=$(MESHAUTH_URL=http://127.0.0.1:18090 MESHAUTH_ADMIN_TOKEN=$admin "$root/target/release/meshauth" clients create bench --scope read)
+  basic=$(python3 -c 'import json,sys,base64; c=json.loads(sys.argv[1]); print(base64.b64encode((c["client_id"]+":"+c["client_secret"]).encode()).decode())' "$client")
+  cat > "$work/grant.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $basic"
+LUA
+  run_cp cp_grants -s "$work/grant.lua" http://127.0.0.1:18090/oauth2/token
+  run_cp cp_jwks http://127.0.0.1:18090/.well-known/jwks.json
+  kill "$cp_pid"; wait "$cp_pid" 2>/dev/null || true
+fi
+
 python3 - "$results" "$pool" <<'PY'
 import sys
 rows = {}
@@ -175,7 +220,7 @@ for line in open(sys.argv[1]):
     n, rps, p50, p99, cpu, bad = line.rstrip("\n").split("\t")
     rows[n] = (float(rps), float(p50), float(p99), float(cpu), int(bad))
 print()
-print("| scenario | req/s | p50 ms | p99 ms | Envoy CPU µs/req | non-2xx |")
+print("| scenario | req/s | p50 ms | p99 ms | server CPU µs/req | non-2xx |")
 print("|---|---|---|---|---|---|")
 for n, (rps, p50, p99, cpu, bad) in rows.items():
     print(f"| {n} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {cpu:.1f} | {bad} |")
@@ -184,6 +229,8 @@ def ratio(a, b):
 print()
 print(f"meshauth repeated token / native jwt_authn+local_ratelimit (cached): {ratio('meshauth_repeated', 'jwt_authn_cached_ratelimit'):.2f}x (target >= 0.80)")
 print(f"meshauth anonymous route: Envoy CPU +{rows.get('meshauth_anonymous_route', (0,0,0,float('nan')))[3] - rows.get('passthrough', (0,0,0,float('nan')))[3]:.1f} µs/req over passthrough")
+print(f"control plane: {rows.get('cp_grants', (float('nan'),))[0]:,.0f} client_credentials grants/s on one core (target >= 10,000; Keycloak ~120/s per vCPU, Hydra ~500/s on 2 CPUs)")
+print(f"control plane: JWKS p99 {rows.get('cp_jwks', (0, 0, float('nan')))[2]:.3f} ms (target < 2 ms)")
 print(f"meshauth repeated token / native jwt_authn (cached):                 {ratio('meshauth_repeated', 'jwt_authn_cached'):.2f}x")
 print(f"meshauth {sys.argv[2]} distinct tokens / native jwt_authn (uncached):   {ratio('meshauth_pool', 'jwt_authn_uncached'):.2f}x (target >= 1.00)")
 print(f"meshauth {sys.argv[2]} distinct tokens / native uncached, same pool:    {ratio('meshauth_pool', 'jwt_authn_uncached_pool'):.2f}x")

@@ -26,7 +26,13 @@ export MESHAUTH_BIN="$root/target/debug/meshauth"
 export ENVOY_BIN="$root/.venv/bin/envoy"
 
 step "tests: unit, property and end-to-end"
-cargo test --workspace --locked
+log=$(mktemp)
+cargo test --workspace --locked 2>&1 | tee "$log"
+test "${PIPESTATUS[0]}" -eq 0
 
 step "demo: scripts/demo.sh and the README's commands"
 scripts/demo-check.sh
+
+# One closing line for the whole run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?/) p += $i; if ($(i+1) ~ /^failed;?/) f += $i } }
+     END { printf "%d passed, %d failed\n", p + 1, f }' "$log"
