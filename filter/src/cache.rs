@@ -2,42 +2,51 @@
 //! claims. A hit skips the signature check and the parse, nothing else: claims,
 //! route rules and later checks still run on every request.
 //!
-//! Keys are the whole token, compared exactly, in a map with a per-process random
-//! hash seed, so a forged token can never be mistaken for a cached one.
+//! Keys are the whole token, compared exactly, so a forged token can never be mistaken
+//! for a cached one; the map's fast hash is randomly seeded per process.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use crate::claims::Claims;
+/// What the cache holds must know when it stops being valid.
+pub trait Expiring {
+    fn exp(&self) -> i64;
+}
+
+impl Expiring for crate::claims::Claims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
 
 #[derive(Debug)]
-pub struct VerifiedCache {
+pub struct VerifiedCache<V> {
     capacity: usize,
-    map: HashMap<Rc<str>, Rc<Claims>>,
+    map: HashMap<Rc<str>, Rc<V>, foldhash::fast::RandomState>,
     /// Insertion order, for eviction. May hold keys already dropped from the map.
     order: VecDeque<Rc<str>>,
 }
 
-impl VerifiedCache {
+impl<V: Expiring> VerifiedCache<V> {
     pub fn new(capacity: usize) -> Self {
         VerifiedCache {
             capacity,
-            map: HashMap::with_capacity(capacity.min(1 << 16)),
+            map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), Default::default()),
             order: VecDeque::with_capacity(capacity.min(1 << 16)),
         }
     }
 
-    /// The cached claims of `token`, unless absent or expired by `now`.
-    pub fn get(&mut self, token: &str, now: i64) -> Option<Rc<Claims>> {
-        let claims = self.map.get(token)?;
-        if claims.exp <= now {
+    /// The cached entry of `token`, unless absent or expired by `now`.
+    pub fn get(&mut self, token: &str, now: i64) -> Option<Rc<V>> {
+        let entry = self.map.get(token)?;
+        if entry.exp() <= now {
             self.map.remove(token);
             return None;
         }
-        Some(claims.clone())
+        Some(entry.clone())
     }
 
-    pub fn insert(&mut self, token: &str, claims: Rc<Claims>) {
+    pub fn insert(&mut self, token: &str, entry: Rc<V>) {
         if self.capacity == 0 {
             return;
         }
@@ -51,7 +60,7 @@ impl VerifiedCache {
         }
         let key: Rc<str> = Rc::from(token);
         self.order.push_back(key.clone());
-        self.map.insert(key, claims);
+        self.map.insert(key, entry);
     }
 
     /// Forgets everything, e.g. when the key set changes.
@@ -72,6 +81,7 @@ impl VerifiedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::claims::Claims;
     use proptest::prelude::*;
 
     fn claims(exp: i64) -> Rc<Claims> {
@@ -80,7 +90,7 @@ mod tests {
 
     #[test]
     fn hits_until_expiry() {
-        let mut c = VerifiedCache::new(4);
+        let mut c = VerifiedCache::<Claims>::new(4);
         c.insert("t1", claims(100));
         assert!(c.get("t1", 99).is_some());
         assert!(c.get("t2", 99).is_none());
@@ -90,14 +100,14 @@ mod tests {
 
     #[test]
     fn zero_capacity_disables() {
-        let mut c = VerifiedCache::new(0);
+        let mut c = VerifiedCache::<Claims>::new(0);
         c.insert("t1", claims(100));
         assert!(c.get("t1", 1).is_none());
     }
 
     #[test]
     fn clear_forgets() {
-        let mut c = VerifiedCache::new(4);
+        let mut c = VerifiedCache::<Claims>::new(4);
         c.insert("t1", claims(100));
         c.clear();
         assert!(c.get("t1", 1).is_none());
@@ -106,7 +116,7 @@ mod tests {
     proptest! {
         #[test]
         fn stays_within_capacity(cap in 1usize..16, ops in proptest::collection::vec((0u8..40, any::<bool>()), 0..300)) {
-            let mut c = VerifiedCache::new(cap);
+            let mut c = VerifiedCache::<Claims>::new(cap);
             for (k, lookup) in ops {
                 let key = format!("t{k}");
                 if lookup { let _ = c.get(&key, 50); } else { c.insert(&key, claims(i64::from(k) + 40)); }
@@ -117,7 +127,7 @@ mod tests {
 
         #[test]
         fn most_recent_insert_is_found(cap in 1usize..16, keys in proptest::collection::vec(0u8..40, 1..100)) {
-            let mut c = VerifiedCache::new(cap);
+            let mut c = VerifiedCache::<Claims>::new(cap);
             for k in &keys { c.insert(&format!("t{k}"), claims(1000)); }
             let last = format!("t{}", keys[keys.len() - 1]);
             prop_assert!(c.get(&last, 0).is_some());

@@ -18,11 +18,26 @@ pub struct Request<'a> {
     pub authorization: Option<&'a str>,
 }
 
+/// A token whose signature checked out: its claims, and the values of the configured
+/// forwarded headers, worked out once per distinct token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub claims: Claims,
+    /// One value per `Config::forward` entry, in order; `None` removes the header.
+    pub headers: Vec<Option<String>>,
+}
+
+impl crate::cache::Expiring for Verified {
+    fn exp(&self) -> i64 {
+        self.claims.exp
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// The route needs no token.
     Anonymous,
-    Allow(Rc<Claims>),
+    Allow(Rc<Verified>),
     Deny(Denial),
 }
 
@@ -42,7 +57,7 @@ pub struct Outcome {
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
-    cache: VerifiedCache,
+    cache: VerifiedCache<Verified>,
 }
 
 impl Engine {
@@ -85,10 +100,10 @@ impl Engine {
                 return Err(Denial::TooLarge);
             }
             let token = jwt::bearer(auth).ok_or(Denial::MissingToken)?;
-            let claims = match cache.get(token, now) {
-                Some(claims) => {
+            let verified = match cache.get(token, now) {
+                Some(v) => {
                     used = CacheUse::Hit;
-                    claims
+                    v
                 }
                 None => {
                     used = CacheUse::Miss;
@@ -97,18 +112,24 @@ impl Engine {
                     if !key.verify(parsed.signing_input.as_bytes(), &parsed.signature) {
                         return Err(Denial::BadSignature);
                     }
-                    let claims = Rc::new(parsed.claims()?);
+                    let claims = parsed.claims()?;
                     claims.check(&config.claim_rules, now)?;
-                    cache.insert(token, claims.clone());
-                    claims
+                    let headers = config
+                        .forward
+                        .iter()
+                        .map(|f| claims.header_value(&f.claim))
+                        .collect();
+                    let v = Rc::new(Verified { claims, headers });
+                    cache.insert(token, v.clone());
+                    v
                 }
             };
-            claims.check(&config.claim_rules, now)?;
-            requirements.check(&claims)?;
-            Ok(claims)
+            verified.claims.check(&config.claim_rules, now)?;
+            requirements.check(&verified.claims)?;
+            Ok(verified)
         })();
         let verdict = match result {
-            Ok(claims) => Verdict::Allow(claims),
+            Ok(v) => Verdict::Allow(v),
             Err(d) => Verdict::Deny(d),
         };
         Outcome {

@@ -196,14 +196,11 @@ impl HttpContext for Http {
             CacheUse::NotUsed => {}
         }
         match outcome.verdict {
-            Verdict::Allow(claims) => {
+            Verdict::Allow(verified) => {
                 self.metrics.bump(ALLOWED);
                 // Setting (or removing) each header also drops any client-sent copy.
-                for f in engine.forwarded() {
-                    self.set_http_request_header(
-                        &f.header,
-                        claims.header_value(&f.claim).as_deref(),
-                    );
+                for (f, value) in engine.forwarded().iter().zip(&verified.headers) {
+                    self.set_http_request_header(&f.header, value.as_deref());
                 }
                 if !engine.config().forward_authorization {
                     self.set_http_request_header("authorization", None);

@@ -78,7 +78,9 @@ fn valid_token_is_allowed_then_cached() {
         sign(&signing_key(1), claims(serde_json::json!({})))
     );
     let first = run(&mut e, "/x", Some(&t));
-    assert!(matches!(first.verdict, Verdict::Allow(ref c) if c.values("sub") == ["alice"]));
+    assert!(
+        matches!(first.verdict, Verdict::Allow(ref v) if v.claims.values("sub") == ["alice"] && v.headers == [Some("alice".to_string())])
+    );
     assert_eq!(first.cache, CacheUse::Miss);
     assert_eq!(run(&mut e, "/x", Some(&t)).cache, CacheUse::Hit);
 }
