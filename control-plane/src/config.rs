@@ -29,6 +29,9 @@ pub struct FileConfig {
     pub tokens: TokenConfig,
     #[serde(default)]
     pub keys: KeyConfig,
+    /// The filter's `.wasm`, served at `/filter/meshauth.wasm` (for Istio's WasmPlugin).
+    #[serde(default)]
+    pub filter_wasm: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +160,7 @@ pub struct Settings {
     pub admin_token_hashes: Vec<[u8; 32]>,
     pub tokens: TokenConfig,
     pub keys: KeyConfig,
+    pub filter_wasm: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +267,9 @@ impl Settings {
             admin_token_hashes,
             tokens: file.tokens,
             keys: file.keys,
+            filter_wasm: env("MESHAUTH_FILTER_WASM")
+                .map(PathBuf::from)
+                .or(file.filter_wasm),
         })
     }
 

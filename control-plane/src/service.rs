@@ -119,6 +119,8 @@ pub struct App {
     keys: RwLock<KeyCache>,
     /// Identifies this replica in leases.
     pub replica_id: String,
+    /// The filter module and its sha256 (hex), when configured.
+    pub filter_wasm: Option<(Arc<Vec<u8>>, String)>,
 }
 
 pub const ADMIN_ACTOR: &str = "admin";
@@ -162,7 +164,24 @@ pub fn validate_name(what: &str, v: &str) -> Result<(), ServiceError> {
 
 impl App {
     pub async fn new(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<App>, ServiceError> {
+        let filter_wasm = match &settings.filter_wasm {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    ServiceError::Invalid(format!("filter_wasm {}: {e}", path.display()))
+                })?;
+                if !bytes.starts_with(b"\0asm") {
+                    return Err(ServiceError::Invalid(format!(
+                        "filter_wasm {}: not a WebAssembly module",
+                        path.display()
+                    )));
+                }
+                let sha = crypto::sha256_hex(&bytes);
+                Some((Arc::new(bytes), sha))
+            }
+            None => None,
+        };
         let app = Arc::new(App {
+            filter_wasm,
             audit: Audit::new(store.clone()),
             store,
             settings,

@@ -284,3 +284,25 @@ fn garbage_never_breaks_the_filter() {
     }
     assert!(!s.envoy.log().contains("panicked"), "{}", s.envoy.log());
 }
+
+#[test]
+fn without_route_rules_the_default_applies_and_spoofed_headers_go() {
+    let key = DevKey::random();
+    let upstream = echo::spawn().unwrap();
+    let config = json!({
+        "bootstrap_jwks": jwks_value(&[&key]),
+        "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+        "default_route": {"auth": "anonymous"}
+    });
+    let envoy = Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    let a = get(&envoy.url("/anything"), &[("x-meshauth-sub", "spoofed")]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.json()["headers"].get("x-meshauth-sub").is_none());
+}

@@ -136,6 +136,44 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
+fn no_wasm() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "this control plane serves no filter module (set filter_wasm)",
+    )
+}
+
+/// The filter module, for Istio's `WasmPlugin` (`url` + `sha256`).
+pub async fn filter_wasm(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
+    let (bytes, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
+    let etag = format!("\"{sha}\"");
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/wasm"),
+            ),
+            (header::ETAG, etag_value),
+        ],
+        bytes.to_vec(),
+    )
+        .into_response())
+}
+
+pub async fn filter_wasm_sha256(State(app): State<Arc<App>>) -> ApiResult<String> {
+    let (_, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
+    Ok(format!("{sha}\n"))
+}
+
 // ---- OAuth ----
 
 /// Form parameters; each may appear once (RFC 6749 §3.2).

@@ -57,6 +57,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth2/token", post(handlers::token))
         .route("/oauth2/revoke", post(handlers::revoke))
         .route("/oauth2/introspect", post(handlers::introspect))
+        .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
+        .route(
+            "/filter/meshauth.wasm.sha256",
+            get(handlers::filter_wasm_sha256),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
