@@ -30,9 +30,13 @@ log=$(mktemp)
 cargo test --workspace --locked 2>&1 | tee "$log"
 test "${PIPESTATUS[0]}" -eq 0
 
+step "Helm chart: lint, render, schema validation, invariants, checkov (offline)"
+scripts/chart-test.sh 2>&1 | tee -a "$log"
+test "${PIPESTATUS[0]}" -eq 0
+
 step "demo: scripts/demo.sh and the README's commands"
 scripts/demo-check.sh
 
 # One closing line for the whole run.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?/) p += $i; if ($(i+1) ~ /^failed;?/) f += $i } }
+awk '/^test result:|^[0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
      END { printf "%d passed, %d failed\n", p + 1, f }' "$log"

@@ -25,6 +25,9 @@ pub struct FileConfig {
     /// SHA-256 (hex) of each admin bearer token.
     #[serde(default)]
     pub admin_token_sha256: Vec<String>,
+    /// A file with more such hashes, one a line (e.g. a mounted Kubernetes Secret).
+    #[serde(default)]
+    pub admin_token_sha256_file: Option<PathBuf>,
     #[serde(default)]
     pub tokens: TokenConfig,
     #[serde(default)]
@@ -208,6 +211,11 @@ impl Settings {
         let master_key = MasterKey::parse(&master_text)
             .map_err(|e| ConfigError::Invalid(format!("master key: {e}")))?;
         let mut hashes_text = file.admin_token_sha256;
+        if let Some(f) = &file.admin_token_sha256_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| ConfigError::File(f.display().to_string(), e.to_string()))?;
+            hashes_text.extend(text.split_whitespace().map(str::to_owned));
+        }
         if let Some(h) = env("MESHAUTH_ADMIN_TOKEN_SHA256") {
             hashes_text.extend(
                 h.split(',')

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub tokens_issued: Family<GrantLabel, Counter>,
     pub errors: Family<CodeLabel, Counter>,
     pub rotations: Counter,
+    pub schedule_failures: Counter,
     pub key_age: Family<StateLabel, Gauge>,
     pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
 }
@@ -53,6 +54,7 @@ impl Metrics {
         let tokens_issued = Family::<GrantLabel, Counter>::default();
         let errors = Family::<CodeLabel, Counter>::default();
         let rotations = Counter::default();
+        let schedule_failures = Counter::default();
         let key_age = Family::<StateLabel, Gauge>::default();
         let latency =
             Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency);
@@ -72,6 +74,11 @@ impl Metrics {
             rotations.clone(),
         );
         registry.register(
+            "meshauth_key_schedule_failures",
+            "Key schedule steps that failed",
+            schedule_failures.clone(),
+        );
+        registry.register(
             "meshauth_key_age_seconds",
             "Age of the newest key in each state",
             key_age.clone(),
@@ -86,6 +93,7 @@ impl Metrics {
             tokens_issued,
             errors,
             rotations,
+            schedule_failures,
             key_age,
             latency,
         }

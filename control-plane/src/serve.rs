@@ -45,6 +45,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
             loop {
                 every.tick().await;
                 if let Err(e) = app.key_tick().await {
+                    app.metrics.schedule_failures.inc();
                     tracing::warn!(error = %e, "key schedule step failed; will retry");
                 }
             }

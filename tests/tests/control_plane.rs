@@ -744,3 +744,47 @@ fn two_replicas_on_one_redis_serve_one_key_set() {
     );
     assert_eq!(i.json()["active"], true, "{}", i.body);
 }
+
+#[test]
+fn serves_the_filter_module_for_istio() {
+    let wasm = meshauth_tests::filter_wasm();
+    let bytes = std::fs::read(&wasm).unwrap();
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        &format!("filter_wasm = \"{}\"", wasm.display()),
+    );
+    let sha = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let resp = ureq::get(&cp.url("/filter/meshauth.wasm")).call().unwrap();
+    assert_eq!(resp.header("content-type"), Some("application/wasm"));
+    let etag = resp.header("etag").unwrap().to_string();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+    assert!(body == bytes, "served module differs from the built one");
+    assert_eq!(
+        get(&cp.url("/filter/meshauth.wasm.sha256"), &[])
+            .body
+            .trim(),
+        sha
+    );
+    assert_eq!(
+        get(
+            &cp.url("/filter/meshauth.wasm"),
+            &[("if-none-match", &etag)]
+        )
+        .status,
+        304
+    );
+    // A control plane without a module says so.
+    let plain = ControlPlane::start(StoreKind::Embedded, "");
+    let a = get(&plain.url("/filter/meshauth.wasm"), &[]);
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
+}
