@@ -5,8 +5,10 @@
 //! claims. Both sides depend on this crate, so a format can't drift between them.
 
 pub mod b64;
+pub mod bloom;
 pub mod claims;
 pub mod jwk;
+pub mod sync;
 
 pub use claims::AccessClaims;
 pub use jwk::{Jwk, JwkError, JwkSet};

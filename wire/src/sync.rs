@@ -1,0 +1,136 @@
+//! What the control plane pushes to filters (DESIGN §6): a signed snapshot of the key
+//! set and the revocations. The signature (Ed25519, by the distribution key whose public
+//! half is pinned in the filter's configuration) covers the ASCII bytes of `payload`,
+//! as in JWS, so nothing between the two can inject a key or lift a revocation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bloom::Bloom;
+use crate::JwkSet;
+
+/// Claims a revocation rule can name: tokens with that value and an `iat` before
+/// `not_before` are revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleClaim {
+    Sub,
+    Sid,
+    ClientId,
+}
+
+impl RuleClaim {
+    pub fn claim_name(self) -> &'static str {
+        match self {
+            RuleClaim::Sub => "sub",
+            RuleClaim::Sid => "sid",
+            RuleClaim::ClientId => "client_id",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationRule {
+    pub claim: RuleClaim,
+    pub value: String,
+    pub not_before: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Changes when the control plane's history restarts; a new epoch means "replace all".
+    pub epoch: String,
+    /// Monotonic within an epoch.
+    pub version: u64,
+    pub issued_at: i64,
+    pub jwks: JwkSet,
+    /// Revoked `jti`s whose tokens have not expired yet.
+    pub revoked_jti: Bloom,
+    pub rules: Vec<RevocationRule>,
+}
+
+/// A snapshot as it travels: `payload` is base64url(JSON of the snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedSnapshot {
+    pub payload: String,
+    /// base64url of the 64-byte Ed25519 signature over `payload`'s bytes.
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot envelope is malformed")]
+    Envelope,
+    #[error("snapshot signature is invalid")]
+    Signature,
+    #[error("snapshot payload is malformed: {0}")]
+    Payload(String),
+}
+
+impl SignedSnapshot {
+    /// Parses the envelope and, once `verify(payload_bytes, signature)` accepts, the payload.
+    pub fn open(
+        bytes: &[u8],
+        verify: impl FnOnce(&[u8], &[u8; 64]) -> bool,
+    ) -> Result<Snapshot, SnapshotError> {
+        let env: SignedSnapshot = serde_json::from_slice(bytes).map_err(|_| SnapshotError::Envelope)?;
+        let sig = crate::b64::decode_array::<64>(&env.signature).ok_or(SnapshotError::Envelope)?;
+        if !verify(env.payload.as_bytes(), &sig) {
+            return Err(SnapshotError::Signature);
+        }
+        let json = crate::b64::decode(&env.payload).map_err(|_| SnapshotError::Envelope)?;
+        let snap: Snapshot = serde_json::from_slice(&json).map_err(|e| SnapshotError::Payload(e.to_string()))?;
+        snap.revoked_jti.validate().map_err(|e| SnapshotError::Payload(e.to_string()))?;
+        Ok(snap)
+    }
+
+    /// Builds an envelope with `sign(payload_bytes) -> signature`.
+    pub fn seal(snapshot: &Snapshot, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> SignedSnapshot {
+        let payload = crate::b64::encode(serde_json::to_vec(snapshot).unwrap_or_default());
+        let signature = crate::b64::encode(sign(payload.as_bytes()));
+        SignedSnapshot { payload, signature }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let mut revoked = Bloom::with_capacity(10, 0.01, 3);
+        revoked.insert("j1");
+        Snapshot {
+            epoch: "e1".into(),
+            version: 7,
+            issued_at: 100,
+            jwks: JwkSet::default(),
+            revoked_jti: revoked,
+            rules: vec![RevocationRule { claim: RuleClaim::Sub, value: "alice".into(), not_before: 90 }],
+        }
+    }
+
+    #[test]
+    fn seal_and_open() {
+        let sealed = SignedSnapshot::seal(&snapshot(), |_| [9u8; 64]);
+        let bytes = serde_json::to_vec(&sealed).unwrap();
+        let opened = SignedSnapshot::open(&bytes, |_, sig| sig == &[9u8; 64]).unwrap();
+        assert_eq!(opened, snapshot());
+        assert!(opened.revoked_jti.contains("j1"));
+        assert_eq!(SignedSnapshot::open(&bytes, |_, _| false), Err(SnapshotError::Signature));
+        assert_eq!(SignedSnapshot::open(b"{}", |_, _| true), Err(SnapshotError::Envelope));
+    }
+
+    #[test]
+    fn the_signature_covers_the_payload() {
+        let mut sealed = SignedSnapshot::seal(&snapshot(), |_| [9u8; 64]);
+        let mut other = snapshot();
+        other.rules.clear();
+        sealed.payload = crate::b64::encode(serde_json::to_vec(&other).unwrap());
+        let bytes = serde_json::to_vec(&sealed).unwrap();
+        let original = SignedSnapshot::seal(&snapshot(), |_| [9u8; 64]).payload;
+        // A verifier that checks the bytes it signed refuses the swapped payload.
+        assert_eq!(SignedSnapshot::open(&bytes, |p, _| p == original.as_bytes()), Err(SnapshotError::Signature));
+    }
+}
