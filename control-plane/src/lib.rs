@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod serve;
 pub mod service;
 pub mod store;
+pub mod sync;

@@ -51,11 +51,16 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
             }
         })
     };
+    let follower = {
+        let app = app.clone();
+        tokio::spawn(async move { app.sync.follow(app.store.as_ref()).await })
+    };
     let result = axum::serve(listener, crate::http::router(app))
         .with_graceful_shutdown(shutdown())
         .await
         .map_err(|e| e.to_string());
     ticker.abort();
+    follower.abort();
     result
 }
 

@@ -121,6 +121,7 @@ pub struct App {
     pub replica_id: String,
     /// The filter module and its sha256 (hex), when configured.
     pub filter_wasm: Option<(Arc<Vec<u8>>, String)>,
+    pub sync: crate::sync::SyncHub,
 }
 
 pub const ADMIN_ACTOR: &str = "admin";
@@ -180,8 +181,10 @@ impl App {
             }
             None => None,
         };
+        let sync = crate::sync::SyncHub::open(store.as_ref(), &settings.master_key).await?;
         let app = Arc::new(App {
             filter_wasm,
+            sync,
             audit: Audit::new(store.clone()),
             store,
             settings,
@@ -283,6 +286,7 @@ impl App {
                 .await?
             {
                 self.install_keyring(ring, Some(new_raw));
+                self.sync.changed(self.store.as_ref(), "keys", now).await?;
                 for e in &events {
                     let (action, kid) = match e {
                         KeyEvent::Published(k) => ("key.published", k),
@@ -809,6 +813,9 @@ impl App {
     pub async fn revoke(&self, actor: &str, r: Revocation, why: &str) -> Result<(), ServiceError> {
         let bytes = serde_json::to_vec(&r).map_err(|e| ServiceError::Internal(e.to_string()))?;
         self.store.put(Table::Revocations, &r.key(), &bytes).await?;
+        self.sync
+            .changed(self.store.as_ref(), "revocations", now())
+            .await?;
         self.audit
             .record(
                 actor,
@@ -916,5 +923,29 @@ impl App {
             }
         }
         Ok(json!({"active": false}))
+    }
+}
+
+impl App {
+    /// The signed snapshot of what filters enforce, at the current version.
+    pub async fn snapshot(&self) -> Result<(u64, Arc<String>), ServiceError> {
+        let version = self.sync.version();
+        self.reload_keys().await?;
+        let revocations = self.revocations().await?;
+        let horizon = self.settings.lifecycle().retention;
+        Ok((
+            version,
+            self.sync
+                .snapshot(version, self.keyring().jwks(), &revocations, now(), horizon),
+        ))
+    }
+
+    /// Whether a `jti` is revoked, for filters confirming a Bloom hit.
+    pub async fn jti_revoked(&self, jti: &str) -> Result<bool, ServiceError> {
+        Ok(self
+            .store
+            .get(Table::Revocations, &format!("jti:{jti}"))
+            .await?
+            .is_some())
     }
 }

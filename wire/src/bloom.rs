@@ -73,9 +73,18 @@ impl Bloom {
         let n = n.max(1) as f64;
         let p = p.clamp(1e-9, 0.5);
         let ln2 = std::f64::consts::LN_2;
-        let m = (-(n * p.ln()) / (ln2 * ln2)).ceil().clamp(64.0, f64::from(MAX_BITS)) as u32;
-        let k = ((f64::from(m) / n) * ln2).round().clamp(1.0, f64::from(MAX_HASHES)) as u8;
-        Bloom { m, k, seed, bits: vec![0; m.div_ceil(8) as usize] }
+        let m = (-(n * p.ln()) / (ln2 * ln2))
+            .ceil()
+            .clamp(64.0, f64::from(MAX_BITS)) as u32;
+        let k = ((f64::from(m) / n) * ln2)
+            .round()
+            .clamp(1.0, f64::from(MAX_HASHES)) as u8;
+        Bloom {
+            m,
+            k,
+            seed,
+            bits: vec![0; m.div_ceil(8) as usize],
+        }
     }
 
     /// Checks a filter received from the wire.
@@ -110,8 +119,11 @@ impl Bloom {
 
     /// False: certainly not inserted. True: inserted, or a false positive.
     pub fn contains(&self, jti: &str) -> bool {
-        self.probes(jti)
-            .all(|b| self.bits.get((b / 8) as usize).is_some_and(|byte| byte & (1 << (b % 8)) != 0))
+        self.probes(jti).all(|b| {
+            self.bits
+                .get((b / 8) as usize)
+                .is_some_and(|byte| byte & (1 << (b % 8)) != 0)
+        })
     }
 
     pub fn bits_b64(&self) -> String {
@@ -129,7 +141,12 @@ mod tests {
     /// versions disagree on what is revoked.
     #[test]
     fn golden_vector() {
-        let mut b = Bloom { m: 1024, k: 7, seed: 42, bits: vec![0; 128] };
+        let mut b = Bloom {
+            m: 1024,
+            k: 7,
+            seed: 42,
+            bits: vec![0; 128],
+        };
         for i in 0..50 {
             b.insert(&format!("jti-{i}"));
         }
@@ -143,7 +160,10 @@ mod tests {
     const GOLDEN: &str = "625948a69ab421697d57cd74b4b24d36b986bca388493c6a630f8fd5a9de5d65";
 
     fn hex_digest(bytes: &[u8]) -> String {
-        Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     #[test]
@@ -182,7 +202,9 @@ mod tests {
         for i in 0..10_000 {
             b.insert(&format!("revoked-{i}"));
         }
-        let fp = (0..100_000).filter(|i| b.contains(&format!("valid-{i}"))).count();
+        let fp = (0..100_000)
+            .filter(|i| b.contains(&format!("valid-{i}")))
+            .count();
         assert!(fp < 2_000, "{fp} false positives in 100000 (target 1%)");
     }
 }

@@ -75,14 +75,18 @@ impl SignedSnapshot {
         bytes: &[u8],
         verify: impl FnOnce(&[u8], &[u8; 64]) -> bool,
     ) -> Result<Snapshot, SnapshotError> {
-        let env: SignedSnapshot = serde_json::from_slice(bytes).map_err(|_| SnapshotError::Envelope)?;
+        let env: SignedSnapshot =
+            serde_json::from_slice(bytes).map_err(|_| SnapshotError::Envelope)?;
         let sig = crate::b64::decode_array::<64>(&env.signature).ok_or(SnapshotError::Envelope)?;
         if !verify(env.payload.as_bytes(), &sig) {
             return Err(SnapshotError::Signature);
         }
         let json = crate::b64::decode(&env.payload).map_err(|_| SnapshotError::Envelope)?;
-        let snap: Snapshot = serde_json::from_slice(&json).map_err(|e| SnapshotError::Payload(e.to_string()))?;
-        snap.revoked_jti.validate().map_err(|e| SnapshotError::Payload(e.to_string()))?;
+        let snap: Snapshot =
+            serde_json::from_slice(&json).map_err(|e| SnapshotError::Payload(e.to_string()))?;
+        snap.revoked_jti
+            .validate()
+            .map_err(|e| SnapshotError::Payload(e.to_string()))?;
         Ok(snap)
     }
 
@@ -107,7 +111,11 @@ mod tests {
             issued_at: 100,
             jwks: JwkSet::default(),
             revoked_jti: revoked,
-            rules: vec![RevocationRule { claim: RuleClaim::Sub, value: "alice".into(), not_before: 90 }],
+            rules: vec![RevocationRule {
+                claim: RuleClaim::Sub,
+                value: "alice".into(),
+                not_before: 90,
+            }],
         }
     }
 
@@ -118,8 +126,14 @@ mod tests {
         let opened = SignedSnapshot::open(&bytes, |_, sig| sig == &[9u8; 64]).unwrap();
         assert_eq!(opened, snapshot());
         assert!(opened.revoked_jti.contains("j1"));
-        assert_eq!(SignedSnapshot::open(&bytes, |_, _| false), Err(SnapshotError::Signature));
-        assert_eq!(SignedSnapshot::open(b"{}", |_, _| true), Err(SnapshotError::Envelope));
+        assert_eq!(
+            SignedSnapshot::open(&bytes, |_, _| false),
+            Err(SnapshotError::Signature)
+        );
+        assert_eq!(
+            SignedSnapshot::open(b"{}", |_, _| true),
+            Err(SnapshotError::Envelope)
+        );
     }
 
     #[test]
@@ -131,6 +145,9 @@ mod tests {
         let bytes = serde_json::to_vec(&sealed).unwrap();
         let original = SignedSnapshot::seal(&snapshot(), |_| [9u8; 64]).payload;
         // A verifier that checks the bytes it signed refuses the swapped payload.
-        assert_eq!(SignedSnapshot::open(&bytes, |p, _| p == original.as_bytes()), Err(SnapshotError::Signature));
+        assert_eq!(
+            SignedSnapshot::open(&bytes, |p, _| p == original.as_bytes()),
+            Err(SnapshotError::Signature)
+        );
     }
 }

@@ -174,6 +174,94 @@ pub async fn filter_wasm_sha256(State(app): State<Arc<App>>) -> ApiResult<String
     Ok(format!("{sha}\n"))
 }
 
+// ---- filter sync ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotQuery {
+    /// The version the filter holds (0: none).
+    #[serde(default)]
+    version: u64,
+    #[serde(default)]
+    epoch: Option<String>,
+    /// How long to hold the request open when nothing is newer, in ms (at most 60 s).
+    #[serde(default)]
+    wait_ms: u64,
+    /// The filter's identity and the version it has applied, for `meshauth status`.
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    applied: Option<u64>,
+}
+
+fn with_version(mut resp: Response, version: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
+        resp.headers_mut().insert("x-meshauth-version", v);
+    }
+    resp
+}
+
+/// Long poll: answers at once with a signed snapshot when the control plane is ahead of
+/// `version` (or on another epoch), else when a change arrives, else 304 after `wait_ms`.
+pub async fn sync_snapshot(
+    State(app): State<Arc<App>>,
+    Query(q): Query<SnapshotQuery>,
+) -> ApiResult<Response> {
+    if let Some(f) = &q.filter {
+        app.sync
+            .saw_filter(f, q.applied.unwrap_or(q.version), now());
+    }
+    let same_epoch = q.epoch.as_deref().is_none_or(|e| e == app.sync.epoch);
+    let mut rx = app.sync.subscribe();
+    if same_epoch && *rx.borrow_and_update() <= q.version && q.wait_ms > 0 {
+        let wait = std::time::Duration::from_millis(q.wait_ms.min(60_000));
+        let _ = tokio::time::timeout(wait, async {
+            while *rx.borrow_and_update() <= q.version {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let current = app.sync.version();
+    if same_epoch && current <= q.version && q.version != 0 {
+        return Ok(with_version(
+            StatusCode::NOT_MODIFIED.into_response(),
+            current,
+        ));
+    }
+    let (version, body) = app.snapshot().await?;
+    Ok(with_version(
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response(),
+        version,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    jti: String,
+}
+
+/// A filter confirms a Bloom hit before it refuses a token.
+pub async fn sync_confirm(
+    State(app): State<Arc<App>>,
+    ApiJson(c): ApiJson<Confirm>,
+) -> ApiResult<Json<Value>> {
+    crate::service::validate_name("jti", &c.jti)?;
+    let revoked = app.jti_revoked(&c.jti).await?;
+    Ok(Json(json!({"jti": c.jti, "revoked": revoked})))
+}
+
+pub async fn distribution_key(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({"public_key": app.sync.distribution_public, "epoch": app.sync.epoch}))
+}
+
 // ---- OAuth ----
 
 /// Form parameters; each may appear once (RFC 6749 §3.2).
@@ -571,6 +659,7 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
         "store": app.store.kind(),
         "replica": app.replica_id,
         "keys": ring.keys.iter().filter(|k| k.state != crate::keys::KeyState::Retired).map(key_view).collect::<Vec<_>>(),
-        "filters": [],
+        "sync": {"epoch": app.sync.epoch, "version": app.sync.version(), "distribution_key": app.sync.distribution_public},
+        "filters": app.sync.filters(),
     })))
 }

@@ -57,6 +57,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth2/token", post(handlers::token))
         .route("/oauth2/revoke", post(handlers::revoke))
         .route("/oauth2/introspect", post(handlers::introspect))
+        .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
+        .route("/sync/v1/confirm", post(handlers::sync_confirm))
+        .route("/sync/v1/distribution-key", get(handlers::distribution_key))
         .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
         .route(
             "/filter/meshauth.wasm.sha256",

@@ -1,0 +1,243 @@
+//! Filter sync (DESIGN §6): every change appends to the durable change log, whose length
+//! is the snapshot version; filters long-poll with the version they hold and get a
+//! snapshot signed by the distribution key as soon as there is a newer one. Replicas
+//! follow the log in the shared store, so a change made through one reaches filters
+//! polling another.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+
+use meshauth_wire::bloom::Bloom;
+use meshauth_wire::sync::{RevocationRule, RuleClaim, SignedSnapshot, Snapshot};
+use meshauth_wire::{b64, JwkSet};
+
+use crate::crypto::{self, MasterKey};
+use crate::error::ServiceError;
+use crate::service::Revocation;
+use crate::store::{Log, Store, StoreError, Table};
+
+const DISTRIBUTION_KEY: &str = "distribution_key";
+const EPOCH: &str = "epoch";
+
+#[derive(Serialize, Deserialize)]
+struct StoredDistributionKey {
+    public: String,
+    sealed_private: String,
+}
+
+/// A filter as the control plane last saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterStatus {
+    pub id: String,
+    pub applied_version: u64,
+    pub last_seen: i64,
+}
+
+pub struct SyncHub {
+    pub epoch: String,
+    signer: SigningKey,
+    pub distribution_public: String,
+    version_tx: watch::Sender<u64>,
+    filters: Mutex<BTreeMap<String, FilterStatus>>,
+    cached: Mutex<Option<(u64, Arc<String>)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn create_once(
+    store: &dyn Store,
+    key: &str,
+    make: impl FnOnce() -> Vec<u8>,
+) -> Result<Vec<u8>, StoreError> {
+    if let Some(v) = store.get(Table::Meta, key).await? {
+        return Ok(v);
+    }
+    let fresh = make();
+    // Another replica may create it first; then theirs is the one.
+    store
+        .compare_and_swap(Table::Meta, key, None, Some(&fresh))
+        .await?;
+    store
+        .get(Table::Meta, key)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("{key} vanished")))
+}
+
+impl SyncHub {
+    pub async fn open(store: &dyn Store, master: &MasterKey) -> Result<SyncHub, ServiceError> {
+        let raw = create_once(store, DISTRIBUTION_KEY, || {
+            let sk = SigningKey::generate(&mut rand::rngs::OsRng);
+            let public = b64::encode(sk.verifying_key().to_bytes());
+            let sealed = master.seal(&sk.to_bytes(), DISTRIBUTION_KEY.as_bytes());
+            serde_json::to_vec(&StoredDistributionKey {
+                public,
+                sealed_private: b64::encode(sealed),
+            })
+            .unwrap_or_default()
+        })
+        .await?;
+        let stored: StoredDistributionKey = serde_json::from_slice(&raw)
+            .map_err(|e| ServiceError::Internal(format!("distribution key: {e}")))?;
+        let sealed = b64::decode(&stored.sealed_private)
+            .map_err(|e| ServiceError::Internal(format!("distribution key: {e}")))?;
+        let seed = master
+            .open(&sealed, DISTRIBUTION_KEY.as_bytes())
+            .map_err(|e| ServiceError::Internal(format!("distribution key: {e}")))?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| ServiceError::Internal("distribution key: wrong length".into()))?;
+        let epoch = create_once(store, EPOCH, || crypto::random_token(12).into_bytes()).await?;
+        let (len, _) = store.log_head(Log::Changes).await?;
+        let (version_tx, _) = watch::channel(len);
+        Ok(SyncHub {
+            epoch: String::from_utf8_lossy(&epoch).to_string(),
+            signer: SigningKey::from_bytes(&seed),
+            distribution_public: stored.public,
+            version_tx,
+            filters: Mutex::new(BTreeMap::new()),
+            cached: Mutex::new(None),
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        *self.version_tx.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version_tx.subscribe()
+    }
+
+    /// Records that state the filters see has changed, durably, and wakes long polls.
+    pub async fn changed(&self, store: &dyn Store, what: &str, at: i64) -> Result<(), StoreError> {
+        loop {
+            let (len, _) = store.log_head(Log::Changes).await?;
+            let entry = json!({"at": at, "what": what}).to_string();
+            if store
+                .append(
+                    Log::Changes,
+                    len,
+                    entry.as_bytes(),
+                    (len + 1).to_string().as_bytes(),
+                )
+                .await?
+            {
+                self.observe(len + 1);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Moves the local version forward (never back) and wakes long polls.
+    pub fn observe(&self, version: u64) {
+        self.version_tx.send_if_modified(|v| {
+            if version > *v {
+                *v = version;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Follows the shared change log, for changes made through other replicas.
+    pub async fn follow(&self, store: &dyn Store) {
+        loop {
+            match store.log_head(Log::Changes).await {
+                Ok((len, _)) => self.observe(len),
+                Err(e) => {
+                    tracing::warn!(error = %e, "change log unreachable; filters keep their snapshot")
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn saw_filter(&self, id: &str, applied: u64, now: i64) {
+        if id.is_empty() || id.len() > 128 {
+            return;
+        }
+        let mut f = lock(&self.filters);
+        // Bounded: forget filters not seen for ten minutes once the map grows.
+        if f.len() > 10_000 {
+            f.retain(|_, s| now - s.last_seen < 600);
+        }
+        f.insert(
+            id.to_string(),
+            FilterStatus {
+                id: id.to_string(),
+                applied_version: applied,
+                last_seen: now,
+            },
+        );
+    }
+
+    pub fn filters(&self) -> Vec<FilterStatus> {
+        lock(&self.filters).values().cloned().collect()
+    }
+
+    /// The signed snapshot for `version`, built once per version.
+    pub fn snapshot(
+        &self,
+        version: u64,
+        jwks: JwkSet,
+        revocations: &[Revocation],
+        now: i64,
+        rule_horizon: i64,
+    ) -> Arc<String> {
+        if let Some((v, s)) = lock(&self.cached).as_ref() {
+            if *v == version {
+                return s.clone();
+            }
+        }
+        let live: Vec<&str> = revocations
+            .iter()
+            .filter_map(|r| match r {
+                Revocation::Jti { jti, exp } if *exp > now => Some(jti.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut bloom = Bloom::with_capacity(live.len().max(16), 0.001, rand::random());
+        for j in &live {
+            bloom.insert(j);
+        }
+        // A rule older than every token that could still be valid has nothing left to do.
+        let rules = revocations
+            .iter()
+            .filter_map(|r| {
+                let (claim, value, nb) = match r {
+                    Revocation::Sub { value, not_before } => (RuleClaim::Sub, value, *not_before),
+                    Revocation::Sid { value, not_before } => (RuleClaim::Sid, value, *not_before),
+                    Revocation::ClientId { value, not_before } => {
+                        (RuleClaim::ClientId, value, *not_before)
+                    }
+                    Revocation::Jti { .. } => return None,
+                };
+                (nb > now - rule_horizon).then(|| RevocationRule {
+                    claim,
+                    value: value.clone(),
+                    not_before: nb,
+                })
+            })
+            .collect();
+        let snap = Snapshot {
+            epoch: self.epoch.clone(),
+            version,
+            issued_at: now,
+            jwks,
+            revoked_jti: bloom,
+            rules,
+        };
+        let sealed = SignedSnapshot::seal(&snap, |payload| self.signer.sign(payload).to_bytes());
+        let text = Arc::new(serde_json::to_string(&sealed).unwrap_or_default());
+        *lock(&self.cached) = Some((version, text.clone()));
+        text
+    }
+}

@@ -1,0 +1,146 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The control plane's side of filter sync: signed snapshots, long polls answered on
+//! change (also across replicas on one Redis), Bloom-hit confirmation, filter status.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::Verifier;
+use meshauth_tests::control_plane::{ControlPlane, Redis, StoreKind};
+use meshauth_tests::http::{get, request, Answer};
+use meshauth_wire::sync::{RuleClaim, SignedSnapshot, Snapshot};
+use serde_json::{json, Value};
+
+fn open(cp: &ControlPlane, a: &Answer) -> Snapshot {
+    let key = get(&cp.url("/sync/v1/distribution-key"), &[]).json();
+    let public =
+        meshauth_wire::b64::decode_array::<32>(key["public_key"].as_str().unwrap()).unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    SignedSnapshot::open(a.body.as_bytes(), |payload, sig| {
+        vk.verify(payload, &ed25519_dalek::Signature::from_bytes(sig))
+            .is_ok()
+    })
+    .unwrap()
+}
+
+fn version(a: &Answer) -> u64 {
+    a.header("x-meshauth-version").unwrap().parse().unwrap()
+}
+
+#[test]
+fn snapshots_are_signed_and_carry_keys_and_revocations() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let a = get(&cp.url("/sync/v1/snapshot"), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let snap = open(&cp, &a);
+    assert_eq!(snap.version, version(&a));
+    assert_eq!(
+        snap.jwks,
+        serde_json::from_value(get(&cp.url("/.well-known/jwks.json"), &[]).json()).unwrap()
+    );
+    let token = cp.cli_ok(&["token", "issue", "--sub", "alice"]);
+    let jti = {
+        let p = token.trim().split('.').nth(1).unwrap();
+        let c: Value = serde_json::from_slice(&meshauth_wire::b64::decode(p).unwrap()).unwrap();
+        c["jti"].as_str().unwrap().to_string()
+    };
+    assert!(!snap.revoked_jti.contains(&jti));
+    cp.cli_ok(&["revoke", "token", token.trim()]);
+    cp.cli_ok(&["revoke", "subject", "mallory"]);
+    let b = get(&cp.url("/sync/v1/snapshot"), &[]);
+    let snap2 = open(&cp, &b);
+    assert!(snap2.version > snap.version);
+    assert!(snap2.revoked_jti.contains(&jti));
+    assert!(snap2
+        .rules
+        .iter()
+        .any(|r| r.claim == RuleClaim::Sub && r.value == "mallory"));
+    // A tampered payload does not open.
+    let mut env: Value = serde_json::from_str(&b.body).unwrap();
+    let mut body: Value = serde_json::from_slice(
+        &meshauth_wire::b64::decode(env["payload"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    body["rules"] = json!([]);
+    env["payload"] = json!(meshauth_wire::b64::encode(body.to_string()));
+    let key = get(&cp.url("/sync/v1/distribution-key"), &[]).json();
+    let public =
+        meshauth_wire::b64::decode_array::<32>(key["public_key"].as_str().unwrap()).unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    let opened = SignedSnapshot::open(env.to_string().as_bytes(), |p, s| {
+        vk.verify(p, &ed25519_dalek::Signature::from_bytes(s))
+            .is_ok()
+    });
+    assert!(opened.is_err());
+    // Confirmation of Bloom hits is exact.
+    let (k, v) = ("content-type", "application/json");
+    let c = request(
+        "POST",
+        &cp.url("/sync/v1/confirm"),
+        &[(k, v)],
+        Some(&json!({"jti": jti}).to_string()),
+    )
+    .json();
+    assert_eq!(c["revoked"], true);
+    let c = request(
+        "POST",
+        &cp.url("/sync/v1/confirm"),
+        &[(k, v)],
+        Some(r#"{"jti": "never-revoked"}"#),
+    )
+    .json();
+    assert_eq!(c["revoked"], false);
+}
+
+#[test]
+fn long_poll_answers_on_change_and_reports_filters() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let v0 = version(&get(&cp.url("/sync/v1/snapshot"), &[]));
+    // Nothing newer: the poll is held, then answered 304.
+    let a = get(
+        &cp.url(&format!(
+            "/sync/v1/snapshot?version={v0}&wait_ms=200&filter=envoy-1&applied={v0}"
+        )),
+        &[],
+    );
+    assert_eq!((a.status, version(&a)), (304, v0));
+    let status: Value = serde_json::from_str(&cp.cli_ok(&["status"])).unwrap();
+    assert_eq!(status["filters"][0]["id"], "envoy-1");
+    assert_eq!(status["filters"][0]["applied_version"], v0);
+    // A change while a poll is held answers it with the new version, long before the wait ends.
+    let url = cp.url(&format!("/sync/v1/snapshot?version={v0}&wait_ms=20000"));
+    let poll = std::thread::spawn(move || {
+        let t = Instant::now();
+        (get(&url, &[]), t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    cp.cli_ok(&["revoke", "subject", "eve"]);
+    let (a, took) = poll.join().unwrap();
+    assert_eq!(a.status, 200);
+    assert!(version(&a) > v0);
+    assert!(
+        took < Duration::from_secs(15),
+        "the poll was answered by the change, not the timeout"
+    );
+    assert!(open(&cp, &a).rules.iter().any(|r| r.value == "eve"));
+}
+
+#[test]
+fn a_change_through_one_replica_reaches_polls_on_another() {
+    let redis = Redis::start();
+    let a = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    let b = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    let ka = get(&a.url("/sync/v1/distribution-key"), &[]).json();
+    let kb = get(&b.url("/sync/v1/distribution-key"), &[]).json();
+    assert_eq!(ka, kb, "one distribution key and epoch for the deployment");
+    let v0 = version(&get(&b.url("/sync/v1/snapshot"), &[]));
+    let url = b.url(&format!("/sync/v1/snapshot?version={v0}&wait_ms=20000"));
+    let poll = std::thread::spawn(move || get(&url, &[]));
+    std::thread::sleep(Duration::from_millis(300));
+    a.cli_ok(&["revoke", "session", "s-123"]);
+    let got = poll.join().unwrap();
+    assert_eq!(got.status, 200);
+    assert!(open(&b, &got)
+        .rules
+        .iter()
+        .any(|r| r.claim == RuleClaim::Sid && r.value == "s-123"));
+}
