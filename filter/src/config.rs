@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::claims::ClaimRules;
 use crate::jwks::KeySet;
 use crate::rules::{PathMatch, Policy, Requirements, Route, RouteTable, ScopeRule};
+use crate::sync::{BeforeFirst, OnUnconfirmed, SyncConfig};
 
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
@@ -39,6 +40,53 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default)]
     default_route: RawPolicy,
+    #[serde(default)]
+    sync: Option<RawSync>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    distribution_key: String,
+    #[serde(default = "default_poll_wait")]
+    poll_wait_ms: u64,
+    #[serde(default = "default_callout_timeout")]
+    callout_timeout_ms: u64,
+    #[serde(default = "default_tick")]
+    tick_ms: u64,
+    #[serde(default)]
+    on_unconfirmed: RawOnUnconfirmed,
+    #[serde(default)]
+    before_first_snapshot: RawBeforeFirst,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawOnUnconfirmed {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawBeforeFirst {
+    #[default]
+    Deny,
+    Bootstrap,
+}
+
+fn default_poll_wait() -> u64 {
+    25_000
+}
+fn default_callout_timeout() -> u64 {
+    2_000
+}
+fn default_tick() -> u64 {
+    50
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +186,8 @@ pub struct Config {
     pub forward: Vec<ForwardedClaim>,
     pub forward_authorization: bool,
     pub routes: RouteTable,
+    /// Live keys and revocations from the control plane; `None`: bootstrap keys only.
+    pub sync: Option<std::rc::Rc<SyncConfig>>,
 }
 
 impl Config {
@@ -242,6 +292,55 @@ impl RawPolicy {
     }
 }
 
+impl RawSync {
+    fn validate(self) -> Result<SyncConfig, ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(bad(
+                "sync.cluster",
+                "must name the Envoy cluster of the control plane",
+            ));
+        }
+        let key =
+            meshauth_wire::b64::decode_array::<32>(&self.distribution_key).ok_or_else(|| {
+                bad(
+                    "sync.distribution_key",
+                    "must be 32 bytes of base64url (meshauth status shows it)",
+                )
+            })?;
+        let distribution_key = crate::ed25519::PreparedKey::new(key)
+            .map_err(|e| bad("sync.distribution_key", e.to_string()))?;
+        if !(1_000..=60_000).contains(&self.poll_wait_ms) {
+            return Err(bad("sync.poll_wait_ms", "must be between 1000 and 60000"));
+        }
+        if !(100..=30_000).contains(&self.callout_timeout_ms) {
+            return Err(bad(
+                "sync.callout_timeout_ms",
+                "must be between 100 and 30000",
+            ));
+        }
+        if !(10..=1_000).contains(&self.tick_ms) {
+            return Err(bad("sync.tick_ms", "must be between 10 and 1000"));
+        }
+        let authority = self.authority.unwrap_or_else(|| self.cluster.clone());
+        Ok(SyncConfig {
+            cluster: self.cluster,
+            authority,
+            distribution_key,
+            poll_wait_ms: self.poll_wait_ms,
+            callout_timeout_ms: self.callout_timeout_ms,
+            tick_ms: self.tick_ms,
+            on_unconfirmed: match self.on_unconfirmed {
+                RawOnUnconfirmed::Deny => OnUnconfirmed::Deny,
+                RawOnUnconfirmed::Allow => OnUnconfirmed::Allow,
+            },
+            before_first: match self.before_first_snapshot {
+                RawBeforeFirst::Deny => BeforeFirst::Deny,
+                RawBeforeFirst::Bootstrap => BeforeFirst::Bootstrap,
+            },
+        })
+    }
+}
+
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
         if !valid_token_text(&self.realm) {
@@ -343,7 +442,12 @@ impl RawConfig {
                 policy: policy.validate(&field)?,
             });
         }
+        let sync = match self.sync {
+            None => None,
+            Some(r) => Some(std::rc::Rc::new(r.validate()?)),
+        };
         Ok(Config {
+            sync,
             realm: self.realm,
             claim_rules: ClaimRules {
                 issuer: self.issuer,
@@ -426,6 +530,25 @@ mod tests {
                 .starts_with("bootstrap_jwks: keys[0]: kty")
         );
         assert!(err("not json").starts_with("config:"));
+        assert!(
+            err(r#"{"sync": {"cluster": "cp", "distribution_key": "short"}}"#)
+                .starts_with("sync.distribution_key")
+        );
+        let key = meshauth_wire::b64::encode(
+            ed25519_dalek::SigningKey::from_bytes(&[1; 32])
+                .verifying_key()
+                .to_bytes(),
+        );
+        assert!(err(&format!(
+            r#"{{"sync": {{"cluster": "cp", "distribution_key": "{key}", "tick_ms": 1}}}}"#
+        ))
+        .starts_with("sync.tick_ms"));
+        assert!(err(&format!(r#"{{"sync": {{"cluster": "cp", "distribution_key": "{key}", "on_unconfirmed": "maybe"}}}}"#)).contains("unknown variant"));
+        let ok = Config::from_json(
+            format!(r#"{{"sync": {{"cluster": "cp", "distribution_key": "{key}"}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(ok.sync.unwrap().authority, "cp");
     }
 
     #[test]

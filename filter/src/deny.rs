@@ -29,6 +29,10 @@ pub enum Denial {
     InsufficientScope { required: String },
     #[error("token claim {claim} does not have a permitted value")]
     ClaimMismatch { claim: String },
+    #[error("token has been revoked")]
+    Revoked,
+    #[error("the filter has no key set yet")]
+    NotReady,
 }
 
 /// RFC 6750 §3.1 error codes.
@@ -42,6 +46,12 @@ pub enum BearerError {
 
 impl Denial {
     pub fn status(&self) -> u32 {
+        if *self == Denial::Revoked {
+            return 403;
+        }
+        if *self == Denial::NotReady {
+            return 503;
+        }
         match self.bearer_error() {
             BearerError::InsufficientScope => 403,
             _ => 401,
@@ -50,7 +60,7 @@ impl Denial {
 
     pub fn bearer_error(&self) -> BearerError {
         match self {
-            Denial::MissingToken => BearerError::None,
+            Denial::MissingToken | Denial::NotReady => BearerError::None,
             Denial::InsufficientScope { .. } | Denial::ClaimMismatch { .. } => {
                 BearerError::InsufficientScope
             }
@@ -74,10 +84,12 @@ impl Denial {
             Denial::BadClaim(_) => "bad_claim",
             Denial::InsufficientScope { .. } => "insufficient_scope",
             Denial::ClaimMismatch { .. } => "claim_mismatch",
+            Denial::Revoked => "token_revoked",
+            Denial::NotReady => "not_ready",
         }
     }
 
-    pub const ALL_CODES: [&'static str; 13] = [
+    pub const ALL_CODES: [&'static str; 15] = [
         "missing_token",
         "malformed_token",
         "token_too_large",
@@ -91,6 +103,8 @@ impl Denial {
         "bad_claim",
         "insufficient_scope",
         "claim_mismatch",
+        "token_revoked",
+        "not_ready",
     ];
 
     /// The `WWW-Authenticate` challenge.
@@ -142,6 +156,11 @@ mod tests {
         };
         assert_eq!(scope.status(), 403);
         assert!(scope.challenge("r").ends_with("scope=\"admin\""));
+        assert_eq!(Denial::Revoked.status(), 403);
+        assert!(Denial::Revoked
+            .challenge("r")
+            .contains("error=\"invalid_token\""));
+        assert_eq!(Denial::NotReady.status(), 503);
     }
 
     #[test]

@@ -9,7 +9,11 @@ use crate::config::{Config, ForwardedClaim};
 use crate::deny::Denial;
 use crate::jwks::KeySet;
 use crate::jwt;
+use crate::revocation::{Check, Revocations};
 use crate::rules::Policy;
+use crate::sync::BeforeFirst;
+use meshauth_wire::sync::Snapshot;
+use meshauth_wire::JwkSet;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -38,6 +42,11 @@ pub enum Verdict {
     /// The route needs no token.
     Anonymous,
     Allow(Rc<Verified>),
+    /// Valid, but its `jti` is a Bloom hit: ask the control plane, then `confirm`.
+    Confirm {
+        jti: String,
+        verified: Rc<Verified>,
+    },
     Deny(Denial),
 }
 
@@ -58,12 +67,58 @@ pub struct Outcome {
 pub struct Engine {
     config: Config,
     cache: VerifiedCache<Verified>,
+    revocations: Revocations,
+    /// (epoch, version) of the snapshot in force.
+    applied: Option<(String, u64)>,
+    jwks: JwkSet,
+    /// False until a first snapshot when the configuration says to deny before it.
+    ready: bool,
 }
 
 impl Engine {
     pub fn new(config: Config) -> Self {
         let cache = VerifiedCache::new(config.cache_entries);
-        Engine { config, cache }
+        let ready = config
+            .sync
+            .as_ref()
+            .is_none_or(|s| s.before_first == BeforeFirst::Bootstrap);
+        Engine {
+            config,
+            cache,
+            revocations: Revocations::default(),
+            applied: None,
+            jwks: JwkSet::default(),
+            ready,
+        }
+    }
+
+    /// Puts a verified snapshot in force. `Ok(false)`: not newer than the one we have.
+    pub fn apply_snapshot(&mut self, snap: Snapshot) -> Result<bool, String> {
+        if let Some((epoch, version)) = &self.applied {
+            if *epoch == snap.epoch && snap.version <= *version {
+                return Ok(false);
+            }
+        }
+        let keys = KeySet::from_jwks(&snap.jwks).map_err(|e| format!("snapshot key set: {e}"))?;
+        if snap.jwks != self.jwks {
+            self.set_keys(keys);
+            self.jwks = snap.jwks;
+        }
+        self.revocations
+            .replace(Revocations::new(snap.revoked_jti, snap.rules));
+        self.applied = Some((snap.epoch, snap.version));
+        self.ready = true;
+        Ok(true)
+    }
+
+    /// (epoch, version) of the snapshot in force, if any.
+    pub fn applied(&self) -> Option<(&str, u64)> {
+        self.applied.as_ref().map(|(e, v)| (e.as_str(), *v))
+    }
+
+    /// Records the control plane's answer about a Bloom hit.
+    pub fn confirm(&mut self, jti: &str, revoked: bool, until: i64) {
+        self.revocations.confirm(jti, revoked, until);
     }
 
     pub fn config(&self) -> &Config {
@@ -82,7 +137,13 @@ impl Engine {
     }
 
     pub fn check(&mut self, req: &Request<'_>, now: i64) -> Outcome {
-        let Engine { config, cache } = self;
+        let Engine {
+            config,
+            cache,
+            revocations,
+            ready,
+            ..
+        } = self;
         let requirements = match config.routes.policy_for(req.method, req.path) {
             Policy::Anonymous => {
                 return Outcome {
@@ -93,6 +154,12 @@ impl Engine {
             Policy::Token(r) => r,
         };
         let mut used = CacheUse::NotUsed;
+        if !*ready {
+            return Outcome {
+                verdict: Verdict::Deny(Denial::NotReady),
+                cache: used,
+            };
+        }
         let result = (|| {
             let auth = req.authorization.ok_or(Denial::MissingToken)?;
             // Measured on the raw value so nothing large is even split.
@@ -129,7 +196,11 @@ impl Engine {
             Ok(verified)
         })();
         let verdict = match result {
-            Ok(v) => Verdict::Allow(v),
+            Ok(v) => match revocations.check(&v.claims, now) {
+                Check::Clear => Verdict::Allow(v),
+                Check::Revoked => Verdict::Deny(Denial::Revoked),
+                Check::Unconfirmed(jti) => Verdict::Confirm { jti, verified: v },
+            },
             Err(d) => Verdict::Deny(d),
         };
         Outcome {

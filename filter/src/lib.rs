@@ -14,7 +14,9 @@ pub mod ed25519;
 pub mod engine;
 pub mod jwks;
 pub mod jwt;
+pub mod revocation;
 pub mod rules;
+pub mod sync;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

@@ -284,3 +284,112 @@ proptest! {
         prop_assert!(matches!(out.verdict, Verdict::Deny(_)), "accepted {}", changed);
     }
 }
+
+fn synced_engine(before_first: &str) -> Engine {
+    let dist = meshauth_wire::b64::encode(signing_key(9).verifying_key().to_bytes());
+    let config = serde_json::json!({
+        "issuer": "https://issuer",
+        "sync": {"cluster": "cp", "distribution_key": dist, "before_first_snapshot": before_first},
+    });
+    Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
+}
+
+fn snapshot(
+    version: u64,
+    jtis: &[&str],
+    rules: Vec<meshauth_wire::sync::RevocationRule>,
+) -> meshauth_wire::sync::Snapshot {
+    let mut bloom = meshauth_wire::bloom::Bloom::with_capacity(16, 0.001, 1);
+    for j in jtis {
+        bloom.insert(j);
+    }
+    meshauth_wire::sync::Snapshot {
+        epoch: "e1".into(),
+        version,
+        issued_at: NOW,
+        jwks: meshauth_wire::JwkSet {
+            keys: vec![Jwk::from_ed25519(
+                &signing_key(1).verifying_key().to_bytes(),
+            )],
+        },
+        revoked_jti: bloom,
+        rules,
+    }
+}
+
+#[test]
+fn before_the_first_snapshot_it_fails_closed_then_follows_snapshots() {
+    let mut e = synced_engine("deny");
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({})))
+    );
+    assert_eq!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Deny(Denial::NotReady)
+    );
+    assert_eq!(e.apply_snapshot(snapshot(5, &[], vec![])), Ok(true));
+    assert!(matches!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Allow(_)
+    ));
+    assert_eq!(
+        e.apply_snapshot(snapshot(4, &["j1"], vec![])),
+        Ok(false),
+        "older versions are ignored"
+    );
+    assert!(matches!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Allow(_)
+    ));
+    assert_eq!(e.applied(), Some(("e1", 5)));
+    // With bootstrap allowed, the configured keys work before any snapshot.
+    let e = synced_engine("bootstrap");
+    assert!(e.ready);
+}
+
+#[test]
+fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
+    let mut e = synced_engine("deny");
+    e.apply_snapshot(snapshot(1, &[], vec![])).unwrap();
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({"jti": "j1"})))
+    );
+    assert!(matches!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Allow(_)
+    ));
+    // Bloom hit: confirm first.
+    e.apply_snapshot(snapshot(2, &["j1"], vec![])).unwrap();
+    let out = run(&mut e, "/x", Some(&t));
+    assert_eq!(
+        out.cache,
+        CacheUse::Hit,
+        "the key set did not change, so the cache stays"
+    );
+    let Verdict::Confirm { jti, .. } = out.verdict else {
+        panic!("expected a confirmation")
+    };
+    assert_eq!(jti, "j1");
+    e.confirm("j1", true, NOW + 600);
+    assert_eq!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Deny(Denial::Revoked)
+    );
+    // A subject rule needs no confirmation.
+    let rule = meshauth_wire::sync::RevocationRule {
+        claim: meshauth_wire::sync::RuleClaim::Sub,
+        value: "alice".into(),
+        not_before: NOW,
+    };
+    e.apply_snapshot(snapshot(3, &[], vec![rule])).unwrap();
+    let t2 = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({"jti": "j2"})))
+    );
+    assert_eq!(
+        run(&mut e, "/x", Some(&t2)).verdict,
+        Verdict::Deny(Denial::Revoked)
+    );
+}
