@@ -1,10 +1,12 @@
-//! proxy-wasm glue: reads the plugin configuration and request headers from Envoy,
-//! asks the engine, and writes its answer back. No decisions are made here.
+//! proxy-wasm glue: moves bytes between Envoy and the engine. Reads the plugin
+//! configuration and request headers, asks the engine, writes its answer back; runs the
+//! sync loop (leader lease in shared data, long poll with `dispatch_http_call`, every
+//! worker picking snapshots up from shared data) and Bloom-hit confirmation callouts.
+//! Decisions live in the engine and in `sync`; nothing here decides.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -12,36 +14,52 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use crate::config::Config;
 use crate::deny::Denial;
-use crate::engine::{CacheUse, Engine, Request, Verdict};
+use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
+use crate::sync::{self, OnUnconfirmed};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
+
+const LEADER_KEY: &str = "meshauth.sync.leader";
+const SNAPSHOT_KEY: &str = "meshauth.sync.snapshot";
+const VERSION_KEY: &str = "meshauth.sync.version";
+const LEASE_MS: u64 = 3_000;
 
 /// Filter counters. Requests bump plain cells; the root context flushes them to Envoy
 /// on its tick, so the hot path makes no metric host calls.
 #[derive(Debug, Default)]
 struct Metrics {
     counters: Vec<(u32, Cell<i64>)>,
+    /// Seconds since the snapshot in force was issued; 0 without sync.
+    staleness: u32,
 }
 
-/// Indexes into `Metrics::counters`; the denial counters follow these.
 const ALLOWED: usize = 0;
 const ANONYMOUS: usize = 1;
 const CACHE_HITS: usize = 2;
 const CACHE_MISSES: usize = 3;
-const FIRST_DENIAL: usize = 4;
+const SYNC_APPLIED: usize = 4;
+const SYNC_FAILURES: usize = 5;
+const SYNC_REJECTED: usize = 6;
+const CONFIRMATIONS: usize = 7;
+const FIRST_DENIAL: usize = 8;
 
 impl Metrics {
     fn define() -> Metrics {
         let names = [
-            "meshauth_requests_allowed".to_string(),
-            "meshauth_requests_anonymous".to_string(),
-            "meshauth_verify_cache_hits".to_string(),
-            "meshauth_verify_cache_misses".to_string(),
+            "meshauth_requests_allowed",
+            "meshauth_requests_anonymous",
+            "meshauth_verify_cache_hits",
+            "meshauth_verify_cache_misses",
+            "meshauth_sync_snapshots_applied",
+            "meshauth_sync_poll_failures",
+            "meshauth_sync_snapshots_rejected",
+            "meshauth_revocation_confirmations",
         ]
         .into_iter()
+        .map(str::to_string)
         .chain(
             Denial::ALL_CODES
                 .iter()
@@ -56,6 +74,11 @@ impl Metrics {
                     )
                 })
                 .collect(),
+            staleness: hostcalls::define_metric(
+                MetricType::Gauge,
+                "meshauth_sync_staleness_seconds",
+            )
+            .unwrap_or(0),
         }
     }
 
@@ -81,13 +104,243 @@ impl Metrics {
     }
 }
 
-#[derive(Default)]
-struct Root {
-    engine: Option<Rc<RefCell<Engine>>>,
-    metrics: Rc<Metrics>,
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-impl Context for Root {}
+/// A request paused on a confirmation callout, with the filter's own deadline.
+struct Pending {
+    context_id: u32,
+    deadline_ms: u64,
+}
+
+#[derive(Default)]
+struct Poll {
+    in_flight: Option<(u32, u64)>,
+    attempt: u32,
+    next_at_ms: u64,
+}
+
+struct Root {
+    id: String,
+    engine: Option<Rc<RefCell<Engine>>>,
+    metrics: Rc<Metrics>,
+    pending: Rc<RefCell<Vec<Pending>>>,
+    poll: Poll,
+    seen_version: Vec<u8>,
+    last_flush_ms: u64,
+    snapshot_issued_at: i64,
+}
+
+impl Root {
+    fn new(context_id: u32) -> Root {
+        let random = now_ms() ^ u64::from(context_id).rotate_left(32);
+        Root {
+            id: format!("{context_id}-{random:x}"),
+            engine: None,
+            metrics: Rc::new(Metrics::default()),
+            pending: Rc::new(RefCell::new(Vec::new())),
+            poll: Poll::default(),
+            seen_version: Vec::new(),
+            last_flush_ms: 0,
+            snapshot_issued_at: 0,
+        }
+    }
+
+    fn sync_config(&self) -> Option<Rc<sync::SyncConfig>> {
+        self.engine
+            .as_ref()
+            .and_then(|e| e.borrow().config().sync.clone())
+    }
+
+    /// Verifies and applies a snapshot; true when it was newer and is now in force.
+    fn apply(&mut self, bytes: &[u8]) -> bool {
+        let (Some(engine), Some(cfg)) = (self.engine.clone(), self.sync_config()) else {
+            return false;
+        };
+        match sync::open(bytes, &cfg.distribution_key) {
+            Ok(snap) => {
+                let issued = snap.issued_at;
+                match engine.borrow_mut().apply_snapshot(snap) {
+                    Ok(true) => {
+                        self.snapshot_issued_at = issued;
+                        self.metrics.bump(SYNC_APPLIED);
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        log::warn!("meshauth: snapshot refused: {e}");
+                        self.metrics.bump(SYNC_REJECTED);
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                log::warn!("meshauth: snapshot refused: {e}");
+                self.metrics.bump(SYNC_REJECTED);
+                false
+            }
+        }
+    }
+
+    /// Every worker: pick up a snapshot the leader put in shared data.
+    fn pick_up(&mut self) {
+        let Ok((Some(version), _)) = hostcalls::get_shared_data(VERSION_KEY) else {
+            return;
+        };
+        if version == self.seen_version {
+            return;
+        }
+        if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(SNAPSHOT_KEY) {
+            self.apply(&bytes);
+        }
+        self.seen_version = version;
+    }
+
+    fn lead(&mut self, cfg: &sync::SyncConfig, now: u64) {
+        let (current, cas) = hostcalls::get_shared_data(LEADER_KEY).unwrap_or((None, None));
+        let current = current.map(|c| String::from_utf8_lossy(&c).to_string());
+        if !sync::should_lead(current.as_deref(), &self.id, now) {
+            return;
+        }
+        let lease = sync::lease_value(&self.id, now + LEASE_MS);
+        if hostcalls::set_shared_data(LEADER_KEY, Some(lease.as_bytes()), cas).is_err() {
+            return; // another worker won the race
+        }
+        if let Some((_, deadline)) = self.poll.in_flight {
+            if now < deadline {
+                return;
+            }
+            // Our own deadline: the host's timeout does not fire without a healthy endpoint.
+            self.poll.in_flight = None;
+            self.failed(now);
+        }
+        if now < self.poll.next_at_ms {
+            return;
+        }
+        let (epoch, version) = self
+            .engine
+            .as_ref()
+            .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
+            .unwrap_or_default();
+        let path = sync::poll_path(version, &epoch, cfg.poll_wait_ms, &self.id);
+        let timeout = Duration::from_millis(cfg.poll_wait_ms + cfg.callout_timeout_ms);
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", cfg.authority.as_str()),
+        ];
+        match self.dispatch_http_call(&cfg.cluster, headers, None, vec![], timeout) {
+            Ok(token) => {
+                self.poll.in_flight = Some((token, now + cfg.poll_wait_ms + cfg.callout_timeout_ms))
+            }
+            Err(_) => self.failed(now),
+        }
+    }
+
+    fn failed(&mut self, now: u64) {
+        self.metrics.bump(SYNC_FAILURES);
+        self.poll.next_at_ms =
+            now + sync::backoff_ms(self.poll.attempt, now.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        self.poll.attempt = self.poll.attempt.saturating_add(1);
+    }
+
+    /// Requests whose confirmation outlived the filter's deadline: answer them now.
+    fn expire_confirmations(&mut self, now: u64) {
+        let expired: Vec<u32> = {
+            let mut pending = self.pending.borrow_mut();
+            let ids = pending
+                .iter()
+                .filter(|p| p.deadline_ms <= now)
+                .map(|p| p.context_id)
+                .collect();
+            pending.retain(|p| p.deadline_ms > now);
+            ids
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let allow = self
+            .sync_config()
+            .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow);
+        let realm = self
+            .engine
+            .as_ref()
+            .map(|e| e.borrow().config().realm.clone())
+            .unwrap_or_default();
+        for id in expired {
+            if hostcalls::set_effective_context(id).is_err() {
+                continue;
+            }
+            if allow {
+                let _ = hostcalls::resume_http_request();
+            } else {
+                self.metrics.denied(Denial::Revoked.code());
+                let d = Denial::Revoked;
+                let challenge = d.challenge(&realm);
+                let _ = hostcalls::send_http_response(
+                    d.status(),
+                    vec![
+                        ("www-authenticate", challenge.as_str()),
+                        ("content-type", "application/json"),
+                    ],
+                    Some(d.body("").as_bytes()),
+                );
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if self.poll.in_flight.map(|(t, _)| t) != Some(token_id) {
+            return; // a poll we already gave up on
+        }
+        self.poll.in_flight = None;
+        let now = now_ms();
+        let status = self
+            .get_http_call_response_header(":status")
+            .unwrap_or_default();
+        match status.as_str() {
+            "200" => {
+                let body = self
+                    .get_http_call_response_body(0, body_size)
+                    .unwrap_or_default();
+                if self.apply(&body) {
+                    // Publish for the other workers: the snapshot first, then its version.
+                    let (epoch, version) = self
+                        .engine
+                        .as_ref()
+                        .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
+                        .unwrap_or_default();
+                    let tag = format!("{epoch}|{version}");
+                    let _ = hostcalls::set_shared_data(SNAPSHOT_KEY, Some(&body), None);
+                    let _ = hostcalls::set_shared_data(VERSION_KEY, Some(tag.as_bytes()), None);
+                    self.seen_version = tag.into_bytes();
+                }
+                self.poll.attempt = 0;
+                self.poll.next_at_ms = now;
+            }
+            "304" => {
+                self.poll.attempt = 0;
+                self.poll.next_at_ms = now;
+            }
+            other => {
+                log::warn!("meshauth: sync poll answered {other:?}; keeping the last snapshot");
+                self.failed(now);
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -98,15 +351,17 @@ impl RootContext for Root {
         match Config::from_json(&bytes) {
             Ok(config) => {
                 log::info!(
-                    "meshauth: configured with {} key(s), {} route(s)",
+                    "meshauth: configured with {} key(s), {} route(s), sync {}",
                     config.keys.len(),
-                    config.routes.routes.len()
+                    config.routes.routes.len(),
+                    if config.sync.is_some() { "on" } else { "off" }
                 );
+                let tick = config.sync.as_ref().map_or(1_000, |s| s.tick_ms);
                 self.engine = Some(Rc::new(RefCell::new(Engine::new(config))));
                 if self.metrics.counters.is_empty() {
                     self.metrics = Rc::new(Metrics::define());
                 }
-                self.set_tick_period(Duration::from_secs(1));
+                self.set_tick_period(Duration::from_millis(tick));
                 true
             }
             Err(e) => {
@@ -117,14 +372,31 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.metrics.flush();
+        let now = now_ms();
+        if let Some(cfg) = self.sync_config() {
+            self.pick_up();
+            self.lead(&cfg, now);
+            self.expire_confirmations(now);
+        }
+        if now.saturating_sub(self.last_flush_ms) >= 1_000 {
+            self.last_flush_ms = now;
+            self.metrics.flush();
+            if self.snapshot_issued_at > 0 && self.metrics.staleness != 0 {
+                let age = (now / 1000)
+                    .saturating_sub(u64::try_from(self.snapshot_issued_at).unwrap_or(0));
+                let _ = hostcalls::record_metric(self.metrics.staleness, age);
+            }
+        }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let engine = self.engine.clone()?;
         Some(Box::new(Http {
+            context_id,
             engine,
             metrics: self.metrics.clone(),
+            pending: self.pending.clone(),
+            waiting: None,
         }))
     }
 
@@ -134,11 +406,13 @@ impl RootContext for Root {
 }
 
 struct Http {
+    context_id: u32,
     engine: Rc<RefCell<Engine>>,
     metrics: Rc<Metrics>,
+    pending: Rc<RefCell<Vec<Pending>>>,
+    /// A confirmation in flight: (callout token, jti, the verified token).
+    waiting: Option<(u32, String, Rc<Verified>)>,
 }
-
-impl Context for Http {}
 
 impl Http {
     fn now(&self) -> i64 {
@@ -147,12 +421,13 @@ impl Http {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
     }
 
-    fn deny(&self, denial: &Denial, realm: &str) -> Action {
+    fn deny(&self, denial: &Denial) {
         self.metrics.denied(denial.code());
+        let realm = self.engine.borrow().config().realm.clone();
         let correlation = self
             .get_http_request_header("x-request-id")
             .unwrap_or_default();
-        let challenge = denial.challenge(realm);
+        let challenge = denial.challenge(&realm);
         self.send_http_response(
             denial.status(),
             vec![
@@ -162,7 +437,111 @@ impl Http {
             ],
             Some(denial.body(&correlation).as_bytes()),
         );
-        Action::Pause
+    }
+
+    fn allow(&self, verified: &Verified) {
+        self.metrics.bump(ALLOWED);
+        let engine = self.engine.borrow();
+        // Setting (or removing) each header also drops any client-sent copy.
+        for (f, value) in engine.forwarded().iter().zip(&verified.headers) {
+            self.set_http_request_header(&f.header, value.as_deref());
+        }
+        if !engine.config().forward_authorization {
+            self.set_http_request_header("authorization", None);
+        }
+    }
+
+    /// Asks the control plane about a Bloom hit; false when the call could not be made.
+    fn confirm(&mut self, jti: String, verified: Rc<Verified>) -> bool {
+        let Some(cfg) = self.engine.borrow().config().sync.clone() else {
+            return false;
+        };
+        let body = serde_json::json!({ "jti": jti }).to_string();
+        let headers = vec![
+            (":method", "POST"),
+            (":path", "/sync/v1/confirm"),
+            (":authority", cfg.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let timeout = Duration::from_millis(cfg.callout_timeout_ms);
+        match self.dispatch_http_call(
+            &cfg.cluster,
+            headers,
+            Some(body.as_bytes()),
+            vec![],
+            timeout,
+        ) {
+            Ok(token) => {
+                self.metrics.bump(CONFIRMATIONS);
+                self.pending.borrow_mut().push(Pending {
+                    context_id: self.context_id,
+                    deadline_ms: now_ms() + cfg.callout_timeout_ms,
+                });
+                self.waiting = Some((token, jti, verified));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn unconfirmed(&self, verified: &Verified) -> Action {
+        let allow = self
+            .engine
+            .borrow()
+            .config()
+            .sync
+            .as_ref()
+            .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow);
+        if allow {
+            self.allow(verified);
+            Action::Continue
+        } else {
+            self.deny(&Denial::Revoked);
+            Action::Pause
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some((token, jti, verified)) = self.waiting.take() else {
+            return;
+        };
+        if token != token_id {
+            return;
+        }
+        self.pending
+            .borrow_mut()
+            .retain(|p| p.context_id != self.context_id);
+        let ok = self.get_http_call_response_header(":status").as_deref() == Some("200");
+        let answer = self
+            .get_http_call_response_body(0, body_size)
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("revoked").and_then(serde_json::Value::as_bool));
+        match (ok, answer) {
+            (true, Some(revoked)) => {
+                self.engine
+                    .borrow_mut()
+                    .confirm(&jti, revoked, verified.claims.exp);
+                if revoked {
+                    self.deny(&Denial::Revoked);
+                } else {
+                    self.allow(&verified);
+                    self.resume_http_request();
+                }
+            }
+            _ => {
+                if self.unconfirmed(&verified) == Action::Continue {
+                    self.resume_http_request();
+                }
+            }
+        }
     }
 }
 
@@ -209,28 +588,31 @@ impl HttpContext for Http {
             CacheUse::Miss => self.metrics.bump(CACHE_MISSES),
             CacheUse::NotUsed => {}
         }
+        drop(engine);
         match outcome.verdict {
             Verdict::Allow(verified) => {
-                self.metrics.bump(ALLOWED);
-                // Setting (or removing) each header also drops any client-sent copy.
-                for (f, value) in engine.forwarded().iter().zip(&verified.headers) {
-                    self.set_http_request_header(&f.header, value.as_deref());
-                }
-                if !engine.config().forward_authorization {
-                    self.set_http_request_header("authorization", None);
-                }
+                self.allow(&verified);
                 Action::Continue
             }
             Verdict::Anonymous => {
                 self.metrics.bump(ANONYMOUS);
-                for f in engine.forwarded() {
-                    if present(&f.header) {
-                        self.set_http_request_header(&f.header, None);
-                    }
+                let engine = self.engine.borrow();
+                for f in engine.forwarded().iter().filter(|f| present(&f.header)) {
+                    self.set_http_request_header(&f.header, None);
                 }
                 Action::Continue
             }
-            Verdict::Deny(denial) => self.deny(&denial, &engine.config().realm),
+            Verdict::Confirm { jti, verified } => {
+                if self.confirm(jti, verified.clone()) {
+                    Action::Pause
+                } else {
+                    self.unconfirmed(&verified)
+                }
+            }
+            Verdict::Deny(denial) => {
+                self.deny(&denial);
+                Action::Pause
+            }
         }
     }
 }

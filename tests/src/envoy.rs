@@ -58,6 +58,9 @@ impl Envoy {
             ("UPSTREAM_PORT", opts.upstream_port.to_string()),
             ("WASM_PATH", crate::filter_wasm().display().to_string()),
         ];
+        if !opts.vars.iter().any(|(k, _)| *k == "CP_PORT") {
+            vars.push(("CP_PORT", "9".to_string()));
+        }
         vars.extend(opts.vars);
         let yaml = render(
             &opts.template.unwrap_or_else(template),

@@ -1,0 +1,169 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Sync end to end: the real control plane pushes keys and revocations to the filter in
+//! a real Envoy (`--concurrency 2`).
+
+use std::time::{Duration, Instant};
+
+use meshauth_tests::control_plane::{ControlPlane, StoreKind};
+use meshauth_tests::echo;
+use meshauth_tests::envoy::{Envoy, Options};
+use meshauth_tests::http::{get, Answer};
+use serde_json::{json, Value};
+
+fn envoy_for(cp: &ControlPlane, distribution_key: &str) -> Envoy {
+    let upstream = echo::spawn().unwrap();
+    let config = json!({
+        "issuer": cp.base_url(),
+        "audiences": ["api"],
+        "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+        "sync": {"cluster": "meshauth_control_plane", "distribution_key": distribution_key, "poll_wait_ms": 5000},
+    });
+    Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            vars: vec![("CP_PORT", cp.port.to_string())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"))
+}
+
+fn distribution_key(cp: &ControlPlane) -> String {
+    get(&cp.url("/sync/v1/distribution-key"), &[]).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn call(envoy: &Envoy, token: &str) -> Answer {
+    get(
+        &envoy.url("/api"),
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("connection", "close"),
+        ],
+    )
+}
+
+/// Polls until `want` answers (status, error code or "" for success), or panics after 10 s.
+fn eventually(envoy: &Envoy, token: &str, want: u16) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = call(envoy, token);
+        if a.status == want {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} ({}) instead of {want}\n{}",
+            a.status,
+            a.body,
+            envoy.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn issue(cp: &ControlPlane, sub: &str) -> String {
+    cp.cli_ok(&["token", "issue", "--sub", sub])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn keys_and_revocations_reach_every_worker_and_survive_an_outage() {
+    let mut cp = ControlPlane::start(StoreKind::Embedded, "");
+    let envoy = envoy_for(&cp, &distribution_key(&cp));
+    let alice = issue(&cp, "alice");
+    // The key set arrives by sync: no bootstrap keys were configured.
+    let a = eventually(&envoy, &alice, 200);
+    assert_eq!(a.json()["headers"]["x-meshauth-sub"], "alice");
+
+    // Revoke one token: 403 everywhere (new connections spread over both workers).
+    let bob = issue(&cp, "bob");
+    eventually(&envoy, &bob, 200);
+    cp.cli_ok(&["revoke", "token", &bob]);
+    let a = eventually(&envoy, &bob, 403);
+    assert_eq!(a.json()["error"]["code"], "token_revoked");
+    for _ in 0..20 {
+        assert_eq!(call(&envoy, &bob).status, 403);
+        assert_eq!(
+            call(&envoy, &alice).status,
+            200,
+            "other tokens are untouched"
+        );
+    }
+    // Revoke a subject: every token issued to it before now.
+    let carol = issue(&cp, "carol");
+    eventually(&envoy, &carol, 200);
+    cp.cli_ok(&["revoke", "subject", "carol"]);
+    eventually(&envoy, &carol, 403);
+    // Filters report what they applied.
+    let status: Value = serde_json::from_str(&cp.cli_ok(&["status"])).unwrap();
+    let filters = status["filters"].as_array().unwrap();
+    assert!(!filters.is_empty(), "{status}");
+    assert!(envoy.wait_counter("meshauth_sync_snapshots_applied", 2) >= 2);
+
+    // Control plane gone: the filter keeps enforcing its last snapshot.
+    cp.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..10 {
+        assert_eq!(call(&envoy, &bob).status, 403);
+        assert_eq!(call(&envoy, &carol).status, 403);
+        assert_eq!(call(&envoy, &alice).status, 200);
+    }
+    // Back again: the filter catches up with changes made since.
+    cp.restart();
+    let dave = issue(&cp, "dave");
+    eventually(&envoy, &dave, 200);
+    cp.cli_ok(&["revoke", "token", &dave]);
+    eventually(&envoy, &dave, 403);
+    assert_eq!(call(&envoy, &alice).status, 200);
+}
+
+#[test]
+fn emergency_key_revoke_reaches_the_filter() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let envoy = envoy_for(&cp, &distribution_key(&cp));
+    let before = issue(&cp, "erin");
+    eventually(&envoy, &before, 200);
+    let keys: Value = serde_json::from_str(&cp.cli_ok(&["keys", "list"])).unwrap();
+    let kid = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "current")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cp.cli_ok(&["keys", "revoke", &kid]);
+    let a = eventually(&envoy, &before, 401);
+    assert_eq!(a.json()["error"]["code"], "unknown_key");
+    // Tokens from the replacement key work.
+    eventually(&envoy, &issue(&cp, "erin"), 200);
+}
+
+#[test]
+fn snapshots_signed_by_another_key_are_refused() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let wrong = meshauth_wire::b64::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let envoy = envoy_for(&cp, &wrong);
+    let token = issue(&cp, "frank");
+    assert!(
+        envoy.wait_counter("meshauth_sync_snapshots_rejected", 1) >= 1,
+        "{}",
+        envoy.prometheus()
+    );
+    // Never having accepted a snapshot, it fails closed.
+    let a = call(&envoy, &token);
+    assert_eq!(
+        (a.status, a.json()["error"]["code"].clone()),
+        (503, json!("not_ready"))
+    );
+}
