@@ -28,6 +28,7 @@ expect 'HTTP/1.1 401 Unauthorized'
 expect 'www-authenticate: Bearer realm="meshauth"'
 expect '"path":"/public/info"'
 expect '"code":"insufficient_scope"'
+expect '"code":"token_revoked"'
 [ "$fail" -eq 0 ] || exit 1
 
 stop

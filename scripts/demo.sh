@@ -60,16 +60,17 @@ for _ in $(seq 100); do
 done
 curl -fs http://127.0.0.1:8080/readyz >/dev/null || { echo "demo: control plane did not start:" >&2; cat "$demo/control-plane.log" >&2; exit 1; }
 
-# Until the filter syncs keys from the control plane, it starts with the JWKS the
-# control plane serves now (bootstrap keys).
+# The filter syncs keys and revocations from the control plane; it pins the control
+# plane's distribution key, which signs every snapshot.
 python3 - "$root/envoy/demo-filter.json" "$demo/filter.json" <<'PY'
 import json, sys, urllib.request
 cfg = json.load(open(sys.argv[1]))
-cfg["bootstrap_jwks"] = json.load(urllib.request.urlopen("http://127.0.0.1:8080/.well-known/jwks.json"))
+key = json.load(urllib.request.urlopen("http://127.0.0.1:8080/sync/v1/distribution-key"))["public_key"]
+cfg["sync"] = {"cluster": "meshauth_control_plane", "distribution_key": key}
 json.dump(cfg, open(sys.argv[2], "w"))
 PY
 "$bin/meshauth-dev" envoy-config --template "$root/envoy/meshauth.yaml" --plugin-config "$demo/filter.json" \
-  --set ADMIN_PORT=9901 --set LISTEN_PORT=10000 --set UPSTREAM_PORT=10080 \
+  --set ADMIN_PORT=9901 --set LISTEN_PORT=10000 --set UPSTREAM_PORT=10080 --set CP_PORT=8080 \
   --set "WASM_PATH=$root/target/wasm32-wasip1/release/meshauth_filter.wasm" > "$demo/envoy.yaml"
 "$root/.venv/bin/envoy" -c "$demo/envoy.yaml" --concurrency 2 --disable-hot-restart -l warning \
   --log-path "$demo/envoy.log" &
@@ -79,6 +80,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 curl -fs http://127.0.0.1:9901/ready >/dev/null || { echo "demo: envoy did not start:" >&2; cat "$demo/envoy.log" >&2; exit 1; }
+# Wait for the first snapshot (before it, the filter answers 503).
+for _ in $(seq 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:10000/hello)" = 401 ] && break
+  sleep 0.1
+done
 
 cat > "$demo/env" <<ENV
 export MESHAUTH_URL=http://127.0.0.1:8080
