@@ -55,6 +55,10 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         let app = app.clone();
         tokio::spawn(async move { app.sync.follow(app.store.as_ref()).await })
     };
+    // Small answers go out at once (no Nagle delay on long-poll and API replies).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, crate::http::router(app))
         .with_graceful_shutdown(shutdown())
         .await

@@ -156,7 +156,9 @@ impl SyncHub {
                     tracing::warn!(error = %e, "change log unreachable; filters keep their snapshot")
                 }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A cheap read of the log head (LLEN / a table length); a Redis pub/sub nudge
+            // could cut this further.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

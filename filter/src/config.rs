@@ -86,7 +86,7 @@ fn default_callout_timeout() -> u64 {
     2_000
 }
 fn default_tick() -> u64 {
-    50
+    20
 }
 
 #[derive(Debug, Clone, Deserialize)]

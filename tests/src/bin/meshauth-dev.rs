@@ -37,6 +37,24 @@ enum Cmd {
         #[arg(long)]
         seed_file: PathBuf,
     },
+    /// Measure revoke-API-call → first 403 at the edge, over COUNT revocations.
+    RevocationLatency {
+        /// Control plane that takes the revocations.
+        #[arg(long)]
+        cp: String,
+        /// Control plane that issues tokens (defaults to --cp).
+        #[arg(long)]
+        issuer_cp: Option<String>,
+        #[arg(long)]
+        edge: String,
+        #[arg(long, env = "MESHAUTH_ADMIN_TOKEN")]
+        admin_token: String,
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// `token` (by jti: Bloom + confirmation) or `sub` (an exact rule).
+        #[arg(long, default_value = "token")]
+        by: String,
+    },
     /// Print tokens signed by a dev key, one a line.
     Tokens {
         #[arg(long)]
@@ -102,6 +120,23 @@ fn run(cli: Cli) -> Result<(), String> {
             std::fs::write(&seed_file, hex).map_err(|e| e.to_string())?;
             println!("{}", json!(DevKey::jwks(&[&key])));
         }
+        Cmd::RevocationLatency {
+            cp,
+            issuer_cp,
+            edge,
+            admin_token,
+            count,
+            by,
+        } => {
+            revocation_latency(
+                &cp,
+                issuer_cp.as_deref().unwrap_or(&cp),
+                &edge,
+                &admin_token,
+                count,
+                &by,
+            )?;
+        }
         Cmd::Tokens {
             seed_file,
             count,
@@ -125,6 +160,116 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+fn status_of(r: Result<ureq::Response, ureq::Error>) -> u16 {
+    match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(_) => 0,
+    }
+}
+
+/// One POST written in a single send with TCP_NODELAY: a client that sends headers and
+/// body separately meets Nagle and delayed ACKs (~40 ms) and would time itself, not us.
+fn post_once(base: &str, path: &str, auth: &str, body: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let hostport = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(hostport).map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: {hostport}\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    if answer.starts_with("HTTP/1.1 2") {
+        Ok(())
+    } else {
+        Err(format!(
+            "revocation refused: {}",
+            answer.lines().next().unwrap_or_default()
+        ))
+    }
+}
+
+/// Bounded: `count` rounds, each waiting at most 10 s for the edge.
+fn revocation_latency(
+    cp: &str,
+    issuer: &str,
+    edge: &str,
+    admin: &str,
+    count: usize,
+    by: &str,
+) -> Result<(), String> {
+    use std::time::{Duration, Instant};
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let auth = format!("Bearer {admin}");
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let issued: Value = agent
+            .post(&format!("{issuer}/admin/tokens"))
+            .set("authorization", &auth)
+            .send_json(json!({"sub": format!("latency-{i}")}))
+            .map_err(|e| e.to_string())?
+            .into_json()
+            .map_err(|e| e.to_string())?;
+        let token = issued["access_token"]
+            .as_str()
+            .ok_or("no token")?
+            .to_string();
+        let bearer = format!("Bearer {token}");
+        let edge_status = || {
+            status_of(
+                agent
+                    .get(&format!("{edge}/api"))
+                    .set("authorization", &bearer)
+                    .call(),
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while edge_status() != 200 {
+            if Instant::now() > deadline {
+                return Err("a fresh token never reached 200 at the edge".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t0 = Instant::now();
+        let what = match by {
+            "sub" => json!({"kind": "sub", "value": format!("latency-{i}")}),
+            _ => json!({"kind": "token", "value": token}),
+        };
+        post_once(cp, "/admin/revocations", &auth, &what.to_string())?;
+        loop {
+            if edge_status() == 403 {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                return Err("a revoked token was still accepted after 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let pick = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "{count}\t{:.1}\t{:.1}\t{:.1}",
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
     Ok(())
 }
 
