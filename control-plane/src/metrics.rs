@@ -38,6 +38,8 @@ pub struct Metrics {
     pub errors: Family<CodeLabel, Counter>,
     pub rotations: Counter,
     pub schedule_failures: Counter,
+    pub filters_connected: Gauge,
+    pub filter_max_lag: Gauge,
     pub key_age: Family<StateLabel, Gauge>,
     pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
 }
@@ -55,6 +57,8 @@ impl Metrics {
         let errors = Family::<CodeLabel, Counter>::default();
         let rotations = Counter::default();
         let schedule_failures = Counter::default();
+        let filters_connected = Gauge::default();
+        let filter_max_lag = Gauge::default();
         let key_age = Family::<StateLabel, Gauge>::default();
         let latency =
             Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency);
@@ -72,6 +76,16 @@ impl Metrics {
             "meshauth_key_rotations",
             "Signing keys activated",
             rotations.clone(),
+        );
+        registry.register(
+            "meshauth_sync_filters_connected",
+            "Filters that polled in the last minute",
+            filters_connected.clone(),
+        );
+        registry.register(
+            "meshauth_sync_filter_max_lag_versions",
+            "The largest gap between the current version and one a connected filter applied",
+            filter_max_lag.clone(),
         );
         registry.register(
             "meshauth_key_schedule_failures",
@@ -94,6 +108,8 @@ impl Metrics {
             errors,
             rotations,
             schedule_failures,
+            filters_connected,
+            filter_max_lag,
             key_age,
             latency,
         }

@@ -32,7 +32,7 @@ const LEASE_MS: u64 = 3_000;
 #[derive(Debug, Default)]
 struct Metrics {
     counters: Vec<(u32, Cell<i64>)>,
-    /// Seconds since the snapshot in force was issued; 0 without sync.
+    /// Gauge: seconds since the leader last heard from the control plane.
     staleness: u32,
 }
 
@@ -132,7 +132,9 @@ struct Root {
     poll: Poll,
     seen_version: Vec<u8>,
     last_flush_ms: u64,
-    snapshot_issued_at: i64,
+    /// Leader only: when a poll last got an answer (200 or 304).
+    last_contact_ms: u64,
+    leading: bool,
 }
 
 impl Root {
@@ -146,7 +148,8 @@ impl Root {
             poll: Poll::default(),
             seen_version: Vec::new(),
             last_flush_ms: 0,
-            snapshot_issued_at: 0,
+            last_contact_ms: 0,
+            leading: false,
         }
     }
 
@@ -162,22 +165,18 @@ impl Root {
             return false;
         };
         match sync::open(bytes, &cfg.distribution_key) {
-            Ok(snap) => {
-                let issued = snap.issued_at;
-                match engine.borrow_mut().apply_snapshot(snap) {
-                    Ok(true) => {
-                        self.snapshot_issued_at = issued;
-                        self.metrics.bump(SYNC_APPLIED);
-                        true
-                    }
-                    Ok(false) => false,
-                    Err(e) => {
-                        log::warn!("meshauth: snapshot refused: {e}");
-                        self.metrics.bump(SYNC_REJECTED);
-                        false
-                    }
+            Ok(snap) => match engine.borrow_mut().apply_snapshot(snap) {
+                Ok(true) => {
+                    self.metrics.bump(SYNC_APPLIED);
+                    true
                 }
-            }
+                Ok(false) => false,
+                Err(e) => {
+                    log::warn!("meshauth: snapshot refused: {e}");
+                    self.metrics.bump(SYNC_REJECTED);
+                    false
+                }
+            },
             Err(e) => {
                 log::warn!("meshauth: snapshot refused: {e}");
                 self.metrics.bump(SYNC_REJECTED);
@@ -203,6 +202,7 @@ impl Root {
     fn lead(&mut self, cfg: &sync::SyncConfig, now: u64) {
         let (current, cas) = hostcalls::get_shared_data(LEADER_KEY).unwrap_or((None, None));
         let current = current.map(|c| String::from_utf8_lossy(&c).to_string());
+        self.leading = false;
         if !sync::should_lead(current.as_deref(), &self.id, now) {
             return;
         }
@@ -210,6 +210,10 @@ impl Root {
         if hostcalls::set_shared_data(LEADER_KEY, Some(lease.as_bytes()), cas).is_err() {
             return; // another worker won the race
         }
+        if self.last_contact_ms == 0 {
+            self.last_contact_ms = now;
+        }
+        self.leading = true;
         if let Some((_, deadline)) = self.poll.in_flight {
             if now < deadline {
                 return;
@@ -381,9 +385,8 @@ impl RootContext for Root {
         if now.saturating_sub(self.last_flush_ms) >= 1_000 {
             self.last_flush_ms = now;
             self.metrics.flush();
-            if self.snapshot_issued_at > 0 && self.metrics.staleness != 0 {
-                let age = (now / 1000)
-                    .saturating_sub(u64::try_from(self.snapshot_issued_at).unwrap_or(0));
+            if self.leading && self.metrics.staleness != 0 {
+                let age = now.saturating_sub(self.last_contact_ms) / 1000;
                 let _ = hostcalls::record_metric(self.metrics.staleness, age);
             }
         }

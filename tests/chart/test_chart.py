@@ -109,6 +109,14 @@ def test_wasmplugin_validates_against_istio_schema_and_pins_the_built_filter():
     assert spec["failStrategy"] == "FAIL_CLOSE"
     assert spec["selector"]["matchLabels"] == {"app": "api"}
     assert spec["pluginConfig"]["issuer"] == "http://meshauth.meshauth.svc.cluster.local:8080"
+    assert "sync" not in spec["pluginConfig"], "no distribution key, no sync"
+    key = "A" * 43
+    (plugin,) = by_kind(template(VALUE_SETS["istio"] + [f"filter.distributionKey={key}"]), "WasmPlugin")
+    assert plugin["spec"]["pluginConfig"]["sync"] == {
+        "cluster": "outbound|8080||meshauth.meshauth.svc.cluster.local",
+        "authority": "meshauth.meshauth.svc.cluster.local",
+        "distribution_key": key,
+    }
 
 
 def test_monitoring_resources_validate():
@@ -120,7 +128,10 @@ def test_monitoring_resources_validate():
     assert roundtrip(ServiceMonitor, sm) == json.loads(json.dumps(sm))
     assert roundtrip(PrometheusRule, rule) == json.loads(json.dumps(rule))
     alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert set(alerts) == {"MeshauthControlPlaneDown", "MeshauthDenialsHigh", "MeshauthKeyRotationOverdue", "MeshauthKeyScheduleFailing"}
+    assert set(alerts) == {
+        "MeshauthControlPlaneDown", "MeshauthDenialsHigh", "MeshauthKeyRotationOverdue",
+        "MeshauthKeyScheduleFailing", "MeshauthFilterStale", "MeshauthFilterLagging",
+    }
     assert "1.5 * 86400" in alerts["MeshauthKeyRotationOverdue"]
 
 
@@ -218,6 +229,7 @@ def test_plain_envoy_snippet():
         ("tokens.accessTtl=ten", "/tokens/accessTtl"),
         ("bogus=1", "bogus"),
         ("store.redis.url=redis://user:pw@host:6379", "/store/redis/url"),
+        ("filter.distributionKey=short", "/filter/distributionKey"),
     ],
 )
 def test_schema_refuses_bad_values(bad, why):

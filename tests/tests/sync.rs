@@ -106,6 +106,11 @@ fn long_poll_answers_on_change_and_reports_filters() {
     let status: Value = serde_json::from_str(&cp.cli_ok(&["status"])).unwrap();
     assert_eq!(status["filters"][0]["id"], "envoy-1");
     assert_eq!(status["filters"][0]["applied_version"], v0);
+    let metrics = get(&cp.url("/metrics"), &[]).body;
+    assert!(
+        metrics.contains("meshauth_sync_filters_connected 1"),
+        "{metrics}"
+    );
     // A change while a poll is held answers it with the new version, long before the wait ends.
     let url = cp.url(&format!("/sync/v1/snapshot?version={v0}&wait_ms=20000"));
     let poll = std::thread::spawn(move || {

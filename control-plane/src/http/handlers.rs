@@ -126,6 +126,22 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             })
             .set(age);
     }
+    let current = app.sync.version();
+    let recent: Vec<_> = app
+        .sync
+        .filters()
+        .into_iter()
+        .filter(|f| now - f.last_seen < 60)
+        .collect();
+    app.metrics.filters_connected.set(recent.len() as i64);
+    let lag = recent
+        .iter()
+        .map(|f| current.saturating_sub(f.applied_version))
+        .max()
+        .unwrap_or(0);
+    app.metrics
+        .filter_max_lag
+        .set(i64::try_from(lag).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

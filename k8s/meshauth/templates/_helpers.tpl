@@ -60,6 +60,10 @@ app.kubernetes.io/component: control-plane
 {{- define "meshauth.pluginConfig" -}}
 {{- $cfg := deepCopy .Values.filter.pluginConfig -}}
 {{- if not (hasKey $cfg "issuer") -}}{{- $_ := set $cfg "issuer" (include "meshauth.issuer" .) -}}{{- end -}}
+{{- if and .Values.filter.distributionKey (not (hasKey $cfg "sync")) -}}
+{{- $cluster := ternary (printf "outbound|%v||%s" .Values.service.port (include "meshauth.host" .)) "meshauth_control_plane" (eq .Values.filter.mode "istio") -}}
+{{- $_ := set $cfg "sync" (dict "cluster" $cluster "authority" (include "meshauth.host" .) "distribution_key" .Values.filter.distributionKey) -}}
+{{- end -}}
 {{- toJson $cfg -}}
 {{- end -}}
 
