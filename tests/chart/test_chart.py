@@ -277,8 +277,8 @@ def test_checkov_finds_nothing_serious(tmp_path):
     report = json.loads(p.stdout)
     reports = report if isinstance(report, list) else [report]
     failed = [c for r in reports for c in r.get("results", {}).get("failed_checks", [])]
-    passed = [c for r in reports for c in r.get("results", {}).get("passed_checks", [])]
-    assert len(passed) > 50, f"checkov scanned almost nothing: {p.stderr[-2000:]}"
+    passed = sum(r.get("summary", {}).get("passed", 0) for r in reports)
+    assert passed > 50, f"checkov scanned almost nothing: {p.stderr[-2000:]}"
     # Accepted findings, each with its reason; (check, resource substring).
     accepted = {
         ("CKV_K8S_43", ""): "image by tag, not digest: the digest is known only when the image is published",
