@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! One suite, every backend: the embedded file store and a real Redis.
 
-mod common;
+use meshauth_tests::control_plane::Redis;
 
 use std::sync::Arc;
 
@@ -143,7 +143,7 @@ macro_rules! suite {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let redis = common::Redis::start();
+                    let redis = Redis::start();
                     let s: Arc<dyn Store> = Arc::new(RedisStore::connect(&redis.url(), "t").await.unwrap());
                     super::$name(s).await;
                 }
@@ -181,7 +181,7 @@ async fn embedded_survives_reopen() {
 
 #[tokio::test]
 async fn redis_survives_a_crash_with_aof() {
-    let mut redis = common::Redis::start();
+    let mut redis = Redis::start();
     {
         let s = RedisStore::connect(&redis.url(), "t").await.unwrap();
         s.put(Table::Clients, "c", b"v").await.unwrap();
