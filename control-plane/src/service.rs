@@ -323,7 +323,36 @@ impl App {
             Some(events)
         })
         .await?;
+        self.prune_revocations(now(), policy.retention).await?;
         Ok(())
+    }
+
+    /// Revocations that can no longer match a valid token leave the store: a `jti` once its
+    /// token has expired (plus skew), a rule once every token it could cover has expired.
+    async fn prune_revocations(&self, now: i64, horizon: i64) -> Result<usize, ServiceError> {
+        let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
+        let mut pruned = 0;
+        for (key, raw) in self.store.list(Table::Revocations).await? {
+            let Ok(r) = serde_json::from_slice::<Revocation>(&raw) else {
+                continue;
+            };
+            let dead = match r {
+                Revocation::Jti { exp, .. } => exp + skew < now,
+                Revocation::Sub { not_before, .. }
+                | Revocation::Sid { not_before, .. }
+                | Revocation::ClientId { not_before, .. } => not_before + horizon < now,
+            };
+            // Only if unchanged since read: a concurrent re-revocation wins.
+            if dead
+                && self
+                    .store
+                    .compare_and_swap(Table::Revocations, &key, Some(&raw), None)
+                    .await?
+            {
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
     }
 
     /// Forces a rotation: publishes a `next` key if there is none; it signs as soon

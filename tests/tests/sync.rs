@@ -149,3 +149,42 @@ fn a_change_through_one_replica_reaches_polls_on_another() {
         .iter()
         .any(|r| r.claim == RuleClaim::Sid && r.value == "s-123"));
 }
+
+#[test]
+fn expired_revocations_leave_the_store() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "[keys]\ncheck_interval = \"200ms\"\n");
+    let (k, v) = cp.admin_headers();
+    let h = [
+        (k.as_str(), v.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let past = meshauth_tests::tokens::now() - 3600;
+    let future = meshauth_tests::tokens::now() + 3600;
+    for (jti, exp) in [("old", past), ("live", future)] {
+        let a = request(
+            "POST",
+            &cp.url("/admin/revocations"),
+            &h,
+            Some(&json!({"kind": "jti", "value": jti, "exp": exp}).to_string()),
+        );
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = get(&cp.url("/admin/revocations"), &h[..1]).json();
+        let jtis: Vec<&str> = list["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["jti"].as_str())
+            .collect();
+        if jtis == ["live"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expired jti still stored: {jtis:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -167,3 +167,29 @@ fn snapshots_signed_by_another_key_are_refused() {
         (503, json!("not_ready"))
     );
 }
+
+#[test]
+fn refresh_token_reuse_revokes_the_familys_access_tokens_at_the_edge() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let envoy = envoy_for(&cp, &distribution_key(&cp));
+    let first: Value =
+        serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "gina", "--json"])).unwrap();
+    let access1 = first["access_token"].as_str().unwrap().to_string();
+    let r1 = first["refresh_token"].as_str().unwrap().to_string();
+    eventually(&envoy, &access1, 200);
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let body = format!("grant_type=refresh_token&refresh_token={r1}");
+    let second =
+        meshauth_tests::http::request("POST", &cp.url("/oauth2/token"), &form, Some(&body));
+    assert_eq!(second.status, 200, "{}", second.body);
+    let access2 = second.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(call(&envoy, &access2).status, 200);
+    // Reuse of the spent refresh token: the whole session goes, at the edge too.
+    let reuse = meshauth_tests::http::request("POST", &cp.url("/oauth2/token"), &form, Some(&body));
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    assert_eq!(
+        eventually(&envoy, &access2, 403).json()["error"]["code"],
+        "token_revoked"
+    );
+    assert_eq!(call(&envoy, &access1).status, 403);
+}
