@@ -185,8 +185,18 @@ fn post_once(base: &str, path: &str, auth: &str, body: &str) -> Result<(), Strin
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    // The revocation is committed before the answer starts: the status line is enough
+    // (waiting for the server to close would time its connection teardown).
+    let mut buf = [0u8; 512];
+    let mut answer = Vec::new();
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(buf.get(..n).unwrap_or_default());
+    }
+    let answer = String::from_utf8_lossy(&answer);
     if answer.starts_with("HTTP/1.1 2") {
         Ok(())
     } else {
