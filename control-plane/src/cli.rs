@@ -64,6 +64,100 @@ pub enum Cmd {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Rate-limit policies pushed to the filters.
+    #[command(subcommand)]
+    Limits(LimitsCmd),
+}
+
+#[derive(Subcommand)]
+pub enum LimitsCmd {
+    List,
+    /// Create or replace a policy, from flags or from a JSON file (`--file`, `-` for stdin).
+    Set {
+        name: String,
+        /// Key part: claim:NAME, header:NAME, client_address or route (repeat to combine).
+        #[arg(long = "key")]
+        key: Vec<String>,
+        /// Requests per window.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        window_seconds: u64,
+        /// Requests admitted at once.
+        #[arg(long)]
+        burst: Option<u64>,
+        #[arg(long, conflicts_with = "path_exact")]
+        path_prefix: Option<String>,
+        #[arg(long)]
+        path_exact: Option<String>,
+        /// Upper-case method (repeat for several).
+        #[arg(long = "method")]
+        methods: Vec<String>,
+        /// VALUE=RATE/BURST[/WINDOW_SECONDS] for one key value (repeatable).
+        #[arg(long = "override")]
+        overrides: Vec<String>,
+        #[arg(long, conflicts_with_all = ["key", "rate", "burst", "path_prefix", "path_exact", "methods", "overrides"])]
+        file: Option<std::path::PathBuf>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// `alice=100/10` or `alice=100/10/60` → (value, quota JSON).
+fn parse_override(s: &str) -> Result<(String, Value), String> {
+    let bad = || format!("--override {s:?}: expected VALUE=RATE/BURST[/WINDOW_SECONDS]");
+    let (value, quota) = s.rsplit_once('=').ok_or_else(bad)?;
+    let nums: Vec<u64> = quota
+        .split('/')
+        .map(|n| n.parse::<u64>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let q = match nums.as_slice() {
+        [rate, burst] => json!({"rate": rate, "burst": burst}),
+        [rate, burst, window] => json!({"rate": rate, "burst": burst, "window_seconds": window}),
+        _ => return Err(bad()),
+    };
+    Ok((value.to_string(), q))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn limit_body(
+    key: Vec<String>,
+    rate: Option<u64>,
+    window_seconds: u64,
+    burst: Option<u64>,
+    path_prefix: Option<String>,
+    path_exact: Option<String>,
+    methods: Vec<String>,
+    overrides: Vec<String>,
+) -> Result<Value, String> {
+    let mut body = json!({
+        "key": key,
+        "rate": rate.ok_or("--rate is required (or give --file)")?,
+        "window_seconds": window_seconds,
+        "burst": burst.ok_or("--burst is required (or give --file)")?,
+    });
+    let mut m = serde_json::Map::new();
+    if let Some(p) = path_prefix {
+        m.insert("path_prefix".into(), p.into());
+    }
+    if let Some(p) = path_exact {
+        m.insert("path_exact".into(), p.into());
+    }
+    if !methods.is_empty() {
+        m.insert("methods".into(), json!(methods));
+    }
+    if !m.is_empty() {
+        body["match"] = Value::Object(m);
+    }
+    if !overrides.is_empty() {
+        let o: serde_json::Map<String, Value> = overrides
+            .iter()
+            .map(|s| parse_override(s))
+            .collect::<Result<_, _>>()?;
+        body["overrides"] = Value::Object(o);
+    }
+    Ok(body)
 }
 
 #[derive(Subcommand)]
@@ -275,6 +369,46 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
                 ));
             }
             println!("audit chain ok: {} entries", v["entries"]);
+        }
+        Cmd::Limits(LimitsCmd::List) => print(&c.call("GET", "/admin/limits", None)?),
+        Cmd::Limits(LimitsCmd::Set {
+            name,
+            key,
+            rate,
+            window_seconds,
+            burst,
+            path_prefix,
+            path_exact,
+            methods,
+            overrides,
+            file,
+        }) => {
+            let body = match file {
+                Some(path) => {
+                    let text = if path.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin()).map_err(|e| e.to_string())?
+                    } else {
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?
+                    };
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: not JSON: {e}", path.display()))?
+                }
+                None => limit_body(
+                    key,
+                    rate,
+                    window_seconds,
+                    burst,
+                    path_prefix,
+                    path_exact,
+                    methods,
+                    overrides,
+                )?,
+            };
+            print(&c.call("PUT", &format!("/admin/limits/{name}"), Some(body))?)
+        }
+        Cmd::Limits(LimitsCmd::Delete { name }) => {
+            c.call("DELETE", &format!("/admin/limits/{name}"), None)?;
         }
         Cmd::Audit(AuditCmd::List { from, limit }) => print(&c.call(
             "GET",

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod serve;
 pub mod service;

@@ -961,11 +961,18 @@ impl App {
         let version = self.sync.version();
         self.reload_keys().await?;
         let revocations = self.revocations().await?;
+        let limits = self.limits().await?;
         let horizon = self.settings.lifecycle().retention;
         Ok((
             version,
-            self.sync
-                .snapshot(version, self.keyring().jwks(), &revocations, now(), horizon),
+            self.sync.snapshot(
+                version,
+                self.keyring().jwks(),
+                &revocations,
+                limits,
+                now(),
+                horizon,
+            ),
         ))
     }
 

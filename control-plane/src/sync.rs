@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use meshauth_wire::bloom::Bloom;
+use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{RevocationRule, RuleClaim, SignedSnapshot, Snapshot};
 use meshauth_wire::{b64, JwkSet};
 
@@ -191,6 +192,7 @@ impl SyncHub {
         version: u64,
         jwks: JwkSet,
         revocations: &[Revocation],
+        limits: Vec<LimitPolicy>,
         now: i64,
         rule_horizon: i64,
     ) -> Arc<String> {
@@ -236,6 +238,7 @@ impl SyncHub {
             jwks,
             revoked_jti: bloom,
             rules,
+            limits,
         };
         let sealed = SignedSnapshot::seal(&snap, |payload| self.signer.sign(payload).to_bytes());
         let text = Arc::new(serde_json::to_string(&sealed).unwrap_or_default());

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::claims::ClaimRules;
 use crate::jwks::KeySet;
+use crate::limits::{LimitsConfig, MAX_CAPACITY};
 use crate::rules::{PathMatch, Policy, Requirements, Route, RouteTable, ScopeRule};
 use crate::sync::{BeforeFirst, OnUnconfirmed, SyncConfig};
 
@@ -42,6 +43,33 @@ struct RawConfig {
     default_route: RawPolicy,
     #[serde(default)]
     sync: Option<RawSync>,
+    #[serde(default)]
+    rate_limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_limit_capacity")]
+    capacity: u32,
+    #[serde(default)]
+    headers_on_allow: bool,
+    #[serde(default)]
+    policies: Vec<meshauth_wire::limits::LimitPolicy>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            capacity: default_limit_capacity(),
+            headers_on_allow: false,
+            policies: Vec::new(),
+        }
+    }
+}
+
+fn default_limit_capacity() -> u32 {
+    crate::limits::DEFAULT_CAPACITY
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +216,8 @@ pub struct Config {
     pub routes: RouteTable,
     /// Live keys and revocations from the control plane; `None`: bootstrap keys only.
     pub sync: Option<std::rc::Rc<SyncConfig>>,
+    /// Rate-limit defaults; the control plane's policies join them.
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -446,8 +476,22 @@ impl RawConfig {
             None => None,
             Some(r) => Some(std::rc::Rc::new(r.validate()?)),
         };
+        let l = self.rate_limits;
+        if !(1..=MAX_CAPACITY).contains(&l.capacity) {
+            return Err(bad(
+                "rate_limits.capacity",
+                format!("must be between 1 and {MAX_CAPACITY}"),
+            ));
+        }
+        meshauth_wire::limits::validate_all(&l.policies)
+            .map_err(|e| bad(format!("rate_limits.policies{}", e.field), e.problem))?;
         Ok(Config {
             sync,
+            limits: LimitsConfig {
+                capacity: l.capacity,
+                headers_on_allow: l.headers_on_allow,
+                policies: l.policies,
+            },
             realm: self.realm,
             claim_rules: ClaimRules {
                 issuer: self.issuer,
@@ -481,6 +525,30 @@ mod tests {
         assert!(c.keys.is_empty());
         assert_eq!(c.routes.default, Policy::Token(Requirements::default()));
         assert!(c.forward_authorization);
+    }
+
+    #[test]
+    fn rate_limits_are_validated_with_their_path() {
+        let c = Config::from_json(
+            br#"{"rate_limits":{"capacity":1024,"headers_on_allow":true,"policies":[
+                {"name":"p","key":["claim:sub"],"rate":5,"burst":5}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.limits.capacity, 1024);
+        assert!(c.limits.headers_on_allow);
+        assert_eq!(c.limits.policies.len(), 1);
+        assert_eq!(Config::from_json(b"{}").unwrap().limits.capacity, 65_536);
+        let e = err(r#"{"rate_limits":{"capacity":0}}"#);
+        assert!(e.starts_with("rate_limits.capacity:"), "{e}");
+        let e = err(
+            r#"{"rate_limits":{"policies":[{"name":"p","key":["route"],"rate":1,"burst":0}]}}"#,
+        );
+        assert!(e.starts_with("rate_limits.policies[0].burst:"), "{e}");
+        let e =
+            err(r#"{"rate_limits":{"policies":[{"name":"p","key":["ip"],"rate":1,"burst":1}]}}"#);
+        assert!(e.contains("unknown key part"), "{e}");
+        let e = err(r#"{"rate_limits":{"size":3}}"#);
+        assert!(e.contains("unknown field"), "{e}");
     }
 
     #[test]

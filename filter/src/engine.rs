@@ -9,9 +9,12 @@ use crate::config::{Config, ForwardedClaim};
 use crate::deny::Denial;
 use crate::jwks::KeySet;
 use crate::jwt;
+use crate::limits::{Facts, LimitOutcome, Limiter, Slots, Subject};
 use crate::revocation::{Check, Revocations};
+use crate::rules::strip_query;
 use crate::rules::Policy;
 use crate::sync::BeforeFirst;
+use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::Snapshot;
 use meshauth_wire::JwkSet;
 
@@ -73,6 +76,9 @@ pub struct Engine {
     jwks: JwkSet,
     /// False until a first snapshot when the configuration says to deny before it.
     ready: bool,
+    limiter: Limiter,
+    /// The control plane's policies in force, to rebuild the limiter only on change.
+    pushed_limits: Vec<LimitPolicy>,
 }
 
 impl Engine {
@@ -82,7 +88,10 @@ impl Engine {
             .sync
             .as_ref()
             .is_none_or(|s| s.before_first == BeforeFirst::Bootstrap);
+        let limiter = Limiter::new(&config.limits, &[]);
         Engine {
+            limiter,
+            pushed_limits: Vec::new(),
             config,
             cache,
             revocations: Revocations::default(),
@@ -106,6 +115,10 @@ impl Engine {
         }
         self.revocations
             .replace(Revocations::new(snap.revoked_jti, snap.rules));
+        if snap.limits != self.pushed_limits {
+            self.limiter = Limiter::new(&self.config.limits, &snap.limits);
+            self.pushed_limits = snap.limits;
+        }
         self.applied = Some((snap.epoch, snap.version));
         self.ready = true;
         Ok(true)
@@ -134,6 +147,34 @@ impl Engine {
     pub fn set_keys(&mut self, keys: KeySet) {
         self.config.keys = keys;
         self.cache.clear();
+    }
+
+    /// Whether any rate-limit policy is in force (if not, `limit` need not be called).
+    pub fn limits_enabled(&self) -> bool {
+        !self.limiter.is_empty()
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The rate-limit check for a request the token checks let through.
+    pub fn limit(
+        &self,
+        slots: &impl Slots,
+        req: &Request<'_>,
+        verified: Option<&Verified>,
+        facts: &impl Facts,
+        now_ns: u64,
+    ) -> LimitOutcome {
+        let (route, _) = self.config.routes.route_for(req.method, req.path);
+        let subject = Subject {
+            method: req.method,
+            path: strip_query(req.path),
+            route,
+            claims: verified.map(|v| &v.claims),
+        };
+        self.limiter.check(slots, &subject, facts, now_ns)
     }
 
     pub fn check(&mut self, req: &Request<'_>, now: i64) -> Outcome {

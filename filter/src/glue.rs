@@ -15,6 +15,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use crate::config::Config;
 use crate::deny::Denial;
 use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
+use crate::limits::{Conflict, Facts, LimitOutcome, Limited, Slot, Slots};
 use crate::sync::{self, OnUnconfirmed};
 
 proxy_wasm::main! {{
@@ -27,11 +28,16 @@ const SNAPSHOT_KEY: &str = "meshauth.sync.snapshot";
 const VERSION_KEY: &str = "meshauth.sync.version";
 const LEASE_MS: u64 = 3_000;
 
+/// (policy, metric id, count not yet flushed).
+type PolicyCounter = (Rc<str>, u32, Cell<i64>);
+
 /// Filter counters. Requests bump plain cells; the root context flushes them to Envoy
 /// on its tick, so the hot path makes no metric host calls.
 #[derive(Debug, Default)]
 struct Metrics {
     counters: Vec<(u32, Cell<i64>)>,
+    /// Rate-limit refusals by policy, defined on a policy's first refusal.
+    by_policy: RefCell<Vec<PolicyCounter>>,
     /// Gauge: seconds since the leader last heard from the control plane.
     staleness: u32,
 }
@@ -44,7 +50,10 @@ const SYNC_APPLIED: usize = 4;
 const SYNC_FAILURES: usize = 5;
 const SYNC_REJECTED: usize = 6;
 const CONFIRMATIONS: usize = 7;
-const FIRST_DENIAL: usize = 8;
+const RATE_LIMITED: usize = 8;
+const RATE_SHARED: usize = 9;
+const RATE_CONTENDED: usize = 10;
+const FIRST_DENIAL: usize = 11;
 
 impl Metrics {
     fn define() -> Metrics {
@@ -57,6 +66,9 @@ impl Metrics {
             "meshauth_sync_poll_failures",
             "meshauth_sync_snapshots_rejected",
             "meshauth_revocation_confirmations",
+            "meshauth_ratelimit_denied",
+            "meshauth_ratelimit_shared_slots",
+            "meshauth_ratelimit_cas_exhausted",
         ]
         .into_iter()
         .map(str::to_string)
@@ -74,6 +86,7 @@ impl Metrics {
                     )
                 })
                 .collect(),
+            by_policy: RefCell::new(Vec::new()),
             staleness: hostcalls::define_metric(
                 MetricType::Gauge,
                 "meshauth_sync_staleness_seconds",
@@ -94,7 +107,34 @@ impl Metrics {
         }
     }
 
+    fn add(&self, index: usize, n: u32) {
+        if let Some((_, c)) = self.counters.get(index) {
+            c.set(c.get() + i64::from(n));
+        }
+    }
+
+    fn limited(&self, policy: &Rc<str>) {
+        self.bump(RATE_LIMITED);
+        let mut by = self.by_policy.borrow_mut();
+        if let Some((_, _, c)) = by.iter().find(|(p, _, _)| p == policy) {
+            c.set(c.get() + 1);
+            return;
+        }
+        let name = format!(
+            "meshauth_ratelimit_denied_policy_{}",
+            policy.replace('-', "_")
+        );
+        let id = hostcalls::define_metric(MetricType::Counter, &name).unwrap_or(0);
+        by.push((policy.clone(), id, Cell::new(1)));
+    }
+
     fn flush(&self) {
+        for (_, id, c) in self.by_policy.borrow().iter() {
+            let n = c.take();
+            if n != 0 && *id != 0 {
+                let _ = hostcalls::increment_metric(*id, n);
+            }
+        }
         for (id, c) in &self.counters {
             let n = c.take();
             if n != 0 && *id != 0 {
@@ -102,6 +142,67 @@ impl Metrics {
             }
         }
     }
+}
+
+/// Rate buckets in Envoy's shared data, one key per slot, so every worker draws from
+/// the same buckets.
+struct SharedSlots;
+
+fn slot_key(index: u32) -> String {
+    format!("meshauth.rl.{index}")
+}
+
+impl Slots for SharedSlots {
+    fn read(&self, index: u32) -> (Option<Slot>, Option<u32>) {
+        let key = slot_key(index);
+        let (value, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+        if value.is_some() {
+            return (value.as_deref().and_then(Slot::decode), cas);
+        }
+        // A write without a CAS token is unconditional in Envoy, so a fresh slot is
+        // first created empty; the update that follows then carries a real token and
+        // two workers racing on the same new key cannot both win.
+        let _ = hostcalls::set_shared_data(&key, Some(&[0u8; Slot::BYTES]), None);
+        match hostcalls::get_shared_data(&key) {
+            Ok((v, cas)) => (v.as_deref().and_then(Slot::decode), cas),
+            Err(_) => (None, None),
+        }
+    }
+
+    fn write(&self, index: u32, slot: Slot, cas: Option<u32>) -> Result<(), Conflict> {
+        hostcalls::set_shared_data(&slot_key(index), Some(&slot.encode()), cas)
+            .map_err(|_| Conflict)
+    }
+}
+
+/// Request facts for bucket keys, fetched only when a policy asks.
+struct HostFacts<'a> {
+    headers: Option<&'a [(String, String)]>,
+}
+
+impl Facts for HostFacts<'_> {
+    fn header(&self, name: &str) -> Option<String> {
+        match self.headers {
+            Some(all) => all.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+            None => hostcalls::get_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten(),
+        }
+    }
+
+    fn client_address(&self) -> Option<String> {
+        hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+}
+
+fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn now_ms() -> u64 {
@@ -400,6 +501,7 @@ impl RootContext for Root {
             metrics: self.metrics.clone(),
             pending: self.pending.clone(),
             waiting: None,
+            ratelimit: None,
         }))
     }
 
@@ -415,6 +517,8 @@ struct Http {
     pending: Rc<RefCell<Vec<Pending>>>,
     /// A confirmation in flight: (callout token, jti, the verified token).
     waiting: Option<(u32, String, Rc<Verified>)>,
+    /// `RateLimit` for the response, when configured.
+    ratelimit: Option<String>,
 }
 
 impl Http {
@@ -440,6 +544,22 @@ impl Http {
             ],
             Some(denial.body(&correlation).as_bytes()),
         );
+    }
+
+    fn limited(&self, limited: &Limited) {
+        self.metrics.limited(&limited.policy);
+        if limited.contended {
+            self.metrics.bump(RATE_CONTENDED);
+        }
+        let correlation = self
+            .get_http_request_header("x-request-id")
+            .unwrap_or_default();
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+        ];
+        headers.extend(limited.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        self.send_http_response(429, headers, Some(limited.body(&correlation).as_bytes()));
     }
 
     fn allow(&self, verified: &Verified) {
@@ -591,6 +711,34 @@ impl HttpContext for Http {
             CacheUse::Miss => self.metrics.bump(CACHE_MISSES),
             CacheUse::NotUsed => {}
         }
+        if engine.limits_enabled() {
+            let verified = match &outcome.verdict {
+                Verdict::Allow(v) | Verdict::Confirm { verified: v, .. } => Some(v.as_ref()),
+                Verdict::Anonymous => None,
+                Verdict::Deny(_) => None,
+            };
+            if !matches!(outcome.verdict, Verdict::Deny(_)) {
+                let facts = HostFacts {
+                    headers: all.as_deref(),
+                };
+                let req = Request {
+                    method,
+                    path,
+                    authorization,
+                };
+                match engine.limit(&SharedSlots, &req, verified, &facts, now_ns()) {
+                    LimitOutcome::Limited(l) => {
+                        drop(engine);
+                        self.limited(&l);
+                        return Action::Pause;
+                    }
+                    LimitOutcome::Admitted(a) => {
+                        self.metrics.add(RATE_SHARED, a.shared);
+                        self.ratelimit = a.header;
+                    }
+                }
+            }
+        }
         drop(engine);
         match outcome.verdict {
             Verdict::Allow(verified) => {
@@ -617,5 +765,12 @@ impl HttpContext for Http {
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(field) = self.ratelimit.take() {
+            self.add_http_response_header("ratelimit", &field);
+        }
+        Action::Continue
     }
 }

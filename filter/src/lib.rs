@@ -2,10 +2,12 @@
 //!
 //! Everything but `glue` is plain Rust with no host calls, tested natively: `jwt`
 //! takes tokens apart, `ed25519` and `jwks` verify them, `claims` and `rules` decide,
-//! `cache` remembers verified signatures, `engine` ties one request's checks together.
+//! `cache` remembers verified signatures, `bucket` and `limits` rate-limit,
+//! `engine` ties one request's checks together.
 //! `glue` (wasm32 only) moves bytes between Envoy and the engine.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+pub mod bucket;
 pub mod cache;
 pub mod claims;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod ed25519;
 pub mod engine;
 pub mod jwks;
 pub mod jwt;
+pub mod limits;
 pub mod revocation;
 pub mod rules;
 pub mod sync;

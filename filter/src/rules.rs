@@ -63,12 +63,22 @@ impl Route {
 impl RouteTable {
     /// The policy for a request. `path` may carry a query string; it is ignored.
     pub fn policy_for(&self, method: &str, path: &str) -> &Policy {
-        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.route_for(method, path).1
+    }
+
+    /// The matching route's name (`default` for none) and its policy.
+    pub fn route_for(&self, method: &str, path: &str) -> (&str, &Policy) {
+        let path = strip_query(path);
         self.routes
             .iter()
             .find(|r| r.matches(method, path))
-            .map_or(&self.default, |r| &r.policy)
+            .map_or(("default", &self.default), |r| (r.name.as_str(), &r.policy))
     }
+}
+
+/// The path without its query string or fragment.
+pub fn strip_query(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
 }
 
 impl Requirements {

@@ -107,6 +107,7 @@ mod tests {
             jwks: Default::default(),
             revoked_jti: Bloom::with_capacity(1, 0.01, 1),
             rules: vec![],
+            limits: vec![],
         };
         let bytes =
             serde_json::to_vec(&SignedSnapshot::seal(&snap, |p| sk.sign(p).to_bytes())).unwrap();

@@ -604,6 +604,19 @@ fn survives_restarts(mut cp: ControlPlane, redis: Option<&mut Redis>) {
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
     let refresh = full["refresh_token"].as_str().unwrap().to_string();
     cp.cli_ok(&["revoke", "subject", "mallory"]);
+    cp.cli_ok(&[
+        "limits",
+        "set",
+        "per-user",
+        "--key",
+        "claim:sub",
+        "--rate",
+        "5",
+        "--burst",
+        "2",
+        "--override",
+        "carol=50/20",
+    ]);
     let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).body;
     let audit = admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"]
         .as_u64()
@@ -641,9 +654,137 @@ fn survives_restarts(mut cp: ControlPlane, redis: Option<&mut Redis>) {
         .unwrap()
         .iter()
         .any(|r| r["value"] == "mallory"));
+    let limit = admin(&cp, "GET", "/admin/limits/per-user", None).json();
+    assert_eq!(limit["overrides"]["carol"]["rate"], 50, "{limit}");
     let report = admin(&cp, "GET", "/admin/audit/verify", None).json();
     assert_eq!(report["ok"], true, "{report}");
     assert!(report["entries"].as_u64().unwrap() >= audit);
+}
+
+#[test]
+fn rate_limit_policies_are_validated_audited_and_listed() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let good = r#"{"key":["claim:client_id","route"],"rate":100,"window_seconds":60,"burst":20,
+                   "match":{"path_prefix":"/api","methods":["GET","POST"]}}"#;
+    let a = admin(&cp, "PUT", "/admin/limits/per-client", Some(good));
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.json()["name"], "per-client");
+    let version = admin(&cp, "GET", "/admin/status", None).json()["sync"]["version"]
+        .as_u64()
+        .unwrap();
+    // The same policy again changes nothing (no new snapshot); a new rate replaces it.
+    assert_eq!(
+        admin(&cp, "PUT", "/admin/limits/per-client", Some(good)).status,
+        200
+    );
+    let status = admin(&cp, "GET", "/admin/status", None).json();
+    assert_eq!(status["sync"]["version"].as_u64().unwrap(), version);
+    let bad_bodies = [
+        (
+            r#"{"key":["cookie:x"],"rate":1,"burst":1}"#,
+            "unknown key part",
+        ),
+        (r#"{"key":["route"],"rate":0,"burst":1}"#, "rate"),
+        (r#"{"key":["route"],"rate":1,"burst":1000001}"#, "burst"),
+        (r#"{"key":["route"],"rate":-5,"burst":1}"#, "rate"),
+        (r#"{"key":["route"],"rate":"10","burst":1}"#, "rate"),
+        (
+            r#"{"key":["route"],"rate":1,"burst":1,"window_seconds":90000}"#,
+            "window_seconds",
+        ),
+        (
+            r#"{"key":["route"],"rate":1,"burst":1,"colour":"red"}"#,
+            "unknown field",
+        ),
+        (r#"{"key":["route"],"burst":1}"#, "rate"),
+        (
+            r#"{"name":"other","key":["route"],"rate":1,"burst":1}"#,
+            "as in the path",
+        ),
+        (r#"[1,2]"#, "JSON object"),
+        (
+            r#"{"key":["route"],"rate":1,"burst":1,"match":{"path_prefix":"x"}}"#,
+            "match.path_prefix",
+        ),
+        (
+            r#"{"key":["route"],"rate":1,"burst":1,"overrides":{"alice":{"rate":1}}}"#,
+            "burst",
+        ),
+        (r#"{"key":"#, "invalid_request"),
+    ];
+    for (body, expected) in bad_bodies {
+        let a = admin(&cp, "PUT", "/admin/limits/per-client", Some(body));
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        assert!(a.body.contains(expected), "{body}: {}", a.body);
+    }
+    let a = admin(
+        &cp,
+        "PUT",
+        "/admin/limits/Bad%20Name",
+        Some(r#"{"key":["route"],"rate":1,"burst":1}"#),
+    );
+    assert_eq!(a.status, 400, "{}", a.body);
+    // Nothing above changed the stored policy.
+    let list = admin(&cp, "GET", "/admin/limits", None).json();
+    assert_eq!(list["limits"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["limits"][0]["rate"], 100);
+    assert_eq!(admin(&cp, "DELETE", "/admin/limits/nope", None).status, 404);
+    // The CLI: flags, overrides, clear errors, delete.
+    cp.cli_ok(&[
+        "limits",
+        "set",
+        "per-ip",
+        "--key",
+        "client_address",
+        "--rate",
+        "10",
+        "--burst",
+        "5",
+        "--method",
+        "POST",
+        "--override",
+        "10.0.0.1=100/50/1",
+    ]);
+    let out = cp.cli(&[
+        "limits", "set", "x", "--key", "cookie:a", "--rate", "1", "--burst", "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key part"));
+    let out = cp.cli(&[
+        "limits",
+        "set",
+        "x",
+        "--key",
+        "route",
+        "--rate",
+        "1",
+        "--burst",
+        "1",
+        "--override",
+        "a=b",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VALUE=RATE/BURST"));
+    let listed: Value = serde_json::from_str(&cp.cli_ok(&["limits", "list"])).unwrap();
+    let names: Vec<&str> = listed["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["per-client", "per-ip"]);
+    assert_eq!(listed["limits"][1]["overrides"]["10.0.0.1"]["burst"], 50);
+    cp.cli_ok(&["limits", "delete", "per-ip"]);
+    assert_eq!(admin(&cp, "GET", "/admin/limits/per-ip", None).status, 404);
+    let audit = admin(&cp, "GET", "/admin/audit?limit=1000", None).json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .filter(|a| a.starts_with("limit."))
+        .collect();
+    assert_eq!(actions, vec!["limit.set", "limit.set", "limit.deleted"]);
 }
 
 #[test]

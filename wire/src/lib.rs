@@ -8,6 +8,7 @@ pub mod b64;
 pub mod bloom;
 pub mod claims;
 pub mod jwk;
+pub mod limits;
 pub mod sync;
 
 pub use claims::AccessClaims;

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bloom::Bloom;
+use crate::limits::LimitPolicy;
 use crate::JwkSet;
 
 /// Claims a revocation rule can name: tokens with that value and an `iat` before
@@ -48,6 +49,10 @@ pub struct Snapshot {
     /// Revoked `jti`s whose tokens have not expired yet.
     pub revoked_jti: Bloom,
     pub rules: Vec<RevocationRule>,
+    /// Rate-limit policies set on the control plane; they replace plugin-config
+    /// defaults of the same name.
+    #[serde(default)]
+    pub limits: Vec<LimitPolicy>,
 }
 
 /// A snapshot as it travels: `payload` is base64url(JSON of the snapshot).
@@ -87,6 +92,8 @@ impl SignedSnapshot {
         snap.revoked_jti
             .validate()
             .map_err(|e| SnapshotError::Payload(e.to_string()))?;
+        crate::limits::validate_all(&snap.limits)
+            .map_err(|e| SnapshotError::Payload(format!("limits{e}")))?;
         Ok(snap)
     }
 
@@ -116,6 +123,7 @@ mod tests {
                 value: "alice".into(),
                 not_before: 90,
             }],
+            limits: Vec::new(),
         }
     }
 

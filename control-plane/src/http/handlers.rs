@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, GrantReply};
 use super::Admin;
-use crate::error::OAuthError;
+use crate::error::{OAuthError, ServiceError};
 use crate::keys::KeyRecord;
 use crate::service::{now, App, ClientRecord, Revocation};
+use meshauth_wire::limits::LimitPolicy;
 
 /// JSON bodies with errors in the API's shape (status from the rejection, 422 as 400).
 #[derive(FromRequest)]
@@ -630,6 +631,71 @@ pub async fn add_revocation(
 
 pub async fn list_revocations(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({"revocations": app.revocations().await?})))
+}
+
+// ---- rate limits ----
+
+pub async fn list_limits(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"limits": app.limits().await?})))
+}
+
+pub async fn get_limit(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<LimitPolicy>> {
+    app.limits()
+        .await?
+        .into_iter()
+        .find(|p| p.name == name)
+        .map(Json)
+        .ok_or_else(|| ServiceError::NotFound(format!("rate-limit policy {name:?}")).into())
+}
+
+/// `PUT /admin/limits/{name}`: the body is the policy; its `name` may be left out.
+pub async fn set_limit(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    Path(name): Path<String>,
+    ApiJson(mut body): ApiJson<Value>,
+) -> ApiResult<Response> {
+    let Some(fields) = body.as_object_mut() else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    match fields.get("name") {
+        None => {
+            fields.insert("name".into(), Value::String(name.clone()));
+        }
+        Some(Value::String(n)) if *n == name => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "name: must be {name:?}, as in the path"
+            )))
+        }
+    }
+    let policy: LimitPolicy = serde_path_to_error::deserialize(body).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::bad_request(if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        })
+    })?;
+    let created = app.set_limit(&a.0, policy.clone()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(policy)).into_response())
+}
+
+pub async fn delete_limit(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.delete_limit(&a.0, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

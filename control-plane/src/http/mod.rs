@@ -40,6 +40,13 @@ pub fn router(app: Arc<App>) -> Router {
             "/admin/revocations",
             post(handlers::add_revocation).get(handlers::list_revocations),
         )
+        .route("/admin/limits", get(handlers::list_limits))
+        .route(
+            "/admin/limits/{name}",
+            get(handlers::get_limit)
+                .put(handlers::set_limit)
+                .delete(handlers::delete_limit),
+        )
         .route("/admin/audit", get(handlers::read_audit))
         .route("/admin/audit/verify", get(handlers::verify_audit))
         .route("/admin/status", get(handlers::status))

@@ -314,6 +314,7 @@ fn snapshot(
         },
         revoked_jti: bloom,
         rules,
+        limits: vec![],
     }
 }
 
@@ -391,5 +392,92 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
     assert_eq!(
         run(&mut e, "/x", Some(&t2)).verdict,
         Verdict::Deny(Denial::Revoked)
+    );
+}
+
+/// Shared data as one map, for the limiter.
+#[derive(Default)]
+struct Table(std::cell::RefCell<std::collections::HashMap<u32, crate::limits::Slot>>);
+
+impl crate::limits::Slots for Table {
+    fn read(&self, index: u32) -> (Option<crate::limits::Slot>, Option<u32>) {
+        (self.0.borrow().get(&index).copied(), None)
+    }
+    fn write(
+        &self,
+        index: u32,
+        slot: crate::limits::Slot,
+        _cas: Option<u32>,
+    ) -> Result<(), crate::limits::Conflict> {
+        self.0.borrow_mut().insert(index, slot);
+        Ok(())
+    }
+}
+
+struct NoFacts;
+
+impl crate::limits::Facts for NoFacts {
+    fn header(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn client_address(&self) -> Option<String> {
+        None
+    }
+}
+
+#[test]
+fn snapshot_limits_join_and_replace_the_configured_ones() {
+    let dist = meshauth_wire::b64::encode(signing_key(9).verifying_key().to_bytes());
+    let config = serde_json::json!({
+        "issuer": "https://issuer",
+        "sync": {"cluster": "cp", "distribution_key": dist},
+        "routes": [{"name": "api", "path_prefix": "/api"}],
+        "rate_limits": {"policies": [
+            {"name": "per-route", "key": ["route"], "rate": 1, "window_seconds": 60, "burst": 2}
+        ]}
+    });
+    let mut e = Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap());
+    assert!(e.limits_enabled());
+    let mut snap = snapshot(1, &[], vec![]);
+    snap.limits = serde_json::from_value(serde_json::json!([
+        {"name": "per-route", "key": ["route"], "rate": 1, "window_seconds": 60, "burst": 3},
+        {"name": "per-user", "key": ["claim:sub"], "rate": 1, "window_seconds": 60, "burst": 5}
+    ]))
+    .unwrap();
+    e.apply_snapshot(snap).unwrap();
+    assert_eq!(
+        e.limiter().policy_names().collect::<Vec<_>>(),
+        vec!["per-route", "per-user"]
+    );
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({})))
+    );
+    let table = Table::default();
+    let mut admitted = 0;
+    for _ in 0..10 {
+        let req = Request {
+            method: "GET",
+            path: "/api/x?q=1",
+            authorization: Some(&t),
+        };
+        let out = e.check(&req, NOW);
+        let Verdict::Allow(v) = out.verdict else {
+            panic!("{:?}", out.verdict)
+        };
+        let now_ns = u64::try_from(NOW).unwrap() * 1_000_000_000;
+        if let LimitOutcome::Admitted(_) = e.limit(&table, &req, Some(&v), &NoFacts, now_ns) {
+            admitted += 1;
+        }
+    }
+    assert_eq!(
+        admitted, 3,
+        "the pushed burst of 3 replaced the configured 2"
+    );
+    // A later snapshot without limits brings the configured default back.
+    e.apply_snapshot(snapshot(2, &[], vec![])).unwrap();
+    assert_eq!(
+        e.limiter().policy_names().collect::<Vec<_>>(),
+        vec!["per-route"]
     );
 }
