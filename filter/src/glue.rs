@@ -522,12 +522,6 @@ struct Http {
 }
 
 impl Http {
-    fn now(&self) -> i64 {
-        self.get_current_time()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-    }
-
     fn deny(&self, denial: &Denial) {
         self.metrics.denied(denial.code());
         let realm = self.engine.borrow().config().realm.clone();
@@ -697,7 +691,9 @@ impl HttpContext for Http {
         };
         // Unknown (not fetched) counts as present, so a spoofed header is always removed.
         let present = |name: &str| all.is_none() || find(name).is_some();
-        let now = self.now();
+        // One clock read serves the token checks (seconds) and the buckets (ns).
+        let now_ns = now_ns();
+        let now = i64::try_from(now_ns / 1_000_000_000).unwrap_or(i64::MAX);
         let outcome = engine.check(
             &Request {
                 method,
@@ -726,7 +722,7 @@ impl HttpContext for Http {
                     path,
                     authorization,
                 };
-                match engine.limit(&SharedSlots, &req, verified, &facts, now_ns()) {
+                match engine.limit(&SharedSlots, &req, verified, &facts, now_ns) {
                     LimitOutcome::Limited(l) => {
                         drop(engine);
                         self.limited(&l);

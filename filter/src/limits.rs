@@ -255,10 +255,12 @@ impl Limiter {
         let mut value = String::new();
         for (i, part) in c.policy.key.iter().enumerate() {
             let text: Option<std::borrow::Cow<'_, str>> = match part {
-                KeyPart::Claim(name) => subject
-                    .claims
-                    .and_then(|cl| cl.header_value(name))
-                    .map(Into::into),
+                // A string claim (the usual `sub`, `client_id`) is borrowed, not copied.
+                KeyPart::Claim(name) => subject.claims.and_then(|cl| match cl.raw.get(name) {
+                    Some(serde_json::Value::String(s)) => Some(s.as_str().into()),
+                    Some(_) => cl.header_value(name).map(Into::into),
+                    None => None,
+                }),
                 KeyPart::Header(name) => facts.header(name).map(Into::into),
                 KeyPart::ClientAddress => facts
                     .client_address()
