@@ -44,10 +44,72 @@ pub enum StoreConfig {
         path: PathBuf,
     },
     Redis {
-        url: String,
+        /// A single Redis (or a proxy in front of one): `redis://host:6379`.
+        #[serde(default)]
+        url: Option<String>,
+        /// Sentinel instead: `host:port` of each sentinel, and the master's name.
+        #[serde(default)]
+        sentinels: Vec<String>,
+        #[serde(default)]
+        master_name: Option<String>,
         #[serde(default = "default_namespace")]
         namespace: String,
+        /// Replicas that must hold each write before it is acknowledged (Redis `WAIT`);
+        /// default 1 with Sentinel (a failover loses nothing acknowledged), 0 otherwise.
+        #[serde(default)]
+        replica_acks: Option<u32>,
     },
+}
+
+impl StoreConfig {
+    /// Where Redis lives, checked: exactly one of `url` and `sentinels` + `master_name`.
+    /// Passwords come from the environment (`MESHAUTH_REDIS_PASSWORD`,
+    /// `MESHAUTH_REDIS_SENTINEL_PASSWORD`), never from the file.
+    pub fn redis_target(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<(crate::store::redis::RedisTarget, u32)>, ConfigError> {
+        use crate::store::redis::RedisTarget;
+        let StoreConfig::Redis {
+            url,
+            sentinels,
+            master_name,
+            replica_acks,
+            ..
+        } = self
+        else {
+            return Ok(None);
+        };
+        match (url, sentinels.is_empty(), master_name) {
+            (Some(url), true, None) => Ok(Some((
+                RedisTarget::Url(url.clone()),
+                replica_acks.unwrap_or(0),
+            ))),
+            (None, false, Some(name)) if !name.is_empty() => {
+                if let Some(bad) = sentinels.iter().find(|s| {
+                    s.rsplit_once(':')
+                        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                }) {
+                    return Err(ConfigError::Invalid(format!(
+                        "store.sentinels: {bad:?} is not host:port"
+                    )));
+                }
+                Ok(Some((
+                    RedisTarget::Sentinel {
+                        sentinels: sentinels.clone(),
+                        master_name: name.clone(),
+                        password: env("MESHAUTH_REDIS_PASSWORD").filter(|p| !p.is_empty()),
+                        sentinel_password: env("MESHAUTH_REDIS_SENTINEL_PASSWORD")
+                            .filter(|p| !p.is_empty()),
+                    },
+                    replica_acks.unwrap_or(1),
+                )))
+            }
+            _ => Err(ConfigError::Invalid(
+                "store: kind = \"redis\" needs either url, or sentinels and master_name".into(),
+            )),
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -159,6 +221,8 @@ pub struct Settings {
     pub issuer: String,
     pub default_audiences: Vec<String>,
     pub store: StoreConfig,
+    /// For `kind = "redis"`: where it is (with passwords) and the replica acks per write.
+    pub redis: Option<(crate::store::redis::RedisTarget, u32)>,
     pub master_key: MasterKey,
     pub admin_token_hashes: Vec<[u8; 32]>,
     pub tokens: TokenConfig,
@@ -192,10 +256,26 @@ impl Settings {
             None => toml::from_str("").map_err(|e| ConfigError::Invalid(e.to_string()))?,
         };
         let listen = env("MESHAUTH_LISTEN").unwrap_or(file.listen);
+        let sentinels = env("MESHAUTH_REDIS_SENTINELS").filter(|s| !s.is_empty());
         let store = match (env("MESHAUTH_REDIS_URL"), env("MESHAUTH_DATA_FILE")) {
+            _ if sentinels.is_some() => StoreConfig::Redis {
+                url: None,
+                sentinels: sentinels
+                    .iter()
+                    .flat_map(|s| s.split(','))
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                master_name: env("MESHAUTH_REDIS_MASTER_NAME"),
+                namespace: env("MESHAUTH_REDIS_NAMESPACE").unwrap_or_else(default_namespace),
+                replica_acks: None,
+            },
             (Some(url), _) => StoreConfig::Redis {
-                url,
-                namespace: default_namespace(),
+                url: Some(url),
+                sentinels: Vec::new(),
+                master_name: None,
+                namespace: env("MESHAUTH_REDIS_NAMESPACE").unwrap_or_else(default_namespace),
+                replica_acks: None,
             },
             (None, Some(path)) => StoreConfig::Embedded {
                 path: PathBuf::from(path),
@@ -266,10 +346,12 @@ impl Settings {
                 "default_audiences: list at least one".into(),
             ));
         }
+        let redis = store.redis_target(env)?;
         Ok(Settings {
             listen,
             issuer,
             default_audiences: file.default_audiences,
+            redis,
             store,
             master_key,
             admin_token_hashes,

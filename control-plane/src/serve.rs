@@ -10,15 +10,18 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
-pub async fn open_store(cfg: &StoreConfig) -> Result<Arc<dyn Store>, String> {
-    match cfg {
-        StoreConfig::Embedded { path } => EmbeddedStore::open(path)
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
+    match (&settings.store, &settings.redis) {
+        (StoreConfig::Redis { namespace, .. }, Some((target, acks))) => {
+            RedisStore::connect(target.clone(), namespace, *acks)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .map_err(|e| e.to_string())
+        }
+        (StoreConfig::Embedded { path }, _) => EmbeddedStore::open(path)
             .map(|s| Arc::new(s) as Arc<dyn Store>)
             .map_err(|e| e.to_string()),
-        StoreConfig::Redis { url, namespace } => RedisStore::connect(url, namespace)
-            .await
-            .map(|s| Arc::new(s) as Arc<dyn Store>)
-            .map_err(|e| e.to_string()),
+        (StoreConfig::Redis { .. }, None) => Err("redis store without a target".into()),
     }
 }
 
@@ -27,7 +30,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
     if settings.admin_token_hashes.is_empty() {
         tracing::warn!("no admin token configured (MESHAUTH_ADMIN_TOKEN_SHA256): the admin API refuses every call");
     }
-    let store = open_store(&settings.store).await?;
+    let store = open_store(&settings).await?;
     let listen = settings.listen.clone();
     let app = App::new(store, settings)
         .await

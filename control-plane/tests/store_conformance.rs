@@ -6,7 +6,7 @@ use meshauth_tests::control_plane::Redis;
 use std::sync::Arc;
 
 use meshauth_cp::store::embedded::EmbeddedStore;
-use meshauth_cp::store::redis::RedisStore;
+use meshauth_cp::store::redis::{RedisStore, RedisTarget};
 use meshauth_cp::store::{Log, Store, Table};
 
 async fn kv_and_cas(s: Arc<dyn Store>) {
@@ -144,7 +144,7 @@ macro_rules! suite {
                 #[tokio::test]
                 async fn $name() {
                     let redis = Redis::start();
-                    let s: Arc<dyn Store> = Arc::new(RedisStore::connect(&redis.url(), "t").await.unwrap());
+                    let s: Arc<dyn Store> = Arc::new(RedisStore::connect(RedisTarget::Url(redis.url()), "t", 0).await.unwrap());
                     super::$name(s).await;
                 }
             )*
@@ -183,12 +183,16 @@ async fn embedded_survives_reopen() {
 async fn redis_survives_a_crash_with_aof() {
     let mut redis = Redis::start();
     {
-        let s = RedisStore::connect(&redis.url(), "t").await.unwrap();
+        let s = RedisStore::connect(RedisTarget::Url(redis.url()), "t", 0)
+            .await
+            .unwrap();
         s.put(Table::Clients, "c", b"v").await.unwrap();
         assert!(s.append(Log::Audit, 0, b"e", b"h").await.unwrap());
     }
     redis.crash_and_restart();
-    let s = RedisStore::connect(&redis.url(), "t").await.unwrap();
+    let s = RedisStore::connect(RedisTarget::Url(redis.url()), "t", 0)
+        .await
+        .unwrap();
     assert_eq!(
         s.get(Table::Clients, "c").await.unwrap().as_deref(),
         Some(&b"v"[..])

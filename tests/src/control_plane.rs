@@ -24,6 +24,8 @@ pub const MASTER_KEY: &str = "5f1d3c0a9b8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b
 pub enum StoreKind {
     Embedded,
     Redis(String),
+    /// Sentinel addresses (`host:port`) and the master's name.
+    Sentinel(Vec<String>, String),
 }
 
 pub struct ControlPlane {
@@ -70,6 +72,9 @@ impl ControlPlane {
                 self.data_file().display()
             ),
             StoreKind::Redis(url) => format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\n"),
+            StoreKind::Sentinel(sentinels, name) => format!(
+                "[store]\nkind = \"redis\"\nsentinels = {sentinels:?}\nmaster_name = \"{name}\"\n"
+            ),
         };
         let hash = meshauth_wire_sha256_hex(&self.admin_token);
         let cfg = format!(
@@ -202,6 +207,10 @@ impl Redis {
     }
 
     fn launch(&mut self) {
+        self.launch_with(&[]);
+    }
+
+    fn launch_with(&mut self, extra: &[&str]) {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -214,6 +223,7 @@ impl Redis {
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -260,6 +270,144 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A master, one replica and three sentinels (quorum 2) on free loopback ports, all with
+/// AOF; a failover after `kill -9` of the master takes about two seconds.
+pub struct Sentinel {
+    pub master: Redis,
+    pub replica: Redis,
+    sentinels: Vec<(Child, u16)>,
+    dir: tempfile::TempDir,
+}
+
+pub const SENTINEL_MASTER_NAME: &str = "mymaster";
+
+fn cli_at(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default()
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Sentinel {
+    pub fn start() -> Sentinel {
+        let master = Redis::start();
+        let mut replica = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        replica.launch_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let port = free_port();
+            let conf = dir.path().join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SENTINEL_MASTER_NAME} 127.0.0.1 {} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER_NAME} 5000\n",
+                    dir.path().display(),
+                    master.port
+                ),
+            )
+            .expect("sentinel config");
+            let child = Command::new("redis-sentinel")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-sentinel (run scripts/setup.sh)");
+            sentinels.push((child, port));
+        }
+        let s = Sentinel {
+            master,
+            replica,
+            sentinels,
+            dir,
+        };
+        wait_for("the replica to link", 20, || {
+            cli_at(s.replica.port, &["info", "replication"]).contains("master_link_status:up")
+        });
+        for (_, port) in &s.sentinels {
+            wait_for(
+                "the sentinels to see each other and the replica",
+                30,
+                || {
+                    cli_at(*port, &["sentinel", "ckquorum", SENTINEL_MASTER_NAME])
+                        .starts_with("OK 3 usable")
+                        && cli_at(*port, &["sentinel", "replicas", SENTINEL_MASTER_NAME])
+                            .contains("slave")
+                },
+            );
+        }
+        s
+    }
+
+    /// `host:port` of each sentinel, comma-separated.
+    pub fn addresses(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|(_, p)| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The master's port as the sentinels see it.
+    pub fn master_port(&self) -> Option<u16> {
+        let port = self.sentinels.first()?.1;
+        let out = cli_at(
+            port,
+            &["sentinel", "get-master-addr-by-name", SENTINEL_MASTER_NAME],
+        );
+        out.lines().nth(1)?.trim().parse().ok()
+    }
+
+    /// `kill -9` of the master; returns once the sentinels have promoted the replica.
+    pub fn fail_master(&mut self) {
+        if let Some(mut c) = self.master.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let replica = self.replica.port;
+        wait_for("the failover", 30, || self.master_port() == Some(replica));
+    }
+
+    /// Starts the old master again; Sentinel turns it into a replica of the new one.
+    pub fn restart_old_master_as_replica(&mut self) {
+        let new_master = self.replica.port;
+        self.master
+            .launch_with(&["--replicaof", "127.0.0.1", &new_master.to_string()]);
+        let port = self.master.port;
+        wait_for("the old master to replicate", 30, || {
+            cli_at(port, &["info", "replication"]).contains("master_link_status:up")
+        });
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.sentinels {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The real control-plane binary and CLI, on the embedded store and on a real Redis.
 
-use meshauth_tests::control_plane::{ControlPlane, Redis, StoreKind};
+use meshauth_tests::control_plane::{
+    ControlPlane, Redis, Sentinel, StoreKind, SENTINEL_MASTER_NAME,
+};
 use meshauth_tests::http::{get, request, Answer};
 use serde_json::{json, Value};
 
@@ -928,4 +930,112 @@ fn serves_the_filter_module_for_istio() {
         (a.status, a.json()["error"]["code"].clone()),
         (404, json!("not_found"))
     );
+}
+
+/// Sentinel: the master is killed; the control plane follows the promoted replica and
+/// everything it acknowledged is there. While no replica can hold a write, writes are
+/// refused (503) rather than acknowledged and then lost.
+#[test]
+fn redis_sentinel_failover_loses_nothing_acknowledged() {
+    let mut redis = Sentinel::start();
+    let cp = ControlPlane::start(
+        StoreKind::Sentinel(redis.addresses(), SENTINEL_MASTER_NAME.into()),
+        "",
+    );
+    let (id, secret) = create_client(&cp, "read");
+    cp.cli_ok(&["revoke", "subject", "mallory"]);
+    cp.cli_ok(&[
+        "limits",
+        "set",
+        "per-user",
+        "--key",
+        "claim:sub",
+        "--rate",
+        "5",
+        "--burst",
+        "2",
+    ]);
+    let full: Value =
+        serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
+    let refresh = full["refresh_token"].as_str().unwrap().to_string();
+    let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).body;
+    let entries = admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"]
+        .as_u64()
+        .unwrap();
+    // Every acknowledged write is on the replica already (WAIT), so the failover keeps it.
+    redis.fail_master();
+    // The new master has no replica: writes are refused, not acknowledged and then lost.
+    let a = admin(
+        &cp,
+        "POST",
+        "/admin/clients",
+        Some(r#"{"name":"x","scopes":[]}"#),
+    );
+    assert_eq!(a.status, 503, "{}", a.body);
+    // Reads follow the new master.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let a = post_form(
+            &cp,
+            "/oauth2/token",
+            "grant_type=client_credentials",
+            &[("authorization", &basic(&id, &secret))],
+        );
+        if a.status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} {}\n{}",
+            a.status,
+            a.body,
+            cp.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The old master comes back as a replica: writes are accepted again.
+    redis.restart_old_master_as_replica();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let a = admin(
+            &cp,
+            "POST",
+            "/admin/clients",
+            Some(r#"{"name":"after","scopes":[]}"#),
+        );
+        if a.status == 201 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} {}\n{}",
+            a.status,
+            a.body,
+            cp.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(get(&cp.url("/.well-known/jwks.json"), &[]).body, jwks);
+    let a = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        &[],
+    );
+    assert_eq!(a.status, 200, "refresh family survived: {}", a.body);
+    let revs = admin(&cp, "GET", "/admin/revocations", None).json();
+    assert!(revs["revocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["value"] == "mallory"));
+    assert_eq!(
+        admin(&cp, "GET", "/admin/limits/per-user", None).json()["burst"],
+        2
+    );
+    let report = admin(&cp, "GET", "/admin/audit/verify", None).json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["entries"].as_u64().unwrap() > entries);
+    assert!(cp.log().contains("redis master moved"), "{}", cp.log());
+    let _ = redis.dir();
 }

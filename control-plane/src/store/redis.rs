@@ -1,12 +1,19 @@
 //! The Redis store, for several replicas. Atomic updates are Lua scripts; all keys
 //! share one hash tag so the scripts also run on Redis Cluster. Durability is Redis's:
 //! run it with AOF (`appendfsync always` for nothing acknowledged to be lost).
+//!
+//! With Sentinel the store asks the sentinels for the master, checks its `ROLE`, and
+//! asks again whenever a call fails or every second, so a failover is followed within
+//! about a second of the sentinels electing the new master. Replication is
+//! asynchronous, so with Sentinel every write is acknowledged only once `replica_acks`
+//! replicas have it (`WAIT`): a failover then cannot lose an acknowledged write.
 
-use std::time::Duration;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::Script;
+use redis::{IntoConnectionInfo, Script};
 
 use super::{Log, Store, StoreError, StoreResult, Table};
 
@@ -43,8 +50,43 @@ end
 return 0
 "#;
 
+/// Where the data lives.
+#[derive(Clone)]
+pub enum RedisTarget {
+    /// `redis://[:password@]host:port[/db]` (or `rediss://`).
+    Url(String),
+    Sentinel {
+        /// `host:port` of each sentinel.
+        sentinels: Vec<String>,
+        master_name: String,
+        /// Password of the master and replicas.
+        password: Option<String>,
+        /// Password of the sentinels, if they have one.
+        sentinel_password: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for RedisTarget {
+    // Passwords stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Url(_) => f.write_str("Url(..)"),
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+                ..
+            } => write!(f, "Sentinel({master_name} via {})", sentinels.join(",")),
+        }
+    }
+}
+
 pub struct RedisStore {
-    con: ConnectionManager,
+    con: RwLock<ConnectionManager>,
+    target: RedisTarget,
+    /// Replicas that must hold a write before it is acknowledged (0: don't wait).
+    replica_acks: u32,
+    /// The master in use and when it was last looked up (Sentinel only).
+    master: tokio::sync::Mutex<(String, Instant)>,
     /// `{namespace}`: a hash tag, so every key lands in one cluster slot.
     prefix: String,
     cas: Script,
@@ -64,18 +106,186 @@ async fn timed<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -
         .map_err(err)
 }
 
+/// Asks each sentinel in turn for the master's address and checks that it is one.
+async fn find_master(
+    sentinels: &[String],
+    master_name: &str,
+    password: Option<&str>,
+    sentinel_password: Option<&str>,
+) -> StoreResult<(String, redis::Client)> {
+    let mut last = String::from("no sentinel configured");
+    for s in sentinels {
+        let attempt = async {
+            let mut info = format!("redis://{s}").into_connection_info().map_err(err)?;
+            info.redis.password = sentinel_password.map(str::to_owned);
+            let mut con = timed(
+                redis::Client::open(info)
+                    .map_err(err)?
+                    .get_multiplexed_async_connection(),
+            )
+            .await?;
+            let addr: Option<(String, u16)> = timed(
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(master_name)
+                    .query_async(&mut con),
+            )
+            .await?;
+            let (host, port) =
+                addr.ok_or_else(|| err(format!("sentinel {s} does not know {master_name:?}")))?;
+            let address = format!("{host}:{port}");
+            let mut info = format!("redis://{address}")
+                .into_connection_info()
+                .map_err(err)?;
+            info.redis.password = password.map(str::to_owned);
+            let client = redis::Client::open(info).map_err(err)?;
+            let mut con = timed(client.get_multiplexed_async_connection()).await?;
+            let role: Vec<redis::Value> = timed(redis::cmd("ROLE").query_async(&mut con)).await?;
+            match role.first() {
+                Some(redis::Value::BulkString(r)) if r.as_slice() == b"master" => {
+                    Ok((address, client))
+                }
+                _ => Err(err(format!(
+                    "{address} (from sentinel {s}) is not a master yet"
+                ))),
+            }
+        };
+        match attempt.await {
+            Ok(found) => return Ok(found),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(err(format!(
+        "no master {master_name:?} found through the sentinels: {last}"
+    )))
+}
+
 impl RedisStore {
-    pub async fn connect(url: &str, namespace: &str) -> StoreResult<RedisStore> {
-        let client = redis::Client::open(url).map_err(err)?;
+    pub async fn connect(
+        target: RedisTarget,
+        namespace: &str,
+        replica_acks: u32,
+    ) -> StoreResult<RedisStore> {
+        let (address, client) = match &target {
+            RedisTarget::Url(url) => (
+                String::new(),
+                redis::Client::open(url.as_str()).map_err(err)?,
+            ),
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+                password,
+                sentinel_password,
+            } => {
+                find_master(
+                    sentinels,
+                    master_name,
+                    password.as_deref(),
+                    sentinel_password.as_deref(),
+                )
+                .await?
+            }
+        };
         let con = timed(ConnectionManager::new(client)).await?;
         Ok(RedisStore {
-            con,
+            con: RwLock::new(con),
+            target,
+            replica_acks,
+            master: tokio::sync::Mutex::new((address, Instant::now())),
             prefix: format!("{{{namespace}}}"),
             cas: Script::new(CAS),
             append: Script::new(APPEND),
             head: Script::new(HEAD),
             lease: Script::new(LEASE),
         })
+    }
+
+    /// Connects and follows the master found through Sentinel, once a second at most.
+    pub fn follows_sentinel(&self) -> bool {
+        matches!(self.target, RedisTarget::Sentinel { .. })
+    }
+
+    fn con(&self) -> ConnectionManager {
+        match self.con.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Asks the sentinels where the master is; reconnects if it moved. `force` skips
+    /// the once-a-second limit (after a failed call).
+    pub async fn refresh_master(&self, force: bool) -> StoreResult<()> {
+        let RedisTarget::Sentinel {
+            sentinels,
+            master_name,
+            password,
+            sentinel_password,
+        } = &self.target
+        else {
+            return Ok(());
+        };
+        let mut current = self.master.lock().await;
+        if !force && current.1.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        if force && current.1.elapsed() < Duration::from_millis(100) {
+            return Ok(()); // a burst of failures asks once
+        }
+        current.1 = Instant::now();
+        let (address, client) = find_master(
+            sentinels,
+            master_name,
+            password.as_deref(),
+            sentinel_password.as_deref(),
+        )
+        .await?;
+        if address != current.0 {
+            let con = timed(ConnectionManager::new(client)).await?;
+            match self.con.write() {
+                Ok(mut c) => *c = con,
+                Err(poisoned) => *poisoned.into_inner() = con,
+            }
+            tracing::warn!(master = %address, previous = %current.0, "redis master moved; following it");
+            current.0 = address;
+        }
+        Ok(())
+    }
+
+    /// Runs one call; a failure makes the store look for the master again.
+    async fn run<T, F>(&self, f: impl FnOnce(ConnectionManager) -> F) -> StoreResult<T>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let result = timed(f(self.con())).await;
+        if result.is_err() && self.follows_sentinel() {
+            if let Err(e) = self.refresh_master(true).await {
+                tracing::warn!(error = %e, "redis master lookup failed");
+            }
+        }
+        result
+    }
+
+    /// After a write: wait until `replica_acks` replicas hold it.
+    async fn replicated(&self) -> StoreResult<()> {
+        if self.replica_acks == 0 {
+            return Ok(());
+        }
+        let acks: u32 = self
+            .run(|mut con| async move {
+                redis::cmd("WAIT")
+                    .arg(self.replica_acks)
+                    .arg(1_000)
+                    .query_async(&mut con)
+                    .await
+            })
+            .await?;
+        if acks < self.replica_acks {
+            return Err(err(format!(
+                "write reached {acks} of {} replicas within 1 s",
+                self.replica_acks
+            )));
+        }
+        Ok(())
     }
 
     fn table_key(&self, t: Table) -> String {
@@ -94,13 +304,14 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, table: Table, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let mut con = self.con.clone();
-        timed(
+        let k = self.table_key(table);
+        self.run(|mut con| async move {
             redis::cmd("HGET")
-                .arg(self.table_key(table))
+                .arg(k)
                 .arg(key)
-                .query_async(&mut con),
-        )
+                .query_async(&mut con)
+                .await
+        })
         .await
     }
 
@@ -111,50 +322,58 @@ impl Store for RedisStore {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> StoreResult<bool> {
-        let mut con = self.con.clone();
         let mut inv = self.cas.key(self.table_key(table));
         inv.arg(key)
             .arg(if expected.is_some() { "1" } else { "0" })
             .arg(expected.unwrap_or_default())
             .arg(if new.is_some() { "1" } else { "0" })
             .arg(new.unwrap_or_default());
-        let n: i64 = timed(inv.invoke_async(&mut con)).await?;
+        let n: i64 = self
+            .run(|mut con| async move { inv.invoke_async(&mut con).await })
+            .await?;
+        if n == 1 {
+            self.replicated().await?;
+        }
         Ok(n == 1)
     }
 
     async fn put(&self, table: Table, key: &str, value: &[u8]) -> StoreResult<()> {
-        let mut con = self.con.clone();
-        let _: i64 = timed(
-            redis::cmd("HSET")
-                .arg(self.table_key(table))
-                .arg(key)
-                .arg(value)
-                .query_async(&mut con),
-        )
-        .await?;
-        Ok(())
+        let k = self.table_key(table);
+        let _: i64 = self
+            .run(|mut con| async move {
+                redis::cmd("HSET")
+                    .arg(k)
+                    .arg(key)
+                    .arg(value)
+                    .query_async(&mut con)
+                    .await
+            })
+            .await?;
+        self.replicated().await
     }
 
     async fn delete(&self, table: Table, key: &str) -> StoreResult<bool> {
-        let mut con = self.con.clone();
-        let n: i64 = timed(
-            redis::cmd("HDEL")
-                .arg(self.table_key(table))
-                .arg(key)
-                .query_async(&mut con),
-        )
-        .await?;
+        let k = self.table_key(table);
+        let n: i64 = self
+            .run(|mut con| async move {
+                redis::cmd("HDEL")
+                    .arg(k)
+                    .arg(key)
+                    .query_async(&mut con)
+                    .await
+            })
+            .await?;
+        if n > 0 {
+            self.replicated().await?;
+        }
         Ok(n > 0)
     }
 
     async fn list(&self, table: Table) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        let mut con = self.con.clone();
-        let mut all: Vec<(String, Vec<u8>)> = timed(
-            redis::cmd("HGETALL")
-                .arg(self.table_key(table))
-                .query_async(&mut con),
-        )
-        .await?;
+        let k = self.table_key(table);
+        let mut all: Vec<(String, Vec<u8>)> = self
+            .run(|mut con| async move { redis::cmd("HGETALL").arg(k).query_async(&mut con).await })
+            .await?;
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
     }
@@ -166,21 +385,31 @@ impl Store for RedisStore {
         entry: &[u8],
         head: &[u8],
     ) -> StoreResult<bool> {
-        let mut con = self.con.clone();
         let mut inv = self.append.key(self.log_key(log));
         inv.key(self.head_key(log))
             .arg(expected_len)
             .arg(entry)
             .arg(head);
-        let n: i64 = timed(inv.invoke_async(&mut con)).await?;
+        let n: i64 = self
+            .run(|mut con| async move { inv.invoke_async(&mut con).await })
+            .await?;
+        if n == 1 {
+            self.replicated().await?;
+        }
         Ok(n == 1)
     }
 
     async fn log_head(&self, log: Log) -> StoreResult<(u64, Option<Vec<u8>>)> {
-        let mut con = self.con.clone();
+        // Replicas poll the change log all the time: a cheap place to notice, within a
+        // second, that Sentinel moved the master.
+        if let Err(e) = self.refresh_master(false).await {
+            tracing::warn!(error = %e, "redis master lookup failed");
+        }
         let mut inv = self.head.key(self.log_key(log));
         inv.key(self.head_key(log));
-        let (len, head): (u64, Option<Vec<u8>>) = timed(inv.invoke_async(&mut con)).await?;
+        let (len, head): (u64, Option<Vec<u8>>) = self
+            .run(|mut con| async move { inv.invoke_async(&mut con).await })
+            .await?;
         Ok((len, head))
     }
 
@@ -188,29 +417,37 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut con = self.con.clone();
         let end = from.saturating_add(limit - 1);
-        timed(
+        let k = self.log_key(log);
+        self.run(|mut con| async move {
             redis::cmd("LRANGE")
-                .arg(self.log_key(log))
+                .arg(k)
                 .arg(from)
                 .arg(end)
-                .query_async(&mut con),
-        )
+                .query_async(&mut con)
+                .await
+        })
         .await
     }
 
     async fn lease(&self, name: &str, holder: &str, ttl_ms: u64) -> StoreResult<bool> {
-        let mut con = self.con.clone();
         let mut inv = self.lease.key(format!("{}:lease:{name}", self.prefix));
         inv.arg(holder).arg(ttl_ms.max(1));
-        let n: i64 = timed(inv.invoke_async(&mut con)).await?;
+        let n: i64 = self
+            .run(|mut con| async move { inv.invoke_async(&mut con).await })
+            .await?;
+        if n == 1 {
+            self.replicated().await?;
+        }
         Ok(n == 1)
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        let mut con = self.con.clone();
-        let _: String = timed(redis::cmd("PING").query_async(&mut con)).await?;
+        // Also the once-a-second check that the master has not moved under us.
+        self.refresh_master(false).await?;
+        let _: String = self
+            .run(|mut con| async move { redis::cmd("PING").query_async(&mut con).await })
+            .await?;
         Ok(())
     }
 
