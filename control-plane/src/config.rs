@@ -257,6 +257,17 @@ impl Settings {
         };
         let listen = env("MESHAUTH_LISTEN").unwrap_or(file.listen);
         let sentinels = env("MESHAUTH_REDIS_SENTINELS").filter(|s| !s.is_empty());
+        // Where Redis is may come from the environment (the chart's Secrets); the file's
+        // other Redis settings still apply.
+        let (file_namespace, file_acks) = match &file.store {
+            StoreConfig::Redis {
+                namespace,
+                replica_acks,
+                ..
+            } => (namespace.clone(), *replica_acks),
+            StoreConfig::Embedded { .. } => (default_namespace(), None),
+        };
+        let namespace = env("MESHAUTH_REDIS_NAMESPACE").unwrap_or(file_namespace);
         let store = match (env("MESHAUTH_REDIS_URL"), env("MESHAUTH_DATA_FILE")) {
             _ if sentinels.is_some() => StoreConfig::Redis {
                 url: None,
@@ -267,15 +278,15 @@ impl Settings {
                     .filter(|s| !s.is_empty())
                     .collect(),
                 master_name: env("MESHAUTH_REDIS_MASTER_NAME"),
-                namespace: env("MESHAUTH_REDIS_NAMESPACE").unwrap_or_else(default_namespace),
-                replica_acks: None,
+                namespace,
+                replica_acks: file_acks,
             },
             (Some(url), _) => StoreConfig::Redis {
                 url: Some(url),
                 sentinels: Vec::new(),
                 master_name: None,
-                namespace: env("MESHAUTH_REDIS_NAMESPACE").unwrap_or_else(default_namespace),
-                replica_acks: None,
+                namespace,
+                replica_acks: file_acks,
             },
             (None, Some(path)) => StoreConfig::Embedded {
                 path: PathBuf::from(path),
@@ -446,5 +457,68 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("access_ttl"), "{err}");
+    }
+
+    #[test]
+    fn redis_targets_from_file_and_env() {
+        use crate::store::redis::RedisTarget;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let key = "ab".repeat(32);
+        let load = |toml: &str, extra: &[(&str, &str)]| {
+            std::fs::write(&f, toml).unwrap();
+            let mut pairs = vec![("MESHAUTH_MASTER_KEY", key.as_str())];
+            pairs.extend_from_slice(extra);
+            let env = env_with(&pairs);
+            #[allow(clippy::let_and_return)] // the borrow of `pairs` must end first
+            let loaded = Settings::load(Some(&f), &env).map(|s| s.redis);
+            loaded
+        };
+        let r = load("[store]\nkind = \"redis\"\nurl = \"redis://h:1\"\n", &[]).unwrap();
+        assert!(matches!(r, Some((RedisTarget::Url(ref u), 0)) if u == "redis://h:1"));
+        // The chart: settings in the file, where and the passwords from the environment.
+        let r = load(
+            "[store]\nkind = \"redis\"\nnamespace = \"ns\"\nreplica_acks = 2\n",
+            &[
+                ("MESHAUTH_REDIS_SENTINELS", "s1:26379, s2:26379"),
+                ("MESHAUTH_REDIS_MASTER_NAME", "mymaster"),
+                ("MESHAUTH_REDIS_PASSWORD", "pw"),
+            ],
+        )
+        .unwrap();
+        let Some((
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+                password,
+                sentinel_password,
+            },
+            2,
+        )) = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(sentinels, vec!["s1:26379", "s2:26379"]);
+        assert_eq!(master_name, "mymaster");
+        assert_eq!(password.as_deref(), Some("pw"));
+        assert_eq!(sentinel_password, None);
+        // Sentinel defaults to one replica ack; passwords never show in Debug.
+        let r = load(
+            "[store]\nkind = \"redis\"\nsentinels = [\"a:1\"]\nmaster_name = \"m\"\n",
+            &[("MESHAUTH_REDIS_PASSWORD", "secret-pw")],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.1, 1);
+        assert!(!format!("{:?}", r.0).contains("secret-pw"));
+        for (toml, why) in [
+            ("[store]\nkind = \"redis\"\n", "needs either url"),
+            ("[store]\nkind = \"redis\"\nurl = \"redis://h\"\nsentinels = [\"a:1\"]\nmaster_name = \"m\"\n", "needs either url"),
+            ("[store]\nkind = \"redis\"\nsentinels = [\"a\"]\nmaster_name = \"m\"\n", "not host:port"),
+            ("[store]\nkind = \"redis\"\nsentinels = [\"a:1\"]\n", "needs either url"),
+        ] {
+            let err = load(toml, &[]).err().unwrap().to_string();
+            assert!(err.contains(why), "{toml}: {err}");
+        }
     }
 }

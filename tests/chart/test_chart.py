@@ -36,6 +36,16 @@ VALUE_SETS = {
         "replicas=3",
         "autoscaling.enabled=true",
     ],
+    "sentinel": [
+        f"filter.sha256={SHA}",
+        "store.kind=redis",
+        "store.redis.sentinels={redis-sentinel-0.data:26379,redis-sentinel-1.data:26379,redis-sentinel-2.data:26379}",
+        "store.redis.masterName=meshauth",
+        "store.redis.replicaAcks=2",
+        "store.redis.passwordSecret.name=redis-auth",
+        "store.redis.sentinelPasswordSecret.name=sentinel-auth",
+        "replicas=3",
+    ],
     "istio": [
         f"filter.sha256={SHA}",
         "filter.selector.app=api",
@@ -188,6 +198,28 @@ def test_redis_store_takes_its_password_from_a_secret():
     assert pdb["spec"]["minAvailable"] == 1
 
 
+def test_redis_sentinel_settings():
+    docs = template(VALUE_SETS["sentinel"])
+    (dep,) = by_kind(docs, "Deployment")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MESHAUTH_REDIS_SENTINELS"]["value"] == (
+        "redis-sentinel-0.data:26379,redis-sentinel-1.data:26379,redis-sentinel-2.data:26379"
+    )
+    assert env["MESHAUTH_REDIS_MASTER_NAME"]["value"] == "meshauth"
+    assert env["MESHAUTH_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-auth", "key": "password"}
+    assert env["MESHAUTH_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "sentinel-auth"
+    assert "MESHAUTH_REDIS_URL" not in env
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if "meshauth.toml" in d["data"]]
+    toml = cm["data"]["meshauth.toml"]
+    assert 'kind = "redis"' in toml and "replica_acks = 2" in toml and 'namespace = "meshauth"' in toml
+    # Passwords never reach the ConfigMap; url and sentinels together are refused.
+    assert "redis-auth" not in toml
+    err = template(VALUE_SETS["sentinel"] + ["store.redis.url=redis://r:6379"], ok=False)
+    assert "not both" in err
+    err = template([f"filter.sha256={SHA}", "store.kind=redis"], ok=False)
+    assert "needs store.redis.url or store.redis.sentinels" in err
+
+
 def test_secrets_stay_out_of_configmaps():
     docs = template(VALUE_SETS["defaults"])
     (secret,) = by_kind(docs, "Secret")
@@ -229,6 +261,8 @@ def test_plain_envoy_snippet():
         ("tokens.accessTtl=ten", "/tokens/accessTtl"),
         ("bogus=1", "bogus"),
         ("store.redis.url=redis://user:pw@host:6379", "/store/redis/url"),
+        ("store.redis.sentinels={sentinel-0}", "/store/redis/sentinels"),
+        ("store.redis.replicaAcks=-1", "/store/redis/replicaAcks"),
         ("filter.distributionKey=short", "/filter/distributionKey"),
     ],
 )

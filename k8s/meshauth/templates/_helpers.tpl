@@ -49,8 +49,11 @@ app.kubernetes.io/component: control-plane
 {{- if and (eq .Values.store.kind "embedded") .Values.autoscaling.enabled -}}
 {{- fail "autoscaling needs store.kind=redis (the embedded store allows one replica)" -}}
 {{- end -}}
-{{- if and (eq .Values.store.kind "redis") (not .Values.store.redis.url) -}}
-{{- fail "store.kind=redis needs store.redis.url" -}}
+{{- if and (eq .Values.store.kind "redis") (not .Values.store.redis.url) (not .Values.store.redis.sentinels) -}}
+{{- fail "store.kind=redis needs store.redis.url or store.redis.sentinels" -}}
+{{- end -}}
+{{- if and .Values.store.redis.url .Values.store.redis.sentinels -}}
+{{- fail "set store.redis.url or store.redis.sentinels, not both" -}}
 {{- end -}}
 {{- if and (eq .Values.filter.mode "istio") (not .Values.filter.sha256) -}}
 {{- fail "filter.mode=istio needs filter.sha256 (the sha256 of the filter .wasm; see the chart README)" -}}
