@@ -157,6 +157,10 @@ pub struct KeyConfig {
     /// How often each replica checks the schedule and reloads the keyring.
     #[serde(default = "d_tick", with = "humantime_serde_compat")]
     pub check_interval: Duration,
+    /// How long past its pre-publication a new key waits for connected filters to
+    /// apply it before it signs anyway (`meshauth_key_activations_forced_total`).
+    #[serde(default = "d_activation_wait", with = "humantime_serde_compat")]
+    pub max_activation_wait: Duration,
 }
 
 impl Default for KeyConfig {
@@ -166,6 +170,7 @@ impl Default for KeyConfig {
             jwks_max_age: d_jwks_max_age(),
             clock_skew: d_skew(),
             check_interval: d_tick(),
+            max_activation_wait: d_activation_wait(),
         }
     }
 }
@@ -199,6 +204,9 @@ fn d_jwks_max_age() -> Duration {
 }
 fn d_skew() -> Duration {
     Duration::from_secs(30)
+}
+fn d_activation_wait() -> Duration {
+    Duration::from_secs(300)
 }
 fn d_tick() -> Duration {
     Duration::from_secs(5)

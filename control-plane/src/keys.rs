@@ -35,6 +35,10 @@ pub struct KeyRecord {
     pub retired_at: Option<i64>,
     #[serde(default)]
     pub revoked: bool,
+    /// The sync version from which filters' snapshots carry this key (set for `next`
+    /// keys by the first schedule step after publication).
+    #[serde(default)]
+    pub published_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +49,28 @@ pub struct Keyring {
     pub rotation_requested: bool,
     #[serde(default)]
     pub rotations: u64,
+}
+
+/// What the connected filters hold, for gating activation (DESIGN §6): a `next` key
+/// signs only once every connected filter has applied a snapshot that carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterGate {
+    /// The change-log length now: the version the latest snapshot has.
+    pub head: u64,
+    /// The lowest version a connected filter has applied; `None`: no filter connected.
+    pub min_applied: Option<u64>,
+    /// How long past its pre-publication a `next` key waits for laggards before it
+    /// signs anyway (counted and alerted on).
+    pub max_wait: i64,
+}
+
+impl FilterGate {
+    /// No filters to wait for.
+    pub const OPEN: FilterGate = FilterGate {
+        head: 0,
+        min_applied: None,
+        max_wait: 0,
+    };
 }
 
 /// Timing of the lifecycle, derived from the token TTLs, clock skew and JWKS max-age.
@@ -66,6 +92,9 @@ pub enum KeyEvent {
     Deactivated(String),
     Retired(String),
     Revoked(String),
+    /// A key started signing although a connected filter had not acknowledged it
+    /// within the cap.
+    ActivatedPastLaggingFilters(String),
 }
 
 impl Keyring {
@@ -124,6 +153,7 @@ impl Keyring {
         &mut self,
         now: i64,
         policy: &LifecyclePolicy,
+        gate: &FilterGate,
         new_key: &mut dyn FnMut(i64) -> KeyRecord,
     ) -> Vec<KeyEvent> {
         let mut events = Vec::new();
@@ -160,14 +190,35 @@ impl Keyring {
             events.push(KeyEvent::Published(k.kid.clone()));
             self.keys.push(k);
         }
-        let next_ready = self
-            .next()
-            .is_some_and(|n| now - n.created_at >= policy.prepublish);
+        // The version that carries `next` is the change-log head seen after its
+        // publication was logged, i.e. at a later step than the one that published it.
+        if let Some(n) = self.mut_state(KeyState::Next) {
+            if n.published_version.is_none()
+                && !events
+                    .iter()
+                    .any(|e| *e == KeyEvent::Published(n.kid.clone()))
+            {
+                n.published_version = Some(gate.head);
+            }
+        }
+        let (next_ready, forced) = match self.next() {
+            Some(n) if now - n.created_at >= policy.prepublish => {
+                let acked = n
+                    .published_version
+                    .is_some_and(|v| gate.min_applied.is_none_or(|m| m >= v));
+                let cap_over = now - n.created_at >= policy.prepublish + gate.max_wait;
+                (acked || cap_over, !acked)
+            }
+            _ => (false, false),
+        };
         let due = current_age >= policy.rotation_interval
             || self.rotation_requested
             || self.current().is_none();
         if next_ready && due {
-            self.promote_next(now, &mut events);
+            let kid = self.next().map(|n| n.kid.clone()).unwrap_or_default();
+            if self.promote_next(now, &mut events) && forced {
+                events.push(KeyEvent::ActivatedPastLaggingFilters(kid));
+            }
         }
         // Retired records are kept for the audit trail only a while.
         self.keys.retain(|k| {
@@ -228,9 +279,12 @@ mod tests {
                 deactivated_at: None,
                 retired_at: None,
                 revoked: false,
+                published_version: None,
             }
         }
     }
+
+    const OPEN: FilterGate = FilterGate::OPEN;
 
     fn states(r: &Keyring) -> Vec<(String, KeyState)> {
         r.keys.iter().map(|k| (k.kid.clone(), k.state)).collect()
@@ -240,15 +294,15 @@ mod tests {
     fn scheduled_rotation_prepublishes_then_retains() {
         let mut f = factory();
         let mut r = Keyring::default();
-        r.tick(0, &POLICY, &mut f);
+        r.tick(0, &POLICY, &OPEN, &mut f);
         assert_eq!(states(&r), vec![("k1".into(), KeyState::Current)]);
-        r.tick(899, &POLICY, &mut f);
+        r.tick(899, &POLICY, &OPEN, &mut f);
         assert!(r.next().is_none());
         // Published one pre-publication window before it is due.
-        r.tick(900, &POLICY, &mut f);
+        r.tick(900, &POLICY, &OPEN, &mut f);
         assert_eq!(r.next().map(|k| k.kid.as_str()), Some("k2"));
         assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k1"));
-        r.tick(1000, &POLICY, &mut f);
+        r.tick(1000, &POLICY, &OPEN, &mut f);
         assert_eq!(
             states(&r),
             vec![
@@ -257,9 +311,9 @@ mod tests {
             ]
         );
         // The previous key verifies until every token it signed has expired.
-        r.tick(1299, &POLICY, &mut f);
+        r.tick(1299, &POLICY, &OPEN, &mut f);
         assert_eq!(r.get("k1").map(|k| k.state), Some(KeyState::Previous));
-        r.tick(1300, &POLICY, &mut f);
+        r.tick(1300, &POLICY, &OPEN, &mut f);
         assert_eq!(r.get("k1").map(|k| k.state), Some(KeyState::Retired));
         assert_eq!(
             r.jwks().keys.len(),
@@ -272,17 +326,17 @@ mod tests {
     fn a_key_never_signs_before_its_prepublication() {
         let mut f = factory();
         let mut r = Keyring::default();
-        r.tick(0, &POLICY, &mut f);
+        r.tick(0, &POLICY, &OPEN, &mut f);
         r.rotation_requested = true;
-        r.tick(10, &POLICY, &mut f);
+        r.tick(10, &POLICY, &OPEN, &mut f);
         assert_eq!(
             r.current().map(|k| k.kid.as_str()),
             Some("k1"),
             "k2 just published"
         );
-        r.tick(109, &POLICY, &mut f);
+        r.tick(109, &POLICY, &OPEN, &mut f);
         assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k1"));
-        r.tick(110, &POLICY, &mut f);
+        r.tick(110, &POLICY, &OPEN, &mut f);
         assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k2"));
         assert!(!r.rotation_requested);
     }
@@ -291,12 +345,65 @@ mod tests {
     fn revoking_the_current_key_replaces_it_at_once() {
         let mut f = factory();
         let mut r = Keyring::default();
-        r.tick(0, &POLICY, &mut f);
+        r.tick(0, &POLICY, &OPEN, &mut f);
         let events = r.revoke("k1", 5, &mut f).unwrap();
         assert!(events.contains(&KeyEvent::Revoked("k1".into())));
         assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k2"));
         assert!(r.published().all(|k| k.kid != "k1"));
         assert!(r.revoke("k1", 6, &mut f).is_none(), "already gone");
         assert!(r.revoke("nope", 6, &mut f).is_none());
+    }
+
+    #[test]
+    fn activation_waits_for_connected_filters_up_to_a_cap() {
+        let mut f = factory();
+        let mut r = Keyring::default();
+        r.tick(0, &POLICY, &OPEN, &mut f);
+        r.rotation_requested = true;
+        // Published at version 7's step; noted at the next step with the head then (8).
+        let gate = |min: Option<u64>| FilterGate {
+            head: 8,
+            min_applied: min,
+            max_wait: 50,
+        };
+        let events = r.tick(10, &POLICY, &gate(Some(7)), &mut f);
+        assert_eq!(events, vec![KeyEvent::Published("k2".into())]);
+        assert_eq!(r.next().and_then(|n| n.published_version), None);
+        r.tick(11, &POLICY, &gate(Some(7)), &mut f);
+        assert_eq!(r.next().and_then(|n| n.published_version), Some(8));
+        // Pre-publication over, but a filter still holds version 7: wait.
+        assert!(r.tick(110, &POLICY, &gate(Some(7)), &mut f).is_empty());
+        assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k1"));
+        // Every connected filter has 8: it signs.
+        let events = r.tick(111, &POLICY, &gate(Some(8)), &mut f);
+        assert!(
+            events.contains(&KeyEvent::Activated("k2".into())),
+            "{events:?}"
+        );
+        assert!(!events
+            .iter()
+            .any(|e| matches!(e, KeyEvent::ActivatedPastLaggingFilters(_))));
+
+        // A filter that never catches up delays activation by the cap, then it is forced.
+        r.rotation_requested = true;
+        r.tick(200, &POLICY, &gate(Some(3)), &mut f);
+        r.tick(201, &POLICY, &gate(Some(3)), &mut f);
+        assert!(r.tick(349, &POLICY, &gate(Some(3)), &mut f).is_empty());
+        let events = r.tick(350, &POLICY, &gate(Some(3)), &mut f);
+        assert!(
+            events.contains(&KeyEvent::Activated("k3".into())),
+            "{events:?}"
+        );
+        assert!(events.contains(&KeyEvent::ActivatedPastLaggingFilters("k3".into())));
+
+        // No filter connected: nothing to wait for.
+        r.rotation_requested = true;
+        r.tick(400, &POLICY, &gate(None), &mut f);
+        r.tick(401, &POLICY, &gate(None), &mut f);
+        let events = r.tick(500, &POLICY, &gate(None), &mut f);
+        assert!(
+            events.contains(&KeyEvent::Activated("k4".into())),
+            "{events:?}"
+        );
     }
 }

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub errors: Family<CodeLabel, Counter>,
     pub rotations: Counter,
     pub schedule_failures: Counter,
+    pub forced_activations: Counter,
     pub filters_connected: Gauge,
     pub filter_max_lag: Gauge,
     pub key_age: Family<StateLabel, Gauge>,
@@ -57,6 +58,7 @@ impl Metrics {
         let errors = Family::<CodeLabel, Counter>::default();
         let rotations = Counter::default();
         let schedule_failures = Counter::default();
+        let forced_activations = Counter::default();
         let filters_connected = Gauge::default();
         let filter_max_lag = Gauge::default();
         let key_age = Family::<StateLabel, Gauge>::default();
@@ -79,7 +81,7 @@ impl Metrics {
         );
         registry.register(
             "meshauth_sync_filters_connected",
-            "Filters that polled in the last minute",
+            "Filters that polled in the last 90 s (on any replica)",
             filters_connected.clone(),
         );
         registry.register(
@@ -91,6 +93,11 @@ impl Metrics {
             "meshauth_key_schedule_failures",
             "Key schedule steps that failed",
             schedule_failures.clone(),
+        );
+        registry.register(
+            "meshauth_key_activations_forced",
+            "Keys that started signing before every connected filter had applied them (the cap ran out)",
+            forced_activations.clone(),
         );
         registry.register(
             "meshauth_key_age_seconds",
@@ -108,6 +115,7 @@ impl Metrics {
             errors,
             rotations,
             schedule_failures,
+            forced_activations,
             filters_connected,
             filter_max_lag,
             key_age,

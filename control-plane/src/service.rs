@@ -222,6 +222,7 @@ impl App {
             deactivated_at: None,
             retired_at: None,
             revoked: false,
+            published_version: None,
         }
     }
 
@@ -274,19 +275,23 @@ impl App {
                 self.install_keyring(ring, raw);
                 return Ok(None);
             };
-            if events.is_empty() {
+            let new_raw =
+                serde_json::to_vec(&ring).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if events.is_empty() && raw.as_deref() == Some(new_raw.as_slice()) {
                 self.install_keyring(ring, raw);
                 return Ok(Some(events));
             }
-            let new_raw =
-                serde_json::to_vec(&ring).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            // Bookkeeping without events (a flag, a noted version) is stored, but neither
+            // logged as a change for filters nor audited.
             if self
                 .store
                 .compare_and_swap(Table::Meta, KEYRING, raw.as_deref(), Some(&new_raw))
                 .await?
             {
                 self.install_keyring(ring, Some(new_raw));
-                self.sync.changed(self.store.as_ref(), "keys", now).await?;
+                if !events.is_empty() {
+                    self.sync.changed(self.store.as_ref(), "keys", now).await?;
+                }
                 for e in &events {
                     let (action, kid) = match e {
                         KeyEvent::Published(k) => ("key.published", k),
@@ -294,9 +299,16 @@ impl App {
                         KeyEvent::Deactivated(k) => ("key.deactivated", k),
                         KeyEvent::Retired(k) => ("key.retired", k),
                         KeyEvent::Revoked(k) => ("key.revoked", k),
+                        KeyEvent::ActivatedPastLaggingFilters(k) => {
+                            ("key.activated_past_lagging_filters", k)
+                        }
                     };
                     if matches!(e, KeyEvent::Activated(_)) {
                         self.metrics.rotations.inc();
+                    }
+                    if matches!(e, KeyEvent::ActivatedPastLaggingFilters(_)) {
+                        self.metrics.forced_activations.inc();
+                        tracing::warn!(kid = %kid, "key activated although a connected filter has not applied it");
                     }
                     self.audit
                         .record(actor, action, kid, json!({}), now)
@@ -318,13 +330,32 @@ impl App {
             return Ok(());
         }
         let policy = self.settings.lifecycle();
+        let gate = self.filter_gate().await?;
         self.update_keyring("scheduler", |ring, now| {
-            let events = ring.tick(now, &policy, &mut |t| self.new_key_record(t));
+            let events = ring.tick(now, &policy, &gate, &mut |t| self.new_key_record(t));
             Some(events)
         })
         .await?;
         self.prune_revocations(now(), policy.retention).await?;
         Ok(())
+    }
+
+    /// What the connected filters (on any replica) have applied, for the key schedule.
+    async fn filter_gate(&self) -> Result<crate::keys::FilterGate, ServiceError> {
+        let (head, _) = self.store.log_head(crate::store::Log::Changes).await?;
+        let min_applied = self
+            .sync
+            .connected_filters(self.store.as_ref(), now())
+            .await?
+            .iter()
+            .map(|f| f.applied_version)
+            .min();
+        Ok(crate::keys::FilterGate {
+            head,
+            min_applied,
+            max_wait: i64::try_from(self.settings.keys.max_activation_wait.as_secs())
+                .unwrap_or(i64::MAX / 4),
+        })
     }
 
     /// Revocations that can no longer match a valid token leave the store: a `jti` once its
@@ -359,16 +390,10 @@ impl App {
     /// as it has been published for one JWKS max-age (at once if it already has).
     pub async fn rotate_keys(&self, actor: &str) -> Result<Keyring, ServiceError> {
         let policy = self.settings.lifecycle();
+        let gate = self.filter_gate().await?;
         self.update_keyring(actor, |ring, now| {
             ring.rotation_requested = true;
-            let mut events = ring.tick(now, &policy, &mut |t| self.new_key_record(t));
-            if events.is_empty() {
-                // Only the request flag changed; still persist it.
-                events.push(KeyEvent::Published(
-                    ring.next().map(|k| k.kid.clone()).unwrap_or_default(),
-                ));
-            }
-            Some(events)
+            Some(ring.tick(now, &policy, &gate, &mut |t| self.new_key_record(t)))
         })
         .await?;
         self.reload_keys().await

@@ -32,8 +32,13 @@ struct StoredDistributionKey {
     sealed_private: String,
 }
 
+/// A filter polls again at once after each answer and long polls last 60 s at most, so
+/// one not heard from for this long is gone (or cut off).
+pub const CONNECTED_SECONDS: i64 = 90;
+const FORGET_SECONDS: i64 = 600;
+
 /// A filter as the control plane last saw it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilterStatus {
     pub id: String,
     pub applied_version: u64,
@@ -163,27 +168,69 @@ impl SyncHub {
         }
     }
 
-    pub fn saw_filter(&self, id: &str, applied: u64, now: i64) {
-        if id.is_empty() || id.len() > 128 {
-            return;
+    /// Records a filter's poll. Filters may poll any replica, so the registry lives in
+    /// the store; a filter is written when its version changes or every 10 s at most.
+    pub async fn saw_filter(
+        &self,
+        store: &dyn Store,
+        id: &str,
+        applied: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Ok(());
         }
-        let mut f = lock(&self.filters);
-        // Bounded: forget filters not seen for ten minutes once the map grows.
-        if f.len() > 10_000 {
-            f.retain(|_, s| now - s.last_seen < 600);
+        let status = FilterStatus {
+            id: id.to_string(),
+            applied_version: applied,
+            last_seen: now,
+        };
+        {
+            let mut f = lock(&self.filters);
+            if f.len() > 10_000 {
+                f.retain(|_, s| now - s.last_seen < FORGET_SECONDS);
+            }
+            let fresh = f
+                .get(id)
+                .is_some_and(|p| p.applied_version == applied && now - p.last_seen < 10);
+            if fresh {
+                return Ok(());
+            }
+            f.insert(id.to_string(), status.clone());
         }
-        f.insert(
-            id.to_string(),
-            FilterStatus {
-                id: id.to_string(),
-                applied_version: applied,
-                last_seen: now,
-            },
-        );
+        let bytes = serde_json::to_vec(&status).unwrap_or_default();
+        store.put(Table::Filters, id, &bytes).await
     }
 
-    pub fn filters(&self) -> Vec<FilterStatus> {
-        lock(&self.filters).values().cloned().collect()
+    /// Every filter seen in the last ten minutes, on any replica; older ones are dropped.
+    pub async fn filters(
+        &self,
+        store: &dyn Store,
+        now: i64,
+    ) -> Result<Vec<FilterStatus>, StoreError> {
+        let mut out = Vec::new();
+        for (id, raw) in store.list(Table::Filters).await? {
+            match serde_json::from_slice::<FilterStatus>(&raw) {
+                Ok(f) if now - f.last_seen < FORGET_SECONDS => out.push(f),
+                _ => {
+                    store
+                        .compare_and_swap(Table::Filters, &id, Some(&raw), None)
+                        .await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Filters that polled recently enough to count as connected.
+    pub async fn connected_filters(
+        &self,
+        store: &dyn Store,
+        now: i64,
+    ) -> Result<Vec<FilterStatus>, StoreError> {
+        let mut all = self.filters(store, now).await?;
+        all.retain(|f| now - f.last_seen < CONNECTED_SECONDS);
+        Ok(all)
     }
 
     /// The signed snapshot for `version`, built once per version.

@@ -188,3 +188,107 @@ fn expired_revocations_leave_the_store() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The key schedule waits for connected filters: a `next` key signs only once every
+/// filter that polled recently has applied a snapshot carrying it, or once the cap
+/// runs out (then it is audited and counted).
+#[test]
+fn key_activation_waits_for_filters_up_to_a_cap() {
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[keys]\njwks_max_age = \"1s\"\nclock_skew = \"1s\"\ncheck_interval = \"200ms\"\nmax_activation_wait = \"3s\"\n",
+    );
+    let kid_of = |token: &str| -> String {
+        let h = token.trim().split('.').next().unwrap();
+        let h: Value = serde_json::from_slice(&meshauth_wire::b64::decode(h).unwrap()).unwrap();
+        h["kid"].as_str().unwrap().to_string()
+    };
+    let first = kid_of(&cp.cli_ok(&["token", "issue", "--sub", "a"]));
+    // A filter that stays at version 1 keeps polling.
+    let laggard = |cp: &ControlPlane| {
+        get(
+            &cp.url("/sync/v1/snapshot?version=1&filter=laggard&applied=1&wait_ms=0"),
+            &[],
+        )
+    };
+    laggard(&cp);
+    let rotated = Instant::now();
+    let keys: Value = serde_json::from_str(&cp.cli_ok(&["keys", "rotate"])).unwrap();
+    let next = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "next")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Pre-publication is 2 s, the cap 3 s more: until then the old key keeps signing.
+    let signer = loop {
+        laggard(&cp);
+        let kid = kid_of(&cp.cli_ok(&["token", "issue", "--sub", "a"]));
+        if kid != first || rotated.elapsed() > Duration::from_secs(15) {
+            break kid;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(signer, next);
+    let waited = rotated.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4), // whole seconds: 2 s + 3 s after a creation time rounded down
+        "activated after {waited:?}, before the cap"
+    );
+    let (k, v) = cp.admin_headers();
+    let audit = get(&cp.url("/admin/audit?limit=1000"), &[(&k, &v)]).json();
+    assert!(audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(
+            |e| e["action"] == "key.activated_past_lagging_filters" && e["target"] == next.as_str()
+        ));
+    let metrics = get(&cp.url("/metrics"), &[]).body;
+    assert!(
+        metrics.contains("meshauth_key_activations_forced_total 1"),
+        "{metrics}"
+    );
+
+    // A filter that keeps up: the next rotation happens right after pre-publication.
+    let current = |cp: &ControlPlane| {
+        let s: Value = serde_json::from_str(&cp.cli_ok(&["status"])).unwrap();
+        s["sync"]["version"].as_u64().unwrap()
+    };
+    let prompt = |cp: &ControlPlane| {
+        let v = current(cp);
+        get(
+            &cp.url(&format!(
+                "/sync/v1/snapshot?version={v}&filter=laggard&applied={v}&wait_ms=0"
+            )),
+            &[],
+        );
+    };
+    prompt(&cp);
+    let rotated = Instant::now();
+    cp.cli_ok(&["keys", "rotate"]);
+    loop {
+        prompt(&cp);
+        if kid_of(&cp.cli_ok(&["token", "issue", "--sub", "a"])) != next {
+            break;
+        }
+        assert!(
+            rotated.elapsed() < Duration::from_secs(15),
+            "rotation never completed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        rotated.elapsed() < Duration::from_secs(5),
+        "a filter that keeps up is not waited for: {:?}",
+        rotated.elapsed()
+    );
+    let metrics = get(&cp.url("/metrics"), &[]).body;
+    assert!(
+        metrics.contains("meshauth_key_activations_forced_total 1"),
+        "still one: {metrics}"
+    );
+}

@@ -193,3 +193,79 @@ fn refresh_token_reuse_revokes_the_familys_access_tokens_at_the_edge() {
     );
     assert_eq!(call(&envoy, &access1).status, 403);
 }
+
+/// Scheduled rotations under continuous load: clients keep fetching fresh tokens (so
+/// each new key's first tokens reach the edge at once) and not one answer is non-2xx,
+/// because a key signs only after the filter has applied the snapshot that carries it.
+#[test]
+fn scheduled_rotations_under_load_fail_no_request() {
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[keys]\nrotation_interval = \"4s\"\njwks_max_age = \"1s\"\nclock_skew = \"1s\"\ncheck_interval = \"200ms\"\n",
+    );
+    let envoy = envoy_for(&cp, &distribution_key(&cp));
+    eventually(&envoy, &issue(&cp, "warmup"), 200);
+    let stop = Instant::now() + Duration::from_secs(13);
+    let (answers, kids) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|i| {
+                let (cp, envoy) = (&cp, &envoy);
+                s.spawn(move || {
+                    let mut statuses = Vec::new();
+                    let mut kids = std::collections::BTreeSet::new();
+                    while Instant::now() < stop && statuses.len() < 20_000 {
+                        let token = issue(cp, &format!("load-{i}"));
+                        let header = token.split('.').next().unwrap();
+                        let h: Value =
+                            serde_json::from_slice(&meshauth_wire::b64::decode(header).unwrap())
+                                .unwrap();
+                        kids.insert(h["kid"].as_str().unwrap().to_string());
+                        for _ in 0..20 {
+                            let a = call(envoy, &token);
+                            statuses.push((a.status, a.body));
+                        }
+                    }
+                    (statuses, kids)
+                })
+            })
+            .collect();
+        workers.into_iter().fold(
+            (Vec::new(), std::collections::BTreeSet::new()),
+            |(mut a, mut k), w| {
+                let (s, ks) = w.join().unwrap();
+                a.extend(s);
+                k.extend(ks);
+                (a, k)
+            },
+        )
+    });
+    let bad: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} answers were not 200, e.g. {:?}",
+        bad.len(),
+        answers.len(),
+        bad.first()
+    );
+    assert!(answers.len() > 1000, "too little load: {}", answers.len());
+    assert!(
+        kids.len() >= 3,
+        "at least two rotations under load: {kids:?}"
+    );
+    let (k, v) = cp.admin_headers();
+    let audit = get(&cp.url("/admin/audit?limit=1000"), &[(&k, &v)]).json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.iter().filter(|a| **a == "key.activated").count() >= 3,
+        "{actions:?}"
+    );
+    assert!(
+        !actions.contains(&"key.activated_past_lagging_filters"),
+        "{actions:?}"
+    );
+}

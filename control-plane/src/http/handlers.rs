@@ -128,12 +128,11 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             .set(age);
     }
     let current = app.sync.version();
-    let recent: Vec<_> = app
+    let recent = app
         .sync
-        .filters()
-        .into_iter()
-        .filter(|f| now - f.last_seen < 60)
-        .collect();
+        .connected_filters(app.store.as_ref(), now)
+        .await
+        .unwrap_or_default();
     app.metrics.filters_connected.set(recent.len() as i64);
     let lag = recent
         .iter()
@@ -225,8 +224,15 @@ pub async fn sync_snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
     if let Some(f) = &q.filter {
-        app.sync
-            .saw_filter(f, q.applied.unwrap_or(q.version), now());
+        let applied = q.applied.unwrap_or(q.version);
+        if let Err(e) = app
+            .sync
+            .saw_filter(app.store.as_ref(), f, applied, now())
+            .await
+        {
+            // The poll itself still works; the filter is recorded on its next one.
+            tracing::warn!(error = %e, "could not record a filter's version");
+        }
     }
     let same_epoch = q.epoch.as_deref().is_none_or(|e| e == app.sync.epoch);
     let mut rx = app.sync.subscribe();
@@ -742,6 +748,6 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
         "replica": app.replica_id,
         "keys": ring.keys.iter().filter(|k| k.state != crate::keys::KeyState::Retired).map(key_view).collect::<Vec<_>>(),
         "sync": {"epoch": app.sync.epoch, "version": app.sync.version(), "distribution_key": app.sync.distribution_public},
-        "filters": app.sync.filters(),
+        "filters": app.sync.filters(app.store.as_ref(), now()).await.map_err(ServiceError::from)?,
     })))
 }

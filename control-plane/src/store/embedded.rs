@@ -19,6 +19,7 @@ const REFRESH: Doc = TableDefinition::new("refresh_tokens");
 const FAMILIES: Doc = TableDefinition::new("families");
 const REVOCATIONS: Doc = TableDefinition::new("revocations");
 const LIMITS: Doc = TableDefinition::new("limits");
+const FILTERS: Doc = TableDefinition::new("filters");
 const HEADS: Doc = TableDefinition::new("log_heads");
 const LEASES: Doc = TableDefinition::new("leases");
 const AUDIT: LogDef = TableDefinition::new("log_audit");
@@ -32,6 +33,7 @@ fn doc(table: Table) -> Doc {
         Table::Families => FAMILIES,
         Table::Revocations => REVOCATIONS,
         Table::Limits => LIMITS,
+        Table::Filters => FILTERS,
     }
 }
 

@@ -21,16 +21,19 @@ pub enum Table {
     Families,
     Revocations,
     Limits,
+    /// Filters and the snapshot version each applied.
+    Filters,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Meta,
         Table::Clients,
         Table::RefreshTokens,
         Table::Families,
         Table::Revocations,
         Table::Limits,
+        Table::Filters,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Table {
             Table::Families => "families",
             Table::Revocations => "revocations",
             Table::Limits => "limits",
+            Table::Filters => "filters",
         }
     }
 }
