@@ -141,6 +141,7 @@ def test_monitoring_resources_validate():
     assert set(alerts) == {
         "MeshauthControlPlaneDown", "MeshauthDenialsHigh", "MeshauthKeyRotationOverdue",
         "MeshauthKeyScheduleFailing", "MeshauthFilterStale", "MeshauthFilterLagging",
+        "MeshauthKeyActivatedPastLaggingFilters",
     }
     assert "1.5 * 86400" in alerts["MeshauthKeyRotationOverdue"]
 
