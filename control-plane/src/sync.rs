@@ -153,18 +153,34 @@ impl SyncHub {
         });
     }
 
-    /// Follows the shared change log, for changes made through other replicas.
+    /// Follows the shared change log, for changes made through other replicas. The log
+    /// is the truth; a pub/sub nudge says when to read it, and a slow timer covers a
+    /// nudge lost with a connection. Without a nudge channel (the embedded store is one
+    /// process) or while it is down, the log head is read every 20 ms.
     pub async fn follow(&self, store: &dyn Store) {
+        use futures_util::StreamExt;
+        let mut nudges = None;
+        let mut retry_at = tokio::time::Instant::now();
         loop {
+            if nudges.is_none() && tokio::time::Instant::now() >= retry_at {
+                nudges = store.change_nudges().await;
+                retry_at = tokio::time::Instant::now() + Duration::from_secs(5);
+            }
             match store.log_head(Log::Changes).await {
                 Ok((len, _)) => self.observe(len),
                 Err(e) => {
                     tracing::warn!(error = %e, "change log unreachable; filters keep their snapshot")
                 }
             }
-            // A cheap read of the log head (LLEN / a table length); a Redis pub/sub nudge
-            // could cut this further.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            match nudges.as_mut() {
+                Some(stream) => {
+                    tokio::select! {
+                        next = stream.next() => if next.is_none() { nudges = None },
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
         }
     }
 

@@ -140,6 +140,17 @@ fn a_change_through_one_replica_reaches_polls_on_another() {
     let v0 = version(&get(&b.url("/sync/v1/snapshot"), &[]));
     let url = b.url(&format!("/sync/v1/snapshot?version={v0}&wait_ms=20000"));
     let poll = std::thread::spawn(move || get(&url, &[]));
+    // Listen on the nudge channel as the replicas do.
+    let mut sub = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "subscribe",
+            "{meshauth}:nudge:changes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     a.cli_ok(&["revoke", "session", "s-123"]);
     let got = poll.join().unwrap();
@@ -148,6 +159,17 @@ fn a_change_through_one_replica_reaches_polls_on_another() {
         .rules
         .iter()
         .any(|r| r.claim == RuleClaim::Sid && r.value == "s-123"));
+    // The change was appended to the durable log and announced with its version.
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = sub.kill();
+    let out = sub.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("message") && text.contains(&version(&got).to_string()),
+        "{text}"
+    );
+    let logged = redis.cli(&["llen", "{meshauth}:log:changes"]);
+    assert_eq!(logged.trim().parse::<u64>().unwrap(), version(&got));
 }
 
 #[test]

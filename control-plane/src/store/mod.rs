@@ -75,6 +75,8 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+pub type Nudges = std::pin::Pin<Box<dyn futures_util::Stream<Item = ()> + Send>>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, table: Table, key: &str) -> StoreResult<Option<Vec<u8>>>;
@@ -118,6 +120,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// A stream that yields soon after any replica appends to the change log (a nudge:
+    /// it may skip or merge appends; the log itself is the truth). `None`: this store
+    /// has no such channel (one process, or unreachable now).
+    async fn change_nudges(&self) -> Option<Nudges> {
+        None
+    }
 
     fn kind(&self) -> &'static str;
 }

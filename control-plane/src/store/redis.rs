@@ -34,6 +34,7 @@ const APPEND: &str = r#"
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[1] + 1) end
 return 1
 "#;
 
@@ -82,6 +83,8 @@ impl std::fmt::Debug for RedisTarget {
 
 pub struct RedisStore {
     con: RwLock<ConnectionManager>,
+    /// The client `con` came from, for pub/sub connections.
+    client: RwLock<redis::Client>,
     target: RedisTarget,
     /// Replicas that must hold a write before it is acknowledged (0: don't wait).
     replica_acks: u32,
@@ -186,9 +189,10 @@ impl RedisStore {
                 .await?
             }
         };
-        let con = timed(ConnectionManager::new(client)).await?;
+        let con = timed(ConnectionManager::new(client.clone())).await?;
         Ok(RedisStore {
             con: RwLock::new(con),
+            client: RwLock::new(client),
             target,
             replica_acks,
             master: tokio::sync::Mutex::new((address, Instant::now())),
@@ -240,10 +244,14 @@ impl RedisStore {
         )
         .await?;
         if address != current.0 {
-            let con = timed(ConnectionManager::new(client)).await?;
+            let con = timed(ConnectionManager::new(client.clone())).await?;
             match self.con.write() {
                 Ok(mut c) => *c = con,
                 Err(poisoned) => *poisoned.into_inner() = con,
+            }
+            match self.client.write() {
+                Ok(mut c) => *c = client,
+                Err(poisoned) => *poisoned.into_inner() = client,
             }
             tracing::warn!(master = %address, previous = %current.0, "redis master moved; following it");
             current.0 = address;
@@ -290,6 +298,14 @@ impl RedisStore {
 
     fn table_key(&self, t: Table) -> String {
         format!("{}:t:{}", self.prefix, t.name())
+    }
+
+    /// The pub/sub channel that nudges followers of a log (only the change log has one).
+    fn nudge_channel(&self, l: Log) -> String {
+        match l {
+            Log::Changes => format!("{}:nudge:{}", self.prefix, l.name()),
+            Log::Audit => String::new(),
+        }
     }
 
     fn log_key(&self, l: Log) -> String {
@@ -389,7 +405,8 @@ impl Store for RedisStore {
         inv.key(self.head_key(log))
             .arg(expected_len)
             .arg(entry)
-            .arg(head);
+            .arg(head)
+            .arg(self.nudge_channel(log));
         let n: i64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
@@ -449,6 +466,19 @@ impl Store for RedisStore {
             .run(|mut con| async move { redis::cmd("PING").query_async(&mut con).await })
             .await?;
         Ok(())
+    }
+
+    async fn change_nudges(&self) -> Option<super::Nudges> {
+        use futures_util::StreamExt;
+        let client = match self.client.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let mut pubsub = timed(client.get_async_pubsub()).await.ok()?;
+        timed(pubsub.subscribe(self.nudge_channel(Log::Changes)))
+            .await
+            .ok()?;
+        Some(Box::pin(pubsub.into_on_message().map(|_| ())))
     }
 
     fn kind(&self) -> &'static str {
