@@ -29,6 +29,9 @@ expect 'www-authenticate: Bearer realm="meshauth"'
 expect '"path":"/public/info"'
 expect '"code":"insufficient_scope"'
 expect '"code":"token_revoked"'
+expect '200 200 200 429'
+expect 'ratelimit-policy: "per-user";q=5;w=60'
+expect 'retry-after: '
 [ "$fail" -eq 0 ] || exit 1
 
 stop

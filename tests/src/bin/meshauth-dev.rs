@@ -55,6 +55,18 @@ enum Cmd {
         #[arg(long, default_value = "token")]
         by: String,
     },
+    /// Revoke COUNT random jtis (live for an hour) through the admin API, from THREADS
+    /// clients; for the memory benchmark.
+    RevokeMany {
+        #[arg(long)]
+        cp: String,
+        #[arg(long, env = "MESHAUTH_ADMIN_TOKEN")]
+        admin_token: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
     /// Print tokens signed by a dev key, one a line.
     Tokens {
         #[arg(long)]
@@ -137,6 +149,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 &by,
             )?;
         }
+        Cmd::RevokeMany {
+            cp,
+            admin_token,
+            count,
+            threads,
+        } => revoke_many(&cp, &admin_token, count, threads.max(1))?,
         Cmd::Tokens {
             seed_file,
             count,
@@ -281,6 +299,37 @@ fn revocation_latency(
         pick(1.0)
     );
     Ok(())
+}
+
+fn revoke_many(cp: &str, admin: &str, count: usize, threads: usize) -> Result<(), String> {
+    let exp = meshauth_tests::tokens::now() + 3600;
+    let auth = format!("Bearer {admin}");
+    let url = format!("{}/admin/revocations", cp.trim_end_matches('/'));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (auth, url) = (&auth, &url);
+                s.spawn(move || -> Result<(), String> {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(std::time::Duration::from_secs(30))
+                        .build();
+                    for i in (t..count).step_by(threads) {
+                        let body = serde_json::json!({"kind": "jti", "value": format!("bench-{i}-{}", rand::random::<u64>()), "exp": exp});
+                        agent
+                            .post(url)
+                            .set("authorization", auth)
+                            .send_json(body)
+                            .map_err(|e| format!("revocation {i}: {e}"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| "a client thread panicked".to_string())?
+        })
+    })
 }
 
 fn main() {
