@@ -41,7 +41,7 @@ impl App {
         }
         self.store.put(Table::Limits, &policy.name, &bytes).await?;
         self.sync
-            .changed(self.store.as_ref(), "limits", now())
+            .changed(self.store.as_ref(), "limits", now(), None)
             .await?;
         self.audit
             .record(
@@ -62,7 +62,7 @@ impl App {
             )));
         }
         self.sync
-            .changed(self.store.as_ref(), "limits", now())
+            .changed(self.store.as_ref(), "limits", now(), None)
             .await?;
         self.audit
             .record(actor, "limit.deleted", name, json!({}), now())

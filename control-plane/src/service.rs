@@ -290,7 +290,9 @@ impl App {
             {
                 self.install_keyring(ring, Some(new_raw));
                 if !events.is_empty() {
-                    self.sync.changed(self.store.as_ref(), "keys", now).await?;
+                    self.sync
+                        .changed(self.store.as_ref(), "keys", now, None)
+                        .await?;
                 }
                 for e in &events {
                     let (action, kid) = match e {
@@ -868,7 +870,12 @@ impl App {
         let bytes = serde_json::to_vec(&r).map_err(|e| ServiceError::Internal(e.to_string()))?;
         self.store.put(Table::Revocations, &r.key(), &bytes).await?;
         self.sync
-            .changed(self.store.as_ref(), "revocations", now())
+            .changed(
+                self.store.as_ref(),
+                "revocations",
+                now(),
+                serde_json::to_value(&r).ok(),
+            )
             .await?;
         self.audit
             .record(

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use meshauth_wire::bloom::Bloom;
 use meshauth_wire::limits::LimitPolicy;
-use meshauth_wire::sync::{RevocationRule, RuleClaim, SignedSnapshot, Snapshot};
+use meshauth_wire::sync::{Delta, Message, RevocationRule, RuleClaim, SignedSnapshot, Snapshot};
 use meshauth_wire::{b64, JwkSet};
 
 use crate::crypto::{self, MasterKey};
@@ -36,6 +36,16 @@ struct StoredDistributionKey {
 /// one not heard from for this long is gone (or cut off).
 pub const CONNECTED_SECONDS: i64 = 90;
 const FORGET_SECONDS: i64 = 600;
+/// A filter further behind than this many changes gets a full snapshot.
+pub const MAX_DELTA_CHANGES: u64 = 256;
+
+fn rule(claim: RuleClaim, value: String, not_before: i64) -> RevocationRule {
+    RevocationRule {
+        claim,
+        value,
+        not_before,
+    }
+}
 
 /// A filter as the control plane last saw it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,10 +132,17 @@ impl SyncHub {
     }
 
     /// Records that state the filters see has changed, durably, and wakes long polls.
-    pub async fn changed(&self, store: &dyn Store, what: &str, at: i64) -> Result<(), StoreError> {
+    /// `detail` (a revocation) lets a filter that is close behind get a delta.
+    pub async fn changed(
+        &self,
+        store: &dyn Store,
+        what: &str,
+        at: i64,
+        detail: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
         loop {
             let (len, _) = store.log_head(Log::Changes).await?;
-            let entry = json!({"at": at, "what": what}).to_string();
+            let entry = json!({"at": at, "what": what, "detail": detail}).to_string();
             if store
                 .append(
                     Log::Changes,
@@ -247,6 +264,70 @@ impl SyncHub {
         let mut all = self.filters(store, now).await?;
         all.retain(|f| now - f.last_seen < CONNECTED_SECONDS);
         Ok(all)
+    }
+
+    /// A signed delta from `base` for a filter close behind, when every change since was
+    /// a revocation; `None` means "send the full snapshot".
+    pub async fn delta(
+        &self,
+        store: &dyn Store,
+        base: u64,
+        now: i64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let head = self.version();
+        if base == 0 || head <= base || head - base > MAX_DELTA_CHANGES {
+            return Ok(None);
+        }
+        let entries = store.read_log(Log::Changes, base, head - base).await?;
+        let mut revoked_jti = Vec::new();
+        let mut rules = Vec::new();
+        for raw in &entries {
+            #[derive(Deserialize)]
+            struct Entry {
+                what: String,
+                #[serde(default)]
+                detail: Option<Revocation>,
+            }
+            let Ok(Entry {
+                what,
+                detail: Some(r),
+            }) = serde_json::from_slice::<Entry>(raw)
+            else {
+                return Ok(None);
+            };
+            if what != "revocations" {
+                return Ok(None);
+            }
+            match r {
+                Revocation::Jti { jti, exp } if exp > now => revoked_jti.push(jti),
+                Revocation::Jti { .. } => {}
+                Revocation::Sub { value, not_before } => {
+                    rules.push(rule(RuleClaim::Sub, value, not_before))
+                }
+                Revocation::Sid { value, not_before } => {
+                    rules.push(rule(RuleClaim::Sid, value, not_before))
+                }
+                Revocation::ClientId { value, not_before } => {
+                    rules.push(rule(RuleClaim::ClientId, value, not_before))
+                }
+            }
+        }
+        let version = base + entries.len() as u64;
+        let delta = Delta {
+            epoch: self.epoch.clone(),
+            base_version: base,
+            version,
+            issued_at: now,
+            revoked_jti,
+            rules,
+        };
+        let sealed = SignedSnapshot::seal_message(&Message::Delta(delta), |payload| {
+            self.signer.sign(payload).to_bytes()
+        });
+        Ok(Some((
+            version,
+            serde_json::to_string(&sealed).unwrap_or_default(),
+        )))
     }
 
     /// The signed snapshot for `version`, built once per version.

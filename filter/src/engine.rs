@@ -15,7 +15,7 @@ use crate::rules::strip_query;
 use crate::rules::Policy;
 use crate::sync::BeforeFirst;
 use meshauth_wire::limits::LimitPolicy;
-use meshauth_wire::sync::Snapshot;
+use meshauth_wire::sync::{Delta, Snapshot};
 use meshauth_wire::JwkSet;
 
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +121,29 @@ impl Engine {
         }
         self.applied = Some((snap.epoch, snap.version));
         self.ready = true;
+        Ok(true)
+    }
+
+    /// Applies a delta on top of the version in force. `Ok(false)`: already applied.
+    /// `Err`: it does not start from the version held (a gap; a full snapshot follows).
+    pub fn apply_delta(&mut self, delta: Delta) -> Result<bool, String> {
+        let Some((epoch, version)) = &self.applied else {
+            return Err("a delta before any snapshot".into());
+        };
+        if *epoch != delta.epoch {
+            return Err("a delta from another epoch".into());
+        }
+        if delta.version <= *version {
+            return Ok(false);
+        }
+        if delta.base_version != *version {
+            return Err(format!(
+                "a delta from version {} while holding {version}",
+                delta.base_version
+            ));
+        }
+        self.revocations.add(delta.revoked_jti, delta.rules);
+        self.applied = Some((delta.epoch, delta.version));
         Ok(true)
     }
 

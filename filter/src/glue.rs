@@ -17,6 +17,15 @@ use crate::deny::Denial;
 use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
 use crate::limits::{Conflict, Facts, LimitOutcome, Limited, Slot, Slots};
 use crate::sync::{self, OnUnconfirmed};
+use meshauth_wire::sync::Message;
+
+/// What a sync answer changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    Nothing,
+    Full,
+    Delta,
+}
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -25,6 +34,8 @@ proxy_wasm::main! {{
 
 const LEADER_KEY: &str = "meshauth.sync.leader";
 const SNAPSHOT_KEY: &str = "meshauth.sync.snapshot";
+/// Signed deltas received since the snapshot in SNAPSHOT_KEY, one envelope a line.
+const DELTAS_KEY: &str = "meshauth.sync.deltas";
 const VERSION_KEY: &str = "meshauth.sync.version";
 const LEASE_MS: u64 = 3_000;
 
@@ -53,7 +64,8 @@ const CONFIRMATIONS: usize = 7;
 const RATE_LIMITED: usize = 8;
 const RATE_SHARED: usize = 9;
 const RATE_CONTENDED: usize = 10;
-const FIRST_DENIAL: usize = 11;
+const SYNC_DELTAS: usize = 11;
+const FIRST_DENIAL: usize = 12;
 
 impl Metrics {
     fn define() -> Metrics {
@@ -69,6 +81,7 @@ impl Metrics {
             "meshauth_ratelimit_denied",
             "meshauth_ratelimit_shared_slots",
             "meshauth_ratelimit_cas_exhausted",
+            "meshauth_sync_deltas_applied",
         ]
         .into_iter()
         .map(str::to_string)
@@ -232,6 +245,10 @@ struct Root {
     pending: Rc<RefCell<Vec<Pending>>>,
     poll: Poll,
     seen_version: Vec<u8>,
+    /// Leader: deltas held in shared data on top of the snapshot there.
+    held_deltas: usize,
+    /// Leader: the next poll asks for a full snapshot (after a delta that did not fit).
+    need_full: bool,
     last_flush_ms: u64,
     /// Leader only: when a poll last got an answer (200 or 304).
     last_contact_ms: u64,
@@ -248,6 +265,8 @@ impl Root {
             pending: Rc::new(RefCell::new(Vec::new())),
             poll: Poll::default(),
             seen_version: Vec::new(),
+            held_deltas: 0,
+            need_full: false,
             last_flush_ms: 0,
             last_contact_ms: 0,
             leading: false,
@@ -260,33 +279,52 @@ impl Root {
             .and_then(|e| e.borrow().config().sync.clone())
     }
 
-    /// Verifies and applies a snapshot; true when it was newer and is now in force.
-    fn apply(&mut self, bytes: &[u8]) -> bool {
+    /// Verifies and applies a snapshot or a delta; says which one is now in force.
+    fn apply(&mut self, bytes: &[u8]) -> Applied {
         let (Some(engine), Some(cfg)) = (self.engine.clone(), self.sync_config()) else {
-            return false;
+            return Applied::Nothing;
         };
-        match sync::open(bytes, &cfg.distribution_key) {
-            Ok(snap) => match engine.borrow_mut().apply_snapshot(snap) {
-                Ok(true) => {
-                    self.metrics.bump(SYNC_APPLIED);
-                    true
+        let result = match sync::open_message(bytes, &cfg.distribution_key) {
+            Ok(Message::Full(snap)) => engine.borrow_mut().apply_snapshot(snap).map(|new| {
+                if new {
+                    Applied::Full
+                } else {
+                    Applied::Nothing
                 }
-                Ok(false) => false,
-                Err(e) => {
-                    log::warn!("meshauth: snapshot refused: {e}");
-                    self.metrics.bump(SYNC_REJECTED);
-                    false
-                }
-            },
+            }),
+            Ok(Message::Delta(delta)) => engine
+                .borrow_mut()
+                .apply_delta(delta)
+                .map(|new| {
+                    if new {
+                        Applied::Delta
+                    } else {
+                        Applied::Nothing
+                    }
+                })
+                .inspect_err(|_| self.need_full = true),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(Applied::Full) => {
+                self.metrics.bump(SYNC_APPLIED);
+                Applied::Full
+            }
+            Ok(Applied::Delta) => {
+                self.metrics.bump(SYNC_DELTAS);
+                Applied::Delta
+            }
+            Ok(Applied::Nothing) => Applied::Nothing,
             Err(e) => {
-                log::warn!("meshauth: snapshot refused: {e}");
+                log::warn!("meshauth: sync answer refused: {e}");
                 self.metrics.bump(SYNC_REJECTED);
-                false
+                Applied::Nothing
             }
         }
     }
 
-    /// Every worker: pick up a snapshot the leader put in shared data.
+    /// Every worker: pick up what the leader put in shared data (the snapshot, then the
+    /// deltas on top of it; both are no-ops where this worker is already ahead).
     fn pick_up(&mut self) {
         let Ok((Some(version), _)) = hostcalls::get_shared_data(VERSION_KEY) else {
             return;
@@ -296,6 +334,11 @@ impl Root {
         }
         if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(SNAPSHOT_KEY) {
             self.apply(&bytes);
+        }
+        if let Ok((Some(deltas), _)) = hostcalls::get_shared_data(DELTAS_KEY) {
+            for line in deltas.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                self.apply(line);
+            }
         }
         self.seen_version = version;
     }
@@ -331,7 +374,8 @@ impl Root {
             .as_ref()
             .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
             .unwrap_or_default();
-        let path = sync::poll_path(version, &epoch, cfg.poll_wait_ms, &self.id);
+        let deltas = !self.need_full && self.held_deltas < sync::MAX_HELD_DELTAS;
+        let path = sync::poll_path(version, &epoch, cfg.poll_wait_ms, &self.id, deltas);
         let timeout = Duration::from_millis(cfg.poll_wait_ms + cfg.callout_timeout_ms);
         let headers = vec![
             (":method", "GET"),
@@ -420,15 +464,31 @@ impl Context for Root {
                 let body = self
                     .get_http_call_response_body(0, body_size)
                     .unwrap_or_default();
-                if self.apply(&body) {
-                    // Publish for the other workers: the snapshot first, then its version.
+                let applied = self.apply(&body);
+                if applied != Applied::Nothing {
+                    // Publish for the other workers: the snapshot or delta first, then
+                    // the version that says there is something new.
+                    if applied == Applied::Full {
+                        let _ = hostcalls::set_shared_data(SNAPSHOT_KEY, Some(&body), None);
+                        let _ = hostcalls::set_shared_data(DELTAS_KEY, Some(b""), None);
+                        self.held_deltas = 0;
+                        self.need_full = false;
+                    } else {
+                        let mut held = hostcalls::get_shared_data(DELTAS_KEY)
+                            .ok()
+                            .and_then(|(v, _)| v)
+                            .unwrap_or_default();
+                        held.extend_from_slice(&body);
+                        held.push(b'\n');
+                        let _ = hostcalls::set_shared_data(DELTAS_KEY, Some(&held), None);
+                        self.held_deltas += 1;
+                    }
                     let (epoch, version) = self
                         .engine
                         .as_ref()
                         .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
                         .unwrap_or_default();
                     let tag = format!("{epoch}|{version}");
-                    let _ = hostcalls::set_shared_data(SNAPSHOT_KEY, Some(&body), None);
                     let _ = hostcalls::set_shared_data(VERSION_KEY, Some(tag.as_bytes()), None);
                     self.seen_version = tag.into_bytes();
                 }

@@ -2,7 +2,7 @@
 //! per `sub`, `sid` and `client_id`, and a Bloom filter of revoked `jti`s whose hits are
 //! confirmed with the control plane (answers cached) before a token is refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use meshauth_wire::bloom::Bloom;
 use meshauth_wire::sync::{RevocationRule, RuleClaim};
@@ -24,6 +24,8 @@ pub enum Check {
 pub struct Revocations {
     bloom: Option<Bloom>,
     rules: HashMap<(RuleClaim, String), i64>,
+    /// `jti`s revoked since the snapshot's Bloom filter was built, from deltas: exact.
+    added: HashSet<String>,
     /// jti → (revoked, forget after): answers from the control plane.
     confirmed: HashMap<String, (bool, i64)>,
 }
@@ -37,7 +39,17 @@ impl Revocations {
         Revocations {
             bloom: Some(bloom),
             rules,
+            added: HashSet::new(),
             confirmed: HashMap::new(),
+        }
+    }
+
+    /// Adds a delta's revocations to the lists in force.
+    pub fn add(&mut self, jtis: Vec<String>, rules: Vec<RevocationRule>) {
+        self.added.extend(jtis);
+        for r in rules {
+            let nb = self.rules.entry((r.claim, r.value)).or_insert(r.not_before);
+            *nb = (*nb).max(r.not_before);
         }
     }
 
@@ -64,6 +76,9 @@ impl Revocations {
                     }
                 }
             }
+        }
+        if self.added.contains(&claims.jti) {
+            return Check::Revoked;
         }
         match &self.bloom {
             Some(b) if b.contains(&claims.jti) => match self.confirmed.get(&claims.jti) {

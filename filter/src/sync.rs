@@ -2,7 +2,7 @@
 //! decisions, backoff, the poll request, and opening a signed snapshot. The glue moves
 //! these through proxy-wasm shared data and `dispatch_http_call`.
 
-use meshauth_wire::sync::{SignedSnapshot, Snapshot, SnapshotError};
+use meshauth_wire::sync::{Message, SignedSnapshot, Snapshot, SnapshotError};
 
 use crate::ed25519::PreparedKey;
 
@@ -55,8 +55,20 @@ pub fn backoff_ms(attempt: u32, random: u64) -> u64 {
     cap / 2 + random % (cap / 2 + 1)
 }
 
-pub fn poll_path(version: u64, epoch: &str, wait_ms: u64, filter_id: &str) -> String {
-    format!("/sync/v1/snapshot?version={version}&epoch={epoch}&wait_ms={wait_ms}&filter={filter_id}&applied={version}")
+/// Deltas a leader keeps in shared data on top of the last full snapshot; past this it
+/// asks for a full snapshot again.
+pub const MAX_HELD_DELTAS: usize = 64;
+
+/// The long poll. `deltas`: whether a delta may answer it.
+pub fn poll_path(version: u64, epoch: &str, wait_ms: u64, filter_id: &str, deltas: bool) -> String {
+    format!(
+        "/sync/v1/snapshot?version={version}&epoch={epoch}&wait_ms={wait_ms}&filter={filter_id}&applied={version}{}",
+        if deltas { "&delta=1" } else { "" }
+    )
+}
+
+pub fn open_message(bytes: &[u8], key: &PreparedKey) -> Result<Message, SnapshotError> {
+    SignedSnapshot::open_message(bytes, |payload, sig| key.verify(payload, sig))
 }
 
 pub fn open(bytes: &[u8], key: &PreparedKey) -> Result<Snapshot, SnapshotError> {

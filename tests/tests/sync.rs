@@ -314,3 +314,59 @@ fn key_activation_waits_for_filters_up_to_a_cap() {
         "still one: {metrics}"
     );
 }
+
+/// A filter close behind gets a delta when every change since its version was a
+/// revocation, and a full snapshot otherwise (a key change, a gap too wide, version 0).
+#[test]
+fn revocation_only_changes_come_as_signed_deltas() {
+    use meshauth_wire::sync::Message;
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let key = get(&cp.url("/sync/v1/distribution-key"), &[]).json();
+    let public =
+        meshauth_wire::b64::decode_array::<32>(key["public_key"].as_str().unwrap()).unwrap();
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    let open_any = |a: &Answer| {
+        SignedSnapshot::open_message(a.body.as_bytes(), |payload, sig| {
+            vk.verify(payload, &ed25519_dalek::Signature::from_bytes(sig))
+                .is_ok()
+        })
+        .unwrap()
+    };
+    let poll = |v: u64| {
+        get(
+            &cp.url(&format!("/sync/v1/snapshot?version={v}&delta=1")),
+            &[],
+        )
+    };
+    let v0 = version(&poll(0));
+    cp.cli_ok(&["revoke", "token", "jti-one"]);
+    cp.cli_ok(&["revoke", "subject", "mallory"]);
+    let a = poll(v0);
+    let Message::Delta(d) = open_any(&a) else {
+        panic!("expected a delta: {}", a.body)
+    };
+    assert_eq!((d.base_version, d.version), (v0, v0 + 2));
+    assert_eq!(version(&a), v0 + 2);
+    assert_eq!(d.revoked_jti, vec!["jti-one".to_string()]);
+    assert!(d
+        .rules
+        .iter()
+        .any(|r| r.claim == RuleClaim::Sub && r.value == "mallory"));
+    // Without delta=1, or from version 0, a full snapshot.
+    let full = get(&cp.url(&format!("/sync/v1/snapshot?version={v0}")), &[]);
+    assert!(matches!(open_any(&full), Message::Full(_)));
+    assert!(matches!(open_any(&poll(0)), Message::Full(_)));
+    // A key change in between: full.
+    cp.cli_ok(&["keys", "rotate"]);
+    cp.cli_ok(&["revoke", "token", "jti-two"]);
+    let Message::Full(snap) = open_any(&poll(v0 + 2)) else {
+        panic!("a key change needs the full snapshot")
+    };
+    assert!(snap.revoked_jti.contains("jti-two"));
+    let v = version(&poll(0));
+    cp.cli_ok(&["revoke", "client", "c-9"]);
+    let Message::Delta(d) = open_any(&poll(v)) else {
+        panic!("revocations after the rotation come as a delta again")
+    };
+    assert_eq!(d.rules.len(), 1);
+}

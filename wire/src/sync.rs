@@ -55,6 +55,33 @@ pub struct Snapshot {
     pub limits: Vec<LimitPolicy>,
 }
 
+/// What changed since `base_version` (DESIGN §6): revocations added, nothing else. The
+/// control plane sends one instead of a snapshot when the filter holds a recent version
+/// of the same epoch and every change since was a revocation; a filter that does not
+/// hold exactly `base_version` ignores it and gets a full snapshot next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    pub epoch: String,
+    pub base_version: u64,
+    pub version: u64,
+    pub issued_at: i64,
+    /// Newly revoked `jti`s (exact: no confirmation needed).
+    pub revoked_jti: Vec<String>,
+    pub rules: Vec<RevocationRule>,
+}
+
+/// A sync answer's payload: a full snapshot or a delta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Message {
+    Full(Snapshot),
+    Delta(Delta),
+}
+
+/// Bounds on what one delta may carry, so a filter's exact set stays small.
+pub const MAX_DELTA_ITEMS: usize = 4_096;
+
 /// A snapshot as it travels: `payload` is base64url(JSON of the snapshot).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,9 +124,46 @@ impl SignedSnapshot {
         Ok(snap)
     }
 
+    /// Like `open`, for an answer that may be a snapshot or a delta.
+    pub fn open_message(
+        bytes: &[u8],
+        verify: impl FnOnce(&[u8], &[u8; 64]) -> bool,
+    ) -> Result<Message, SnapshotError> {
+        let env: SignedSnapshot =
+            serde_json::from_slice(bytes).map_err(|_| SnapshotError::Envelope)?;
+        let sig = crate::b64::decode_array::<64>(&env.signature).ok_or(SnapshotError::Envelope)?;
+        if !verify(env.payload.as_bytes(), &sig) {
+            return Err(SnapshotError::Signature);
+        }
+        let json = crate::b64::decode(&env.payload).map_err(|_| SnapshotError::Envelope)?;
+        let message: Message =
+            serde_json::from_slice(&json).map_err(|e| SnapshotError::Payload(e.to_string()))?;
+        match &message {
+            Message::Full(snap) => {
+                snap.revoked_jti
+                    .validate()
+                    .map_err(|e| SnapshotError::Payload(e.to_string()))?;
+                crate::limits::validate_all(&snap.limits)
+                    .map_err(|e| SnapshotError::Payload(format!("limits{e}")))?;
+            }
+            Message::Delta(d) => {
+                if d.version <= d.base_version
+                    || d.revoked_jti.len() + d.rules.len() > MAX_DELTA_ITEMS
+                {
+                    return Err(SnapshotError::Payload("delta out of bounds".into()));
+                }
+            }
+        }
+        Ok(message)
+    }
+
     /// Builds an envelope with `sign(payload_bytes) -> signature`.
     pub fn seal(snapshot: &Snapshot, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> SignedSnapshot {
-        let payload = crate::b64::encode(serde_json::to_vec(snapshot).unwrap_or_default());
+        Self::seal_message(&Message::Full(snapshot.clone()), sign)
+    }
+
+    pub fn seal_message(message: &Message, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> SignedSnapshot {
+        let payload = crate::b64::encode(serde_json::to_vec(message).unwrap_or_default());
         let signature = crate::b64::encode(sign(payload.as_bytes()));
         SignedSnapshot { payload, signature }
     }
@@ -156,6 +220,44 @@ mod tests {
         assert_eq!(
             SignedSnapshot::open(&bytes, |p, _| p == original.as_bytes()),
             Err(SnapshotError::Signature)
+        );
+    }
+
+    #[test]
+    fn deltas_travel_in_the_same_envelope() {
+        let delta = Delta {
+            epoch: "e1".into(),
+            base_version: 7,
+            version: 9,
+            issued_at: 100,
+            revoked_jti: vec!["j2".into()],
+            rules: vec![],
+        };
+        let sealed = SignedSnapshot::seal_message(&Message::Delta(delta.clone()), |_| [1u8; 64]);
+        let bytes = serde_json::to_vec(&sealed).unwrap();
+        assert_eq!(
+            SignedSnapshot::open_message(&bytes, |_, _| true),
+            Ok(Message::Delta(delta.clone()))
+        );
+        // A delta is not a snapshot.
+        assert!(matches!(
+            SignedSnapshot::open(&bytes, |_, _| true),
+            Err(SnapshotError::Payload(_))
+        ));
+        let full = SignedSnapshot::seal(&snapshot(), |_| [1u8; 64]);
+        let bytes = serde_json::to_vec(&full).unwrap();
+        assert_eq!(
+            SignedSnapshot::open_message(&bytes, |_, _| true),
+            Ok(Message::Full(snapshot()))
+        );
+        let backwards = Delta {
+            version: 7,
+            ..delta
+        };
+        let sealed = SignedSnapshot::seal_message(&Message::Delta(backwards), |_| [1u8; 64]);
+        assert!(
+            SignedSnapshot::open_message(&serde_json::to_vec(&sealed).unwrap(), |_, _| true)
+                .is_err()
         );
     }
 }

@@ -208,6 +208,9 @@ pub struct SnapshotQuery {
     filter: Option<String>,
     #[serde(default)]
     applied: Option<u64>,
+    /// `1`: the filter applies deltas, so a revocation-only change may come as one.
+    #[serde(default)]
+    delta: u8,
 }
 
 fn with_version(mut resp: Response, version: u64) -> Response {
@@ -253,6 +256,19 @@ pub async fn sync_snapshot(
             StatusCode::NOT_MODIFIED.into_response(),
             current,
         ));
+    }
+    if same_epoch && q.delta == 1 {
+        if let Some((version, body)) = app
+            .sync
+            .delta(app.store.as_ref(), q.version, now())
+            .await
+            .map_err(ServiceError::from)?
+        {
+            return Ok(with_version(
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                version,
+            ));
+        }
     }
     let (version, body) = app.snapshot().await?;
     Ok(with_version(

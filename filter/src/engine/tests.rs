@@ -481,3 +481,59 @@ fn snapshot_limits_join_and_replace_the_configured_ones() {
         vec!["per-route"]
     );
 }
+
+#[test]
+fn deltas_apply_on_the_version_they_start_from() {
+    let mut e = synced_engine("deny");
+    let delta = |base: u64, version: u64, jtis: &[&str]| meshauth_wire::sync::Delta {
+        epoch: "e1".into(),
+        base_version: base,
+        version,
+        issued_at: NOW,
+        revoked_jti: jtis.iter().map(|j| j.to_string()).collect(),
+        rules: vec![meshauth_wire::sync::RevocationRule {
+            claim: meshauth_wire::sync::RuleClaim::Sub,
+            value: "mallory".into(),
+            not_before: NOW,
+        }],
+    };
+    assert!(e.apply_delta(delta(0, 1, &[])).is_err(), "no snapshot yet");
+    e.apply_snapshot(snapshot(5, &[], vec![])).unwrap();
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({"jti": "j9"})))
+    );
+    assert!(matches!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Allow(_)
+    ));
+    assert!(e.apply_delta(delta(6, 8, &["j9"])).is_err(), "a gap");
+    assert_eq!(e.apply_delta(delta(5, 7, &["j9"])), Ok(true));
+    // Exact: revoked at once, no confirmation round trip, even from the cache.
+    assert_eq!(
+        run(&mut e, "/x", Some(&t)).verdict,
+        Verdict::Deny(Denial::Revoked)
+    );
+    let m = format!(
+        "Bearer {}",
+        sign(
+            &signing_key(1),
+            claims(serde_json::json!({"sub": "mallory", "jti": "m1"}))
+        )
+    );
+    assert_eq!(
+        run(&mut e, "/x", Some(&m)).verdict,
+        Verdict::Deny(Denial::Revoked)
+    );
+    assert_eq!(
+        e.apply_delta(delta(5, 7, &[])),
+        Ok(false),
+        "already applied"
+    );
+    assert_eq!(e.applied(), Some(("e1", 7)));
+    let other_epoch = meshauth_wire::sync::Delta {
+        epoch: "e2".into(),
+        ..delta(7, 8, &[])
+    };
+    assert!(e.apply_delta(other_epoch).is_err());
+}
