@@ -268,7 +268,7 @@ path = \"$work/one/meshauth.redb\"")
   wait_http http://127.0.0.1:18091/readyz
   e=$(edge_for 18091)
   wait_http http://127.0.0.1:19902/ready
-  printf 'one replica, by token (Bloom hit + confirmation)\t%s\n' "$("$dev" revocation-latency --cp http://127.0.0.1:18091 --edge http://127.0.0.1:18081 --admin-token "$admin" --count "$revocations")" >> "$latency"
+  printf 'one replica, by token (delta: exact jti)\t%s\n' "$("$dev" revocation-latency --cp http://127.0.0.1:18091 --edge http://127.0.0.1:18081 --admin-token "$admin" --count "$revocations")" >> "$latency"
   printf 'one replica, by subject (exact rule)\t%s\n' "$("$dev" revocation-latency --by sub --cp http://127.0.0.1:18091 --edge http://127.0.0.1:18081 --admin-token "$admin" --count "$revocations")" >> "$latency"
   kill "$e" "$a"; wait "$e" "$a" 2>/dev/null || true
   redis-server --port 18379 --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always --dir "$work" --daemonize no > "$work/redis.log" 2>&1 &

@@ -64,6 +64,8 @@ pub enum CacheUse {
 pub struct Outcome {
     pub verdict: Verdict,
     pub cache: CacheUse,
+    /// The route that matched (`None`: the default), for the rate-limit check.
+    pub route: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -181,20 +183,21 @@ impl Engine {
         &self.limiter
     }
 
-    /// The rate-limit check for a request the token checks let through.
+    /// The rate-limit check for a request the token checks let through (`route` as
+    /// `check` found it).
     pub fn limit(
         &self,
         slots: &impl Slots,
         req: &Request<'_>,
+        route: Option<usize>,
         verified: Option<&Verified>,
         facts: &impl Facts,
         now_ns: u64,
     ) -> LimitOutcome {
-        let (route, _) = self.config.routes.route_for(req.method, req.path);
         let subject = Subject {
             method: req.method,
             path: strip_query(req.path),
-            route,
+            route: self.config.routes.name(route),
             claims: verified.map(|v| &v.claims),
         };
         self.limiter.check(slots, &subject, facts, now_ns)
@@ -208,11 +211,13 @@ impl Engine {
             ready,
             ..
         } = self;
-        let requirements = match config.routes.policy_for(req.method, req.path) {
+        let route = config.routes.find(req.method, req.path);
+        let requirements = match config.routes.policy(route) {
             Policy::Anonymous => {
                 return Outcome {
                     verdict: Verdict::Anonymous,
                     cache: CacheUse::NotUsed,
+                    route,
                 }
             }
             Policy::Token(r) => r,
@@ -222,6 +227,7 @@ impl Engine {
             return Outcome {
                 verdict: Verdict::Deny(Denial::NotReady),
                 cache: used,
+                route,
             };
         }
         let result = (|| {
@@ -270,6 +276,7 @@ impl Engine {
         Outcome {
             verdict,
             cache: used,
+            route,
         }
     }
 }

@@ -782,7 +782,7 @@ impl HttpContext for Http {
                     path,
                     authorization,
                 };
-                match engine.limit(&SharedSlots, &req, verified, &facts, now_ns) {
+                match engine.limit(&SharedSlots, &req, outcome.route, verified, &facts, now_ns) {
                     LimitOutcome::Limited(l) => {
                         drop(engine);
                         self.limited(&l);

@@ -63,16 +63,26 @@ impl Route {
 impl RouteTable {
     /// The policy for a request. `path` may carry a query string; it is ignored.
     pub fn policy_for(&self, method: &str, path: &str) -> &Policy {
-        self.route_for(method, path).1
+        self.policy(self.find(method, path))
     }
 
-    /// The matching route's name (`default` for none) and its policy.
-    pub fn route_for(&self, method: &str, path: &str) -> (&str, &Policy) {
+    /// The index of the first matching route; `None`: the default applies.
+    pub fn find(&self, method: &str, path: &str) -> Option<usize> {
         let path = strip_query(path);
-        self.routes
-            .iter()
-            .find(|r| r.matches(method, path))
-            .map_or(("default", &self.default), |r| (r.name.as_str(), &r.policy))
+        self.routes.iter().position(|r| r.matches(method, path))
+    }
+
+    pub fn policy(&self, route: Option<usize>) -> &Policy {
+        route
+            .and_then(|i| self.routes.get(i))
+            .map_or(&self.default, |r| &r.policy)
+    }
+
+    /// The route's name as rate-limit keys see it (`default` for none).
+    pub fn name(&self, route: Option<usize>) -> &str {
+        route
+            .and_then(|i| self.routes.get(i))
+            .map_or("default", |r| r.name.as_str())
     }
 }
 

@@ -466,7 +466,9 @@ fn snapshot_limits_join_and_replace_the_configured_ones() {
             panic!("{:?}", out.verdict)
         };
         let now_ns = u64::try_from(NOW).unwrap() * 1_000_000_000;
-        if let LimitOutcome::Admitted(_) = e.limit(&table, &req, Some(&v), &NoFacts, now_ns) {
+        if let LimitOutcome::Admitted(_) =
+            e.limit(&table, &req, out.route, Some(&v), &NoFacts, now_ns)
+        {
             admitted += 1;
         }
     }
