@@ -75,33 +75,39 @@ pub enum LimitsCmd {
     /// Create or replace a policy, from flags or from a JSON file (`--file`, `-` for stdin).
     Set {
         name: String,
-        /// Key part: claim:NAME, header:NAME, client_address or route (repeat to combine).
-        #[arg(long = "key")]
-        key: Vec<String>,
-        /// Requests per window.
-        #[arg(long)]
-        rate: Option<u64>,
-        #[arg(long, default_value_t = 1)]
-        window_seconds: u64,
-        /// Requests admitted at once.
-        #[arg(long)]
-        burst: Option<u64>,
-        #[arg(long, conflicts_with = "path_exact")]
-        path_prefix: Option<String>,
-        #[arg(long)]
-        path_exact: Option<String>,
-        /// Upper-case method (repeat for several).
-        #[arg(long = "method")]
-        methods: Vec<String>,
-        /// VALUE=RATE/BURST[/WINDOW_SECONDS] for one key value (repeatable).
-        #[arg(long = "override")]
-        overrides: Vec<String>,
+        #[command(flatten)]
+        flags: LimitFlags,
         #[arg(long, conflicts_with_all = ["key", "rate", "burst", "path_prefix", "path_exact", "methods", "overrides"])]
         file: Option<std::path::PathBuf>,
     },
     Delete {
         name: String,
     },
+}
+
+#[derive(Args)]
+pub struct LimitFlags {
+    /// Key part: claim:NAME, header:NAME, client_address or route (repeat to combine).
+    #[arg(long = "key")]
+    key: Vec<String>,
+    /// Requests per window.
+    #[arg(long)]
+    rate: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    window_seconds: u64,
+    /// Requests admitted at once.
+    #[arg(long)]
+    burst: Option<u64>,
+    #[arg(long, conflicts_with = "path_exact")]
+    path_prefix: Option<String>,
+    #[arg(long)]
+    path_exact: Option<String>,
+    /// Upper-case method (repeat for several).
+    #[arg(long = "method")]
+    methods: Vec<String>,
+    /// VALUE=RATE/BURST[/WINDOW_SECONDS] for one key value (repeatable).
+    #[arg(long = "override")]
+    overrides: Vec<String>,
 }
 
 /// `alice=100/10` or `alice=100/10/60` → (value, quota JSON).
@@ -120,38 +126,30 @@ fn parse_override(s: &str) -> Result<(String, Value), String> {
     Ok((value.to_string(), q))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn limit_body(
-    key: Vec<String>,
-    rate: Option<u64>,
-    window_seconds: u64,
-    burst: Option<u64>,
-    path_prefix: Option<String>,
-    path_exact: Option<String>,
-    methods: Vec<String>,
-    overrides: Vec<String>,
-) -> Result<Value, String> {
+/// The policy body the flags describe; the control plane validates it.
+fn limit_body(f: LimitFlags) -> Result<Value, String> {
     let mut body = json!({
-        "key": key,
-        "rate": rate.ok_or("--rate is required (or give --file)")?,
-        "window_seconds": window_seconds,
-        "burst": burst.ok_or("--burst is required (or give --file)")?,
+        "key": f.key,
+        "rate": f.rate.ok_or("--rate is required (or give --file)")?,
+        "window_seconds": f.window_seconds,
+        "burst": f.burst.ok_or("--burst is required (or give --file)")?,
     });
     let mut m = serde_json::Map::new();
-    if let Some(p) = path_prefix {
+    if let Some(p) = f.path_prefix {
         m.insert("path_prefix".into(), p.into());
     }
-    if let Some(p) = path_exact {
+    if let Some(p) = f.path_exact {
         m.insert("path_exact".into(), p.into());
     }
-    if !methods.is_empty() {
-        m.insert("methods".into(), json!(methods));
+    if !f.methods.is_empty() {
+        m.insert("methods".into(), json!(f.methods));
     }
     if !m.is_empty() {
         body["match"] = Value::Object(m);
     }
-    if !overrides.is_empty() {
-        let o: serde_json::Map<String, Value> = overrides
+    if !f.overrides.is_empty() {
+        let o: serde_json::Map<String, Value> = f
+            .overrides
             .iter()
             .map(|s| parse_override(s))
             .collect::<Result<_, _>>()?;
@@ -371,18 +369,7 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
             println!("audit chain ok: {} entries", v["entries"]);
         }
         Cmd::Limits(LimitsCmd::List) => print(&c.call("GET", "/admin/limits", None)?),
-        Cmd::Limits(LimitsCmd::Set {
-            name,
-            key,
-            rate,
-            window_seconds,
-            burst,
-            path_prefix,
-            path_exact,
-            methods,
-            overrides,
-            file,
-        }) => {
+        Cmd::Limits(LimitsCmd::Set { name, flags, file }) => {
             let body = match file {
                 Some(path) => {
                     let text = if path.as_os_str() == "-" {
@@ -394,16 +381,7 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
                     serde_json::from_str(&text)
                         .map_err(|e| format!("{}: not JSON: {e}", path.display()))?
                 }
-                None => limit_body(
-                    key,
-                    rate,
-                    window_seconds,
-                    burst,
-                    path_prefix,
-                    path_exact,
-                    methods,
-                    overrides,
-                )?,
+                None => limit_body(flags)?,
             };
             print(&c.call("PUT", &format!("/admin/limits/{name}"), Some(body))?)
         }

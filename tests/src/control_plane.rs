@@ -282,7 +282,8 @@ pub struct Sentinel {
     pub master: Redis,
     pub replica: Redis,
     sentinels: Vec<(Child, u16)>,
-    dir: tempfile::TempDir,
+    /// Holds the sentinels' configuration files while they run.
+    _dir: tempfile::TempDir,
 }
 
 pub const SENTINEL_MASTER_NAME: &str = "mymaster";
@@ -341,7 +342,7 @@ impl Sentinel {
             master,
             replica,
             sentinels,
-            dir,
+            _dir: dir,
         };
         wait_for("the replica to link", 20, || {
             cli_at(s.replica.port, &["info", "replication"]).contains("master_link_status:up")
@@ -398,10 +399,6 @@ impl Sentinel {
         wait_for("the old master to replicate", 30, || {
             cli_at(port, &["info", "replication"]).contains("master_link_status:up")
         });
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -600,11 +600,19 @@ fn decode_claims_header_kid(token: &str) -> String {
 }
 
 /// Everything acknowledged survives a kill -9 of the control plane (and of Redis).
-fn survives_restarts(mut cp: ControlPlane, redis: Option<&mut Redis>) {
-    let (id, secret) = create_client(&cp, "read");
+/// What a control plane acknowledged: a client, a refresh family, a revocation, a
+/// rate-limit policy, the keys and the audit chain's length.
+struct Acknowledged {
+    client: (String, String),
+    refresh: String,
+    jwks: String,
+    audit_entries: u64,
+}
+
+fn acknowledge(cp: &ControlPlane) -> Acknowledged {
+    let client = create_client(cp, "read");
     let full: Value =
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
-    let refresh = full["refresh_token"].as_str().unwrap().to_string();
     cp.cli_ok(&["revoke", "subject", "mallory"]);
     cp.cli_ok(&[
         "limits",
@@ -619,48 +627,60 @@ fn survives_restarts(mut cp: ControlPlane, redis: Option<&mut Redis>) {
         "--override",
         "carol=50/20",
     ]);
-    let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).body;
-    let audit = admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"]
-        .as_u64()
-        .unwrap();
-    cp.restart();
-    if let Some(r) = redis {
-        r.crash_and_restart();
-        cp.restart();
+    Acknowledged {
+        client,
+        refresh: full["refresh_token"].as_str().unwrap().to_string(),
+        jwks: get(&cp.url("/.well-known/jwks.json"), &[]).body,
+        audit_entries: admin(cp, "GET", "/admin/audit/verify", None).json()["entries"]
+            .as_u64()
+            .unwrap(),
     }
+}
+
+/// Everything in `ack` is still there and works.
+fn assert_kept(cp: &ControlPlane, ack: &Acknowledged) {
     assert_eq!(
         get(&cp.url("/.well-known/jwks.json"), &[]).body,
-        jwks,
+        ack.jwks,
         "same keys"
     );
-    assert_eq!(
-        post_form(
-            &cp,
-            "/oauth2/token",
-            "grant_type=client_credentials",
-            &[("authorization", &basic(&id, &secret))]
-        )
-        .status,
-        200
-    );
+    let (id, secret) = &ack.client;
     let a = post_form(
-        &cp,
+        cp,
         "/oauth2/token",
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+        "grant_type=client_credentials",
+        &[("authorization", &basic(id, secret))],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = post_form(
+        cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={}", ack.refresh),
         &[],
     );
     assert_eq!(a.status, 200, "refresh family survived: {}", a.body);
-    let revs = admin(&cp, "GET", "/admin/revocations", None).json();
+    let revs = admin(cp, "GET", "/admin/revocations", None).json();
     assert!(revs["revocations"]
         .as_array()
         .unwrap()
         .iter()
         .any(|r| r["value"] == "mallory"));
-    let limit = admin(&cp, "GET", "/admin/limits/per-user", None).json();
+    let limit = admin(cp, "GET", "/admin/limits/per-user", None).json();
     assert_eq!(limit["overrides"]["carol"]["rate"], 50, "{limit}");
-    let report = admin(&cp, "GET", "/admin/audit/verify", None).json();
+    let report = admin(cp, "GET", "/admin/audit/verify", None).json();
     assert_eq!(report["ok"], true, "{report}");
-    assert!(report["entries"].as_u64().unwrap() >= audit);
+    assert!(report["entries"].as_u64().unwrap() >= ack.audit_entries);
+}
+
+/// Everything acknowledged survives a kill -9 of the control plane (and of Redis).
+fn survives_restarts(mut cp: ControlPlane, redis: Option<&mut Redis>) {
+    let ack = acknowledge(&cp);
+    cp.restart();
+    if let Some(r) = redis {
+        r.crash_and_restart();
+        cp.restart();
+    }
+    assert_kept(&cp, &ack);
 }
 
 #[test]
@@ -942,26 +962,7 @@ fn redis_sentinel_failover_loses_nothing_acknowledged() {
         StoreKind::Sentinel(redis.addresses(), SENTINEL_MASTER_NAME.into()),
         "",
     );
-    let (id, secret) = create_client(&cp, "read");
-    cp.cli_ok(&["revoke", "subject", "mallory"]);
-    cp.cli_ok(&[
-        "limits",
-        "set",
-        "per-user",
-        "--key",
-        "claim:sub",
-        "--rate",
-        "5",
-        "--burst",
-        "2",
-    ]);
-    let full: Value =
-        serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
-    let refresh = full["refresh_token"].as_str().unwrap().to_string();
-    let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).body;
-    let entries = admin(&cp, "GET", "/admin/audit/verify", None).json()["entries"]
-        .as_u64()
-        .unwrap();
+    let ack = acknowledge(&cp);
     // Every acknowledged write is on the replica already (WAIT), so the failover keeps it.
     redis.fail_master();
     // The new master has no replica: writes are refused, not acknowledged and then lost.
@@ -973,13 +974,14 @@ fn redis_sentinel_failover_loses_nothing_acknowledged() {
     );
     assert_eq!(a.status, 503, "{}", a.body);
     // Reads follow the new master.
+    let (id, secret) = &ack.client;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let a = post_form(
             &cp,
             "/oauth2/token",
             "grant_type=client_credentials",
-            &[("authorization", &basic(&id, &secret))],
+            &[("authorization", &basic(id, secret))],
         );
         if a.status == 200 {
             break;
@@ -1015,29 +1017,8 @@ fn redis_sentinel_failover_loses_nothing_acknowledged() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert_eq!(get(&cp.url("/.well-known/jwks.json"), &[]).body, jwks);
-    let a = post_form(
-        &cp,
-        "/oauth2/token",
-        &format!("grant_type=refresh_token&refresh_token={refresh}"),
-        &[],
-    );
-    assert_eq!(a.status, 200, "refresh family survived: {}", a.body);
-    let revs = admin(&cp, "GET", "/admin/revocations", None).json();
-    assert!(revs["revocations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|r| r["value"] == "mallory"));
-    assert_eq!(
-        admin(&cp, "GET", "/admin/limits/per-user", None).json()["burst"],
-        2
-    );
-    let report = admin(&cp, "GET", "/admin/audit/verify", None).json();
-    assert_eq!(report["ok"], true, "{report}");
-    assert!(report["entries"].as_u64().unwrap() > entries);
+    assert_kept(&cp, &ack);
     assert!(cp.log().contains("redis master moved"), "{}", cp.log());
-    let _ = redis.dir();
 }
 
 /// Random and mutated bodies on every endpoint that takes one: never a 5xx, the server

@@ -197,6 +197,25 @@ fn the_sustained_rate_holds_across_workers() {
     assert_eq!(workers.len(), 2, "{workers:?}");
 }
 
+/// `meshauth limits set per-user`: one an hour per user, bursts of 3, plus `extra` flags.
+fn set_per_user(cp: &ControlPlane, extra: &[&str]) {
+    let mut args = vec![
+        "limits",
+        "set",
+        "per-user",
+        "--key",
+        "claim:sub",
+        "--rate",
+        "1",
+        "--window-seconds",
+        "3600",
+        "--burst",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    cp.cli_ok(&args);
+}
+
 #[test]
 fn a_limit_set_with_the_cli_applies_within_one_sync() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
@@ -238,19 +257,7 @@ fn a_limit_set_with_the_cli_applies_within_one_sync() {
         (s["sync"]["version"].as_u64().unwrap(), filters)
     };
     // Set a policy; wait for the one sync that carries it, then it is in force.
-    cp.cli_ok(&[
-        "limits",
-        "set",
-        "per-user",
-        "--key",
-        "claim:sub",
-        "--rate",
-        "1",
-        "--window-seconds",
-        "3600",
-        "--burst",
-        "3",
-    ]);
+    set_per_user(&cp, &[]);
     let wait_applied = |cp: &ControlPlane| {
         let (version, _) = applied(cp);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -281,21 +288,7 @@ fn a_limit_set_with_the_cli_applies_within_one_sync() {
     assert_eq!(count(&hammer(&envoy, "/api", &bob, 1, 5), 200), 3);
 
     // An override for alice: her bucket grows to 6, she has used 3.
-    cp.cli_ok(&[
-        "limits",
-        "set",
-        "per-user",
-        "--key",
-        "claim:sub",
-        "--rate",
-        "1",
-        "--window-seconds",
-        "3600",
-        "--burst",
-        "3",
-        "--override",
-        "alice=1/6/3600",
-    ]);
+    set_per_user(&cp, &["--override", "alice=1/6/3600"]);
     wait_applied(&cp);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(count(&hammer(&envoy, "/api", &alice, 2, 5), 200), 3);

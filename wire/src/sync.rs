@@ -102,26 +102,18 @@ pub enum SnapshotError {
 }
 
 impl SignedSnapshot {
-    /// Parses the envelope and, once `verify(payload_bytes, signature)` accepts, the payload.
+    /// Parses the envelope and, once `verify(payload_bytes, signature)` accepts, the payload,
+    /// which must be a full snapshot.
     pub fn open(
         bytes: &[u8],
         verify: impl FnOnce(&[u8], &[u8; 64]) -> bool,
     ) -> Result<Snapshot, SnapshotError> {
-        let env: SignedSnapshot =
-            serde_json::from_slice(bytes).map_err(|_| SnapshotError::Envelope)?;
-        let sig = crate::b64::decode_array::<64>(&env.signature).ok_or(SnapshotError::Envelope)?;
-        if !verify(env.payload.as_bytes(), &sig) {
-            return Err(SnapshotError::Signature);
+        match Self::open_message(bytes, verify)? {
+            Message::Full(snap) => Ok(snap),
+            Message::Delta(_) => Err(SnapshotError::Payload(
+                "a delta where a full snapshot was expected".into(),
+            )),
         }
-        let json = crate::b64::decode(&env.payload).map_err(|_| SnapshotError::Envelope)?;
-        let snap: Snapshot =
-            serde_json::from_slice(&json).map_err(|e| SnapshotError::Payload(e.to_string()))?;
-        snap.revoked_jti
-            .validate()
-            .map_err(|e| SnapshotError::Payload(e.to_string()))?;
-        crate::limits::validate_all(&snap.limits)
-            .map_err(|e| SnapshotError::Payload(format!("limits{e}")))?;
-        Ok(snap)
     }
 
     /// Like `open`, for an answer that may be a snapshot or a delta.
