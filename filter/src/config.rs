@@ -226,7 +226,12 @@ impl Config {
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             bad(
-                if path == "." { "config".into() } else { path },
+                // The root (and a field whose name is empty) has no path of its own.
+                if path == "." || path.is_empty() {
+                    "config".into()
+                } else {
+                    path
+                },
                 e.into_inner().to_string(),
             )
         })?;
@@ -549,6 +554,9 @@ mod tests {
         assert!(e.contains("unknown key part"), "{e}");
         let e = err(r#"{"rate_limits":{"size":3}}"#);
         assert!(e.contains("unknown field"), "{e}");
+        // Found by the fuzz tests: a field with an empty name still gets a path.
+        let e = err(r#"{"":1}"#);
+        assert!(e.starts_with("config: unknown field"), "{e}");
     }
 
     #[test]
