@@ -696,7 +696,7 @@ pub async fn set_limit(
     }
     let policy: LimitPolicy = serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::bad_request(if path == "." {
+        ApiError::bad_request(if path == "." || path.is_empty() {
             e.inner().to_string()
         } else {
             format!("{path}: {}", e.inner())
