@@ -34,6 +34,8 @@ proxy_wasm::main! {{
 
 const LEADER_KEY: &str = "meshauth.sync.leader";
 const SNAPSHOT_KEY: &str = "meshauth.sync.snapshot";
+/// `epoch|version` of the snapshot in SNAPSHOT_KEY, so workers re-read it only when it changed.
+const SNAPSHOT_TAG_KEY: &str = "meshauth.sync.snapshot-tag";
 /// Signed deltas received since the snapshot in SNAPSHOT_KEY, one envelope a line.
 const DELTAS_KEY: &str = "meshauth.sync.deltas";
 const VERSION_KEY: &str = "meshauth.sync.version";
@@ -245,6 +247,9 @@ struct Root {
     pending: Rc<RefCell<Vec<Pending>>>,
     poll: Poll,
     seen_version: Vec<u8>,
+    /// The snapshot tag this worker applied, and how many of the deltas after it.
+    seen_snapshot: Vec<u8>,
+    deltas_done: usize,
     /// Leader: deltas held in shared data on top of the snapshot there.
     held_deltas: usize,
     /// Leader: the next poll asks for a full snapshot (after a delta that did not fit).
@@ -265,6 +270,8 @@ impl Root {
             pending: Rc::new(RefCell::new(Vec::new())),
             poll: Poll::default(),
             seen_version: Vec::new(),
+            seen_snapshot: Vec::new(),
+            deltas_done: 0,
             held_deltas: 0,
             need_full: false,
             last_flush_ms: 0,
@@ -332,13 +339,31 @@ impl Root {
         if version == self.seen_version {
             return;
         }
-        if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(SNAPSHOT_KEY) {
-            self.apply(&bytes);
+        // The snapshot only when it changed (it can be hundreds of KiB), then the deltas
+        // this worker has not applied yet.
+        let tag = hostcalls::get_shared_data(SNAPSHOT_TAG_KEY)
+            .ok()
+            .and_then(|(v, _)| v)
+            .unwrap_or_default();
+        if tag != self.seen_snapshot {
+            if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(SNAPSHOT_KEY) {
+                self.apply(&bytes);
+            }
+            self.seen_snapshot = tag;
+            self.deltas_done = 0;
         }
         if let Ok((Some(deltas), _)) = hostcalls::get_shared_data(DELTAS_KEY) {
-            for line in deltas.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let lines: Vec<&[u8]> = deltas
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            if lines.len() < self.deltas_done {
+                self.deltas_done = 0; // the list restarted under a snapshot we have not seen
+            }
+            for line in lines.iter().skip(self.deltas_done) {
                 self.apply(line);
             }
+            self.deltas_done = lines.len();
         }
         self.seen_version = version;
     }
@@ -468,9 +493,22 @@ impl Context for Root {
                 if applied != Applied::Nothing {
                     // Publish for the other workers: the snapshot or delta first, then
                     // the version that says there is something new.
+                    let (epoch, version) = self
+                        .engine
+                        .as_ref()
+                        .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
+                        .unwrap_or_default();
+                    let tag = format!("{epoch}|{version}");
                     if applied == Applied::Full {
                         let _ = hostcalls::set_shared_data(SNAPSHOT_KEY, Some(&body), None);
                         let _ = hostcalls::set_shared_data(DELTAS_KEY, Some(b""), None);
+                        let _ = hostcalls::set_shared_data(
+                            SNAPSHOT_TAG_KEY,
+                            Some(tag.as_bytes()),
+                            None,
+                        );
+                        self.seen_snapshot = tag.clone().into_bytes();
+                        self.deltas_done = 0;
                         self.held_deltas = 0;
                         self.need_full = false;
                     } else {
@@ -481,14 +519,12 @@ impl Context for Root {
                         held.extend_from_slice(&body);
                         held.push(b'\n');
                         let _ = hostcalls::set_shared_data(DELTAS_KEY, Some(&held), None);
+                        self.deltas_done = held
+                            .split(|b| *b == b'\n')
+                            .filter(|l| !l.is_empty())
+                            .count();
                         self.held_deltas += 1;
                     }
-                    let (epoch, version) = self
-                        .engine
-                        .as_ref()
-                        .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
-                        .unwrap_or_default();
-                    let tag = format!("{epoch}|{version}");
                     let _ = hostcalls::set_shared_data(VERSION_KEY, Some(tag.as_bytes()), None);
                     self.seen_version = tag.into_bytes();
                 }

@@ -279,3 +279,40 @@ fn scheduled_rotations_under_load_fail_no_request() {
         "{actions:?}"
     );
 }
+
+/// A run of revocations: each comes as a delta; past 64 held deltas the leader takes a
+/// full snapshot again; every worker ends up refusing every revoked token.
+#[test]
+fn a_run_of_revocations_reaches_every_worker_through_deltas_and_snapshots() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let envoy = envoy_for(&cp, &distribution_key(&cp));
+    let tokens: Vec<String> = (0..80).map(|i| issue(&cp, &format!("user-{i}"))).collect();
+    eventually(&envoy, &tokens[0], 200);
+    let (k, v) = cp.admin_headers();
+    for t in &tokens {
+        let a = meshauth_tests::http::request(
+            "POST",
+            &cp.url("/admin/revocations"),
+            &[(&k, &v), ("content-type", "application/json")],
+            Some(&json!({"kind": "token", "value": t}).to_string()),
+        );
+        assert_eq!(a.status, 204, "{}", a.body);
+        // Let the filter take each change on its own, as deltas.
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    eventually(&envoy, &tokens[79], 403);
+    for t in &tokens {
+        for _ in 0..2 {
+            assert_eq!(call(&envoy, t).status, 403);
+        }
+    }
+    let survivor = issue(&cp, "survivor");
+    assert_eq!(call(&envoy, &survivor).status, 200);
+    assert!(envoy.wait_counter("meshauth_sync_deltas_applied", 64) >= 64);
+    // The first snapshot, and at least one more once 64 deltas were held (per worker).
+    assert!(
+        envoy.wait_counter("meshauth_sync_snapshots_applied", 4) >= 4,
+        "{}",
+        envoy.prometheus()
+    );
+}
