@@ -167,20 +167,17 @@ fn slot_key(index: u32) -> String {
     format!("meshauth.rl.{index}")
 }
 
+/// The CAS token a write carries to a slot that does not exist yet. Envoy accepts any
+/// token for a key it does not have and refuses a stale one for a key it has, so this
+/// write creates the slot only if no other worker did in between: an insert-if-absent.
+/// (A write without a token would be unconditional and could overwrite a bucket.)
+const ABSENT: u32 = u32::MAX;
+
 impl Slots for SharedSlots {
     fn read(&self, index: u32) -> (Option<Slot>, Option<u32>) {
-        let key = slot_key(index);
-        let (value, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
-        if value.is_some() {
-            return (value.as_deref().and_then(Slot::decode), cas);
-        }
-        // A write without a CAS token is unconditional in Envoy, so a fresh slot is
-        // first created empty; the update that follows then carries a real token and
-        // two workers racing on the same new key cannot both win.
-        let _ = hostcalls::set_shared_data(&key, Some(&[0u8; Slot::BYTES]), None);
-        match hostcalls::get_shared_data(&key) {
-            Ok((v, cas)) => (v.as_deref().and_then(Slot::decode), cas),
-            Err(_) => (None, None),
+        match hostcalls::get_shared_data(&slot_key(index)) {
+            Ok((Some(value), cas)) => (Slot::decode(&value), cas),
+            _ => (None, Some(ABSENT)),
         }
     }
 
