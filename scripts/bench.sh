@@ -257,11 +257,15 @@ PY2
   "$envoy" -c "$work/edge.yaml" --concurrency 2 --disable-hot-restart -l warning --log-path "$work/edge.log" >/dev/null 2>&1 &
   echo $!
 }
-if [[ "revocation" =~ ${BENCH_ONLY:-.} ]]; then
+# fresh_setup: new master key and admin token, and the sample upstream on 18082.
+fresh_setup() {
   master=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
   admin=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
   "$dev" echo --port 18082 > "$work/echo.log" 2>&1 &
   echo_pid=$!
+}
+if [[ "revocation" =~ ${BENCH_ONLY:-.} ]]; then
+  fresh_setup
   a=$(cp_serve cp-one 18091 "[store]
 kind = \"embedded\"
 path = \"$work/one/meshauth.redb\"")
@@ -293,10 +297,7 @@ fi
 rss_file="$work/rss.txt"
 if [[ "rss" =~ ${BENCH_ONLY:-.} ]]; then
   live=${BENCH_LIVE_REVOCATIONS:-100000}
-  master=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  admin=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  "$dev" echo --port 18082 > "$work/echo.log" 2>&1 &
-  echo_pid=$!
+  fresh_setup
   redis-server --port 18380 --bind 127.0.0.1 --save '' --appendonly no --dir "$work" --daemonize no > "$work/redis-rss.log" 2>&1 &
   redis_pid=$!
   sleep 0.3

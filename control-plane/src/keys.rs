@@ -183,23 +183,16 @@ impl Keyring {
             .and_then(|c| c.activated_at)
             .map_or(i64::MAX, |a| now - a);
         let due_soon = current_age >= policy.rotation_interval - policy.prepublish;
-        if self.next().is_none()
-            && (due_soon || self.rotation_requested || self.current().is_none())
-        {
+        let publish = self.next().is_none()
+            && (due_soon || self.rotation_requested || self.current().is_none());
+        if publish {
             let k = new_key(now);
             events.push(KeyEvent::Published(k.kid.clone()));
             self.keys.push(k);
-        }
-        // The version that carries `next` is the change-log head seen after its
-        // publication was logged, i.e. at a later step than the one that published it.
-        if let Some(n) = self.mut_state(KeyState::Next) {
-            if n.published_version.is_none()
-                && !events
-                    .iter()
-                    .any(|e| *e == KeyEvent::Published(n.kid.clone()))
-            {
-                n.published_version = Some(gate.head);
-            }
+        } else if let Some(n) = self.mut_state(KeyState::Next) {
+            // The version that carries `next` is the change-log head seen after its
+            // publication was logged, i.e. at a later step than the one that published it.
+            n.published_version.get_or_insert(gate.head);
         }
         let (next_ready, forced) = match self.next() {
             Some(n) if now - n.created_at >= policy.prepublish => {

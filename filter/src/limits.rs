@@ -89,6 +89,8 @@ impl Default for LimitsConfig {
 #[derive(Debug)]
 struct Compiled {
     policy: LimitPolicy,
+    /// The policy's own quota and its GCRA, worked out once.
+    quota: Quota,
     gcra: Gcra,
     /// Seeds the key hash, so equal key values under two policies are two buckets.
     seed: u64,
@@ -179,6 +181,7 @@ impl Limiter {
             policies: policies
                 .into_iter()
                 .map(|policy| Compiled {
+                    quota: policy.quota(),
                     gcra: Gcra::new(policy.quota()),
                     seed: mix(fnv1a(0xcbf2_9ce4_8422_2325, policy.name.as_bytes())),
                     policy,
@@ -204,7 +207,8 @@ impl Limiter {
         facts: &impl Facts,
         now_ns: u64,
     ) -> LimitOutcome {
-        let mut tightest: Option<(Decision, &Compiled, Quota)> = None;
+        // The admitted policy with the least left, for `RateLimit` on the answer.
+        let mut tightest: Option<(Decision, &Compiled)> = None;
         let mut shared = 0;
         for c in &self.policies {
             if !c.policy.matches.matches(subject.method, subject.path) {
@@ -212,8 +216,8 @@ impl Limiter {
             }
             let (fingerprint, value) = self.key(c, subject, facts);
             let (quota, gcra) = match value.as_deref().map(|v| c.policy.quota_for(v)) {
-                Some(q) if q != c.policy.quota() => (q, Gcra::new(q)),
-                _ => (c.policy.quota(), c.gcra),
+                Some(q) if q != c.quota => (q, Gcra::new(q)),
+                _ => (c.quota, c.gcra),
             };
             let Some((decision, was_shared)) = self.draw(slots, fingerprint, &gcra, now_ns) else {
                 return LimitOutcome::Limited(Limited {
@@ -230,14 +234,14 @@ impl Limiter {
                     contended: false,
                 });
             }
-            if tightest.is_none_or(|(d, _, _)| decision.remaining < d.remaining) {
-                tightest = Some((decision, c, quota));
+            if self.headers_on_allow
+                && tightest.is_none_or(|(d, _)| decision.remaining < d.remaining)
+            {
+                tightest = Some((decision, c));
             }
         }
         LimitOutcome::Admitted(Admitted {
-            header: tightest
-                .filter(|_| self.headers_on_allow)
-                .map(|(d, c, _)| ratelimit_field(&c.policy.name, &d)),
+            header: tightest.map(|(d, c)| ratelimit_field(&c.policy.name, &d)),
             shared,
         })
     }

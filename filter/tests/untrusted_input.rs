@@ -40,6 +40,30 @@ fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
     out
 }
 
+/// A signed (with a dummy signature) snapshot carrying a key, a Bloom filter, a rule and
+/// a policy: every part of the payload parser has something to read.
+fn sealed_snapshot() -> Vec<u8> {
+    let mut bloom = meshauth_wire::bloom::Bloom::with_capacity(16, 0.01, 7);
+    bloom.insert("j1");
+    let snap = meshauth_wire::sync::Snapshot {
+        epoch: "e".into(),
+        version: 3,
+        issued_at: 1,
+        jwks: meshauth_wire::JwkSet {
+            keys: vec![meshauth_wire::Jwk::from_ed25519(&[9u8; 32])],
+        },
+        revoked_jti: bloom,
+        rules: vec![meshauth_wire::sync::RevocationRule {
+            claim: meshauth_wire::sync::RuleClaim::Sub,
+            value: "m".into(),
+            not_before: 5,
+        }],
+        limits: serde_json::from_str(r#"[{"name":"u","key":["claim:sub"],"rate":5,"burst":2}]"#)
+            .unwrap(),
+    };
+    serde_json::to_vec(&SignedSnapshot::seal(&snap, |_| [7u8; 64])).unwrap()
+}
+
 fn engine() -> Engine {
     Engine::new(Config::from_json(VALID_CONFIG.as_bytes()).unwrap())
 }
@@ -85,8 +109,19 @@ proptest! {
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
     ) {
         prop_assert!(SignedSnapshot::open(&bytes, |_, _| true).is_err());
-        let sealed = r#"{"payload":"eyJlcG9jaCI6ImUiLCJ2ZXJzaW9uIjoxfQ","signature":"AAAA"}"#;
-        let _ = SignedSnapshot::open(&mutate(sealed.as_bytes(), &edits), |_, _| true);
+        // A well-formed envelope and an accepting verifier, so mutations reach the
+        // payload parser (base64, JSON, Bloom and policy validation) and not only the
+        // envelope's.
+        let base = sealed_snapshot();
+        prop_assert!(SignedSnapshot::open_message(&base, |_, _| true).is_ok());
+        let _ = SignedSnapshot::open_message(&mutate(&base, &edits), |_, _| true);
+        let envelope: serde_json::Value = serde_json::from_slice(&base).unwrap();
+        let payload = meshauth_wire::b64::decode(envelope["payload"].as_str().unwrap()).unwrap();
+        let mutated = serde_json::json!({
+            "payload": meshauth_wire::b64::encode(mutate(&payload, &edits)),
+            "signature": envelope["signature"],
+        });
+        let _ = SignedSnapshot::open_message(mutated.to_string().as_bytes(), |_, _| true);
     }
 
     #[test]

@@ -297,12 +297,24 @@ fn cli_at(port: u16, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+/// Retries `attempt` every 50 ms until it is `Ok`, or panics after `secs` with `what`
+/// and the last error.
+pub fn wait_until(what: &str, secs: u64, mut attempt: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    loop {
+        match attempt() {
+            Ok(()) => return,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {last}"
+            ),
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    wait_until(what, secs, || ok().then_some(()).ok_or_else(String::new));
 }
 
 impl Sentinel {

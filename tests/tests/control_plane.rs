@@ -2,7 +2,7 @@
 //! The real control-plane binary and CLI, on the embedded store and on a real Redis.
 
 use meshauth_tests::control_plane::{
-    ControlPlane, Redis, Sentinel, StoreKind, SENTINEL_MASTER_NAME,
+    wait_until, ControlPlane, Redis, Sentinel, StoreKind, SENTINEL_MASTER_NAME,
 };
 use meshauth_tests::http::{get, request, Answer};
 use serde_json::{json, Value};
@@ -975,48 +975,26 @@ fn redis_sentinel_failover_loses_nothing_acknowledged() {
     assert_eq!(a.status, 503, "{}", a.body);
     // Reads follow the new master.
     let (id, secret) = &ack.client;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let answered = |a: Answer, want: u16| {
+        (a.status == want)
+            .then_some(())
+            .ok_or_else(|| format!("{} {}\n{}", a.status, a.body, cp.log()))
+    };
+    wait_until("grants after the failover", 20, || {
         let a = post_form(
             &cp,
             "/oauth2/token",
             "grant_type=client_credentials",
             &[("authorization", &basic(id, secret))],
         );
-        if a.status == 200 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} {}\n{}",
-            a.status,
-            a.body,
-            cp.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        answered(a, 200)
+    });
     // The old master comes back as a replica: writes are accepted again.
     redis.restart_old_master_as_replica();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let a = admin(
-            &cp,
-            "POST",
-            "/admin/clients",
-            Some(r#"{"name":"after","scopes":[]}"#),
-        );
-        if a.status == 201 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} {}\n{}",
-            a.status,
-            a.body,
-            cp.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_until("writes with a replica back", 20, || {
+        let body = r#"{"name":"after","scopes":[]}"#;
+        answered(admin(&cp, "POST", "/admin/clients", Some(body)), 201)
+    });
     assert_kept(&cp, &ack);
     assert!(cp.log().contains("redis master moved"), "{}", cp.log());
 }

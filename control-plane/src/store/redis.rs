@@ -109,6 +109,16 @@ async fn timed<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -
         .map_err(err)
 }
 
+/// A client for `host:port` with an optional password (not spliced into a URL, so any
+/// character may be in it).
+fn client_for(address: &str, password: Option<&str>) -> StoreResult<redis::Client> {
+    let mut info = format!("redis://{address}")
+        .into_connection_info()
+        .map_err(err)?;
+    info.redis.password = password.map(str::to_owned);
+    redis::Client::open(info).map_err(err)
+}
+
 /// Asks each sentinel in turn for the master's address and checks that it is one.
 async fn find_master(
     sentinels: &[String],
@@ -119,14 +129,8 @@ async fn find_master(
     let mut last = String::from("no sentinel configured");
     for s in sentinels {
         let attempt = async {
-            let mut info = format!("redis://{s}").into_connection_info().map_err(err)?;
-            info.redis.password = sentinel_password.map(str::to_owned);
-            let mut con = timed(
-                redis::Client::open(info)
-                    .map_err(err)?
-                    .get_multiplexed_async_connection(),
-            )
-            .await?;
+            let mut con =
+                timed(client_for(s, sentinel_password)?.get_multiplexed_async_connection()).await?;
             let addr: Option<(String, u16)> = timed(
                 redis::cmd("SENTINEL")
                     .arg("get-master-addr-by-name")
@@ -137,11 +141,7 @@ async fn find_master(
             let (host, port) =
                 addr.ok_or_else(|| err(format!("sentinel {s} does not know {master_name:?}")))?;
             let address = format!("{host}:{port}");
-            let mut info = format!("redis://{address}")
-                .into_connection_info()
-                .map_err(err)?;
-            info.redis.password = password.map(str::to_owned);
-            let client = redis::Client::open(info).map_err(err)?;
+            let client = client_for(&address, password)?;
             let mut con = timed(client.get_multiplexed_async_connection()).await?;
             let role: Vec<redis::Value> = timed(redis::cmd("ROLE").query_async(&mut con)).await?;
             match role.first() {
