@@ -78,6 +78,21 @@ pub enum Revocation {
     ClientId { value: String, not_before: i64 },
 }
 
+/// Whether `existing` already revokes everything `new` would: then `new` is a repeat.
+fn covers(existing: &Revocation, new: &Revocation) -> bool {
+    match (existing, new) {
+        (Revocation::Jti { exp: a, .. }, Revocation::Jti { exp: b, .. }) => a >= b,
+        // A revoked session mints nothing new, so its first rule covers every later one.
+        (Revocation::Sid { .. }, Revocation::Sid { .. }) => true,
+        (Revocation::Sub { not_before: a, .. }, Revocation::Sub { not_before: b, .. })
+        | (
+            Revocation::ClientId { not_before: a, .. },
+            Revocation::ClientId { not_before: b, .. },
+        ) => a >= b,
+        _ => false,
+    }
+}
+
 impl Revocation {
     pub fn key(&self) -> String {
         match self {
@@ -122,7 +137,16 @@ pub struct App {
     /// The filter module and its sha256 (hex), when configured.
     pub filter_wasm: Option<(Arc<Vec<u8>>, String)>,
     pub sync: crate::sync::SyncHub,
+    /// Per-client token buckets for RFC 7009 calls (tokens, last refill).
+    revoke_budget: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
 }
+
+/// RFC 7009 calls a client may burst, and how many per second it regains.
+const REVOKE_BURST: f64 = 20.0;
+const REVOKE_PER_SECOND: f64 = 2.0;
+/// Change-log entries kept behind the head: a filter further behind than
+/// `sync::MAX_DELTA_CHANGES` gets a full snapshot anyway, so older ones are never read.
+pub const CHANGES_KEPT: u64 = 4 * crate::sync::MAX_DELTA_CHANGES;
 
 pub const ADMIN_ACTOR: &str = "admin";
 const KEYRING: &str = "keyring";
@@ -197,6 +221,7 @@ impl App {
                 signers: HashMap::new(),
             }),
             replica_id: crypto::random_token(9),
+            revoke_budget: std::sync::Mutex::new(HashMap::new()),
         });
         app.key_tick().await?;
         Ok(app)
@@ -339,7 +364,83 @@ impl App {
         })
         .await?;
         self.prune_revocations(now(), policy.retention).await?;
+        self.prune_sessions(now()).await?;
+        self.compact_changes(CHANGES_KEPT).await?;
         Ok(())
+    }
+
+    /// Expired refresh tokens (spent ones too: past expiry, reuse detection has nothing
+    /// left to protect) and the sessions they belonged to leave the store.
+    pub async fn prune_sessions(&self, now: i64) -> Result<usize, ServiceError> {
+        let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
+        let refresh_ttl = i64::try_from(self.settings.tokens.refresh_ttl.as_secs()).unwrap_or(0);
+        let mut pruned = 0;
+        for (key, raw) in self.store.list(Table::RefreshTokens).await? {
+            let Ok(r) = serde_json::from_slice::<RefreshRecord>(&raw) else {
+                continue;
+            };
+            if r.expires_at + skew < now
+                && self
+                    .store
+                    .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), None)
+                    .await?
+            {
+                pruned += 1;
+            }
+        }
+        // Every refresh token of a session expires with the session's first one.
+        for (key, raw) in self.store.list(Table::Families).await? {
+            let Ok(f) = serde_json::from_slice::<FamilyRecord>(&raw) else {
+                continue;
+            };
+            if f.created_at + refresh_ttl + skew < now
+                && self
+                    .store
+                    .compare_and_swap(Table::Families, &key, Some(&raw), None)
+                    .await?
+            {
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Drops change-log entries more than `keep` behind the head (the version stays);
+    /// how many were dropped.
+    pub async fn compact_changes(&self, keep: u64) -> Result<u64, ServiceError> {
+        let (head, _) = self.store.log_head(crate::store::Log::Changes).await?;
+        if head <= keep {
+            return Ok(0);
+        }
+        Ok(self
+            .store
+            .trim_log(crate::store::Log::Changes, head - keep)
+            .await?)
+    }
+
+    /// Takes one RFC 7009 call from `client_id`'s budget; `Err(seconds)` to wait when
+    /// it is spent. In memory, per replica: a bound on churn, not an exact quota.
+    pub fn take_revocation_budget(&self, client_id: &str) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut b = self.revoke_budget.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() > 10_000 {
+            // Forget the buckets that have refilled: they are equal to new ones.
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * REVOKE_PER_SECOND < REVOKE_BURST
+            });
+        }
+        let (tokens, at) = b
+            .entry(client_id.to_string())
+            .or_insert((REVOKE_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * REVOKE_PER_SECOND).min(REVOKE_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / REVOKE_PER_SECOND).ceil().max(1.0) as u64)
+        }
     }
 
     /// What the connected filters (on any replica) have applied, for the key schedule.
@@ -566,6 +667,8 @@ impl App {
             .collect()
     }
 
+    /// Deletes a client and revokes what it holds: its sessions and, by a `client_id`
+    /// rule, the access tokens already issued to it.
     pub async fn delete_client(&self, actor: &str, client_id: &str) -> Result<(), ServiceError> {
         if !self.store.delete(Table::Clients, client_id).await? {
             return Err(ServiceError::NotFound(format!("client {client_id}")));
@@ -573,6 +676,19 @@ impl App {
         self.audit
             .record(actor, "client.deleted", client_id, json!({}), now())
             .await?;
+        let now = now();
+        let v = client_id.to_string();
+        self.revoke_sessions(&move |f: &FamilyRecord| f.client_id == v, now)
+            .await?;
+        self.revoke(
+            actor,
+            Revocation::ClientId {
+                value: client_id.to_string(),
+                not_before: now + 1,
+            },
+            "client deleted",
+        )
+        .await?;
         Ok(())
     }
 
@@ -791,12 +907,8 @@ impl App {
         if rec.expires_at <= now {
             return Err(OAuthError::invalid_grant("refresh token has expired").into());
         }
-        if let Some(fam) = self.store.get(Table::Families, &rec.sid).await? {
-            let fam: FamilyRecord =
-                serde_json::from_slice(&fam).map_err(|e| corrupt("family", e))?;
-            if fam.revoked_at.is_some() {
-                return Err(OAuthError::invalid_grant("session has been revoked").into());
-            }
+        if self.session_revoked(&rec).await? {
+            return Err(OAuthError::invalid_grant("session has been revoked").into());
         }
         let mut spent = rec.clone();
         spent.used = true;
@@ -840,19 +952,11 @@ impl App {
     }
 
     async fn revoke_family(&self, sid: &str, why: &str, now: i64) -> Result<(), ServiceError> {
-        if let Some(raw) = self.store.get(Table::Families, sid).await? {
-            let mut fam: FamilyRecord =
-                serde_json::from_slice(&raw).map_err(|e| corrupt("family", e))?;
-            if fam.revoked_at.is_none() {
-                fam.revoked_at = Some(now);
-                let bytes =
-                    serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                self.store
-                    .compare_and_swap(Table::Families, sid, Some(&raw), Some(&bytes))
-                    .await?;
-            }
-        }
+        let v = sid.to_string();
+        self.revoke_sessions(&move |f: &FamilyRecord| f.sid == v, now)
+            .await?;
         // Access tokens minted from the family carry its sid: the filter refuses them.
+        // Idempotent: a family revoked before changes nothing more.
         self.revoke(
             "system",
             Revocation::Sid {
@@ -861,32 +965,171 @@ impl App {
             },
             why,
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     // ---- revocations ----
 
-    pub async fn revoke(&self, actor: &str, r: Revocation, why: &str) -> Result<(), ServiceError> {
+    /// Stores a revocation. Idempotent: one that an existing entry already covers changes
+    /// nothing (no change-log entry, no audit entry, no new version), so repeating a call
+    /// cannot grow the store. True when something changed.
+    pub async fn revoke(
+        &self,
+        actor: &str,
+        r: Revocation,
+        why: &str,
+    ) -> Result<bool, ServiceError> {
+        let key = r.key();
         let bytes = serde_json::to_vec(&r).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        self.store.put(Table::Revocations, &r.key(), &bytes).await?;
-        self.sync
-            .changed(
-                self.store.as_ref(),
-                "revocations",
-                now(),
-                serde_json::to_value(&r).ok(),
-            )
-            .await?;
-        self.audit
-            .record(
-                actor,
-                "revocation.added",
-                &r.key(),
-                json!({"revocation": r, "reason": why}),
-                now(),
-            )
-            .await?;
-        Ok(())
+        for _ in 0..8 {
+            let cur = self.store.get(Table::Revocations, &key).await?;
+            if let Some(existing) = cur
+                .as_deref()
+                .and_then(|raw| serde_json::from_slice::<Revocation>(raw).ok())
+            {
+                if covers(&existing, &r) {
+                    return Ok(false);
+                }
+            }
+            if !self
+                .store
+                .compare_and_swap(Table::Revocations, &key, cur.as_deref(), Some(&bytes))
+                .await?
+            {
+                continue; // changed under us: look again
+            }
+            self.sync
+                .changed(
+                    self.store.as_ref(),
+                    "revocations",
+                    now(),
+                    serde_json::to_value(&r).ok(),
+                )
+                .await?;
+            self.audit
+                .record(
+                    actor,
+                    "revocation.added",
+                    &key,
+                    json!({"revocation": r, "reason": why}),
+                    now(),
+                )
+                .await?;
+            return Ok(true);
+        }
+        Err(ServiceError::Conflict(
+            "the revocation is being changed concurrently; try again".into(),
+        ))
+    }
+
+    /// An admin revocation of a subject, session or client: revokes the sessions it
+    /// covers (their refresh tokens stop at once) and adds the rule that stops access
+    /// tokens already issued. Something never seen is a `NotFound`, not a silent no-op.
+    pub async fn revoke_rule(&self, actor: &str, r: Revocation) -> Result<bool, ServiceError> {
+        let now = now();
+        let (what, value) = match &r {
+            Revocation::Sub { value, .. } => ("subject", value.clone()),
+            Revocation::Sid { value, .. } => ("session", value.clone()),
+            Revocation::ClientId { value, .. } => ("client", value.clone()),
+            Revocation::Jti { .. } => return self.revoke(actor, r, "admin").await,
+        };
+        let v = value.clone();
+        let matches = move |f: &FamilyRecord| match what {
+            "subject" => f.sub == v,
+            "session" => f.sid == v,
+            _ => f.client_id == v,
+        };
+        let sessions = self.revoke_sessions(&matches, now).await?;
+        let known = sessions > 0
+            || self.store.get(Table::Revocations, &r.key()).await?.is_some()
+            // Client-credentials tokens have the client as their subject.
+            || (what != "session" && self.get_client(&value).await?.is_some())
+            || self.any_family(&matches).await?;
+        if !known {
+            return Err(ServiceError::NotFound(format!(
+                "{what} {value:?} (nothing was ever issued to it)"
+            )));
+        }
+        self.revoke(actor, r, "admin").await
+    }
+
+    async fn any_family(
+        &self,
+        matches: &(dyn Fn(&FamilyRecord) -> bool + Sync),
+    ) -> Result<bool, ServiceError> {
+        Ok(self
+            .store
+            .list(Table::Families)
+            .await?
+            .iter()
+            .filter_map(|(_, raw)| serde_json::from_slice::<FamilyRecord>(raw).ok())
+            .any(|f| matches(&f)))
+    }
+
+    /// Marks every live session that `matches` as revoked; how many were.
+    async fn revoke_sessions(
+        &self,
+        matches: &(dyn Fn(&FamilyRecord) -> bool + Sync),
+        now: i64,
+    ) -> Result<usize, ServiceError> {
+        let mut n = 0;
+        for (sid, raw) in self.store.list(Table::Families).await? {
+            let Ok(mut fam) = serde_json::from_slice::<FamilyRecord>(&raw) else {
+                continue;
+            };
+            if !matches(&fam) || fam.revoked_at.is_some() {
+                continue;
+            }
+            fam.revoked_at = Some(now);
+            let bytes =
+                serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            // A concurrent change (a refresh-reuse revocation) revokes it as well.
+            if self
+                .store
+                .compare_and_swap(Table::Families, &sid, Some(&raw), Some(&bytes))
+                .await?
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether a session is dead: revoked itself, or covered by a subject, session or
+    /// client rule newer than the session (a session created while a subject was being
+    /// revoked is caught here).
+    async fn session_revoked(&self, rec: &RefreshRecord) -> Result<bool, ServiceError> {
+        let created_at = match self.store.get(Table::Families, &rec.sid).await? {
+            Some(f) => {
+                let fam: FamilyRecord =
+                    serde_json::from_slice(&f).map_err(|e| corrupt("family", e))?;
+                if fam.revoked_at.is_some() {
+                    return Ok(true);
+                }
+                fam.created_at
+            }
+            None => 0,
+        };
+        for k in [
+            format!("sid:{}", rec.sid),
+            format!("sub:{}", rec.sub),
+            format!("client_id:{}", rec.client_id),
+        ] {
+            if let Some(raw) = self.store.get(Table::Revocations, &k).await? {
+                match serde_json::from_slice::<Revocation>(&raw) {
+                    Ok(Revocation::Sub { not_before, .. })
+                    | Ok(Revocation::Sid { not_before, .. })
+                    | Ok(Revocation::ClientId { not_before, .. })
+                        if created_at < not_before =>
+                    {
+                        return Ok(true)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(false)
     }
 
     pub async fn revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
@@ -894,6 +1137,21 @@ impl App {
         all.iter()
             .map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("revocation", e)))
             .collect()
+    }
+
+    /// Revocations that can still match a valid token (what `revoke list` shows).
+    pub async fn live_revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
+        let now = now();
+        let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
+        let horizon = self.settings.lifecycle().retention;
+        let mut all = self.revocations().await?;
+        all.retain(|r| match r {
+            Revocation::Jti { exp, .. } => exp + skew >= now,
+            Revocation::Sub { not_before, .. }
+            | Revocation::Sid { not_before, .. }
+            | Revocation::ClientId { not_before, .. } => not_before + horizon >= now,
+        });
+        Ok(all)
     }
 
     pub async fn is_revoked(&self, c: &AccessClaims) -> Result<bool, ServiceError> {
@@ -924,19 +1182,30 @@ impl App {
     }
 
     /// RFC 7009: revoke an access token (by jti) or a refresh token (its whole family).
-    /// Unknown tokens are not an error.
-    pub async fn revoke_token(&self, actor: &str, token: &str) -> Result<(), ServiceError> {
+    /// Unknown tokens are not an error. `owner`: the authenticated client; a token issued
+    /// to anyone else is left alone (RFC 7009 §2.1), with the same answer. `None`: admin.
+    pub async fn revoke_token(
+        &self,
+        actor: &str,
+        token: &str,
+        owner: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let mine =
+            |client_id: &str| owner.is_none_or(|o| ct_eq(o.as_bytes(), client_id.as_bytes()));
         if let Some(c) = self.verify_access(token) {
-            return self
-                .revoke(
-                    actor,
-                    Revocation::Jti {
-                        jti: c.jti,
-                        exp: c.exp,
-                    },
-                    "rfc7009",
-                )
-                .await;
+            if !mine(&c.client_id) {
+                return Ok(());
+            }
+            self.revoke(
+                actor,
+                Revocation::Jti {
+                    jti: c.jti,
+                    exp: c.exp,
+                },
+                "rfc7009",
+            )
+            .await?;
+            return Ok(());
         }
         if let Some(raw) = self
             .store
@@ -945,7 +1214,9 @@ impl App {
         {
             let rec: RefreshRecord =
                 serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
-            self.revoke_family(&rec.sid, "rfc7009", now()).await?;
+            if mine(&rec.client_id) {
+                self.revoke_family(&rec.sid, "rfc7009", now()).await?;
+            }
         }
         Ok(())
     }
@@ -957,7 +1228,7 @@ impl App {
                 return Ok(json!({"active": false}));
             }
             return Ok(json!({
-                "active": true, "token_type": "access_token", "scope": c.scope, "client_id": c.client_id,
+                "active": true, "token_type": "Bearer", "scope": c.scope, "client_id": c.client_id,
                 "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "nbf": c.nbf,
                 "jti": c.jti, "sid": c.sid,
             }));
@@ -969,16 +1240,11 @@ impl App {
         {
             let rec: RefreshRecord =
                 serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
-            let fam_revoked = match self.store.get(Table::Families, &rec.sid).await? {
-                Some(f) => serde_json::from_slice::<FamilyRecord>(&f)
-                    .map_err(|e| corrupt("family", e))?
-                    .revoked_at
-                    .is_some(),
-                None => false,
-            };
-            if !rec.used && !fam_revoked && rec.expires_at > now() {
+            if !rec.used && rec.expires_at > now() && !self.session_revoked(&rec).await? {
+                // No `token_type`: RFC 7662 means the access token type (RFC 6749 §7.1),
+                // which a refresh token does not have.
                 return Ok(json!({
-                    "active": true, "token_type": "refresh_token", "scope": rec.scope, "client_id": rec.client_id,
+                    "active": true, "scope": rec.scope, "client_id": rec.client_id,
                     "sub": rec.sub, "exp": rec.expires_at, "sid": rec.sid,
                 }));
             }

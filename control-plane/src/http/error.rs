@@ -80,7 +80,7 @@ impl IntoResponse for OAuthReply {
         };
         let mut resp = (
             status,
-            axum::Json(json!({"error": self.0.code, "error_description": self.0.description})),
+            axum::Json(json!({"error": self.0.code, "error_description": description_charset(&self.0.description)})),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -94,6 +94,20 @@ impl IntoResponse for OAuthReply {
         resp.extensions_mut().insert(ErrorCode(self.0.code));
         resp
     }
+}
+
+/// `error_description` may only hold %x20-21 / %x23-5B / %x5D-7E (RFC 6749 §5.2):
+/// quotes and backslashes become `'` and `/`, anything else `?`. The one place OAuth
+/// error text is made safe, whatever put it together.
+pub fn description_charset(d: &str) -> String {
+    d.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' ' | '!' | '#'..='[' | ']'..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 pub enum GrantReply {

@@ -47,14 +47,7 @@ pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or(HeaderValue::from_static("no-cache"));
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == etag.as_str() || t.trim() == "*")
-        });
-    if matches {
+    if etag_matches(&headers, &etag) {
         return (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
@@ -75,6 +68,22 @@ pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// `If-None-Match` with the weak comparison (RFC 9110 §13.1.2): a list of entity tags,
+/// `W/` prefixes ignored, or `*`.
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    let bare = etag.trim_start_matches("W/");
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == bare)
+}
+
+/// RFC 8414 metadata: only what exists. There is no authorization endpoint, so no
+/// response type, and no ID tokens (this is not an OpenID Provider, so no
+/// `openid-configuration` is served either).
 pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
     let iss = &app.settings.issuer;
     Json(json!({
@@ -84,12 +93,10 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "grant_types_supported": ["client_credentials", "refresh_token"],
+        "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "id_token_signing_alg_values_supported": ["EdDSA"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
     }))
 }
 
@@ -165,11 +172,7 @@ pub async fn filter_wasm(State(app): State<Arc<App>>, headers: HeaderMap) -> Api
     let (bytes, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
     let etag = format!("\"{sha}\"");
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
+    if etag_matches(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
     }
     Ok((
@@ -318,8 +321,12 @@ fn form(body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
     Ok(pairs)
 }
 
+/// A parameter's value; an empty one counts as absent (RFC 6749 §3.2).
 fn param<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    p.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
 }
 
 fn url_decode(s: &str) -> Option<String> {
@@ -339,7 +346,7 @@ async fn client_auth(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "));
+        .and_then(|v| super::auth_scheme(v, "Basic"));
     let (id, secret) = match (basic, param(p, "client_id"), param(p, "client_secret")) {
         (Some(_), _, Some(_)) => {
             return Err(OAuthError::invalid_request("use one client authentication method").into())
@@ -420,8 +427,21 @@ pub async fn revoke(
     let client = client_auth(&app, &headers, &p)
         .await?
         .ok_or_else(OAuthError::invalid_client)?;
+    if let Err(wait) = app.take_revocation_budget(&client.client_id) {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many revocation calls from this client; retry in {wait} s"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
     let t = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    app.revoke_token(&client.client_id, t).await?;
+    app.revoke_token(&client.client_id, t, Some(&client.client_id))
+        .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -435,7 +455,7 @@ pub async fn introspect(
     let admin = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| super::auth_scheme(v, "Bearer"))
         .is_some_and(|t| app.admin_authorized(t.trim()));
     if !admin {
         client_auth(&app, &headers, &p)
@@ -620,15 +640,19 @@ pub async fn add_revocation(
     let now = now();
     let r = match b.kind.as_str() {
         "token" => {
-            app.revoke_token(&a.0, &b.value).await?;
+            app.revoke_token(&a.0, &b.value, None).await?;
             return Ok(StatusCode::NO_CONTENT);
         }
-        "jti" => Revocation::Jti {
-            jti: b.value,
-            exp: b
-                .exp
-                .unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64),
-        },
+        "jti" => {
+            let r = Revocation::Jti {
+                jti: b.value,
+                exp: b
+                    .exp
+                    .unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64),
+            };
+            app.revoke(&a.0, r, "admin").await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
         "sub" => Revocation::Sub {
             value: b.value,
             not_before: now + 1,
@@ -647,12 +671,13 @@ pub async fn add_revocation(
             )))
         }
     };
-    app.revoke(&a.0, r, "admin").await?;
+    app.revoke_rule(&a.0, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The revocations still in force (expired ones are pruned on the next schedule step).
 pub async fn list_revocations(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"revocations": app.revocations().await?})))
+    Ok(Json(json!({"revocations": app.live_revocations().await?})))
 }
 
 // ---- rate limits ----

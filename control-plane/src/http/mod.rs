@@ -54,10 +54,6 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(handlers::jwks))
         .route(
-            "/.well-known/openid-configuration",
-            get(handlers::discovery),
-        )
-        .route(
             "/.well-known/oauth-authorization-server",
             get(handlers::discovery),
         )
@@ -84,6 +80,13 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The credentials of an `Authorization` value in `scheme`, which is matched without
+/// regard to case (RFC 9110 §11.1).
+pub(crate) fn auth_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = value.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then_some(rest)
+}
+
 /// The admin identity for the audit log: a prefix of the token's hash, never the token.
 #[derive(Debug, Clone)]
 pub struct Admin(pub String);
@@ -93,7 +96,7 @@ async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| auth_scheme(v, "Bearer"))
         .map(str::trim);
     match bearer {
         Some(t) if app.admin_authorized(t) => {
