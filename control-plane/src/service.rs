@@ -209,7 +209,10 @@ impl App {
         let app = Arc::new(App {
             filter_wasm,
             sync,
-            audit: Audit::new(store.clone()),
+            audit: Audit::new(
+                store.clone(),
+                settings.master_key.derive(crate::audit::AUDIT_KEY_LABEL),
+            ),
             store,
             settings,
             metrics: Metrics::new(),

@@ -85,11 +85,13 @@ fn jwks_and_discovery() {
         &[("if-none-match", &etag)],
     );
     assert_eq!(again.status, 304);
-    let d = get(&cp.url("/.well-known/openid-configuration"), &[]).json();
+    // RFC 8414 metadata only: this is not an OpenID Provider.
+    let d = get(&cp.url("/.well-known/oauth-authorization-server"), &[]).json();
     assert_eq!(d["jwks_uri"], cp.url("/.well-known/jwks.json"));
+    assert_eq!(d["issuer"], cp.base_url());
     assert_eq!(
-        get(&cp.url("/.well-known/oauth-authorization-server"), &[]).json()["issuer"],
-        cp.base_url()
+        get(&cp.url("/.well-known/openid-configuration"), &[]).status,
+        404
     );
     let metrics = get(&cp.url("/metrics"), &[]).body;
     assert!(metrics.contains("meshauth_key_age_seconds"), "{metrics}");
