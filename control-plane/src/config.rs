@@ -132,6 +132,11 @@ pub struct TokenConfig {
     /// The longest access-token TTL an admin may ask for.
     #[serde(default = "d_max", with = "humantime_serde_compat")]
     pub max_access_ttl: Duration,
+    /// For this long after a refresh token is used, using it again gives the same
+    /// answer instead of counting as reuse, so a client whose answer was lost (or that
+    /// got a 503 for an unreplicated write) can retry. `0s` turns it off.
+    #[serde(default = "d_retry_grace", with = "humantime_serde_compat")]
+    pub refresh_retry_grace: Duration,
 }
 
 impl Default for TokenConfig {
@@ -141,6 +146,7 @@ impl Default for TokenConfig {
             client_credentials_ttl: d_m2m(),
             refresh_ttl: d_refresh(),
             max_access_ttl: d_max(),
+            refresh_retry_grace: d_retry_grace(),
         }
     }
 }
@@ -192,6 +198,9 @@ fn d_m2m() -> Duration {
 }
 fn d_refresh() -> Duration {
     Duration::from_secs(14 * 86_400)
+}
+fn d_retry_grace() -> Duration {
+    Duration::from_secs(10)
 }
 fn d_max() -> Duration {
     Duration::from_secs(3600)

@@ -2,6 +2,7 @@
 //! families, revocations and the audit log. HTTP handlers are thin over these.
 
 use std::collections::HashMap;
+use std::ops::Not;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,20 @@ pub struct RefreshRecord {
     pub aud: Vec<String>,
     pub expires_at: i64,
     pub used: bool,
+    /// When it was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<i64>,
+    /// The answer to its use, sealed under the master key (bound to this record's key),
+    /// for a retry within the grace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+/// The tokens a refresh issued, kept sealed in the spent record.
+#[derive(Serialize, Deserialize)]
+struct SealedAnswer {
+    access_token: String,
+    refresh_token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -855,6 +870,8 @@ impl App {
                 aud,
                 expires_at: now + self.settings.tokens.refresh_ttl.as_secs() as i64,
                 used: false,
+                used_at: None,
+                answer: None,
             })
             .await?;
         self.audit
@@ -877,7 +894,10 @@ impl App {
         })
     }
 
-    /// The refresh grant: one-time use, rotated on every use; a reused token revokes its family.
+    /// The refresh grant: one-time use, rotated on every use; a reused token revokes its
+    /// family. Using a token again within `refresh_retry_grace` of its use gives the same
+    /// answer (sealed in the spent record), so a client that lost the answer, or got a 503
+    /// because the write was not replicated, can retry without losing its session.
     pub async fn refresh(
         &self,
         token: &str,
@@ -901,33 +921,13 @@ impl App {
             );
         }
         if rec.used {
-            self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
-            return Err(OAuthError::invalid_grant(
-                "refresh token was already used; its session has been revoked",
-            )
-            .into());
+            return self.retry_or_reuse(&key, &rec, now).await;
         }
         if rec.expires_at <= now {
             return Err(OAuthError::invalid_grant("refresh token has expired").into());
         }
         if self.session_revoked(&rec).await? {
             return Err(OAuthError::invalid_grant("session has been revoked").into());
-        }
-        let mut spent = rec.clone();
-        spent.used = true;
-        let spent_bytes =
-            serde_json::to_vec(&spent).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        // Exactly one concurrent use wins; the others are reuse.
-        if !self
-            .store
-            .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), Some(&spent_bytes))
-            .await?
-        {
-            self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
-            return Err(OAuthError::invalid_grant(
-                "refresh token was already used; its session has been revoked",
-            )
-            .into());
         }
         let ttl = self.settings.tokens.access_ttl.as_secs() as i64;
         let (access, _) = self.mint_access(
@@ -938,20 +938,119 @@ impl App {
             ttl,
             Some(rec.sid.clone()),
         )?;
-        let next = RefreshRecord {
-            used: false,
-            ..rec.clone()
-        };
-        let refresh = self.new_refresh(&next).await?;
-        self.metrics.issued("refresh_token");
-        Ok(TokenResponse {
+        let next_token = crypto::random_token(32);
+        let answer = TokenResponse {
             access_token: access,
             token_type: "Bearer",
             expires_in: ttl,
-            refresh_token: Some(refresh),
-            scope: rec.scope,
-            sid: Some(rec.sid),
+            refresh_token: Some(next_token.clone()),
+            scope: rec.scope.clone(),
+            sid: Some(rec.sid.clone()),
+        };
+        let sealed = serde_json::to_vec(&SealedAnswer {
+            access_token: answer.access_token.clone(),
+            refresh_token: next_token.clone(),
         })
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let spent = RefreshRecord {
+            used: true,
+            used_at: Some(now),
+            answer: Some(b64::encode(
+                self.settings.master_key.seal(&sealed, key.as_bytes()),
+            )),
+            ..rec.clone()
+        };
+        let spent_bytes =
+            serde_json::to_vec(&spent).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        // Exactly one concurrent use wins; the others are retries (within the grace) or
+        // reuse. A `NotReplicated` failure here means the use applied: the retry path
+        // answers it.
+        if !self
+            .store
+            .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), Some(&spent_bytes))
+            .await?
+        {
+            let Some(cur) = self.store.get(Table::RefreshTokens, &key).await? else {
+                return Err(OAuthError::invalid_grant("refresh token is invalid").into());
+            };
+            let cur: RefreshRecord =
+                serde_json::from_slice(&cur).map_err(|e| corrupt("refresh token", e))?;
+            return self.retry_or_reuse(&key, &cur, now).await;
+        }
+        self.store_next_refresh(&next_token, &rec).await?;
+        self.metrics.issued("refresh_token");
+        Ok(answer)
+    }
+
+    /// Stores the refresh token that replaces `rec`'s, unless it is there already (a
+    /// retry). False if it is there and already used.
+    async fn store_next_refresh(
+        &self,
+        next_token: &str,
+        rec: &RefreshRecord,
+    ) -> Result<bool, ServiceError> {
+        let next = RefreshRecord {
+            used: false,
+            used_at: None,
+            answer: None,
+            ..rec.clone()
+        };
+        let bytes = serde_json::to_vec(&next).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let next_key = crypto::sha256_hex(next_token);
+        if self
+            .store
+            .compare_and_swap(Table::RefreshTokens, &next_key, None, Some(&bytes))
+            .await?
+        {
+            return Ok(true);
+        }
+        Ok(
+            match self.store.get(Table::RefreshTokens, &next_key).await? {
+                Some(cur) => serde_json::from_slice::<RefreshRecord>(&cur)
+                    .map_err(|e| corrupt("refresh token", e))?
+                    .used
+                    .not(),
+                None => false,
+            },
+        )
+    }
+
+    /// A used token presented again: within the grace, and while neither the session is
+    /// revoked nor the token that replaced it used, the same answer as the first time;
+    /// otherwise reuse, which revokes the session.
+    async fn retry_or_reuse(
+        &self,
+        key: &str,
+        rec: &RefreshRecord,
+        now: i64,
+    ) -> Result<TokenResponse, GrantError> {
+        let grace = i64::try_from(self.settings.tokens.refresh_retry_grace.as_secs()).unwrap_or(0);
+        if let (Some(at), Some(sealed)) = (rec.used_at, rec.answer.as_deref()) {
+            let opened = b64::decode(sealed)
+                .ok()
+                .and_then(|s| self.settings.master_key.open(&s, key.as_bytes()).ok())
+                .and_then(|p| serde_json::from_slice::<SealedAnswer>(&p).ok());
+            if let Some(a) = opened.filter(|_| grace > 0 && now - at <= grace) {
+                if self.session_revoked(rec).await? {
+                    return Err(OAuthError::invalid_grant("session has been revoked").into());
+                }
+                if self.store_next_refresh(&a.refresh_token, rec).await? {
+                    return Ok(TokenResponse {
+                        access_token: a.access_token,
+                        token_type: "Bearer",
+                        expires_in: self.settings.tokens.access_ttl.as_secs() as i64,
+                        refresh_token: Some(a.refresh_token),
+                        scope: rec.scope.clone(),
+                        sid: Some(rec.sid.clone()),
+                    });
+                }
+            }
+        }
+        self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
+        Err(OAuthError::invalid_grant(
+            "refresh token was already used; its session has been revoked",
+        )
+        .into())
     }
 
     async fn revoke_family(&self, sid: &str, why: &str, now: i64) -> Result<(), ServiceError> {

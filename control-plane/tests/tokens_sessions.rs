@@ -590,3 +590,156 @@ async fn metadata_advertises_only_what_exists() {
         .await;
     assert_eq!(oidc.status, 404);
 }
+
+// ---- writes that applied but were not replicated ----
+
+/// The embedded store, but every write that applies while `fail` is set then reports
+/// what Redis reports when `WAIT` times out: applied, not replicated.
+struct Unreplicated {
+    inner: EmbeddedStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Unreplicated {
+    fn after<T>(&self, applied: bool, v: T) -> meshauth_cp::store::StoreResult<T> {
+        if applied && self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(meshauth_cp::store::StoreError::NotReplicated(
+                "write reached 0 of 1 replicas within 1 s".into(),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Unreplicated {
+    async fn get(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+    ) -> meshauth_cp::store::StoreResult<Option<Vec<u8>>> {
+        self.inner.get(t, k).await
+    }
+    async fn compare_and_swap(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+        e: Option<&[u8]>,
+        n: Option<&[u8]>,
+    ) -> meshauth_cp::store::StoreResult<bool> {
+        let ok = self.inner.compare_and_swap(t, k, e, n).await?;
+        self.after(ok, ok)
+    }
+    async fn put(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+        v: &[u8],
+    ) -> meshauth_cp::store::StoreResult<()> {
+        self.inner.put(t, k, v).await?;
+        self.after(true, ())
+    }
+    async fn delete(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+    ) -> meshauth_cp::store::StoreResult<bool> {
+        let ok = self.inner.delete(t, k).await?;
+        self.after(ok, ok)
+    }
+    async fn list(
+        &self,
+        t: meshauth_cp::store::Table,
+    ) -> meshauth_cp::store::StoreResult<Vec<(String, Vec<u8>)>> {
+        self.inner.list(t).await
+    }
+    async fn append(
+        &self,
+        l: Log,
+        n: u64,
+        e: &[u8],
+        h: &[u8],
+    ) -> meshauth_cp::store::StoreResult<bool> {
+        let ok = self.inner.append(l, n, e, h).await?;
+        self.after(ok, ok)
+    }
+    async fn log_head(&self, l: Log) -> meshauth_cp::store::StoreResult<(u64, Option<Vec<u8>>)> {
+        self.inner.log_head(l).await
+    }
+    async fn read_log(
+        &self,
+        l: Log,
+        from: u64,
+        limit: u64,
+    ) -> meshauth_cp::store::StoreResult<Vec<Vec<u8>>> {
+        self.inner.read_log(l, from, limit).await
+    }
+    async fn trim_log(&self, l: Log, before: u64) -> meshauth_cp::store::StoreResult<u64> {
+        self.inner.trim_log(l, before).await
+    }
+    async fn lease(&self, n: &str, h: &str, ttl: u64) -> meshauth_cp::store::StoreResult<bool> {
+        self.inner.lease(n, h, ttl).await
+    }
+    async fn ping(&self) -> meshauth_cp::store::StoreResult<()> {
+        self.inner.ping().await
+    }
+    fn kind(&self) -> &'static str {
+        "unreplicated"
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_retried_after_an_unreplicated_write_keeps_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("meshauth.redb");
+    let key = "ab".repeat(32);
+    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
+    let env = |k: &str| match k {
+        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
+        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
+        _ => None,
+    };
+    let settings = Settings::load(None, &env).unwrap();
+    let store = Arc::new(Unreplicated {
+        inner: EmbeddedStore::open(&data).unwrap(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+    });
+    let app = App::new(store.clone(), settings).await.unwrap();
+    let cp = Cp { app, _dir: dir };
+    let (_, r1, _) = cp.session("hana").await;
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = cp.refresh(&r1).await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let err = failed.json();
+    assert_eq!(err["error"]["code"], "not_replicated", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("applied"),
+        "says the write applied: {err}"
+    );
+    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The client retries the same refresh token: the same answer, not reuse.
+    let retried = cp.refresh(&r1).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let again = cp.refresh(&r1).await;
+    assert_eq!(
+        again.json(),
+        retried.json(),
+        "the same answer within the grace"
+    );
+    let r2 = retried.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let access2 = retried.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(cp.introspect(&access2).await["active"], true);
+    let next = cp.refresh(&r2).await;
+    assert_eq!(next.status, 200, "the session lives on: {}", next.body);
+    // Once the next token was used, replaying the old one is reuse again.
+    let reuse = cp.refresh(&r1).await;
+    assert_eq!(reuse.json()["error"], "invalid_grant", "{}", reuse.body);
+    let r3 = next.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(cp.refresh(&r3).await.json()["error"], "invalid_grant");
+}

@@ -282,7 +282,23 @@ fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert_ne!(r1, r2, "rotated on use");
     assert_eq!(introspect(&r1)["active"], false, "spent");
     assert_eq!(introspect(&access2)["active"], true);
-    // Reuse of the spent token: refused, and the whole family goes with it.
+    // A retry of r1 within the grace gets the same answer (a lost answer is not reuse)...
+    let retry = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+        &[],
+    );
+    assert_eq!(retry.json(), second, "{}", retry.body);
+    // ...but once r2 was used, r1 again is reuse: refused, and the whole family goes.
+    let third = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+        &[],
+    );
+    assert_eq!(third.status, 200, "{}", third.body);
+    let r3 = third.json()["refresh_token"].as_str().unwrap().to_string();
     let reuse = post_form(
         &cp,
         "/oauth2/token",
@@ -296,7 +312,7 @@ fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let after = post_form(
         &cp,
         "/oauth2/token",
-        &format!("grant_type=refresh_token&refresh_token={r2}"),
+        &format!("grant_type=refresh_token&refresh_token={r3}"),
         &[],
     );
     assert_eq!(

@@ -174,7 +174,11 @@ fn snapshots_signed_by_another_key_are_refused() {
 
 #[test]
 fn refresh_token_reuse_revokes_the_familys_access_tokens_at_the_edge() {
-    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    // No retry grace: the second use below is reuse at once.
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[tokens]\nrefresh_retry_grace = \"0s\"\n",
+    );
     let envoy = envoy_for(&cp, &distribution_key(&cp));
     let first: Value =
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "gina", "--json"])).unwrap();

@@ -71,6 +71,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    /// The write was applied on the primary, but not confirmed by the replicas it must
+    /// reach (Redis `WAIT`): it may be lost if the primary fails now. Retrying is safe.
+    #[error("the change was applied but not confirmed by enough replicas ({0}); it may be lost if the primary fails now; retrying is safe")]
+    NotReplicated(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

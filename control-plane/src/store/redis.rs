@@ -298,7 +298,8 @@ impl RedisStore {
         result
     }
 
-    /// After a write: wait until `replica_acks` replicas hold it.
+    /// After a write: wait until `replica_acks` replicas hold it. The write has applied
+    /// either way, so a failure here is `NotReplicated`, never "unavailable".
     async fn replicated(&self) -> StoreResult<()> {
         if self.replica_acks == 0 {
             return Ok(());
@@ -311,10 +312,11 @@ impl RedisStore {
                     .query_async(&mut con)
                     .await
             })
-            .await?;
+            .await
+            .map_err(|e| StoreError::NotReplicated(format!("WAIT failed: {e}")))?;
         if acks < self.replica_acks {
-            return Err(err(format!(
-                "write reached {acks} of {} replicas within 1 s",
+            return Err(StoreError::NotReplicated(format!(
+                "reached {acks} of {} replicas within 1 s",
                 self.replica_acks
             )));
         }
