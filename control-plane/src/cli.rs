@@ -221,6 +221,8 @@ pub enum RevokeCmd {
     Client {
         client_id: String,
     },
+    /// The revocations still in force.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +341,7 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => {
             print(&c.call("POST", &format!("/admin/clients/{client_id}/secret"), None)?)
         }
+        Cmd::Revoke(RevokeCmd::List) => print(&c.call("GET", "/admin/revocations", None)?),
         Cmd::Revoke(r) => {
             let (kind, value) = match r {
                 RevokeCmd::Token { token_or_jti }
@@ -350,6 +353,7 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
                 RevokeCmd::Subject { sub } => ("sub", sub),
                 RevokeCmd::Session { sid } => ("sid", sid),
                 RevokeCmd::Client { client_id } => ("client_id", client_id),
+                RevokeCmd::List => return Err("unreachable: revoke list".into()),
             };
             c.call(
                 "POST",

@@ -1097,3 +1097,132 @@ fn fuzzed_bodies_never_get_a_5xx_or_harm_stored_state() {
     let report = admin(&cp, "GET", "/admin/audit/verify", None).json();
     assert_eq!(report["ok"], true, "{report}");
 }
+
+/// Revoking a session, a subject or a client (or deleting the client) stops its refresh
+/// tokens and its access tokens, through the real binary, CLI and Redis; revoking
+/// something never issued is an error, and `revoke list` shows what is in force.
+#[test]
+fn revocations_stop_sessions_subjects_and_deleted_clients_on_redis() {
+    let redis = Redis::start();
+    let cp = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    let (k, v) = cp.admin_headers();
+    let introspect = |t: &str| {
+        post_form(
+            &cp,
+            "/oauth2/introspect",
+            &format!("token={t}"),
+            &[(&k, &v)],
+        )
+        .json()["active"]
+            .clone()
+    };
+    let refresh = |t: &str| {
+        post_form(
+            &cp,
+            "/oauth2/token",
+            &format!("grant_type=refresh_token&refresh_token={t}"),
+            &[],
+        )
+    };
+    let session = |sub: &str| -> (String, String, String) {
+        let v: Value =
+            serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", sub, "--json"])).unwrap();
+        (
+            v["access_token"].as_str().unwrap().into(),
+            v["refresh_token"].as_str().unwrap().into(),
+            v["sid"].as_str().unwrap().into(),
+        )
+    };
+    let (a1, r1, sid) = session("alice");
+    let (_, rb1, _) = session("bob");
+    let (_, rb2, _) = session("bob");
+    let (_, rc, _) = session("carol");
+    cp.cli_ok(&["revoke", "session", &sid]);
+    cp.cli_ok(&["revoke", "subject", "bob"]);
+    // Past the rules' not-before second: the sessions themselves are revoked.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for t in [&r1, &rb1, &rb2] {
+        assert_eq!(introspect(t), false);
+        let r = refresh(t);
+        assert_eq!(
+            (r.status, r.json()["error"].clone()),
+            (400, json!("invalid_grant")),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(introspect(&a1), false);
+    assert_eq!(refresh(&rc).status, 200, "another subject is untouched");
+    // Deleting a client revokes what it holds.
+    let (id, secret) = create_client(&cp, "read");
+    let at = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        &[("authorization", &basic(&id, &secret))],
+    )
+    .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(introspect(&at), true);
+    cp.cli_ok(&["clients", "delete", &id]);
+    assert_eq!(introspect(&at), false);
+    // Unknown targets: a clear error and a non-zero exit, and nothing recorded.
+    let out = cp.cli(&["revoke", "client", "c-never-was"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("404") && err.contains("c-never-was"), "{err}");
+    let listed: Value = serde_json::from_str(&cp.cli_ok(&["revoke", "list"])).unwrap();
+    let all = listed["revocations"].as_array().unwrap();
+    for (kind, value) in [
+        ("sid", sid.as_str()),
+        ("sub", "bob"),
+        ("client_id", id.as_str()),
+    ] {
+        assert!(
+            all.iter().any(|r| r["kind"] == kind && r["value"] == value),
+            "{kind} {value}: {listed}"
+        );
+    }
+    assert!(!listed.to_string().contains("c-never-was"));
+}
+
+/// Redis with a replica and `replica_acks = 1`: while the replica is detached, `WAIT`
+/// fails although the write applied. The refresh grant says so (503 not_replicated), and
+/// the client's retry of the same refresh token gets its answer instead of tripping
+/// reuse detection and losing the session.
+#[test]
+fn a_refresh_whose_write_was_not_replicated_can_be_retried() {
+    let master = Redis::start();
+    let replica = Redis::start_replica_of(&master);
+    let cp = ControlPlane::start(StoreKind::RedisReplicated(master.url(), 1), "");
+    let v: Value =
+        serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "ivy", "--json"])).unwrap();
+    let r1 = v["refresh_token"].as_str().unwrap().to_string();
+    let body = format!("grant_type=refresh_token&refresh_token={r1}");
+    replica.cli(&["REPLICAOF", "NO", "ONE"]);
+    let failed = post_form(&cp, "/oauth2/token", &body, &[]);
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let e = failed.json();
+    assert_eq!(e["error"]["code"], "not_replicated", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("applied"),
+        "{e}"
+    );
+    replica.cli(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    replica.wait_synced();
+    let retried = post_form(&cp, "/oauth2/token", &body, &[]);
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let r2 = retried.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let next = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+        &[],
+    );
+    assert_eq!(next.status, 200, "the session lives on: {}", next.body);
+}
