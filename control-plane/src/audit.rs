@@ -266,8 +266,8 @@ mod tests {
                 &[9u8; 32], e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
             )
         };
-        let rehashers: [(&str, &dyn Fn(&AuditEntry) -> String); 2] =
-            [("plain", &plain), ("other key", &other_key)];
+        type Rehash<'a> = &'a dyn Fn(&AuditEntry) -> String;
+        let rehashers: [(&str, Rehash); 2] = [("plain", &plain), ("other key", &other_key)];
         for (n, (what, rehash)) in rehashers.into_iter().enumerate() {
             let mut entries = audit.read(0, 10).await.unwrap();
             entries[1].target = "c-covered-up".into();
