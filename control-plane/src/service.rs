@@ -154,6 +154,8 @@ pub struct App {
     pub sync: crate::sync::SyncHub,
     /// Per-client token buckets for RFC 7009 calls (tokens, last refill).
     revoke_budget: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
+    /// When expired sessions were last pruned and the change log compacted.
+    last_prune: std::sync::atomic::AtomicI64,
 }
 
 /// RFC 7009 calls a client may burst, and how many per second it regains.
@@ -240,6 +242,7 @@ impl App {
             }),
             replica_id: crypto::random_token(9),
             revoke_budget: std::sync::Mutex::new(HashMap::new()),
+            last_prune: std::sync::atomic::AtomicI64::new(0),
         });
         app.key_tick().await?;
         Ok(app)
@@ -382,8 +385,15 @@ impl App {
         })
         .await?;
         self.prune_revocations(now(), policy.retention).await?;
-        self.prune_sessions(now()).await?;
-        self.compact_changes(CHANGES_KEPT).await?;
+        // Sessions and the change log are read whole: once a minute is enough.
+        let now = now();
+        let last = self.last_prune.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last >= 60 {
+            self.last_prune
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            self.prune_sessions(now).await?;
+            self.compact_changes(CHANGES_KEPT).await?;
+        }
         Ok(())
     }
 

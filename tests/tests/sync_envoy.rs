@@ -320,3 +320,36 @@ fn a_run_of_revocations_reaches_every_worker_through_deltas_and_snapshots() {
         envoy.prometheus()
     );
 }
+
+/// Deleting a client revokes the access tokens it already holds, at the edge too.
+#[test]
+fn a_deleted_clients_tokens_are_refused_at_the_edge() {
+    use base64::Engine;
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let envoy = envoy_for(&cp, &distribution_key(&cp));
+    let created: Value =
+        serde_json::from_str(&cp.cli_ok(&["clients", "create", "svc", "--scope", "read"])).unwrap();
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    );
+    let t = meshauth_tests::http::request(
+        "POST",
+        &cp.url("/oauth2/token"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("authorization", &basic),
+        ],
+        Some("grant_type=client_credentials"),
+    );
+    assert_eq!(t.status, 200, "{}", t.body);
+    let access = t.json()["access_token"].as_str().unwrap().to_string();
+    eventually(&envoy, &access, 200);
+    cp.cli_ok(&["clients", "delete", &id]);
+    assert_eq!(
+        eventually(&envoy, &access, 403).json()["error"]["code"],
+        "token_revoked"
+    );
+}
