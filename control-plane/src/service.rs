@@ -1159,9 +1159,8 @@ impl App {
             || (what != "session" && self.get_client(&value).await?.is_some())
             || self.any_family(&matches).await?;
         if !known {
-            return Err(ServiceError::NotFound(format!(
-                "{what} {value:?} (nothing was ever issued to it)"
-            )));
+            // "… not found": no token was ever issued to it, so there is nothing to revoke.
+            return Err(ServiceError::NotFound(format!("{what} {value:?}")));
         }
         self.revoke(actor, r, "admin").await
     }

@@ -631,6 +631,7 @@ fn acknowledge(cp: &ControlPlane) -> Acknowledged {
     let client = create_client(cp, "read");
     let full: Value =
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
+    cp.cli_ok(&["token", "issue", "--sub", "mallory"]);
     cp.cli_ok(&["revoke", "subject", "mallory"]);
     cp.cli_ok(&[
         "limits",
