@@ -211,6 +211,15 @@ impl Engine {
             ready,
             ..
         } = self;
+        if config.reject_ambiguous_paths {
+            if let Some(why) = crate::path::ambiguity(req.path) {
+                return Outcome {
+                    verdict: Verdict::Deny(Denial::BadPath(why)),
+                    cache: CacheUse::NotUsed,
+                    route: None,
+                };
+            }
+        }
         let route = config.routes.find(req.method, req.path);
         let requirements = match config.routes.policy(route) {
             Policy::Anonymous => {

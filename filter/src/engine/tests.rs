@@ -162,7 +162,7 @@ fn refusals() {
         Denial::UnknownKey
     );
     // Signed by key 2 but naming key 1.
-    let header = serde_json::json!({"alg": "EdDSA", "kid": kid(&sk)}).to_string();
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid(&sk)}).to_string();
     assert_eq!(
         denial(
             &mut e,
@@ -234,6 +234,7 @@ fn tokens_from_jsonwebtoken_verify() {
     let key = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(kid(&sk));
+    header.typ = Some("at+jwt".into());
     let token = jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key).unwrap();
     let mut e = engine();
     assert!(matches!(
