@@ -325,3 +325,28 @@ fn the_shipped_bootstrap_is_hardened_too() {
     );
     assert_eq!(raw_get(envoy.port, "/public/x", &[]).status, 200);
 }
+
+#[test]
+fn two_authorization_headers_are_refused() {
+    let key = DevKey::random();
+    let envoy = start(&routes_config(&key), None);
+    let mine = format!("Bearer {}", key.sign(&claims("bob", json!({}))));
+    let forged = format!(
+        "Bearer {}",
+        DevKey::random().sign(&claims("root", json!({"scope": "admin"})))
+    );
+    let a = raw_get(
+        envoy.port,
+        "/api/x",
+        &[("authorization", &mine), ("authorization", &forged)],
+    );
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&a.body).unwrap()["error"]["code"],
+        "malformed_token"
+    );
+    assert_eq!(
+        raw_get(envoy.port, "/api/x", &[("authorization", &mine)]).status,
+        200
+    );
+}

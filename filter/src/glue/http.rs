@@ -309,6 +309,7 @@ impl HttpContext for Http {
             method,
             path,
             authorization,
+            repeated_authorization: all.iter().filter(|(k, _)| k == "authorization").count() > 1,
         };
         let outcome = engine.borrow_mut().check(&req, now);
         match outcome.cache {
