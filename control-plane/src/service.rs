@@ -156,7 +156,12 @@ pub struct App {
     revoke_budget: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
     /// When expired sessions were last pruned and the change log compacted.
     last_prune: std::sync::atomic::AtomicI64,
+    /// MACs refresh tokens, so one proves its session after its record is gone.
+    refresh_key: [u8; 32],
 }
+
+/// Refresh tokens are `rt1.<sid>.<nonce>.<mac>`; the store keeps them by SHA-256.
+const REFRESH_PREFIX: &str = "rt1";
 
 /// RFC 7009 calls a client may burst, and how many per second it regains.
 const REVOKE_BURST: f64 = 20.0;
@@ -223,6 +228,7 @@ impl App {
             None => None,
         };
         let sync = crate::sync::SyncHub::open(store.as_ref(), &settings.master_key).await?;
+        let refresh_key = settings.master_key.derive("meshauth refresh token v1");
         let app = Arc::new(App {
             filter_wasm,
             sync,
@@ -243,6 +249,7 @@ impl App {
             replica_id: crypto::random_token(9),
             revoke_budget: std::sync::Mutex::new(HashMap::new()),
             last_prune: std::sync::atomic::AtomicI64::new(0),
+            refresh_key,
         });
         app.key_tick().await?;
         Ok(app)
@@ -397,17 +404,22 @@ impl App {
         Ok(())
     }
 
-    /// Expired refresh tokens (spent ones too: past expiry, reuse detection has nothing
-    /// left to protect) and the sessions they belonged to leave the store.
+    /// Expired refresh tokens, spent ones once the retry grace is over, and expired
+    /// sessions leave the store: a session holds one live refresh token, whatever the
+    /// number of refreshes.
     pub async fn prune_sessions(&self, now: i64) -> Result<usize, ServiceError> {
         let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
         let refresh_ttl = i64::try_from(self.settings.tokens.refresh_ttl.as_secs()).unwrap_or(0);
+        let grace = i64::try_from(self.settings.tokens.refresh_retry_grace.as_secs()).unwrap_or(0);
         let mut pruned = 0;
         for (key, raw) in self.store.list(Table::RefreshTokens).await? {
             let Ok(r) = serde_json::from_slice::<RefreshRecord>(&raw) else {
                 continue;
             };
-            if r.expires_at + skew < now
+            // A spent token's record is only needed for a retry within the grace: after
+            // that, its MAC proves its session, and presenting it is reuse all the same.
+            let spent_long_ago = r.used_at.is_some_and(|at| at + grace + 60 < now);
+            if (r.expires_at + skew < now || spent_long_ago)
                 && self
                     .store
                     .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), None)
@@ -818,8 +830,38 @@ impl App {
         })
     }
 
+    /// A new refresh token for session `sid`: random, and MACed so that it proves which
+    /// session it belongs to even once its record has been pruned.
+    fn mint_refresh_token(&self, sid: &str) -> String {
+        let nonce = crypto::random_token(32);
+        format!(
+            "{REFRESH_PREFIX}.{sid}.{nonce}.{}",
+            self.refresh_mac(sid, &nonce)
+        )
+    }
+
+    fn refresh_mac(&self, sid: &str, nonce: &str) -> String {
+        b64::encode(crypto::hmac_sha256(
+            &self.refresh_key,
+            format!("{sid}.{nonce}").as_bytes(),
+        ))
+    }
+
+    /// The session a refresh token of ours was issued for, if its MAC holds.
+    fn refresh_token_sid(&self, token: &str) -> Option<String> {
+        let mut p = token.split('.');
+        if p.next()? != REFRESH_PREFIX {
+            return None;
+        }
+        let (sid, nonce, mac) = (p.next()?, p.next()?, p.next()?);
+        if p.next().is_some() {
+            return None;
+        }
+        ct_eq(mac.as_bytes(), self.refresh_mac(sid, nonce).as_bytes()).then(|| sid.to_string())
+    }
+
     async fn new_refresh(&self, rec: &RefreshRecord) -> Result<String, ServiceError> {
-        let token = crypto::random_token(32);
+        let token = self.mint_refresh_token(&rec.sid);
         let bytes = serde_json::to_vec(rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
         self.store
             .put(Table::RefreshTokens, &crypto::sha256_hex(&token), &bytes)
@@ -914,14 +956,12 @@ impl App {
         client: Option<&ClientRecord>,
     ) -> Result<TokenResponse, GrantError> {
         let key = crypto::sha256_hex(token);
-        let raw = self
-            .store
-            .get(Table::RefreshTokens, &key)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid"))?;
+        let now = now();
+        let Some(raw) = self.store.get(Table::RefreshTokens, &key).await? else {
+            return Err(self.unstored_refresh(token, client, now).await);
+        };
         let rec: RefreshRecord =
             serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
-        let now = now();
         // A family bound to a registered client only refreshes for that client.
         if rec.client_id != ADMIN_ACTOR
             && client.map(|c| c.client_id.as_str()) != Some(rec.client_id.as_str())
@@ -948,7 +988,7 @@ impl App {
             ttl,
             Some(rec.sid.clone()),
         )?;
-        let next_token = crypto::random_token(32);
+        let next_token = self.mint_refresh_token(&rec.sid);
         let answer = TokenResponse {
             access_token: access,
             token_type: "Bearer",
@@ -990,6 +1030,39 @@ impl App {
         self.store_next_refresh(&next_token, &rec).await?;
         self.metrics.issued("refresh_token");
         Ok(answer)
+    }
+
+    /// A refresh token with no record: invalid, unless its MAC proves we issued it for a
+    /// session that still exists. Live tokens are always stored, so that one was spent
+    /// and pruned: reuse, which revokes the session.
+    async fn unstored_refresh(
+        &self,
+        token: &str,
+        client: Option<&ClientRecord>,
+        now: i64,
+    ) -> GrantError {
+        let invalid = || OAuthError::invalid_grant("refresh token is invalid").into();
+        let Some(sid) = self.refresh_token_sid(token) else {
+            return invalid();
+        };
+        let fam = match self.store.get(Table::Families, &sid).await {
+            Ok(Some(raw)) => match serde_json::from_slice::<FamilyRecord>(&raw) {
+                Ok(f) => f,
+                Err(e) => return corrupt("family", e).into(),
+            },
+            Ok(None) => return invalid(), // the session expired and was pruned
+            Err(e) => return e.into(),
+        };
+        if fam.client_id != ADMIN_ACTOR
+            && client.map(|c| c.client_id.as_str()) != Some(fam.client_id.as_str())
+        {
+            return OAuthError::invalid_grant("refresh token was issued to another client").into();
+        }
+        if let Err(e) = self.revoke_family(&sid, "refresh_reuse", now).await {
+            return e.into();
+        }
+        OAuthError::invalid_grant("refresh token was already used; its session has been revoked")
+            .into()
     }
 
     /// Stores the refresh token that replaces `rec`'s, unless it is there already (a

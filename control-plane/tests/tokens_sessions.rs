@@ -743,3 +743,60 @@ async fn a_refresh_retried_after_an_unreplicated_write_keeps_the_session() {
     let r3 = next.json()["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(cp.refresh(&r3).await.json()["error"], "invalid_grant");
 }
+
+/// A client refreshing in a loop must not grow the store for the session's whole life:
+/// spent refresh tokens leave the store soon after the retry grace, and presenting one
+/// afterwards is still detected as reuse (the token proves which session it was for).
+/// A token merely naming a session (sids are in access tokens) cannot revoke it.
+#[tokio::test]
+async fn spent_refresh_tokens_leave_the_store_and_reuse_is_still_detected() {
+    let cp = cp().await;
+    let (_, r1, sid) = cp.session("ida").await;
+    let r2 = cp.refresh(&r1).await.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r3 = cp.refresh(&r2).await.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let grace = cp.app.settings.tokens.refresh_retry_grace.as_secs() as i64;
+    cp.app
+        .prune_sessions(meshauth_cp::service::now() + grace + 120)
+        .await
+        .unwrap();
+    let left = cp
+        .app
+        .store
+        .list(meshauth_cp::store::Table::RefreshTokens)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(left, 1, "only the live refresh token is kept");
+    // A forged token naming the session: invalid, and the session lives on.
+    let forged = r3.rsplit_once('.').map(|(head, _)| format!("{head}.AAAA"));
+    for f in [
+        forged.unwrap(),
+        format!("rt1.{sid}.x.y"),
+        format!("{sid}.zz"),
+    ] {
+        let r = cp.refresh(&f).await;
+        assert_eq!(r.json()["error"], "invalid_grant", "{f}: {}", r.body);
+    }
+    assert_eq!(
+        cp.introspect(&r3).await["active"],
+        true,
+        "not revoked by a forgery"
+    );
+    // The spent r1, long gone from the store, is still reuse: the session is revoked.
+    let reuse = cp.refresh(&r1).await;
+    assert!(
+        reuse.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{}",
+        reuse.body
+    );
+    assert_eq!(cp.refresh(&r3).await.json()["error"], "invalid_grant");
+}
