@@ -1368,17 +1368,18 @@ impl App {
     /// RFC 7009: revoke an access token (by jti) or a refresh token (its whole family).
     /// Unknown tokens are not an error. `owner`: the authenticated client; a token issued
     /// to anyone else is left alone (RFC 7009 §2.1), with the same answer. `None`: admin.
+    /// True when it is a live token of ours (revoked now, or already).
     pub async fn revoke_token(
         &self,
         actor: &str,
         token: &str,
         owner: Option<&str>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let mine =
             |client_id: &str| owner.is_none_or(|o| ct_eq(o.as_bytes(), client_id.as_bytes()));
         if let Some(c) = self.verify_access(token) {
             if !mine(&c.client_id) {
-                return Ok(());
+                return Ok(false);
             }
             self.revoke(
                 actor,
@@ -1389,7 +1390,7 @@ impl App {
                 "rfc7009",
             )
             .await?;
-            return Ok(());
+            return Ok(true);
         }
         if let Some(raw) = self
             .store
@@ -1400,9 +1401,10 @@ impl App {
                 serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
             if mine(&rec.client_id) {
                 self.revoke_family(&rec.sid, "rfc7009", now()).await?;
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// RFC 7662 introspection.

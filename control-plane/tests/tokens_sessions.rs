@@ -800,3 +800,38 @@ async fn spent_refresh_tokens_leave_the_store_and_reuse_is_still_detected() {
     );
     assert_eq!(cp.refresh(&r3).await.json()["error"], "invalid_grant");
 }
+
+/// `meshauth revoke token X` with something that is no token of ours (mistyped, truncated,
+/// expired) says so instead of answering success; a real one is revoked.
+#[tokio::test]
+async fn revoking_an_unknown_token_through_the_admin_api_is_a_404() {
+    let cp = cp().await;
+    let (access, refresh, _) = cp.session("jo").await;
+    let before = cp.logs().await;
+    for bogus in [
+        "not-a-token".to_string(),
+        access[..access.len() - 4].to_string(),
+        format!("{refresh}x"),
+    ] {
+        let r = cp
+            .admin(
+                "POST",
+                "/admin/revocations",
+                Some(json!({"kind": "token", "value": bogus})),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{bogus}: {}", r.body);
+    }
+    assert_eq!(cp.logs().await, before, "nothing recorded");
+    for t in [&access, &refresh] {
+        let r = cp
+            .admin(
+                "POST",
+                "/admin/revocations",
+                Some(json!({"kind": "token", "value": t})),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert_eq!(cp.introspect(t).await["active"], false);
+    }
+}

@@ -640,7 +640,13 @@ pub async fn add_revocation(
     let now = now();
     let r = match b.kind.as_str() {
         "token" => {
-            app.revoke_token(&a.0, &b.value, None).await?;
+            if !app.revoke_token(&a.0, &b.value, None).await? {
+                return Err(ServiceError::NotFound(
+                    "token (no live access or refresh token of this control plane: mistyped, expired or spent?)"
+                        .into(),
+                )
+                .into());
+            }
             return Ok(StatusCode::NO_CONTENT);
         }
         "jti" => {
