@@ -1212,19 +1212,23 @@ impl App {
     /// covers (their refresh tokens stop at once) and adds the rule that stops access
     /// tokens already issued. Something never seen is a `NotFound`, not a silent no-op.
     pub async fn revoke_rule(&self, actor: &str, r: Revocation) -> Result<bool, ServiceError> {
+        fn sub(f: &FamilyRecord) -> &str {
+            &f.sub
+        }
+        fn sid(f: &FamilyRecord) -> &str {
+            &f.sid
+        }
+        fn client(f: &FamilyRecord) -> &str {
+            &f.client_id
+        }
         let now = now();
-        let (what, value) = match &r {
-            Revocation::Sub { value, .. } => ("subject", value.clone()),
-            Revocation::Sid { value, .. } => ("session", value.clone()),
-            Revocation::ClientId { value, .. } => ("client", value.clone()),
+        let (what, value, field): (&str, String, fn(&FamilyRecord) -> &str) = match &r {
+            Revocation::Sub { value, .. } => ("subject", value.clone(), sub),
+            Revocation::Sid { value, .. } => ("session", value.clone(), sid),
+            Revocation::ClientId { value, .. } => ("client", value.clone(), client),
             Revocation::Jti { .. } => return self.revoke(actor, r, "admin").await,
         };
-        let v = value.clone();
-        let matches = move |f: &FamilyRecord| match what {
-            "subject" => f.sub == v,
-            "session" => f.sid == v,
-            _ => f.client_id == v,
-        };
+        let matches = |f: &FamilyRecord| field(f) == value;
         let sessions = self.revoke_sessions(&matches, now).await?;
         let known = sessions > 0
             || self.store.get(Table::Revocations, &r.key()).await?.is_some()
