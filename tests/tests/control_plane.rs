@@ -862,6 +862,54 @@ fn audit_verify_finds_an_edited_entry() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Whoever can write Redis rehashes the whole chain after the edit, with plain
+    // SHA-256 as the chain once was: without the master key it still fails.
+    use sha2::Digest;
+    let len: u64 = redis
+        .cli(&["LLEN", "{meshauth}:log:audit"])
+        .trim()
+        .parse()
+        .unwrap();
+    let mut prev = "0".repeat(64);
+    for i in 0..len {
+        let raw = redis.cli(&["LINDEX", "{meshauth}:log:audit", &i.to_string()]);
+        let mut e: Value = serde_json::from_str(raw.trim()).unwrap();
+        e["prev"] = json!(prev);
+        let canonical = json!([
+            e["seq"],
+            e["at"],
+            e["actor"],
+            e["action"],
+            e["target"],
+            e["detail"],
+            e["prev"]
+        ])
+        .to_string();
+        let hash: String = sha2::Sha256::digest(canonical.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        e["hash"] = json!(hash);
+        redis.cli(&[
+            "LSET",
+            "{meshauth}:log:audit",
+            &i.to_string(),
+            &e.to_string(),
+        ]);
+        prev = hash;
+    }
+    redis.cli(&["SET", "{meshauth}:head:audit", &prev]);
+    let out = cp.cli(&["audit", "verify"]);
+    assert!(
+        !out.status.success(),
+        "a chain rehashed without the key passed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("entry 0 has been edited"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
