@@ -394,13 +394,18 @@ def rules_by_port(policy):
     return out
 
 
+def selects_all(selector):
+    return not (selector or {}).get("matchLabels") and not (selector or {}).get("matchExpressions")
+
+
 def admits_everyone(peer):
-    ns, pod, ip = peer.get("namespaceSelector"), peer.get("podSelector"), peer.get("ipBlock")
-    if not ns and not pod and not ip:
-        return True  # an empty peer (or a rule without `from`) admits every source
-    if "namespaceSelector" in peer and not ns and not pod:
-        return True  # every namespace, every pod
-    return bool(ip) and ip.get("cidr") in ("0.0.0.0/0", "::/0")
+    ip = peer.get("ipBlock")
+    if ip:
+        return ip.get("cidr") in ("0.0.0.0/0", "::/0")
+    if "namespaceSelector" in peer:
+        # Every namespace: whoever can label a pod anywhere matches a podSelector.
+        return selects_all(peer["namespaceSelector"])
+    return selects_all(peer.get("podSelector"))
 
 
 @pytest.mark.parametrize("name", ["defaults", "istio", "syncing", "envoy", "redis"])
@@ -447,10 +452,13 @@ def test_network_policy_allow_lists_and_refuses_open_peers():
     (policy,) = by_kind([d for d in yaml.safe_load_all(p.stdout) if d], "NetworkPolicy")
     assert rules_by_port(policy)["admin"] == json.loads(admins)
     for value, why in [
-        ('networkPolicy.admin.from=[{"namespaceSelector":{}}]', "admits every pod"),
-        ('networkPolicy.sync.extraFrom=[{"namespaceSelector":{}}]', "admits every pod"),
+        ('networkPolicy.admin.from=[{"namespaceSelector":{}}]', "admits every namespace"),
+        ('networkPolicy.sync.extraFrom=[{"namespaceSelector":{}}]', "admits every namespace"),
+        ('networkPolicy.admin.from=[{"namespaceSelector":{"matchLabels":{}},"podSelector":{"matchLabels":{"app":"cli"}}}]', "admits every namespace"),
+        ('networkPolicy.admin.from=[{"namespaceSelector":{"matchExpressions":[]}}]', "admits every namespace"),
         ('networkPolicy.admin.from=[{"ipBlock":{"cidr":"0.0.0.0/0"}}]', "admits every address"),
         ('networkPolicy.admin.from=[{"podSelector":{}}]', "admits every pod"),
+        ('networkPolicy.sync.extraFrom=[{"podSelector":{"matchLabels":{}}}]', "admits every pod"),
     ]:
         p = helm("template", "meshauth", str(CHART), "-n", "meshauth", *sum((["--set", s] for s in VALUE_SETS["defaults"]), []),
                  "--set-json", value)

@@ -58,22 +58,26 @@ app.kubernetes.io/component: control-plane
 sidecar.istio.io/inject: "false"
 {{- end -}}
 
-{{/* Fails when a NetworkPolicy peer list for a sensitive port would admit every pod or
-address: an empty peer, an empty namespaceSelector without a podSelector, or 0.0.0.0/0. */}}
+{{/* "true" when a label selector selects everything: no matchLabels, no matchExpressions. */}}
+{{- define "meshauth.selectsAll" -}}
+{{- if and (not (get . "matchLabels")) (not (get . "matchExpressions")) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Fails when a NetworkPolicy peer list for a sensitive port would admit too much: a
+peer without selectors (every pod), a namespaceSelector that selects every namespace
+(whoever can label a pod anywhere gets in), or 0.0.0.0/0. */}}
 {{- define "meshauth.closedPeers" -}}
 {{- $what := index . 0 -}}
 {{- range $i, $p := index . 1 -}}
-{{- $ns := get $p "namespaceSelector" -}}
-{{- $pod := get $p "podSelector" -}}
 {{- $ip := get $p "ipBlock" -}}
-{{- if and (not $ns) (not $pod) (not $ip) -}}
-{{- fail (printf "%s[%d] admits every pod (no selector): name the namespaces or pods" $what $i) -}}
-{{- end -}}
-{{- if and (hasKey $p "namespaceSelector") (not $ns) (not $pod) -}}
-{{- fail (printf "%s[%d]: an empty namespaceSelector admits every pod in the cluster" $what $i) -}}
-{{- end -}}
-{{- if and $ip (or (eq (toString (get $ip "cidr")) "0.0.0.0/0") (eq (toString (get $ip "cidr")) "::/0")) -}}
+{{- if $ip -}}
+{{- if has (toString (get $ip "cidr")) (list "0.0.0.0/0" "::/0") -}}
 {{- fail (printf "%s[%d]: ipBlock %v admits every address" $what $i (get $ip "cidr")) -}}
+{{- end -}}
+{{- else if and (not (hasKey $p "namespaceSelector")) (or (not (hasKey $p "podSelector")) (include "meshauth.selectsAll" (get $p "podSelector"))) -}}
+{{- fail (printf "%s[%d] admits every pod of the namespace: name the pods" $what $i) -}}
+{{- else if and (hasKey $p "namespaceSelector") (include "meshauth.selectsAll" (get $p "namespaceSelector")) -}}
+{{- fail (printf "%s[%d]: a namespaceSelector without labels admits every namespace: name the namespaces" $what $i) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
