@@ -554,3 +554,72 @@ def test_image_build_context_and_bases_are_pinned():
         pinned = "@sha256:" in image
         noted = lines[i - 1].startswith("# digest: ")
         assert pinned or noted, f"unpinned base image: {lines[i]}"
+
+
+def test_rendered_config_runs_the_real_control_plane_with_its_ports_apart(tmp_path):
+    """The chart's meshauth.toml, loaded by the real binary (its file keys are checked
+    strictly): each route group answers on its own port and nowhere else."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    binary = pathlib.Path(os.environ.get("MESHAUTH_BIN", ROOT / "target/debug/meshauth"))
+    assert binary.exists(), f"build it: cargo build -p meshauth-control-plane ({binary})"
+    ports = []
+    for _ in range(4):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    public, sync, admin, metrics = ports
+    docs = template(VALUE_SETS["defaults"] + [f"service.port={public}", f"service.syncPort={sync}",
+                                              f"service.adminPort={admin}", f"service.metricsPort={metrics}"])
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if "meshauth.toml" in d["data"]]
+    (dep,) = by_kind(docs, "Deployment")
+    mounts = {m["name"]: m["mountPath"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    toml = cm["data"]["meshauth.toml"].replace("0.0.0.0:", "127.0.0.1:")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    token = "t" * 48
+    (secrets / "master-key").write_text("ab" * 32)
+    (secrets / "admin-token-sha256").write_text(hashlib.sha256(token.encode()).hexdigest())
+    toml = toml.replace(mounts["secrets"], str(secrets)).replace(mounts["data"], str(tmp_path))
+    toml = toml.replace("/opt/meshauth/meshauth_filter.wasm", str(WASM))
+    (tmp_path / "meshauth.toml").write_text(toml)
+    log = open(tmp_path / "log", "w")
+    proc = subprocess.Popen([str(binary), "serve", "--config", str(tmp_path / "meshauth.toml")],
+                            stdout=log, stderr=log, env={"PATH": os.environ["PATH"]})
+
+    def status(port, path, auth=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if auth:
+            req.add_header("Authorization", f"Bearer {auth}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        deadline = time.time() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "log").read_text()
+            try:
+                if status(public, "/readyz") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.1)
+        assert status(public, "/admin/status", token) == 404
+        assert status(admin, "/admin/status", token) == 200
+        assert status(public, "/metrics") == 404
+        assert status(metrics, "/metrics") == 200
+        assert status(public, "/filter/meshauth.wasm.sha256") == 404
+        assert status(sync, "/sync/v1/distribution-key") != 404
+        assert status(sync, "/admin/status", token) == 404
+        assert status(public, "/.well-known/jwks.json") == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
