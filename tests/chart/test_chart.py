@@ -623,3 +623,32 @@ def test_rendered_config_runs_the_real_control_plane_with_its_ports_apart(tmp_pa
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_plain_envoy_snippet_is_accepted_by_envoy(tmp_path):
+    """The three snippets, put together as the install guide says, pass the real Envoy's
+    validation (`sha256: ""`, a mistyped hardening field or environment block would not)."""
+    envoy = pathlib.Path(os.environ.get("ENVOY_BIN", ROOT / ".venv/bin/envoy"))
+    assert envoy.exists(), f"scripts/setup.sh installs Envoy ({envoy})"
+    docs = template(VALUE_SETS["envoy"] + [f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}"])
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("envoy-snippet")]
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]},
+        "http_filters": yaml.safe_load(cm["data"]["http_filter.yaml"]) + [
+            {"name": "envoy.filters.http.router",
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        **yaml.safe_load(cm["data"]["http_connection_manager.yaml"]),
+    }
+    bootstrap = {"static_resources": {
+        "listeners": [{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                       "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+        "clusters": yaml.safe_load(cm["data"]["cluster.yaml"]),
+    }}
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(bootstrap))
+    p = subprocess.run([str(envoy), "--mode", "validate", "-c", str(path), "--log-level", "warn"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "OK" in p.stdout + p.stderr, p.stdout + p.stderr
