@@ -444,6 +444,12 @@ def test_network_policy_gives_each_port_its_own_audience(name):
         assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
 
 
+def test_ports_must_differ():
+    # One port for two audiences would put both behind the same NetworkPolicy rule.
+    err = template(VALUE_SETS["defaults"] + ["service.adminPort=8080"], ok=False)
+    assert "must differ" in err, err
+
+
 def test_network_policy_allow_lists_and_refuses_open_peers():
     admins = '[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ops"}},"podSelector":{"matchLabels":{"app":"meshauth-cli"}}}]'
     p = helm("template", "meshauth", str(CHART), "-n", "meshauth", *sum((["--set", s] for s in VALUE_SETS["defaults"]), []),

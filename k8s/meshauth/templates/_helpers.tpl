@@ -130,6 +130,10 @@ peer without selectors (every pod), a namespaceSelector that selects every names
 {{- if and .Values.syncCredential.value (lt (len .Values.syncCredential.value) 32) -}}
 {{- fail "syncCredential.value: use 32 or more random characters (openssl rand -hex 32)" -}}
 {{- end -}}
+{{- $ports := list (int .Values.service.port) (int .Values.service.syncPort) (int .Values.service.adminPort) (int .Values.service.metricsPort) -}}
+{{- if ne (len (uniq $ports)) 4 -}}
+{{- fail "service.port, syncPort, adminPort and metricsPort must differ: each audience has its own port (and its own NetworkPolicy rule)" -}}
+{{- end -}}
 {{- if .Values.networkPolicy.enabled -}}
 {{- include "meshauth.closedPeers" (list "networkPolicy.sync.extraFrom" .Values.networkPolicy.sync.extraFrom) -}}
 {{- include "meshauth.closedPeers" (list "networkPolicy.admin.from" .Values.networkPolicy.admin.from) -}}
