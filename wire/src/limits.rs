@@ -184,7 +184,11 @@ impl LimitMatch {
     pub fn matches(&self, method: &str, path: &str) -> bool {
         let path_ok = match (&self.path_exact, &self.path_prefix) {
             (Some(p), _) => path == p,
-            (None, Some(p)) => path.starts_with(p.as_str()),
+            // ASCII case ignored, as route prefixes do by default: `/API/x` must not
+            // escape a limit on `/api/` at an upstream that ignores case.
+            (None, Some(p)) => path
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p)),
             (None, None) => true,
         };
         path_ok
@@ -319,6 +323,10 @@ mod tests {
         assert!(p.matches.matches("get", "/api/x"));
         assert!(!p.matches.matches("POST", "/api/x"));
         assert!(!p.matches.matches("GET", "/other"));
+        assert!(
+            p.matches.matches("GET", "/API/x"),
+            "prefixes ignore ASCII case"
+        );
     }
 
     #[test]
