@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
         Ok(ours) => assert_eq!(Some(&ours), theirs.as_ref().ok(), "differs from serde_json"),
         // Refused either way; the rest of the text may not even be JSON.
         Err(StrictError::DuplicateMember) => {}
-        Err(StrictError::NotAnObject) => assert!(theirs.is_err(), "refused an object serde_json reads"),
+        Err(StrictError::NotAnObject) => {
+            assert!(theirs.is_err(), "refused an object serde_json reads")
+        }
     }
     let _ = meshauth_filter::claims::Claims::parse(data);
     if let Ok(text) = std::str::from_utf8(data) {

@@ -46,5 +46,8 @@ fuzz_target!(|data: &[u8]| {
         .chain([burst])
         .max()
         .unwrap_or(burst);
-    assert!(admitted <= max_burst, "{admitted} admitted at once, burst {max_burst}");
+    assert!(
+        admitted <= max_burst,
+        "{admitted} admitted at once, burst {max_burst}"
+    );
 });

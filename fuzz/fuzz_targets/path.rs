@@ -51,6 +51,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if ambiguity(path).is_none() {
         let bare = strip_query(path);
-        assert_eq!(normalise(bare).as_deref(), Some(bare), "passed a path normalisation changes");
+        assert_eq!(
+            normalise(bare).as_deref(),
+            Some(bare),
+            "passed a path normalisation changes"
+        );
     }
 });

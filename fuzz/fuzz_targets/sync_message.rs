@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(cfg) = e.config().sync.clone() else {
         return;
     };
-    let bytes = if mode % 2 == 0 { rest.to_vec() } else { sign_envelope(rest) };
+    let bytes = if mode % 2 == 0 {
+        rest.to_vec()
+    } else {
+        sign_envelope(rest)
+    };
     let Ok(message) = open_message(&bytes, &cfg.distribution_key) else {
         return;
     };

@@ -43,7 +43,14 @@ fuzz_target!(|data: &[u8]| {
         let slots = MapSlots::default();
         let facts = Facts(&auth);
         for _ in 0..3 {
-            let _ = e.limit(&slots, &req, first.route, verified, &facts, 1_800_000_000_000_000_000);
+            let _ = e.limit(
+                &slots,
+                &req,
+                first.route,
+                verified,
+                &facts,
+                1_800_000_000_000_000_000,
+            );
         }
     }
 });

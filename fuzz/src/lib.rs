@@ -81,7 +81,9 @@ pub fn split(data: &[u8]) -> (&[u8], &[u8]) {
 
 /// Rate-limit slots in a map, as shared data keeps them (a CAS token per write).
 #[derive(Default)]
-pub struct MapSlots(std::cell::RefCell<std::collections::HashMap<u32, (meshauth_filter::limits::Slot, u32)>>);
+pub struct MapSlots(
+    std::cell::RefCell<std::collections::HashMap<u32, (meshauth_filter::limits::Slot, u32)>>,
+);
 
 impl meshauth_filter::limits::Slots for MapSlots {
     fn read(&self, index: u32) -> (Option<meshauth_filter::limits::Slot>, Option<u32>) {
