@@ -35,9 +35,14 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
     let app = App::new(store, settings)
         .await
         .map_err(|e| format!("start-up: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let listener = bind(&listen).await?;
+    // The admin API, the sync channel and the metrics may each have a listener of their
+    // own, so that network policies can tell who reaches which.
+    let mut separate = Vec::new();
+    for (address, routes) in crate::http::separate_routers(&app) {
+        separate.push((bind(&address).await?, routes));
+        tracing::info!(listen = %address, "separate listener");
+    }
     tracing::info!(listen = %listen, store = app.store.kind(), issuer = %app.settings.issuer, "meshauth control plane serving");
 
     let ticker = {
@@ -58,17 +63,44 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         let app = app.clone();
         tokio::spawn(async move { app.sync.follow(app.store.as_ref()).await })
     };
-    // Small answers go out at once (no Nagle delay on long-poll and API replies).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, crate::http::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| e.to_string());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, routes) in std::iter::once((listener, crate::http::router(app))).chain(separate)
+    {
+        let mut stopped = stopped.clone();
+        servers.spawn(async move {
+            // Small answers go out at once (no Nagle delay on long-poll and API replies).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, routes)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+    // A signal, or the first server to end (an error), stops them all.
+    let mut result = tokio::select! {
+        _ = shutdown() => Ok(()),
+        Some(done) = servers.join_next() => done.map_err(|e| e.to_string()).and_then(|r| r),
+    };
+    let _ = stop.send(true);
+    while let Some(done) = servers.join_next().await {
+        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            result = result.and(Err(e));
+        }
+    }
     ticker.abort();
     follower.abort();
     result
+}
+
+async fn bind(address: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("listen on {address}: {e}"))
 }
 
 async fn shutdown() {

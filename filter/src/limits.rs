@@ -1,4 +1,4 @@
-//! Local rate limiting (DESIGN §5): which policies apply to a request, whose bucket it
+//! Local rate limiting (docs/filter.md, "Rate limits"): which policies apply to a request, whose bucket it
 //! draws from, and the answer's header fields. Buckets live in a fixed table of
 //! `capacity` slots that every worker shares (proxy-wasm shared data in Envoy, a map in
 //! tests), so memory is bounded whatever the number of distinct keys.

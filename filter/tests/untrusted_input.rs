@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Property-based fuzzing of everything the filter parses from the outside (DESIGN §10):
+//! Property-based fuzzing of everything the filter parses from the outside :
 //! `Authorization` values, plugin configurations and sync payloads. Random and mutated
 //! inputs must give an error, never a panic (a panic in Envoy kills the worker's VM).
 

@@ -1,4 +1,4 @@
-//! Rate-limit policies (DESIGN §5), defined once: the filter reads them from its plugin
+//! Rate-limit policies (docs/filter.md, "Rate limits"), defined once: the filter reads them from its plugin
 //! configuration (static defaults) and from sync snapshots; the control plane stores
 //! them, validates them on its admin API and pushes them. Both halves validate with
 //! [`LimitPolicy::validate`], so a policy one accepts the other accepts too.
