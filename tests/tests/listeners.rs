@@ -38,7 +38,7 @@ fn separate_listeners_take_admin_sync_and_metrics_off_the_public_port() {
     // What stays public.
     assert_eq!(get(&cp.url("/.well-known/jwks.json"), &[]).status, 200);
     assert_eq!(
-        get(&cp.url("/.well-known/openid-configuration"), &[]).status,
+        get(&cp.url("/.well-known/oauth-authorization-server"), &[]).status,
         200
     );
     assert_eq!(get(&cp.url("/readyz"), &[]).status, 200);
