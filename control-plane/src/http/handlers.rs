@@ -303,31 +303,102 @@ pub async fn distribution_key(State(app): State<Arc<App>>) -> Json<Value> {
 
 // ---- OAuth ----
 
-/// Form parameters; each may appear once (RFC 6749 §3.2).
+/// At most this many form parameters: the OAuth endpoints use a handful, and the cap
+/// is checked before anything is decoded.
+pub const MAX_PARAMS: usize = 32;
+/// Client ids and secrets longer than this are refused before the store is touched.
+pub const MAX_CLIENT_CREDENTIAL: usize = 256;
+/// Any other parameter (a token, a scope) longer than this is refused.
+pub const MAX_PARAM_VALUE: usize = 8 * 1024;
+
+/// Form parameters; each may appear once (RFC 6749 §3.2). Linear in the body: the
+/// count is capped before decoding and repeats are found with a set, so a body of many
+/// short keys costs no more than any other body of its size.
 fn form(body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+    let count = body.split(|b| *b == b'&').filter(|p| !p.is_empty()).count();
+    if count > MAX_PARAMS {
+        return Err(OAuthError::invalid_request(format!(
+            "at most {MAX_PARAMS} parameters are accepted"
+        )));
+    }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
         OAuthError::invalid_request("body must be application/x-www-form-urlencoded")
     })?;
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if pairs.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    for (k, v) in &pairs {
+        if !seen.insert(k.as_str()) {
             return Err(OAuthError::invalid_request(format!(
-                "parameter {k} is repeated"
+                "parameter {} is repeated",
+                shorten(k)
+            )));
+        }
+        let cap = match k.as_str() {
+            "client_id" | "client_secret" => MAX_CLIENT_CREDENTIAL,
+            _ => MAX_PARAM_VALUE,
+        };
+        if k.len() > 64 || v.len() > cap {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is too long",
+                shorten(k)
             )));
         }
     }
     Ok(pairs)
 }
 
+/// A client-supplied name cut short for an error message.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(32).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
 fn param<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
     p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn url_decode(s: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-        .ok()?
-        .into_iter()
-        .next()
-        .map(|(_, v)| v)
+/// Percent-decoding of one part of a Basic credential (RFC 6749 §2.3.1: each part is
+/// form-urlencoded). Unlike a form parser it keeps every byte: `&`, `=` and `;` are
+/// data here, so `secret&junk` stays `secret&junk`.
+fn form_decode_part(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `Authorization: Basic` per RFC 6749 §2.3.1: base64 of `id:secret`, split at the
+/// first `:`, each part form-urlencoded. Anything malformed or over-long is `None`.
+fn basic_credentials(b: &str) -> Option<(String, String)> {
+    // Base64 of two capped, percent-encoded parts: anything longer is refused undecoded.
+    if b.len() > 4 * (6 * MAX_CLIENT_CREDENTIAL + 1) / 3 + 4 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (i, s) = text.split_once(':')?;
+    let (id, secret) = (form_decode_part(i)?, form_decode_part(s)?);
+    if id.is_empty() || id.len() > MAX_CLIENT_CREDENTIAL || secret.len() > MAX_CLIENT_CREDENTIAL {
+        return None;
+    }
+    Some((id, secret))
 }
 
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.
@@ -344,19 +415,7 @@ async fn client_auth(
         (Some(_), _, Some(_)) => {
             return Err(OAuthError::invalid_request("use one client authentication method").into())
         }
-        (Some(b), _, None) => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .map_err(|_| OAuthError::invalid_client())?;
-            let text = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-            let (i, s) = text
-                .split_once(':')
-                .ok_or_else(OAuthError::invalid_client)?;
-            (
-                url_decode(i).ok_or_else(OAuthError::invalid_client)?,
-                url_decode(s).ok_or_else(OAuthError::invalid_client)?,
-            )
-        }
+        (Some(b), _, None) => basic_credentials(b).ok_or_else(OAuthError::invalid_client)?,
         (None, Some(i), Some(s)) => (i.to_string(), s.to_string()),
         (None, Some(_), None) | (None, None, Some(_)) => {
             return Err(OAuthError::invalid_client().into())

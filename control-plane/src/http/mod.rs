@@ -120,7 +120,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_string();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let correlation = req
         .headers()
         .get("x-request-id")
@@ -143,6 +143,23 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// A fixed set of method labels: any other method (hyper accepts any token) is "other",
+/// so made-up methods cannot grow the metrics without bound. Routes are labelled by
+/// their template (or "unmatched"), never by the path sent.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 async fn with_correlation(resp: Response, correlation: &str) -> Response {
