@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshauth_tests::control_plane::{ControlPlane, Redis, StoreKind};
-use meshauth_tests::http::{get, request, Answer};
+use meshauth_tests::http::{get, request};
 use serde_json::Value;
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
@@ -221,6 +221,7 @@ fn redis_input_bytes(redis: &Redis) -> u64 {
 fn over_long_client_ids_never_reach_the_store() {
     let redis = Redis::start();
     let cp = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    // 9 KiB fits in a request head; 40 KiB fits in a body.
     let long = "i".repeat(40 * 1024);
     let before = redis_input_bytes(&redis);
     let a = request(
@@ -228,7 +229,10 @@ fn over_long_client_ids_never_reach_the_store() {
         &cp.url("/oauth2/token"),
         &[
             FORM,
-            ("authorization", &basic_raw(&format!("{long}:secret"))),
+            (
+                "authorization",
+                &basic_raw(&format!("{}:secret", &long[..9 * 1024])),
+            ),
         ],
         Some("grant_type=client_credentials"),
     );
@@ -244,10 +248,242 @@ fn over_long_client_ids_never_reach_the_store() {
     );
     assert!(a.status == 400 || a.status == 401, "{}", a.body);
     let grew = redis_input_bytes(&redis) - before;
-    assert!(grew < 16 * 1024, "Redis received {grew} bytes");
+    assert!(grew < 4 * 1024, "Redis received {grew} bytes");
 }
 
-#[allow(dead_code)]
-fn status_of(a: &Answer) -> u16 {
-    a.status
+/// One request over a fresh connection from `source`.
+fn raw_request(
+    source: &str,
+    port: u16,
+    method_path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = format!("{method_path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    raw_exchange(source, port, req.as_bytes())
+}
+
+/// Writes `head`, then one more header line every 300 ms; how long until the server
+/// closed the connection (or `None` if it had not after `give_up`).
+fn trickle(port: u16, head: &str, line: &str, give_up: Duration) -> Option<(Duration, String)> {
+    let mut s = connect_from("127.0.0.1", port).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let started = Instant::now();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    while started.elapsed() < give_up {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => return Some((started.elapsed(), String::from_utf8_lossy(&got).into())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return Some((started.elapsed(), String::from_utf8_lossy(&got).into())),
+        }
+        if s.write_all(line.as_bytes()).is_err() {
+            return Some((started.elapsed(), String::from_utf8_lossy(&got).into()));
+        }
+    }
+    None
+}
+
+const SHORT_TIMEOUTS: &str = "[server]\nheader_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\n";
+
+#[test]
+fn trickled_headers_are_cut_off() {
+    let cp = ControlPlane::start(StoreKind::Embedded, SHORT_TIMEOUTS);
+    let closed = trickle(
+        cp.port,
+        "GET /healthz HTTP/1.1\r\nhost: x\r\n",
+        "x-slow: 1\r\n",
+        Duration::from_secs(15),
+    );
+    let (after, _) = closed.expect("the connection was still open after 15 s");
+    assert!(
+        after < Duration::from_secs(8),
+        "closed only after {after:?}"
+    );
+    assert_eq!(get(&cp.url("/healthz"), &[]).status, 200);
+}
+
+#[test]
+fn trickled_bodies_get_408() {
+    let cp = ControlPlane::start(StoreKind::Embedded, SHORT_TIMEOUTS);
+    let closed = trickle(
+        cp.port,
+        "POST /oauth2/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\n",
+        "a",
+        Duration::from_secs(15),
+    );
+    let (after, answer) = closed.expect("the connection was still open after 15 s");
+    assert!(
+        after < Duration::from_secs(8),
+        "closed only after {after:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[test]
+fn oversized_request_heads_get_431() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let big = "a".repeat(32 * 1024);
+    let (status, _) = raw_request("127.0.0.1", cp.port, "GET /healthz", &[("x-big", &big)], "");
+    assert_eq!(status, 431);
+    let (status, _) = raw_request(
+        "127.0.0.1",
+        cp.port,
+        "GET /healthz",
+        &[("x-small", "a")],
+        "",
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn connections_are_capped_per_source() {
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[server]\nmax_connections_per_source = 8\nheader_read_timeout = \"60s\"\n",
+    );
+    // An attacker from 127.0.0.2 opens 40 connections with unfinished heads.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        if let Ok(mut s) = connect_from("127.0.0.2", cp.port) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n");
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut open = 0;
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                open += 1
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(open, 8, "connections kept open for one source");
+    // Others are served meanwhile.
+    let (status, _) = raw_request("127.0.0.1", cp.port, "GET /healthz", &[], "");
+    assert_eq!(status, 200);
+    let (status, _) = raw_request("127.0.0.2", cp.port, "GET /healthz", &[], "");
+    assert_eq!(status, 0, "the ninth connection of 127.0.0.2 is closed");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = raw_request("127.0.0.2", cp.port, "GET /healthz", &[], "");
+    assert_eq!(status, 200, "places are given back");
+    let metrics = get(&cp.url("/metrics"), &[]).body;
+    assert!(
+        metrics.contains("meshauth_http_connections_refused_total"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn parked_long_polls_are_capped_per_source() {
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[server]\nmax_long_polls_per_source = 4\n",
+    );
+    let a = get(&cp.url("/sync/v1/snapshot"), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let version = a.header("x-meshauth-version").unwrap().to_string();
+    let poll = format!("GET /sync/v1/snapshot?version={version}&wait_ms=20000");
+    let port = cp.port;
+    let parked: Vec<_> = (0..4)
+        .map(|_| {
+            let poll = poll.clone();
+            std::thread::spawn(move || raw_request("127.0.0.2", port, &poll, &[], "").0)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let started = Instant::now();
+    let (status, answer) = raw_request("127.0.0.2", port, &poll, &[], "");
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Another source still parks (and gets 304 when its short wait ends).
+    let short = format!("GET /sync/v1/snapshot?version={version}&wait_ms=300");
+    assert_eq!(raw_request("127.0.0.1", port, &short, &[], "").0, 304);
+    // A change releases the parked ones.
+    cp.cli_ok(&["revoke", "subject", "dos-test-subject"]);
+    for p in parked {
+        assert_eq!(p.join().unwrap(), 200);
+    }
+}
+
+#[test]
+fn failed_authentication_is_throttled_per_source() {
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[server]\nauth_failure_burst = 5\nauth_failure_interval = \"60s\"\n",
+    );
+    let (id, secret) = create_client(&cp);
+    let good = basic_raw(&format!("{id}:{secret}"));
+    let bad = basic_raw(&format!("{id}:wrong"));
+    let token = |source: &str, auth: &str| {
+        raw_request(
+            source,
+            cp.port,
+            "POST /oauth2/token",
+            &[FORM, ("authorization", auth)],
+            "grant_type=client_credentials",
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(token("127.0.0.3", &bad).0, 401);
+    }
+    let (status, answer) = token("127.0.0.3", &good);
+    assert_eq!(status, 429, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: "),
+        "{answer}"
+    );
+    assert!(!answer.contains(&secret));
+    // Other sources are not affected.
+    assert_eq!(token("127.0.0.1", &good).0, 200);
+    // The admin API likewise.
+    for _ in 0..5 {
+        let (status, _) = raw_request(
+            "127.0.0.4",
+            cp.port,
+            "GET /admin/keys",
+            &[("authorization", "Bearer wrong")],
+            "",
+        );
+        assert_eq!(status, 401);
+    }
+    let (k, v) = cp.admin_headers();
+    let (status, _) = raw_request("127.0.0.4", cp.port, "GET /admin/keys", &[(&k, &v)], "");
+    assert_eq!(status, 429);
+    let metrics = get(&cp.url("/metrics"), &[]).body;
+    assert!(
+        metrics.contains("meshauth_auth_failures_total{kind=\"client\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("meshauth_auth_failures_total{kind=\"admin\"} 5"),
+        "{metrics}"
+    );
+    assert!(!cp.log().contains("wrong"), "no credential in the log");
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, GrantReply};
+use super::guard::{Guards, Source};
 use super::Admin;
 use crate::error::{OAuthError, ServiceError};
 use crate::keys::KeyRecord;
@@ -224,6 +225,8 @@ fn with_version(mut resp: Response, version: u64) -> Response {
 /// `version` (or on another epoch), else when a change arrives, else 304 after `wait_ms`.
 pub async fn sync_snapshot(
     State(app): State<Arc<App>>,
+    Source(source): Source,
+    Extension(guards): Extension<Arc<Guards>>,
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
     if let Some(f) = &q.filter {
@@ -240,6 +243,19 @@ pub async fn sync_snapshot(
     let same_epoch = q.epoch.as_deref().is_none_or(|e| e == app.sync.epoch);
     let mut rx = app.sync.subscribe();
     if same_epoch && *rx.borrow_and_update() <= q.version && q.wait_ms > 0 {
+        // Each parked poll holds a connection and a task: capped in total and per source.
+        let Some(_parked) = guards.long_polls.try_acquire(source) else {
+            app.metrics.long_polls_refused.inc();
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_long_polls",
+                "too many long polls are parked; poll again later",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(r);
+        };
         let wait = std::time::Duration::from_millis(q.wait_ms.min(60_000));
         let _ = tokio::time::timeout(wait, async {
             while *rx.borrow_and_update() <= q.version {

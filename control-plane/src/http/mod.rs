@@ -2,6 +2,7 @@
 //! authenticated admin API. Handlers only translate between HTTP and `App`.
 
 pub mod error;
+pub mod guard;
 mod handlers;
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Extension, Router};
 
 use crate::metrics::RouteLabel;
 use crate::service::App;
@@ -22,6 +23,7 @@ use error::{ApiError, ErrorCode};
 pub const MAX_BODY: usize = 64 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
+    let guards = Arc::new(guard::Guards::new(&app.settings.server));
     let admin = Router::new()
         .route("/admin/keys", get(handlers::list_keys))
         .route("/admin/keys/rotate", post(handlers::rotate_keys))
@@ -51,6 +53,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/audit/verify", get(handlers::verify_audit))
         .route("/admin/status", get(handlers::status))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
+    let oauth = Router::new()
+        .route("/oauth2/token", post(handlers::token))
+        .route("/oauth2/revoke", post(handlers::revoke))
+        .route("/oauth2/introspect", post(handlers::introspect))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            throttle_clients,
+        ));
     Router::new()
         .route("/.well-known/jwks.json", get(handlers::jwks))
         .route(
@@ -61,9 +71,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/.well-known/oauth-authorization-server",
             get(handlers::discovery),
         )
-        .route("/oauth2/token", post(handlers::token))
-        .route("/oauth2/revoke", post(handlers::revoke))
-        .route("/oauth2/introspect", post(handlers::introspect))
+        .merge(oauth)
         .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
         .route("/sync/v1/confirm", post(handlers::sync_confirm))
         .route("/sync/v1/distribution-key", get(handlers::distribution_key))
@@ -79,7 +87,9 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(middleware::from_fn_with_state(app.clone(), read_body))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(Extension(guards))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
 }
@@ -88,7 +98,16 @@ pub fn router(app: Arc<App>) -> Router {
 #[derive(Debug, Clone)]
 pub struct Admin(pub String);
 
-async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+async fn require_admin(
+    State(app): State<Arc<App>>,
+    Extension(guards): Extension<Arc<guard::Guards>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let source = guard::source(req.extensions());
+    if let Some(refused) = guards.refuse(&app.metrics, "admin", source) {
+        return refused;
+    }
     let bearer = req
         .headers()
         .get("authorization")
@@ -102,6 +121,7 @@ async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next
             next.run(req).await
         }
         _ => {
+            guards.failed(&app.metrics, "admin", source);
             let mut r = ApiError::unauthorized().into_response();
             r.headers_mut().insert(
                 "www-authenticate",
@@ -110,6 +130,61 @@ async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next
             r
         }
     }
+}
+
+/// Slows client authentication by source: a source over its failure budget gets 429
+/// before its credentials are looked at; an `invalid_client` answer counts a failure.
+async fn throttle_clients(
+    State(app): State<Arc<App>>,
+    Extension(guards): Extension<Arc<guard::Guards>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let source = guard::source(req.extensions());
+    if let Some(refused) = guards.refuse(&app.metrics, "client", source) {
+        return refused;
+    }
+    let resp = next.run(req).await;
+    if resp
+        .extensions()
+        .get::<ErrorCode>()
+        .is_some_and(|c| c.0 == "invalid_client")
+    {
+        guards.failed(&app.metrics, "client", source);
+    }
+    resp
+}
+
+/// Reads the whole body (at most `MAX_BODY`) within `body_read_timeout`, so a client
+/// that trickles its body cannot hold a handler: 408 when it is too slow.
+async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let limit = app.settings.server.body_read_timeout;
+    let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("bodies are limited to {MAX_BODY} bytes"),
+            )
+            .into_response()
+        }
+        Err(_) => {
+            app.metrics.read_timeouts.inc();
+            let mut r = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Latency and error metrics, and the correlation id on every error body.
