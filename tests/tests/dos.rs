@@ -487,3 +487,69 @@ fn failed_authentication_is_throttled_per_source() {
     );
     assert!(!cp.log().contains("wrong"), "no credential in the log");
 }
+
+/// `/readyz` and a token request: their statuses, and the slower one's time.
+fn probe(cp: &ControlPlane, auth: &str) -> (u16, u16, Duration) {
+    let started = Instant::now();
+    let ready = get(&cp.url("/readyz"), &[]).status;
+    let token = request(
+        "POST",
+        &cp.url("/oauth2/token"),
+        &[FORM, ("authorization", auth)],
+        Some("grant_type=client_credentials"),
+    )
+    .status;
+    (ready, token, started.elapsed())
+}
+
+/// Polls until both probes answer 200; how long that took.
+fn recovery(cp: &ControlPlane, auth: &str, give_up: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (ready, token, _) = probe(cp, auth);
+        if ready == 200 && token == 200 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < give_up,
+            "not serving {give_up:?} after Redis returned: readyz {ready}, token {token}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn redis_outage_fails_fast_and_recovers_within_seconds() {
+    let mut redis = Redis::start();
+    let cp = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    let (id, secret) = create_client(&cp);
+    let auth = basic_raw(&format!("{id}:{secret}"));
+    assert_eq!(probe(&cp, &auth).0, 200);
+
+    // Redis gone for 12 s: every answer is a fast 503, never a hang.
+    redis.stop();
+    let down = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while down.elapsed() < Duration::from_secs(12) {
+        let (ready, token, took) = probe(&cp, &auth);
+        assert_eq!((ready, token), (503, 503));
+        slowest = slowest.max(took);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(slowest < Duration::from_secs(2), "a probe took {slowest:?}");
+    redis.start_again();
+    let back = recovery(&cp, &auth, Duration::from_secs(10));
+    eprintln!("serving again {back:?} after Redis restarted (slowest 503: {slowest:?})");
+
+    // Redis frozen (connections accepted, nothing answered): 503 after the response
+    // timeout, and serving again once it thaws.
+    redis.freeze(true);
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..3 {
+        let (ready, token, took) = probe(&cp, &auth);
+        assert_eq!((ready, token), (503, 503));
+        assert!(took < Duration::from_secs(8), "a probe took {took:?}");
+    }
+    redis.freeze(false);
+    recovery(&cp, &auth, Duration::from_secs(10));
+}
