@@ -553,3 +553,48 @@ fn redis_outage_fails_fast_and_recovers_within_seconds() {
     redis.freeze(false);
     recovery(&cp, &auth, Duration::from_secs(10));
 }
+
+fn answers_built(cp: &ControlPlane, kind: &str) -> u64 {
+    let prefix = format!("meshauth_sync_answers_built_total{{kind=\"{kind}\"}} ");
+    get(&cp.url("/metrics"), &[])
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn one_change_builds_one_answer_for_all_parked_pollers() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let a = get(&cp.url("/sync/v1/snapshot"), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let version: u64 = a.header("x-meshauth-version").unwrap().parse().unwrap();
+    let port = cp.port;
+    let parked: Vec<_> = (0..40)
+        .map(|i| {
+            let delta = u8::from(i % 2 == 0);
+            let poll =
+                format!("GET /sync/v1/snapshot?version={version}&wait_ms=20000&delta={delta}");
+            std::thread::spawn(move || {
+                let (status, answer) = raw_request("127.0.0.1", port, &poll, &[], "");
+                let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+                (status, body)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let (deltas, snapshots) = (answers_built(&cp, "delta"), answers_built(&cp, "snapshot"));
+    cp.cli_ok(&["revoke", "subject", "one-change"]);
+    let answers: Vec<(u16, String)> = parked.into_iter().map(|p| p.join().unwrap()).collect();
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    // Pollers of one kind got the very same signed answer.
+    let delta_bodies: std::collections::BTreeSet<_> =
+        answers.iter().step_by(2).map(|(_, b)| b.clone()).collect();
+    assert_eq!(delta_bodies.len(), 1);
+    assert_eq!(answers_built(&cp, "delta") - deltas, 1, "deltas built");
+    assert_eq!(
+        answers_built(&cp, "snapshot") - snapshots,
+        1,
+        "snapshots built"
+    );
+}

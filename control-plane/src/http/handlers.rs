@@ -10,11 +10,13 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::answers::SyncAnswers;
 use super::error::{ApiError, GrantReply};
 use super::guard::{Guards, Source};
 use super::Admin;
 use crate::error::{OAuthError, ServiceError};
 use crate::keys::KeyRecord;
+use crate::metrics::AnswerLabel;
 use crate::service::{now, App, ClientRecord, Revocation};
 use meshauth_wire::limits::LimitPolicy;
 
@@ -227,6 +229,7 @@ pub async fn sync_snapshot(
     State(app): State<Arc<App>>,
     Source(source): Source,
     Extension(guards): Extension<Arc<Guards>>,
+    Extension(answers): Extension<Arc<SyncAnswers>>,
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
     if let Some(f) = &q.filter {
@@ -273,26 +276,46 @@ pub async fn sync_snapshot(
             current,
         ));
     }
+    // Every poller woken by a change asks for the same answer: build it once.
+    let head = app.sync.version();
     if same_epoch && q.delta == 1 {
-        if let Some((version, body)) = app
-            .sync
-            .delta(app.store.as_ref(), q.version, now())
-            .await
-            .map_err(ServiceError::from)?
-        {
+        let delta = answers
+            .deltas
+            .get_or_build(&app.sync.epoch, q.version, head, || async {
+                app.metrics
+                    .sync_answers_built
+                    .get_or_create(&AnswerLabel { kind: "delta" })
+                    .inc();
+                let d = app
+                    .sync
+                    .delta(app.store.as_ref(), q.version, now())
+                    .await
+                    .map_err(ServiceError::from)?;
+                Ok::<_, ServiceError>(d.map(|(v, body)| (v, Bytes::from(body))))
+            })
+            .await?;
+        if let Some((version, body)) = delta {
             return Ok(with_version(
                 ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
                 version,
             ));
         }
     }
-    let (version, body) = app.snapshot().await?;
+    let snapshot = answers
+        .snapshots
+        .get_or_build(&app.sync.epoch, 0, head, || async {
+            app.metrics
+                .sync_answers_built
+                .get_or_create(&AnswerLabel { kind: "snapshot" })
+                .inc();
+            let (version, body) = app.snapshot().await?;
+            Ok::<_, ServiceError>(Some((version, Bytes::from(body.as_str().to_owned()))))
+        })
+        .await?;
+    let (version, body) =
+        snapshot.ok_or_else(|| ServiceError::Internal("no snapshot was built".into()))?;
     Ok(with_version(
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response(),
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         version,
     ))
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: public (JWKS, discovery, health, metrics), OAuth endpoints and the
 //! authenticated admin API. Handlers only translate between HTTP and `App`.
 
+mod answers;
 pub mod error;
 pub mod guard;
 mod handlers;
@@ -90,6 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), read_body))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(Extension(guards))
+        .layer(Extension(Arc::new(answers::SyncAnswers::default())))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
 }
@@ -155,33 +157,49 @@ async fn throttle_clients(
     resp
 }
 
+fn too_slow(app: &App) -> Response {
+    app.metrics.read_timeouts.inc();
+    let mut r = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body did not arrive in time",
+    )
+    .into_response();
+    r.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    r
+}
+
 /// Reads the whole body (at most `MAX_BODY`) within `body_read_timeout`, so a client
 /// that trickles its body cannot hold a handler: 408 when it is too slow.
 async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("bodies are limited to {MAX_BODY} bytes"),
+        )
+        .into_response()
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let limit = app.settings.server.body_read_timeout;
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        // The handler's body limit refuses it after reading what it allows (answering
+        // before that would reset a client that is still sending); that read is timed.
+        return match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => too_slow(&app),
+        };
+    }
+    let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("bodies are limited to {MAX_BODY} bytes"),
-            )
-            .into_response()
-        }
-        Err(_) => {
-            app.metrics.read_timeouts.inc();
-            let mut r = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request body did not arrive in time",
-            )
-            .into_response();
-            r.headers_mut()
-                .insert("connection", HeaderValue::from_static("close"));
-            return r;
-        }
+        Ok(Err(_)) => return too_large(),
+        Err(_) => return too_slow(&app),
     };
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
