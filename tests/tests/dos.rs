@@ -598,3 +598,24 @@ fn one_change_builds_one_answer_for_all_parked_pollers() {
         "snapshots built"
     );
 }
+
+#[test]
+fn over_long_admin_path_ids_never_reach_the_store() {
+    let redis = Redis::start();
+    let cp = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    let (k, v) = cp.admin_headers();
+    let long = "c".repeat(12 * 1024);
+    let before = redis_input_bytes(&redis);
+    for (method, path) in [
+        ("DELETE", format!("/admin/clients/{long}")),
+        ("POST", format!("/admin/clients/{long}/secret")),
+        ("GET", format!("/admin/limits/{long}")),
+    ] {
+        let a = request(method, &cp.url(&path), &[(&k, &v)], None);
+        assert_eq!(a.status, 400, "{method} {:.200}", a.body);
+    }
+    let grew = redis_input_bytes(&redis) - before;
+    assert!(grew < 4 * 1024, "Redis received {grew} bytes");
+    let a = request("DELETE", &cp.url("/admin/clients/nope"), &[(&k, &v)], None);
+    assert_eq!(a.status, 404, "ordinary ids still reach the store");
+}

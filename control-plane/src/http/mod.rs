@@ -118,6 +118,12 @@ async fn require_admin(
         .map(str::trim);
     match bearer {
         Some(t) if app.admin_authorized(t) => {
+            // Path segments are ids and names (at most 256 bytes, percent-encoded at
+            // most three times that): longer ones never reach the store.
+            if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
+                return ApiError::bad_request("a path segment is longer than 256 bytes")
+                    .into_response();
+            }
             let id = format!("admin:{}", &crate::crypto::sha256_hex(t)[..12]);
             req.extensions_mut().insert(Admin(id));
             next.run(req).await
