@@ -13,6 +13,16 @@ use crate::crypto::MasterKey;
 pub struct FileConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// When set, `/admin/*` is served only on this address, not on `listen` (so a
+    /// network policy can keep it apart from the public OAuth/JWKS port).
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// When set, `/sync/v1/*` and `/filter/*` (what the filters fetch) only here.
+    #[serde(default)]
+    pub sync_listen: Option<String>,
+    /// When set, `/metrics` only here.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// The `iss` of every token and the base of the discovery documents.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -140,7 +150,8 @@ pub enum StoreConfig {
 impl StoreConfig {
     /// Where Redis lives, checked: exactly one of `url` and `sentinels` + `master_name`.
     /// Passwords come from the environment (`MESHAUTH_REDIS_PASSWORD`,
-    /// `MESHAUTH_REDIS_SENTINEL_PASSWORD`), never from the file.
+    /// `MESHAUTH_REDIS_SENTINEL_PASSWORD`), never from the file; with `url`,
+    /// `MESHAUTH_REDIS_PASSWORD` replaces any password in the URL.
     pub fn redis_target(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -157,10 +168,13 @@ impl StoreConfig {
             return Ok(None);
         };
         match (url, sentinels.is_empty(), master_name) {
-            (Some(url), true, None) => Ok(Some((
-                RedisTarget::Url(url.clone()),
-                replica_acks.unwrap_or(0),
-            ))),
+            (Some(url), true, None) => {
+                let url = match env("MESHAUTH_REDIS_PASSWORD").filter(|p| !p.is_empty()) {
+                    Some(password) => url_with_password(url, &password)?,
+                    None => url.clone(),
+                };
+                Ok(Some((RedisTarget::Url(url), replica_acks.unwrap_or(0))))
+            }
             (None, false, Some(name)) if !name.is_empty() => {
                 if let Some(bad) = sentinels.iter().find(|s| {
                     s.rsplit_once(':')
@@ -186,6 +200,35 @@ impl StoreConfig {
             )),
         }
     }
+}
+
+/// `url` with `password` as its password, percent-encoded so that `@ / # % :` and any
+/// other byte survive (the Redis client decodes it); a user name in the URL is kept.
+fn url_with_password(url: &str, password: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::Invalid("store.url: not a redis:// or rediss:// URL".into());
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if scheme != "redis" && scheme != "rediss" {
+        return Err(bad());
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (userinfo.split(':').next().unwrap_or(""), host),
+        None => ("", authority),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}{tail}"))
 }
 
 impl Default for StoreConfig {
@@ -302,6 +345,9 @@ mod humantime_serde_compat {
 /// A validated configuration with its secrets loaded.
 pub struct Settings {
     pub listen: String,
+    pub admin_listen: Option<String>,
+    pub sync_listen: Option<String>,
+    pub metrics_listen: Option<String>,
     pub issuer: String,
     pub default_audiences: Vec<String>,
     pub store: StoreConfig,
@@ -341,6 +387,12 @@ impl Settings {
             None => toml::from_str("").map_err(|e| ConfigError::Invalid(e.to_string()))?,
         };
         let listen = env("MESHAUTH_LISTEN").unwrap_or(file.listen);
+        // An empty variable means "not separate" (the chart may pass one through).
+        let separate =
+            |var: &str, file: Option<String>| env(var).or(file).filter(|a| !a.trim().is_empty());
+        let admin_listen = separate("MESHAUTH_ADMIN_LISTEN", file.admin_listen);
+        let sync_listen = separate("MESHAUTH_SYNC_LISTEN", file.sync_listen);
+        let metrics_listen = separate("MESHAUTH_METRICS_LISTEN", file.metrics_listen);
         let sentinels = env("MESHAUTH_REDIS_SENTINELS").filter(|s| !s.is_empty());
         // Where Redis is may come from the environment (the chart's Secrets); the file's
         // other Redis settings still apply.
@@ -465,6 +517,9 @@ impl Settings {
         let redis = store.redis_target(env)?;
         Ok(Settings {
             listen,
+            admin_listen,
+            sync_listen,
+            metrics_listen,
             issuer,
             default_audiences: file.default_audiences,
             redis,
@@ -626,5 +681,70 @@ mod tests {
             let err = load(toml, &[]).err().unwrap().to_string();
             assert!(err.contains(why), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn redis_password_from_env_joins_a_url_escaped() {
+        use crate::store::redis::RedisTarget;
+        use redis::IntoConnectionInfo;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let key = "ab".repeat(32);
+        // Characters that end the userinfo, the path or the URL if pasted raw.
+        let password = "p@ss/w#rd%:x ?&";
+        for url in ["redis://h:1/2", "redis://olduser:old@h:1"] {
+            std::fs::write(&f, "[store]\nkind = \"redis\"\n").unwrap();
+            let pairs = [
+                ("MESHAUTH_MASTER_KEY", key.as_str()),
+                ("MESHAUTH_REDIS_URL", url),
+                ("MESHAUTH_REDIS_PASSWORD", password),
+            ];
+            let env = env_with(&pairs);
+            let Some((RedisTarget::Url(got), 0)) = Settings::load(Some(&f), &env).unwrap().redis
+            else {
+                panic!("not a url target")
+            };
+            let info = got.as_str().into_connection_info().unwrap();
+            assert_eq!(info.redis.password.as_deref(), Some(password), "{url}");
+            assert_eq!(info.addr.to_string(), "h:1", "{url}");
+        }
+        let pairs = [
+            ("MESHAUTH_MASTER_KEY", key.as_str()),
+            ("MESHAUTH_REDIS_URL", "redis://h:1/2"),
+        ];
+        let env = env_with(&pairs);
+        let Some((RedisTarget::Url(got), 0)) = Settings::load(Some(&f), &env).unwrap().redis else {
+            panic!("not a url target")
+        };
+        assert_eq!(got, "redis://h:1/2", "no password, the URL as given");
+    }
+
+    #[test]
+    fn separate_listeners_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "admin_listen = \"127.0.0.1:9001\"\n").unwrap();
+        let key = "ab".repeat(32);
+        let s = Settings::load(
+            Some(&f),
+            &env_with(&[
+                ("MESHAUTH_MASTER_KEY", &key),
+                ("MESHAUTH_SYNC_LISTEN", "0.0.0.0:9002"),
+                ("MESHAUTH_METRICS_LISTEN", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.admin_listen.as_deref(), Some("127.0.0.1:9001"));
+        assert_eq!(s.sync_listen.as_deref(), Some("0.0.0.0:9002"));
+        assert_eq!(s.metrics_listen, None, "empty means not separate");
+        let s = Settings::load(
+            Some(&f),
+            &env_with(&[
+                ("MESHAUTH_MASTER_KEY", &key),
+                ("MESHAUTH_ADMIN_LISTEN", "0.0.0.0:9003"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.admin_listen.as_deref(), Some("0.0.0.0:9003"), "env wins");
     }
 }

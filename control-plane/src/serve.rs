@@ -36,9 +36,14 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
     let app = App::new(store, settings)
         .await
         .map_err(|e| format!("start-up: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let listener = bind(&listen).await?;
+    // The admin API, the sync channel and the metrics may each have a listener of their
+    // own, so that network policies can tell who reaches which.
+    let mut separate = Vec::new();
+    for (address, routes) in crate::http::separate_routers(&app) {
+        separate.push((bind(&address).await?, routes));
+        tracing::info!(listen = %address, "separate listener");
+    }
     tracing::info!(listen = %listen, store = app.store.kind(), issuer = %app.settings.issuer, "meshauth control plane serving");
 
     let ticker = {
@@ -59,7 +64,36 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         let app = app.clone();
         tokio::spawn(async move { app.sync.follow(app.store.as_ref()).await })
     };
-    let result = serve_http(listener, app, shutdown()).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    // One connection budget across every listener.
+    let connections = crate::http::guard::SourceLimiter::new(
+        app.settings.server.max_connections,
+        app.settings.server.max_connections_per_source,
+    );
+    for (listener, routes) in
+        std::iter::once((listener, crate::http::router(app.clone()))).chain(separate)
+    {
+        let mut stopped = stopped.clone();
+        let (app, connections) = (app.clone(), connections.clone());
+        servers.spawn(async move {
+            serve_http(listener, routes, app, connections, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+        });
+    }
+    // A signal, or the first server to end (an error), stops them all.
+    let mut result = tokio::select! {
+        _ = shutdown() => Ok(()),
+        Some(done) = servers.join_next() => done.map_err(|e| e.to_string()).and_then(|r| r),
+    };
+    let _ = stop.send(true);
+    while let Some(done) = servers.join_next().await {
+        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            result = result.and(Err(e));
+        }
+    }
     ticker.abort();
     follower.abort();
     result
@@ -71,18 +105,15 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
 /// `stop`, stops accepting and lets open connections finish their request.
 pub async fn serve_http(
     listener: tokio::net::TcpListener,
+    router: axum::Router,
     app: Arc<App>,
+    connections: Arc<crate::http::guard::SourceLimiter>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
 
     let limits = app.settings.server.clone();
-    let connections = crate::http::guard::SourceLimiter::new(
-        limits.max_connections,
-        limits.max_connections_per_source,
-    );
-    let router = crate::http::router(app.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -139,10 +170,17 @@ pub async fn serve_http(
         });
     }
     draining.send_replace(true);
+    // Every listener drains the shared budget; wait until all connections are done.
     while connections.held() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+async fn bind(address: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("listen on {address}: {e}"))
 }
 
 async fn shutdown() {

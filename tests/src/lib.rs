@@ -5,6 +5,7 @@ pub mod control_plane;
 pub mod echo;
 pub mod envoy;
 pub mod http;
+pub mod relay;
 pub mod tokens;
 
 use std::path::PathBuf;

@@ -23,9 +23,38 @@ use error::{ApiError, ErrorCode};
 /// Bodies larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The routes of the listener `listen`: everything not moved to a separate listener
+/// (`admin_listen`, `sync_listen`, `metrics_listen`).
 pub fn router(app: Arc<App>) -> Router {
-    let guards = Arc::new(guard::Guards::new(&app.settings.server));
-    let admin = Router::new()
+    let s = &app.settings;
+    let mut routes = public_routes(&app);
+    if s.sync_listen.is_none() {
+        routes = routes.merge(sync_routes());
+    }
+    if s.metrics_listen.is_none() {
+        routes = routes.merge(metrics_routes());
+    }
+    if s.admin_listen.is_none() {
+        routes = routes.merge(admin_routes(&app));
+    }
+    finish(routes, app)
+}
+
+/// Each separate listener's address and routes, besides `listen`'s.
+pub fn separate_routers(app: &Arc<App>) -> Vec<(String, Router)> {
+    let s = &app.settings;
+    [
+        (s.admin_listen.clone(), admin_routes(app)),
+        (s.sync_listen.clone(), sync_routes()),
+        (s.metrics_listen.clone(), metrics_routes()),
+    ]
+    .into_iter()
+    .filter_map(|(listen, routes)| Some((listen?, finish(routes, app.clone()))))
+    .collect()
+}
+
+fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
+    Router::new()
         .route("/admin/keys", get(handlers::list_keys))
         .route("/admin/keys/rotate", post(handlers::rotate_keys))
         .route("/admin/keys/{kid}/revoke", post(handlers::revoke_key))
@@ -53,7 +82,27 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/audit", get(handlers::read_audit))
         .route("/admin/audit/verify", get(handlers::verify_audit))
         .route("/admin/status", get(handlers::status))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_admin))
+}
+
+/// What the filters call: the sync channel and the module Istio's agent fetches.
+fn sync_routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
+        .route("/sync/v1/confirm", post(handlers::sync_confirm))
+        .route("/sync/v1/distribution-key", get(handlers::distribution_key))
+        .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
+        .route(
+            "/filter/meshauth.wasm.sha256",
+            get(handlers::filter_wasm_sha256),
+        )
+}
+
+fn metrics_routes() -> Router<Arc<App>> {
+    Router::new().route("/metrics", get(handlers::metrics))
+}
+
+fn public_routes(app: &Arc<App>) -> Router<Arc<App>> {
     let oauth = Router::new()
         .route("/oauth2/token", post(handlers::token))
         .route("/oauth2/revoke", post(handlers::revoke))
@@ -73,18 +122,15 @@ pub fn router(app: Arc<App>) -> Router {
             get(handlers::discovery),
         )
         .merge(oauth)
-        .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
-        .route("/sync/v1/confirm", post(handlers::sync_confirm))
-        .route("/sync/v1/distribution-key", get(handlers::distribution_key))
-        .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
-        .route(
-            "/filter/meshauth.wasm.sha256",
-            get(handlers::filter_wasm_sha256),
-        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
-        .merge(admin)
+}
+
+/// The layers every listener's routes get. Each route group is served by one listener
+/// only, so each listener's guards see all of that group's traffic.
+fn finish(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
+    let guards = Arc::new(guard::Guards::new(&app.settings.server));
+    routes
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
