@@ -45,6 +45,82 @@ pub struct FileConfig {
     /// The filter's `.wasm`, served at `/filter/meshauth.wasm` (for Istio's WasmPlugin).
     #[serde(default)]
     pub filter_wasm: Option<PathBuf>,
+    /// Read timeouts and caps on connections, long polls and failed authentication.
+    #[serde(default)]
+    pub server: ServerLimits,
+}
+
+/// Protection of the HTTP server against slow, many and failing clients. A "source" is
+/// a peer IP address (behind a proxy that is the proxy's address).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimits {
+    /// A request's headers must arrive within this; else the connection is closed.
+    #[serde(default = "d_read_timeout", with = "humantime_serde_compat")]
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this; else 408.
+    #[serde(default = "d_read_timeout", with = "humantime_serde_compat")]
+    pub body_read_timeout: Duration,
+    /// The largest request head (request line and headers), in bytes; larger is 431.
+    #[serde(default = "d_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Open connections at most, and from one source at most; more are closed at once.
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "d_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// Sync long polls parked at once, and from one source; more are answered 503.
+    #[serde(default = "d_max_long_polls")]
+    pub max_long_polls: usize,
+    #[serde(default = "d_max_long_polls_per_source")]
+    pub max_long_polls_per_source: usize,
+    /// Failed client or admin authentications a source may make in a burst; one more
+    /// is allowed every `auth_failure_interval`; past that, 429 with Retry-After.
+    #[serde(default = "d_auth_failure_burst")]
+    pub auth_failure_burst: u32,
+    #[serde(default = "d_auth_failure_interval", with = "humantime_serde_compat")]
+    pub auth_failure_interval: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: d_read_timeout(),
+            body_read_timeout: d_read_timeout(),
+            max_header_bytes: d_max_header_bytes(),
+            max_connections: d_max_connections(),
+            max_connections_per_source: d_max_connections_per_source(),
+            max_long_polls: d_max_long_polls(),
+            max_long_polls_per_source: d_max_long_polls_per_source(),
+            auth_failure_burst: d_auth_failure_burst(),
+            auth_failure_interval: d_auth_failure_interval(),
+        }
+    }
+}
+
+fn d_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn d_max_connections() -> usize {
+    4096
+}
+fn d_max_connections_per_source() -> usize {
+    256
+}
+fn d_max_long_polls() -> usize {
+    2048
+}
+fn d_max_long_polls_per_source() -> usize {
+    64
+}
+fn d_auth_failure_burst() -> u32 {
+    20
+}
+fn d_auth_failure_interval() -> Duration {
+    Duration::from_secs(3)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +367,7 @@ pub struct Settings {
     pub tokens: TokenConfig,
     pub keys: KeyConfig,
     pub filter_wasm: Option<PathBuf>,
+    pub server: ServerLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -426,6 +503,26 @@ impl Settings {
                 "default_audiences: list at least one".into(),
             ));
         }
+        let l = &file.server;
+        if l.header_read_timeout.is_zero()
+            || l.body_read_timeout.is_zero()
+            || l.auth_failure_interval.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "server: timeouts and auth_failure_interval must be positive".into(),
+            ));
+        }
+        if l.max_header_bytes < 8192
+            || l.max_connections == 0
+            || l.max_connections_per_source == 0
+            || l.max_long_polls == 0
+            || l.max_long_polls_per_source == 0
+            || l.auth_failure_burst == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server: max_header_bytes must be at least 8192 and every cap positive".into(),
+            ));
+        }
         let redis = store.redis_target(env)?;
         Ok(Settings {
             listen,
@@ -443,6 +540,7 @@ impl Settings {
             filter_wasm: env("MESHAUTH_FILTER_WASM")
                 .map(PathBuf::from)
                 .or(file.filter_wasm),
+            server: file.server,
         })
     }
 

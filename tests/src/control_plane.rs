@@ -282,6 +282,29 @@ impl Redis {
         self.launch();
     }
 
+    /// SIGKILL, without starting again (see `start_again`).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and data after `stop`.
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+
+    /// SIGSTOP / SIGCONT: a Redis that accepts connections but answers nothing.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([signal, &c.id().to_string()])
+                .status();
+        }
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])

@@ -17,7 +17,26 @@ use redis::{IntoConnectionInfo, Script};
 
 use super::{Log, Store, StoreError, StoreResult, Table};
 
-const TIMEOUT: Duration = Duration::from_secs(3);
+/// The most any one call may take, reconnection included.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Connecting, and each answer, must take no longer (WAIT asks for 1 s at most).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A connection manager that fails fast while Redis is away and is back within a call
+/// of its return. The library's defaults retry a lost connection six times with a
+/// backoff growing to a minute, and no timeouts: calls hang meanwhile, and a short
+/// outage becomes minutes of refusals. Here a reconnection is one attempt (failing at
+/// once when refused, within `CONNECT_TIMEOUT` when Redis hangs) and the next call
+/// starts the next attempt, so there is no backoff to wait out.
+async fn manager(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_max_delay(1000)
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT);
+    ConnectionManager::new_with_config(client, config).await
+}
 
 const CAS: &str = r#"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -212,7 +231,7 @@ impl RedisStore {
                 .await?
             }
         };
-        let con = timed(ConnectionManager::new(client.clone())).await?;
+        let con = timed(manager(client.clone())).await?;
         Ok(RedisStore {
             con: RwLock::new(con),
             client: RwLock::new(client),
@@ -269,7 +288,7 @@ impl RedisStore {
         )
         .await?;
         if address != current.0 {
-            let con = timed(ConnectionManager::new(client.clone())).await?;
+            let con = timed(manager(client.clone())).await?;
             match self.con.write() {
                 Ok(mut c) => *c = con,
                 Err(poisoned) => *poisoned.into_inner() = con,
