@@ -12,6 +12,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel, MetricType};
 
+mod host;
 mod http;
 
 use crate::config::Config;
@@ -208,19 +209,18 @@ fn placement_key() -> Option<[u8; 16]> {
     read()
 }
 
-/// Request facts for bucket keys, fetched only when a policy asks.
+/// Request facts for bucket keys: the headers already read, and the client address,
+/// fetched only when a policy asks.
 struct HostFacts<'a> {
-    headers: Option<&'a [(String, String)]>,
+    headers: &'a [(String, String)],
 }
 
 impl Facts for HostFacts<'_> {
     fn header(&self, name: &str) -> Option<String> {
-        match self.headers {
-            Some(all) => all.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-            None => hostcalls::get_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name)
-                .ok()
-                .flatten(),
-        }
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn client_address(&self) -> Option<String> {

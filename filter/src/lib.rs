@@ -14,6 +14,7 @@ pub mod config;
 pub mod deny;
 pub mod ed25519;
 pub mod engine;
+pub mod header_map;
 pub mod headers;
 pub mod jwks;
 pub mod jwt;

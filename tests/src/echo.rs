@@ -24,25 +24,33 @@ pub fn spawn() -> std::io::Result<u16> {
     Ok(port)
 }
 
+/// One line, bytes that are not UTF-8 shown as U+FFFD (clients may send any byte in a
+/// header value); `None` at the end of the stream.
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<Option<String>> {
+    let mut bytes = Vec::new();
+    if reader.read_until(b'\n', &mut bytes)? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
 fn handle(stream: TcpStream) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
+        let Some(request_line) = read_line(&mut reader)? else {
             return Ok(());
-        }
+        };
         let mut parts = request_line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("").to_string();
         let mut headers = Map::new();
         let mut content_length = 0usize;
         loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
+            let Some(line) = read_line(&mut reader)? else {
                 return Ok(());
-            }
+            };
             let line = line.trim_end();
             if line.is_empty() {
                 break;

@@ -65,17 +65,23 @@ pub fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
 /// Sends `GET path` with `headers` exactly as written (no client normalises the path
 /// or refuses a header name) on a fresh connection, and reads the answer.
 pub fn raw_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Answer {
-    use std::io::{Read, Write};
     let mut text = format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n");
     for (k, v) in headers {
         text.push_str(&format!("{k}: {v}\r\n"));
     }
     text.push_str("\r\n");
+    raw(port, text.as_bytes())
+}
+
+/// Sends `request` byte for byte (it should ask for `connection: close`) and reads the
+/// answer: for bytes no client library would send.
+pub fn raw(port: u16, request: &[u8]) -> Answer {
+    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("connect {port}: {e}"));
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     stream
-        .write_all(text.as_bytes())
+        .write_all(request)
         .unwrap_or_else(|e| panic!("write: {e}"));
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes);

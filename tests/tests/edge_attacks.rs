@@ -350,3 +350,38 @@ fn two_authorization_headers_are_refused() {
         200
     );
 }
+
+/// Envoy passes header values that are not UTF-8; the SDK's header reader unwraps
+/// UTF-8 and would panic the VM (the review's F1). Both workers must keep answering.
+#[test]
+fn header_values_that_are_not_utf8_do_not_break_the_worker() {
+    let key = DevKey::random();
+    let upstream = echo::spawn().unwrap();
+    let envoy = Envoy::start(
+        &routes_config(&key),
+        Options {
+            upstream_port: upstream,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
+    let alice = format!("Bearer {}", key.sign(&claims("alice", json!({}))));
+    for round in 0..6 {
+        let mut req =
+            b"GET /public/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-junk: \xff\xfe".to_vec();
+        req.extend_from_slice(b"\r\n\r\n");
+        let a = meshauth_tests::http::raw(envoy.port, &req);
+        assert_eq!(a.status, 200, "round {round}: {}", a.body);
+        let mut req = format!("GET /api/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\nauthorization: {alice}\r\nx-meshauth-sub: ").into_bytes();
+        req.extend_from_slice(b"\xc0\xaf\r\n\r\n");
+        let a = meshauth_tests::http::raw(envoy.port, &req);
+        assert_eq!(a.status, 200, "round {round}: {}", a.body);
+        assert!(
+            a.body.contains("\"x-meshauth-sub\":\"alice\""),
+            "{}",
+            a.body
+        );
+    }
+    let log = envoy.log();
+    assert!(!log.contains("panicked"), "{log}");
+}

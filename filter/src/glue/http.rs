@@ -4,9 +4,9 @@
 //! request; whichever comes first, its answer or the filter's own deadline (swept by the
 //! root context), finishes it, and the other finds nothing left to do.
 //!
-//! Only `hostcalls` are used here, never the SDK's trait helpers: those unwrap the host's
-//! status, and a call on a request already answered ("unexpected status: 2") would
-//! panic and take the worker's VM down with it.
+//! Host calls go through `host`, never the SDK's helpers: those panic on a status they
+//! do not expect (a header set on a request already answered) and on a header value
+//! that is not UTF-8, and a panic takes the worker's VM down with it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,7 +17,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::RATE_SHARED;
-use super::{now_ms, now_ns, HostFacts, Metrics, SharedSlots};
+use super::{host, now_ms, now_ns, HostFacts, Metrics, SharedSlots};
 use super::{ALLOWED, ANONYMOUS, CACHE_HITS, CACHE_MISSES, CONFIRMATIONS, RATE_CONTENDED};
 use crate::deny::{Answer, Denial};
 use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
@@ -63,7 +63,7 @@ pub(super) fn finish(
     paused: bool,
 ) -> Action {
     let set = |name: &str, value: Option<&str>| {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+        let _ = host::set_header(MapType::HttpRequestHeaders, name, value);
     };
     let pass = match how {
         Finish::Allow(verified) => {
@@ -90,8 +90,7 @@ pub(super) fn finish(
                 .iter()
                 .map(|(k, v)| (*k, v.as_str()))
                 .collect();
-            let _ =
-                hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()));
+            let _ = host::send_response(answer.status, &headers, answer.body.as_bytes());
             false
         }
     };
@@ -102,7 +101,7 @@ pub(super) fn finish(
         set(name, None);
     }
     if paused {
-        let _ = hostcalls::resume_http_request();
+        let _ = host::resume_request();
     }
     Action::Continue
 }
@@ -233,20 +232,15 @@ impl Context for Http {
         let Some(p) = entry else {
             return;
         };
-        let ok = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        let ok = host::header(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
             .as_deref()
             == Some("200");
-        let answer = hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpCallResponseBody,
-            0,
-            body_size,
-        )
-        .ok()
-        .flatten()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("revoked").and_then(serde_json::Value::as_bool));
+        let answer = host::call_response_body(body_size)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("revoked").and_then(serde_json::Value::as_bool));
         let engine = self.engine.clone();
         let how = match (ok, answer) {
             (true, Some(revoked)) => {
@@ -289,7 +283,7 @@ impl HttpContext for Http {
         let engine = self.engine.clone();
         // One host call fetches every header: path and method for routes and limits,
         // and the names, to find lookalikes of our identity headers.
-        let all = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let all = host::headers(MapType::HttpRequestHeaders).unwrap_or_default();
         let find = |name: &str| all.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         let method = find(":method").unwrap_or_default();
         let path = find(":path").unwrap_or_default();
@@ -325,7 +319,7 @@ impl HttpContext for Http {
             };
             if !matches!(outcome.verdict, Verdict::Deny(_)) {
                 let facts = HostFacts {
-                    headers: Some(all.as_slice()),
+                    headers: all.as_slice(),
                 };
                 match e.limit(&SharedSlots, &req, outcome.route, verified, &facts, now_ns) {
                     LimitOutcome::Limited(l) => {
@@ -369,7 +363,7 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(field) = self.ratelimit.take() {
-            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "ratelimit", &field);
+            let _ = host::add_header(MapType::HttpResponseHeaders, "ratelimit", &field);
         }
         Action::Continue
     }
