@@ -12,7 +12,6 @@
 /// `path` may carry a query string, which is not checked (routes never see it).
 pub fn ambiguity(path: &str) -> Option<&'static str> {
     let path = crate::rules::strip_query(path);
-    let bytes = path.as_bytes();
     if !path.starts_with('/') {
         return Some("the path does not start with '/'");
     }
@@ -22,41 +21,77 @@ pub fn ambiguity(path: &str) -> Option<&'static str> {
     if path.contains("//") {
         return Some("the path contains an empty segment");
     }
+    // Servlet containers and Spring drop `;params` from a segment, so `/admin;x/users`
+    // is `/admin/users` to them and no prefix route would match it here.
+    if path.contains(';') {
+        return Some("the path contains ';' (path parameters)");
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).and_then(|c| hex(*c)),
-                bytes.get(i + 2).and_then(|c| hex(*c)),
-            ) else {
-                return Some("the path has an invalid percent-encoding");
-            };
-            let decoded = hi << 4 | lo;
-            if decoded == b'/' || decoded == b'\\' {
-                return Some("the path contains an encoded '/' or '\\'");
-            }
+        if b != b'%' {
+            decoded.push(b);
+            i += 1;
+            continue;
+        }
+        let (Some(hi), Some(lo)) = (
+            bytes.get(i + 1).and_then(|c| hex(*c)),
+            bytes.get(i + 2).and_then(|c| hex(*c)),
+        ) else {
+            return Some("the path has an invalid percent-encoding");
+        };
+        let byte = hi << 4 | lo;
+        match byte {
+            b'/' | b'\\' => return Some("the path contains an encoded '/' or '\\'"),
             // RFC 3986 §6.2.2.2: an encoded unreserved character (`%2E` for '.', `%61`
             // for 'a') is the same path as the plain one, and normalisation decodes it.
-            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
-                return Some("the path encodes a character that needs no encoding");
+            b if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') => {
+                return Some("the path encodes a character that needs no encoding")
             }
-            if decoded == 0 {
-                return Some("the path contains an encoded NUL");
+            0 => return Some("the path contains an encoded NUL"),
+            b';' => return Some("the path contains an encoded ';'"),
+            // `%25XX` decodes to `%XX`: an upstream that decodes twice sees another path.
+            b'%' if bytes.get(i + 3).and_then(|c| hex(*c)).is_some()
+                && bytes.get(i + 4).and_then(|c| hex(*c)).is_some() =>
+            {
+                return Some("the path is encoded twice (%25 before a hex pair)")
             }
-            i += 3;
-        } else {
-            i += 1;
+            _ => {}
         }
+        decoded.push(byte);
+        i += 3;
     }
-    for segment in path.split('/') {
-        // `..;x` is `..` to servlet containers, which drop path parameters.
-        let name = segment.split(';').next().unwrap_or(segment);
-        if name == "." || name == ".." {
+    // Encoded bytes must spell UTF-8: overlong forms (`%C0%AE` for '.') are how
+    // lenient decoders were tricked into dot segments.
+    let Ok(decoded) = std::str::from_utf8(&decoded) else {
+        return Some("the path's encoded bytes are not UTF-8");
+    };
+    // NFKC turns these into '.', '/' or '\\' for upstreams that normalise Unicode.
+    if decoded.contains(LOOKALIKES) {
+        return Some("the path contains a look-alike of '.', '/' or '\\'");
+    }
+    for segment in decoded.split('/') {
+        // `.`, `..`, and what Windows servers trim them to (`.. `, `...`).
+        if !segment.is_empty() && segment.bytes().all(|b| b == b'.' || b == b' ') {
             return Some("the path contains a '.' or '..' segment");
         }
     }
     None
 }
+
+const LOOKALIKES: &[char] = &[
+    '\u{2024}', // one dot leader
+    '\u{2025}', // two dot leader
+    '\u{2026}', // ellipsis
+    '\u{FE52}', // small full stop
+    '\u{FF0E}', // fullwidth full stop
+    '\u{2044}', // fraction slash
+    '\u{2215}', // division slash
+    '\u{FF0F}', // fullwidth solidus
+    '\u{FE68}', // small reverse solidus
+    '\u{FF3C}', // fullwidth reverse solidus
+];
 
 fn hex(c: u8) -> Option<u8> {
     match c {
@@ -81,6 +116,15 @@ mod tests {
             "/public/../admin/users",
             "/public/./x",
             "/public/..;/admin",
+            "/admin;x/users",
+            "/admin;/users",
+            "/public/..%3b/admin",
+            "/public/..%252fadmin",
+            "/public/%C0%AE%C0%AE/admin",
+            "/public/%EF%BC%8E%EF%BC%8E/admin",
+            "/public/..%20/admin",
+            "/public/.../admin",
+            "/public/%E2%80%A5/admin",
             "/public/..",
             "/a/.",
             "/public\\..\\admin",
@@ -108,11 +152,12 @@ mod tests {
             "/api/x?next=/../%2F..//",
             "/files/a%20b",
             "/q/%25",
-            "/a/...",
             "/a/.hidden",
             "/a/b..c/",
             "/caf%C3%A9",
-            "/a;b=c/d",
+            "/100%25",
+            "/a%25zz",
+            "/a%20b/c%2Cd",
         ] {
             assert_eq!(ambiguity(p), None, "{p:?}");
         }
