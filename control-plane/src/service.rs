@@ -338,7 +338,8 @@ impl App {
             Some(events)
         })
         .await?;
-        self.prune_revocations(now(), policy.retention).await?;
+        self.prune_revocations(now(), self.settings.revocation_horizon())
+            .await?;
         Ok(())
     }
 
@@ -361,9 +362,10 @@ impl App {
     }
 
     /// Revocations that can no longer match a valid token leave the store: a `jti` once its
-    /// token has expired (plus skew), a rule once every token it could cover has expired.
+    /// token has expired (plus the largest skew any filter may allow), a rule once every
+    /// token it could cover has.
     async fn prune_revocations(&self, now: i64, horizon: i64) -> Result<usize, ServiceError> {
-        let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
+        let skew = self.settings.revocation_skew();
         let mut pruned = 0;
         for (key, raw) in self.store.list(Table::Revocations).await? {
             let Ok(r) = serde_json::from_slice::<Revocation>(&raw) else {
@@ -622,6 +624,26 @@ impl App {
             .map_or_else(|| "0".repeat(64), |r| r.secret_sha256.clone());
         let ok = ct_eq(presented.as_bytes(), stored.as_bytes());
         Ok(rec.filter(|_| ok))
+    }
+
+    /// Whether a sync call's bearer is a configured fleet credential (constant time,
+    /// every hash checked). With none configured only `sync_allow_anonymous` lets calls in.
+    pub fn sync_authorized(&self, bearer: Option<&str>) -> bool {
+        let hashes = &self.settings.sync_credential_hashes;
+        if hashes.is_empty() {
+            return self.settings.sync_allow_anonymous;
+        }
+        let Some(bearer) = bearer else {
+            return false;
+        };
+        let presented = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+            bearer.as_bytes(),
+        ));
+        let mut ok = false;
+        for h in hashes {
+            ok |= ct_eq(presented.as_slice(), h);
+        }
+        ok
     }
 
     pub fn admin_authorized(&self, bearer: &str) -> bool {
@@ -994,7 +1016,7 @@ impl App {
         self.reload_keys().await?;
         let revocations = self.revocations().await?;
         let limits = self.limits().await?;
-        let horizon = self.settings.lifecycle().retention;
+        let horizon = self.settings.revocation_horizon();
         Ok((
             version,
             self.sync.snapshot(

@@ -64,8 +64,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth2/token", post(handlers::token))
         .route("/oauth2/revoke", post(handlers::revoke))
         .route("/oauth2/introspect", post(handlers::introspect))
-        .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
-        .route("/sync/v1/confirm", post(handlers::sync_confirm))
+        .merge(
+            Router::new()
+                .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
+                .route("/sync/v1/confirm", post(handlers::sync_confirm))
+                .route_layer(middleware::from_fn_with_state(app.clone(), require_filter)),
+        )
+        // The public half of the distribution key: filters pin it in their configuration.
         .route("/sync/v1/distribution-key", get(handlers::distribution_key))
         .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
         .route(
@@ -110,6 +115,33 @@ async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next
             r
         }
     }
+}
+
+/// Sync calls come from filters holding the fleet credential: snapshots carry personal
+/// data (revoked subjects and sessions, per-user limits), confirm answers whether a
+/// `jti` is revoked, and polls enter the registry that gates key activation.
+async fn require_filter(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if app.sync_authorized(bearer) {
+        return next.run(req).await;
+    }
+    app.metrics.sync_unauthorized.inc();
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "a valid sync fleet credential is required",
+    )
+    .into_response();
+    r.headers_mut().insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer realm=\"meshauth-sync\""),
+    );
+    r
 }
 
 /// Latency and error metrics, and the correlation id on every error body.
