@@ -40,7 +40,7 @@ struct StoredDistributionKey {
 /// one not heard from for this long is gone (or cut off).
 pub const CONNECTED_SECONDS: i64 = 90;
 const FORGET_SECONDS: i64 = 600;
-/// The most filters the registry holds (those seen in the last `FORGET_SECONDS`); a new
+/// About the most filters the registry holds (those seen in the last `FORGET_SECONDS`); a new
 /// id beyond it is served but not recorded, so made-up ids cannot grow the store or
 /// `/admin/status` without bound.
 pub const MAX_FILTERS: usize = 4_096;
