@@ -73,8 +73,14 @@ pub struct SyncHub {
     filters: Mutex<BTreeMap<String, FilterStatus>>,
     /// Live entries in the shared registry, as far as this replica knows.
     registered: AtomicUsize,
-    cached: Mutex<Option<(u64, Arc<String>)>>,
+    /// The signed snapshot of one version: (version, issued_at, envelope).
+    cached: Mutex<Option<(u64, i64, Arc<String>)>>,
 }
+
+/// An unchanged snapshot is signed afresh at least this often, so its `issued_at` stays
+/// well inside the maximum age filters accept (`sync.max_snapshot_age_seconds`, at
+/// least two hours).
+pub const SNAPSHOT_REFRESH_SECONDS: i64 = 3_600;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -431,8 +437,8 @@ impl SyncHub {
         now: i64,
         rule_horizon: i64,
     ) -> Arc<String> {
-        if let Some((v, s)) = lock(&self.cached).as_ref() {
-            if *v == version {
+        if let Some((v, issued, s)) = lock(&self.cached).as_ref() {
+            if *v == version && now - *issued < SNAPSHOT_REFRESH_SECONDS {
                 return s.clone();
             }
         }
@@ -480,7 +486,7 @@ impl SyncHub {
         };
         let sealed = SignedSnapshot::seal(&snap, |payload| self.signer.sign(payload).to_bytes());
         let text = Arc::new(serde_json::to_string(&sealed).unwrap_or_default());
-        *lock(&self.cached) = Some((version, text.clone()));
+        *lock(&self.cached) = Some((version, now, text.clone()));
         text
     }
 }

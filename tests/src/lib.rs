@@ -3,6 +3,7 @@
 
 pub mod control_plane;
 pub mod echo;
+pub mod fake_sync;
 pub mod envoy;
 pub mod http;
 pub mod tokens;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::echo;
+use meshauth_tests::fake_sync::FakeSync;
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::http::{get, Answer};
 use serde_json::{json, Value};
@@ -16,7 +17,7 @@ fn envoy_for(cp: &ControlPlane, distribution_key: &str) -> Envoy {
         "issuer": cp.base_url(),
         "audiences": ["api"],
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
-        "sync": {"cluster": "meshauth_control_plane", "distribution_key": distribution_key, "poll_wait_ms": 5000},
+        "sync": cp.filter_sync(distribution_key),
     });
     Envoy::start(
         &config,
@@ -315,4 +316,136 @@ fn a_run_of_revocations_reaches_every_worker_through_deltas_and_snapshots() {
         "{}",
         envoy.prometheus()
     );
+}
+
+/// `meshauth_sync_staleness_seconds` says how long ago the leader last heard from the
+/// control plane: near zero while polls are answered (200 or 304), growing once they
+/// fail. (It used to count from start-up, so the stale-filter alert always fired.)
+#[test]
+fn staleness_resets_while_polls_succeed_and_grows_when_they_fail() {
+    let mut cp = ControlPlane::start(StoreKind::Embedded, "");
+    let upstream = echo::spawn().unwrap();
+    let mut sync = cp.filter_sync(&distribution_key(&cp));
+    sync["poll_wait_ms"] = json!(1000);
+    let config = json!({"issuer": cp.base_url(), "audiences": ["api"], "sync": sync});
+    let envoy = Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            vars: vec![("CP_PORT", cp.port.to_string())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    let gauge = |envoy: &Envoy| -> Option<u64> {
+        envoy
+            .prometheus()
+            .lines()
+            .find(|l| l.starts_with("meshauth_sync_staleness_seconds"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    // Long enough that start-up time alone would show; every poll is a 304 within 1 s.
+    std::thread::sleep(Duration::from_secs(8));
+    let fresh = gauge(&envoy).expect("the gauge is exported");
+    assert!(fresh <= 3, "staleness {fresh} s while polls succeed");
+    cp.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let g = gauge(&envoy).unwrap_or(0);
+        if g >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "staleness stays {g} with the control plane gone");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn signed_snapshot(
+    distribution: &ed25519_dalek::SigningKey,
+    issued_at: i64,
+    keys: &[&meshauth_tests::tokens::DevKey],
+    revoked: &[&str],
+) -> String {
+    use ed25519_dalek::Signer;
+    let mut bloom = meshauth_wire::bloom::Bloom::with_capacity(16, 0.001, 7);
+    for j in revoked {
+        bloom.insert(j);
+    }
+    let snap = meshauth_wire::sync::Snapshot {
+        epoch: "fake-epoch".into(),
+        version: 5,
+        issued_at,
+        jwks: meshauth_tests::tokens::DevKey::jwks(keys),
+        revoked_jti: bloom,
+        rules: vec![],
+        limits: vec![],
+    };
+    let sealed =
+        meshauth_wire::sync::SignedSnapshot::seal(&snap, |p| distribution.sign(p).to_bytes());
+    serde_json::to_string(&sealed).unwrap()
+}
+
+fn envoy_on_fake(fake: &FakeSync, distribution: &ed25519_dalek::SigningKey) -> Envoy {
+    let upstream = echo::spawn().unwrap();
+    let config = json!({
+        "issuer": "https://issuer.test",
+        "audiences": ["api"],
+        "sync": {
+            "cluster": "meshauth_control_plane",
+            "distribution_key": meshauth_wire::b64::encode(distribution.verifying_key().to_bytes()),
+            "credential": "fleet-secret-for-the-fake",
+            "poll_wait_ms": 1000,
+        },
+    });
+    Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            vars: vec![("CP_PORT", fake.port.to_string())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"))
+}
+
+fn token_for(key: &meshauth_tests::tokens::DevKey, jti: &str) -> String {
+    key.sign(&meshauth_tests::tokens::claims(
+        "alice",
+        json!({"iss": "https://issuer.test", "aud": "api", "jti": jti}),
+    ))
+}
+
+/// A validly signed but old snapshot replayed on the sync path (to a filter that just
+/// started, or from an old epoch) is refused and counted; the filter stays not ready.
+#[test]
+fn an_old_snapshot_replayed_on_the_sync_path_is_refused() {
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[21; 32]);
+    let key = meshauth_tests::tokens::DevKey::random();
+    let old = meshauth_tests::tokens::now() - 3 * 86_400;
+    let fake = FakeSync::start(signed_snapshot(&distribution, old, &[&key], &[]), |_| {
+        String::new()
+    });
+    let envoy = envoy_on_fake(&fake, &distribution);
+    let token = token_for(&key, "j-1");
+    assert!(
+        envoy.wait_counter("meshauth_sync_snapshots_too_old", 1) >= 1,
+        "{}",
+        envoy.prometheus()
+    );
+    assert_eq!(call(&envoy, &token).status, 503);
+    // The same snapshot issued now is taken: the age alone made the difference.
+    *fake.snapshot.lock().unwrap() = signed_snapshot(
+        &distribution,
+        meshauth_tests::tokens::now(),
+        &[&key],
+        &[],
+    );
+    eventually(&envoy, &token, 200);
+    // Every sync call carried the fleet credential.
+    let seen = fake.seen();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|(_, headers, _)| headers
+        .iter()
+        .any(|h| h == "authorization: Bearer fleet-secret-for-the-fake")));
 }
