@@ -618,6 +618,42 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_credential_comes_from_the_config_or_the_environment() {
+        let key = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let with = |extra: &str| {
+            Config::from_json(
+                format!(r#"{{"sync":{{"cluster":"cp","distribution_key":"{key}"{extra}}}}}"#)
+                    .as_bytes(),
+            )
+        };
+        let c = with(r#","credential":"s3cret-fleet""#).unwrap();
+        let sync = c.sync.unwrap();
+        assert_eq!(
+            sync.authorization.as_ref().unwrap().header_value(),
+            "Bearer s3cret-fleet"
+        );
+        assert_eq!(sync.max_snapshot_age_seconds, 86_400);
+        assert!(!format!("{sync:?}").contains("s3cret"), "never in Debug output");
+        assert!(with("").unwrap().sync.unwrap().authorization.is_none());
+        std::env::set_var("MESHAUTH_TEST_FLEET_CREDENTIAL", "from-env");
+        let c = with(r#","credential_env":"MESHAUTH_TEST_FLEET_CREDENTIAL""#).unwrap();
+        assert_eq!(
+            c.sync.unwrap().authorization.as_ref().unwrap().header_value(),
+            "Bearer from-env"
+        );
+        let e = with(r#","credential_env":"MESHAUTH_TEST_NOT_SET_ANYWHERE""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("sync.credential_env:"), "{e}");
+        let e = with(r#","credential":"a","credential_env":"B""#).unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
+        let e = with(r#","credential":"has space""#).unwrap_err().to_string();
+        assert!(e.starts_with("sync.credential:") && !e.contains("has space"), "{e}");
+        let e = with(r#","max_snapshot_age_seconds":60"#).unwrap_err().to_string();
+        assert!(e.starts_with("sync.max_snapshot_age_seconds:"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         assert!(err(r#"{"issuer": 5}"#).starts_with("issuer: invalid type"));
         assert!(err(r#"{"bogus": 1}"#).contains("unknown field `bogus`"));
