@@ -449,3 +449,70 @@ fn an_old_snapshot_replayed_on_the_sync_path_is_refused() {
         .iter()
         .any(|h| h == "authorization: Bearer fleet-secret-for-the-fake")));
 }
+
+/// A relay on the sync path that passes snapshots through and answers every confirm
+/// question `{"revoked": false}` must not turn a revoked token's 403 into 200: only an
+/// answer signed by the distribution key for this `jti` and this question's nonce
+/// counts; anything else is "unconfirmed" (`on_unconfirmed: deny` by default).
+#[test]
+fn a_forged_confirm_answer_does_not_lift_a_revocation() {
+    use ed25519_dalek::Signer;
+    use meshauth_wire::sync::ConfirmAnswer;
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[22; 32]);
+    let key = meshauth_tests::tokens::DevKey::random();
+    let revoked = ["j-unsigned", "j-signed", "j-other-nonce", "j-other-jti"];
+    let signer = distribution.clone();
+    let fake = FakeSync::start(
+        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &revoked),
+        move |q| {
+            let jti = q["jti"].as_str().unwrap_or_default().to_string();
+            let nonce = q["nonce"].as_str().unwrap_or_default().to_string();
+            let sign = |jti: &str, nonce: &str| {
+                let a = ConfirmAnswer { jti: jti.into(), nonce: nonce.into(), revoked: false };
+                serde_json::to_string(&a.seal(|m| signer.sign(m).to_bytes())).unwrap()
+            };
+            match jti.as_str() {
+                "j-unsigned" => json!({"jti": jti, "revoked": false}).to_string(),
+                "j-signed" => sign(&jti, &nonce),
+                "j-other-nonce" => sign(&jti, "an-earlier-question-nonce"),
+                _ => sign("j-signed", &nonce),
+            }
+        },
+    );
+    let envoy = envoy_on_fake(&fake, &distribution);
+    // Until the first snapshot is in, every worker answers 503.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&envoy, &token_for(&key, "j-unsigned")).status == 503 {
+        assert!(Instant::now() < deadline, "no snapshot\n{}", envoy.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for jti in ["j-unsigned", "j-other-nonce", "j-other-jti"] {
+        let a = call(&envoy, &token_for(&key, jti));
+        assert_eq!(
+            (a.status, a.json()["error"]["code"].clone()),
+            (403, json!("token_revoked")),
+            "{jti}: {}",
+            a.body
+        );
+    }
+    // A signed "not revoked" for this very question is taken: the path works.
+    eventually(&envoy, &token_for(&key, "j-signed"), 200);
+    let questions: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|(p, _, _)| p.starts_with("/sync/v1/confirm"))
+        .collect();
+    assert!(questions.len() >= 4, "{questions:?}");
+    let mut nonces = std::collections::BTreeSet::new();
+    for (_, headers, body) in &questions {
+        assert!(headers
+            .iter()
+            .any(|h| h == "authorization: Bearer fleet-secret-for-the-fake"));
+        let q: Value = serde_json::from_str(body).unwrap();
+        let nonce = q["nonce"].as_str().unwrap().to_string();
+        assert!(meshauth_wire::sync::ConfirmRequest::valid_nonce(&nonce), "{nonce}");
+        nonces.insert(nonce);
+    }
+    assert_eq!(nonces.len(), questions.len(), "a fresh nonce per question");
+}
