@@ -399,7 +399,10 @@ impl RawSync {
             Some((field, c)) => {
                 if c.is_empty() || c.len() > 1024 || !c.bytes().all(|b| b.is_ascii_graphic()) {
                     // Never echo the value: it is a secret.
-                    return Err(bad(field, "must be 1-1024 printable ASCII characters without spaces"));
+                    return Err(bad(
+                        field,
+                        "must be 1-1024 printable ASCII characters without spaces",
+                    ));
                 }
                 Some(crate::sync::Bearer::new(&c))
             }
@@ -633,23 +636,40 @@ mod tests {
             "Bearer s3cret-fleet"
         );
         assert_eq!(sync.max_snapshot_age_seconds, 86_400);
-        assert!(!format!("{sync:?}").contains("s3cret"), "never in Debug output");
+        assert!(
+            !format!("{sync:?}").contains("s3cret"),
+            "never in Debug output"
+        );
         assert!(with("").unwrap().sync.unwrap().authorization.is_none());
         std::env::set_var("MESHAUTH_TEST_FLEET_CREDENTIAL", "from-env");
         let c = with(r#","credential_env":"MESHAUTH_TEST_FLEET_CREDENTIAL""#).unwrap();
         assert_eq!(
-            c.sync.unwrap().authorization.as_ref().unwrap().header_value(),
+            c.sync
+                .unwrap()
+                .authorization
+                .as_ref()
+                .unwrap()
+                .header_value(),
             "Bearer from-env"
         );
         let e = with(r#","credential_env":"MESHAUTH_TEST_NOT_SET_ANYWHERE""#)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("sync.credential_env:"), "{e}");
-        let e = with(r#","credential":"a","credential_env":"B""#).unwrap_err().to_string();
+        let e = with(r#","credential":"a","credential_env":"B""#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not both"), "{e}");
-        let e = with(r#","credential":"has space""#).unwrap_err().to_string();
-        assert!(e.starts_with("sync.credential:") && !e.contains("has space"), "{e}");
-        let e = with(r#","max_snapshot_age_seconds":60"#).unwrap_err().to_string();
+        let e = with(r#","credential":"has space""#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("sync.credential:") && !e.contains("has space"),
+            "{e}"
+        );
+        let e = with(r#","max_snapshot_age_seconds":60"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("sync.max_snapshot_age_seconds:"), "{e}");
     }
 

@@ -534,8 +534,7 @@ impl Context for Root {
                             tag: &tag,
                         }
                     };
-                    match sync::publish(&HostShared, &self.id, self.generation, now, publication)
-                    {
+                    match sync::publish(&HostShared, &self.id, self.generation, now, publication) {
                         Ok(()) => {
                             if applied == Applied::Full {
                                 self.seen_snapshot = tag.clone().into_bytes();
@@ -543,11 +542,12 @@ impl Context for Root {
                                 self.held_deltas = 0;
                                 self.need_full = false;
                             } else {
-                                self.deltas_done = sync::read_published(&HostShared, sync::DELTAS_KEY)
-                                    .unwrap_or_default()
-                                    .split(|b| *b == b'\n')
-                                    .filter(|l| !l.is_empty())
-                                    .count();
+                                self.deltas_done =
+                                    sync::read_published(&HostShared, sync::DELTAS_KEY)
+                                        .unwrap_or_default()
+                                        .split(|b| *b == b'\n')
+                                        .filter(|l| !l.is_empty())
+                                        .count();
                                 self.held_deltas += 1;
                             }
                             self.seen_version = tag.into_bytes();

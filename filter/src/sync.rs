@@ -188,7 +188,11 @@ pub fn acquire_lease(shared: &dyn SharedData, me: &str, now_ms: u64, lease_ms: u
         generation,
     };
     shared
-        .set(LEADER_KEY, lease.encode().as_bytes(), Some(cas.unwrap_or(ABSENT)))
+        .set(
+            LEADER_KEY,
+            lease.encode().as_bytes(),
+            Some(cas.unwrap_or(ABSENT)),
+        )
         .then_some(generation)
 }
 
@@ -237,13 +241,16 @@ pub fn read_published(shared: &dyn SharedData, key: &str) -> Option<Vec<u8>> {
     value.and_then(|v| split_fenced(&v).map(|(_, p)| p.to_vec()))
 }
 
+/// Builds a key's new payload from its current one.
+type Edit<'a> = dyn Fn(Option<&[u8]>) -> Result<Vec<u8>, PublishError> + 'a;
+
 /// Writes `payload` to `key` unless a later generation wrote there (CAS, a few tries).
 /// `edit` builds the new payload from the current one.
 fn fenced_write(
     shared: &dyn SharedData,
     key: &str,
     generation: u64,
-    edit: &dyn Fn(Option<&[u8]>) -> Result<Vec<u8>, PublishError>,
+    edit: &Edit<'_>,
 ) -> Result<(), PublishError> {
     for _ in 0..4 {
         let (value, cas) = shared.get(key);
@@ -252,7 +259,11 @@ fn fenced_write(
             return Err(PublishError::Fenced);
         }
         let payload = edit(current.map(|(_, p)| p))?;
-        if shared.set(key, &fenced(generation, &payload), Some(cas.unwrap_or(ABSENT))) {
+        if shared.set(
+            key,
+            &fenced(generation, &payload),
+            Some(cas.unwrap_or(ABSENT)),
+        ) {
             return Ok(());
         }
     }
@@ -312,7 +323,9 @@ pub fn publish(
             tag
         }
     };
-    fenced_write(shared, VERSION_KEY, generation, &|_| Ok(tag.as_bytes().to_vec()))
+    fenced_write(shared, VERSION_KEY, generation, &|_| {
+        Ok(tag.as_bytes().to_vec())
+    })
 }
 
 pub fn open(bytes: &[u8], key: &PreparedKey) -> Result<Snapshot, SnapshotError> {
@@ -358,7 +371,11 @@ mod tests {
         assert_eq!(acquire_lease(&shared, "a", 10, 3_000), Some(1));
         assert_eq!(acquire_lease(&shared, "a", 20, 3_000), Some(1), "renew own");
         assert_eq!(acquire_lease(&shared, "b", 30, 3_000), None, "held");
-        assert_eq!(acquire_lease(&shared, "b", 3_020, 3_000), Some(2), "expired: taken");
+        assert_eq!(
+            acquire_lease(&shared, "b", 3_020, 3_000),
+            Some(2),
+            "expired: taken"
+        );
         assert_eq!(acquire_lease(&shared, "a", 3_030, 3_000), None);
         shared.set(LEADER_KEY, b"garbage", None);
         assert_eq!(acquire_lease(&shared, "c", 3_040, 3_000), Some(1));
@@ -397,22 +414,35 @@ mod tests {
         };
         publish(&shared, "b", gb, 5_010, delta).unwrap();
         let before = published(&shared);
-        assert_eq!(before, (b"snap-8".to_vec(), b"delta-8-9\n".to_vec(), b"e|9".to_vec()));
+        assert_eq!(
+            before,
+            (b"snap-8".to_vec(), b"delta-8-9\n".to_vec(), b"e|9".to_vec())
+        );
         // `a` wakes up with an old answer: refused, nothing changes.
         let stale = Publication::Full {
             body: b"snap-7",
             tag: "e|7",
         };
-        assert_eq!(publish(&shared, "a", ga, 5_020, stale), Err(PublishError::Fenced));
+        assert_eq!(
+            publish(&shared, "a", ga, 5_020, stale),
+            Err(PublishError::Fenced)
+        );
         // Even if it believed its lease fresh (its clock), a later generation's values stop it.
         shared.set(
             LEADER_KEY,
-            Lease { holder: "a".into(), expires_ms: 99_999, generation: ga }
-                .encode()
-                .as_bytes(),
+            Lease {
+                holder: "a".into(),
+                expires_ms: 99_999,
+                generation: ga,
+            }
+            .encode()
+            .as_bytes(),
             None,
         );
-        assert_eq!(publish(&shared, "a", ga, 5_030, stale), Err(PublishError::Fenced));
+        assert_eq!(
+            publish(&shared, "a", ga, 5_030, stale),
+            Err(PublishError::Fenced)
+        );
         assert_eq!(published(&shared), before);
     }
 
@@ -420,13 +450,26 @@ mod tests {
     fn a_delta_from_another_base_is_not_published() {
         let shared = FakeShared::default();
         let g = acquire_lease(&shared, "a", 0, 3_000).unwrap();
-        publish(&shared, "a", g, 1, Publication::Full { body: b"s", tag: "e|8" }).unwrap();
+        publish(
+            &shared,
+            "a",
+            g,
+            1,
+            Publication::Full {
+                body: b"s",
+                tag: "e|8",
+            },
+        )
+        .unwrap();
         let wrong = Publication::Delta {
             body: b"d-7-9",
             base: "e|7",
             tag: "e|9",
         };
-        assert_eq!(publish(&shared, "a", g, 2, wrong), Err(PublishError::WrongBase));
+        assert_eq!(
+            publish(&shared, "a", g, 2, wrong),
+            Err(PublishError::WrongBase)
+        );
         let right = Publication::Delta {
             body: b"d-8-9",
             base: "e|8",
@@ -444,8 +487,21 @@ mod tests {
             (b"s".to_vec(), b"d-8-9\nd-9-10\n".to_vec(), b"e|10".to_vec())
         );
         // A full snapshot restarts the list.
-        publish(&shared, "a", g, 5, Publication::Full { body: b"s2", tag: "f|1" }).unwrap();
-        assert_eq!(published(&shared), (b"s2".to_vec(), Vec::new(), b"f|1".to_vec()));
+        publish(
+            &shared,
+            "a",
+            g,
+            5,
+            Publication::Full {
+                body: b"s2",
+                tag: "f|1",
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            published(&shared),
+            (b"s2".to_vec(), Vec::new(), b"f|1".to_vec())
+        );
     }
 
     #[test]
@@ -463,7 +519,10 @@ mod tests {
         };
         assert!(fresh_enough(&snap(1_000), 1_500, 600));
         assert!(!fresh_enough(&snap(1_000), 1_600, 600));
-        assert!(!fresh_enough(&snap(0), 1_000_000, 86_400), "a replayed old one");
+        assert!(
+            !fresh_enough(&snap(0), 1_000_000, 86_400),
+            "a replayed old one"
+        );
     }
 
     #[test]
@@ -471,19 +530,43 @@ mod tests {
         let sk = SigningKey::from_bytes(&[3u8; 32]);
         let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
         let answer = |revoked, jti: &str, nonce: &str, key: &SigningKey| {
-            let a = ConfirmAnswer { jti: jti.into(), nonce: nonce.into(), revoked };
+            let a = ConfirmAnswer {
+                jti: jti.into(),
+                nonce: nonce.into(),
+                revoked,
+            };
             serde_json::to_vec(&a.seal(|m| key.sign(m).to_bytes())).unwrap()
         };
         let nonce = "abcdefghijklmnop0123";
-        assert_eq!(confirm_verdict(&answer(true, "j", nonce, &sk), "j", nonce, &pinned), Some(true));
-        assert_eq!(confirm_verdict(&answer(false, "j", nonce, &sk), "j", nonce, &pinned), Some(false));
-        // What a relay on the sync path would answer.
-        assert_eq!(confirm_verdict(br#"{"jti":"j","revoked":false}"#, "j", nonce, &pinned), None);
-        let other = SigningKey::from_bytes(&[4u8; 32]);
-        assert_eq!(confirm_verdict(&answer(false, "j", nonce, &other), "j", nonce, &pinned), None);
-        assert_eq!(confirm_verdict(&answer(false, "k", nonce, &sk), "j", nonce, &pinned), None);
         assert_eq!(
-            confirm_verdict(&answer(false, "j", "another-nonce-012345", &sk), "j", nonce, &pinned),
+            confirm_verdict(&answer(true, "j", nonce, &sk), "j", nonce, &pinned),
+            Some(true)
+        );
+        assert_eq!(
+            confirm_verdict(&answer(false, "j", nonce, &sk), "j", nonce, &pinned),
+            Some(false)
+        );
+        // What a relay on the sync path would answer.
+        assert_eq!(
+            confirm_verdict(br#"{"jti":"j","revoked":false}"#, "j", nonce, &pinned),
+            None
+        );
+        let other = SigningKey::from_bytes(&[4u8; 32]);
+        assert_eq!(
+            confirm_verdict(&answer(false, "j", nonce, &other), "j", nonce, &pinned),
+            None
+        );
+        assert_eq!(
+            confirm_verdict(&answer(false, "k", nonce, &sk), "j", nonce, &pinned),
+            None
+        );
+        assert_eq!(
+            confirm_verdict(
+                &answer(false, "j", "another-nonce-012345", &sk),
+                "j",
+                nonce,
+                &pinned
+            ),
             None
         );
         let body: serde_json::Value = serde_json::from_str(&confirm_request("j", nonce)).unwrap();

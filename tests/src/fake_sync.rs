@@ -100,7 +100,10 @@ fn handle(
             ("200 OK", confirm(&question))
         } else if path.starts_with("/sync/v1/snapshot") {
             if path.contains("version=0&") || !path.contains("version=") {
-                ("200 OK", snapshot.lock().map(|s| s.clone()).unwrap_or_default())
+                (
+                    "200 OK",
+                    snapshot.lock().map(|s| s.clone()).unwrap_or_default(),
+                )
             } else {
                 // Nothing newer: hold the poll a little, as a long poll would.
                 thread::sleep(Duration::from_millis(500));

@@ -3,8 +3,8 @@
 
 pub mod control_plane;
 pub mod echo;
-pub mod fake_sync;
 pub mod envoy;
+pub mod fake_sync;
 pub mod http;
 pub mod tokens;
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::echo;
-use meshauth_tests::fake_sync::FakeSync;
 use meshauth_tests::envoy::{Envoy, Options};
+use meshauth_tests::fake_sync::FakeSync;
 use meshauth_tests::http::{get, Answer};
 use serde_json::{json, Value};
 
@@ -356,7 +356,10 @@ fn staleness_resets_while_polls_succeed_and_grows_when_they_fail() {
         if g >= 4 {
             break;
         }
-        assert!(Instant::now() < deadline, "staleness stays {g} with the control plane gone");
+        assert!(
+            Instant::now() < deadline,
+            "staleness stays {g} with the control plane gone"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -435,12 +438,8 @@ fn an_old_snapshot_replayed_on_the_sync_path_is_refused() {
     );
     assert_eq!(call(&envoy, &token).status, 503);
     // The same snapshot issued now is taken: the age alone made the difference.
-    *fake.snapshot.lock().unwrap() = signed_snapshot(
-        &distribution,
-        meshauth_tests::tokens::now(),
-        &[&key],
-        &[],
-    );
+    *fake.snapshot.lock().unwrap() =
+        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]);
     eventually(&envoy, &token, 200);
     // Every sync call carried the fleet credential.
     let seen = fake.seen();
@@ -463,12 +462,21 @@ fn a_forged_confirm_answer_does_not_lift_a_revocation() {
     let revoked = ["j-unsigned", "j-signed", "j-other-nonce", "j-other-jti"];
     let signer = distribution.clone();
     let fake = FakeSync::start(
-        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &revoked),
+        signed_snapshot(
+            &distribution,
+            meshauth_tests::tokens::now(),
+            &[&key],
+            &revoked,
+        ),
         move |q| {
             let jti = q["jti"].as_str().unwrap_or_default().to_string();
             let nonce = q["nonce"].as_str().unwrap_or_default().to_string();
             let sign = |jti: &str, nonce: &str| {
-                let a = ConfirmAnswer { jti: jti.into(), nonce: nonce.into(), revoked: false };
+                let a = ConfirmAnswer {
+                    jti: jti.into(),
+                    nonce: nonce.into(),
+                    revoked: false,
+                };
                 serde_json::to_string(&a.seal(|m| signer.sign(m).to_bytes())).unwrap()
             };
             match jti.as_str() {
@@ -511,7 +519,10 @@ fn a_forged_confirm_answer_does_not_lift_a_revocation() {
             .any(|h| h == "authorization: Bearer fleet-secret-for-the-fake"));
         let q: Value = serde_json::from_str(body).unwrap();
         let nonce = q["nonce"].as_str().unwrap().to_string();
-        assert!(meshauth_wire::sync::ConfirmRequest::valid_nonce(&nonce), "{nonce}");
+        assert!(
+            meshauth_wire::sync::ConfirmRequest::valid_nonce(&nonce),
+            "{nonce}"
+        );
         nonces.insert(nonce);
     }
     assert_eq!(nonces.len(), questions.len(), "a fresh nonce per question");
