@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # meshauth benchmarks, side by side with Envoy's native filters, in one run.
-# Setup as in ../shared/ANCHORS.md: Envoy --concurrency 1 pinned to CPU 0, wrk -t1 -c32
+# Setup (docs/benchmarks.md): Envoy --concurrency 1 pinned to CPU 0, wrk -t1 -c32
 # pinned to CPU 1, every route a direct_response. Prints req/s, p50/p99 latency,
 # Envoy CPU µs per request, and ratios to the native rows. Not a test: nothing asserts.
 #

@@ -57,8 +57,14 @@ fn opt_string(raw: &Map<String, Value>, name: &'static str) -> Result<Option<Str
 impl Claims {
     /// Parses a decoded JWT payload. Types are strict; unknown claims are kept.
     pub fn parse(payload: &[u8]) -> Result<Claims, Denial> {
-        let raw: Map<String, Value> = serde_json::from_slice(payload)
-            .map_err(|_| Denial::Malformed("payload is not a JSON object"))?;
+        let raw = crate::strict_json::object(payload).map_err(|e| match e {
+            crate::strict_json::StrictError::NotAnObject => {
+                Denial::Malformed("payload is not a JSON object")
+            }
+            crate::strict_json::StrictError::DuplicateMember => {
+                Denial::Malformed("payload repeats a member name")
+            }
+        })?;
         let exp = numeric_date(&raw, "exp")?.ok_or(Denial::BadClaim("exp"))?;
         let nbf = numeric_date(&raw, "nbf")?;
         let iat = numeric_date(&raw, "iat")?;
@@ -216,6 +222,22 @@ mod tests {
             Denial::Malformed(_)
         ));
         assert!(claims(r#"{"exp":1.5,"jti":"a","aud":"x"}"#).is_ok());
+    }
+
+    #[test]
+    fn duplicate_claims_are_refused() {
+        for json in [
+            r#"{"exp":9,"jti":"a","sub":"alice","sub":"root"}"#,
+            r#"{"exp":9,"jti":"a","exp":99999999999}"#,
+            r#"{"exp":9,"jti":"a","jti":"b"}"#,
+            r#"{"exp":9,"jti":"a","cnf":{"jkt":"x","jkt":"y"}}"#,
+        ] {
+            assert_eq!(
+                claims(json).unwrap_err(),
+                Denial::Malformed("payload repeats a member name"),
+                "{json}"
+            );
+        }
     }
 
     #[test]

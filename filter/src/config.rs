@@ -50,6 +50,8 @@ struct RawConfig {
     sync: Option<RawSync>,
     #[serde(default)]
     rate_limits: RawLimits,
+    #[serde(default = "default_true")]
+    reject_ambiguous_paths: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -155,6 +157,9 @@ struct RawRoute {
     path_prefix: Option<String>,
     #[serde(default)]
     methods: Option<Vec<String>>,
+    /// Default: on for prefixes, off for exact paths.
+    #[serde(default)]
+    ignore_case: Option<bool>,
     #[serde(default)]
     auth: AuthMode,
     #[serde(default)]
@@ -238,6 +243,8 @@ pub struct Config {
     pub sync: Option<std::rc::Rc<SyncConfig>>,
     /// Rate-limit defaults; the control plane's policies join them.
     pub limits: LimitsConfig,
+    /// Refuse (400) paths that could route differently once normalised (`crate::path`).
+    pub reject_ambiguous_paths: bool,
 }
 
 impl Config {
@@ -494,9 +501,9 @@ impl RawConfig {
         let mut routes = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.into_iter().enumerate() {
             let field = format!("routes[{i}]");
-            let path = match (r.path_exact, r.path_prefix) {
-                (Some(p), None) => PathMatch::Exact(p),
-                (None, Some(p)) => PathMatch::Prefix(p),
+            let (path, ignore_case) = match (r.path_exact, r.path_prefix) {
+                (Some(p), None) => (PathMatch::Exact(p), r.ignore_case.unwrap_or(false)),
+                (None, Some(p)) => (PathMatch::Prefix(p), r.ignore_case.unwrap_or(true)),
                 _ => return Err(bad(&field, "set exactly one of path_exact and path_prefix")),
             };
             let (PathMatch::Exact(p) | PathMatch::Prefix(p)) = &path;
@@ -535,6 +542,7 @@ impl RawConfig {
                 name,
                 path,
                 methods,
+                ignore_case,
                 policy: policy.validate(&field)?,
             });
         }
@@ -552,11 +560,13 @@ impl RawConfig {
         meshauth_wire::limits::validate_all(&l.policies)
             .map_err(|e| bad(format!("rate_limits.policies{}", e.field), e.problem))?;
         Ok(Config {
+            reject_ambiguous_paths: self.reject_ambiguous_paths,
             sync,
             limits: LimitsConfig {
                 capacity: l.capacity,
                 headers_on_allow: l.headers_on_allow,
                 policies: l.policies,
+                placement_key: [0; 16],
             },
             realm: self.realm,
             claim_rules: ClaimRules {

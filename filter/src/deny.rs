@@ -33,6 +33,9 @@ pub enum Denial {
     Revoked,
     #[error("the filter has no key set yet")]
     NotReady,
+    /// The path could route differently once normalised (`crate::path`).
+    #[error("{0}")]
+    BadPath(&'static str),
 }
 
 /// RFC 6750 §3.1 error codes.
@@ -52,6 +55,9 @@ impl Denial {
         if *self == Denial::NotReady {
             return 503;
         }
+        if matches!(self, Denial::BadPath(_)) {
+            return 400;
+        }
         match self.bearer_error() {
             BearerError::InsufficientScope => 403,
             _ => 401,
@@ -60,7 +66,7 @@ impl Denial {
 
     pub fn bearer_error(&self) -> BearerError {
         match self {
-            Denial::MissingToken | Denial::NotReady => BearerError::None,
+            Denial::MissingToken | Denial::NotReady | Denial::BadPath(_) => BearerError::None,
             Denial::InsufficientScope { .. } | Denial::ClaimMismatch { .. } => {
                 BearerError::InsufficientScope
             }
@@ -86,10 +92,11 @@ impl Denial {
             Denial::ClaimMismatch { .. } => "claim_mismatch",
             Denial::Revoked => "token_revoked",
             Denial::NotReady => "not_ready",
+            Denial::BadPath(_) => "bad_path",
         }
     }
 
-    pub const ALL_CODES: [&'static str; 15] = [
+    pub const ALL_CODES: [&'static str; 16] = [
         "missing_token",
         "malformed_token",
         "token_too_large",
@@ -105,6 +112,7 @@ impl Denial {
         "claim_mismatch",
         "token_revoked",
         "not_ready",
+        "bad_path",
     ];
 
     /// The `WWW-Authenticate` challenge.
@@ -128,14 +136,49 @@ impl Denial {
 
     /// The JSON body shared with the control plane: `{"error":{code,message,correlation_id}}`.
     pub fn body(&self, correlation_id: &str) -> String {
-        serde_json::json!({
-            "error": {
-                "code": self.code(),
-                "message": self.to_string(),
-                "correlation_id": correlation_id,
-            }
-        })
-        .to_string()
+        meshauth_wire::error::body(self.code(), &self.to_string(), correlation_id)
+    }
+
+    /// The whole answer: every refusal the filter sends is built by this or
+    /// [`Answer::limited`], so no path forgets a header.
+    pub fn answer(&self, realm: &str, correlation_id: &str) -> Answer {
+        let mut headers = Answer::common();
+        // A 400 is not an authentication problem: no challenge (RFC 9110 §11.6.1).
+        if self.status() != 400 {
+            headers.push(("www-authenticate", self.challenge(realm)));
+        }
+        Answer {
+            status: self.status(),
+            headers,
+            body: self.body(correlation_id),
+        }
+    }
+}
+
+/// A local answer the filter sends instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    fn common() -> Vec<(&'static str, String)> {
+        vec![
+            ("content-type", "application/json".to_string()),
+            ("cache-control", "no-store".to_string()),
+        ]
+    }
+
+    pub fn limited(limited: &crate::limits::Limited, correlation_id: &str) -> Answer {
+        let mut headers = Answer::common();
+        headers.extend(limited.headers.iter().cloned());
+        Answer {
+            status: 429,
+            headers,
+            body: limited.body(correlation_id),
+        }
     }
 }
 
@@ -169,6 +212,32 @@ mod tests {
             serde_json::from_str(&Denial::BadSignature.body("abc-123")).unwrap();
         assert_eq!(body["error"]["code"], "bad_signature");
         assert_eq!(body["error"]["correlation_id"], "abc-123");
+    }
+
+    #[test]
+    fn every_answer_is_uncacheable_and_carries_the_correlation_id() {
+        let all = [
+            Denial::MissingToken,
+            Denial::Revoked,
+            Denial::NotReady,
+            Denial::BadPath("x"),
+            Denial::InsufficientScope {
+                required: "a".into(),
+            },
+        ];
+        for d in all {
+            let a = d.answer("r", "corr-9");
+            assert_eq!(a.status, d.status());
+            assert!(a.headers.contains(&("cache-control", "no-store".into())));
+            assert!(a
+                .headers
+                .contains(&("content-type", "application/json".into())));
+            let challenge = a.headers.iter().any(|(k, _)| *k == "www-authenticate");
+            assert_eq!(challenge, d.status() != 400, "{d:?}");
+            let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+            assert_eq!(body["error"]["correlation_id"], "corr-9");
+            assert_eq!(body["error"]["code"], d.code());
+        }
     }
 
     #[test]

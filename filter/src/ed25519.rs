@@ -28,6 +28,10 @@ pub enum KeyError {
     NotOnCurve,
     #[error("a small-order (weak) key")]
     SmallOrder,
+    #[error("a key with a torsion component (not in the prime-order subgroup)")]
+    MixedOrder,
+    #[error("a non-canonical point encoding")]
+    NonCanonical,
 }
 
 /// Multiples of one point for fixed-base multiplication; row-major `ROWS x HALF`.
@@ -124,6 +128,17 @@ impl PreparedKey {
         if a.is_small_order() {
             return Err(KeyError::SmallOrder);
         }
+        // With a torsion component, `[S]B + [-k]A` (what the table computes) is not
+        // `[S]B - [k]A` for every k, so such a key would accept signatures only the
+        // cofactored equation admits. Honest keys are always torsion-free.
+        if !a.is_torsion_free() {
+            return Err(KeyError::MixedOrder);
+        }
+        // y >= p (or x = 0 with the sign bit set) decodes, but to a point whose canonical
+        // encoding differs: two kids could then name one key.
+        if a.compress().to_bytes() != bytes {
+            return Err(KeyError::NonCanonical);
+        }
         // Build the shared base-point table now rather than on the first request.
         let _ = basepoint_table();
         Ok(PreparedKey {
@@ -196,6 +211,40 @@ mod tests {
         let mut bad = [0u8; 32];
         bad[0] = 2;
         assert_eq!(PreparedKey::new(bad).unwrap_err(), KeyError::NotOnCurve);
+    }
+
+    #[test]
+    fn refuses_mixed_order_and_non_canonical_keys() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        let honest = SigningKey::from_bytes(&[9u8; 32])
+            .verifying_key()
+            .to_bytes();
+        let a = CompressedEdwardsY(honest).decompress().unwrap();
+        for t in EIGHT_TORSION.iter().skip(1) {
+            let mixed = (a + t).compress().to_bytes();
+            assert_eq!(
+                PreparedKey::new(mixed).unwrap_err(),
+                KeyError::MixedOrder,
+                "{mixed:?}"
+            );
+        }
+        // y >= p: every encoding of y + p (y < 19, both signs) aliases y and is refused.
+        let p_bytes: [u8; 32] = {
+            let mut b = [0xffu8; 32];
+            b[0] = 0xed;
+            b[31] = 0x7f;
+            b
+        };
+        for y in 0u8..19 {
+            for sign in [0u8, 0x80] {
+                let mut enc = p_bytes;
+                enc[0] += y; // 0xed + 18 = 0xff: no carry
+                enc[31] |= sign;
+                assert!(PreparedKey::new(enc).is_err(), "y = p + {y}, sign {sign}");
+            }
+        }
+        // A honest key still loads.
+        assert!(PreparedKey::new(honest).is_ok());
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Request<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub authorization: Option<&'a str>,
+    /// More than one `Authorization` header: we would check one and an upstream that
+    /// reads the forwarded request could read another.
+    pub repeated_authorization: bool,
 }
 
 /// A token whose signature checked out: its claims, and the values of the configured
@@ -211,6 +214,15 @@ impl Engine {
             ready,
             ..
         } = self;
+        if config.reject_ambiguous_paths {
+            if let Some(why) = crate::path::ambiguity(req.path) {
+                return Outcome {
+                    verdict: Verdict::Deny(Denial::BadPath(why)),
+                    cache: CacheUse::NotUsed,
+                    route: None,
+                };
+            }
+        }
         let route = config.routes.find(req.method, req.path);
         let requirements = match config.routes.policy(route) {
             Policy::Anonymous => {
@@ -231,6 +243,9 @@ impl Engine {
             };
         }
         let result = (|| {
+            if req.repeated_authorization {
+                return Err(Denial::Malformed("more than one Authorization header"));
+            }
             let auth = req.authorization.ok_or(Denial::MissingToken)?;
             // Measured on the raw value so nothing large is even split.
             if auth.len() > config.max_token_bytes + "Bearer ".len() {

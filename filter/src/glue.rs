@@ -10,13 +10,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{ContextType, LogLevel, MetricType};
+
+mod http;
 
 use crate::config::Config;
 use crate::deny::Denial;
-use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
-use crate::limits::{Conflict, Facts, LimitOutcome, Limited, Slot, Slots};
-use crate::sync::{self, OnUnconfirmed};
+use crate::engine::Engine;
+use crate::limits::{Conflict, Facts, Slot, Slots};
+use crate::sync;
 use meshauth_wire::sync::Message;
 
 /// What a sync answer changed.
@@ -197,6 +199,25 @@ impl Slots for SharedSlots {
     }
 }
 
+const PLACEMENT_KEY: &str = "meshauth.rl.placement-key";
+
+/// The secret that keys rate-slot placement, the same for every worker of this Envoy:
+/// the first worker to configure draws it and the others read it (an insert-if-absent
+/// write, so two first workers still agree on one).
+fn placement_key() -> Option<[u8; 16]> {
+    let read = || match hostcalls::get_shared_data(PLACEMENT_KEY) {
+        Ok((Some(v), _)) => <[u8; 16]>::try_from(v.as_slice()).ok(),
+        _ => None,
+    };
+    if let Some(key) = read() {
+        return Some(key);
+    }
+    let mut fresh = [0u8; 16];
+    getrandom::getrandom(&mut fresh).ok()?;
+    let _ = hostcalls::set_shared_data(PLACEMENT_KEY, Some(&fresh), Some(ABSENT));
+    read()
+}
+
 /// Request facts for bucket keys, fetched only when a policy asks.
 struct HostFacts<'a> {
     headers: Option<&'a [(String, String)]>,
@@ -234,12 +255,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A request paused on a confirmation callout, with the filter's own deadline.
-struct Pending {
-    context_id: u32,
-    deadline_ms: u64,
-}
-
 #[derive(Default)]
 struct Poll {
     in_flight: Option<(u32, u64)>,
@@ -251,7 +266,7 @@ struct Root {
     id: String,
     engine: Option<Rc<RefCell<Engine>>>,
     metrics: Rc<Metrics>,
-    pending: Rc<RefCell<Vec<Pending>>>,
+    pending: http::PendingList,
     poll: Poll,
     seen_version: Vec<u8>,
     /// The snapshot tag this worker applied, and how many of the deltas after it.
@@ -444,48 +459,10 @@ impl Root {
         self.poll.attempt = self.poll.attempt.saturating_add(1);
     }
 
-    /// Requests whose confirmation outlived the filter's deadline: answer them now.
+    /// Requests whose confirmation outlived the filter's deadline: finish them now.
     fn expire_confirmations(&mut self, now: u64) {
-        let expired: Vec<u32> = {
-            let mut pending = self.pending.borrow_mut();
-            let ids = pending
-                .iter()
-                .filter(|p| p.deadline_ms <= now)
-                .map(|p| p.context_id)
-                .collect();
-            pending.retain(|p| p.deadline_ms > now);
-            ids
-        };
-        if expired.is_empty() {
-            return;
-        }
-        let allow = self
-            .sync_config()
-            .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow);
-        let realm = self
-            .engine
-            .as_ref()
-            .map(|e| e.borrow().config().realm.clone())
-            .unwrap_or_default();
-        for id in expired {
-            if hostcalls::set_effective_context(id).is_err() {
-                continue;
-            }
-            if allow {
-                let _ = hostcalls::resume_http_request();
-            } else {
-                self.metrics.denied(Denial::Revoked.code());
-                let d = Denial::Revoked;
-                let challenge = d.challenge(&realm);
-                let _ = hostcalls::send_http_response(
-                    d.status(),
-                    vec![
-                        ("www-authenticate", challenge.as_str()),
-                        ("content-type", "application/json"),
-                    ],
-                    Some(d.body("").as_bytes()),
-                );
-            }
+        if let Some(engine) = &self.engine {
+            http::expire(&self.pending, engine, &self.metrics, now);
         }
     }
 }
@@ -585,7 +562,12 @@ impl RootContext for Root {
             return false;
         };
         match Config::from_json(&bytes) {
-            Ok(config) => {
+            Ok(mut config) => {
+                let Some(key) = placement_key() else {
+                    log::error!("meshauth: the host gave no random bytes for the rate-slot key; refusing to start");
+                    return false;
+                };
+                config.limits.placement_key = key;
                 log::info!(
                     "meshauth: configured with {} key(s), {} route(s), sync {}",
                     config.keys.len(),
@@ -626,278 +608,16 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let engine = self.engine.clone()?;
-        Some(Box::new(Http {
+        Some(Box::new(http::Http {
             context_id,
             engine,
             metrics: self.metrics.clone(),
             pending: self.pending.clone(),
-            waiting: None,
             ratelimit: None,
         }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
-    }
-}
-
-struct Http {
-    context_id: u32,
-    engine: Rc<RefCell<Engine>>,
-    metrics: Rc<Metrics>,
-    pending: Rc<RefCell<Vec<Pending>>>,
-    /// A confirmation in flight: (callout token, jti, the verified token).
-    waiting: Option<(u32, String, Rc<Verified>)>,
-    /// `RateLimit` for the response, when configured.
-    ratelimit: Option<String>,
-}
-
-impl Http {
-    fn deny(&self, denial: &Denial) {
-        self.metrics.denied(denial.code());
-        let realm = self.engine.borrow().config().realm.clone();
-        let correlation = self
-            .get_http_request_header("x-request-id")
-            .unwrap_or_default();
-        let challenge = denial.challenge(&realm);
-        self.send_http_response(
-            denial.status(),
-            vec![
-                ("www-authenticate", challenge.as_str()),
-                ("content-type", "application/json"),
-                ("cache-control", "no-store"),
-            ],
-            Some(denial.body(&correlation).as_bytes()),
-        );
-    }
-
-    fn limited(&self, limited: &Limited) {
-        self.metrics.limited(&limited.policy);
-        if limited.contended {
-            self.metrics.bump(RATE_CONTENDED);
-        }
-        let correlation = self
-            .get_http_request_header("x-request-id")
-            .unwrap_or_default();
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("cache-control", "no-store"),
-        ];
-        headers.extend(limited.headers.iter().map(|(k, v)| (*k, v.as_str())));
-        self.send_http_response(429, headers, Some(limited.body(&correlation).as_bytes()));
-    }
-
-    fn allow(&self, verified: &Verified) {
-        self.metrics.bump(ALLOWED);
-        let engine = self.engine.borrow();
-        // Setting (or removing) each header also drops any client-sent copy.
-        for (f, value) in engine.forwarded().iter().zip(&verified.headers) {
-            self.set_http_request_header(&f.header, value.as_deref());
-        }
-        if !engine.config().forward_authorization {
-            self.set_http_request_header("authorization", None);
-        }
-    }
-
-    /// Asks the control plane about a Bloom hit; false when the call could not be made.
-    fn confirm(&mut self, jti: String, verified: Rc<Verified>) -> bool {
-        let Some(cfg) = self.engine.borrow().config().sync.clone() else {
-            return false;
-        };
-        let body = serde_json::json!({ "jti": jti }).to_string();
-        let headers = vec![
-            (":method", "POST"),
-            (":path", "/sync/v1/confirm"),
-            (":authority", cfg.authority.as_str()),
-            ("content-type", "application/json"),
-        ];
-        let timeout = Duration::from_millis(cfg.callout_timeout_ms);
-        match self.dispatch_http_call(
-            &cfg.cluster,
-            headers,
-            Some(body.as_bytes()),
-            vec![],
-            timeout,
-        ) {
-            Ok(token) => {
-                self.metrics.bump(CONFIRMATIONS);
-                self.pending.borrow_mut().push(Pending {
-                    context_id: self.context_id,
-                    deadline_ms: now_ms() + cfg.callout_timeout_ms,
-                });
-                self.waiting = Some((token, jti, verified));
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn unconfirmed(&self, verified: &Verified) -> Action {
-        let allow = self
-            .engine
-            .borrow()
-            .config()
-            .sync
-            .as_ref()
-            .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow);
-        if allow {
-            self.allow(verified);
-            Action::Continue
-        } else {
-            self.deny(&Denial::Revoked);
-            Action::Pause
-        }
-    }
-}
-
-impl Context for Http {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        let Some((token, jti, verified)) = self.waiting.take() else {
-            return;
-        };
-        if token != token_id {
-            return;
-        }
-        self.pending
-            .borrow_mut()
-            .retain(|p| p.context_id != self.context_id);
-        let ok = self.get_http_call_response_header(":status").as_deref() == Some("200");
-        let answer = self
-            .get_http_call_response_body(0, body_size)
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("revoked").and_then(serde_json::Value::as_bool));
-        match (ok, answer) {
-            (true, Some(revoked)) => {
-                self.engine
-                    .borrow_mut()
-                    .confirm(&jti, revoked, verified.claims.exp);
-                if revoked {
-                    self.deny(&Denial::Revoked);
-                } else {
-                    self.allow(&verified);
-                    self.resume_http_request();
-                }
-            }
-            _ => {
-                if self.unconfirmed(&verified) == Action::Continue {
-                    self.resume_http_request();
-                }
-            }
-        }
-    }
-}
-
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let engine = self.engine.clone();
-        let mut engine = engine.borrow_mut();
-        // Host calls dominate a cached request's cost. Without route rules only
-        // `Authorization` matters (one call); with them, one call fetches all headers,
-        // cheaper than one call per header.
-        let all = if engine.config().routes.routes.is_empty() {
-            None
-        } else {
-            Some(self.get_http_request_headers())
-        };
-        let single = match all {
-            None => self.get_http_request_header("authorization"),
-            Some(_) => None,
-        };
-        let find = |name: &str| {
-            all.as_ref()
-                .and_then(|h| h.iter().find(|(k, _)| k == name))
-                .map(|(_, v)| v.as_str())
-        };
-        let method = find(":method").unwrap_or_default();
-        let path = find(":path").unwrap_or_default();
-        let authorization = match &all {
-            Some(_) => find("authorization"),
-            None => single.as_deref(),
-        };
-        // Unknown (not fetched) counts as present, so a spoofed header is always removed.
-        let present = |name: &str| all.is_none() || find(name).is_some();
-        // One clock read serves the token checks (seconds) and the buckets (ns).
-        let now_ns = now_ns();
-        let now = i64::try_from(now_ns / 1_000_000_000).unwrap_or(i64::MAX);
-        let outcome = engine.check(
-            &Request {
-                method,
-                path,
-                authorization,
-            },
-            now,
-        );
-        match outcome.cache {
-            CacheUse::Hit => self.metrics.bump(CACHE_HITS),
-            CacheUse::Miss => self.metrics.bump(CACHE_MISSES),
-            CacheUse::NotUsed => {}
-        }
-        if engine.limits_enabled() {
-            let verified = match &outcome.verdict {
-                Verdict::Allow(v) | Verdict::Confirm { verified: v, .. } => Some(v.as_ref()),
-                Verdict::Anonymous => None,
-                Verdict::Deny(_) => None,
-            };
-            if !matches!(outcome.verdict, Verdict::Deny(_)) {
-                let facts = HostFacts {
-                    headers: all.as_deref(),
-                };
-                let req = Request {
-                    method,
-                    path,
-                    authorization,
-                };
-                match engine.limit(&SharedSlots, &req, outcome.route, verified, &facts, now_ns) {
-                    LimitOutcome::Limited(l) => {
-                        drop(engine);
-                        self.limited(&l);
-                        return Action::Pause;
-                    }
-                    LimitOutcome::Admitted(a) => {
-                        self.metrics.add(RATE_SHARED, a.shared);
-                        self.ratelimit = a.header;
-                    }
-                }
-            }
-        }
-        drop(engine);
-        match outcome.verdict {
-            Verdict::Allow(verified) => {
-                self.allow(&verified);
-                Action::Continue
-            }
-            Verdict::Anonymous => {
-                self.metrics.bump(ANONYMOUS);
-                let engine = self.engine.borrow();
-                for f in engine.forwarded().iter().filter(|f| present(&f.header)) {
-                    self.set_http_request_header(&f.header, None);
-                }
-                Action::Continue
-            }
-            Verdict::Confirm { jti, verified } => {
-                if self.confirm(jti, verified.clone()) {
-                    Action::Pause
-                } else {
-                    self.unconfirmed(&verified)
-                }
-            }
-            Verdict::Deny(denial) => {
-                self.deny(&denial);
-                Action::Pause
-            }
-        }
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(field) = self.ratelimit.take() {
-            self.add_http_response_header("ratelimit", &field);
-        }
-        Action::Continue
     }
 }

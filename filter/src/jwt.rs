@@ -2,10 +2,11 @@
 //! `jwks`/`ed25519`; this module only takes a token apart and refuses what it must.
 
 use meshauth_wire::b64;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::claims::Claims;
 use crate::deny::Denial;
+use crate::strict_json::{self, StrictError};
 
 /// A token taken apart, not yet verified.
 #[derive(Debug)]
@@ -35,8 +36,10 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Denial> {
         return Err(Denial::Malformed("expected three dot-separated parts"));
     };
     let header_bytes = b64::decode(h).map_err(|_| Denial::Malformed("header is not base64url"))?;
-    let header: Map<String, Value> = serde_json::from_slice(&header_bytes)
-        .map_err(|_| Denial::Malformed("header is not a JSON object"))?;
+    let header = strict_json::object(&header_bytes).map_err(|e| match e {
+        StrictError::NotAnObject => Denial::Malformed("header is not a JSON object"),
+        StrictError::DuplicateMember => Denial::Malformed("header repeats a member name"),
+    })?;
     match header.get("alg") {
         Some(Value::String(alg))
             if alg == meshauth_wire::ALG_EDDSA || alg == meshauth_wire::ALG_ED25519 => {}
@@ -47,15 +50,13 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Denial> {
     if header.contains_key("crit") {
         return Err(Denial::Malformed("unsupported crit header"));
     }
-    if let Some(typ) = header.get("typ") {
-        let ok = typ.as_str().is_some_and(|t| {
-            t.eq_ignore_ascii_case("at+jwt")
-                || t.eq_ignore_ascii_case("application/at+jwt")
-                || t.eq_ignore_ascii_case("jwt")
-        });
-        if !ok {
-            return Err(Denial::Malformed("typ is not at+jwt or JWT"));
-        }
+    // RFC 9068 §4: an access token says so, which keeps ID tokens and other JWTs signed
+    // by the same key from passing as access tokens (RFC 8725 §3.11).
+    let typ_ok = header.get("typ").and_then(Value::as_str).is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    });
+    if !typ_ok {
+        return Err(Denial::Malformed("typ is not at+jwt"));
     }
     let kid = match header.get("kid") {
         Some(Value::String(k)) if !k.is_empty() => k.clone(),
@@ -122,10 +123,10 @@ mod tests {
     #[test]
     fn refuses_other_algorithms() {
         for alg in ["none", "HS256", "RS256", "ES256", "eddsa", ""] {
-            let t = token(&format!(r#"{{"alg":"{alg}","kid":"k"}}"#), P);
+            let t = token(&format!(r#"{{"alg":"{alg}","kid":"k","typ":"at+jwt"}}"#), P);
             assert_eq!(parse(&t).unwrap_err(), Denial::BadAlgorithm, "{alg}");
         }
-        let t = token(r#"{"alg":5,"kid":"k"}"#, P);
+        let t = token(r#"{"alg":5,"kid":"k","typ":"at+jwt"}"#, P);
         assert_eq!(parse(&t).unwrap_err(), Denial::BadAlgorithm);
     }
 
@@ -138,6 +139,11 @@ mod tests {
             r#"{"alg":"EdDSA","kid":7}"#,
             r#"{"alg":"EdDSA","kid":"k","crit":["exp"]}"#,
             r#"{"alg":"EdDSA","kid":"k","typ":"JWE"}"#,
+            r#"{"alg":"EdDSA","kid":"k","typ":"JWT"}"#,
+            r#"{"alg":"EdDSA","kid":"k"}"#,
+            r#"{"alg":"EdDSA","kid":"k","typ":7}"#,
+            r#"{"alg":"EdDSA","kid":"k","typ":"at+jwt","kid":"other"}"#,
+            r#"{"alg":"EdDSA","kid":"k","typ":"at+jwt","alg":"none"}"#,
             r#"[]"#,
             r#"not json"#,
         ];
@@ -164,7 +170,7 @@ mod tests {
         }
         let short_sig = format!(
             "{}.{}.{}",
-            enc(r#"{"alg":"EdDSA","kid":"k"}"#),
+            enc(r#"{"alg":"EdDSA","kid":"k","typ":"at+jwt"}"#),
             enc(P),
             b64::encode([0u8; 63])
         );

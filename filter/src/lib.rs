@@ -14,11 +14,14 @@ pub mod config;
 pub mod deny;
 pub mod ed25519;
 pub mod engine;
+pub mod headers;
 pub mod jwks;
 pub mod jwt;
 pub mod limits;
+pub mod path;
 pub mod revocation;
 pub mod rules;
+pub mod strict_json;
 pub mod sync;
 
 #[cfg(target_arch = "wasm32")]

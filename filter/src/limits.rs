@@ -1,4 +1,4 @@
-//! Local rate limiting (DESIGN §5): which policies apply to a request, whose bucket it
+//! Local rate limiting (docs/filter.md, "Rate limits"): which policies apply to a request, whose bucket it
 //! draws from, and the answer's header fields. Buckets live in a fixed table of
 //! `capacity` slots that every worker shares (proxy-wasm shared data in Envoy, a map in
 //! tests), so memory is bounded whatever the number of distinct keys.
@@ -9,7 +9,10 @@
 //! it shares the one closer to idle. Sharing can only make a bucket stricter, never
 //! looser, so the limit holds for every key even beyond capacity; it is counted.
 
+use std::hash::Hasher;
 use std::rc::Rc;
+
+use siphasher::sip::SipHasher13;
 
 use meshauth_wire::limits::{KeyPart, LimitPolicy, Quota, KEY_SEPARATOR};
 
@@ -74,6 +77,10 @@ pub struct LimitsConfig {
     /// Whether admitted answers carry `RateLimit` too.
     pub headers_on_allow: bool,
     pub policies: Vec<LimitPolicy>,
+    /// Keys slot placement (SipHash-1-3). The glue sets it from a random secret that all
+    /// of the process's workers share: with a public placement function a client that
+    /// controls a key part could pick values that land on a victim's slots and drain them.
+    pub placement_key: [u8; 16],
 }
 
 impl Default for LimitsConfig {
@@ -82,6 +89,7 @@ impl Default for LimitsConfig {
             capacity: DEFAULT_CAPACITY,
             headers_on_allow: false,
             policies: Vec::new(),
+            placement_key: [0; 16],
         }
     }
 }
@@ -92,14 +100,13 @@ struct Compiled {
     /// The policy's own quota and its GCRA, worked out once.
     quota: Quota,
     gcra: Gcra,
-    /// Seeds the key hash, so equal key values under two policies are two buckets.
-    seed: u64,
 }
 
 /// The policies in force, compiled.
 #[derive(Debug, Default)]
 pub struct Limiter {
     capacity: u32,
+    placement_key: [u8; 16],
     headers_on_allow: bool,
     policies: Vec<Compiled>,
 }
@@ -116,14 +123,11 @@ pub struct Limited {
 impl Limited {
     /// The JSON body, in the shape every meshauth error has.
     pub fn body(&self, correlation_id: &str) -> String {
-        serde_json::json!({
-            "error": {
-                "code": "rate_limited",
-                "message": format!("rate limit exceeded (policy {:?})", &*self.policy),
-                "correlation_id": correlation_id,
-            }
-        })
-        .to_string()
+        meshauth_wire::error::body(
+            "rate_limited",
+            &format!("rate limit exceeded (policy {:?})", &*self.policy),
+            correlation_id,
+        )
     }
 }
 
@@ -150,20 +154,6 @@ pub struct Subject<'a> {
     pub claims: Option<&'a Claims>,
 }
 
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 impl Limiter {
     /// Merges the plugin configuration's policies with the control plane's: a pushed
     /// policy replaces a default of the same name.
@@ -177,13 +167,13 @@ impl Limiter {
         policies.extend(pushed.iter().cloned());
         Limiter {
             capacity: config.capacity.clamp(1, MAX_CAPACITY),
+            placement_key: config.placement_key,
             headers_on_allow: config.headers_on_allow,
             policies: policies
                 .into_iter()
                 .map(|policy| Compiled {
                     quota: policy.quota(),
                     gcra: Gcra::new(policy.quota()),
-                    seed: mix(fnv1a(0xcbf2_9ce4_8422_2325, policy.name.as_bytes())),
                     policy,
                 })
                 .collect(),
@@ -255,7 +245,10 @@ impl Limiter {
         facts: &impl Facts,
     ) -> (u64, Option<String>) {
         let want_value = !c.policy.overrides.is_empty();
-        let mut h = c.seed;
+        // The policy's name first, so equal key values under two policies are two buckets.
+        let mut h = SipHasher13::new_with_key(&self.placement_key);
+        h.write(c.policy.name.as_bytes());
+        h.write_u8(0xff);
         let mut value = String::new();
         for (i, part) in c.policy.key.iter().enumerate() {
             let text: Option<std::borrow::Cow<'_, str>> = match part {
@@ -274,8 +267,8 @@ impl Limiter {
             // A missing part is the empty value: every such request shares one bucket,
             // which is the strict choice.
             let text = text.unwrap_or_default();
-            h = fnv1a(h, text.as_bytes());
-            h = fnv1a(h, &[0xff]); // no UTF-8 text contains 0xff: parts can't run together
+            h.write(text.as_bytes());
+            h.write_u8(0xff); // no UTF-8 text contains 0xff: parts can't run together
             if want_value {
                 if i > 0 {
                     value.push(KEY_SEPARATOR);
@@ -283,7 +276,7 @@ impl Limiter {
                 value.push_str(&text);
             }
         }
-        (mix(h), want_value.then_some(value))
+        (h.finish(), want_value.then_some(value))
     }
 
     /// Draws one request from the key's bucket. `None`: CAS contention outlasted the

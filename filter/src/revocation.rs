@@ -1,4 +1,4 @@
-//! Revocation checks against the current snapshot (DESIGN §4): exact `not_before` rules
+//! Revocation checks against the current snapshot: exact `not_before` rules
 //! per `sub`, `sid` and `client_id`, and a Bloom filter of revoked `jti`s whose hits are
 //! confirmed with the control plane (answers cached) before a token is refused.
 

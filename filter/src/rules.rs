@@ -37,6 +37,9 @@ pub struct Route {
     pub path: PathMatch,
     /// Upper-case methods; `None` matches any.
     pub methods: Option<Vec<String>>,
+    /// Match the path without regard to ASCII case: upstreams that treat `/ADMIN` as
+    /// `/admin` must not let it escape the `/admin` route.
+    pub ignore_case: bool,
     pub policy: Policy,
 }
 
@@ -48,9 +51,11 @@ pub struct RouteTable {
 
 impl Route {
     fn matches(&self, method: &str, path: &str) -> bool {
-        let path_ok = match &self.path {
-            PathMatch::Exact(p) => path == p,
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        let path_ok = match (&self.path, self.ignore_case) {
+            (PathMatch::Exact(p), false) => path == p,
+            (PathMatch::Exact(p), true) => path.eq_ignore_ascii_case(p),
+            (PathMatch::Prefix(p), false) => path.starts_with(p.as_str()),
+            (PathMatch::Prefix(p), true) => starts_with_ignore_case(path, p),
         };
         path_ok
             && self
@@ -84,6 +89,12 @@ impl RouteTable {
             .and_then(|i| self.routes.get(i))
             .map_or("default", |r| r.name.as_str())
     }
+}
+
+/// `text` starts with `prefix`, ASCII case ignored.
+pub fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// The path without its query string or fragment.
@@ -125,12 +136,14 @@ mod tests {
                     name: "health".into(),
                     path: PathMatch::Exact("/healthz".into()),
                     methods: None,
+                    ignore_case: false,
                     policy: Policy::Anonymous,
                 },
                 Route {
                     name: "admin-read".into(),
                     path: PathMatch::Prefix("/admin/".into()),
                     methods: Some(vec!["GET".into()]),
+                    ignore_case: true,
                     policy: Policy::Token(Requirements {
                         scopes: Some(ScopeRule::Any(vec!["admin".into(), "audit".into()])),
                         claims: vec![],
@@ -140,6 +153,7 @@ mod tests {
                     name: "admin".into(),
                     path: PathMatch::Prefix("/admin/".into()),
                     methods: None,
+                    ignore_case: true,
                     policy: Policy::Token(Requirements {
                         scopes: Some(ScopeRule::All(vec!["admin".into(), "write".into()])),
                         claims: vec![("tenant".into(), vec!["a".into()])],
@@ -149,6 +163,7 @@ mod tests {
                     name: "public".into(),
                     path: PathMatch::Prefix("/public/".into()),
                     methods: None,
+                    ignore_case: true,
                     policy: Policy::Anonymous,
                 },
             ],
@@ -175,6 +190,19 @@ mod tests {
         assert_eq!(name_of(&t, "GET", "/admin"), None);
         assert_eq!(name_of(&t, "GET", "/public/x"), Some("public"));
         assert_eq!(t.policy_for("GET", "/other"), &t.default);
+    }
+
+    #[test]
+    fn case_variants_of_a_prefix_stay_on_its_route() {
+        let t = table();
+        for p in ["/ADMIN/users", "/Admin/users", "/aDmIn/x"] {
+            assert_eq!(name_of(&t, "POST", p), Some("admin"), "{p}");
+        }
+        // The exact route here is case-sensitive (its default).
+        assert_eq!(name_of(&t, "GET", "/HEALTHZ"), None);
+        assert!(starts_with_ignore_case("/é/x", "/é"));
+        assert!(!starts_with_ignore_case("/é", "/éx"));
+        assert!(!starts_with_ignore_case("/\u{e9}", "/a"));
     }
 
     fn claims(json: &str) -> Claims {

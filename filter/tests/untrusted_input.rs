@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! Property-based fuzzing of everything the filter parses from the outside (DESIGN §10):
+//! Property-based fuzzing of everything the filter parses from the outside :
 //! `Authorization` values, plugin configurations and sync payloads. Random and mutated
 //! inputs must give an error, never a panic (a panic in Envoy kills the worker's VM).
 
@@ -77,7 +77,7 @@ proptest! {
         let _ = jwt::bearer(&value);
         let mut e = engine();
         let auth = format!("Bearer {value}");
-        let out = e.check(&Request { method: "GET", path: "/x", authorization: Some(&auth) }, 1_800_000_000);
+        let out = e.check(&Request { method: "GET", path: "/x", authorization: Some(&auth), repeated_authorization: false }, 1_800_000_000);
         prop_assert!(matches!(out.verdict, Verdict::Deny(_)));
     }
 
@@ -86,7 +86,7 @@ proptest! {
         let token = parts.join(".");
         let mut e = engine();
         let auth = format!("Bearer {token}");
-        let out = e.check(&Request { method: "GET", path: "/a/x?y=1", authorization: Some(&auth) }, 1_800_000_000);
+        let out = e.check(&Request { method: "GET", path: "/a/x?y=1", authorization: Some(&auth), repeated_authorization: false }, 1_800_000_000);
         prop_assert!(matches!(out.verdict, Verdict::Deny(_)));
     }
 

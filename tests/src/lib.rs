@@ -6,6 +6,7 @@ pub mod echo;
 pub mod envoy;
 pub mod fake_sync;
 pub mod http;
+pub mod relay;
 pub mod tokens;
 
 use std::path::PathBuf;

@@ -130,7 +130,7 @@ fn bad_tokens_get_401_with_the_reason() {
         "unknown_key",
     );
     // Right kid, wrong key.
-    let header = json!({"alg": "EdDSA", "kid": k.kid()}).to_string();
+    let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": k.kid()}).to_string();
     let forged = DevKey::random().sign_raw(&header, &claims("a", json!({})).to_string());
     assert_invalid(&s, &forged, "bad_signature");
     // A valid token with one payload character changed.
@@ -151,6 +151,20 @@ fn bad_tokens_get_401_with_the_reason() {
         &claims("a", json!({})).to_string(),
     );
     assert_invalid(&s, &hs256, "bad_algorithm");
+    // Validly signed, but not an access token (RFC 9068 §4: typ at+jwt is required).
+    for header in [
+        json!({"alg": "EdDSA", "typ": "JWT", "kid": k.kid()}).to_string(),
+        json!({"alg": "EdDSA", "kid": k.kid()}).to_string(),
+    ] {
+        let t = k.sign_raw(&header, &claims("a", json!({})).to_string());
+        assert_invalid(&s, &t, "malformed_token");
+    }
+    // Validly signed with a repeated claim: we and an upstream could read different
+    // subjects, so it is refused.
+    let base = claims("alice", json!({})).to_string();
+    let dup = format!("{},\"sub\":\"root\"}}", base.trim_end_matches('}'));
+    let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": k.kid()}).to_string();
+    assert_invalid(&s, &k.sign_raw(&header, &dup), "malformed_token");
     assert_invalid(&s, "not-a-token", "malformed_token");
     assert_invalid(&s, "a.b.c", "malformed_token");
     assert_invalid(&s, &"x".repeat(64 * 1024), "token_too_large");

@@ -1,4 +1,4 @@
-//! The revocation Bloom filter, defined once for both halves (DESIGN §4): the control
+//! The revocation Bloom filter, defined once for both halves: the control
 //! plane builds it over revoked `jti`s, the filter checks tokens against it.
 //!
 //! Hashing (part of the wire contract, pinned by the golden test below):

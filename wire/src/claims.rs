@@ -1,4 +1,4 @@
-//! Access-token claims as the control plane writes them (DESIGN §2, RFC 9068).
+//! Access-token claims as the control plane writes them (RFC 9068).
 //! The filter reads tokens from any issuer, so it parses claims leniently by type
 //! (see the filter's `claims` module); this struct is what meshauth itself emits.
 

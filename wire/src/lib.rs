@@ -7,6 +7,7 @@
 pub mod b64;
 pub mod bloom;
 pub mod claims;
+pub mod error;
 pub mod jwk;
 pub mod limits;
 pub mod sync;

@@ -1,4 +1,4 @@
-//! Rate-limit policies (DESIGN §5), defined once: the filter reads them from its plugin
+//! Rate-limit policies (docs/filter.md, "Rate limits"), defined once: the filter reads them from its plugin
 //! configuration (static defaults) and from sync snapshots; the control plane stores
 //! them, validates them on its admin API and pushes them. Both halves validate with
 //! [`LimitPolicy::validate`], so a policy one accepts the other accepts too.
@@ -184,7 +184,11 @@ impl LimitMatch {
     pub fn matches(&self, method: &str, path: &str) -> bool {
         let path_ok = match (&self.path_exact, &self.path_prefix) {
             (Some(p), _) => path == p,
-            (None, Some(p)) => path.starts_with(p.as_str()),
+            // ASCII case ignored, as route prefixes do by default: `/API/x` must not
+            // escape a limit on `/api/` at an upstream that ignores case.
+            (None, Some(p)) => path
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p)),
             (None, None) => true,
         };
         path_ok
@@ -319,6 +323,10 @@ mod tests {
         assert!(p.matches.matches("get", "/api/x"));
         assert!(!p.matches.matches("POST", "/api/x"));
         assert!(!p.matches.matches("GET", "/other"));
+        assert!(
+            p.matches.matches("GET", "/API/x"),
+            "prefixes ignore ASCII case"
+        );
     }
 
     #[test]

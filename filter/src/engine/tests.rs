@@ -58,6 +58,7 @@ fn run(e: &mut Engine, path: &str, auth: Option<&str>) -> Outcome {
             method: "GET",
             path,
             authorization: auth,
+            repeated_authorization: false,
         },
         NOW,
     )
@@ -109,10 +110,33 @@ fn cache_hit_still_checks_expiry_and_rules() {
             method: "GET",
             path: "/x",
             authorization: Some(&t),
+            repeated_authorization: false,
         },
         NOW + 5 + 31,
     );
     assert_eq!(later.verdict, Verdict::Deny(Denial::Expired));
+}
+
+#[test]
+fn two_authorization_headers_are_refused() {
+    let mut e = engine();
+    let t = format!(
+        "Bearer {}",
+        sign(&signing_key(1), claims(serde_json::json!({})))
+    );
+    let out = e.check(
+        &Request {
+            method: "GET",
+            path: "/x",
+            authorization: Some(&t),
+            repeated_authorization: true,
+        },
+        NOW,
+    );
+    assert_eq!(
+        out.verdict,
+        Verdict::Deny(Denial::Malformed("more than one Authorization header"))
+    );
 }
 
 #[test]
@@ -162,7 +186,7 @@ fn refusals() {
         Denial::UnknownKey
     );
     // Signed by key 2 but naming key 1.
-    let header = serde_json::json!({"alg": "EdDSA", "kid": kid(&sk)}).to_string();
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid(&sk)}).to_string();
     assert_eq!(
         denial(
             &mut e,
@@ -234,6 +258,7 @@ fn tokens_from_jsonwebtoken_verify() {
     let key = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     header.kid = Some(kid(&sk));
+    header.typ = Some("at+jwt".into());
     let token = jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key).unwrap();
     let mut e = engine();
     assert!(matches!(
@@ -460,6 +485,7 @@ fn snapshot_limits_join_and_replace_the_configured_ones() {
             method: "GET",
             path: "/api/x?q=1",
             authorization: Some(&t),
+            repeated_authorization: false,
         };
         let out = e.check(&req, NOW);
         let Verdict::Allow(v) = out.verdict else {

@@ -69,6 +69,7 @@ fn limiter(policies: Vec<LimitPolicy>, capacity: u32) -> Limiter {
             capacity,
             headers_on_allow: true,
             policies,
+            placement_key: [7; 16],
         },
         &[],
     )
@@ -233,6 +234,7 @@ fn pushed_policies_replace_defaults_of_the_same_name() {
             capacity: 64,
             headers_on_allow: false,
             policies: vec![default],
+            placement_key: [0; 16],
         },
         &[pushed, extra],
     );
@@ -389,4 +391,34 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn slot_placement_is_keyed_by_the_secret() {
+    // An attacker who knows a victim's key value and the policy name must not be able to
+    // compute where its bucket lives: under another secret the same keys land elsewhere.
+    let build = |secret: u8| {
+        Limiter::new(
+            &LimitsConfig {
+                capacity: 4096,
+                headers_on_allow: false,
+                policies: vec![policy(serde_json::json!({
+                    "name": "per-key", "key": ["header:x-key"], "rate": 1, "burst": 1
+                }))],
+                placement_key: [secret; 16],
+            },
+            &[],
+        )
+    };
+    let (a, b) = (build(1), build(2));
+    let moved = (0..64)
+        .filter(|i| {
+            let req = keyed(&format!("user-{i}"));
+            let s = subject(None);
+            let fa = a.key(&a.policies[0], &s, &req).0;
+            let fb = b.key(&b.policies[0], &s, &req).0;
+            fa % 4096 != fb % 4096
+        })
+        .count();
+    assert!(moved > 56, "only {moved} of 64 keys moved with the secret");
 }

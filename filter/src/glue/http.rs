@@ -1,0 +1,376 @@
+//! The per-request context: reads the request's headers once, asks the engine, and
+//! applies its verdict through [`finish`], the one function that sets or strips identity
+//! headers, resumes a paused request or answers it. A confirmation callout pauses the
+//! request; whichever comes first, its answer or the filter's own deadline (swept by the
+//! root context), finishes it, and the other finds nothing left to do.
+//!
+//! Only `hostcalls` are used here, never the SDK's trait helpers: those unwrap the host's
+//! status, and a call on a request already answered ("unexpected status: 2") would
+//! panic and take the worker's VM down with it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use super::RATE_SHARED;
+use super::{now_ms, now_ns, HostFacts, Metrics, SharedSlots};
+use super::{ALLOWED, ANONYMOUS, CACHE_HITS, CACHE_MISSES, CONFIRMATIONS, RATE_CONTENDED};
+use crate::deny::{Answer, Denial};
+use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
+use crate::limits::LimitOutcome;
+use crate::sync::OnUnconfirmed;
+
+const CALLOUT_BACKSTOP_MS: u64 = 1_000;
+
+/// A request paused on a confirmation callout.
+pub(super) struct Pending {
+    pub context_id: u32,
+    token: u32,
+    pub deadline_ms: u64,
+    jti: String,
+    verified: Rc<Verified>,
+    request: RequestFacts,
+}
+
+/// What `finish` needs to know about the request beyond the verdict.
+#[derive(Clone, Default)]
+pub(super) struct RequestFacts {
+    correlation_id: String,
+    /// Client headers that impersonate ours (`x_meshauth_sub`), removed on every path.
+    lookalikes: Vec<String>,
+}
+
+pub(super) type PendingList = Rc<RefCell<Vec<Pending>>>;
+
+/// How a request ends.
+pub(super) enum Finish<'a> {
+    Allow(&'a Verified),
+    Anonymous,
+    Refuse(Answer),
+}
+
+/// Applies the verdict to the request in the effective context. `paused`: the request
+/// is waiting for us (after a callout), so letting it through means resuming it.
+pub(super) fn finish(
+    engine: &Engine,
+    metrics: &Metrics,
+    request: &RequestFacts,
+    how: Finish<'_>,
+    paused: bool,
+) -> Action {
+    let set = |name: &str, value: Option<&str>| {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value);
+    };
+    let pass = match how {
+        Finish::Allow(verified) => {
+            metrics.bump(ALLOWED);
+            // Setting (or removing) each header also drops any client-sent copy.
+            for (f, value) in engine.forwarded().iter().zip(&verified.headers) {
+                set(&f.header, value.as_deref());
+            }
+            if !engine.config().forward_authorization {
+                set("authorization", None);
+            }
+            true
+        }
+        Finish::Anonymous => {
+            metrics.bump(ANONYMOUS);
+            for f in engine.forwarded() {
+                set(&f.header, None);
+            }
+            true
+        }
+        Finish::Refuse(answer) => {
+            let headers: Vec<(&str, &str)> = answer
+                .headers
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            let _ =
+                hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()));
+            false
+        }
+    };
+    if !pass {
+        return Action::Pause;
+    }
+    for name in &request.lookalikes {
+        set(name, None);
+    }
+    if paused {
+        let _ = hostcalls::resume_http_request();
+    }
+    Action::Continue
+}
+
+/// The answer for a Bloom hit the control plane did not confirm, per `on_unconfirmed`.
+fn unconfirmed<'a>(
+    engine: &Engine,
+    metrics: &Metrics,
+    verified: &'a Verified,
+    correlation: &str,
+) -> Finish<'a> {
+    let allow = engine
+        .config()
+        .sync
+        .as_ref()
+        .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow);
+    if allow {
+        Finish::Allow(verified)
+    } else {
+        refuse(engine, metrics, &Denial::Revoked, correlation)
+    }
+}
+
+fn refuse(
+    engine: &Engine,
+    metrics: &Metrics,
+    denial: &Denial,
+    correlation: &str,
+) -> Finish<'static> {
+    metrics.denied(denial.code());
+    Finish::Refuse(denial.answer(&engine.config().realm, correlation))
+}
+
+/// Root context, on its tick: requests whose confirmation outlived the filter's
+/// deadline are finished as unconfirmed. Their callout's late answer then finds no
+/// pending entry and is dropped.
+pub(super) fn expire(pending: &PendingList, engine: &RefCell<Engine>, metrics: &Metrics, now: u64) {
+    let expired: Vec<Pending> = {
+        let mut list = pending.borrow_mut();
+        let (due, keep) = std::mem::take(&mut *list)
+            .into_iter()
+            .partition(|p| p.deadline_ms <= now);
+        *list = keep;
+        due
+    };
+    let engine = engine.borrow();
+    for p in expired {
+        // The request may be gone (client hung up): then there is nothing to finish.
+        if hostcalls::set_effective_context(p.context_id).is_err() {
+            continue;
+        }
+        let how = unconfirmed(&engine, metrics, &p.verified, &p.request.correlation_id);
+        finish(&engine, metrics, &p.request, how, true);
+    }
+}
+
+pub(super) struct Http {
+    pub context_id: u32,
+    pub engine: Rc<RefCell<Engine>>,
+    pub metrics: Rc<Metrics>,
+    pub pending: PendingList,
+    /// `RateLimit` for the response, when configured.
+    pub ratelimit: Option<String>,
+}
+
+impl Http {
+    /// Asks the control plane about a Bloom hit; `Err` hands the inputs back when the
+    /// call could not be made.
+    fn confirm(
+        &mut self,
+        jti: String,
+        verified: Rc<Verified>,
+        request: RequestFacts,
+    ) -> Result<(), (Rc<Verified>, RequestFacts)> {
+        let Some(cfg) = self.engine.borrow().config().sync.clone() else {
+            return Err((verified, request));
+        };
+        let body = serde_json::json!({ "jti": jti }).to_string();
+        let headers = vec![
+            (":method", "POST"),
+            (":path", "/sync/v1/confirm"),
+            (":authority", cfg.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        // The filter's own deadline (swept on the root's tick) decides; Envoy's timeout is
+        // only a backstop, set later so the late answer it produces is the one dropped.
+        let timeout = Duration::from_millis(cfg.callout_timeout_ms + CALLOUT_BACKSTOP_MS);
+        match hostcalls::dispatch_http_call(
+            &cfg.cluster,
+            headers,
+            Some(body.as_bytes()),
+            vec![],
+            timeout,
+        ) {
+            Ok(token) => {
+                self.metrics.bump(CONFIRMATIONS);
+                self.pending.borrow_mut().push(Pending {
+                    context_id: self.context_id,
+                    token,
+                    deadline_ms: now_ms() + cfg.callout_timeout_ms,
+                    jti,
+                    verified,
+                    request,
+                });
+                Ok(())
+            }
+            Err(_) => Err((verified, request)),
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        // Only a request still paused on this very call is finished here; one the
+        // deadline already finished has no entry left.
+        let entry = {
+            let mut list = self.pending.borrow_mut();
+            list.iter()
+                .position(|p| p.context_id == self.context_id && p.token == token_id)
+                .map(|i| list.swap_remove(i))
+        };
+        let Some(p) = entry else {
+            return;
+        };
+        let ok = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("200");
+        let answer = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpCallResponseBody,
+            0,
+            body_size,
+        )
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("revoked").and_then(serde_json::Value::as_bool));
+        let engine = self.engine.clone();
+        let how = match (ok, answer) {
+            (true, Some(revoked)) => {
+                engine
+                    .borrow_mut()
+                    .confirm(&p.jti, revoked, p.verified.claims.exp);
+                let engine = engine.borrow();
+                if revoked {
+                    refuse(
+                        &engine,
+                        &self.metrics,
+                        &Denial::Revoked,
+                        &p.request.correlation_id,
+                    )
+                } else {
+                    Finish::Allow(&p.verified)
+                }
+            }
+            _ => unconfirmed(
+                &engine.borrow(),
+                &self.metrics,
+                &p.verified,
+                &p.request.correlation_id,
+            ),
+        };
+        finish(&engine.borrow(), &self.metrics, &p.request, how, true);
+    }
+
+    fn on_done(&mut self) -> bool {
+        // A request that ends while paused (the client went away) needs no answer.
+        self.pending
+            .borrow_mut()
+            .retain(|p| p.context_id != self.context_id);
+        true
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let engine = self.engine.clone();
+        // One host call fetches every header: path and method for routes and limits,
+        // and the names, to find lookalikes of our identity headers.
+        let all = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let find = |name: &str| all.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let method = find(":method").unwrap_or_default();
+        let path = find(":path").unwrap_or_default();
+        let authorization = find("authorization");
+        let request = {
+            let e = engine.borrow();
+            let ours: Vec<&str> = e.forwarded().iter().map(|f| f.header.as_str()).collect();
+            RequestFacts {
+                correlation_id: find("x-request-id").unwrap_or_default().to_string(),
+                lookalikes: crate::headers::lookalikes(all.iter().map(|(k, _)| k.as_str()), &ours),
+            }
+        };
+        // One clock read serves the token checks (seconds) and the buckets (ns).
+        let now_ns = now_ns();
+        let now = i64::try_from(now_ns / 1_000_000_000).unwrap_or(i64::MAX);
+        let req = Request {
+            method,
+            path,
+            authorization,
+            repeated_authorization: all.iter().filter(|(k, _)| k == "authorization").count() > 1,
+        };
+        let outcome = engine.borrow_mut().check(&req, now);
+        match outcome.cache {
+            CacheUse::Hit => self.metrics.bump(CACHE_HITS),
+            CacheUse::Miss => self.metrics.bump(CACHE_MISSES),
+            CacheUse::NotUsed => {}
+        }
+        let e = engine.borrow();
+        if e.limits_enabled() {
+            let verified = match &outcome.verdict {
+                Verdict::Allow(v) | Verdict::Confirm { verified: v, .. } => Some(v.as_ref()),
+                Verdict::Anonymous | Verdict::Deny(_) => None,
+            };
+            if !matches!(outcome.verdict, Verdict::Deny(_)) {
+                let facts = HostFacts {
+                    headers: Some(all.as_slice()),
+                };
+                match e.limit(&SharedSlots, &req, outcome.route, verified, &facts, now_ns) {
+                    LimitOutcome::Limited(l) => {
+                        self.metrics.limited(&l.policy);
+                        if l.contended {
+                            self.metrics.bump(RATE_CONTENDED);
+                        }
+                        let answer = Answer::limited(&l, &request.correlation_id);
+                        return finish(&e, &self.metrics, &request, Finish::Refuse(answer), false);
+                    }
+                    LimitOutcome::Admitted(a) => {
+                        self.metrics.add(RATE_SHARED, a.shared);
+                        self.ratelimit = a.header;
+                    }
+                }
+            }
+        }
+        match outcome.verdict {
+            Verdict::Allow(verified) => {
+                finish(&e, &self.metrics, &request, Finish::Allow(&verified), false)
+            }
+            Verdict::Anonymous => finish(&e, &self.metrics, &request, Finish::Anonymous, false),
+            Verdict::Deny(denial) => {
+                let how = refuse(&e, &self.metrics, &denial, &request.correlation_id);
+                finish(&e, &self.metrics, &request, how, false)
+            }
+            Verdict::Confirm { jti, verified } => {
+                drop(e);
+                match self.confirm(jti, verified, request) {
+                    Ok(()) => Action::Pause,
+                    Err((verified, request)) => {
+                        let e = engine.borrow();
+                        let how =
+                            unconfirmed(&e, &self.metrics, &verified, &request.correlation_id);
+                        finish(&e, &self.metrics, &request, how, false)
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(field) = self.ratelimit.take() {
+            let _ = hostcalls::add_map_value(MapType::HttpResponseHeaders, "ratelimit", &field);
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,352 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Attacks on the filter in a real Envoy, each a regression test for a finding of the
+//! security review (docs/security.md, "The edge"). Envoy here runs WITHOUT the path and
+//! header hardening the shipped configs set, as a careless operator's would: the filter
+//! must hold on its own.
+
+use std::time::{Duration, Instant};
+
+use meshauth_tests::control_plane::{ControlPlane, StoreKind};
+use meshauth_tests::echo;
+use meshauth_tests::envoy::{template, Envoy, Options};
+use meshauth_tests::http::{get, raw_get};
+use meshauth_tests::relay::{Confirm, Relay};
+use meshauth_tests::tokens::{claims, jwks_value, DevKey};
+use serde_json::{json, Value};
+
+/// The shipped bootstrap with its listener hardening taken out.
+fn unhardened_template() -> String {
+    let t = template();
+    let out: String = t
+        .lines()
+        .filter(|l| {
+            ![
+                "normalize_path",
+                "merge_slashes",
+                "path_with_escaped_slashes_action",
+                "headers_with_underscores_action",
+            ]
+            .iter()
+            .any(|k| l.trim_start().starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        out, t,
+        "the shipped template no longer sets the hardening this test removes"
+    );
+    out
+}
+
+fn start(config: &Value, cp_port: Option<u16>) -> Envoy {
+    let upstream = echo::spawn().unwrap();
+    let mut vars = Vec::new();
+    if let Some(p) = cp_port {
+        vars.push(("CP_PORT", p.to_string()));
+    }
+    Envoy::start(
+        config,
+        Options {
+            upstream_port: upstream,
+            template: Some(unhardened_template()),
+            vars,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start: {log}"))
+}
+
+fn routes_config(key: &DevKey) -> Value {
+    json!({
+        "bootstrap_jwks": jwks_value(&[key]),
+        "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+        "forward_authorization": false,
+        "routes": [
+            {"name": "public", "path_prefix": "/public/", "auth": "anonymous"},
+            {"name": "admin", "path_prefix": "/admin/", "scopes_all": ["admin"]}
+        ]
+    })
+}
+
+#[test]
+fn dot_segments_and_encoded_separators_cannot_reach_a_token_route_anonymously() {
+    let key = DevKey::random();
+    let envoy = start(&routes_config(&key), None);
+    // Without a token, through the anonymous route's prefix.
+    for path in [
+        "/public/..%2Fadmin/users",
+        "/public/..%2fadmin/users",
+        "/public/%2e%2e/admin/users",
+        "/public/../admin/users",
+        "/public/..;/admin/users",
+        "/public/..%5Cadmin/users",
+        "/public/%61dmin",
+        "//admin/users",
+    ] {
+        let a = raw_get(envoy.port, path, &[("x-request-id", "p-1")]);
+        assert_eq!(a.status, 400, "{path}: {}", a.body);
+        let body: Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(body["error"]["code"], "bad_path", "{path}");
+        assert_eq!(body["error"]["correlation_id"], "p-1");
+        assert_eq!(a.header("cache-control"), Some("no-store"));
+    }
+    // Normal paths are untouched, query strings are not paths.
+    assert_eq!(
+        raw_get(envoy.port, "/public/info?next=/../admin", &[]).status,
+        200
+    );
+    assert_eq!(raw_get(envoy.port, "/admin/users", &[]).status, 401);
+    assert!(envoy.wait_counter("meshauth_requests_denied_bad_path", 8) >= 8);
+}
+
+#[test]
+fn case_variants_of_a_route_need_its_scope() {
+    let key = DevKey::random();
+    let envoy = start(&routes_config(&key), None);
+    let read = format!(
+        "Bearer {}",
+        key.sign(&claims("bob", json!({"scope": "read"})))
+    );
+    for path in ["/admin/users", "/ADMIN/users", "/Admin/users"] {
+        let a = get(&envoy.url(path), &[("authorization", &read)]);
+        assert_eq!(a.status, 403, "{path}: {}", a.body);
+        assert_eq!(a.json()["error"]["code"], "insufficient_scope");
+    }
+    // And an anonymous prefix in another case is still anonymous (the default for prefixes).
+    assert_eq!(get(&envoy.url("/PUBLIC/info"), &[]).status, 200);
+}
+
+#[test]
+fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
+    let key = DevKey::random();
+    let envoy = start(&routes_config(&key), None);
+    let alice = format!("Bearer {}", key.sign(&claims("alice", json!({}))));
+    let spoofs = [
+        ("x_meshauth_sub", "admin"),
+        ("x-meshauth_sub", "admin"),
+        ("x-meshauth-sub", "admin"),
+    ];
+    // Anonymous route, token route: neither lets a lookalike through.
+    for (path, auth) in [("/public/x", None), ("/api/x", Some(alice.as_str()))] {
+        let mut headers: Vec<(&str, &str)> = spoofs.to_vec();
+        if let Some(a) = auth {
+            headers.push(("authorization", a));
+        }
+        let a = raw_get(envoy.port, path, &headers);
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        let seen = &serde_json::from_str::<Value>(&a.body).unwrap()["headers"];
+        assert!(seen.get("x_meshauth_sub").is_none(), "{path}: {seen}");
+        assert!(seen.get("x-meshauth_sub").is_none(), "{path}: {seen}");
+        let want = if auth.is_some() {
+            json!("alice")
+        } else {
+            Value::Null
+        };
+        assert_eq!(
+            seen.get("x-meshauth-sub").cloned().unwrap_or(Value::Null),
+            want,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn path_and_method_scoped_limits_apply_without_routes() {
+    let key = DevKey::random();
+    let config = json!({
+        "bootstrap_jwks": jwks_value(&[&key]),
+        "rate_limits": {"policies": [
+            {"name": "api", "key": ["claim:sub"], "rate": 1, "window_seconds": 3600, "burst": 3,
+             "match": {"path_prefix": "/api/", "methods": ["GET"]}}
+        ]}
+    });
+    let envoy = start(&config, None);
+    let carol = format!("Bearer {}", key.sign(&claims("carol", json!({}))));
+    let codes: Vec<u16> = (0..5)
+        .map(|_| {
+            get(
+                &envoy.url("/api/x"),
+                &[("authorization", &carol), ("connection", "close")],
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(codes, vec![200, 200, 200, 429, 429]);
+    // Other paths and methods are outside the policy.
+    assert_eq!(
+        get(&envoy.url("/other"), &[("authorization", &carol)]).status,
+        200
+    );
+}
+
+/// A revoked token whose confirmation never comes back, with `on_unconfirmed: allow`:
+/// the filter's deadline lets it through the allow path (client identity headers
+/// replaced, Authorization stripped), and the callout's late timeout afterwards must
+/// neither touch the finished request nor break the worker.
+#[test]
+fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let relay = Relay::spawn(cp.port, Confirm::Stall).unwrap();
+    let dk = get(&cp.url("/sync/v1/distribution-key"), &[]).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim = cp
+        .cli_ok(&["token", "issue", "--sub", "mallory"])
+        .trim()
+        .to_string();
+    let other = cp
+        .cli_ok(&["token", "issue", "--sub", "alice"])
+        .trim()
+        .to_string();
+    // Revoked before Envoy starts: the first snapshot carries it in the Bloom filter
+    // only, so the filter has to ask.
+    cp.cli_ok(&["revoke", "token", &victim]);
+    let config = json!({
+        "issuer": cp.base_url(),
+        "audiences": ["api"],
+        "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+        "forward_authorization": false,
+        "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
+                 "poll_wait_ms": 2000, "callout_timeout_ms": 300, "on_unconfirmed": "allow"},
+    });
+    let envoy = start(&config, Some(relay.port));
+    let auth = format!("Bearer {other}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&envoy.url("/api"), &[("authorization", &auth)]).status != 200 {
+        assert!(Instant::now() < deadline, "no snapshot: {}", envoy.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let bad = format!("Bearer {victim}");
+    for round in 0..4 {
+        let a = get(
+            &envoy.url("/api"),
+            &[
+                ("authorization", &bad),
+                ("x-meshauth-sub", "root"),
+                ("x_meshauth_sub", "root"),
+                ("connection", "close"),
+            ],
+        );
+        assert_eq!(a.status, 200, "round {round}: {}\n{}", a.body, envoy.log());
+        let seen = &a.json()["headers"];
+        assert_eq!(seen["x-meshauth-sub"], "mallory", "round {round}: {seen}");
+        assert!(
+            seen.get("x_meshauth_sub").is_none(),
+            "round {round}: {seen}"
+        );
+        assert!(seen.get("authorization").is_none(), "round {round}: {seen}");
+        // Let the callout's own (later) timeout fire on the finished request.
+        std::thread::sleep(Duration::from_millis(1_600));
+    }
+    assert!(relay.confirms() >= 1, "the filter never asked");
+    // Both workers still serve (fresh connections spread over them).
+    for _ in 0..20 {
+        let a = get(
+            &envoy.url("/api"),
+            &[("authorization", &auth), ("connection", "close")],
+        );
+        assert_eq!(a.status, 200, "{}\n{}", a.body, envoy.log());
+    }
+    let log = envoy.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("unexpected status"), "{log}");
+}
+
+/// The same with `on_unconfirmed: deny` (the default): a 403 with every header every
+/// other refusal carries.
+#[test]
+fn an_unconfirmed_refusal_is_answered_like_every_other() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let relay = Relay::spawn(cp.port, Confirm::Stall).unwrap();
+    let dk = get(&cp.url("/sync/v1/distribution-key"), &[]).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim = cp
+        .cli_ok(&["token", "issue", "--sub", "mallory"])
+        .trim()
+        .to_string();
+    cp.cli_ok(&["revoke", "token", &victim]);
+    let config = json!({
+        "issuer": cp.base_url(),
+        "audiences": ["api"],
+        "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
+                 "poll_wait_ms": 2000, "callout_timeout_ms": 300},
+    });
+    let envoy = start(&config, Some(relay.port));
+    let bad = format!("Bearer {victim}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let a = loop {
+        let a = get(
+            &envoy.url("/api"),
+            &[("authorization", &bad), ("x-request-id", "corr-7")],
+        );
+        if a.status == 403 || Instant::now() > deadline {
+            break a;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(a.status, 403, "{}\n{}", a.body, envoy.log());
+    assert_eq!(a.json()["error"]["code"], "token_revoked");
+    assert_eq!(a.json()["error"]["correlation_id"], "corr-7");
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    assert!(a.header("www-authenticate").is_some());
+    std::thread::sleep(Duration::from_millis(1_600));
+    assert_eq!(
+        get(&envoy.url("/api"), &[("authorization", &bad)]).status,
+        403
+    );
+    assert!(!envoy.log().contains("panicked"));
+}
+
+/// The shipped bootstrap (what the demo and guides use) stops the same attacks before
+/// the filter: underscore headers are refused and escaped slashes never reach a route.
+#[test]
+fn the_shipped_bootstrap_is_hardened_too() {
+    let key = DevKey::random();
+    let upstream = echo::spawn().unwrap();
+    let envoy = Envoy::start(
+        &routes_config(&key),
+        Options {
+            upstream_port: upstream,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
+    let a = raw_get(envoy.port, "/public/x", &[("x_meshauth_sub", "admin")]);
+    assert_eq!(a.status, 400, "{}", a.body);
+    let a = raw_get(envoy.port, "/public/..%2Fadmin/users", &[]);
+    assert_ne!(a.status, 200, "{}", a.body);
+    assert!(
+        !a.body.contains("\"path\""),
+        "reached the upstream: {}",
+        a.body
+    );
+    assert_eq!(raw_get(envoy.port, "/public/x", &[]).status, 200);
+}
+
+#[test]
+fn two_authorization_headers_are_refused() {
+    let key = DevKey::random();
+    let envoy = start(&routes_config(&key), None);
+    let mine = format!("Bearer {}", key.sign(&claims("bob", json!({}))));
+    let forged = format!(
+        "Bearer {}",
+        DevKey::random().sign(&claims("root", json!({"scope": "admin"})))
+    );
+    let a = raw_get(
+        envoy.port,
+        "/api/x",
+        &[("authorization", &mine), ("authorization", &forged)],
+    );
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(
+        serde_json::from_str::<Value>(&a.body).unwrap()["error"]["code"],
+        "malformed_token"
+    );
+    assert_eq!(
+        raw_get(envoy.port, "/api/x", &[("authorization", &mine)]).status,
+        200
+    );
+}
