@@ -107,6 +107,28 @@ pub fn confirm_verdict(body: &[u8], jti: &str, nonce: &str, key: &PreparedKey) -
     ConfirmAnswer::open(body, jti, nonce, |input, sig| key.verify(input, sig))
 }
 
+/// A fresh, unpredictable nonce for a confirm question (22 base64url characters). std's
+/// `RandomState` keys SipHash from the host's random source (WASI `random_get` in
+/// Envoy) and varies the key per instance, so its output cannot be guessed from outside.
+pub fn fresh_nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    let n = COUNTER.with(|c| {
+        c.set(c.get().wrapping_add(1));
+        c.get()
+    });
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_usize(i);
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    meshauth_wire::b64::encode(bytes)
+}
+
 /// The body of a confirm question.
 pub fn confirm_request(jti: &str, nonce: &str) -> String {
     serde_json::to_string(&meshauth_wire::sync::ConfirmRequest {
@@ -523,6 +545,15 @@ mod tests {
             !fresh_enough(&snap(0), 1_000_000, 86_400),
             "a replayed old one"
         );
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_well_formed() {
+        let all: std::collections::BTreeSet<String> = (0..1000).map(|_| fresh_nonce()).collect();
+        assert_eq!(all.len(), 1000);
+        assert!(all
+            .iter()
+            .all(|n| meshauth_wire::sync::ConfirmRequest::valid_nonce(n)));
     }
 
     #[test]

@@ -527,3 +527,53 @@ fn a_forged_confirm_answer_does_not_lift_a_revocation() {
     }
     assert_eq!(nonces.len(), questions.len(), "a fresh nonce per question");
 }
+
+/// The attack as found: a relay between the filter and the real control plane passes
+/// snapshots through and answers confirm questions `{"revoked": false}` itself. The
+/// token revoked before Envoy started (so only the Bloom filter knows it) stays 403;
+/// with the relay passing confirm through, the real signed answer refuses it too.
+#[test]
+fn a_relay_answering_confirm_itself_does_not_lift_a_revocation() {
+    use meshauth_tests::relay::{Confirm, Relay};
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let victim = issue(&cp, "mallory");
+    let other = issue(&cp, "alice");
+    cp.cli_ok(&["revoke", "token", &victim]);
+    let jti = {
+        let p = victim.split('.').nth(1).unwrap();
+        let c: Value = serde_json::from_slice(&meshauth_wire::b64::decode(p).unwrap()).unwrap();
+        c["jti"].as_str().unwrap().to_string()
+    };
+    let relay = Relay::spawn(
+        cp.port,
+        Confirm::Answer(json!({"jti": jti, "revoked": false}).to_string()),
+    )
+    .unwrap();
+    let upstream = echo::spawn().unwrap();
+    let config = json!({
+        "issuer": cp.base_url(),
+        "audiences": ["api"],
+        "sync": cp.filter_sync(&distribution_key(&cp)),
+    });
+    let envoy = Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            vars: vec![("CP_PORT", relay.port.to_string())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    eventually(&envoy, &other, 200);
+    for _ in 0..6 {
+        let a = call(&envoy, &victim);
+        assert_eq!(a.status, 403, "{}", a.body);
+    }
+    assert!(relay.confirms() >= 1, "the filter never asked");
+    relay.set(Confirm::Pass);
+    for _ in 0..6 {
+        assert_eq!(call(&envoy, &victim).status, 403);
+    }
+    assert!(envoy.wait_counter("meshauth_revocation_confirmations", 2) >= 2);
+    assert_eq!(call(&envoy, &other).status, 200);
+}
