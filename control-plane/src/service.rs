@@ -163,6 +163,52 @@ pub fn validate_name(what: &str, v: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// The fleet-credential check: with hashes configured, the bearer must match one
+/// (`allow_anonymous` is then ignored); with none, only `allow_anonymous` lets calls in.
+fn sync_bearer_ok(hashes: &[[u8; 32]], allow_anonymous: bool, bearer: Option<&str>) -> bool {
+    if hashes.is_empty() {
+        return allow_anonymous;
+    }
+    let Some(bearer) = bearer else {
+        return false;
+    };
+    let presented = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        bearer.as_bytes(),
+    ));
+    // Every hash is compared, so timing shows nothing about which one matched.
+    let mut ok = false;
+    for h in hashes {
+        ok |= ct_eq(presented.as_slice(), h);
+    }
+    ok
+}
+
+#[cfg(test)]
+mod sync_auth_tests {
+    use super::sync_bearer_ok;
+
+    fn hash(s: &str) -> [u8; 32] {
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+            s.as_bytes(),
+        ))
+        .into()
+    }
+
+    #[test]
+    fn sync_calls_need_a_configured_credential() {
+        // Nothing configured: refused, unless anonymous sync is explicitly allowed.
+        assert!(!sync_bearer_ok(&[], false, None));
+        assert!(!sync_bearer_ok(&[], false, Some("anything")));
+        assert!(sync_bearer_ok(&[], true, None));
+        // Two valid at once (rotation); anything else refused, the flag then ignored.
+        let both = [hash("old-cred"), hash("new-cred")];
+        assert!(sync_bearer_ok(&both, false, Some("old-cred")));
+        assert!(sync_bearer_ok(&both, false, Some("new-cred")));
+        assert!(!sync_bearer_ok(&both, true, Some("new-cre")));
+        assert!(!sync_bearer_ok(&both, true, None));
+    }
+}
+
 impl App {
     pub async fn new(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<App>, ServiceError> {
         let filter_wasm = match &settings.filter_wasm {
@@ -629,21 +675,11 @@ impl App {
     /// Whether a sync call's bearer is a configured fleet credential (constant time,
     /// every hash checked). With none configured only `sync_allow_anonymous` lets calls in.
     pub fn sync_authorized(&self, bearer: Option<&str>) -> bool {
-        let hashes = &self.settings.sync_credential_hashes;
-        if hashes.is_empty() {
-            return self.settings.sync_allow_anonymous;
-        }
-        let Some(bearer) = bearer else {
-            return false;
-        };
-        let presented = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
-            bearer.as_bytes(),
-        ));
-        let mut ok = false;
-        for h in hashes {
-            ok |= ct_eq(presented.as_slice(), h);
-        }
-        ok
+        sync_bearer_ok(
+            &self.settings.sync_credential_hashes,
+            self.settings.sync_allow_anonymous,
+            bearer,
+        )
     }
 
     pub fn admin_authorized(&self, bearer: &str) -> bool {
