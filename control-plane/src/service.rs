@@ -183,32 +183,6 @@ fn sync_bearer_ok(hashes: &[[u8; 32]], allow_anonymous: bool, bearer: Option<&st
     ok
 }
 
-#[cfg(test)]
-mod sync_auth_tests {
-    use super::sync_bearer_ok;
-
-    fn hash(s: &str) -> [u8; 32] {
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
-            s.as_bytes(),
-        ))
-        .into()
-    }
-
-    #[test]
-    fn sync_calls_need_a_configured_credential() {
-        // Nothing configured: refused, unless anonymous sync is explicitly allowed.
-        assert!(!sync_bearer_ok(&[], false, None));
-        assert!(!sync_bearer_ok(&[], false, Some("anything")));
-        assert!(sync_bearer_ok(&[], true, None));
-        // Two valid at once (rotation); anything else refused, the flag then ignored.
-        let both = [hash("old-cred"), hash("new-cred")];
-        assert!(sync_bearer_ok(&both, false, Some("old-cred")));
-        assert!(sync_bearer_ok(&both, false, Some("new-cred")));
-        assert!(!sync_bearer_ok(&both, true, Some("new-cre")));
-        assert!(!sync_bearer_ok(&both, true, None));
-    }
-}
-
 impl App {
     pub async fn new(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<App>, ServiceError> {
         let filter_wasm = match &settings.filter_wasm {
@@ -1073,5 +1047,31 @@ impl App {
             .get(Table::Revocations, &format!("jti:{jti}"))
             .await?
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod sync_auth_tests {
+    use super::sync_bearer_ok;
+
+    fn hash(s: &str) -> [u8; 32] {
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+            s.as_bytes(),
+        ))
+        .into()
+    }
+
+    #[test]
+    fn sync_calls_need_a_configured_credential() {
+        // Nothing configured: refused, unless anonymous sync is explicitly allowed.
+        assert!(!sync_bearer_ok(&[], false, None));
+        assert!(!sync_bearer_ok(&[], false, Some("anything")));
+        assert!(sync_bearer_ok(&[], true, None));
+        // Two valid at once (rotation); anything else refused, the flag then ignored.
+        let both = [hash("old-cred"), hash("new-cred")];
+        assert!(sync_bearer_ok(&both, false, Some("old-cred")));
+        assert!(sync_bearer_ok(&both, false, Some("new-cred")));
+        assert!(!sync_bearer_ok(&both, true, Some("new-cre")));
+        assert!(!sync_bearer_ok(&both, true, None));
     }
 }
