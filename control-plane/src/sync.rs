@@ -5,7 +5,7 @@
 //! polling another.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +73,8 @@ pub struct SyncHub {
     filters: Mutex<BTreeMap<String, FilterStatus>>,
     /// Live entries in the shared registry, as far as this replica knows.
     registered: AtomicUsize,
+    /// When this replica last started a new epoch (seconds).
+    last_epoch_reset: AtomicI64,
     /// The signed snapshot of one version: (version, issued_at, envelope).
     cached: Mutex<Option<(u64, i64, Arc<String>)>>,
 }
@@ -138,6 +140,7 @@ impl SyncHub {
             version_tx,
             filters: Mutex::new(BTreeMap::new()),
             registered: AtomicUsize::new(0),
+            last_epoch_reset: AtomicI64::new(0),
             cached: Mutex::new(None),
         })
     }
@@ -171,6 +174,18 @@ impl SyncHub {
     ) -> Result<bool, StoreError> {
         let (len, _) = store.log_head(Log::Changes).await?;
         if version <= len || epoch != self.epoch() {
+            return Ok(false);
+        }
+        // One reset a minute per replica: a filter that keeps claiming a version from
+        // the future (broken, or a holder of the credential misusing it) cannot make
+        // every filter fetch a full snapshot over and over.
+        let last = self.last_epoch_reset.load(Ordering::Relaxed);
+        if now - last < 60
+            || self
+                .last_epoch_reset
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
             return Ok(false);
         }
         let fresh = crypto::random_token(12);

@@ -560,6 +560,18 @@ fn a_store_restored_from_a_backup_starts_a_new_epoch() {
         metrics.contains("meshauth_sync_epoch_resets_total 1"),
         "{metrics}"
     );
+    // A filter that keeps claiming a version from the future does not restart the
+    // epoch again and again.
+    let c = cp.sync_get(&format!(
+        "/sync/v1/snapshot?version=999999&epoch={}&wait_ms=0",
+        fresh.epoch
+    ));
+    assert_eq!(c.status, 304);
+    let metrics = get(&cp.url("/metrics"), &[]).body;
+    assert!(
+        metrics.contains("meshauth_sync_epoch_resets_total 1"),
+        "{metrics}"
+    );
     // Filters of the old epoch, behind or not, move to the new one too.
     let b = cp.sync_get(&format!(
         "/sync/v1/snapshot?version={}&epoch={}&wait_ms=0",
