@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use meshauth_wire::bloom::Bloom;
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{
-    ConfirmAnswer, Delta, Message, RevocationRule, RuleClaim, SignedConfirm, SignedSnapshot,
-    Snapshot, MAX_CLOCK_SKEW_SECONDS,
+    ConfirmAnswer, Delta, HeadStatement, Message, RevocationRule, RuleClaim, SignedConfirm,
+    SignedSnapshot, Snapshot, MAX_CLOCK_SKEW_SECONDS,
 };
 use meshauth_wire::{b64, JwkSet};
 
@@ -337,6 +337,16 @@ impl SyncHub {
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
         store.put(Table::Filters, id, &bytes).await?;
         Ok(true)
+    }
+
+    /// The signed statement a `304` carries: the head of this epoch is still `version`.
+    pub fn seal_head(&self, version: u64, now: i64) -> String {
+        HeadStatement {
+            epoch: self.epoch(),
+            version,
+            issued_at: now,
+        }
+        .seal(|input| self.signer.sign(input).to_bytes())
     }
 
     /// The signed answer to a filter's confirm question.

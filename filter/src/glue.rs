@@ -543,9 +543,32 @@ impl Context for Root {
                 self.poll.next_at_ms = now;
             }
             "304" => {
-                self.last_contact_ms = now;
-                self.poll.attempt = 0;
-                self.poll.next_at_ms = now;
+                // Only a signed "still at your version" counts as contact: a bare 304
+                // (a relay freezing the filter) is a failed poll.
+                let head = self.get_http_call_response_header(meshauth_wire::sync::HEAD_HEADER);
+                let held = self
+                    .engine
+                    .as_ref()
+                    .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
+                    .unwrap_or_default();
+                let confirmed = self.sync_config().is_some_and(|cfg| {
+                    let slack = i64::try_from(cfg.poll_wait_ms / 1000).unwrap_or(60) + 120;
+                    sync::head_confirms(
+                        head.as_deref(),
+                        (&held.0, held.1),
+                        i64::try_from(now / 1000).unwrap_or(i64::MAX),
+                        slack,
+                        &cfg.distribution_key,
+                    )
+                });
+                if confirmed {
+                    self.last_contact_ms = now;
+                    self.poll.attempt = 0;
+                    self.poll.next_at_ms = now;
+                } else {
+                    log::warn!("meshauth: sync poll answered 304 without a valid signed head");
+                    self.failed(now);
+                }
             }
             other => {
                 log::warn!("meshauth: sync poll answered {other:?}; keeping the last snapshot");

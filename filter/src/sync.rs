@@ -2,7 +2,9 @@
 //! decisions, backoff, the poll request, and opening a signed snapshot. The glue moves
 //! these through proxy-wasm shared data and `dispatch_http_call`.
 
-use meshauth_wire::sync::{ConfirmAnswer, Message, SignedSnapshot, Snapshot, SnapshotError};
+use meshauth_wire::sync::{
+    ConfirmAnswer, HeadStatement, Message, SignedSnapshot, Snapshot, SnapshotError,
+};
 
 use crate::ed25519::PreparedKey;
 
@@ -98,6 +100,23 @@ pub fn fresh_enough(message: &Message, now: i64, max_age: i64) -> bool {
         Message::Delta(d) => d.issued_at,
     };
     issued_at > now.saturating_sub(max_age)
+}
+
+/// Whether a `304`'s head statement (`x-meshauth-head`) is signed by the pinned key,
+/// names the epoch and version the filter holds, and was issued within `max_age_s`
+/// of `now`. Only then does a `304` count as contact with the control plane.
+pub fn head_confirms(
+    header: Option<&str>,
+    held: (&str, u64),
+    now: i64,
+    max_age_s: i64,
+    key: &PreparedKey,
+) -> bool {
+    header
+        .and_then(|h| HeadStatement::open(h, |input, sig| key.verify(input, sig)))
+        .is_some_and(|s| {
+            s.epoch == held.0 && s.version == held.1 && (now - s.issued_at).abs() <= max_age_s
+        })
 }
 
 /// The verdict in a confirm answer: `Some(revoked)` only when it is signed by the
@@ -545,6 +564,40 @@ mod tests {
             !fresh_enough(&snap(0), 1_000_000, 86_400),
             "a replayed old one"
         );
+    }
+
+    #[test]
+    fn a_304_counts_only_with_a_fresh_signed_head_for_the_version_held() {
+        let sk = SigningKey::from_bytes(&[3u8; 32]);
+        let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
+        let head = |epoch: &str, version, issued_at, key: &SigningKey| {
+            HeadStatement {
+                epoch: epoch.into(),
+                version,
+                issued_at,
+            }
+            .seal(|m| key.sign(m).to_bytes())
+        };
+        let ok = head("e", 7, 1_000, &sk);
+        assert!(head_confirms(Some(&ok), ("e", 7), 1_010, 120, &pinned));
+        assert!(
+            !head_confirms(None, ("e", 7), 1_010, 120, &pinned),
+            "a bare 304"
+        );
+        assert!(!head_confirms(Some(&ok), ("e", 6), 1_010, 120, &pinned));
+        assert!(!head_confirms(Some(&ok), ("f", 7), 1_010, 120, &pinned));
+        assert!(
+            !head_confirms(Some(&ok), ("e", 7), 2_000, 120, &pinned),
+            "replayed later"
+        );
+        let other = SigningKey::from_bytes(&[4u8; 32]);
+        assert!(!head_confirms(
+            Some(&head("e", 7, 1_000, &other)),
+            ("e", 7),
+            1_010,
+            120,
+            &pinned
+        ));
     }
 
     #[test]

@@ -577,3 +577,37 @@ fn a_relay_answering_confirm_itself_does_not_lift_a_revocation() {
     assert!(envoy.wait_counter("meshauth_revocation_confirmations", 2) >= 2);
     assert_eq!(call(&envoy, &other).status, 200);
 }
+
+/// A relay that answers every poll `304` would freeze a filter at its snapshot (no new
+/// revocations) while it looked in sync. A `304` counts as contact only with a signed
+/// head statement for the version held; a bare one is a failed poll, so staleness grows
+/// and the alert fires.
+#[test]
+fn a_bare_304_freezing_the_filter_shows_as_staleness() {
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[23; 32]);
+    let key = meshauth_tests::tokens::DevKey::random();
+    let fake = FakeSync::start(
+        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]),
+        |_| String::new(),
+    );
+    let envoy = envoy_on_fake(&fake, &distribution);
+    eventually(&envoy, &token_for(&key, "j-1"), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stale = envoy
+            .prometheus()
+            .lines()
+            .find(|l| l.starts_with("meshauth_sync_staleness_seconds"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if stale >= 4.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "staleness {stale} while every poll got a bare 304"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(envoy.counter("meshauth_sync_poll_failures") >= 1);
+}

@@ -235,6 +235,49 @@ impl ConfirmAnswer {
     }
 }
 
+/// What a `304` to a long poll says, signed: "at `issued_at` the head of `epoch` was
+/// still `version`". Without it a relay could answer every poll `304` and freeze a filter
+/// at its snapshot while it looked in sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadStatement {
+    pub epoch: String,
+    pub version: u64,
+    pub issued_at: i64,
+}
+
+/// Prefixed to a head statement's payload before signing (see `CONFIRM_SIGNING_CONTEXT`).
+pub const HEAD_SIGNING_CONTEXT: &[u8] = b"meshauth.sync.head.v1\n";
+
+/// The header that carries a signed head statement on a `304`.
+pub const HEAD_HEADER: &str = "x-meshauth-head";
+
+impl HeadStatement {
+    /// `payload.signature`, both base64url; the signature covers
+    /// `HEAD_SIGNING_CONTEXT || payload`.
+    pub fn seal(&self, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> String {
+        let payload = crate::b64::encode(serde_json::to_vec(self).unwrap_or_default());
+        let mut input = HEAD_SIGNING_CONTEXT.to_vec();
+        input.extend_from_slice(payload.as_bytes());
+        format!("{payload}.{}", crate::b64::encode(sign(&input)))
+    }
+
+    /// The statement, if `verify(signed_bytes, sig)` accepts it.
+    pub fn open(
+        text: &str,
+        verify: impl FnOnce(&[u8], &[u8; 64]) -> bool,
+    ) -> Option<HeadStatement> {
+        let (payload, sig) = text.split_once('.')?;
+        let sig = crate::b64::decode_array::<64>(sig)?;
+        let mut input = HEAD_SIGNING_CONTEXT.to_vec();
+        input.extend_from_slice(payload.as_bytes());
+        if !verify(&input, &sig) {
+            return None;
+        }
+        serde_json::from_slice(&crate::b64::decode(payload).ok()?).ok()
+    }
+}
+
 fn confirm_signing_input(payload: &str) -> Vec<u8> {
     let mut input = CONFIRM_SIGNING_CONTEXT.to_vec();
     input.extend_from_slice(payload.as_bytes());

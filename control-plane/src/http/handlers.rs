@@ -269,10 +269,12 @@ pub async fn sync_snapshot(
     }
     let current = app.sync.version();
     if same_epoch && current <= q.version && q.version != 0 {
-        return Ok(with_version(
-            StatusCode::NOT_MODIFIED.into_response(),
-            current,
-        ));
+        let mut resp = with_version(StatusCode::NOT_MODIFIED.into_response(), current);
+        if let Ok(v) = HeaderValue::from_str(&app.sync.seal_head(current, now())) {
+            resp.headers_mut()
+                .insert(meshauth_wire::sync::HEAD_HEADER, v);
+        }
+        return Ok(resp);
     }
     if same_epoch && q.delta == 1 {
         if let Some((version, body)) = app
