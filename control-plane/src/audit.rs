@@ -1,12 +1,13 @@
-//! The audit log: every change, hash-chained. Entry n carries the hash of entry n-1,
-//! and the store keeps the last hash beside the log, so an edited, removed or
-//! truncated entry breaks the chain and `verify` names it.
+//! The audit log: every change, chained by a keyed hash. Entry n carries the MAC of
+//! entry n-1, and the store keeps the last MAC beside the log, so an edited, removed or
+//! truncated entry breaks the chain and `verify` names it. The MAC is HMAC-SHA256 under
+//! a key derived from the master key, so whoever can write the store but does not hold
+//! the master key cannot edit an entry and recompute the rest of the chain.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::store::{Log, Store, StoreError};
 
@@ -25,7 +26,12 @@ pub struct AuditEntry {
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-fn entry_hash(
+/// The label of the audit chain's key, derived from the master key.
+pub const AUDIT_KEY_LABEL: &str = "meshauth audit chain v1";
+
+#[allow(clippy::too_many_arguments)]
+fn entry_mac(
+    key: &[u8; 32],
     seq: u64,
     at: i64,
     actor: &str,
@@ -35,7 +41,7 @@ fn entry_hash(
     prev: &str,
 ) -> String {
     let canonical = serde_json::json!([seq, at, actor, action, target, detail, prev]).to_string();
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    hex::encode(crate::crypto::hmac_sha256(key, canonical.as_bytes()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -59,11 +65,13 @@ pub struct AuditReport {
 
 pub struct Audit {
     store: Arc<dyn Store>,
+    key: [u8; 32],
 }
 
 impl Audit {
-    pub fn new(store: Arc<dyn Store>) -> Audit {
-        Audit { store }
+    /// `key`: the chain's MAC key (`MasterKey::derive(AUDIT_KEY_LABEL)`).
+    pub fn new(store: Arc<dyn Store>, key: [u8; 32]) -> Audit {
+        Audit { store, key }
     }
 
     pub async fn record(
@@ -79,7 +87,7 @@ impl Audit {
             let prev = head
                 .map(|h| String::from_utf8_lossy(&h).to_string())
                 .unwrap_or_else(|| GENESIS.to_string());
-            let hash = entry_hash(len, at, actor, action, target, &detail, &prev);
+            let hash = entry_mac(&self.key, len, at, actor, action, target, &detail, &prev);
             let entry = AuditEntry {
                 seq: len,
                 at,
@@ -131,10 +139,10 @@ impl Audit {
                     problem = Some(AuditProblem::Missing(seen));
                     break 'outer;
                 }
-                if entry_hash(
-                    e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
-                ) != e.hash
-                {
+                let mac = entry_mac(
+                    &self.key, e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
+                );
+                if !crate::crypto::ct_eq(mac.as_bytes(), e.hash.as_bytes()) {
                     problem = Some(AuditProblem::Edited(seen));
                     break 'outer;
                 }
@@ -157,13 +165,16 @@ impl Audit {
 mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
+    use sha2::{Digest, Sha256};
+
+    const KEY: [u8; 32] = [7u8; 32];
 
     #[tokio::test]
     async fn chain_verifies_and_detects_tampering() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let audit = Audit::new(store.clone());
+        let audit = Audit::new(store.clone(), KEY);
         for i in 0..5 {
             audit
                 .record(
@@ -195,7 +206,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let r = Audit::new(forged_store).verify().await.unwrap();
+        let r = Audit::new(forged_store, KEY).verify().await.unwrap();
         assert_eq!(
             r.problem.as_deref(),
             Some("entry 2 has been edited (its hash does not match its content)")
@@ -217,10 +228,73 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let r = Audit::new(removed_store).verify().await.unwrap();
+        let r = Audit::new(removed_store, KEY).verify().await.unwrap();
         assert_eq!(
             r.problem.as_deref(),
             Some("entry 1 is missing or out of order")
         );
+    }
+
+    /// Whoever can write the store edits an entry and recomputes the rest of the chain
+    /// with plain SHA-256 (or with a key of their own): without the key it cannot pass.
+    #[tokio::test]
+    async fn an_edit_rehashed_without_the_key_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
+        let audit = Audit::new(store.clone(), KEY);
+        for i in 0..4 {
+            audit
+                .record(
+                    "admin",
+                    "client.deleted",
+                    &format!("c{i}"),
+                    serde_json::json!({}),
+                    100 + i,
+                )
+                .await
+                .unwrap();
+        }
+        let plain = |e: &AuditEntry| {
+            let canonical =
+                serde_json::json!([e.seq, e.at, e.actor, e.action, e.target, e.detail, e.prev])
+                    .to_string();
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        };
+        let other_key = |e: &AuditEntry| {
+            entry_mac(
+                &[9u8; 32], e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
+            )
+        };
+        type Rehash<'a> = &'a dyn Fn(&AuditEntry) -> String;
+        let rehashers: [(&str, Rehash); 2] = [("plain", &plain), ("other key", &other_key)];
+        for (n, (what, rehash)) in rehashers.into_iter().enumerate() {
+            let mut entries = audit.read(0, 10).await.unwrap();
+            entries[1].target = "c-covered-up".into();
+            let mut prev = GENESIS.to_string();
+            let forged: Arc<dyn Store> =
+                Arc::new(EmbeddedStore::open(&dir.path().join(format!("f{n}.redb"))).unwrap());
+            for (i, e) in entries.iter_mut().enumerate() {
+                e.prev = prev.clone();
+                e.hash = rehash(e);
+                prev = e.hash.clone();
+                forged
+                    .append(
+                        Log::Audit,
+                        i as u64,
+                        &serde_json::to_vec(e).unwrap(),
+                        e.hash.as_bytes(),
+                    )
+                    .await
+                    .unwrap();
+            }
+            let r = Audit::new(forged, KEY).verify().await.unwrap();
+            assert!(!r.ok, "{what}: {r:?}");
+            assert_eq!(
+                r.problem.as_deref(),
+                Some("entry 0 has been edited (its hash does not match its content)"),
+                "{what}"
+            );
+        }
     }
 }

@@ -221,6 +221,26 @@ pub enum RevokeCmd {
     Client {
         client_id: String,
     },
+    /// The revocations still in force.
+    List,
+}
+
+impl RevokeCmd {
+    /// The admin API's `kind` and `value`; `None` for `list`.
+    fn target(self) -> Option<(&'static str, String)> {
+        Some(match self {
+            RevokeCmd::Token { token_or_jti }
+                if token_or_jti.contains('.') || token_or_jti.len() > 40 =>
+            {
+                ("token", token_or_jti)
+            }
+            RevokeCmd::Token { token_or_jti } => ("jti", token_or_jti),
+            RevokeCmd::Subject { sub } => ("sub", sub),
+            RevokeCmd::Session { sid } => ("sid", sid),
+            RevokeCmd::Client { client_id } => ("client_id", client_id),
+            RevokeCmd::List => return None,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -339,24 +359,16 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => {
             print(&c.call("POST", &format!("/admin/clients/{client_id}/secret"), None)?)
         }
-        Cmd::Revoke(r) => {
-            let (kind, value) = match r {
-                RevokeCmd::Token { token_or_jti }
-                    if token_or_jti.contains('.') || token_or_jti.len() > 40 =>
-                {
-                    ("token", token_or_jti)
-                }
-                RevokeCmd::Token { token_or_jti } => ("jti", token_or_jti),
-                RevokeCmd::Subject { sub } => ("sub", sub),
-                RevokeCmd::Session { sid } => ("sid", sid),
-                RevokeCmd::Client { client_id } => ("client_id", client_id),
-            };
-            c.call(
-                "POST",
-                "/admin/revocations",
-                Some(json!({"kind": kind, "value": value})),
-            )?;
-        }
+        Cmd::Revoke(r) => match r.target() {
+            None => print(&c.call("GET", "/admin/revocations", None)?),
+            Some((kind, value)) => {
+                c.call(
+                    "POST",
+                    "/admin/revocations",
+                    Some(json!({"kind": kind, "value": value})),
+                )?;
+            }
+        },
         Cmd::Status => print(&c.call("GET", "/admin/status", None)?),
         Cmd::Audit(AuditCmd::Verify) => {
             let v = c.call("GET", "/admin/audit/verify", None)?;

@@ -13,6 +13,16 @@ use crate::crypto::MasterKey;
 pub struct FileConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// When set, `/admin/*` is served only on this address, not on `listen` (so a
+    /// network policy can keep it apart from the public OAuth/JWKS port).
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// When set, `/sync/v1/*` and `/filter/*` (what the filters fetch) only here.
+    #[serde(default)]
+    pub sync_listen: Option<String>,
+    /// When set, `/metrics` only here.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// The `iss` of every token and the base of the discovery documents.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -46,6 +56,82 @@ pub struct FileConfig {
     /// The filter's `.wasm`, served at `/filter/meshauth.wasm` (for Istio's WasmPlugin).
     #[serde(default)]
     pub filter_wasm: Option<PathBuf>,
+    /// Read timeouts and caps on connections, long polls and failed authentication.
+    #[serde(default)]
+    pub server: ServerLimits,
+}
+
+/// Protection of the HTTP server against slow, many and failing clients. A "source" is
+/// a peer IP address (behind a proxy that is the proxy's address).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimits {
+    /// A request's headers must arrive within this; else the connection is closed.
+    #[serde(default = "d_read_timeout", with = "humantime_serde_compat")]
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this; else 408.
+    #[serde(default = "d_read_timeout", with = "humantime_serde_compat")]
+    pub body_read_timeout: Duration,
+    /// The largest request head (request line and headers), in bytes; larger is 431.
+    #[serde(default = "d_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Open connections at most, and from one source at most; more are closed at once.
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "d_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// Sync long polls parked at once, and from one source; more are answered 503.
+    #[serde(default = "d_max_long_polls")]
+    pub max_long_polls: usize,
+    #[serde(default = "d_max_long_polls_per_source")]
+    pub max_long_polls_per_source: usize,
+    /// Failed client or admin authentications a source may make in a burst; one more
+    /// is allowed every `auth_failure_interval`; past that, 429 with Retry-After.
+    #[serde(default = "d_auth_failure_burst")]
+    pub auth_failure_burst: u32,
+    #[serde(default = "d_auth_failure_interval", with = "humantime_serde_compat")]
+    pub auth_failure_interval: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: d_read_timeout(),
+            body_read_timeout: d_read_timeout(),
+            max_header_bytes: d_max_header_bytes(),
+            max_connections: d_max_connections(),
+            max_connections_per_source: d_max_connections_per_source(),
+            max_long_polls: d_max_long_polls(),
+            max_long_polls_per_source: d_max_long_polls_per_source(),
+            auth_failure_burst: d_auth_failure_burst(),
+            auth_failure_interval: d_auth_failure_interval(),
+        }
+    }
+}
+
+fn d_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn d_max_connections() -> usize {
+    4096
+}
+fn d_max_connections_per_source() -> usize {
+    256
+}
+fn d_max_long_polls() -> usize {
+    2048
+}
+fn d_max_long_polls_per_source() -> usize {
+    64
+}
+fn d_auth_failure_burst() -> u32 {
+    20
+}
+fn d_auth_failure_interval() -> Duration {
+    Duration::from_secs(3)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,7 +161,8 @@ pub enum StoreConfig {
 impl StoreConfig {
     /// Where Redis lives, checked: exactly one of `url` and `sentinels` + `master_name`.
     /// Passwords come from the environment (`MESHAUTH_REDIS_PASSWORD`,
-    /// `MESHAUTH_REDIS_SENTINEL_PASSWORD`), never from the file.
+    /// `MESHAUTH_REDIS_SENTINEL_PASSWORD`), never from the file; with `url`,
+    /// `MESHAUTH_REDIS_PASSWORD` replaces any password in the URL.
     pub fn redis_target(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -92,10 +179,13 @@ impl StoreConfig {
             return Ok(None);
         };
         match (url, sentinels.is_empty(), master_name) {
-            (Some(url), true, None) => Ok(Some((
-                RedisTarget::Url(url.clone()),
-                replica_acks.unwrap_or(0),
-            ))),
+            (Some(url), true, None) => {
+                let url = match env("MESHAUTH_REDIS_PASSWORD").filter(|p| !p.is_empty()) {
+                    Some(password) => url_with_password(url, &password)?,
+                    None => url.clone(),
+                };
+                Ok(Some((RedisTarget::Url(url), replica_acks.unwrap_or(0))))
+            }
             (None, false, Some(name)) if !name.is_empty() => {
                 if let Some(bad) = sentinels.iter().find(|s| {
                     s.rsplit_once(':')
@@ -123,6 +213,35 @@ impl StoreConfig {
     }
 }
 
+/// `url` with `password` as its password, percent-encoded so that `@ / # % :` and any
+/// other byte survive (the Redis client decodes it); a user name in the URL is kept.
+fn url_with_password(url: &str, password: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::Invalid("store.url: not a redis:// or rediss:// URL".into());
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    if scheme != "redis" && scheme != "rediss" {
+        return Err(bad());
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (userinfo.split(':').next().unwrap_or(""), host),
+        None => ("", authority),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}{tail}"))
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig::Embedded {
@@ -143,6 +262,11 @@ pub struct TokenConfig {
     /// The longest access-token TTL an admin may ask for.
     #[serde(default = "d_max", with = "humantime_serde_compat")]
     pub max_access_ttl: Duration,
+    /// For this long after a refresh token is used, using it again gives the same
+    /// answer instead of counting as reuse, so a client whose answer was lost (or that
+    /// got a 503 for an unreplicated write) can retry. `0s` turns it off.
+    #[serde(default = "d_retry_grace", with = "humantime_serde_compat")]
+    pub refresh_retry_grace: Duration,
 }
 
 impl Default for TokenConfig {
@@ -152,6 +276,7 @@ impl Default for TokenConfig {
             client_credentials_ttl: d_m2m(),
             refresh_ttl: d_refresh(),
             max_access_ttl: d_max(),
+            refresh_retry_grace: d_retry_grace(),
         }
     }
 }
@@ -204,6 +329,9 @@ fn d_m2m() -> Duration {
 fn d_refresh() -> Duration {
     Duration::from_secs(14 * 86_400)
 }
+fn d_retry_grace() -> Duration {
+    Duration::from_secs(10)
+}
 fn d_max() -> Duration {
     Duration::from_secs(3600)
 }
@@ -237,6 +365,9 @@ mod humantime_serde_compat {
 /// A validated configuration with its secrets loaded.
 pub struct Settings {
     pub listen: String,
+    pub admin_listen: Option<String>,
+    pub sync_listen: Option<String>,
+    pub metrics_listen: Option<String>,
     pub issuer: String,
     pub default_audiences: Vec<String>,
     pub store: StoreConfig,
@@ -251,6 +382,7 @@ pub struct Settings {
     pub tokens: TokenConfig,
     pub keys: KeyConfig,
     pub filter_wasm: Option<PathBuf>,
+    pub server: ServerLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +446,12 @@ impl Settings {
             None => toml::from_str("").map_err(|e| ConfigError::Invalid(e.to_string()))?,
         };
         let listen = env("MESHAUTH_LISTEN").unwrap_or(file.listen);
+        // An empty variable means "not separate" (the chart may pass one through).
+        let separate =
+            |var: &str, file: Option<String>| env(var).or(file).filter(|a| !a.trim().is_empty());
+        let admin_listen = separate("MESHAUTH_ADMIN_LISTEN", file.admin_listen);
+        let sync_listen = separate("MESHAUTH_SYNC_LISTEN", file.sync_listen);
+        let metrics_listen = separate("MESHAUTH_METRICS_LISTEN", file.metrics_listen);
         let sentinels = env("MESHAUTH_REDIS_SENTINELS").filter(|s| !s.is_empty());
         // Where Redis is may come from the environment (the chart's Secrets); the file's
         // other Redis settings still apply.
@@ -410,9 +548,32 @@ impl Settings {
                 "default_audiences: list at least one".into(),
             ));
         }
+        let l = &file.server;
+        if l.header_read_timeout.is_zero()
+            || l.body_read_timeout.is_zero()
+            || l.auth_failure_interval.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "server: timeouts and auth_failure_interval must be positive".into(),
+            ));
+        }
+        if l.max_header_bytes < 8192
+            || l.max_connections == 0
+            || l.max_connections_per_source == 0
+            || l.max_long_polls == 0
+            || l.max_long_polls_per_source == 0
+            || l.auth_failure_burst == 0
+        {
+            return Err(ConfigError::Invalid(
+                "server: max_header_bytes must be at least 8192 and every cap positive".into(),
+            ));
+        }
         let redis = store.redis_target(env)?;
         Ok(Settings {
             listen,
+            admin_listen,
+            sync_listen,
+            metrics_listen,
             issuer,
             default_audiences: file.default_audiences,
             redis,
@@ -426,6 +587,7 @@ impl Settings {
             filter_wasm: env("MESHAUTH_FILTER_WASM")
                 .map(PathBuf::from)
                 .or(file.filter_wasm),
+            server: file.server,
         })
     }
 
@@ -640,5 +802,70 @@ mod tests {
             let err = load(toml, &[]).err().unwrap().to_string();
             assert!(err.contains(why), "{toml}: {err}");
         }
+    }
+
+    #[test]
+    fn redis_password_from_env_joins_a_url_escaped() {
+        use crate::store::redis::RedisTarget;
+        use redis::IntoConnectionInfo;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let key = "ab".repeat(32);
+        // Characters that end the userinfo, the path or the URL if pasted raw.
+        let password = "p@ss/w#rd%:x ?&";
+        for url in ["redis://h:1/2", "redis://olduser:old@h:1"] {
+            std::fs::write(&f, "[store]\nkind = \"redis\"\n").unwrap();
+            let pairs = [
+                ("MESHAUTH_MASTER_KEY", key.as_str()),
+                ("MESHAUTH_REDIS_URL", url),
+                ("MESHAUTH_REDIS_PASSWORD", password),
+            ];
+            let env = env_with(&pairs);
+            let Some((RedisTarget::Url(got), 0)) = Settings::load(Some(&f), &env).unwrap().redis
+            else {
+                panic!("not a url target")
+            };
+            let info = got.as_str().into_connection_info().unwrap();
+            assert_eq!(info.redis.password.as_deref(), Some(password), "{url}");
+            assert_eq!(info.addr.to_string(), "h:1", "{url}");
+        }
+        let pairs = [
+            ("MESHAUTH_MASTER_KEY", key.as_str()),
+            ("MESHAUTH_REDIS_URL", "redis://h:1/2"),
+        ];
+        let env = env_with(&pairs);
+        let Some((RedisTarget::Url(got), 0)) = Settings::load(Some(&f), &env).unwrap().redis else {
+            panic!("not a url target")
+        };
+        assert_eq!(got, "redis://h:1/2", "no password, the URL as given");
+    }
+
+    #[test]
+    fn separate_listeners_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "admin_listen = \"127.0.0.1:9001\"\n").unwrap();
+        let key = "ab".repeat(32);
+        let s = Settings::load(
+            Some(&f),
+            &env_with(&[
+                ("MESHAUTH_MASTER_KEY", &key),
+                ("MESHAUTH_SYNC_LISTEN", "0.0.0.0:9002"),
+                ("MESHAUTH_METRICS_LISTEN", ""),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.admin_listen.as_deref(), Some("127.0.0.1:9001"));
+        assert_eq!(s.sync_listen.as_deref(), Some("0.0.0.0:9002"));
+        assert_eq!(s.metrics_listen, None, "empty means not separate");
+        let s = Settings::load(
+            Some(&f),
+            &env_with(&[
+                ("MESHAUTH_MASTER_KEY", &key),
+                ("MESHAUTH_ADMIN_LISTEN", "0.0.0.0:9003"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.admin_listen.as_deref(), Some("0.0.0.0:9003"), "env wins");
     }
 }

@@ -15,8 +15,9 @@ pub enum CryptoError {
     Open,
 }
 
-/// The key that encrypts private keys at rest. Never logged: Debug is redacted.
-pub struct MasterKey(XChaCha20Poly1305);
+/// The key that encrypts private keys at rest, and the root of the keys derived from it
+/// (the audit chain's). Never logged: Debug is redacted.
+pub struct MasterKey(XChaCha20Poly1305, [u8; 32]);
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,7 +34,16 @@ impl MasterKey {
             meshauth_wire::b64::decode(text).map_err(|_| CryptoError::BadMasterKey)?
         };
         let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadMasterKey)?;
-        Ok(MasterKey(XChaCha20Poly1305::new(&key.into())))
+        Ok(MasterKey(XChaCha20Poly1305::new(&key.into()), key))
+    }
+
+    /// A key for one purpose, named by `label`: HMAC-SHA256(master, label) (the expand
+    /// step of HKDF, RFC 5869, with the uniformly random master key as its PRK). Keys
+    /// for different labels are independent, and none reveals the master key.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut info = label.as_bytes().to_vec();
+        info.push(1);
+        hmac_sha256(&self.1, &info)
     }
 
     /// `nonce || ciphertext`; `aad` binds the blob to what it belongs to (e.g. a kid).
@@ -72,6 +82,25 @@ pub fn random_token(n: usize) -> String {
     meshauth_wire::b64::encode(b)
 }
 
+/// HMAC-SHA256 (RFC 2104) with a 32-byte key.
+pub fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for ((i, o), k) in ipad.iter_mut().zip(opad.iter_mut()).zip(key.iter()) {
+        *i ^= k;
+        *o ^= k;
+    }
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 pub fn sha256_hex(data: impl AsRef<[u8]>) -> String {
     hex::encode(Sha256::digest(data.as_ref()))
 }
@@ -107,6 +136,24 @@ mod tests {
             CryptoError::BadMasterKey
         );
         assert!(!format!("{:?}", MasterKey::parse(&"11".repeat(32)).unwrap()).contains("11"));
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_and_derived_keys_differ() {
+        // RFC 4231 test case 2 pads "Jefe" with zeros to 32 bytes: the same HMAC.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            hex::encode(hmac_sha256(&key, b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let k = MasterKey::parse(&"11".repeat(32)).unwrap();
+        assert_ne!(k.derive("a"), k.derive("b"));
+        assert_eq!(k.derive("a"), k.derive("a"));
+        assert_ne!(
+            k.derive("a"),
+            MasterKey::parse(&"22".repeat(32)).unwrap().derive("a")
+        );
     }
 
     #[test]

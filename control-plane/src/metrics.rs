@@ -22,6 +22,18 @@ pub struct StateLabel {
     pub state: String,
 }
 
+/// `client` or `admin`: a fixed set, never client input.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabel {
+    pub kind: &'static str,
+}
+
+/// `snapshot` or `delta`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnswerLabel {
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
     pub route: String,
@@ -46,6 +58,12 @@ pub struct Metrics {
     pub sync_epoch_resets: Counter,
     pub key_age: Family<StateLabel, Gauge>,
     pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    pub auth_failures: Family<AuthLabel, Counter>,
+    pub auth_throttled: Family<AuthLabel, Counter>,
+    pub connections_refused: Counter,
+    pub long_polls_refused: Counter,
+    pub read_timeouts: Counter,
+    pub sync_answers_built: Family<AnswerLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -130,8 +148,50 @@ impl Metrics {
             "Request latency, by route",
             latency.clone(),
         );
+        let auth_failures = Family::<AuthLabel, Counter>::default();
+        let auth_throttled = Family::<AuthLabel, Counter>::default();
+        let connections_refused = Counter::default();
+        let long_polls_refused = Counter::default();
+        let read_timeouts = Counter::default();
+        let sync_answers_built = Family::<AnswerLabel, Counter>::default();
+        registry.register(
+            "meshauth_auth_failures",
+            "Failed client or admin authentications",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "meshauth_auth_throttled",
+            "Authentication attempts refused (429) after too many failures from their source",
+            auth_throttled.clone(),
+        );
+        registry.register(
+            "meshauth_http_connections_refused",
+            "Connections closed at once: over max_connections or max_connections_per_source",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "meshauth_sync_long_polls_refused",
+            "Sync long polls answered 503: over max_long_polls or max_long_polls_per_source",
+            long_polls_refused.clone(),
+        );
+        registry.register(
+            "meshauth_http_body_read_timeouts",
+            "Requests whose body did not arrive within body_read_timeout (408)",
+            read_timeouts.clone(),
+        );
+        registry.register(
+            "meshauth_sync_answers_built",
+            "Signed sync answers built (each one shared by every poller waiting for it)",
+            sync_answers_built.clone(),
+        );
         Metrics {
             registry,
+            auth_failures,
+            auth_throttled,
+            connections_refused,
+            long_polls_refused,
+            read_timeouts,
+            sync_answers_built,
             tokens_issued,
             errors,
             rotations,

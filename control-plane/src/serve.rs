@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Settings, StoreConfig};
 use crate::service::App;
@@ -35,9 +36,14 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
     let app = App::new(store, settings)
         .await
         .map_err(|e| format!("start-up: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let listener = bind(&listen).await?;
+    // The admin API, the sync channel and the metrics may each have a listener of their
+    // own, so that network policies can tell who reaches which.
+    let mut separate = Vec::new();
+    for (address, routes) in crate::http::separate_routers(&app) {
+        separate.push((bind(&address).await?, routes));
+        tracing::info!(listen = %address, "separate listener");
+    }
     tracing::info!(listen = %listen, store = app.store.kind(), issuer = %app.settings.issuer, "meshauth control plane serving");
 
     let ticker = {
@@ -58,17 +64,123 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         let app = app.clone();
         tokio::spawn(async move { app.sync.follow(app.store.as_ref()).await })
     };
-    // Small answers go out at once (no Nagle delay on long-poll and API replies).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, crate::http::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| e.to_string());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    // One connection budget across every listener.
+    let connections = crate::http::guard::SourceLimiter::new(
+        app.settings.server.max_connections,
+        app.settings.server.max_connections_per_source,
+    );
+    for (listener, routes) in
+        std::iter::once((listener, crate::http::router(app.clone()))).chain(separate)
+    {
+        let mut stopped = stopped.clone();
+        let (app, connections) = (app.clone(), connections.clone());
+        servers.spawn(async move {
+            serve_http(listener, routes, app, connections, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+        });
+    }
+    // A signal, or the first server to end (an error), stops them all.
+    let mut result = tokio::select! {
+        _ = shutdown() => Ok(()),
+        Some(done) = servers.join_next() => done.map_err(|e| e.to_string()).and_then(|r| r),
+    };
+    let _ = stop.send(true);
+    while let Some(done) = servers.join_next().await {
+        if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
+            result = result.and(Err(e));
+        }
+    }
     ticker.abort();
     follower.abort();
     result
+}
+
+/// The HTTP server: an accept loop that closes connections over the caps at once, and
+/// HTTP/1 connections whose request heads must arrive within `header_read_timeout` and
+/// fit in `max_header_bytes` (431 otherwise). Bodies are timed by the router. On
+/// `stop`, stops accepting and lets open connections finish their request.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    app: Arc<App>,
+    connections: Arc<crate::http::guard::SourceLimiter>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let limits = app.settings.server.clone();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let (draining, _) = tokio::sync::watch::channel(false);
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let source = crate::http::guard::source_of(peer.ip());
+        let Some(permit) = connections.try_acquire(source) else {
+            app.metrics.connections_refused.inc();
+            drop(tcp);
+            continue;
+        };
+        // Small answers go out at once (no Nagle delay on long-poll and API replies).
+        let _ = tcp.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let conn = http.serve_connection(TokioIo::new(tcp), service);
+        let mut draining = draining.subscribe();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = async {
+                    while !*draining.borrow_and_update() {
+                        if draining.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    draining.send_replace(true);
+    // Every listener drains the shared budget; wait until all connections are done.
+    while connections.held() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn bind(address: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("listen on {address}: {e}"))
 }
 
 async fn shutdown() {

@@ -2,6 +2,7 @@
 //! families, revocations and the audit log. HTTP handlers are thin over these.
 
 use std::collections::HashMap;
+use std::ops::Not;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,20 @@ pub struct RefreshRecord {
     pub aud: Vec<String>,
     pub expires_at: i64,
     pub used: bool,
+    /// When it was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<i64>,
+    /// The answer to its use, sealed under the master key (bound to this record's key),
+    /// for a retry within the grace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+}
+
+/// The tokens a refresh issued, kept sealed in the spent record.
+#[derive(Serialize, Deserialize)]
+struct SealedAnswer {
+    access_token: String,
+    refresh_token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +91,21 @@ pub enum Revocation {
     Sub { value: String, not_before: i64 },
     Sid { value: String, not_before: i64 },
     ClientId { value: String, not_before: i64 },
+}
+
+/// Whether `existing` already revokes everything `new` would: then `new` is a repeat.
+fn covers(existing: &Revocation, new: &Revocation) -> bool {
+    match (existing, new) {
+        (Revocation::Jti { exp: a, .. }, Revocation::Jti { exp: b, .. }) => a >= b,
+        // A revoked session mints nothing new, so its first rule covers every later one.
+        (Revocation::Sid { .. }, Revocation::Sid { .. }) => true,
+        (Revocation::Sub { not_before: a, .. }, Revocation::Sub { not_before: b, .. })
+        | (
+            Revocation::ClientId { not_before: a, .. },
+            Revocation::ClientId { not_before: b, .. },
+        ) => a >= b,
+        _ => false,
+    }
 }
 
 impl Revocation {
@@ -122,7 +152,23 @@ pub struct App {
     /// The filter module and its sha256 (hex), when configured.
     pub filter_wasm: Option<(Arc<Vec<u8>>, String)>,
     pub sync: crate::sync::SyncHub,
+    /// Per-client token buckets for RFC 7009 calls (tokens, last refill).
+    revoke_budget: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
+    /// When expired sessions were last pruned and the change log compacted.
+    last_prune: std::sync::atomic::AtomicI64,
+    /// MACs refresh tokens, so one proves its session after its record is gone.
+    refresh_key: [u8; 32],
 }
+
+/// Refresh tokens are `rt1.<sid>.<nonce>.<mac>`; the store keeps them by SHA-256.
+const REFRESH_PREFIX: &str = "rt1";
+
+/// RFC 7009 calls a client may burst, and how many per second it regains.
+const REVOKE_BURST: f64 = 20.0;
+const REVOKE_PER_SECOND: f64 = 2.0;
+/// Change-log entries kept behind the head: a filter further behind than
+/// `sync::MAX_DELTA_CHANGES` gets a full snapshot anyway, so older ones are never read.
+pub const CHANGES_KEPT: u64 = 4 * crate::sync::MAX_DELTA_CHANGES;
 
 pub const ADMIN_ACTOR: &str = "admin";
 const KEYRING: &str = "keyring";
@@ -202,10 +248,14 @@ impl App {
             None => None,
         };
         let sync = crate::sync::SyncHub::open(store.as_ref(), &settings.master_key).await?;
+        let refresh_key = settings.master_key.derive("meshauth refresh token v1");
         let app = Arc::new(App {
             filter_wasm,
             sync,
-            audit: Audit::new(store.clone()),
+            audit: Audit::new(
+                store.clone(),
+                settings.master_key.derive(crate::audit::AUDIT_KEY_LABEL),
+            ),
             store,
             settings,
             metrics: Metrics::new(),
@@ -217,6 +267,9 @@ impl App {
                 signers: HashMap::new(),
             }),
             replica_id: crypto::random_token(9),
+            revoke_budget: std::sync::Mutex::new(HashMap::new()),
+            last_prune: std::sync::atomic::AtomicI64::new(0),
+            refresh_key,
         });
         app.key_tick().await?;
         Ok(app)
@@ -360,7 +413,95 @@ impl App {
         .await?;
         self.prune_revocations(now(), self.settings.revocation_horizon())
             .await?;
+        // Sessions and the change log are read whole: once a minute is enough.
+        let now = now();
+        let last = self.last_prune.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last >= 60 {
+            self.last_prune
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            self.prune_sessions(now).await?;
+            self.compact_changes(CHANGES_KEPT).await?;
+        }
         Ok(())
+    }
+
+    /// Expired refresh tokens, spent ones once the retry grace is over, and expired
+    /// sessions leave the store: a session holds one live refresh token, whatever the
+    /// number of refreshes.
+    pub async fn prune_sessions(&self, now: i64) -> Result<usize, ServiceError> {
+        let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
+        let refresh_ttl = i64::try_from(self.settings.tokens.refresh_ttl.as_secs()).unwrap_or(0);
+        let grace = i64::try_from(self.settings.tokens.refresh_retry_grace.as_secs()).unwrap_or(0);
+        let mut pruned = 0;
+        for (key, raw) in self.store.list(Table::RefreshTokens).await? {
+            let Ok(r) = serde_json::from_slice::<RefreshRecord>(&raw) else {
+                continue;
+            };
+            // A spent token's record is only needed for a retry within the grace: after
+            // that, its MAC proves its session, and presenting it is reuse all the same.
+            let spent_long_ago = r.used_at.is_some_and(|at| at + grace + 60 < now);
+            if (r.expires_at + skew < now || spent_long_ago)
+                && self
+                    .store
+                    .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), None)
+                    .await?
+            {
+                pruned += 1;
+            }
+        }
+        // Every refresh token of a session expires with the session's first one.
+        for (key, raw) in self.store.list(Table::Families).await? {
+            let Ok(f) = serde_json::from_slice::<FamilyRecord>(&raw) else {
+                continue;
+            };
+            if f.created_at + refresh_ttl + skew < now
+                && self
+                    .store
+                    .compare_and_swap(Table::Families, &key, Some(&raw), None)
+                    .await?
+            {
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Drops change-log entries more than `keep` behind the head (the version stays);
+    /// how many were dropped.
+    pub async fn compact_changes(&self, keep: u64) -> Result<u64, ServiceError> {
+        let (head, _) = self.store.log_head(crate::store::Log::Changes).await?;
+        if head <= keep {
+            return Ok(0);
+        }
+        Ok(self
+            .store
+            .trim_log(crate::store::Log::Changes, head - keep)
+            .await?)
+    }
+
+    /// Takes one RFC 7009 call from `client_id`'s budget; `Err(seconds)` to wait when
+    /// it is spent. In memory, per replica: a bound on churn, not an exact quota.
+    pub fn take_revocation_budget(&self, client_id: &str) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut b = self.revoke_budget.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() > 10_000 {
+            // Forget the buckets that have refilled: they are equal to new ones.
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * REVOKE_PER_SECOND < REVOKE_BURST
+            });
+        }
+        let (tokens, at) = b
+            .entry(client_id.to_string())
+            .or_insert((REVOKE_BURST, now));
+        *tokens =
+            (*tokens + now.duration_since(*at).as_secs_f64() * REVOKE_PER_SECOND).min(REVOKE_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / REVOKE_PER_SECOND).ceil().max(1.0) as u64)
+        }
     }
 
     /// What the connected filters (on any replica) have applied, for the key schedule.
@@ -588,6 +729,8 @@ impl App {
             .collect()
     }
 
+    /// Deletes a client and revokes what it holds: its sessions and, by a `client_id`
+    /// rule, the access tokens already issued to it.
     pub async fn delete_client(&self, actor: &str, client_id: &str) -> Result<(), ServiceError> {
         if !self.store.delete(Table::Clients, client_id).await? {
             return Err(ServiceError::NotFound(format!("client {client_id}")));
@@ -595,6 +738,19 @@ impl App {
         self.audit
             .record(actor, "client.deleted", client_id, json!({}), now())
             .await?;
+        let now = now();
+        let v = client_id.to_string();
+        self.revoke_sessions(&move |f: &FamilyRecord| f.client_id == v, now)
+            .await?;
+        self.revoke(
+            actor,
+            Revocation::ClientId {
+                value: client_id.to_string(),
+                not_before: now + 1,
+            },
+            "client deleted",
+        )
+        .await?;
         Ok(())
     }
 
@@ -706,8 +862,38 @@ impl App {
         })
     }
 
+    /// A new refresh token for session `sid`: random, and MACed so that it proves which
+    /// session it belongs to even once its record has been pruned.
+    fn mint_refresh_token(&self, sid: &str) -> String {
+        let nonce = crypto::random_token(32);
+        format!(
+            "{REFRESH_PREFIX}.{sid}.{nonce}.{}",
+            self.refresh_mac(sid, &nonce)
+        )
+    }
+
+    fn refresh_mac(&self, sid: &str, nonce: &str) -> String {
+        b64::encode(crypto::hmac_sha256(
+            &self.refresh_key,
+            format!("{sid}.{nonce}").as_bytes(),
+        ))
+    }
+
+    /// The session a refresh token of ours was issued for, if its MAC holds.
+    fn refresh_token_sid(&self, token: &str) -> Option<String> {
+        let mut p = token.split('.');
+        if p.next()? != REFRESH_PREFIX {
+            return None;
+        }
+        let (sid, nonce, mac) = (p.next()?, p.next()?, p.next()?);
+        if p.next().is_some() {
+            return None;
+        }
+        ct_eq(mac.as_bytes(), self.refresh_mac(sid, nonce).as_bytes()).then(|| sid.to_string())
+    }
+
     async fn new_refresh(&self, rec: &RefreshRecord) -> Result<String, ServiceError> {
-        let token = crypto::random_token(32);
+        let token = self.mint_refresh_token(&rec.sid);
         let bytes = serde_json::to_vec(rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
         self.store
             .put(Table::RefreshTokens, &crypto::sha256_hex(&token), &bytes)
@@ -768,6 +954,8 @@ impl App {
                 aud,
                 expires_at: now + self.settings.tokens.refresh_ttl.as_secs() as i64,
                 used: false,
+                used_at: None,
+                answer: None,
             })
             .await?;
         self.audit
@@ -790,21 +978,22 @@ impl App {
         })
     }
 
-    /// The refresh grant: one-time use, rotated on every use; a reused token revokes its family.
+    /// The refresh grant: one-time use, rotated on every use; a reused token revokes its
+    /// family. Using a token again within `refresh_retry_grace` of its use gives the same
+    /// answer (sealed in the spent record), so a client that lost the answer, or got a 503
+    /// because the write was not replicated, can retry without losing its session.
     pub async fn refresh(
         &self,
         token: &str,
         client: Option<&ClientRecord>,
     ) -> Result<TokenResponse, GrantError> {
         let key = crypto::sha256_hex(token);
-        let raw = self
-            .store
-            .get(Table::RefreshTokens, &key)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid"))?;
+        let now = now();
+        let Some(raw) = self.store.get(Table::RefreshTokens, &key).await? else {
+            return Err(self.unstored_refresh(token, client, now).await);
+        };
         let rec: RefreshRecord =
             serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
-        let now = now();
         // A family bound to a registered client only refreshes for that client.
         if rec.client_id != ADMIN_ACTOR
             && client.map(|c| c.client_id.as_str()) != Some(rec.client_id.as_str())
@@ -814,37 +1003,13 @@ impl App {
             );
         }
         if rec.used {
-            self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
-            return Err(OAuthError::invalid_grant(
-                "refresh token was already used; its session has been revoked",
-            )
-            .into());
+            return self.retry_or_reuse(&key, &rec, now).await;
         }
         if rec.expires_at <= now {
             return Err(OAuthError::invalid_grant("refresh token has expired").into());
         }
-        if let Some(fam) = self.store.get(Table::Families, &rec.sid).await? {
-            let fam: FamilyRecord =
-                serde_json::from_slice(&fam).map_err(|e| corrupt("family", e))?;
-            if fam.revoked_at.is_some() {
-                return Err(OAuthError::invalid_grant("session has been revoked").into());
-            }
-        }
-        let mut spent = rec.clone();
-        spent.used = true;
-        let spent_bytes =
-            serde_json::to_vec(&spent).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        // Exactly one concurrent use wins; the others are reuse.
-        if !self
-            .store
-            .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), Some(&spent_bytes))
-            .await?
-        {
-            self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
-            return Err(OAuthError::invalid_grant(
-                "refresh token was already used; its session has been revoked",
-            )
-            .into());
+        if self.session_revoked(&rec).await? {
+            return Err(OAuthError::invalid_grant("session has been revoked").into());
         }
         let ttl = self.settings.tokens.access_ttl.as_secs() as i64;
         let (access, _) = self.mint_access(
@@ -855,36 +1020,160 @@ impl App {
             ttl,
             Some(rec.sid.clone()),
         )?;
-        let next = RefreshRecord {
-            used: false,
-            ..rec.clone()
-        };
-        let refresh = self.new_refresh(&next).await?;
-        self.metrics.issued("refresh_token");
-        Ok(TokenResponse {
+        let next_token = self.mint_refresh_token(&rec.sid);
+        let answer = TokenResponse {
             access_token: access,
             token_type: "Bearer",
             expires_in: ttl,
-            refresh_token: Some(refresh),
-            scope: rec.scope,
-            sid: Some(rec.sid),
+            refresh_token: Some(next_token.clone()),
+            scope: rec.scope.clone(),
+            sid: Some(rec.sid.clone()),
+        };
+        let sealed = serde_json::to_vec(&SealedAnswer {
+            access_token: answer.access_token.clone(),
+            refresh_token: next_token.clone(),
         })
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let spent = RefreshRecord {
+            used: true,
+            used_at: Some(now),
+            answer: Some(b64::encode(
+                self.settings.master_key.seal(&sealed, key.as_bytes()),
+            )),
+            ..rec.clone()
+        };
+        let spent_bytes =
+            serde_json::to_vec(&spent).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        // Exactly one concurrent use wins; the others are retries (within the grace) or
+        // reuse. A `NotReplicated` failure here means the use applied: the retry path
+        // answers it.
+        if !self
+            .store
+            .compare_and_swap(Table::RefreshTokens, &key, Some(&raw), Some(&spent_bytes))
+            .await?
+        {
+            let Some(cur) = self.store.get(Table::RefreshTokens, &key).await? else {
+                return Err(OAuthError::invalid_grant("refresh token is invalid").into());
+            };
+            let cur: RefreshRecord =
+                serde_json::from_slice(&cur).map_err(|e| corrupt("refresh token", e))?;
+            return self.retry_or_reuse(&key, &cur, now).await;
+        }
+        self.store_next_refresh(&next_token, &rec).await?;
+        self.metrics.issued("refresh_token");
+        Ok(answer)
+    }
+
+    /// A refresh token with no record: invalid, unless its MAC proves we issued it for a
+    /// session that still exists. Live tokens are always stored, so that one was spent
+    /// and pruned: reuse, which revokes the session.
+    async fn unstored_refresh(
+        &self,
+        token: &str,
+        client: Option<&ClientRecord>,
+        now: i64,
+    ) -> GrantError {
+        let invalid = || OAuthError::invalid_grant("refresh token is invalid").into();
+        let Some(sid) = self.refresh_token_sid(token) else {
+            return invalid();
+        };
+        let fam = match self.store.get(Table::Families, &sid).await {
+            Ok(Some(raw)) => match serde_json::from_slice::<FamilyRecord>(&raw) {
+                Ok(f) => f,
+                Err(e) => return corrupt("family", e).into(),
+            },
+            Ok(None) => return invalid(), // the session expired and was pruned
+            Err(e) => return e.into(),
+        };
+        if fam.client_id != ADMIN_ACTOR
+            && client.map(|c| c.client_id.as_str()) != Some(fam.client_id.as_str())
+        {
+            return OAuthError::invalid_grant("refresh token was issued to another client").into();
+        }
+        if let Err(e) = self.revoke_family(&sid, "refresh_reuse", now).await {
+            return e.into();
+        }
+        OAuthError::invalid_grant("refresh token was already used; its session has been revoked")
+            .into()
+    }
+
+    /// Stores the refresh token that replaces `rec`'s, unless it is there already (a
+    /// retry). False if it is there and already used.
+    async fn store_next_refresh(
+        &self,
+        next_token: &str,
+        rec: &RefreshRecord,
+    ) -> Result<bool, ServiceError> {
+        let next = RefreshRecord {
+            used: false,
+            used_at: None,
+            answer: None,
+            ..rec.clone()
+        };
+        let bytes = serde_json::to_vec(&next).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let next_key = crypto::sha256_hex(next_token);
+        if self
+            .store
+            .compare_and_swap(Table::RefreshTokens, &next_key, None, Some(&bytes))
+            .await?
+        {
+            return Ok(true);
+        }
+        Ok(
+            match self.store.get(Table::RefreshTokens, &next_key).await? {
+                Some(cur) => serde_json::from_slice::<RefreshRecord>(&cur)
+                    .map_err(|e| corrupt("refresh token", e))?
+                    .used
+                    .not(),
+                None => false,
+            },
+        )
+    }
+
+    /// A used token presented again: within the grace, and while neither the session is
+    /// revoked nor the token that replaced it used, the same answer as the first time;
+    /// otherwise reuse, which revokes the session.
+    async fn retry_or_reuse(
+        &self,
+        key: &str,
+        rec: &RefreshRecord,
+        now: i64,
+    ) -> Result<TokenResponse, GrantError> {
+        let grace = i64::try_from(self.settings.tokens.refresh_retry_grace.as_secs()).unwrap_or(0);
+        if let (Some(at), Some(sealed)) = (rec.used_at, rec.answer.as_deref()) {
+            let opened = b64::decode(sealed)
+                .ok()
+                .and_then(|s| self.settings.master_key.open(&s, key.as_bytes()).ok())
+                .and_then(|p| serde_json::from_slice::<SealedAnswer>(&p).ok());
+            if let Some(a) = opened.filter(|_| grace > 0 && now - at <= grace) {
+                if self.session_revoked(rec).await? {
+                    return Err(OAuthError::invalid_grant("session has been revoked").into());
+                }
+                if self.store_next_refresh(&a.refresh_token, rec).await? {
+                    return Ok(TokenResponse {
+                        access_token: a.access_token,
+                        token_type: "Bearer",
+                        expires_in: self.settings.tokens.access_ttl.as_secs() as i64,
+                        refresh_token: Some(a.refresh_token),
+                        scope: rec.scope.clone(),
+                        sid: Some(rec.sid.clone()),
+                    });
+                }
+            }
+        }
+        self.revoke_family(&rec.sid, "refresh_reuse", now).await?;
+        Err(OAuthError::invalid_grant(
+            "refresh token was already used; its session has been revoked",
+        )
+        .into())
     }
 
     async fn revoke_family(&self, sid: &str, why: &str, now: i64) -> Result<(), ServiceError> {
-        if let Some(raw) = self.store.get(Table::Families, sid).await? {
-            let mut fam: FamilyRecord =
-                serde_json::from_slice(&raw).map_err(|e| corrupt("family", e))?;
-            if fam.revoked_at.is_none() {
-                fam.revoked_at = Some(now);
-                let bytes =
-                    serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                self.store
-                    .compare_and_swap(Table::Families, sid, Some(&raw), Some(&bytes))
-                    .await?;
-            }
-        }
+        let v = sid.to_string();
+        self.revoke_sessions(&move |f: &FamilyRecord| f.sid == v, now)
+            .await?;
         // Access tokens minted from the family carry its sid: the filter refuses them.
+        // Idempotent: a family revoked before changes nothing more.
         self.revoke(
             "system",
             Revocation::Sid {
@@ -893,32 +1182,174 @@ impl App {
             },
             why,
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     // ---- revocations ----
 
-    pub async fn revoke(&self, actor: &str, r: Revocation, why: &str) -> Result<(), ServiceError> {
+    /// Stores a revocation. Idempotent: one that an existing entry already covers changes
+    /// nothing (no change-log entry, no audit entry, no new version), so repeating a call
+    /// cannot grow the store. True when something changed.
+    pub async fn revoke(
+        &self,
+        actor: &str,
+        r: Revocation,
+        why: &str,
+    ) -> Result<bool, ServiceError> {
+        let key = r.key();
         let bytes = serde_json::to_vec(&r).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        self.store.put(Table::Revocations, &r.key(), &bytes).await?;
-        self.sync
-            .changed(
-                self.store.as_ref(),
-                "revocations",
-                now(),
-                serde_json::to_value(&r).ok(),
-            )
-            .await?;
-        self.audit
-            .record(
-                actor,
-                "revocation.added",
-                &r.key(),
-                json!({"revocation": r, "reason": why}),
-                now(),
-            )
-            .await?;
-        Ok(())
+        for _ in 0..8 {
+            let cur = self.store.get(Table::Revocations, &key).await?;
+            if let Some(existing) = cur
+                .as_deref()
+                .and_then(|raw| serde_json::from_slice::<Revocation>(raw).ok())
+            {
+                if covers(&existing, &r) {
+                    return Ok(false);
+                }
+            }
+            if !self
+                .store
+                .compare_and_swap(Table::Revocations, &key, cur.as_deref(), Some(&bytes))
+                .await?
+            {
+                continue; // changed under us: look again
+            }
+            self.sync
+                .changed(
+                    self.store.as_ref(),
+                    "revocations",
+                    now(),
+                    serde_json::to_value(&r).ok(),
+                )
+                .await?;
+            self.audit
+                .record(
+                    actor,
+                    "revocation.added",
+                    &key,
+                    json!({"revocation": r, "reason": why}),
+                    now(),
+                )
+                .await?;
+            return Ok(true);
+        }
+        Err(ServiceError::Conflict(
+            "the revocation is being changed concurrently; try again".into(),
+        ))
+    }
+
+    /// An admin revocation of a subject, session or client: revokes the sessions it
+    /// covers (their refresh tokens stop at once) and adds the rule that stops access
+    /// tokens already issued. Something never seen is a `NotFound`, not a silent no-op.
+    pub async fn revoke_rule(&self, actor: &str, r: Revocation) -> Result<bool, ServiceError> {
+        fn sub(f: &FamilyRecord) -> &str {
+            &f.sub
+        }
+        fn sid(f: &FamilyRecord) -> &str {
+            &f.sid
+        }
+        fn client(f: &FamilyRecord) -> &str {
+            &f.client_id
+        }
+        let now = now();
+        let (what, value, field): (&str, String, fn(&FamilyRecord) -> &str) = match &r {
+            Revocation::Sub { value, .. } => ("subject", value.clone(), sub),
+            Revocation::Sid { value, .. } => ("session", value.clone(), sid),
+            Revocation::ClientId { value, .. } => ("client", value.clone(), client),
+            Revocation::Jti { .. } => return self.revoke(actor, r, "admin").await,
+        };
+        let matches = |f: &FamilyRecord| field(f) == value;
+        let sessions = self.revoke_sessions(&matches, now).await?;
+        let known = sessions > 0
+            || self.store.get(Table::Revocations, &r.key()).await?.is_some()
+            // Client-credentials tokens have the client as their subject.
+            || (what != "session" && self.get_client(&value).await?.is_some())
+            || self.any_family(&matches).await?;
+        if !known {
+            // "… not found": no token was ever issued to it, so there is nothing to revoke.
+            return Err(ServiceError::NotFound(format!("{what} {value:?}")));
+        }
+        self.revoke(actor, r, "admin").await
+    }
+
+    async fn any_family(
+        &self,
+        matches: &(dyn Fn(&FamilyRecord) -> bool + Sync),
+    ) -> Result<bool, ServiceError> {
+        Ok(self
+            .store
+            .list(Table::Families)
+            .await?
+            .iter()
+            .filter_map(|(_, raw)| serde_json::from_slice::<FamilyRecord>(raw).ok())
+            .any(|f| matches(&f)))
+    }
+
+    /// Marks every live session that `matches` as revoked; how many were.
+    async fn revoke_sessions(
+        &self,
+        matches: &(dyn Fn(&FamilyRecord) -> bool + Sync),
+        now: i64,
+    ) -> Result<usize, ServiceError> {
+        let mut n = 0;
+        for (sid, raw) in self.store.list(Table::Families).await? {
+            let Ok(mut fam) = serde_json::from_slice::<FamilyRecord>(&raw) else {
+                continue;
+            };
+            if !matches(&fam) || fam.revoked_at.is_some() {
+                continue;
+            }
+            fam.revoked_at = Some(now);
+            let bytes =
+                serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            // A concurrent change (a refresh-reuse revocation) revokes it as well.
+            if self
+                .store
+                .compare_and_swap(Table::Families, &sid, Some(&raw), Some(&bytes))
+                .await?
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether a session is dead: revoked itself, or covered by a subject, session or
+    /// client rule newer than the session (a session created while a subject was being
+    /// revoked is caught here).
+    async fn session_revoked(&self, rec: &RefreshRecord) -> Result<bool, ServiceError> {
+        let created_at = match self.store.get(Table::Families, &rec.sid).await? {
+            Some(f) => {
+                let fam: FamilyRecord =
+                    serde_json::from_slice(&f).map_err(|e| corrupt("family", e))?;
+                if fam.revoked_at.is_some() {
+                    return Ok(true);
+                }
+                fam.created_at
+            }
+            None => 0,
+        };
+        for k in [
+            format!("sid:{}", rec.sid),
+            format!("sub:{}", rec.sub),
+            format!("client_id:{}", rec.client_id),
+        ] {
+            if let Some(raw) = self.store.get(Table::Revocations, &k).await? {
+                match serde_json::from_slice::<Revocation>(&raw) {
+                    Ok(Revocation::Sub { not_before, .. })
+                    | Ok(Revocation::Sid { not_before, .. })
+                    | Ok(Revocation::ClientId { not_before, .. })
+                        if created_at < not_before =>
+                    {
+                        return Ok(true)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(false)
     }
 
     pub async fn revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
@@ -926,6 +1357,21 @@ impl App {
         all.iter()
             .map(|(_, b)| serde_json::from_slice(b).map_err(|e| corrupt("revocation", e)))
             .collect()
+    }
+
+    /// Revocations that can still match a valid token (what `revoke list` shows).
+    pub async fn live_revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
+        let now = now();
+        let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
+        let horizon = self.settings.lifecycle().retention;
+        let mut all = self.revocations().await?;
+        all.retain(|r| match r {
+            Revocation::Jti { exp, .. } => exp + skew >= now,
+            Revocation::Sub { not_before, .. }
+            | Revocation::Sid { not_before, .. }
+            | Revocation::ClientId { not_before, .. } => not_before + horizon >= now,
+        });
+        Ok(all)
     }
 
     pub async fn is_revoked(&self, c: &AccessClaims) -> Result<bool, ServiceError> {
@@ -956,19 +1402,31 @@ impl App {
     }
 
     /// RFC 7009: revoke an access token (by jti) or a refresh token (its whole family).
-    /// Unknown tokens are not an error.
-    pub async fn revoke_token(&self, actor: &str, token: &str) -> Result<(), ServiceError> {
+    /// Unknown tokens are not an error. `owner`: the authenticated client; a token issued
+    /// to anyone else is left alone (RFC 7009 §2.1), with the same answer. `None`: admin.
+    /// True when it is a live token of ours (revoked now, or already).
+    pub async fn revoke_token(
+        &self,
+        actor: &str,
+        token: &str,
+        owner: Option<&str>,
+    ) -> Result<bool, ServiceError> {
+        let mine =
+            |client_id: &str| owner.is_none_or(|o| ct_eq(o.as_bytes(), client_id.as_bytes()));
         if let Some(c) = self.verify_access(token) {
-            return self
-                .revoke(
-                    actor,
-                    Revocation::Jti {
-                        jti: c.jti,
-                        exp: c.exp,
-                    },
-                    "rfc7009",
-                )
-                .await;
+            if !mine(&c.client_id) {
+                return Ok(false);
+            }
+            self.revoke(
+                actor,
+                Revocation::Jti {
+                    jti: c.jti,
+                    exp: c.exp,
+                },
+                "rfc7009",
+            )
+            .await?;
+            return Ok(true);
         }
         if let Some(raw) = self
             .store
@@ -977,9 +1435,12 @@ impl App {
         {
             let rec: RefreshRecord =
                 serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
-            self.revoke_family(&rec.sid, "rfc7009", now()).await?;
+            if mine(&rec.client_id) {
+                self.revoke_family(&rec.sid, "rfc7009", now()).await?;
+                return Ok(true);
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// RFC 7662 introspection.
@@ -989,7 +1450,7 @@ impl App {
                 return Ok(json!({"active": false}));
             }
             return Ok(json!({
-                "active": true, "token_type": "access_token", "scope": c.scope, "client_id": c.client_id,
+                "active": true, "token_type": "Bearer", "scope": c.scope, "client_id": c.client_id,
                 "sub": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "nbf": c.nbf,
                 "jti": c.jti, "sid": c.sid,
             }));
@@ -1001,16 +1462,11 @@ impl App {
         {
             let rec: RefreshRecord =
                 serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
-            let fam_revoked = match self.store.get(Table::Families, &rec.sid).await? {
-                Some(f) => serde_json::from_slice::<FamilyRecord>(&f)
-                    .map_err(|e| corrupt("family", e))?
-                    .revoked_at
-                    .is_some(),
-                None => false,
-            };
-            if !rec.used && !fam_revoked && rec.expires_at > now() {
+            if !rec.used && rec.expires_at > now() && !self.session_revoked(&rec).await? {
+                // No `token_type`: RFC 7662 means the access token type (RFC 6749 §7.1),
+                // which a refresh token does not have.
                 return Ok(json!({
-                    "active": true, "token_type": "refresh_token", "scope": rec.scope, "client_id": rec.client_id,
+                    "active": true, "scope": rec.scope, "client_id": rec.client_id,
                     "sub": rec.sub, "exp": rec.expires_at, "sid": rec.sid,
                 }));
             }

@@ -399,6 +399,9 @@ impl SyncHub {
             return Ok(None);
         }
         let entries = store.read_log(Log::Changes, base, head - base).await?;
+        if entries.len() as u64 != head - base {
+            return Ok(None); // compacted away: the full snapshot
+        }
         let mut revoked_jti = Vec::new();
         let mut rules = Vec::new();
         for raw in &entries {

@@ -152,11 +152,57 @@ macro_rules! suite {
     };
 }
 
+/// Compaction drops old entries but keeps every index, the length and the head.
+async fn trimmed_logs_keep_their_indices(s: Arc<dyn Store>) {
+    for i in 0..10u64 {
+        assert!(s
+            .append(Log::Changes, i, format!("e{i}").as_bytes(), b"h")
+            .await
+            .unwrap());
+    }
+    assert_eq!(s.trim_log(Log::Changes, 6).await.unwrap(), 6);
+    assert_eq!(s.trim_log(Log::Changes, 6).await.unwrap(), 0, "idempotent");
+    assert_eq!(
+        s.trim_log(Log::Changes, 3).await.unwrap(),
+        0,
+        "never backwards"
+    );
+    assert_eq!(
+        s.log_head(Log::Changes).await.unwrap(),
+        (10, Some(b"h".to_vec()))
+    );
+    assert_eq!(
+        s.read_log(Log::Changes, 7, 2).await.unwrap(),
+        vec![b"e7".to_vec(), b"e8".to_vec()]
+    );
+    assert!(
+        s.read_log(Log::Changes, 5, 3).await.unwrap().is_empty(),
+        "a trimmed start reads nothing"
+    );
+    assert!(!s.append(Log::Changes, 4, b"x", b"h").await.unwrap());
+    assert!(s.append(Log::Changes, 10, b"e10", b"h2").await.unwrap());
+    assert_eq!(
+        s.read_log(Log::Changes, 10, 5).await.unwrap(),
+        vec![b"e10".to_vec()]
+    );
+    // Trimming past the end stops at the length; appends go on from there.
+    assert_eq!(s.trim_log(Log::Changes, 100).await.unwrap(), 5);
+    assert_eq!(s.log_head(Log::Changes).await.unwrap().0, 11);
+    assert!(s.append(Log::Changes, 11, b"e11", b"h3").await.unwrap());
+    assert_eq!(
+        s.read_log(Log::Changes, 11, 1).await.unwrap(),
+        vec![b"e11".to_vec()]
+    );
+    // The other log is untouched.
+    assert_eq!(s.log_head(Log::Audit).await.unwrap().0, 0);
+}
+
 suite!(
     kv_and_cas,
     concurrent_cas_has_one_winner,
     logs_append_conditionally,
-    leases_exclude_others_until_expiry
+    leases_exclude_others_until_expiry,
+    trimmed_logs_keep_their_indices
 );
 
 #[tokio::test]

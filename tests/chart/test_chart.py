@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-CHART = ROOT / "k8s" / "meshauth"
+# MESHAUTH_CHART: another copy of the chart (e.g. an older one, to see a test fail on it).
+CHART = pathlib.Path(os.environ.get("MESHAUTH_CHART", ROOT / "k8s" / "meshauth"))
 HELM = os.environ.get("HELM", "helm")
 WASM = pathlib.Path(os.environ.get("MESHAUTH_WASM", ROOT / "target/wasm32-wasip1/release/meshauth_filter.wasm"))
 SHA = hashlib.sha256(WASM.read_bytes()).hexdigest()
@@ -26,10 +27,16 @@ API_VERSIONS = [
     "extensions.istio.io/v1alpha1/WasmPlugin",
 ]
 
+# `helm template` cannot see a cluster: every set names the existing Secret (GitOps), and
+# the Istio sets name the protected namespaces and workloads.
+BASE = [f"filter.sha256={SHA}", "secrets.existingSecret=meshauth-secrets", "filter.namespaces={shop}", "filter.selector.app=api"]
+CREDENTIAL = "c" * 40
+DIST_KEY = "A" * 43
+
 VALUE_SETS = {
-    "defaults": [f"filter.sha256={SHA}"],
+    "defaults": BASE,
     "redis": [
-        f"filter.sha256={SHA}",
+        *BASE,
         "store.kind=redis",
         "store.redis.url=redis://redis.data:6379",
         "store.redis.passwordSecret.name=redis-auth",
@@ -37,7 +44,7 @@ VALUE_SETS = {
         "autoscaling.enabled=true",
     ],
     "sentinel": [
-        f"filter.sha256={SHA}",
+        *BASE,
         "store.kind=redis",
         "store.redis.sentinels={redis-sentinel-0.data:26379,redis-sentinel-1.data:26379,redis-sentinel-2.data:26379}",
         "store.redis.masterName=meshauth",
@@ -47,12 +54,12 @@ VALUE_SETS = {
         "replicas=3",
     ],
     "istio": [
-        f"filter.sha256={SHA}",
-        "filter.selector.app=api",
+        *BASE,
         "monitoring.serviceMonitor.enabled=true",
         "monitoring.prometheusRule.enabled=true",
     ],
-    "envoy": ["filter.mode=envoy", f"filter.sha256={SHA}"],
+    "envoy": ["filter.mode=envoy", f"filter.sha256={SHA}", "secrets.existingSecret=meshauth-secrets"],
+    "syncing": [*BASE, f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}", "filter.namespaces={shop,billing}"],
 }
 
 
@@ -114,19 +121,21 @@ def test_wasmplugin_validates_against_istio_schema_and_pins_the_built_filter():
     assert roundtrip(WasmPlugin, plugin) == json.loads(json.dumps(plugin))
     spec = plugin["spec"]
     assert spec["sha256"] == SHA
-    assert spec["url"] == "http://meshauth.meshauth.svc.cluster.local:8080/filter/meshauth.wasm"
+    assert spec["url"] == "http://meshauth.meshauth.svc.cluster.local:8081/filter/meshauth.wasm"
     assert spec["phase"] == "AUTHN"
     assert spec["failStrategy"] == "FAIL_CLOSE"
     assert spec["selector"]["matchLabels"] == {"app": "api"}
     assert spec["pluginConfig"]["issuer"] == "http://meshauth.meshauth.svc.cluster.local:8080"
     assert "sync" not in spec["pluginConfig"], "no distribution key, no sync"
-    key = "A" * 43
-    (plugin,) = by_kind(template(VALUE_SETS["istio"] + [f"filter.distributionKey={key}"]), "WasmPlugin")
-    assert plugin["spec"]["pluginConfig"]["sync"] == {
-        "cluster": "outbound|8080||meshauth.meshauth.svc.cluster.local",
-        "authority": "meshauth.meshauth.svc.cluster.local",
-        "distribution_key": key,
-    }
+    plugins = by_kind(template(VALUE_SETS["syncing"]), "WasmPlugin")
+    for plugin in plugins:
+        assert roundtrip(WasmPlugin, plugin) == json.loads(json.dumps(plugin))
+        assert plugin["spec"]["pluginConfig"]["sync"] == {
+            "cluster": "outbound|8081||meshauth.meshauth.svc.cluster.local",
+            "authority": "meshauth.meshauth.svc.cluster.local",
+            "distribution_key": DIST_KEY,
+            "credential_env": "MESHAUTH_SYNC_CREDENTIAL",
+        }
 
 
 def test_monitoring_resources_validate():
@@ -190,8 +199,11 @@ def test_redis_store_takes_its_password_from_a_secret():
     docs = template(VALUE_SETS["redis"])
     (dep,) = by_kind(docs, "Deployment")
     env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-auth", "key": "password"}
-    assert env["MESHAUTH_REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@redis.data:6379"
+    # Spliced into the URL, a password with `@ / # %` broke it: it goes on its own, and
+    # the control plane escapes it (config.rs redis_password_from_env_joins_a_url_escaped).
+    assert env["MESHAUTH_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "redis-auth", "key": "password"}
+    assert env["MESHAUTH_REDIS_URL"]["value"] == "redis://redis.data:6379"
+    assert "REDIS_PASSWORD" not in env
     assert "replicas" not in dep["spec"], "the HPA owns the replica count"
     assert by_kind(docs, "HorizontalPodAutoscaler")
     assert not by_kind(docs, "PersistentVolumeClaim")
@@ -222,20 +234,28 @@ def test_redis_sentinel_settings():
 
 
 def test_secrets_stay_out_of_configmaps():
-    docs = template(VALUE_SETS["defaults"])
+    docs = template(VALUE_SETS["syncing"])
     (secret,) = by_kind(docs, "Secret")
-    assert set(secret["data"]) == {"master-key", "admin-token", "admin-token-sha256"}
-    secret_values = [v for v in secret["data"].values()]
+    assert secret["metadata"]["name"] == "meshauth-sync"
+    assert base64.b64decode(secret["data"]["sync-credential"]).decode() == CREDENTIAL
+    assert base64.b64decode(secret["data"]["sync-credential-sha256"]).decode() == hashlib.sha256(CREDENTIAL.encode()).hexdigest()
     for cm in by_kind(docs, "ConfigMap"):
-        text = json.dumps(cm)
-        for v in secret_values:
-            assert base64.b64decode(v).decode() not in text
+        assert CREDENTIAL not in json.dumps(cm)
     # With an existing Secret the chart makes none.
     docs = template(VALUE_SETS["defaults"] + ["secrets.existingSecret=mine"])
     assert not by_kind(docs, "Secret")
     (dep,) = by_kind(docs, "Deployment")
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["secrets"]["secret"]["secretName"] == "mine"
+
+
+def test_generated_master_key_is_refused_where_the_cluster_cannot_be_read():
+    # The attack on GitOps: `helm template` (Argo CD, Flux post-render, CI) has no
+    # cluster, so `lookup` is empty and the old chart made a new master key on every
+    # render; the control plane then refuses to start (or the old key is lost).
+    sets = [s for s in VALUE_SETS["defaults"] if not s.startswith("secrets.existingSecret")]
+    err = template(sets, ok=False)
+    assert "cannot read the cluster" in err and "secrets.existingSecret" in err, err
 
 
 def test_plain_envoy_snippet():
@@ -250,6 +270,32 @@ def test_plain_envoy_snippet():
     assert cfg["default_route"] == {"auth": "token"}
     (cluster,) = yaml.safe_load(cm["data"]["cluster.yaml"])
     assert cluster["name"] == "meshauth_control_plane"
+    # The filter's calls go to the sync port.
+    addr = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert addr["port_value"] == 8081
+    assert remote["http_uri"]["uri"] == "http://meshauth.meshauth.svc.cluster.local:8081/filter/meshauth.wasm"
+
+
+def test_plain_envoy_snippet_hardens_the_connection_manager():
+    # Without these, /a/..%2Fadmin, //admin, %2F-encoded and x_user-style variants reach
+    # the filter's path rules and header checks in a spelling they do not expect.
+    docs = template(VALUE_SETS["envoy"])
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("envoy-snippet")]
+    hcm = yaml.safe_load(cm["data"]["http_connection_manager.yaml"])
+    assert hcm["normalize_path"] is True
+    assert hcm["merge_slashes"] is True
+    assert hcm["path_with_escaped_slashes_action"] == "UNESCAPE_AND_REDIRECT"
+    assert hcm["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"
+
+
+def test_module_reference_needs_a_sha256_in_every_mode():
+    # `sha256: ""` in the Envoy snippet is refused by Envoy at load time, far from the cause.
+    err = template(["filter.mode=envoy", "secrets.existingSecret=s"], ok=False)
+    assert "filter.mode=envoy needs filter.sha256" in err, err
+    err = template([s for s in VALUE_SETS["defaults"] if not s.startswith("filter.sha256")], ok=False)
+    assert "filter.mode=istio needs filter.sha256" in err, err
+    # mode=none references no module.
+    template(["filter.mode=none", "secrets.existingSecret=s"])
 
 
 @pytest.mark.parametrize(
@@ -265,6 +311,11 @@ def test_plain_envoy_snippet():
         ("store.redis.sentinels={sentinel-0}", "/store/redis/sentinels"),
         ("store.redis.replicaAcks=-1", "/store/redis/replicaAcks"),
         ("filter.distributionKey=short", "/filter/distributionKey"),
+        ("networkPolicy.extraIngressFrom[0].namespaceSelector.x=y", "extraIngressFrom"),
+        ("service.syncPort=0", "/service/syncPort"),
+        ("filter.namespaces={Bad_Namespace}", "/filter/namespaces"),
+        ("networkPolicy.metrics.namespaces={Bad_Namespace}", "/networkPolicy/metrics/namespaces"),
+        ("syncCredential.fromProxyEnv=maybe", "/syncCredential/fromProxyEnv"),
     ],
 )
 def test_schema_refuses_bad_values(bad, why):
@@ -273,7 +324,7 @@ def test_schema_refuses_bad_values(bad, why):
 
 
 def test_istio_mode_needs_the_filter_sha256():
-    err = template([], ok=False)
+    err = template(["secrets.existingSecret=s"], ok=False)
     assert "filter.mode=istio needs filter.sha256" in err
 
 
@@ -303,7 +354,10 @@ def test_readme_values_and_schema_agree():
 def test_checkov_finds_nothing_serious(tmp_path):
     env = dict(os.environ, PATH=f"{pathlib.Path(HELM).parent}:{os.environ['PATH']}")
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({"filter": {"sha256": SHA}}))
+    values.write_text(yaml.safe_dump({
+        "filter": {"sha256": SHA, "namespaces": ["shop"], "selector": {"app": "api"}},
+        "secrets": {"existingSecret": "meshauth-secrets"},
+    }))
     p = subprocess.run(
         [os.environ.get("CHECKOV", str(ROOT / ".tools/checkov/bin/checkov")), "-d", str(CHART), "--framework", "helm", "--skip-download",
          "--quiet", "--compact", "-o", "json", "--var-file", str(values)],
@@ -329,3 +383,278 @@ def test_checkov_finds_nothing_serious(tmp_path):
         if not any(c["check_id"] == cid and sub in c["resource"] for cid, sub in accepted)
     ]
     assert not serious, "\n".join(serious)
+
+
+def rules_by_port(policy):
+    """{port name: [peers]} of an ingress NetworkPolicy; a rule without ports is "*"."""
+    out = {}
+    for rule in policy["spec"].get("ingress") or []:
+        for port in rule.get("ports") or [{"port": "*"}]:
+            out.setdefault(port["port"], []).extend(rule.get("from") or [{}])
+    return out
+
+
+def selects_all(selector):
+    return not (selector or {}).get("matchLabels") and not (selector or {}).get("matchExpressions")
+
+
+def admits_everyone(peer):
+    ip = peer.get("ipBlock")
+    if ip:
+        return ip.get("cidr") in ("0.0.0.0/0", "::/0")
+    if "namespaceSelector" in peer:
+        # Every namespace: whoever can label a pod anywhere matches a podSelector.
+        return selects_all(peer["namespaceSelector"])
+    return selects_all(peer.get("podSelector"))
+
+
+@pytest.mark.parametrize("name", ["defaults", "istio", "syncing", "envoy", "redis"])
+def test_network_policy_gives_each_port_its_own_audience(name):
+    # The attack: any pod in the cluster reached the one port that served /admin, /sync
+    # and /metrics (namespaceSelector: {}). Now each has its port, and its own peers.
+    docs = template(VALUE_SETS[name])
+    (dep,) = by_kind(docs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "sync": 8081, "admin": 8082, "metrics": 9090}
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if "meshauth.toml" in d["data"]]
+    toml = cm["data"]["meshauth.toml"]
+    for line in ['listen = "0.0.0.0:8080"', 'sync_listen = "0.0.0.0:8081"', 'admin_listen = "0.0.0.0:8082"', 'metrics_listen = "0.0.0.0:9090"']:
+        assert line in toml
+    (policy,) = by_kind(docs, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = rules_by_port(policy)
+    assert "*" not in rules, "a rule without ports opens every port"
+    assert "admin" not in rules, "no admin peers by default: only kubectl port-forward"
+    for port in ("sync", "metrics"):
+        for peer in rules.get(port, []):
+            assert not admits_everyone(peer), f"{port}: {peer}"
+    assert rules["metrics"] == [{"namespaceSelector": {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["monitoring"]}]}}]
+    if name == "envoy":
+        assert "sync" not in rules, "no filter namespaces named: nobody reaches the sync port"
+    else:
+        namespaces = ["shop", "billing"] if name == "syncing" else ["shop"]
+        assert rules["sync"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}, "podSelector": {"matchLabels": {"app": "api"}}}
+            for ns in namespaces
+        ]
+    (svc,) = by_kind(docs, "Service")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8080, "sync": 8081, "admin": 8082, "metrics": 9090}
+    for sm in by_kind(docs, "ServiceMonitor"):
+        assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+
+
+def test_ports_must_differ():
+    # One port for two audiences would put both behind the same NetworkPolicy rule.
+    err = template(VALUE_SETS["defaults"] + ["service.adminPort=8080"], ok=False)
+    assert "must differ" in err, err
+
+
+def test_network_policy_allow_lists_and_refuses_open_peers():
+    admins = '[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"ops"}},"podSelector":{"matchLabels":{"app":"meshauth-cli"}}}]'
+    p = helm("template", "meshauth", str(CHART), "-n", "meshauth", *sum((["--set", s] for s in VALUE_SETS["defaults"]), []),
+             "--set-json", f"networkPolicy.admin.from={admins}")
+    assert p.returncode == 0, p.stderr
+    (policy,) = by_kind([d for d in yaml.safe_load_all(p.stdout) if d], "NetworkPolicy")
+    assert rules_by_port(policy)["admin"] == json.loads(admins)
+    for value, why in [
+        ('networkPolicy.admin.from=[{"namespaceSelector":{}}]', "admits every namespace"),
+        ('networkPolicy.sync.extraFrom=[{"namespaceSelector":{}}]', "admits every namespace"),
+        ('networkPolicy.admin.from=[{"namespaceSelector":{"matchLabels":{}},"podSelector":{"matchLabels":{"app":"cli"}}}]', "admits every namespace"),
+        ('networkPolicy.admin.from=[{"namespaceSelector":{"matchExpressions":[]}}]', "admits every namespace"),
+        ('networkPolicy.admin.from=[{"ipBlock":{"cidr":"0.0.0.0/0"}}]', "admits every address"),
+        ('networkPolicy.admin.from=[{"podSelector":{}}]', "admits every pod"),
+        ('networkPolicy.sync.extraFrom=[{"podSelector":{"matchLabels":{}}}]', "admits every pod"),
+    ]:
+        p = helm("template", "meshauth", str(CHART), "-n", "meshauth", *sum((["--set", s] for s in VALUE_SETS["defaults"]), []),
+                 "--set-json", value)
+        assert p.returncode != 0 and why in p.stderr, (value, p.stderr)
+
+
+def test_wasmplugin_cannot_lock_out_the_control_plane():
+    from cloudcoil.models.istio.extensions.v1alpha1 import WasmPlugin
+
+    docs = template(VALUE_SETS["syncing"])
+    plugins = by_kind(docs, "WasmPlugin")
+    # One per protected namespace: a selector matches only pods of its own namespace.
+    assert sorted(p["metadata"]["namespace"] for p in plugins) == ["billing", "shop"]
+    for plugin in plugins:
+        assert roundtrip(WasmPlugin, plugin) == json.loads(json.dumps(plugin))
+        spec = plugin["spec"]
+        # Inbound only: not on the workloads' own calls to the token or sync endpoints.
+        assert spec["match"] == [{"mode": "SERVER"}]
+        assert spec["selector"]["matchLabels"] == {"app": "api"}
+    # The control plane never gets a sidecar, so no WasmPlugin can attach to it.
+    (dep,) = by_kind(docs, "Deployment")
+    meta = dep["spec"]["template"]["metadata"]
+    assert meta["labels"]["sidecar.istio.io/inject"] == "false"
+    assert meta["annotations"]["sidecar.istio.io/inject"] == "false"
+    # An empty selector (every workload of the namespace), or one that matches the
+    # control plane's labels, is refused.
+    no_selector = [s for s in VALUE_SETS["defaults"] if not s.startswith("filter.selector")]
+    assert "filter.selector is empty" in template(no_selector, ok=False)
+    for sel in ["filter.selector.app\\.kubernetes\\.io/name=meshauth", "filter.selector.app\\.kubernetes\\.io/part-of=meshauth"]:
+        err = template(no_selector + [sel, "filter.namespaces={meshauth}"], ok=False)
+        assert "matches the control plane's own labels" in err, err
+    # No protected namespaces named: nothing to render into.
+    no_ns = [s for s in VALUE_SETS["defaults"] if not s.startswith("filter.namespaces")]
+    assert "needs filter.namespaces" in template(no_ns, ok=False)
+    # A Gateway through targetRefs needs no selector.
+    docs = template(no_selector + ["filter.targetRefs[0].kind=Gateway", "filter.targetRefs[0].name=edge", "filter.targetRefs[0].group=gateway.networking.k8s.io"])
+    (plugin,) = by_kind(docs, "WasmPlugin")
+    assert "selector" not in plugin["spec"] and plugin["spec"]["match"] == [{"mode": "SERVER"}]
+
+
+def test_sync_credential_reaches_the_control_plane_and_the_filters():
+    # Without a fleet credential any pod could long-poll /sync and read every revocation
+    # and key; with sync on, the chart must wire one to both ends or refuse.
+    docs = template(VALUE_SETS["syncing"])
+    (dep,) = by_kind(docs, "Deployment")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MESHAUTH_SYNC_CREDENTIAL_SHA256"]["valueFrom"]["secretKeyRef"] == {"name": "meshauth-sync", "key": "sync-credential-sha256"}
+    for plugin in by_kind(docs, "WasmPlugin"):
+        assert plugin["spec"]["vmConfig"]["env"] == [{"name": "MESHAUTH_SYNC_CREDENTIAL", "valueFrom": "INLINE", "value": CREDENTIAL}]
+    # From the proxies' environment instead, with the hash from an existing Secret.
+    sets = [s for s in VALUE_SETS["syncing"] if not s.startswith("syncCredential")] + [
+        "syncCredential.existingSecret=fleet", "syncCredential.fromProxyEnv=true"]
+    docs = template(sets)
+    assert not by_kind(docs, "Secret")
+    (dep,) = by_kind(docs, "Deployment")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MESHAUTH_SYNC_CREDENTIAL_SHA256"]["valueFrom"]["secretKeyRef"]["name"] == "fleet"
+    for plugin in by_kind(docs, "WasmPlugin"):
+        assert plugin["spec"]["vmConfig"]["env"] == [{"name": "MESHAUTH_SYNC_CREDENTIAL", "valueFrom": "HOST"}]
+        assert CREDENTIAL not in json.dumps(plugin)
+    # Plain Envoy: the credential comes from Envoy's environment, never the ConfigMap.
+    docs = template(VALUE_SETS["envoy"] + [f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}"])
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("envoy-snippet")]
+    (flt,) = yaml.safe_load(cm["data"]["http_filter.yaml"])
+    vm = flt["typed_config"]["config"]["vm_config"]
+    assert vm["environment_variables"] == {"host_env_keys": ["MESHAUTH_SYNC_CREDENTIAL"]}
+    cfg = json.loads(flt["typed_config"]["config"]["configuration"]["value"])
+    assert cfg["sync"]["credential_env"] == "MESHAUTH_SYNC_CREDENTIAL"
+    assert CREDENTIAL not in json.dumps(cm)
+    # Sync on without a credential, or a short one: refused.
+    no_cred = [s for s in VALUE_SETS["syncing"] if not s.startswith("syncCredential")]
+    assert "no sync credential" in template(no_cred, ok=False)
+    assert "get no credential" in template(no_cred + ["syncCredential.existingSecret=fleet"], ok=False)
+    assert "32 or more" in template(no_cred + ["syncCredential.value=short"], ok=False)
+
+
+def test_image_build_context_and_bases_are_pinned():
+    # The build context was the whole repository: .demo (an admin token, a master key),
+    # .git, target/, .venv went into it. The .dockerignore admits only the sources.
+    ignore = [l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    assert ignore[0] == "*", "deny by default"
+    admitted = [l[1:] for l in ignore if l.startswith("!")]
+    for secret in [".demo", ".git", "target", ".venv", ".tools", ".bench", "k8s"]:
+        assert not any(a == secret or a.startswith(secret + "/") for a in admitted), secret
+    for needed in ["Cargo.toml", "Cargo.lock", "control-plane", "filter", "wire", "tests"]:
+        assert needed in admitted, needed
+    # Every base image is pinned by digest, or says which digest to pin.
+    lines = (ROOT / "k8s" / "Dockerfile").read_text().splitlines()
+    froms = [i for i, l in enumerate(lines) if l.startswith("FROM ")]
+    assert froms
+    for i in froms:
+        image = lines[i].split()[1]
+        pinned = "@sha256:" in image
+        noted = lines[i - 1].startswith("# digest: ")
+        assert pinned or noted, f"unpinned base image: {lines[i]}"
+
+
+def test_rendered_config_runs_the_real_control_plane_with_its_ports_apart(tmp_path):
+    """The chart's meshauth.toml, loaded by the real binary (its file keys are checked
+    strictly): each route group answers on its own port and nowhere else."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    binary = pathlib.Path(os.environ.get("MESHAUTH_BIN", ROOT / "target/debug/meshauth"))
+    assert binary.exists(), f"build it: cargo build -p meshauth-control-plane ({binary})"
+    ports = []
+    for _ in range(4):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    public, sync, admin, metrics = ports
+    docs = template(VALUE_SETS["defaults"] + [f"service.port={public}", f"service.syncPort={sync}",
+                                              f"service.adminPort={admin}", f"service.metricsPort={metrics}"])
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if "meshauth.toml" in d["data"]]
+    (dep,) = by_kind(docs, "Deployment")
+    mounts = {m["name"]: m["mountPath"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    toml = cm["data"]["meshauth.toml"].replace("0.0.0.0:", "127.0.0.1:")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    token = "t" * 48
+    (secrets / "master-key").write_text("ab" * 32)
+    (secrets / "admin-token-sha256").write_text(hashlib.sha256(token.encode()).hexdigest())
+    toml = toml.replace(mounts["secrets"], str(secrets)).replace(mounts["data"], str(tmp_path))
+    toml = toml.replace("/opt/meshauth/meshauth_filter.wasm", str(WASM))
+    (tmp_path / "meshauth.toml").write_text(toml)
+    log = open(tmp_path / "log", "w")
+    proc = subprocess.Popen([str(binary), "serve", "--config", str(tmp_path / "meshauth.toml")],
+                            stdout=log, stderr=log, env={"PATH": os.environ["PATH"]})
+
+    def status(port, path, auth=None):
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if auth:
+            req.add_header("Authorization", f"Bearer {auth}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        deadline = time.time() + 30
+        while True:
+            assert proc.poll() is None, (tmp_path / "log").read_text()
+            try:
+                if status(public, "/readyz") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, (tmp_path / "log").read_text()
+            time.sleep(0.1)
+        assert status(public, "/admin/status", token) == 404
+        assert status(admin, "/admin/status", token) == 200
+        assert status(public, "/metrics") == 404
+        assert status(metrics, "/metrics") == 200
+        assert status(public, "/filter/meshauth.wasm.sha256") == 404
+        assert status(sync, "/sync/v1/distribution-key") != 404
+        assert status(sync, "/admin/status", token) == 404
+        assert status(public, "/.well-known/jwks.json") == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_plain_envoy_snippet_is_accepted_by_envoy(tmp_path):
+    """The three snippets, put together as the install guide says, pass the real Envoy's
+    validation (`sha256: ""`, a mistyped hardening field or environment block would not)."""
+    envoy = pathlib.Path(os.environ.get("ENVOY_BIN", ROOT / ".venv/bin/envoy"))
+    assert envoy.exists(), f"scripts/setup.sh installs Envoy ({envoy})"
+    docs = template(VALUE_SETS["envoy"] + [f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}"])
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("envoy-snippet")]
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]},
+        "http_filters": yaml.safe_load(cm["data"]["http_filter.yaml"]) + [
+            {"name": "envoy.filters.http.router",
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        **yaml.safe_load(cm["data"]["http_connection_manager.yaml"]),
+    }
+    bootstrap = {"static_resources": {
+        "listeners": [{"name": "ingress", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                       "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+        "clusters": yaml.safe_load(cm["data"]["cluster.yaml"]),
+    }}
+    path = tmp_path / "envoy.yaml"
+    path.write_text(yaml.safe_dump(bootstrap))
+    p = subprocess.run([str(envoy), "--mode", "validate", "-c", str(path), "--log-level", "warn"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "OK" in p.stdout + p.stderr, p.stdout + p.stderr

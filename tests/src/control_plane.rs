@@ -24,6 +24,8 @@ pub const MASTER_KEY: &str = "5f1d3c0a9b8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b
 pub enum StoreKind {
     Embedded,
     Redis(String),
+    /// A Redis URL and the replica acks each write waits for (`WAIT`).
+    RedisReplicated(String, u32),
     /// Sentinel addresses (`host:port`) and the master's name.
     Sentinel(Vec<String>, String),
 }
@@ -75,6 +77,9 @@ impl ControlPlane {
                 self.data_file().display()
             ),
             StoreKind::Redis(url) => format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\n"),
+            StoreKind::RedisReplicated(url, acks) => {
+                format!("[store]\nkind = \"redis\"\nurl = \"{url}\"\nreplica_acks = {acks}\n")
+            }
             StoreKind::Sentinel(sentinels, name) => format!(
                 "[store]\nkind = \"redis\"\nsentinels = {sentinels:?}\nmaster_name = \"{name}\"\n"
             ),
@@ -274,12 +279,55 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A replica of `master`, once it has synced.
+    pub fn start_replica_of(master: &Redis) -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        r.launch_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        r.wait_synced();
+        r
+    }
+
+    /// Waits until this replica's link to its master is up.
+    pub fn wait_synced(&self) {
+        wait_for("replica link up", 20, || {
+            self.cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+    }
+
     pub fn crash_and_restart(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
         self.launch();
+    }
+
+    /// SIGKILL, without starting again (see `start_again`).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and data after `stop`.
+    pub fn start_again(&mut self) {
+        self.launch();
+    }
+
+    /// SIGSTOP / SIGCONT: a Redis that accepts connections but answers nothing.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(c) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([signal, &c.id().to_string()])
+                .status();
+        }
     }
 
     pub fn cli(&self, args: &[&str]) -> String {

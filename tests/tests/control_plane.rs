@@ -85,11 +85,13 @@ fn jwks_and_discovery() {
         &[("if-none-match", &etag)],
     );
     assert_eq!(again.status, 304);
-    let d = get(&cp.url("/.well-known/openid-configuration"), &[]).json();
+    // RFC 8414 metadata only: this is not an OpenID Provider.
+    let d = get(&cp.url("/.well-known/oauth-authorization-server"), &[]).json();
     assert_eq!(d["jwks_uri"], cp.url("/.well-known/jwks.json"));
+    assert_eq!(d["issuer"], cp.base_url());
     assert_eq!(
-        get(&cp.url("/.well-known/oauth-authorization-server"), &[]).json()["issuer"],
-        cp.base_url()
+        get(&cp.url("/.well-known/openid-configuration"), &[]).status,
+        404
     );
     let metrics = get(&cp.url("/metrics"), &[]).body;
     assert!(metrics.contains("meshauth_key_age_seconds"), "{metrics}");
@@ -280,7 +282,23 @@ fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert_ne!(r1, r2, "rotated on use");
     assert_eq!(introspect(&r1)["active"], false, "spent");
     assert_eq!(introspect(&access2)["active"], true);
-    // Reuse of the spent token: refused, and the whole family goes with it.
+    // A retry of r1 within the grace gets the same answer (a lost answer is not reuse)...
+    let retry = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r1}"),
+        &[],
+    );
+    assert_eq!(retry.json(), second, "{}", retry.body);
+    // ...but once r2 was used, r1 again is reuse: refused, and the whole family goes.
+    let third = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+        &[],
+    );
+    assert_eq!(third.status, 200, "{}", third.body);
+    let r3 = third.json()["refresh_token"].as_str().unwrap().to_string();
     let reuse = post_form(
         &cp,
         "/oauth2/token",
@@ -294,7 +312,7 @@ fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let after = post_form(
         &cp,
         "/oauth2/token",
-        &format!("grant_type=refresh_token&refresh_token={r2}"),
+        &format!("grant_type=refresh_token&refresh_token={r3}"),
         &[],
     );
     assert_eq!(
@@ -613,6 +631,7 @@ fn acknowledge(cp: &ControlPlane) -> Acknowledged {
     let client = create_client(cp, "read");
     let full: Value =
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
+    cp.cli_ok(&["token", "issue", "--sub", "mallory"]);
     cp.cli_ok(&["revoke", "subject", "mallory"]);
     cp.cli_ok(&[
         "limits",
@@ -840,6 +859,54 @@ fn audit_verify_finds_an_edited_entry() {
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("entry 1 has been edited"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Whoever can write Redis rehashes the whole chain after the edit, with plain
+    // SHA-256 as the chain once was: without the master key it still fails.
+    use sha2::Digest;
+    let len: u64 = redis
+        .cli(&["LLEN", "{meshauth}:log:audit"])
+        .trim()
+        .parse()
+        .unwrap();
+    let mut prev = "0".repeat(64);
+    for i in 0..len {
+        let raw = redis.cli(&["LINDEX", "{meshauth}:log:audit", &i.to_string()]);
+        let mut e: Value = serde_json::from_str(raw.trim()).unwrap();
+        e["prev"] = json!(prev);
+        let canonical = json!([
+            e["seq"],
+            e["at"],
+            e["actor"],
+            e["action"],
+            e["target"],
+            e["detail"],
+            e["prev"]
+        ])
+        .to_string();
+        let hash: String = sha2::Sha256::digest(canonical.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        e["hash"] = json!(hash);
+        redis.cli(&[
+            "LSET",
+            "{meshauth}:log:audit",
+            &i.to_string(),
+            &e.to_string(),
+        ]);
+        prev = hash;
+    }
+    redis.cli(&["SET", "{meshauth}:head:audit", &prev]);
+    let out = cp.cli(&["audit", "verify"]);
+    assert!(
+        !out.status.success(),
+        "a chain rehashed without the key passed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("entry 0 has been edited"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -1078,4 +1145,133 @@ fn fuzzed_bodies_never_get_a_5xx_or_harm_stored_state() {
     }
     let report = admin(&cp, "GET", "/admin/audit/verify", None).json();
     assert_eq!(report["ok"], true, "{report}");
+}
+
+/// Revoking a session, a subject or a client (or deleting the client) stops its refresh
+/// tokens and its access tokens, through the real binary, CLI and Redis; revoking
+/// something never issued is an error, and `revoke list` shows what is in force.
+#[test]
+fn revocations_stop_sessions_subjects_and_deleted_clients_on_redis() {
+    let redis = Redis::start();
+    let cp = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    let (k, v) = cp.admin_headers();
+    let introspect = |t: &str| {
+        post_form(
+            &cp,
+            "/oauth2/introspect",
+            &format!("token={t}"),
+            &[(&k, &v)],
+        )
+        .json()["active"]
+            .clone()
+    };
+    let refresh = |t: &str| {
+        post_form(
+            &cp,
+            "/oauth2/token",
+            &format!("grant_type=refresh_token&refresh_token={t}"),
+            &[],
+        )
+    };
+    let session = |sub: &str| -> (String, String, String) {
+        let v: Value =
+            serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", sub, "--json"])).unwrap();
+        (
+            v["access_token"].as_str().unwrap().into(),
+            v["refresh_token"].as_str().unwrap().into(),
+            v["sid"].as_str().unwrap().into(),
+        )
+    };
+    let (a1, r1, sid) = session("alice");
+    let (_, rb1, _) = session("bob");
+    let (_, rb2, _) = session("bob");
+    let (_, rc, _) = session("carol");
+    cp.cli_ok(&["revoke", "session", &sid]);
+    cp.cli_ok(&["revoke", "subject", "bob"]);
+    // Past the rules' not-before second: the sessions themselves are revoked.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for t in [&r1, &rb1, &rb2] {
+        assert_eq!(introspect(t), false);
+        let r = refresh(t);
+        assert_eq!(
+            (r.status, r.json()["error"].clone()),
+            (400, json!("invalid_grant")),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(introspect(&a1), false);
+    assert_eq!(refresh(&rc).status, 200, "another subject is untouched");
+    // Deleting a client revokes what it holds.
+    let (id, secret) = create_client(&cp, "read");
+    let at = post_form(
+        &cp,
+        "/oauth2/token",
+        "grant_type=client_credentials",
+        &[("authorization", &basic(&id, &secret))],
+    )
+    .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(introspect(&at), true);
+    cp.cli_ok(&["clients", "delete", &id]);
+    assert_eq!(introspect(&at), false);
+    // Unknown targets: a clear error and a non-zero exit, and nothing recorded.
+    let out = cp.cli(&["revoke", "client", "c-never-was"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("404") && err.contains("c-never-was"), "{err}");
+    let listed: Value = serde_json::from_str(&cp.cli_ok(&["revoke", "list"])).unwrap();
+    let all = listed["revocations"].as_array().unwrap();
+    for (kind, value) in [
+        ("sid", sid.as_str()),
+        ("sub", "bob"),
+        ("client_id", id.as_str()),
+    ] {
+        assert!(
+            all.iter().any(|r| r["kind"] == kind && r["value"] == value),
+            "{kind} {value}: {listed}"
+        );
+    }
+    assert!(!listed.to_string().contains("c-never-was"));
+}
+
+/// Redis with a replica and `replica_acks = 1`: while the replica is detached, `WAIT`
+/// fails although the write applied. The refresh grant says so (503 not_replicated), and
+/// the client's retry of the same refresh token gets its answer instead of tripping
+/// reuse detection and losing the session.
+#[test]
+fn a_refresh_whose_write_was_not_replicated_can_be_retried() {
+    let master = Redis::start();
+    let replica = Redis::start_replica_of(&master);
+    let cp = ControlPlane::start(StoreKind::RedisReplicated(master.url(), 1), "");
+    let v: Value =
+        serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "ivy", "--json"])).unwrap();
+    let r1 = v["refresh_token"].as_str().unwrap().to_string();
+    let body = format!("grant_type=refresh_token&refresh_token={r1}");
+    replica.cli(&["REPLICAOF", "NO", "ONE"]);
+    let failed = post_form(&cp, "/oauth2/token", &body, &[]);
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let e = failed.json();
+    assert_eq!(e["error"]["code"], "not_replicated", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("applied"),
+        "{e}"
+    );
+    replica.cli(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    replica.wait_synced();
+    let retried = post_form(&cp, "/oauth2/token", &body, &[]);
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let r2 = retried.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let next = post_form(
+        &cp,
+        "/oauth2/token",
+        &format!("grant_type=refresh_token&refresh_token={r2}"),
+        &[],
+    );
+    assert_eq!(next.status, 200, "the session lives on: {}", next.body);
 }

@@ -45,6 +45,8 @@ fn snapshots_are_signed_and_carry_keys_and_revocations() {
     };
     assert!(!snap.revoked_jti.contains(&jti));
     cp.cli_ok(&["revoke", "token", token.trim()]);
+    // Revoking a subject that never got a token is a 404.
+    cp.cli_ok(&["token", "issue", "--sub", "mallory"]);
     cp.cli_ok(&["revoke", "subject", "mallory"]);
     let b = cp.sync_get("/sync/v1/snapshot");
     let snap2 = open(&cp, &b);
@@ -126,6 +128,7 @@ fn long_poll_answers_on_change_and_reports_filters() {
         (get(&url, &[(k, &v)]), t.elapsed())
     });
     std::thread::sleep(Duration::from_millis(300));
+    cp.cli_ok(&["token", "issue", "--sub", "eve"]); // no new version
     cp.cli_ok(&["revoke", "subject", "eve"]);
     let (a, took) = poll.join().unwrap();
     assert_eq!(a.status, 200);
@@ -145,6 +148,10 @@ fn a_change_through_one_replica_reaches_polls_on_another() {
     let ka = get(&a.url("/sync/v1/distribution-key"), &[]).json();
     let kb = get(&b.url("/sync/v1/distribution-key"), &[]).json();
     assert_eq!(ka, kb, "one distribution key and epoch for the deployment");
+    // A session to revoke (issuing one is no change filters see).
+    let issued: Value =
+        serde_json::from_str(&a.cli_ok(&["token", "issue", "--sub", "sam", "--json"])).unwrap();
+    let sid = issued["sid"].as_str().unwrap().to_string();
     let v0 = version(&b.sync_get("/sync/v1/snapshot"));
     let url = b.url(&format!("/sync/v1/snapshot?version={v0}&wait_ms=20000"));
     let (k, v) = b.sync_auth();
@@ -161,13 +168,13 @@ fn a_change_through_one_replica_reaches_polls_on_another() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    a.cli_ok(&["revoke", "session", "s-123"]);
+    a.cli_ok(&["revoke", "session", &sid]);
     let got = poll.join().unwrap();
     assert_eq!(got.status, 200);
     assert!(open(&b, &got)
         .rules
         .iter()
-        .any(|r| r.claim == RuleClaim::Sid && r.value == "s-123"));
+        .any(|r| r.claim == RuleClaim::Sid && r.value == sid));
     // The change was appended to the durable log and announced with its version.
     std::thread::sleep(Duration::from_millis(200));
     let _ = sub.kill();
@@ -336,6 +343,7 @@ fn revocation_only_changes_come_as_signed_deltas() {
         .unwrap()
     };
     let poll = |v: u64| cp.sync_get(&format!("/sync/v1/snapshot?version={v}&delta=1"));
+    cp.cli_ok(&["token", "issue", "--sub", "mallory"]); // no new version
     let v0 = version(&poll(0));
     cp.cli_ok(&["revoke", "token", "jti-one"]);
     cp.cli_ok(&["revoke", "subject", "mallory"]);
@@ -361,8 +369,9 @@ fn revocation_only_changes_come_as_signed_deltas() {
         panic!("a key change needs the full snapshot")
     };
     assert!(snap.revoked_jti.contains("jti-two"));
+    let created: Value = serde_json::from_str(&cp.cli_ok(&["clients", "create", "c9"])).unwrap();
     let v = version(&poll(0));
-    cp.cli_ok(&["revoke", "client", "c-9"]);
+    cp.cli_ok(&["revoke", "client", created["client_id"].as_str().unwrap()]);
     let Message::Delta(d) = open_any(&poll(v)) else {
         panic!("revocations after the rotation come as a delta again")
     };

@@ -175,7 +175,11 @@ fn snapshots_signed_by_another_key_are_refused() {
 
 #[test]
 fn refresh_token_reuse_revokes_the_familys_access_tokens_at_the_edge() {
-    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    // No retry grace: the second use below is reuse at once.
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        "[tokens]\nrefresh_retry_grace = \"0s\"\n",
+    );
     let envoy = envoy_for(&cp, &distribution_key(&cp));
     let first: Value =
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "gina", "--json"])).unwrap();
@@ -610,4 +614,37 @@ fn a_bare_304_freezing_the_filter_shows_as_staleness() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(envoy.counter("meshauth_sync_poll_failures") >= 1);
+}
+
+/// Deleting a client revokes the access tokens it already holds, at the edge too.
+#[test]
+fn a_deleted_clients_tokens_are_refused_at_the_edge() {
+    use base64::Engine;
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let envoy = envoy_for(&cp, &distribution_key(&cp));
+    let created: Value =
+        serde_json::from_str(&cp.cli_ok(&["clients", "create", "svc", "--scope", "read"])).unwrap();
+    let id = created["client_id"].as_str().unwrap().to_string();
+    let secret = created["client_secret"].as_str().unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    );
+    let t = meshauth_tests::http::request(
+        "POST",
+        &cp.url("/oauth2/token"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("authorization", &basic),
+        ],
+        Some("grant_type=client_credentials"),
+    );
+    assert_eq!(t.status, 200, "{}", t.body);
+    let access = t.json()["access_token"].as_str().unwrap().to_string();
+    eventually(&envoy, &access, 200);
+    cp.cli_ok(&["clients", "delete", &id]);
+    assert_eq!(
+        eventually(&envoy, &access, 403).json()["error"]["code"],
+        "token_revoked"
+    );
 }

@@ -43,6 +43,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::Store(crate::store::StoreError::NotReplicated(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "not_replicated")
+            }
             ServiceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -59,6 +62,10 @@ impl IntoResponse for ApiError {
         let body =
             json!({"error": {"code": self.code, "message": self.message, "correlation_id": ""}});
         let mut resp = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
         resp.extensions_mut().insert(ErrorCode(self.code));
         resp
     }
@@ -80,7 +87,7 @@ impl IntoResponse for OAuthReply {
         };
         let mut resp = (
             status,
-            axum::Json(json!({"error": self.0.code, "error_description": self.0.description})),
+            axum::Json(json!({"error": self.0.code, "error_description": description_charset(&self.0.description)})),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -94,6 +101,20 @@ impl IntoResponse for OAuthReply {
         resp.extensions_mut().insert(ErrorCode(self.0.code));
         resp
     }
+}
+
+/// `error_description` may only hold %x20-21 / %x23-5B / %x5D-7E (RFC 6749 §5.2):
+/// quotes and backslashes become `'` and `/`, anything else `?`. The one place OAuth
+/// error text is made safe, whatever put it together.
+pub fn description_charset(d: &str) -> String {
+    d.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' ' | '!' | '#'..='[' | ']'..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 pub enum GrantReply {

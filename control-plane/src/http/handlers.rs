@@ -10,10 +10,13 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::answers::SyncAnswers;
 use super::error::{ApiError, GrantReply};
+use super::guard::{Guards, Source};
 use super::Admin;
 use crate::error::{OAuthError, ServiceError};
 use crate::keys::KeyRecord;
+use crate::metrics::AnswerLabel;
 use crate::service::{now, App, ClientRecord, Revocation};
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, SignedConfirm};
@@ -48,14 +51,7 @@ pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or(HeaderValue::from_static("no-cache"));
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == etag.as_str() || t.trim() == "*")
-        });
-    if matches {
+    if etag_matches(&headers, &etag) {
         return (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
@@ -76,6 +72,22 @@ pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// `If-None-Match` with the weak comparison (RFC 9110 §13.1.2): a list of entity tags,
+/// `W/` prefixes ignored, or `*`.
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    let bare = etag.trim_start_matches("W/");
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == bare)
+}
+
+/// RFC 8414 metadata: only what exists. There is no authorization endpoint, so no
+/// response type, and no ID tokens (this is not an OpenID Provider, so no
+/// `openid-configuration` is served either).
 pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
     let iss = &app.settings.issuer;
     Json(json!({
@@ -85,12 +97,10 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "grant_types_supported": ["client_credentials", "refresh_token"],
+        "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "id_token_signing_alg_values_supported": ["EdDSA"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
     }))
 }
 
@@ -166,11 +176,7 @@ pub async fn filter_wasm(State(app): State<Arc<App>>, headers: HeaderMap) -> Api
     let (bytes, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
     let etag = format!("\"{sha}\"");
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
+    if etag_matches(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
     }
     Ok((
@@ -225,6 +231,9 @@ fn with_version(mut resp: Response, version: u64) -> Response {
 /// `version` (or on another epoch), else when a change arrives, else 304 after `wait_ms`.
 pub async fn sync_snapshot(
     State(app): State<Arc<App>>,
+    Source(source): Source,
+    Extension(guards): Extension<Arc<Guards>>,
+    Extension(answers): Extension<Arc<SyncAnswers>>,
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
     if let Some(f) = &q.filter {
@@ -257,6 +266,19 @@ pub async fn sync_snapshot(
     let same_epoch = q.epoch.as_deref().is_none_or(|e| e == epoch);
     let mut rx = app.sync.subscribe();
     if same_epoch && *rx.borrow_and_update() <= q.version && q.wait_ms > 0 {
+        // Each parked poll holds a connection and a task: capped in total and per source.
+        let Some(_parked) = guards.long_polls.try_acquire(source) else {
+            app.metrics.long_polls_refused.inc();
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_long_polls",
+                "too many long polls are parked; poll again later",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(r);
+        };
         let wait = std::time::Duration::from_millis(q.wait_ms.min(60_000));
         let _ = tokio::time::timeout(wait, async {
             while *rx.borrow_and_update() <= q.version {
@@ -276,26 +298,46 @@ pub async fn sync_snapshot(
         }
         return Ok(resp);
     }
+    // Every poller woken by a change asks for the same answer: build it once.
+    let head = app.sync.version();
     if same_epoch && q.delta == 1 {
-        if let Some((version, body)) = app
-            .sync
-            .delta(app.store.as_ref(), q.version, now())
-            .await
-            .map_err(ServiceError::from)?
-        {
+        let delta = answers
+            .deltas
+            .get_or_build(&app.sync.epoch, q.version, head, || async {
+                app.metrics
+                    .sync_answers_built
+                    .get_or_create(&AnswerLabel { kind: "delta" })
+                    .inc();
+                let d = app
+                    .sync
+                    .delta(app.store.as_ref(), q.version, now())
+                    .await
+                    .map_err(ServiceError::from)?;
+                Ok::<_, ServiceError>(d.map(|(v, body)| (v, Bytes::from(body))))
+            })
+            .await?;
+        if let Some((version, body)) = delta {
             return Ok(with_version(
                 ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
                 version,
             ));
         }
     }
-    let (version, body) = app.snapshot().await?;
+    let snapshot = answers
+        .snapshots
+        .get_or_build(&app.sync.epoch, 0, head, || async {
+            app.metrics
+                .sync_answers_built
+                .get_or_create(&AnswerLabel { kind: "snapshot" })
+                .inc();
+            let (version, body) = app.snapshot().await?;
+            Ok::<_, ServiceError>(Some((version, Bytes::from(body.as_str().to_owned()))))
+        })
+        .await?;
+    let (version, body) =
+        snapshot.ok_or_else(|| ServiceError::Internal("no snapshot was built".into()))?;
     Ok(with_version(
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response(),
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         version,
     ))
 }
@@ -328,31 +370,106 @@ pub async fn distribution_key(State(app): State<Arc<App>>) -> Json<Value> {
 
 // ---- OAuth ----
 
-/// Form parameters; each may appear once (RFC 6749 §3.2).
+/// At most this many form parameters: the OAuth endpoints use a handful, and the cap
+/// is checked before anything is decoded.
+pub const MAX_PARAMS: usize = 32;
+/// Client ids and secrets longer than this are refused before the store is touched.
+pub const MAX_CLIENT_CREDENTIAL: usize = 256;
+/// Any other parameter (a token, a scope) longer than this is refused.
+pub const MAX_PARAM_VALUE: usize = 8 * 1024;
+
+/// Form parameters; each may appear once (RFC 6749 §3.2). Linear in the body: the
+/// count is capped before decoding and repeats are found with a set, so a body of many
+/// short keys costs no more than any other body of its size.
 fn form(body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+    let count = body.split(|b| *b == b'&').filter(|p| !p.is_empty()).count();
+    if count > MAX_PARAMS {
+        return Err(OAuthError::invalid_request(format!(
+            "at most {MAX_PARAMS} parameters are accepted"
+        )));
+    }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|_| {
         OAuthError::invalid_request("body must be application/x-www-form-urlencoded")
     })?;
-    for (i, (k, _)) in pairs.iter().enumerate() {
-        if pairs.iter().skip(i + 1).any(|(k2, _)| k2 == k) {
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    for (k, v) in &pairs {
+        if !seen.insert(k.as_str()) {
             return Err(OAuthError::invalid_request(format!(
-                "parameter {k} is repeated"
+                "parameter {} is repeated",
+                shorten(k)
+            )));
+        }
+        let cap = match k.as_str() {
+            "client_id" | "client_secret" => MAX_CLIENT_CREDENTIAL,
+            _ => MAX_PARAM_VALUE,
+        };
+        if k.len() > 64 || v.len() > cap {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is too long",
+                shorten(k)
             )));
         }
     }
     Ok(pairs)
 }
 
-fn param<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    p.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+/// A client-supplied name cut short for an error message.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(32).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    format!("{out:?}")
 }
 
-fn url_decode(s: &str) -> Option<String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-        .ok()?
-        .into_iter()
-        .next()
-        .map(|(_, v)| v)
+/// A parameter's value; an empty one counts as absent (RFC 6749 §3.2).
+fn param<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    p.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Percent-decoding of one part of a Basic credential (RFC 6749 §2.3.1: each part is
+/// form-urlencoded). Unlike a form parser it keeps every byte: `&`, `=` and `;` are
+/// data here, so `secret&junk` stays `secret&junk`.
+fn form_decode_part(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `Authorization: Basic` per RFC 6749 §2.3.1: base64 of `id:secret`, split at the
+/// first `:`, each part form-urlencoded. Anything malformed or over-long is `None`.
+fn basic_credentials(b: &str) -> Option<(String, String)> {
+    // Base64 of two capped, percent-encoded parts: anything longer is refused undecoded.
+    if b.len() > 4 * (6 * MAX_CLIENT_CREDENTIAL + 1) / 3 + 4 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (i, s) = text.split_once(':')?;
+    let (id, secret) = (form_decode_part(i)?, form_decode_part(s)?);
+    if id.is_empty() || id.len() > MAX_CLIENT_CREDENTIAL || secret.len() > MAX_CLIENT_CREDENTIAL {
+        return None;
+    }
+    Some((id, secret))
 }
 
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.
@@ -364,24 +481,12 @@ async fn client_auth(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "));
+        .and_then(|v| super::auth_scheme(v, "Basic"));
     let (id, secret) = match (basic, param(p, "client_id"), param(p, "client_secret")) {
         (Some(_), _, Some(_)) => {
             return Err(OAuthError::invalid_request("use one client authentication method").into())
         }
-        (Some(b), _, None) => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .map_err(|_| OAuthError::invalid_client())?;
-            let text = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-            let (i, s) = text
-                .split_once(':')
-                .ok_or_else(OAuthError::invalid_client)?;
-            (
-                url_decode(i).ok_or_else(OAuthError::invalid_client)?,
-                url_decode(s).ok_or_else(OAuthError::invalid_client)?,
-            )
-        }
+        (Some(b), _, None) => basic_credentials(b).ok_or_else(OAuthError::invalid_client)?,
         (None, Some(i), Some(s)) => (i.to_string(), s.to_string()),
         (None, Some(_), None) | (None, None, Some(_)) => {
             return Err(OAuthError::invalid_client().into())
@@ -445,8 +550,21 @@ pub async fn revoke(
     let client = client_auth(&app, &headers, &p)
         .await?
         .ok_or_else(OAuthError::invalid_client)?;
+    if let Err(wait) = app.take_revocation_budget(&client.client_id) {
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many revocation calls from this client; retry in {wait} s"),
+        )
+        .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(r);
+    }
     let t = param(&p, "token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    app.revoke_token(&client.client_id, t).await?;
+    app.revoke_token(&client.client_id, t, Some(&client.client_id))
+        .await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -460,7 +578,7 @@ pub async fn introspect(
     let admin = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| super::auth_scheme(v, "Bearer"))
         .is_some_and(|t| app.admin_authorized(t.trim()));
     if !admin {
         client_auth(&app, &headers, &p)
@@ -645,15 +763,25 @@ pub async fn add_revocation(
     let now = now();
     let r = match b.kind.as_str() {
         "token" => {
-            app.revoke_token(&a.0, &b.value).await?;
+            if !app.revoke_token(&a.0, &b.value, None).await? {
+                return Err(ServiceError::NotFound(
+                    "token (no live access or refresh token of this control plane: mistyped, expired or spent?)"
+                        .into(),
+                )
+                .into());
+            }
             return Ok(StatusCode::NO_CONTENT);
         }
-        "jti" => Revocation::Jti {
-            jti: b.value,
-            exp: b
-                .exp
-                .unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64),
-        },
+        "jti" => {
+            let r = Revocation::Jti {
+                jti: b.value,
+                exp: b
+                    .exp
+                    .unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64),
+            };
+            app.revoke(&a.0, r, "admin").await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
         "sub" => Revocation::Sub {
             value: b.value,
             not_before: now + 1,
@@ -672,12 +800,13 @@ pub async fn add_revocation(
             )))
         }
     };
-    app.revoke(&a.0, r, "admin").await?;
+    app.revoke_rule(&a.0, r).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The revocations still in force (expired ones are pruned on the next schedule step).
 pub async fn list_revocations(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"revocations": app.revocations().await?})))
+    Ok(Json(json!({"revocations": app.live_revocations().await?})))
 }
 
 // ---- rate limits ----

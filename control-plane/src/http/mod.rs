@@ -1,7 +1,9 @@
 //! The HTTP API: public (JWKS, discovery, health, metrics), OAuth endpoints and the
 //! authenticated admin API. Handlers only translate between HTTP and `App`.
 
+mod answers;
 pub mod error;
+pub mod guard;
 mod handlers;
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Extension, Router};
 
 use crate::metrics::RouteLabel;
 use crate::service::App;
@@ -21,8 +23,38 @@ use error::{ApiError, ErrorCode};
 /// Bodies larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The routes of the listener `listen`: everything not moved to a separate listener
+/// (`admin_listen`, `sync_listen`, `metrics_listen`).
 pub fn router(app: Arc<App>) -> Router {
-    let admin = Router::new()
+    let s = &app.settings;
+    let mut routes = public_routes(&app);
+    if s.sync_listen.is_none() {
+        routes = routes.merge(sync_routes(&app));
+    }
+    if s.metrics_listen.is_none() {
+        routes = routes.merge(metrics_routes());
+    }
+    if s.admin_listen.is_none() {
+        routes = routes.merge(admin_routes(&app));
+    }
+    finish(routes, app)
+}
+
+/// Each separate listener's address and routes, besides `listen`'s.
+pub fn separate_routers(app: &Arc<App>) -> Vec<(String, Router)> {
+    let s = &app.settings;
+    [
+        (s.admin_listen.clone(), admin_routes(app)),
+        (s.sync_listen.clone(), sync_routes(app)),
+        (s.metrics_listen.clone(), metrics_routes()),
+    ]
+    .into_iter()
+    .filter_map(|(listen, routes)| Some((listen?, finish(routes, app.clone()))))
+    .collect()
+}
+
+fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
+    Router::new()
         .route("/admin/keys", get(handlers::list_keys))
         .route("/admin/keys/rotate", post(handlers::rotate_keys))
         .route("/admin/keys/{kid}/revoke", post(handlers::revoke_key))
@@ -50,63 +82,106 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/admin/audit", get(handlers::read_audit))
         .route("/admin/audit/verify", get(handlers::verify_audit))
         .route("/admin/status", get(handlers::status))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_admin));
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_admin))
+}
+
+/// What the filters call: the sync channel and the module Istio's agent fetches.
+fn sync_routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
-        .route("/.well-known/jwks.json", get(handlers::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(handlers::discovery),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(handlers::discovery),
-        )
-        .route("/oauth2/token", post(handlers::token))
-        .route("/oauth2/revoke", post(handlers::revoke))
-        .route("/oauth2/introspect", post(handlers::introspect))
-        .merge(
-            Router::new()
-                .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
-                .route("/sync/v1/confirm", post(handlers::sync_confirm))
-                .route_layer(middleware::from_fn_with_state(app.clone(), require_filter)),
-        )
-        // The public half of the distribution key: filters pin it in their configuration.
+        .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
+        .route("/sync/v1/confirm", post(handlers::sync_confirm))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_filter))
+        // Public (after the layer): the distribution key's public half, which filters
+        // pin, and the module.
         .route("/sync/v1/distribution-key", get(handlers::distribution_key))
         .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
         .route(
             "/filter/meshauth.wasm.sha256",
             get(handlers::filter_wasm_sha256),
         )
+}
+
+fn metrics_routes() -> Router<Arc<App>> {
+    Router::new().route("/metrics", get(handlers::metrics))
+}
+
+fn public_routes(app: &Arc<App>) -> Router<Arc<App>> {
+    let oauth = Router::new()
+        .route("/oauth2/token", post(handlers::token))
+        .route("/oauth2/revoke", post(handlers::revoke))
+        .route("/oauth2/introspect", post(handlers::introspect))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            throttle_clients,
+        ));
+    Router::new()
+        .route("/.well-known/jwks.json", get(handlers::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(handlers::discovery),
+        )
+        .merge(oauth)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
-        .merge(admin)
+}
+
+/// The layers every listener's routes get. Each route group is served by one listener
+/// only, so each listener's guards see all of that group's traffic.
+fn finish(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
+    let guards = Arc::new(guard::Guards::new(&app.settings.server));
+    routes
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(middleware::from_fn_with_state(app.clone(), read_body))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(Extension(guards))
+        .layer(Extension(Arc::new(answers::SyncAnswers::default())))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
+}
+
+/// The credentials of an `Authorization` value in `scheme`, which is matched without
+/// regard to case (RFC 9110 §11.1).
+pub(crate) fn auth_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = value.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 /// The admin identity for the audit log: a prefix of the token's hash, never the token.
 #[derive(Debug, Clone)]
 pub struct Admin(pub String);
 
-async fn require_admin(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+async fn require_admin(
+    State(app): State<Arc<App>>,
+    Extension(guards): Extension<Arc<guard::Guards>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let source = guard::source(req.extensions());
+    if let Some(refused) = guards.refuse(&app.metrics, "admin", source) {
+        return refused;
+    }
     let bearer = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| auth_scheme(v, "Bearer"))
         .map(str::trim);
     match bearer {
         Some(t) if app.admin_authorized(t) => {
+            // Path segments are ids and names (at most 256 bytes, percent-encoded at
+            // most three times that): longer ones never reach the store.
+            if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
+                return ApiError::bad_request("a path segment is longer than 256 bytes")
+                    .into_response();
+            }
             let id = format!("admin:{}", &crate::crypto::sha256_hex(t)[..12]);
             req.extensions_mut().insert(Admin(id));
             next.run(req).await
         }
         _ => {
+            guards.failed(&app.metrics, "admin", source);
             let mut r = ApiError::unauthorized().into_response();
             r.headers_mut().insert(
                 "www-authenticate",
@@ -125,7 +200,7 @@ async fn require_filter(State(app): State<Arc<App>>, req: Request, next: Next) -
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| auth_scheme(v, "Bearer"))
         .map(str::trim);
     if app.sync_authorized(bearer) {
         return next.run(req).await;
@@ -144,6 +219,77 @@ async fn require_filter(State(app): State<Arc<App>>, req: Request, next: Next) -
     r
 }
 
+/// Slows client authentication by source: a source over its failure budget gets 429
+/// before its credentials are looked at; an `invalid_client` answer counts a failure.
+async fn throttle_clients(
+    State(app): State<Arc<App>>,
+    Extension(guards): Extension<Arc<guard::Guards>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let source = guard::source(req.extensions());
+    if let Some(refused) = guards.refuse(&app.metrics, "client", source) {
+        return refused;
+    }
+    let resp = next.run(req).await;
+    if resp
+        .extensions()
+        .get::<ErrorCode>()
+        .is_some_and(|c| c.0 == "invalid_client")
+    {
+        guards.failed(&app.metrics, "client", source);
+    }
+    resp
+}
+
+fn too_slow(app: &App) -> Response {
+    app.metrics.read_timeouts.inc();
+    let mut r = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request body did not arrive in time",
+    )
+    .into_response();
+    r.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
+    r
+}
+
+/// Reads the whole body (at most `MAX_BODY`) within `body_read_timeout`, so a client
+/// that trickles its body cannot hold a handler: 408 when it is too slow.
+async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("bodies are limited to {MAX_BODY} bytes"),
+        )
+        .into_response()
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = app.settings.server.body_read_timeout;
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        // The handler's body limit refuses it after reading what it allows (answering
+        // before that would reset a client that is still sending); that read is timed.
+        return match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => too_slow(&app),
+        };
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => return too_slow(&app),
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 /// Latency and error metrics, and the correlation id on every error body.
 async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -152,7 +298,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map_or("unmatched", |m| m.as_str())
         .to_string();
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let correlation = req
         .headers()
         .get("x-request-id")
@@ -175,6 +321,23 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// A fixed set of method labels: any other method (hyper accepts any token) is "other",
+/// so made-up methods cannot grow the metrics without bound. Routes are labelled by
+/// their template (or "unmatched"), never by the path sent.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 async fn with_correlation(resp: Response, correlation: &str) -> Response {

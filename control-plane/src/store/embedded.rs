@@ -44,6 +44,42 @@ fn log_def(log: Log) -> LogDef {
     }
 }
 
+/// Where a log's first kept entry is recorded (beside its head), once it was trimmed.
+fn first_key(log: Log) -> &'static str {
+    match log {
+        Log::Audit => "audit.first",
+        Log::Changes => "changes.first",
+    }
+}
+
+fn parse_first(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> StoreResult<u64> {
+    match v {
+        Some(v) => std::str::from_utf8(v.value())
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("log start".into())),
+        None => Ok(0),
+    }
+}
+
+fn first_index(txn: &redb::WriteTransaction, log: Log) -> StoreResult<u64> {
+    parse_first(
+        txn.open_table(HEADS)
+            .map_err(err)?
+            .get(first_key(log))
+            .map_err(err)?,
+    )
+}
+
+fn first_index_read(txn: &redb::ReadTransaction, log: Log) -> StoreResult<u64> {
+    parse_first(
+        txn.open_table(HEADS)
+            .map_err(err)?
+            .get(first_key(log))
+            .map_err(err)?,
+    )
+}
+
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -195,8 +231,9 @@ impl Store for EmbeddedStore {
         self.run(move |db| {
             let txn = db.begin_write().map_err(err)?;
             {
+                let first = first_index(&txn, log)?;
                 let mut t = txn.open_table(log_def(log)).map_err(err)?;
-                if t.len().map_err(err)? != expected_len {
+                if first + t.len().map_err(err)? != expected_len {
                     return Ok(false);
                 }
                 t.insert(expected_len, entry.as_slice()).map_err(err)?;
@@ -214,11 +251,12 @@ impl Store for EmbeddedStore {
     async fn log_head(&self, log: Log) -> StoreResult<(u64, Option<Vec<u8>>)> {
         self.run(move |db| {
             let txn = db.begin_read().map_err(err)?;
-            let len = txn
-                .open_table(log_def(log))
-                .map_err(err)?
-                .len()
-                .map_err(err)?;
+            let len = first_index_read(&txn, log)?
+                + txn
+                    .open_table(log_def(log))
+                    .map_err(err)?
+                    .len()
+                    .map_err(err)?;
             let head = txn
                 .open_table(HEADS)
                 .map_err(err)?
@@ -233,12 +271,40 @@ impl Store for EmbeddedStore {
     async fn read_log(&self, log: Log, from: u64, limit: u64) -> StoreResult<Vec<Vec<u8>>> {
         self.run(move |db| {
             let txn = db.begin_read().map_err(err)?;
+            if from < first_index_read(&txn, log)? {
+                return Ok(Vec::new());
+            }
             let t = txn.open_table(log_def(log)).map_err(err)?;
             let mut out = Vec::new();
             for item in t.range(from..from.saturating_add(limit)).map_err(err)? {
                 out.push(item.map_err(err)?.1.value().to_vec());
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn trim_log(&self, log: Log, before: u64) -> StoreResult<u64> {
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(err)?;
+            let first = first_index(&txn, log)?;
+            let dropped = {
+                let mut t = txn.open_table(log_def(log)).map_err(err)?;
+                let end = before.min(first + t.len().map_err(err)?);
+                if end <= first {
+                    return Ok(0);
+                }
+                for i in first..end {
+                    t.remove(i).map_err(err)?;
+                }
+                txn.open_table(HEADS)
+                    .map_err(err)?
+                    .insert(first_key(log), end.to_string().as_bytes())
+                    .map_err(err)?;
+                end - first
+            };
+            txn.commit().map_err(err)?;
+            Ok(dropped)
         })
         .await
     }

@@ -71,6 +71,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    /// The write was applied on the primary, but not confirmed by the replicas it must
+    /// reach (Redis `WAIT`): it may be lost if the primary fails now. Retrying is safe.
+    #[error("the change was applied but not confirmed by enough replicas ({0}); it may be lost if the primary fails now; retrying is safe")]
+    NotReplicated(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -109,11 +113,17 @@ pub trait Store: Send + Sync + 'static {
         head: &[u8],
     ) -> StoreResult<bool>;
 
-    /// The log's length and its recorded head.
+    /// The log's length and its recorded head. Trimmed entries still count: the length
+    /// only grows.
     async fn log_head(&self, log: Log) -> StoreResult<(u64, Option<Vec<u8>>)>;
 
-    /// Up to `limit` entries from index `from`.
+    /// Up to `limit` entries from index `from`; nothing when `from` has been trimmed away.
     async fn read_log(&self, log: Log, from: u64, limit: u64) -> StoreResult<Vec<Vec<u8>>>;
+
+    /// Drops the entries before index `before` (compaction), keeping every index and the
+    /// length as they were; how many were dropped. For the change log only: the audit
+    /// chain is never trimmed.
+    async fn trim_log(&self, log: Log, before: u64) -> StoreResult<u64>;
 
     /// Takes or renews the lease `name` for `holder` for `ttl_ms`; true if held.
     async fn lease(&self, name: &str, holder: &str, ttl_ms: u64) -> StoreResult<bool>;

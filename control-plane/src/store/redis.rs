@@ -17,7 +17,26 @@ use redis::{IntoConnectionInfo, Script};
 
 use super::{Log, Store, StoreError, StoreResult, Table};
 
-const TIMEOUT: Duration = Duration::from_secs(3);
+/// The most any one call may take, reconnection included.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Connecting, and each answer, must take no longer (WAIT asks for 1 s at most).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A connection manager that fails fast while Redis is away and is back within a call
+/// of its return. The library's defaults retry a lost connection six times with a
+/// backoff growing to a minute, and no timeouts: calls hang meanwhile, and a short
+/// outage becomes minutes of refusals. Here a reconnection is one attempt (failing at
+/// once when refused, within `CONNECT_TIMEOUT` when Redis hangs) and the next call
+/// starts the next attempt, so there is no backoff to wait out.
+async fn manager(client: redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_max_delay(1000)
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT);
+    ConnectionManager::new_with_config(client, config).await
+}
 
 const CAS: &str = r#"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -30,8 +49,11 @@ if ARGV[4] == '1' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[5]) else redis.
 return 1
 "#;
 
+// KEYS[3] holds the index of the first kept entry once the log was trimmed: indices
+// and the length stay what they were.
 const APPEND: &str = r#"
-if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
+local first = tonumber(redis.call('GET', KEYS[3]) or '0')
+if redis.call('LLEN', KEYS[1]) + first ~= tonumber(ARGV[1]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[1] + 1) end
@@ -39,7 +61,25 @@ return 1
 "#;
 
 const HEAD: &str = r#"
-return { redis.call('LLEN', KEYS[1]), redis.call('GET', KEYS[2]) }
+local first = tonumber(redis.call('GET', KEYS[3]) or '0')
+return { redis.call('LLEN', KEYS[1]) + first, redis.call('GET', KEYS[2]) }
+"#;
+
+const READ: &str = r#"
+local first = tonumber(redis.call('GET', KEYS[2]) or '0')
+local from = tonumber(ARGV[1])
+if from < first then return {} end
+return redis.call('LRANGE', KEYS[1], from - first, from - first + tonumber(ARGV[2]) - 1)
+"#;
+
+const TRIM: &str = r#"
+local first = tonumber(redis.call('GET', KEYS[2]) or '0')
+local len = redis.call('LLEN', KEYS[1])
+local target = math.min(tonumber(ARGV[1]), first + len)
+if target <= first then return 0 end
+redis.call('LTRIM', KEYS[1], target - first, -1)
+redis.call('SET', KEYS[2], target)
+return target - first
 "#;
 
 const LEASE: &str = r#"
@@ -95,6 +135,8 @@ pub struct RedisStore {
     cas: Script,
     append: Script,
     head: Script,
+    read: Script,
+    trim: Script,
     lease: Script,
 }
 
@@ -189,7 +231,7 @@ impl RedisStore {
                 .await?
             }
         };
-        let con = timed(ConnectionManager::new(client.clone())).await?;
+        let con = timed(manager(client.clone())).await?;
         Ok(RedisStore {
             con: RwLock::new(con),
             client: RwLock::new(client),
@@ -200,6 +242,8 @@ impl RedisStore {
             cas: Script::new(CAS),
             append: Script::new(APPEND),
             head: Script::new(HEAD),
+            read: Script::new(READ),
+            trim: Script::new(TRIM),
             lease: Script::new(LEASE),
         })
     }
@@ -244,7 +288,7 @@ impl RedisStore {
         )
         .await?;
         if address != current.0 {
-            let con = timed(ConnectionManager::new(client.clone())).await?;
+            let con = timed(manager(client.clone())).await?;
             match self.con.write() {
                 Ok(mut c) => *c = con,
                 Err(poisoned) => *poisoned.into_inner() = con,
@@ -273,7 +317,8 @@ impl RedisStore {
         result
     }
 
-    /// After a write: wait until `replica_acks` replicas hold it.
+    /// After a write: wait until `replica_acks` replicas hold it. The write has applied
+    /// either way, so a failure here is `NotReplicated`, never "unavailable".
     async fn replicated(&self) -> StoreResult<()> {
         if self.replica_acks == 0 {
             return Ok(());
@@ -286,10 +331,11 @@ impl RedisStore {
                     .query_async(&mut con)
                     .await
             })
-            .await?;
+            .await
+            .map_err(|e| StoreError::NotReplicated(format!("WAIT failed: {e}")))?;
         if acks < self.replica_acks {
-            return Err(err(format!(
-                "write reached {acks} of {} replicas within 1 s",
+            return Err(StoreError::NotReplicated(format!(
+                "reached {acks} of {} replicas within 1 s",
                 self.replica_acks
             )));
         }
@@ -314,6 +360,10 @@ impl RedisStore {
 
     fn head_key(&self, l: Log) -> String {
         format!("{}:head:{}", self.prefix, l.name())
+    }
+
+    fn first_key(&self, l: Log) -> String {
+        format!("{}:first:{}", self.prefix, l.name())
     }
 }
 
@@ -403,6 +453,7 @@ impl Store for RedisStore {
     ) -> StoreResult<bool> {
         let mut inv = self.append.key(self.log_key(log));
         inv.key(self.head_key(log))
+            .key(self.first_key(log))
             .arg(expected_len)
             .arg(entry)
             .arg(head)
@@ -423,7 +474,7 @@ impl Store for RedisStore {
             tracing::warn!(error = %e, "redis master lookup failed");
         }
         let mut inv = self.head.key(self.log_key(log));
-        inv.key(self.head_key(log));
+        inv.key(self.head_key(log)).key(self.first_key(log));
         let (len, head): (u64, Option<Vec<u8>>) = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
@@ -434,17 +485,22 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let end = from.saturating_add(limit - 1);
-        let k = self.log_key(log);
-        self.run(|mut con| async move {
-            redis::cmd("LRANGE")
-                .arg(k)
-                .arg(from)
-                .arg(end)
-                .query_async(&mut con)
-                .await
-        })
-        .await
+        let mut inv = self.read.key(self.log_key(log));
+        inv.key(self.first_key(log)).arg(from).arg(limit);
+        self.run(|mut con| async move { inv.invoke_async(&mut con).await })
+            .await
+    }
+
+    async fn trim_log(&self, log: Log, before: u64) -> StoreResult<u64> {
+        let mut inv = self.trim.key(self.log_key(log));
+        inv.key(self.first_key(log)).arg(before);
+        let n: u64 = self
+            .run(|mut con| async move { inv.invoke_async(&mut con).await })
+            .await?;
+        if n > 0 {
+            self.replicated().await?;
+        }
+        Ok(n)
     }
 
     async fn lease(&self, name: &str, holder: &str, ttl_ms: u64) -> StoreResult<bool> {

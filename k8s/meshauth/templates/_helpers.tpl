@@ -37,6 +37,51 @@ app.kubernetes.io/component: control-plane
 {{- printf "http://%s:%v" (include "meshauth.host" .) .Values.service.port -}}
 {{- end -}}
 
+{{/* What the filters reach: the sync channel and the module. */}}
+{{- define "meshauth.syncUrl" -}}
+{{- printf "http://%s:%v" (include "meshauth.host" .) .Values.service.syncPort -}}
+{{- end -}}
+
+{{- define "meshauth.syncSecretName" -}}
+{{- default (printf "%s-sync" (include "meshauth.fullname" .)) .Values.syncCredential.existingSecret -}}
+{{- end -}}
+
+{{/* The filters sync when a distribution key is pinned and a filter is rendered. */}}
+{{- define "meshauth.syncOn" -}}
+{{- if and .Values.filter.distributionKey (ne .Values.filter.mode "none") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The labels of the control-plane pod. */}}
+{{- define "meshauth.podLabels" -}}
+{{ include "meshauth.labels" . }}
+{{ include "meshauth.selectorLabels" . }}
+sidecar.istio.io/inject: "false"
+{{- end -}}
+
+{{/* "true" when a label selector selects everything: no matchLabels, no matchExpressions. */}}
+{{- define "meshauth.selectsAll" -}}
+{{- if and (not (get . "matchLabels")) (not (get . "matchExpressions")) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Fails when a NetworkPolicy peer list for a sensitive port would admit too much: a
+peer without selectors (every pod), a namespaceSelector that selects every namespace
+(whoever can label a pod anywhere gets in), or 0.0.0.0/0. */}}
+{{- define "meshauth.closedPeers" -}}
+{{- $what := index . 0 -}}
+{{- range $i, $p := index . 1 -}}
+{{- $ip := get $p "ipBlock" -}}
+{{- if $ip -}}
+{{- if has (toString (get $ip "cidr")) (list "0.0.0.0/0" "::/0") -}}
+{{- fail (printf "%s[%d]: ipBlock %v admits every address" $what $i (get $ip "cidr")) -}}
+{{- end -}}
+{{- else if and (not (hasKey $p "namespaceSelector")) (or (not (hasKey $p "podSelector")) (include "meshauth.selectsAll" (get $p "podSelector"))) -}}
+{{- fail (printf "%s[%d] admits every pod of the namespace: name the pods" $what $i) -}}
+{{- else if and (hasKey $p "namespaceSelector") (include "meshauth.selectsAll" (get $p "namespaceSelector")) -}}
+{{- fail (printf "%s[%d]: a namespaceSelector without labels admits every namespace: name the namespaces" $what $i) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "meshauth.issuer" -}}
 {{- default (include "meshauth.url" .) .Values.issuer -}}
 {{- end -}}
@@ -55,8 +100,43 @@ app.kubernetes.io/component: control-plane
 {{- if and .Values.store.redis.url .Values.store.redis.sentinels -}}
 {{- fail "set store.redis.url or store.redis.sentinels, not both" -}}
 {{- end -}}
-{{- if and (eq .Values.filter.mode "istio") (not .Values.filter.sha256) -}}
-{{- fail "filter.mode=istio needs filter.sha256 (the sha256 of the filter .wasm; see the chart README)" -}}
+{{- if and (ne .Values.filter.mode "none") (not .Values.filter.sha256) -}}
+{{- fail (printf "filter.mode=%s needs filter.sha256 (the sha256 of the filter .wasm; see the chart README): a module reference without one is refused by Envoy or loads an unpinned module" .Values.filter.mode) -}}
+{{- end -}}
+{{- if eq .Values.filter.mode "istio" -}}
+{{- if not .Values.filter.namespaces -}}
+{{- fail "filter.mode=istio needs filter.namespaces: the namespaces whose workloads the filter protects (one WasmPlugin in each)" -}}
+{{- end -}}
+{{- if and (not .Values.filter.selector) (not .Values.filter.targetRefs) -}}
+{{- fail "filter.selector is empty: it would select every workload of each namespace, the control plane's token endpoint included; name the workloads (e.g. filter.selector.app=api) or use filter.targetRefs" -}}
+{{- end -}}
+{{- $cp := include "meshauth.podLabels" . | fromYaml -}}
+{{- $matches := true -}}
+{{- range $k, $v := .Values.filter.selector -}}
+{{- if ne (toString (get $cp $k)) (toString $v) -}}{{- $matches = false -}}{{- end -}}
+{{- end -}}
+{{- if and .Values.filter.selector $matches -}}
+{{- fail "filter.selector matches the control plane's own labels: the filter would guard the token and sync endpoints it needs and lock the control plane out" -}}
+{{- end -}}
+{{- end -}}
+{{- if include "meshauth.syncOn" . -}}
+{{- if and (not .Values.syncCredential.value) (not .Values.syncCredential.existingSecret) -}}
+{{- fail "the filters sync (filter.distributionKey is set) but the control plane has no sync credential: set syncCredential.value, or syncCredential.existingSecret" -}}
+{{- end -}}
+{{- if and (not .Values.syncCredential.value) (not .Values.syncCredential.fromProxyEnv) -}}
+{{- fail "the filters sync but get no credential: set syncCredential.value, or syncCredential.fromProxyEnv=true and MESHAUTH_SYNC_CREDENTIAL in the proxies' environment" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.syncCredential.value (lt (len .Values.syncCredential.value) 32) -}}
+{{- fail "syncCredential.value: use 32 or more random characters (openssl rand -hex 32)" -}}
+{{- end -}}
+{{- $ports := list (int .Values.service.port) (int .Values.service.syncPort) (int .Values.service.adminPort) (int .Values.service.metricsPort) -}}
+{{- if ne (len (uniq $ports)) 4 -}}
+{{- fail "service.port, syncPort, adminPort and metricsPort must differ: each audience has its own port (and its own NetworkPolicy rule)" -}}
+{{- end -}}
+{{- if .Values.networkPolicy.enabled -}}
+{{- include "meshauth.closedPeers" (list "networkPolicy.sync.extraFrom" .Values.networkPolicy.sync.extraFrom) -}}
+{{- include "meshauth.closedPeers" (list "networkPolicy.admin.from" .Values.networkPolicy.admin.from) -}}
 {{- end -}}
 {{- end -}}
 
@@ -64,8 +144,9 @@ app.kubernetes.io/component: control-plane
 {{- $cfg := deepCopy .Values.filter.pluginConfig -}}
 {{- if not (hasKey $cfg "issuer") -}}{{- $_ := set $cfg "issuer" (include "meshauth.issuer" .) -}}{{- end -}}
 {{- if and .Values.filter.distributionKey (not (hasKey $cfg "sync")) -}}
-{{- $cluster := ternary (printf "outbound|%v||%s" .Values.service.port (include "meshauth.host" .)) "meshauth_control_plane" (eq .Values.filter.mode "istio") -}}
-{{- $_ := set $cfg "sync" (dict "cluster" $cluster "authority" (include "meshauth.host" .) "distribution_key" .Values.filter.distributionKey) -}}
+{{- $cluster := ternary (printf "outbound|%v||%s" .Values.service.syncPort (include "meshauth.host" .)) "meshauth_control_plane" (eq .Values.filter.mode "istio") -}}
+{{- /* The credential reaches the VM as an environment variable (vmConfig.env / vm_config.environment_variables), never as text in this configuration. */}}
+{{- $_ := set $cfg "sync" (dict "cluster" $cluster "authority" (include "meshauth.host" .) "distribution_key" .Values.filter.distributionKey "credential_env" "MESHAUTH_SYNC_CREDENTIAL") -}}
 {{- end -}}
 {{- toJson $cfg -}}
 {{- end -}}

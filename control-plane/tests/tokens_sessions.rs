@@ -1,0 +1,847 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Tokens, sessions, revocations and OAuth conformance, against the real router over
+//! the embedded store (in process). Each test is an attack or a client that a strict
+//! OAuth library would be.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use meshauth_cp::config::Settings;
+use meshauth_cp::service::App;
+use meshauth_cp::store::embedded::EmbeddedStore;
+use meshauth_cp::store::{Log, Store};
+
+const ADMIN: &str = "admin-token-for-tests";
+/// The fleet credential filters present on `/sync/v1/*`.
+const SYNC: &str = "sync-fleet-credential-for-tests";
+const SYNC_BEARER: &str = "Bearer sync-fleet-credential-for-tests";
+
+struct Cp {
+    app: Arc<App>,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn cp() -> Cp {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("meshauth.redb");
+    let key = "ab".repeat(32);
+    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
+    let sync_hash = meshauth_cp::crypto::sha256_hex(SYNC);
+    let data_s = data.display().to_string();
+    let env = |k: &str| match k {
+        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
+        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
+        "MESHAUTH_SYNC_CREDENTIAL_SHA256" => Some(sync_hash.clone()),
+        "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
+        _ => None,
+    };
+    let settings = Settings::load(None, &env).unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&data).unwrap());
+    let app = App::new(store, settings).await.unwrap();
+    Cp { app, _dir: dir }
+}
+
+impl Cp {
+    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = meshauth_cp::http::router(self.app.clone())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).to_string(),
+        }
+    }
+
+    async fn form(&self, path: &str, auth: &str, body: &str) -> Reply {
+        let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
+        if !auth.is_empty() {
+            h.push(("authorization", auth));
+        }
+        self.send("POST", path, &h, body).await
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let bearer = format!("Bearer {ADMIN}");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send(
+            method,
+            path,
+            &[
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
+        .await
+    }
+
+    async fn client(&self, scopes: &[&str]) -> (String, String, String) {
+        let r = self
+            .admin(
+                "POST",
+                "/admin/clients",
+                Some(json!({"name": "svc", "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let v = r.json();
+        let (id, secret) = (
+            v["client_id"].as_str().unwrap().to_string(),
+            v["client_secret"].as_str().unwrap().to_string(),
+        );
+        let auth = basic(&id, &secret);
+        (id, secret, auth)
+    }
+
+    async fn cc_token(&self, auth: &str) -> String {
+        let r = self
+            .form("/oauth2/token", auth, "grant_type=client_credentials")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Admin-issued session: (access, refresh, sid).
+    async fn session(&self, sub: &str) -> (String, String, String) {
+        let r = self
+            .admin("POST", "/admin/tokens", Some(json!({"sub": sub})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        (
+            v["access_token"].as_str().unwrap().into(),
+            v["refresh_token"].as_str().unwrap().into(),
+            v["sid"].as_str().unwrap().into(),
+        )
+    }
+
+    async fn introspect(&self, token: &str) -> Value {
+        let bearer = format!("Bearer {ADMIN}");
+        let r = self
+            .form("/oauth2/introspect", &bearer, &format!("token={token}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    async fn refresh(&self, token: &str) -> Reply {
+        self.form(
+            "/oauth2/token",
+            "",
+            &format!("grant_type=refresh_token&refresh_token={token}"),
+        )
+        .await
+    }
+
+    async fn logs(&self) -> (u64, u64) {
+        let (changes, _) = self.app.store.log_head(Log::Changes).await.unwrap();
+        let (audit, _) = self.app.store.log_head(Log::Audit).await.unwrap();
+        (changes, audit)
+    }
+}
+
+/// The signed message inside a sync answer.
+fn payload(r: &Reply) -> Value {
+    let p = r.json()["payload"].as_str().unwrap().to_string();
+    serde_json::from_slice(&meshauth_wire::b64::decode(&p).unwrap()).unwrap()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+// ---- sessions and revocations ----
+
+#[tokio::test]
+async fn revoking_a_session_stops_its_refresh_token() {
+    let cp = cp().await;
+    let (_, refresh, sid) = cp.session("alice").await;
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "sid", "value": sid})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(cp.introspect(&refresh).await["active"], false);
+    // Past the not-before second, too: the session itself is revoked.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = cp.refresh(&refresh).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_grant")),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn revoking_a_subject_stops_all_its_sessions() {
+    let cp = cp().await;
+    let (_, r1, _) = cp.session("bob").await;
+    let (_, r2, _) = cp.session("bob").await;
+    let (_, other, _) = cp.session("carol").await;
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "sub", "value": "bob"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for t in [&r1, &r2] {
+        assert_eq!(cp.introspect(t).await["active"], false);
+        assert_eq!(cp.refresh(t).await.json()["error"], "invalid_grant");
+    }
+    assert_eq!(
+        cp.introspect(&other).await["active"],
+        true,
+        "another subject"
+    );
+    assert_eq!(cp.refresh(&other).await.status, 200);
+}
+
+#[tokio::test]
+async fn deleting_a_client_revokes_its_tokens() {
+    let cp = cp().await;
+    let (id, _, auth) = cp.client(&["read"]).await;
+    let at = cp.cc_token(&auth).await;
+    assert_eq!(cp.introspect(&at).await["active"], true);
+    let r = cp
+        .admin("DELETE", &format!("/admin/clients/{id}"), None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(cp.introspect(&at).await["active"], false);
+    let listed = cp.admin("GET", "/admin/revocations", None).await.json();
+    assert!(
+        listed["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "client_id" && r["value"] == id.as_str()),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn revoking_something_unknown_is_a_404_and_changes_nothing() {
+    let cp = cp().await;
+    let before = cp.logs().await;
+    for (kind, value) in [
+        ("client_id", "c-does-not-exist"),
+        ("sid", "s-does-not-exist"),
+        ("sub", "nobody"),
+    ] {
+        let r = cp
+            .admin(
+                "POST",
+                "/admin/revocations",
+                Some(json!({"kind": kind, "value": value})),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{kind}: {}", r.body);
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(value),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(cp.logs().await, before);
+}
+
+#[tokio::test]
+async fn a_client_cannot_revoke_another_clients_token() {
+    let cp = cp().await;
+    let (_, _, victim) = cp.client(&["read"]).await;
+    let (_, _, attacker) = cp.client(&["read"]).await;
+    let at = cp.cc_token(&victim).await;
+    let (_, refresh, _) = cp.session("dave").await;
+    for t in [&at, &refresh] {
+        let r = cp
+            .form("/oauth2/revoke", &attacker, &format!("token={t}"))
+            .await;
+        assert_eq!(r.status, 200, "RFC 7009 §2.2: 200 all the same");
+        assert_eq!(cp.introspect(t).await["active"], true, "left alone");
+    }
+    // The owner still can.
+    let r = cp
+        .form("/oauth2/revoke", &victim, &format!("token={at}"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(cp.introspect(&at).await["active"], false);
+}
+
+#[tokio::test]
+async fn repeating_a_revocation_changes_nothing() {
+    let cp = cp().await;
+    let (_, _, auth) = cp.client(&["read"]).await;
+    let at = cp.cc_token(&auth).await;
+    let r = cp
+        .form("/oauth2/revoke", &auth, &format!("token={at}"))
+        .await;
+    assert_eq!(r.status, 200);
+    let (_, refresh, sid) = cp.session("erin").await;
+    let by_admin = json!({"kind": "token", "value": refresh});
+    let r = cp
+        .admin("POST", "/admin/revocations", Some(by_admin.clone()))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let once = cp.logs().await;
+    let version = cp.app.sync.version();
+    for _ in 0..5 {
+        cp.form("/oauth2/revoke", &auth, &format!("token={at}"))
+            .await;
+        cp.admin("POST", "/admin/revocations", Some(by_admin.clone()))
+            .await;
+        cp.admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "sid", "value": sid})),
+        )
+        .await;
+    }
+    assert_eq!(cp.logs().await, once, "no log grows");
+    assert_eq!(cp.app.sync.version(), version);
+}
+
+#[tokio::test]
+async fn revocation_calls_are_throttled_per_client() {
+    let cp = cp().await;
+    let (_, _, noisy) = cp.client(&["read"]).await;
+    let (_, _, quiet) = cp.client(&["read"]).await;
+    let mut limited = 0;
+    for i in 0..200 {
+        let r = cp
+            .form("/oauth2/revoke", &noisy, &format!("token=unknown-{i}"))
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers.get("retry-after").is_some());
+            limited += 1;
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert!(limited > 100, "only {limited} of 200 throttled");
+    let r = cp.form("/oauth2/revoke", &quiet, "token=x").await;
+    assert_eq!(r.status, 200, "another client has its own budget");
+}
+
+#[tokio::test]
+async fn revocation_list_shows_live_revocations() {
+    let cp = cp().await;
+    let (_, _, sid) = cp.session("frank").await;
+    cp.admin(
+        "POST",
+        "/admin/revocations",
+        Some(json!({"kind": "jti", "value": "old", "exp": 1})),
+    )
+    .await;
+    cp.admin(
+        "POST",
+        "/admin/revocations",
+        Some(json!({"kind": "sid", "value": sid})),
+    )
+    .await;
+    let v = cp.admin("GET", "/admin/revocations", None).await.json();
+    let all = v["revocations"].as_array().unwrap();
+    assert!(all.iter().any(|r| r["value"] == sid.as_str()), "{v}");
+    assert!(
+        !all.iter().any(|r| r["jti"] == "old"),
+        "an expired jti is not live: {v}"
+    );
+}
+
+#[tokio::test]
+async fn expired_sessions_are_pruned() {
+    let cp = cp().await;
+    let (_, refresh, _) = cp.session("gina").await;
+    assert_eq!(cp.refresh(&refresh).await.status, 200);
+    let tables = |app: Arc<App>| async move {
+        (
+            app.store
+                .list(meshauth_cp::store::Table::RefreshTokens)
+                .await
+                .unwrap()
+                .len(),
+            app.store
+                .list(meshauth_cp::store::Table::Families)
+                .await
+                .unwrap()
+                .len(),
+        )
+    };
+    assert_eq!(tables(cp.app.clone()).await, (2, 1));
+    let later = meshauth_cp::service::now() + 365 * 86_400;
+    cp.app.prune_sessions(later).await.unwrap();
+    assert_eq!(tables(cp.app.clone()).await, (0, 0));
+}
+
+#[tokio::test]
+async fn the_change_log_is_compacted_and_old_bases_get_a_snapshot() {
+    let cp = cp().await;
+    for i in 0..40 {
+        cp.admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "jti", "value": format!("j{i}")})),
+        )
+        .await;
+    }
+    let (head, _) = cp.app.store.log_head(Log::Changes).await.unwrap();
+    let dropped = cp.app.compact_changes(10).await.unwrap();
+    assert!(dropped > 0);
+    let (after, _) = cp.app.store.log_head(Log::Changes).await.unwrap();
+    assert_eq!(after, head, "the version stays");
+    // Close behind: a delta. Far behind (compacted away): the full snapshot.
+    let near = cp
+        .send(
+            "GET",
+            &format!("/sync/v1/snapshot?version={}&delta=1", head - 3),
+            &[("authorization", SYNC_BEARER)],
+            "",
+        )
+        .await;
+    assert_eq!(payload(&near)["base_version"], head - 3, "{}", near.body);
+    let far = cp
+        .send(
+            "GET",
+            "/sync/v1/snapshot?version=1&delta=1",
+            &[("authorization", SYNC_BEARER)],
+            "",
+        )
+        .await;
+    assert_eq!(far.status, 200);
+    let far = payload(&far);
+    assert!(
+        far.get("base_version").is_none() && far["version"] == head,
+        "{far}"
+    );
+    // Appends continue at the right index.
+    cp.admin(
+        "POST",
+        "/admin/revocations",
+        Some(json!({"kind": "jti", "value": "after"})),
+    )
+    .await;
+    assert_eq!(
+        cp.app.store.log_head(Log::Changes).await.unwrap().0,
+        head + 1
+    );
+}
+
+// ---- OAuth conformance ----
+
+#[tokio::test]
+async fn introspection_token_type_is_bearer() {
+    let cp = cp().await;
+    let (_, _, auth) = cp.client(&["read"]).await;
+    let at = cp.cc_token(&auth).await;
+    assert_eq!(cp.introspect(&at).await["token_type"], "Bearer");
+}
+
+#[tokio::test]
+async fn empty_parameters_are_omitted() {
+    let cp = cp().await;
+    let (_, _, auth) = cp.client(&["read", "write"]).await;
+    let r = cp
+        .form(
+            "/oauth2/token",
+            &auth,
+            "grant_type=client_credentials&scope=",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["scope"], "read write", "the client's defaults");
+    let r = cp.form("/oauth2/token", &auth, "grant_type=").await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn auth_schemes_are_case_insensitive() {
+    let cp = cp().await;
+    let (_, _, auth) = cp.client(&["read"]).await;
+    let lower = auth.replacen("Basic", "basic", 1);
+    let upper = auth.replacen("Basic", "BASIC", 1);
+    let at = cp.cc_token(&lower).await;
+    let r = cp
+        .form("/oauth2/introspect", &upper, &format!("token={at}"))
+        .await;
+    assert_eq!(r.json()["active"], true, "{}", r.body);
+    let bearer = format!("bearer {ADMIN}");
+    let r = cp
+        .form("/oauth2/introspect", &bearer, &format!("token={at}"))
+        .await;
+    assert_eq!(r.json()["active"], true, "{}", r.body);
+    let r = cp
+        .send("GET", "/admin/clients", &[("authorization", &bearer)], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = cp
+        .form("/oauth2/revoke", &lower, &format!("token={at}"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(cp.introspect(&at).await["active"], false);
+}
+
+#[tokio::test]
+async fn if_none_match_uses_weak_comparison() {
+    let cp = cp().await;
+    let r = cp.send("GET", "/.well-known/jwks.json", &[], "").await;
+    let etag = r.headers["etag"].to_str().unwrap().to_string();
+    for inm in [
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+        format!("\"x\",W/{etag}"),
+    ] {
+        let r = cp
+            .send(
+                "GET",
+                "/.well-known/jwks.json",
+                &[("if-none-match", &inm)],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 304, "{inm}");
+    }
+    let r = cp
+        .send(
+            "GET",
+            "/.well-known/jwks.json",
+            &[("if-none-match", "W/\"nope\"")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn error_description_stays_in_the_rfc6749_character_set() {
+    let cp = cp().await;
+    let (_, _, auth) = cp.client(&["read"]).await;
+    for body in [
+        "grant_type=client_credentials&scope=%22quoted%22\\x",
+        "grant_type=%22weird%5C%E2%82%AC",
+        "grant_type=client_credentials&scope=caf%C3%A9",
+    ] {
+        let r = cp.form("/oauth2/token", &auth, body).await;
+        assert_eq!(r.status, 400, "{body}");
+        let d = r.json()["error_description"].as_str().unwrap().to_string();
+        assert!(
+            d.bytes().all(|b| b == 0x20
+                || b == 0x21
+                || (0x23..=0x5b).contains(&b)
+                || (0x5d..=0x7e).contains(&b)),
+            "{body}: {d:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metadata_advertises_only_what_exists() {
+    let cp = cp().await;
+    let m = cp
+        .send("GET", "/.well-known/oauth-authorization-server", &[], "")
+        .await
+        .json();
+    assert_eq!(m["issuer"], cp.app.settings.issuer.as_str());
+    let types = m["response_types_supported"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        types.is_empty() || m.get("authorization_endpoint").is_some(),
+        "a response type without an authorization endpoint: {m}"
+    );
+    assert!(
+        m.get("id_token_signing_alg_values_supported").is_none(),
+        "no ID tokens: {m}"
+    );
+    // No OpenID Provider: no discovery document that claims to be one.
+    let oidc = cp
+        .send("GET", "/.well-known/openid-configuration", &[], "")
+        .await;
+    assert_eq!(oidc.status, 404);
+}
+
+// ---- writes that applied but were not replicated ----
+
+/// The embedded store, but every write that applies while `fail` is set then reports
+/// what Redis reports when `WAIT` times out: applied, not replicated.
+struct Unreplicated {
+    inner: EmbeddedStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Unreplicated {
+    fn after<T>(&self, applied: bool, v: T) -> meshauth_cp::store::StoreResult<T> {
+        if applied && self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(meshauth_cp::store::StoreError::NotReplicated(
+                "write reached 0 of 1 replicas within 1 s".into(),
+            ));
+        }
+        Ok(v)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Unreplicated {
+    async fn get(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+    ) -> meshauth_cp::store::StoreResult<Option<Vec<u8>>> {
+        self.inner.get(t, k).await
+    }
+    async fn compare_and_swap(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+        e: Option<&[u8]>,
+        n: Option<&[u8]>,
+    ) -> meshauth_cp::store::StoreResult<bool> {
+        let ok = self.inner.compare_and_swap(t, k, e, n).await?;
+        self.after(ok, ok)
+    }
+    async fn put(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+        v: &[u8],
+    ) -> meshauth_cp::store::StoreResult<()> {
+        self.inner.put(t, k, v).await?;
+        self.after(true, ())
+    }
+    async fn delete(
+        &self,
+        t: meshauth_cp::store::Table,
+        k: &str,
+    ) -> meshauth_cp::store::StoreResult<bool> {
+        let ok = self.inner.delete(t, k).await?;
+        self.after(ok, ok)
+    }
+    async fn list(
+        &self,
+        t: meshauth_cp::store::Table,
+    ) -> meshauth_cp::store::StoreResult<Vec<(String, Vec<u8>)>> {
+        self.inner.list(t).await
+    }
+    async fn append(
+        &self,
+        l: Log,
+        n: u64,
+        e: &[u8],
+        h: &[u8],
+    ) -> meshauth_cp::store::StoreResult<bool> {
+        let ok = self.inner.append(l, n, e, h).await?;
+        self.after(ok, ok)
+    }
+    async fn log_head(&self, l: Log) -> meshauth_cp::store::StoreResult<(u64, Option<Vec<u8>>)> {
+        self.inner.log_head(l).await
+    }
+    async fn read_log(
+        &self,
+        l: Log,
+        from: u64,
+        limit: u64,
+    ) -> meshauth_cp::store::StoreResult<Vec<Vec<u8>>> {
+        self.inner.read_log(l, from, limit).await
+    }
+    async fn trim_log(&self, l: Log, before: u64) -> meshauth_cp::store::StoreResult<u64> {
+        self.inner.trim_log(l, before).await
+    }
+    async fn lease(&self, n: &str, h: &str, ttl: u64) -> meshauth_cp::store::StoreResult<bool> {
+        self.inner.lease(n, h, ttl).await
+    }
+    async fn ping(&self) -> meshauth_cp::store::StoreResult<()> {
+        self.inner.ping().await
+    }
+    fn kind(&self) -> &'static str {
+        "unreplicated"
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_retried_after_an_unreplicated_write_keeps_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("meshauth.redb");
+    let key = "ab".repeat(32);
+    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
+    let env = |k: &str| match k {
+        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
+        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
+        _ => None,
+    };
+    let settings = Settings::load(None, &env).unwrap();
+    let store = Arc::new(Unreplicated {
+        inner: EmbeddedStore::open(&data).unwrap(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+    });
+    let app = App::new(store.clone(), settings).await.unwrap();
+    let cp = Cp { app, _dir: dir };
+    let (_, r1, _) = cp.session("hana").await;
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = cp.refresh(&r1).await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let err = failed.json();
+    assert_eq!(err["error"]["code"], "not_replicated", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("applied"),
+        "says the write applied: {err}"
+    );
+    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The client retries the same refresh token: the same answer, not reuse.
+    let retried = cp.refresh(&r1).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let again = cp.refresh(&r1).await;
+    assert_eq!(
+        again.json(),
+        retried.json(),
+        "the same answer within the grace"
+    );
+    let r2 = retried.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let access2 = retried.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(cp.introspect(&access2).await["active"], true);
+    let next = cp.refresh(&r2).await;
+    assert_eq!(next.status, 200, "the session lives on: {}", next.body);
+    // Once the next token was used, replaying the old one is reuse again.
+    let reuse = cp.refresh(&r1).await;
+    assert_eq!(reuse.json()["error"], "invalid_grant", "{}", reuse.body);
+    let r3 = next.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(cp.refresh(&r3).await.json()["error"], "invalid_grant");
+}
+
+/// A client refreshing in a loop must not grow the store for the session's whole life:
+/// spent refresh tokens leave the store soon after the retry grace, and presenting one
+/// afterwards is still detected as reuse (the token proves which session it was for).
+/// A token merely naming a session (sids are in access tokens) cannot revoke it.
+#[tokio::test]
+async fn spent_refresh_tokens_leave_the_store_and_reuse_is_still_detected() {
+    let cp = cp().await;
+    let (_, r1, sid) = cp.session("ida").await;
+    let r2 = cp.refresh(&r1).await.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r3 = cp.refresh(&r2).await.json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let grace = cp.app.settings.tokens.refresh_retry_grace.as_secs() as i64;
+    cp.app
+        .prune_sessions(meshauth_cp::service::now() + grace + 120)
+        .await
+        .unwrap();
+    let left = cp
+        .app
+        .store
+        .list(meshauth_cp::store::Table::RefreshTokens)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(left, 1, "only the live refresh token is kept");
+    // A forged token naming the session: invalid, and the session lives on.
+    let forged = r3.rsplit_once('.').map(|(head, _)| format!("{head}.AAAA"));
+    for f in [
+        forged.unwrap(),
+        format!("rt1.{sid}.x.y"),
+        format!("{sid}.zz"),
+    ] {
+        let r = cp.refresh(&f).await;
+        assert_eq!(r.json()["error"], "invalid_grant", "{f}: {}", r.body);
+    }
+    assert_eq!(
+        cp.introspect(&r3).await["active"],
+        true,
+        "not revoked by a forgery"
+    );
+    // The spent r1, long gone from the store, is still reuse: the session is revoked.
+    let reuse = cp.refresh(&r1).await;
+    assert!(
+        reuse.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{}",
+        reuse.body
+    );
+    assert_eq!(cp.refresh(&r3).await.json()["error"], "invalid_grant");
+}
+
+/// `meshauth revoke token X` with something that is no token of ours (mistyped, truncated,
+/// expired) says so instead of answering success; a real one is revoked.
+#[tokio::test]
+async fn revoking_an_unknown_token_through_the_admin_api_is_a_404() {
+    let cp = cp().await;
+    let (access, refresh, _) = cp.session("jo").await;
+    let before = cp.logs().await;
+    for bogus in [
+        "not-a-token".to_string(),
+        access[..access.len() - 4].to_string(),
+        format!("{refresh}x"),
+    ] {
+        let r = cp
+            .admin(
+                "POST",
+                "/admin/revocations",
+                Some(json!({"kind": "token", "value": bogus})),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{bogus}: {}", r.body);
+    }
+    assert_eq!(cp.logs().await, before, "nothing recorded");
+    for t in [&access, &refresh] {
+        let r = cp
+            .admin(
+                "POST",
+                "/admin/revocations",
+                Some(json!({"kind": "token", "value": t})),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert_eq!(cp.introspect(t).await["active"], false);
+    }
+}
