@@ -79,10 +79,11 @@ pub struct SyncHub {
     cached: Mutex<Option<(u64, i64, Arc<String>)>>,
 }
 
-/// An unchanged snapshot is signed afresh at least this often, so its `issued_at` stays
+/// An unchanged snapshot is signed afresh at least this often (the shared answer cache
+/// and this one together: an answer is at most twice this old), so its `issued_at` stays
 /// well inside the maximum age filters accept (`sync.max_snapshot_age_seconds`, at
 /// least two hours).
-pub const SNAPSHOT_REFRESH_SECONDS: i64 = 3_600;
+pub const SNAPSHOT_REFRESH_SECONDS: i64 = 1_800;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -325,6 +325,8 @@ impl Root {
                 log::warn!("meshauth: sync answer refused: issued longer ago than max_snapshot_age_seconds");
                 self.metrics.bump(SYNC_TOO_OLD);
                 self.metrics.bump(SYNC_REJECTED);
+                // A stale delta would come again: ask for a full snapshot next.
+                self.need_full = true;
                 return Applied::Rejected;
             }
         }

@@ -298,12 +298,19 @@ pub async fn sync_snapshot(
         }
         return Ok(resp);
     }
-    // Every poller woken by a change asks for the same answer: build it once.
+    // Every poller woken by a change asks for the same answer: build it once. The key
+    // carries the hour too, so an answer is re-signed at least every hour and its
+    // `issued_at` stays inside the filters' maximum snapshot age.
     let head = app.sync.version();
+    let key = format!(
+        "{}@{}",
+        app.sync.epoch(),
+        now().div_euclid(crate::sync::SNAPSHOT_REFRESH_SECONDS)
+    );
     if same_epoch && q.delta == 1 {
         let delta = answers
             .deltas
-            .get_or_build(&app.sync.epoch, q.version, head, || async {
+            .get_or_build(&key, q.version, head, || async {
                 app.metrics
                     .sync_answers_built
                     .get_or_create(&AnswerLabel { kind: "delta" })
@@ -325,7 +332,7 @@ pub async fn sync_snapshot(
     }
     let snapshot = answers
         .snapshots
-        .get_or_build(&app.sync.epoch, 0, head, || async {
+        .get_or_build(&key, 0, head, || async {
             app.metrics
                 .sync_answers_built
                 .get_or_create(&AnswerLabel { kind: "snapshot" })
