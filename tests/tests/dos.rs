@@ -439,6 +439,7 @@ fn parked_long_polls_are_capped_per_source() {
         304
     );
     // A change releases the parked ones.
+    cp.cli_ok(&["token", "issue", "--sub", "dos-test-subject"]); // a subject to revoke (no new version)
     cp.cli_ok(&["revoke", "subject", "dos-test-subject"]);
     for p in parked {
         assert_eq!(p.join().unwrap(), 200);
@@ -600,6 +601,7 @@ fn one_change_builds_one_answer_for_all_parked_pollers() {
         .collect();
     std::thread::sleep(Duration::from_millis(2000));
     let (deltas, snapshots) = (answers_built(&cp, "delta"), answers_built(&cp, "snapshot"));
+    cp.cli_ok(&["token", "issue", "--sub", "one-change"]); // a subject to revoke (no new version)
     cp.cli_ok(&["revoke", "subject", "one-change"]);
     let answers: Vec<(u16, String)> = parked.into_iter().map(|p| p.join().unwrap()).collect();
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");

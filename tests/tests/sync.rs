@@ -527,13 +527,16 @@ fn a_revoked_jti_outlives_exp_by_the_largest_filter_skew() {
 #[test]
 fn a_store_restored_from_a_backup_starts_a_new_epoch() {
     let mut cp = ControlPlane::start(StoreKind::Embedded, "");
+    cp.cli_ok(&["token", "issue", "--sub", "before-backup"]); // a subject to revoke
     cp.cli_ok(&["revoke", "subject", "before-backup"]);
     cp.kill();
     let backup = cp.dir().join("backup.redb");
     std::fs::copy(cp.data_file(), &backup).unwrap();
     cp.restart();
     for i in 0..3 {
-        cp.cli_ok(&["revoke", "subject", &format!("after-backup-{i}")]);
+        let sub = format!("after-backup-{i}");
+        cp.cli_ok(&["token", "issue", "--sub", &sub]);
+        cp.cli_ok(&["revoke", "subject", &sub]);
     }
     let ahead = open(&cp, &cp.sync_get("/sync/v1/snapshot"));
     cp.kill();
