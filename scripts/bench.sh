@@ -239,18 +239,20 @@ latency="$work/latency.tsv"
 cp_serve() { # NAME PORT STORE_TOML
   local admin_hash
   admin_hash=$(printf '%s' "$admin" | sha256sum | cut -d' ' -f1)
-  printf 'listen = "127.0.0.1:%s"\nissuer = "http://127.0.0.1:%s"\nadmin_token_sha256 = ["%s"]\n%s\n' "$2" "$2" "$admin_hash" "$3" > "$work/$1.toml"
+  # The edge's filters sync with a fleet credential derived from the admin token.
+  fleet_hash=$(printf 'fleet-%s' "$admin" | sha256sum | cut -d' ' -f1)
+  printf 'listen = "127.0.0.1:%s"\nissuer = "http://127.0.0.1:%s"\nadmin_token_sha256 = ["%s"]\nsync_credential_sha256 = ["%s"]\n%s\n' "$2" "$2" "$admin_hash" "$fleet_hash" "$3" > "$work/$1.toml"
   MESHAUTH_MASTER_KEY=$master MESHAUTH_LOG=warn "$root/target/release/meshauth" serve --config "$work/$1.toml" > "$work/$1.log" 2>&1 &
   echo $!
 }
 wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 edge_for() { # CP_PORT: envoy with the filter syncing from that control plane
-  python3 - "$1" > "$work/edge-filter.json" <<'PY2'
+  python3 - "$1" "fleet-$admin" > "$work/edge-filter.json" <<'PY2'
 import json, sys, urllib.request
 port = sys.argv[1]
 key = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/sync/v1/distribution-key"))["public_key"]
 print(json.dumps({"issuer": f"http://127.0.0.1:{port}", "audiences": ["api"],
-                  "sync": {"cluster": "meshauth_control_plane", "distribution_key": key}}))
+                  "sync": {"cluster": "meshauth_control_plane", "distribution_key": key, "credential": sys.argv[2]}}))
 PY2
   "$dev" envoy-config --template "$root/envoy/meshauth.yaml" --plugin-config "$work/edge-filter.json" \
     --set ADMIN_PORT=19902 --set LISTEN_PORT=18081 --set UPSTREAM_PORT=18082 --set "CP_PORT=$1" --set "WASM_PATH=$wasm" > "$work/edge.yaml"

@@ -30,12 +30,17 @@ done
 [ -s "$demo/admin-token" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$demo/admin-token")
 admin_token=$(cat "$demo/admin-token")
 admin_hash=$(printf '%s' "$admin_token" | sha256sum | cut -d' ' -f1)
+# The fleet credential: filters present it on every sync call; the control plane keeps
+# only its hash.
+[ -s "$demo/sync-credential" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$demo/sync-credential")
+sync_hash=$(tr -d '\n' < "$demo/sync-credential" | sha256sum | cut -d' ' -f1)
 
 cat > "$demo/meshauth.toml" <<TOML
 listen = "127.0.0.1:8080"
 issuer = "http://127.0.0.1:8080"
 master_key_file = "$demo/master.key"
 admin_token_sha256 = ["$admin_hash"]
+sync_credential_sha256 = ["$sync_hash"]
 [store]
 kind = "embedded"
 path = "$demo/data/meshauth.redb"
@@ -61,17 +66,19 @@ done
 curl -fs http://127.0.0.1:8080/readyz >/dev/null || { echo "demo: control plane did not start:" >&2; cat "$demo/control-plane.log" >&2; exit 1; }
 
 # The filter syncs keys and revocations from the control plane; it pins the control
-# plane's distribution key, which signs every snapshot.
-python3 - "$root/envoy/demo-filter.json" "$demo/filter.json" <<'PY'
+# plane's distribution key, which signs every snapshot, and sends the fleet credential.
+(umask 077; python3 - "$root/envoy/demo-filter.json" "$demo/filter.json" "$demo/sync-credential" <<'PY'
 import json, sys, urllib.request
 cfg = json.load(open(sys.argv[1]))
 key = json.load(urllib.request.urlopen("http://127.0.0.1:8080/sync/v1/distribution-key"))["public_key"]
-cfg["sync"] = {"cluster": "meshauth_control_plane", "distribution_key": key}
+cfg["sync"] = dict(cfg.get("sync", {}), distribution_key=key, credential=open(sys.argv[3]).read().strip())
 json.dump(cfg, open(sys.argv[2], "w"))
 PY
+)
 "$bin/meshauth-dev" envoy-config --template "$root/envoy/meshauth.yaml" --plugin-config "$demo/filter.json" \
   --set ADMIN_PORT=9901 --set LISTEN_PORT=10000 --set UPSTREAM_PORT=10080 --set CP_PORT=8080 \
   --set "WASM_PATH=$root/target/wasm32-wasip1/release/meshauth_filter.wasm" > "$demo/envoy.yaml"
+chmod 600 "$demo/envoy.yaml"
 "$root/.venv/bin/envoy" -c "$demo/envoy.yaml" --concurrency 2 --disable-hot-restart -l warning \
   --log-path "$demo/envoy.log" &
 pids+=($!)

@@ -38,6 +38,17 @@ pub struct FileConfig {
     /// A file with more such hashes, one a line (e.g. a mounted Kubernetes Secret).
     #[serde(default)]
     pub admin_token_sha256_file: Option<PathBuf>,
+    /// SHA-256 (hex) of the fleet credential filters present on `/sync/v1/*`; two at
+    /// most, so a new one can be rolled out before the old one is dropped.
+    #[serde(default)]
+    pub sync_credential_sha256: Vec<String>,
+    /// A file with more such hashes, one a line.
+    #[serde(default)]
+    pub sync_credential_sha256_file: Option<PathBuf>,
+    /// Serve `/sync/v1/*` without a credential. Insecure (anyone reaching the control
+    /// plane reads revocations and limits and registers filters); for tests only.
+    #[serde(default)]
+    pub sync_allow_anonymous: bool,
     #[serde(default)]
     pub tokens: TokenConfig,
     #[serde(default)]
@@ -364,6 +375,10 @@ pub struct Settings {
     pub redis: Option<(crate::store::redis::RedisTarget, u32)>,
     pub master_key: MasterKey,
     pub admin_token_hashes: Vec<[u8; 32]>,
+    /// Hashes of the fleet credentials; empty refuses every sync call unless
+    /// `sync_allow_anonymous`.
+    pub sync_credential_hashes: Vec<[u8; 32]>,
+    pub sync_allow_anonymous: bool,
     pub tokens: TokenConfig,
     pub keys: KeyConfig,
     pub filter_wasm: Option<PathBuf>,
@@ -378,6 +393,41 @@ pub enum ConfigError {
     NoMasterKey,
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Hex SHA-256 hashes from the file's list, a file (one a line) and a comma-separated
+/// environment variable.
+fn hashes(
+    what: &str,
+    mut text: Vec<String>,
+    file: Option<&Path>,
+    env_value: Option<String>,
+) -> Result<Vec<[u8; 32]>, ConfigError> {
+    if let Some(f) = file {
+        let content = std::fs::read_to_string(f)
+            .map_err(|e| ConfigError::File(f.display().to_string(), e.to_string()))?;
+        text.extend(content.split_whitespace().map(str::to_owned));
+    }
+    if let Some(h) = env_value {
+        text.extend(
+            h.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+    }
+    let mut out: Vec<[u8; 32]> = Vec::new();
+    for h in text {
+        let bytes = hex::decode(&h)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("{what}: each entry must be 64 hex digits"))
+            })?;
+        if !out.contains(&bytes) {
+            out.push(bytes);
+        }
+    }
+    Ok(out)
 }
 
 impl Settings {
@@ -447,27 +497,22 @@ impl Settings {
         };
         let master_key = MasterKey::parse(&master_text)
             .map_err(|e| ConfigError::Invalid(format!("master key: {e}")))?;
-        let mut hashes_text = file.admin_token_sha256;
-        if let Some(f) = &file.admin_token_sha256_file {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| ConfigError::File(f.display().to_string(), e.to_string()))?;
-            hashes_text.extend(text.split_whitespace().map(str::to_owned));
-        }
-        if let Some(h) = env("MESHAUTH_ADMIN_TOKEN_SHA256") {
-            hashes_text.extend(
-                h.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty()),
-            );
-        }
-        let mut admin_token_hashes = Vec::new();
-        for h in hashes_text {
-            let bytes = hex::decode(&h)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok());
-            admin_token_hashes.push(bytes.ok_or_else(|| {
-                ConfigError::Invalid("admin_token_sha256: each entry must be 64 hex digits".into())
-            })?);
+        let admin_token_hashes = hashes(
+            "admin_token_sha256",
+            file.admin_token_sha256,
+            file.admin_token_sha256_file.as_deref(),
+            env("MESHAUTH_ADMIN_TOKEN_SHA256"),
+        )?;
+        let sync_credential_hashes = hashes(
+            "sync_credential_sha256",
+            file.sync_credential_sha256,
+            file.sync_credential_sha256_file.as_deref(),
+            env("MESHAUTH_SYNC_CREDENTIAL_SHA256"),
+        )?;
+        if sync_credential_hashes.len() > 2 {
+            return Err(ConfigError::Invalid(
+                "sync_credential_sha256: at most two credentials are valid at once (the current one and the next)".into(),
+            ));
         }
         let issuer = env("MESHAUTH_ISSUER")
             .or(file.issuer)
@@ -535,6 +580,8 @@ impl Settings {
             store,
             master_key,
             admin_token_hashes,
+            sync_credential_hashes,
+            sync_allow_anonymous: file.sync_allow_anonymous,
             tokens: file.tokens,
             keys: file.keys,
             filter_wasm: env("MESHAUTH_FILTER_WASM")
@@ -542,6 +589,26 @@ impl Settings {
                 .or(file.filter_wasm),
             server: file.server,
         })
+    }
+
+    /// How long past `exp` a revoked `jti` is kept and sent to filters: a filter admits
+    /// a token until `exp` plus its own skew, which may be up to
+    /// `MAX_CLOCK_SKEW_SECONDS` whatever the control plane's `clock_skew` says.
+    pub fn revocation_skew(&self) -> i64 {
+        i64::try_from(self.keys.clock_skew.as_secs())
+            .unwrap_or(0)
+            .max(meshauth_wire::sync::MAX_CLOCK_SKEW_SECONDS)
+    }
+
+    /// How long a subject/session/client rule is kept past its `not_before`: the longest
+    /// token lifetime plus `revocation_skew`.
+    pub fn revocation_horizon(&self) -> i64 {
+        let ttl = self
+            .tokens
+            .max_access_ttl
+            .max(self.tokens.client_credentials_ttl)
+            .as_secs();
+        i64::try_from(ttl).unwrap_or(i64::MAX / 4) + self.revocation_skew()
     }
 
     pub fn lifecycle(&self) -> crate::keys::LifecyclePolicy {
@@ -595,6 +662,51 @@ mod tests {
         assert_eq!(s.tokens.access_ttl, Duration::from_secs(600));
         let p = s.lifecycle();
         assert_eq!((p.prepublish, p.retention), (330, 3630));
+    }
+
+    #[test]
+    fn sync_credentials_from_file_and_env_two_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let hashes = dir.path().join("sync.sha256");
+        let key = "ab".repeat(32);
+        let (a, b, c) = ("01".repeat(32), "02".repeat(32), "03".repeat(32));
+        std::fs::write(&hashes, format!("{b}\n")).unwrap();
+        std::fs::write(
+            &f,
+            format!(
+                "sync_credential_sha256 = [\"{a}\"]\nsync_credential_sha256_file = \"{}\"\n",
+                hashes.display()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).unwrap();
+        assert_eq!(s.sync_credential_hashes.len(), 2);
+        assert!(!s.sync_allow_anonymous);
+        let err = Settings::load(
+            Some(&f),
+            &env_with(&[
+                ("MESHAUTH_MASTER_KEY", &key),
+                ("MESHAUTH_SYNC_CREDENTIAL_SHA256", &c),
+            ]),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("at most two"), "{err}");
+        let err = Settings::load(
+            None,
+            &env_with(&[
+                ("MESHAUTH_MASTER_KEY", &key),
+                ("MESHAUTH_SYNC_CREDENTIAL_SHA256", "xyz"),
+            ]),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("sync_credential_sha256"), "{err}");
+        let s = Settings::load(None, &env_with(&[("MESHAUTH_MASTER_KEY", &key)])).unwrap();
+        assert!(s.sync_credential_hashes.is_empty() && !s.sync_allow_anonymous);
     }
 
     #[test]

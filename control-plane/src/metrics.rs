@@ -53,6 +53,9 @@ pub struct Metrics {
     pub forced_activations: Counter,
     pub filters_connected: Gauge,
     pub filter_max_lag: Gauge,
+    pub sync_unauthorized: Counter,
+    pub sync_registry_full: Counter,
+    pub sync_epoch_resets: Counter,
     pub key_age: Family<StateLabel, Gauge>,
     pub latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
     pub auth_failures: Family<AuthLabel, Counter>,
@@ -79,6 +82,9 @@ impl Metrics {
         let forced_activations = Counter::default();
         let filters_connected = Gauge::default();
         let filter_max_lag = Gauge::default();
+        let sync_unauthorized = Counter::default();
+        let sync_registry_full = Counter::default();
+        let sync_epoch_resets = Counter::default();
         let key_age = Family::<StateLabel, Gauge>::default();
         let latency =
             Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency);
@@ -106,6 +112,21 @@ impl Metrics {
             "meshauth_sync_filter_max_lag_versions",
             "The largest gap between the current version and one a connected filter applied",
             filter_max_lag.clone(),
+        );
+        registry.register(
+            "meshauth_sync_unauthorized",
+            "Sync calls refused for a missing or wrong fleet credential",
+            sync_unauthorized.clone(),
+        );
+        registry.register(
+            "meshauth_sync_registry_full",
+            "Polls from a new filter id not recorded because the filter registry is full",
+            sync_registry_full.clone(),
+        );
+        registry.register(
+            "meshauth_sync_epoch_resets",
+            "New sync epochs started because a filter held a version past the change log (a store restored from a backup)",
+            sync_epoch_resets.clone(),
         );
         registry.register(
             "meshauth_key_schedule_failures",
@@ -178,6 +199,9 @@ impl Metrics {
             forced_activations,
             filters_connected,
             filter_max_lag,
+            sync_unauthorized,
+            sync_registry_full,
+            sync_epoch_resets,
             key_age,
             latency,
         }

@@ -209,6 +209,26 @@ pub fn validate_name(what: &str, v: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// The fleet-credential check: with hashes configured, the bearer must match one
+/// (`allow_anonymous` is then ignored); with none, only `allow_anonymous` lets calls in.
+fn sync_bearer_ok(hashes: &[[u8; 32]], allow_anonymous: bool, bearer: Option<&str>) -> bool {
+    if hashes.is_empty() {
+        return allow_anonymous;
+    }
+    let Some(bearer) = bearer else {
+        return false;
+    };
+    let presented = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        bearer.as_bytes(),
+    ));
+    // Every hash is compared, so timing shows nothing about which one matched.
+    let mut ok = false;
+    for h in hashes {
+        ok |= ct_eq(presented.as_slice(), h);
+    }
+    ok
+}
+
 impl App {
     pub async fn new(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<App>, ServiceError> {
         let filter_wasm = match &settings.filter_wasm {
@@ -391,7 +411,8 @@ impl App {
             Some(events)
         })
         .await?;
-        self.prune_revocations(now(), policy.retention).await?;
+        self.prune_revocations(now(), self.settings.revocation_horizon())
+            .await?;
         // Sessions and the change log are read whole: once a minute is enough.
         let now = now();
         let last = self.last_prune.load(std::sync::atomic::Ordering::Relaxed);
@@ -502,9 +523,10 @@ impl App {
     }
 
     /// Revocations that can no longer match a valid token leave the store: a `jti` once its
-    /// token has expired (plus skew), a rule once every token it could cover has expired.
+    /// token has expired (plus the largest skew any filter may allow), a rule once every
+    /// token it could cover has.
     async fn prune_revocations(&self, now: i64, horizon: i64) -> Result<usize, ServiceError> {
-        let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
+        let skew = self.settings.revocation_skew();
         let mut pruned = 0;
         for (key, raw) in self.store.list(Table::Revocations).await? {
             let Ok(r) = serde_json::from_slice::<Revocation>(&raw) else {
@@ -778,6 +800,16 @@ impl App {
             .map_or_else(|| "0".repeat(64), |r| r.secret_sha256.clone());
         let ok = ct_eq(presented.as_bytes(), stored.as_bytes());
         Ok(rec.filter(|_| ok))
+    }
+
+    /// Whether a sync call's bearer is a configured fleet credential (constant time,
+    /// every hash checked). With none configured only `sync_allow_anonymous` lets calls in.
+    pub fn sync_authorized(&self, bearer: Option<&str>) -> bool {
+        sync_bearer_ok(
+            &self.settings.sync_credential_hashes,
+            self.settings.sync_allow_anonymous,
+            bearer,
+        )
     }
 
     pub fn admin_authorized(&self, bearer: &str) -> bool {
@@ -1450,7 +1482,7 @@ impl App {
         self.reload_keys().await?;
         let revocations = self.revocations().await?;
         let limits = self.limits().await?;
-        let horizon = self.settings.lifecycle().retention;
+        let horizon = self.settings.revocation_horizon();
         Ok((
             version,
             self.sync.snapshot(
@@ -1471,5 +1503,31 @@ impl App {
             .get(Table::Revocations, &format!("jti:{jti}"))
             .await?
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod sync_auth_tests {
+    use super::sync_bearer_ok;
+
+    fn hash(s: &str) -> [u8; 32] {
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+            s.as_bytes(),
+        ))
+        .into()
+    }
+
+    #[test]
+    fn sync_calls_need_a_configured_credential() {
+        // Nothing configured: refused, unless anonymous sync is explicitly allowed.
+        assert!(!sync_bearer_ok(&[], false, None));
+        assert!(!sync_bearer_ok(&[], false, Some("anything")));
+        assert!(sync_bearer_ok(&[], true, None));
+        // Two valid at once (rotation); anything else refused, the flag then ignored.
+        let both = [hash("old-cred"), hash("new-cred")];
+        assert!(sync_bearer_ok(&both, false, Some("old-cred")));
+        assert!(sync_bearer_ok(&both, false, Some("new-cred")));
+        assert!(!sync_bearer_ok(&both, true, Some("new-cre")));
+        assert!(!sync_bearer_ok(&both, true, None));
     }
 }

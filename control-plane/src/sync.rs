@@ -5,6 +5,7 @@
 //! polling another.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,10 @@ use tokio::sync::watch;
 
 use meshauth_wire::bloom::Bloom;
 use meshauth_wire::limits::LimitPolicy;
-use meshauth_wire::sync::{Delta, Message, RevocationRule, RuleClaim, SignedSnapshot, Snapshot};
+use meshauth_wire::sync::{
+    ConfirmAnswer, Delta, HeadStatement, Message, RevocationRule, RuleClaim, SignedConfirm,
+    SignedSnapshot, Snapshot, MAX_CLOCK_SKEW_SECONDS,
+};
 use meshauth_wire::{b64, JwkSet};
 
 use crate::crypto::{self, MasterKey};
@@ -36,6 +40,10 @@ struct StoredDistributionKey {
 /// one not heard from for this long is gone (or cut off).
 pub const CONNECTED_SECONDS: i64 = 90;
 const FORGET_SECONDS: i64 = 600;
+/// About the most filters the registry holds (those seen in the last `FORGET_SECONDS`); a new
+/// id beyond it is served but not recorded, so made-up ids cannot grow the store or
+/// `/admin/status` without bound.
+pub const MAX_FILTERS: usize = 4_096;
 /// A filter further behind than this many changes gets a full snapshot.
 pub const MAX_DELTA_CHANGES: u64 = 256;
 
@@ -56,13 +64,26 @@ pub struct FilterStatus {
 }
 
 pub struct SyncHub {
-    pub epoch: String,
+    /// Changes when the history restarts (see `restart_epoch_if_behind`); replicas
+    /// re-read it whenever the change log moves.
+    epoch: std::sync::RwLock<String>,
     signer: SigningKey,
     pub distribution_public: String,
     version_tx: watch::Sender<u64>,
     filters: Mutex<BTreeMap<String, FilterStatus>>,
-    cached: Mutex<Option<(u64, Arc<String>)>>,
+    /// Live entries in the shared registry, as far as this replica knows.
+    registered: AtomicUsize,
+    /// When this replica last started a new epoch (seconds).
+    last_epoch_reset: AtomicI64,
+    /// The signed snapshot of one version: (version, issued_at, envelope).
+    cached: Mutex<Option<(u64, i64, Arc<String>)>>,
 }
+
+/// An unchanged snapshot is signed afresh at least this often (the shared answer cache
+/// and this one together: an answer is at most twice this old), so its `issued_at` stays
+/// well inside the maximum age filters accept (`sync.max_snapshot_age_seconds`, at
+/// least two hours).
+pub const SNAPSHOT_REFRESH_SECONDS: i64 = 1_800;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -114,13 +135,79 @@ impl SyncHub {
         let (len, _) = store.log_head(Log::Changes).await?;
         let (version_tx, _) = watch::channel(len);
         Ok(SyncHub {
-            epoch: String::from_utf8_lossy(&epoch).to_string(),
+            epoch: std::sync::RwLock::new(String::from_utf8_lossy(&epoch).to_string()),
             signer: SigningKey::from_bytes(&seed),
             distribution_public: stored.public,
             version_tx,
             filters: Mutex::new(BTreeMap::new()),
+            registered: AtomicUsize::new(0),
+            last_epoch_reset: AtomicI64::new(0),
             cached: Mutex::new(None),
         })
+    }
+
+    pub fn epoch(&self) -> String {
+        self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn reload_epoch(&self, store: &dyn Store) -> Result<(), StoreError> {
+        if let Some(e) = store.get(Table::Meta, EPOCH).await? {
+            let e = String::from_utf8_lossy(&e).to_string();
+            let mut cur = self.epoch.write().unwrap_or_else(|p| p.into_inner());
+            if *cur != e {
+                *cur = e;
+                *lock(&self.cached) = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// A filter holds `version` of the current epoch, past the durable change log: the
+    /// store was restored from a backup (or lost acknowledged writes), and the versions
+    /// that follow would repeat numbers the filter already holds with other content.
+    /// Starts a new epoch (every filter takes a full snapshot of it) and returns true.
+    pub async fn restart_epoch_if_behind(
+        &self,
+        store: &dyn Store,
+        epoch: &str,
+        version: u64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (len, _) = store.log_head(Log::Changes).await?;
+        if version <= len || epoch != self.epoch() {
+            return Ok(false);
+        }
+        // One reset a minute per replica: a filter that keeps claiming a version from
+        // the future (broken, or a holder of the credential misusing it) cannot make
+        // every filter fetch a full snapshot over and over.
+        let last = self.last_epoch_reset.load(Ordering::Relaxed);
+        if now - last < 60
+            || self
+                .last_epoch_reset
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(false);
+        }
+        let fresh = crypto::random_token(12);
+        // Only from the epoch the filter named: concurrent detections start one epoch.
+        store
+            .compare_and_swap(
+                Table::Meta,
+                EPOCH,
+                Some(epoch.as_bytes()),
+                Some(fresh.as_bytes()),
+            )
+            .await?;
+        self.reload_epoch(store).await?;
+        tracing::warn!(
+            held = version,
+            head = len,
+            "a filter holds a version past the change log (store restored from a backup?); started a new sync epoch"
+        );
+        // Moves every replica's version (and epoch) and wakes their long polls.
+        self.changed(store, "epoch", now, None).await?;
+        Ok(true)
     }
 
     pub fn version(&self) -> u64 {
@@ -184,7 +271,14 @@ impl SyncHub {
                 retry_at = tokio::time::Instant::now() + Duration::from_secs(5);
             }
             match store.log_head(Log::Changes).await {
-                Ok((len, _)) => self.observe(len),
+                Ok((len, _)) => {
+                    if len != self.version() {
+                        if let Err(e) = self.reload_epoch(store).await {
+                            tracing::warn!(error = %e, "could not re-read the sync epoch");
+                        }
+                    }
+                    self.observe(len)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "change log unreachable; filters keep their snapshot")
                 }
@@ -203,15 +297,25 @@ impl SyncHub {
 
     /// Records a filter's poll. Filters may poll any replica, so the registry lives in
     /// the store; a filter is written when its version changes or every 10 s at most.
+    /// `Ok(false)`: a new id while the registry is full; not recorded.
     pub async fn saw_filter(
         &self,
         store: &dyn Store,
         id: &str,
         applied: u64,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Ok(());
+            return Ok(true);
+        }
+        let known = lock(&self.filters).contains_key(id);
+        if !known && store.get(Table::Filters, id).await?.is_none() {
+            // A new id. The count is the last listing's (every key-schedule step lists
+            // and prunes) plus the ids added here since, so a flood costs no listing.
+            if self.registered.load(Ordering::Relaxed) >= MAX_FILTERS {
+                return Ok(false);
+            }
+            self.registered.fetch_add(1, Ordering::Relaxed);
         }
         let status = FilterStatus {
             id: id.to_string(),
@@ -220,19 +324,35 @@ impl SyncHub {
         };
         {
             let mut f = lock(&self.filters);
-            if f.len() > 10_000 {
+            if f.len() >= MAX_FILTERS {
                 f.retain(|_, s| now - s.last_seen < FORGET_SECONDS);
             }
             let fresh = f
                 .get(id)
                 .is_some_and(|p| p.applied_version == applied && now - p.last_seen < 10);
             if fresh {
-                return Ok(());
+                return Ok(true);
             }
             f.insert(id.to_string(), status.clone());
         }
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
-        store.put(Table::Filters, id, &bytes).await
+        store.put(Table::Filters, id, &bytes).await?;
+        Ok(true)
+    }
+
+    /// The signed statement a `304` carries: the head of this epoch is still `version`.
+    pub fn seal_head(&self, version: u64, now: i64) -> String {
+        HeadStatement {
+            epoch: self.epoch(),
+            version,
+            issued_at: now,
+        }
+        .seal(|input| self.signer.sign(input).to_bytes())
+    }
+
+    /// The signed answer to a filter's confirm question.
+    pub fn seal_confirm(&self, answer: &ConfirmAnswer) -> SignedConfirm {
+        answer.seal(|input| self.signer.sign(input).to_bytes())
     }
 
     /// Every filter seen in the last ten minutes, on any replica; older ones are dropped.
@@ -252,6 +372,7 @@ impl SyncHub {
                 }
             }
         }
+        self.registered.store(out.len(), Ordering::Relaxed);
         Ok(out)
     }
 
@@ -302,7 +423,9 @@ impl SyncHub {
                 return Ok(None);
             }
             match r {
-                Revocation::Jti { jti, exp } if exp > now => revoked_jti.push(jti),
+                Revocation::Jti { jti, exp } if exp + MAX_CLOCK_SKEW_SECONDS > now => {
+                    revoked_jti.push(jti)
+                }
                 Revocation::Jti { .. } => {}
                 Revocation::Sub { value, not_before } => {
                     rules.push(rule(RuleClaim::Sub, value, not_before))
@@ -317,7 +440,7 @@ impl SyncHub {
         }
         let version = base + entries.len() as u64;
         let delta = Delta {
-            epoch: self.epoch.clone(),
+            epoch: self.epoch(),
             base_version: base,
             version,
             issued_at: now,
@@ -343,15 +466,18 @@ impl SyncHub {
         now: i64,
         rule_horizon: i64,
     ) -> Arc<String> {
-        if let Some((v, s)) = lock(&self.cached).as_ref() {
-            if *v == version {
+        if let Some((v, issued, s)) = lock(&self.cached).as_ref() {
+            if *v == version && now - *issued < SNAPSHOT_REFRESH_SECONDS {
                 return s.clone();
             }
         }
         let live: Vec<&str> = revocations
             .iter()
             .filter_map(|r| match r {
-                Revocation::Jti { jti, exp } if *exp > now => Some(jti.as_str()),
+                // Kept past `exp` by the largest skew a filter may allow.
+                Revocation::Jti { jti, exp } if *exp + MAX_CLOCK_SKEW_SECONDS > now => {
+                    Some(jti.as_str())
+                }
                 _ => None,
             })
             .collect();
@@ -379,7 +505,7 @@ impl SyncHub {
             })
             .collect();
         let snap = Snapshot {
-            epoch: self.epoch.clone(),
+            epoch: self.epoch(),
             version,
             issued_at: now,
             jwks,
@@ -389,7 +515,7 @@ impl SyncHub {
         };
         let sealed = SignedSnapshot::seal(&snap, |payload| self.signer.sign(payload).to_bytes());
         let text = Arc::new(serde_json::to_string(&sealed).unwrap_or_default());
-        *lock(&self.cached) = Some((version, text.clone()));
+        *lock(&self.cached) = Some((version, now, text.clone()));
         text
     }
 }

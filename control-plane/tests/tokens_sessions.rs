@@ -17,6 +17,9 @@ use meshauth_cp::store::embedded::EmbeddedStore;
 use meshauth_cp::store::{Log, Store};
 
 const ADMIN: &str = "admin-token-for-tests";
+/// The fleet credential filters present on `/sync/v1/*`.
+const SYNC: &str = "sync-fleet-credential-for-tests";
+const SYNC_BEARER: &str = "Bearer sync-fleet-credential-for-tests";
 
 struct Cp {
     app: Arc<App>,
@@ -40,10 +43,12 @@ async fn cp() -> Cp {
     let data = dir.path().join("meshauth.redb");
     let key = "ab".repeat(32);
     let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
+    let sync_hash = meshauth_cp::crypto::sha256_hex(SYNC);
     let data_s = data.display().to_string();
     let env = |k: &str| match k {
         "MESHAUTH_MASTER_KEY" => Some(key.clone()),
         "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
+        "MESHAUTH_SYNC_CREDENTIAL_SHA256" => Some(sync_hash.clone()),
         "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
         _ => None,
     };
@@ -427,13 +432,18 @@ async fn the_change_log_is_compacted_and_old_bases_get_a_snapshot() {
         .send(
             "GET",
             &format!("/sync/v1/snapshot?version={}&delta=1", head - 3),
-            &[],
+            &[("authorization", SYNC_BEARER)],
             "",
         )
         .await;
     assert_eq!(payload(&near)["base_version"], head - 3, "{}", near.body);
     let far = cp
-        .send("GET", "/sync/v1/snapshot?version=1&delta=1", &[], "")
+        .send(
+            "GET",
+            "/sync/v1/snapshot?version=1&delta=1",
+            &[("authorization", SYNC_BEARER)],
+            "",
+        )
         .await;
     assert_eq!(far.status, 200);
     let far = payload(&far);

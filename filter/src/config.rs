@@ -14,7 +14,12 @@ use crate::sync::{BeforeFirst, OnUnconfirmed, SyncConfig};
 
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
-const MAX_SKEW_SECONDS: u32 = 600;
+/// One limit for both halves: the control plane keeps revocations this long past `exp`.
+const MAX_SKEW_SECONDS: u32 = {
+    let max = meshauth_wire::sync::MAX_CLOCK_SKEW_SECONDS;
+    assert!(max > 0 && max <= u32::MAX as i64);
+    max as u32
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +96,21 @@ struct RawSync {
     on_unconfirmed: RawOnUnconfirmed,
     #[serde(default)]
     before_first_snapshot: RawBeforeFirst,
+    /// The fleet credential sent as `Authorization: Bearer` on every sync call, or the
+    /// name of the environment variable that holds it (Envoy passes it to the VM via
+    /// `vm_config.environment_variables`).
+    #[serde(default)]
+    credential: Option<String>,
+    #[serde(default)]
+    credential_env: Option<String>,
+    /// A snapshot issued longer ago than this is refused, so an old one replayed on the
+    /// sync path cannot roll a filter back.
+    #[serde(default = "default_max_snapshot_age")]
+    max_snapshot_age_seconds: u64,
+}
+
+fn default_max_snapshot_age() -> u64 {
+    crate::sync::DEFAULT_MAX_SNAPSHOT_AGE_SECONDS
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -364,7 +384,48 @@ impl RawSync {
             return Err(bad("sync.tick_ms", "must be between 10 and 1000"));
         }
         let authority = self.authority.unwrap_or_else(|| self.cluster.clone());
+        let credential = match (self.credential, self.credential_env) {
+            (Some(_), Some(_)) => {
+                return Err(bad("sync", "set credential or credential_env, not both"));
+            }
+            (Some(c), None) => Some(("sync.credential", c)),
+            (None, Some(name)) => match std::env::var(&name) {
+                Ok(c) => Some(("sync.credential_env", c)),
+                Err(_) => {
+                    return Err(bad(
+                        "sync.credential_env",
+                        format!(
+                            "environment variable {name:?} is not set in the VM (list it in vm_config.environment_variables)"
+                        ),
+                    ))
+                }
+            },
+            (None, None) => None,
+        };
+        let authorization = match credential {
+            Some((field, c)) => {
+                if c.is_empty() || c.len() > 1024 || !c.bytes().all(|b| b.is_ascii_graphic()) {
+                    // Never echo the value: it is a secret.
+                    return Err(bad(
+                        field,
+                        "must be 1-1024 printable ASCII characters without spaces",
+                    ));
+                }
+                Some(crate::sync::Bearer::new(&c))
+            }
+            None => None,
+        };
+        let min_age = crate::sync::MIN_MAX_SNAPSHOT_AGE_SECONDS;
+        if !(min_age..=30 * 86_400).contains(&self.max_snapshot_age_seconds) {
+            return Err(bad(
+                "sync.max_snapshot_age_seconds",
+                format!("must be between {min_age} and 2592000"),
+            ));
+        }
         Ok(SyncConfig {
+            authorization,
+            max_snapshot_age_seconds: i64::try_from(self.max_snapshot_age_seconds)
+                .unwrap_or(i64::MAX),
             cluster: self.cluster,
             authority,
             distribution_key,
@@ -567,6 +628,59 @@ mod tests {
         // Found by the fuzz tests: a field with an empty name still gets a path.
         let e = err(r#"{"":1}"#);
         assert!(e.starts_with("config: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn the_fleet_credential_comes_from_the_config_or_the_environment() {
+        let key = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let with = |extra: &str| {
+            Config::from_json(
+                format!(r#"{{"sync":{{"cluster":"cp","distribution_key":"{key}"{extra}}}}}"#)
+                    .as_bytes(),
+            )
+        };
+        let c = with(r#","credential":"s3cret-fleet""#).unwrap();
+        let sync = c.sync.unwrap();
+        assert_eq!(
+            sync.authorization.as_ref().unwrap().header_value(),
+            "Bearer s3cret-fleet"
+        );
+        assert_eq!(sync.max_snapshot_age_seconds, 86_400);
+        assert!(
+            !format!("{sync:?}").contains("s3cret"),
+            "never in Debug output"
+        );
+        assert!(with("").unwrap().sync.unwrap().authorization.is_none());
+        std::env::set_var("MESHAUTH_TEST_FLEET_CREDENTIAL", "from-env");
+        let c = with(r#","credential_env":"MESHAUTH_TEST_FLEET_CREDENTIAL""#).unwrap();
+        assert_eq!(
+            c.sync
+                .unwrap()
+                .authorization
+                .as_ref()
+                .unwrap()
+                .header_value(),
+            "Bearer from-env"
+        );
+        let e = with(r#","credential_env":"MESHAUTH_TEST_NOT_SET_ANYWHERE""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("sync.credential_env:"), "{e}");
+        let e = with(r#","credential":"a","credential_env":"B""#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
+        let e = with(r#","credential":"has space""#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("sync.credential:") && !e.contains("has space"),
+            "{e}"
+        );
+        let e = with(r#","max_snapshot_age_seconds":60"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("sync.max_snapshot_age_seconds:"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{ContextType, LogLevel, MapType, MetricType};
 
 mod host;
 mod http;
@@ -28,6 +28,8 @@ enum Applied {
     Nothing,
     Full,
     Delta,
+    /// Refused (bad signature, too old, a gap): the data held is not refreshed.
+    Rejected,
 }
 
 proxy_wasm::main! {{
@@ -35,14 +37,20 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root::new(id)) });
 }}
 
-const LEADER_KEY: &str = "meshauth.sync.leader";
-const SNAPSHOT_KEY: &str = "meshauth.sync.snapshot";
-/// `epoch|version` of the snapshot in SNAPSHOT_KEY, so workers re-read it only when it changed.
-const SNAPSHOT_TAG_KEY: &str = "meshauth.sync.snapshot-tag";
-/// Signed deltas received since the snapshot in SNAPSHOT_KEY, one envelope a line.
-const DELTAS_KEY: &str = "meshauth.sync.deltas";
-const VERSION_KEY: &str = "meshauth.sync.version";
 const LEASE_MS: u64 = 3_000;
+
+/// Envoy's shared data for the sync loop; the decisions are in `sync`.
+struct HostShared;
+
+impl sync::SharedData for HostShared {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+}
 
 /// (policy, metric id, count not yet flushed).
 type PolicyCounter = (Rc<str>, u32, Cell<i64>);
@@ -70,7 +78,8 @@ const RATE_LIMITED: usize = 8;
 const RATE_SHARED: usize = 9;
 const RATE_CONTENDED: usize = 10;
 const SYNC_DELTAS: usize = 11;
-const FIRST_DENIAL: usize = 12;
+const SYNC_TOO_OLD: usize = 12;
+const FIRST_DENIAL: usize = 13;
 
 impl Metrics {
     fn define() -> Metrics {
@@ -87,6 +96,7 @@ impl Metrics {
             "meshauth_ratelimit_shared_slots",
             "meshauth_ratelimit_cas_exhausted",
             "meshauth_sync_deltas_applied",
+            "meshauth_sync_snapshots_too_old",
         ]
         .into_iter()
         .map(str::to_string)
@@ -270,6 +280,8 @@ struct Root {
     /// Leader only: when a poll last got an answer (200 or 304).
     last_contact_ms: u64,
     leading: bool,
+    /// The lease generation this worker leads at (fences what it publishes).
+    generation: u64,
 }
 
 impl Root {
@@ -289,6 +301,7 @@ impl Root {
             last_flush_ms: 0,
             last_contact_ms: 0,
             leading: false,
+            generation: 0,
         }
     }
 
@@ -299,11 +312,25 @@ impl Root {
     }
 
     /// Verifies and applies a snapshot or a delta; says which one is now in force.
-    fn apply(&mut self, bytes: &[u8]) -> Applied {
+    /// `from_network`: it came from the sync path (not from this Envoy's shared data), so
+    /// its age is checked too.
+    fn apply(&mut self, bytes: &[u8], from_network: bool) -> Applied {
         let (Some(engine), Some(cfg)) = (self.engine.clone(), self.sync_config()) else {
             return Applied::Nothing;
         };
-        let result = match sync::open_message(bytes, &cfg.distribution_key) {
+        let now_s = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+        let opened = sync::open_message(bytes, &cfg.distribution_key);
+        if let Ok(message) = &opened {
+            if from_network && !sync::fresh_enough(message, now_s, cfg.max_snapshot_age_seconds) {
+                log::warn!("meshauth: sync answer refused: issued longer ago than max_snapshot_age_seconds");
+                self.metrics.bump(SYNC_TOO_OLD);
+                self.metrics.bump(SYNC_REJECTED);
+                // A stale delta would come again: ask for a full snapshot next.
+                self.need_full = true;
+                return Applied::Rejected;
+            }
+        }
+        let result = match opened {
             Ok(Message::Full(snap)) => engine.borrow_mut().apply_snapshot(snap).map(|new| {
                 if new {
                     Applied::Full
@@ -333,11 +360,11 @@ impl Root {
                 self.metrics.bump(SYNC_DELTAS);
                 Applied::Delta
             }
-            Ok(Applied::Nothing) => Applied::Nothing,
+            Ok(_) => Applied::Nothing,
             Err(e) => {
                 log::warn!("meshauth: sync answer refused: {e}");
                 self.metrics.bump(SYNC_REJECTED);
-                Applied::Nothing
+                Applied::Rejected
             }
         }
     }
@@ -345,7 +372,7 @@ impl Root {
     /// Every worker: pick up what the leader put in shared data (the snapshot, then the
     /// deltas on top of it; both are no-ops where this worker is already ahead).
     fn pick_up(&mut self) {
-        let Ok((Some(version), _)) = hostcalls::get_shared_data(VERSION_KEY) else {
+        let Some(version) = sync::read_published(&HostShared, sync::VERSION_KEY) else {
             return;
         };
         if version == self.seen_version {
@@ -353,18 +380,15 @@ impl Root {
         }
         // The snapshot only when it changed (it can be hundreds of KiB), then the deltas
         // this worker has not applied yet.
-        let tag = hostcalls::get_shared_data(SNAPSHOT_TAG_KEY)
-            .ok()
-            .and_then(|(v, _)| v)
-            .unwrap_or_default();
+        let tag = sync::read_published(&HostShared, sync::SNAPSHOT_TAG_KEY).unwrap_or_default();
         if tag != self.seen_snapshot {
-            if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(SNAPSHOT_KEY) {
-                self.apply(&bytes);
+            if let Some(bytes) = sync::read_published(&HostShared, sync::SNAPSHOT_KEY) {
+                self.apply(&bytes, false);
             }
             self.seen_snapshot = tag;
             self.deltas_done = 0;
         }
-        if let Ok((Some(deltas), _)) = hostcalls::get_shared_data(DELTAS_KEY) {
+        if let Some(deltas) = sync::read_published(&HostShared, sync::DELTAS_KEY) {
             let lines: Vec<&[u8]> = deltas
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.is_empty())
@@ -373,7 +397,7 @@ impl Root {
                 self.deltas_done = 0; // the list restarted under a snapshot we have not seen
             }
             for line in lines.iter().skip(self.deltas_done) {
-                self.apply(line);
+                self.apply(line, false);
             }
             self.deltas_done = lines.len();
         }
@@ -381,15 +405,15 @@ impl Root {
     }
 
     fn lead(&mut self, cfg: &sync::SyncConfig, now: u64) {
-        let (current, cas) = hostcalls::get_shared_data(LEADER_KEY).unwrap_or((None, None));
-        let current = current.map(|c| String::from_utf8_lossy(&c).to_string());
         self.leading = false;
-        if !sync::should_lead(current.as_deref(), &self.id, now) {
-            return;
-        }
-        let lease = sync::lease_value(&self.id, now + LEASE_MS);
-        if hostcalls::set_shared_data(LEADER_KEY, Some(lease.as_bytes()), cas).is_err() {
-            return; // another worker won the race
+        let Some(generation) = sync::acquire_lease(&HostShared, &self.id, now, LEASE_MS) else {
+            return; // another worker leads (or won the race)
+        };
+        if generation != self.generation {
+            // Newly leading: what this worker held from an earlier term is not known to
+            // be in shared data.
+            self.generation = generation;
+            self.need_full = true;
         }
         if self.last_contact_ms == 0 {
             self.last_contact_ms = now;
@@ -414,11 +438,14 @@ impl Root {
         let deltas = !self.need_full && self.held_deltas < sync::MAX_HELD_DELTAS;
         let path = sync::poll_path(version, &epoch, cfg.poll_wait_ms, &self.id, deltas);
         let timeout = Duration::from_millis(cfg.poll_wait_ms + cfg.callout_timeout_ms);
-        let headers = vec![
+        let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
             (":authority", cfg.authority.as_str()),
         ];
+        if let Some(bearer) = &cfg.authorization {
+            headers.push(("authorization", bearer.header_value()));
+        }
         match self.dispatch_http_call(&cfg.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
                 self.poll.in_flight = Some((token, now + cfg.poll_wait_ms + cfg.callout_timeout_ms))
@@ -455,59 +482,101 @@ impl Context for Root {
         }
         self.poll.in_flight = None;
         let now = now_ms();
-        let status = self
-            .get_http_call_response_header(":status")
+        // Through `host`: the SDK's getters panic on a header value that is not UTF-8,
+        // which anything on the sync path could send.
+        let status = host::header(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
             .unwrap_or_default();
         match status.as_str() {
             "200" => {
-                let body = self
-                    .get_http_call_response_body(0, body_size)
-                    .unwrap_or_default();
-                let applied = self.apply(&body);
-                if applied != Applied::Nothing {
-                    // Publish for the other workers: the snapshot or delta first, then
-                    // the version that says there is something new.
-                    let (epoch, version) = self
-                        .engine
+                let body = host::call_response_body(body_size).unwrap_or_default();
+                let tag_of = |root: &Root| {
+                    root.engine
                         .as_ref()
-                        .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
-                        .unwrap_or_default();
-                    let tag = format!("{epoch}|{version}");
-                    if applied == Applied::Full {
-                        let _ = hostcalls::set_shared_data(SNAPSHOT_KEY, Some(&body), None);
-                        let _ = hostcalls::set_shared_data(DELTAS_KEY, Some(b""), None);
-                        let _ = hostcalls::set_shared_data(
-                            SNAPSHOT_TAG_KEY,
-                            Some(tag.as_bytes()),
-                            None,
-                        );
-                        self.seen_snapshot = tag.clone().into_bytes();
-                        self.deltas_done = 0;
-                        self.held_deltas = 0;
-                        self.need_full = false;
+                        .and_then(|e| e.borrow().applied().map(|(e, v)| format!("{e}|{v}")))
+                        .unwrap_or_default()
+                };
+                let base = tag_of(self);
+                let applied = self.apply(&body, true);
+                if matches!(applied, Applied::Full | Applied::Delta) {
+                    // Publish for the other workers, fenced by this worker's lease.
+                    let tag = tag_of(self);
+                    let publication = if applied == Applied::Full {
+                        sync::Publication::Full {
+                            body: &body,
+                            tag: &tag,
+                        }
                     } else {
-                        let mut held = hostcalls::get_shared_data(DELTAS_KEY)
-                            .ok()
-                            .and_then(|(v, _)| v)
-                            .unwrap_or_default();
-                        held.extend_from_slice(&body);
-                        held.push(b'\n');
-                        let _ = hostcalls::set_shared_data(DELTAS_KEY, Some(&held), None);
-                        self.deltas_done = held
-                            .split(|b| *b == b'\n')
-                            .filter(|l| !l.is_empty())
-                            .count();
-                        self.held_deltas += 1;
+                        sync::Publication::Delta {
+                            body: &body,
+                            base: &base,
+                            tag: &tag,
+                        }
+                    };
+                    match sync::publish(&HostShared, &self.id, self.generation, now, publication) {
+                        Ok(()) => {
+                            if applied == Applied::Full {
+                                self.seen_snapshot = tag.clone().into_bytes();
+                                self.deltas_done = 0;
+                                self.held_deltas = 0;
+                                self.need_full = false;
+                            } else {
+                                self.deltas_done =
+                                    sync::read_published(&HostShared, sync::DELTAS_KEY)
+                                        .unwrap_or_default()
+                                        .split(|b| *b == b'\n')
+                                        .filter(|l| !l.is_empty())
+                                        .count();
+                                self.held_deltas += 1;
+                            }
+                            self.seen_version = tag.into_bytes();
+                        }
+                        Err(e) => {
+                            // Not published: the next poll (if still leading) asks for a full snapshot.
+                            log::warn!("meshauth: sync answer not published: {e:?}");
+                            self.need_full = true;
+                        }
                     }
-                    let _ = hostcalls::set_shared_data(VERSION_KEY, Some(tag.as_bytes()), None);
-                    self.seen_version = tag.into_bytes();
+                }
+                if applied != Applied::Rejected {
+                    self.last_contact_ms = now;
                 }
                 self.poll.attempt = 0;
                 self.poll.next_at_ms = now;
             }
             "304" => {
-                self.poll.attempt = 0;
-                self.poll.next_at_ms = now;
+                // Only a signed "still at your version" counts as contact: a bare 304
+                // (a relay freezing the filter) is a failed poll.
+                let head = host::header(
+                    MapType::HttpCallResponseHeaders,
+                    meshauth_wire::sync::HEAD_HEADER,
+                )
+                .ok()
+                .flatten();
+                let held = self
+                    .engine
+                    .as_ref()
+                    .and_then(|e| e.borrow().applied().map(|(e, v)| (e.to_string(), v)))
+                    .unwrap_or_default();
+                let confirmed = self.sync_config().is_some_and(|cfg| {
+                    let slack = i64::try_from(cfg.poll_wait_ms / 1000).unwrap_or(60) + 120;
+                    sync::head_confirms(
+                        head.as_deref(),
+                        (&held.0, held.1),
+                        i64::try_from(now / 1000).unwrap_or(i64::MAX),
+                        slack,
+                        &cfg.distribution_key,
+                    )
+                });
+                if confirmed {
+                    self.last_contact_ms = now;
+                    self.poll.attempt = 0;
+                    self.poll.next_at_ms = now;
+                } else {
+                    log::warn!("meshauth: sync poll answered 304 without a valid signed head");
+                    self.failed(now);
+                }
             }
             other => {
                 log::warn!("meshauth: sync poll answered {other:?}; keeping the last snapshot");

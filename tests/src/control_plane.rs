@@ -34,6 +34,8 @@ pub struct ControlPlane {
     child: Option<Child>,
     pub port: u16,
     pub admin_token: String,
+    /// The fleet credential filters present on `/sync/v1/*`.
+    pub sync_credential: String,
     dir: tempfile::TempDir,
     store: StoreKind,
     extra_config: String,
@@ -46,6 +48,7 @@ impl ControlPlane {
             child: None,
             port: free_port(),
             admin_token: format!("admin-{}", rand::random::<u64>()),
+            sync_credential: format!("fleet-{:x}", rand::random::<u128>()),
             dir: tempfile::tempdir().expect("tempdir"),
             store,
             extra_config: extra_config.to_string(),
@@ -82,8 +85,9 @@ impl ControlPlane {
             ),
         };
         let hash = meshauth_wire_sha256_hex(&self.admin_token);
+        let sync_hash = meshauth_wire_sha256_hex(&self.sync_credential);
         let cfg = format!(
-            "listen = \"127.0.0.1:{}\"\nissuer = \"http://127.0.0.1:{}\"\nadmin_token_sha256 = [\"{hash}\"]\n{}\n{store}",
+            "listen = \"127.0.0.1:{}\"\nissuer = \"http://127.0.0.1:{}\"\nadmin_token_sha256 = [\"{hash}\"]\nsync_credential_sha256 = [\"{sync_hash}\"]\n{}\n{store}",
             self.port, self.port, self.extra_config
         );
         std::fs::write(self.config_path(), cfg).map_err(|e| e.to_string())?;
@@ -172,6 +176,27 @@ impl ControlPlane {
             "authorization".into(),
             format!("Bearer {}", self.admin_token),
         )
+    }
+
+    /// `Authorization` for sync calls, as a filter sends it.
+    pub fn sync_auth(&self) -> (&'static str, String) {
+        ("authorization", format!("Bearer {}", self.sync_credential))
+    }
+
+    /// GET a `/sync/v1/*` path with the fleet credential.
+    pub fn sync_get(&self, path: &str) -> crate::http::Answer {
+        let (k, v) = self.sync_auth();
+        crate::http::get(&self.url(path), &[(k, v.as_str())])
+    }
+
+    /// The filter's `sync` block for this control plane.
+    pub fn filter_sync(&self, distribution_key: &str) -> serde_json::Value {
+        serde_json::json!({
+            "cluster": "meshauth_control_plane",
+            "distribution_key": distribution_key,
+            "credential": self.sync_credential,
+            "poll_wait_ms": 5000,
+        })
     }
 
     pub fn dir(&self) -> &Path {

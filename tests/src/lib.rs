@@ -4,6 +4,7 @@
 pub mod control_plane;
 pub mod echo;
 pub mod envoy;
+pub mod fake_sync;
 pub mod http;
 pub mod relay;
 pub mod tokens;

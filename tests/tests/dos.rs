@@ -409,20 +409,23 @@ fn parked_long_polls_are_capped_per_source() {
         StoreKind::Embedded,
         "[server]\nmax_long_polls_per_source = 4\n",
     );
-    let a = get(&cp.url("/sync/v1/snapshot"), &[]);
+    let a = cp.sync_get("/sync/v1/snapshot");
+    let auth = cp.sync_auth().1;
     assert_eq!(a.status, 200, "{}", a.body);
     let version = a.header("x-meshauth-version").unwrap().to_string();
     let poll = format!("GET /sync/v1/snapshot?version={version}&wait_ms=20000");
     let port = cp.port;
     let parked: Vec<_> = (0..4)
         .map(|_| {
-            let poll = poll.clone();
-            std::thread::spawn(move || raw_request("127.0.0.2", port, &poll, &[], "").0)
+            let (poll, auth) = (poll.clone(), auth.clone());
+            std::thread::spawn(move || {
+                raw_request("127.0.0.2", port, &poll, &[("authorization", &auth)], "").0
+            })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(2000));
     let started = Instant::now();
-    let (status, answer) = raw_request("127.0.0.2", port, &poll, &[], "");
+    let (status, answer) = raw_request("127.0.0.2", port, &poll, &[("authorization", &auth)], "");
     assert_eq!(status, 503, "{answer}");
     assert!(
         answer.to_ascii_lowercase().contains("retry-after: 1"),
@@ -431,8 +434,12 @@ fn parked_long_polls_are_capped_per_source() {
     assert!(started.elapsed() < Duration::from_secs(5));
     // Another source still parks (and gets 304 when its short wait ends).
     let short = format!("GET /sync/v1/snapshot?version={version}&wait_ms=300");
-    assert_eq!(raw_request("127.0.0.1", port, &short, &[], "").0, 304);
+    assert_eq!(
+        raw_request("127.0.0.1", port, &short, &[("authorization", &auth)], "").0,
+        304
+    );
     // A change releases the parked ones.
+    cp.cli_ok(&["token", "issue", "--sub", "dos-test-subject"]); // a subject to revoke (no new version)
     cp.cli_ok(&["revoke", "subject", "dos-test-subject"]);
     for p in parked {
         assert_eq!(p.join().unwrap(), 200);
@@ -573,7 +580,8 @@ fn answers_built(cp: &ControlPlane, kind: &str) -> u64 {
 #[test]
 fn one_change_builds_one_answer_for_all_parked_pollers() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
-    let a = get(&cp.url("/sync/v1/snapshot"), &[]);
+    let a = cp.sync_get("/sync/v1/snapshot");
+    let auth = cp.sync_auth().1;
     assert_eq!(a.status, 200, "{}", a.body);
     let version: u64 = a.header("x-meshauth-version").unwrap().parse().unwrap();
     let port = cp.port;
@@ -582,8 +590,10 @@ fn one_change_builds_one_answer_for_all_parked_pollers() {
             let delta = u8::from(i % 2 == 0);
             let poll =
                 format!("GET /sync/v1/snapshot?version={version}&wait_ms=20000&delta={delta}");
+            let auth = auth.clone();
             std::thread::spawn(move || {
-                let (status, answer) = raw_request("127.0.0.1", port, &poll, &[], "");
+                let (status, answer) =
+                    raw_request("127.0.0.1", port, &poll, &[("authorization", &auth)], "");
                 let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
                 (status, body)
             })
@@ -591,6 +601,7 @@ fn one_change_builds_one_answer_for_all_parked_pollers() {
         .collect();
     std::thread::sleep(Duration::from_millis(2000));
     let (deltas, snapshots) = (answers_built(&cp, "delta"), answers_built(&cp, "snapshot"));
+    cp.cli_ok(&["token", "issue", "--sub", "one-change"]); // a subject to revoke (no new version)
     cp.cli_ok(&["revoke", "subject", "one-change"]);
     let answers: Vec<(u16, String)> = parked.into_iter().map(|p| p.join().unwrap()).collect();
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");

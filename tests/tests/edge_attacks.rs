@@ -208,7 +208,7 @@ fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker(
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
         "forward_authorization": false,
         "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
-                 "poll_wait_ms": 2000, "callout_timeout_ms": 300, "on_unconfirmed": "allow"},
+                 "credential": cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300, "on_unconfirmed": "allow"},
     });
     let envoy = start(&config, Some(relay.port));
     let auth = format!("Bearer {other}");
@@ -272,7 +272,7 @@ fn an_unconfirmed_refusal_is_answered_like_every_other() {
         "issuer": cp.base_url(),
         "audiences": ["api"],
         "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
-                 "poll_wait_ms": 2000, "callout_timeout_ms": 300},
+                 "credential": cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300},
     });
     let envoy = start(&config, Some(relay.port));
     let bad = format!("Bearer {victim}");

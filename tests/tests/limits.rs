@@ -226,7 +226,7 @@ fn a_limit_set_with_the_cli_applies_within_one_sync() {
     let config = json!({
         "issuer": cp.base_url(),
         "audiences": ["api"],
-        "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk, "poll_wait_ms": 5000},
+        "sync": cp.filter_sync(&dk),
         "rate_limits": {"headers_on_allow": true}
     });
     let envoy = start(&config, vec![("CP_PORT", cp.port.to_string())]);

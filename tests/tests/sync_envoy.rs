@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::echo;
 use meshauth_tests::envoy::{Envoy, Options};
+use meshauth_tests::fake_sync::FakeSync;
 use meshauth_tests::http::{get, Answer};
 use serde_json::{json, Value};
 
@@ -16,7 +17,7 @@ fn envoy_for(cp: &ControlPlane, distribution_key: &str) -> Envoy {
         "issuer": cp.base_url(),
         "audiences": ["api"],
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
-        "sync": {"cluster": "meshauth_control_plane", "distribution_key": distribution_key, "poll_wait_ms": 5000},
+        "sync": cp.filter_sync(distribution_key),
     });
     Envoy::start(
         &config,
@@ -319,6 +320,300 @@ fn a_run_of_revocations_reaches_every_worker_through_deltas_and_snapshots() {
         "{}",
         envoy.prometheus()
     );
+}
+
+/// `meshauth_sync_staleness_seconds` says how long ago the leader last heard from the
+/// control plane: near zero while polls are answered (200 or 304), growing once they
+/// fail. (It used to count from start-up, so the stale-filter alert always fired.)
+#[test]
+fn staleness_resets_while_polls_succeed_and_grows_when_they_fail() {
+    let mut cp = ControlPlane::start(StoreKind::Embedded, "");
+    let upstream = echo::spawn().unwrap();
+    let mut sync = cp.filter_sync(&distribution_key(&cp));
+    sync["poll_wait_ms"] = json!(1000);
+    let config = json!({"issuer": cp.base_url(), "audiences": ["api"], "sync": sync});
+    let envoy = Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            vars: vec![("CP_PORT", cp.port.to_string())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    let gauge = |envoy: &Envoy| -> Option<u64> {
+        envoy
+            .prometheus()
+            .lines()
+            .find(|l| l.starts_with("meshauth_sync_staleness_seconds"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    // Long enough that start-up time alone would show; every poll is a 304 within 1 s.
+    std::thread::sleep(Duration::from_secs(8));
+    let fresh = gauge(&envoy).expect("the gauge is exported");
+    assert!(fresh <= 3, "staleness {fresh} s while polls succeed");
+    cp.kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let g = gauge(&envoy).unwrap_or(0);
+        if g >= 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "staleness stays {g} with the control plane gone"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn signed_snapshot(
+    distribution: &ed25519_dalek::SigningKey,
+    issued_at: i64,
+    keys: &[&meshauth_tests::tokens::DevKey],
+    revoked: &[&str],
+) -> String {
+    use ed25519_dalek::Signer;
+    let mut bloom = meshauth_wire::bloom::Bloom::with_capacity(16, 0.001, 7);
+    for j in revoked {
+        bloom.insert(j);
+    }
+    let snap = meshauth_wire::sync::Snapshot {
+        epoch: "fake-epoch".into(),
+        version: 5,
+        issued_at,
+        jwks: meshauth_tests::tokens::DevKey::jwks(keys),
+        revoked_jti: bloom,
+        rules: vec![],
+        limits: vec![],
+    };
+    let sealed =
+        meshauth_wire::sync::SignedSnapshot::seal(&snap, |p| distribution.sign(p).to_bytes());
+    serde_json::to_string(&sealed).unwrap()
+}
+
+fn envoy_on_fake(fake: &FakeSync, distribution: &ed25519_dalek::SigningKey) -> Envoy {
+    let upstream = echo::spawn().unwrap();
+    let config = json!({
+        "issuer": "https://issuer.test",
+        "audiences": ["api"],
+        "sync": {
+            "cluster": "meshauth_control_plane",
+            "distribution_key": meshauth_wire::b64::encode(distribution.verifying_key().to_bytes()),
+            "credential": "fleet-secret-for-the-fake",
+            "poll_wait_ms": 1000,
+        },
+    });
+    Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            vars: vec![("CP_PORT", fake.port.to_string())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"))
+}
+
+fn token_for(key: &meshauth_tests::tokens::DevKey, jti: &str) -> String {
+    key.sign(&meshauth_tests::tokens::claims(
+        "alice",
+        json!({"iss": "https://issuer.test", "aud": "api", "jti": jti}),
+    ))
+}
+
+/// A validly signed but old snapshot replayed on the sync path (to a filter that just
+/// started, or from an old epoch) is refused and counted; the filter stays not ready.
+#[test]
+fn an_old_snapshot_replayed_on_the_sync_path_is_refused() {
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[21; 32]);
+    let key = meshauth_tests::tokens::DevKey::random();
+    let old = meshauth_tests::tokens::now() - 3 * 86_400;
+    let fake = FakeSync::start(signed_snapshot(&distribution, old, &[&key], &[]), |_| {
+        String::new()
+    });
+    let envoy = envoy_on_fake(&fake, &distribution);
+    let token = token_for(&key, "j-1");
+    assert!(
+        envoy.wait_counter("meshauth_sync_snapshots_too_old", 1) >= 1,
+        "{}",
+        envoy.prometheus()
+    );
+    assert_eq!(call(&envoy, &token).status, 503);
+    // The same snapshot issued now is taken: the age alone made the difference.
+    *fake.snapshot.lock().unwrap() =
+        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]);
+    eventually(&envoy, &token, 200);
+    // Every sync call carried the fleet credential.
+    let seen = fake.seen();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|(_, headers, _)| headers
+        .iter()
+        .any(|h| h == "authorization: Bearer fleet-secret-for-the-fake")));
+}
+
+/// A relay on the sync path that passes snapshots through and answers every confirm
+/// question `{"revoked": false}` must not turn a revoked token's 403 into 200: only an
+/// answer signed by the distribution key for this `jti` and this question's nonce
+/// counts; anything else is "unconfirmed" (`on_unconfirmed: deny` by default).
+#[test]
+fn a_forged_confirm_answer_does_not_lift_a_revocation() {
+    use ed25519_dalek::Signer;
+    use meshauth_wire::sync::ConfirmAnswer;
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[22; 32]);
+    let key = meshauth_tests::tokens::DevKey::random();
+    let revoked = ["j-unsigned", "j-signed", "j-other-nonce", "j-other-jti"];
+    let signer = distribution.clone();
+    let fake = FakeSync::start(
+        signed_snapshot(
+            &distribution,
+            meshauth_tests::tokens::now(),
+            &[&key],
+            &revoked,
+        ),
+        move |q| {
+            let jti = q["jti"].as_str().unwrap_or_default().to_string();
+            let nonce = q["nonce"].as_str().unwrap_or_default().to_string();
+            let sign = |jti: &str, nonce: &str| {
+                let a = ConfirmAnswer {
+                    jti: jti.into(),
+                    nonce: nonce.into(),
+                    revoked: false,
+                };
+                serde_json::to_string(&a.seal(|m| signer.sign(m).to_bytes())).unwrap()
+            };
+            match jti.as_str() {
+                "j-unsigned" => json!({"jti": jti, "revoked": false}).to_string(),
+                "j-signed" => sign(&jti, &nonce),
+                "j-other-nonce" => sign(&jti, "an-earlier-question-nonce"),
+                _ => sign("j-signed", &nonce),
+            }
+        },
+    );
+    let envoy = envoy_on_fake(&fake, &distribution);
+    // Until the first snapshot is in, every worker answers 503.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&envoy, &token_for(&key, "j-unsigned")).status == 503 {
+        assert!(Instant::now() < deadline, "no snapshot\n{}", envoy.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for jti in ["j-unsigned", "j-other-nonce", "j-other-jti"] {
+        let a = call(&envoy, &token_for(&key, jti));
+        assert_eq!(
+            (a.status, a.json()["error"]["code"].clone()),
+            (403, json!("token_revoked")),
+            "{jti}: {}",
+            a.body
+        );
+    }
+    // A signed "not revoked" for this very question is taken: the path works.
+    eventually(&envoy, &token_for(&key, "j-signed"), 200);
+    let questions: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|(p, _, _)| p.starts_with("/sync/v1/confirm"))
+        .collect();
+    assert!(questions.len() >= 4, "{questions:?}");
+    let mut nonces = std::collections::BTreeSet::new();
+    for (_, headers, body) in &questions {
+        assert!(headers
+            .iter()
+            .any(|h| h == "authorization: Bearer fleet-secret-for-the-fake"));
+        let q: Value = serde_json::from_str(body).unwrap();
+        let nonce = q["nonce"].as_str().unwrap().to_string();
+        assert!(
+            meshauth_wire::sync::ConfirmRequest::valid_nonce(&nonce),
+            "{nonce}"
+        );
+        nonces.insert(nonce);
+    }
+    assert_eq!(nonces.len(), questions.len(), "a fresh nonce per question");
+}
+
+/// The attack as found: a relay between the filter and the real control plane passes
+/// snapshots through and answers confirm questions `{"revoked": false}` itself. The
+/// token revoked before Envoy started (so only the Bloom filter knows it) stays 403;
+/// with the relay passing confirm through, the real signed answer refuses it too.
+#[test]
+fn a_relay_answering_confirm_itself_does_not_lift_a_revocation() {
+    use meshauth_tests::relay::{Confirm, Relay};
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let victim = issue(&cp, "mallory");
+    let other = issue(&cp, "alice");
+    cp.cli_ok(&["revoke", "token", &victim]);
+    let jti = {
+        let p = victim.split('.').nth(1).unwrap();
+        let c: Value = serde_json::from_slice(&meshauth_wire::b64::decode(p).unwrap()).unwrap();
+        c["jti"].as_str().unwrap().to_string()
+    };
+    let relay = Relay::spawn(
+        cp.port,
+        Confirm::Answer(json!({"jti": jti, "revoked": false}).to_string()),
+    )
+    .unwrap();
+    let upstream = echo::spawn().unwrap();
+    let config = json!({
+        "issuer": cp.base_url(),
+        "audiences": ["api"],
+        "sync": cp.filter_sync(&distribution_key(&cp)),
+    });
+    let envoy = Envoy::start(
+        &config,
+        Options {
+            upstream_port: upstream,
+            vars: vec![("CP_PORT", relay.port.to_string())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    eventually(&envoy, &other, 200);
+    for _ in 0..6 {
+        let a = call(&envoy, &victim);
+        assert_eq!(a.status, 403, "{}", a.body);
+    }
+    assert!(relay.confirms() >= 1, "the filter never asked");
+    relay.set(Confirm::Pass);
+    for _ in 0..6 {
+        assert_eq!(call(&envoy, &victim).status, 403);
+    }
+    assert!(envoy.wait_counter("meshauth_revocation_confirmations", 2) >= 2);
+    assert_eq!(call(&envoy, &other).status, 200);
+}
+
+/// A relay that answers every poll `304` would freeze a filter at its snapshot (no new
+/// revocations) while it looked in sync. A `304` counts as contact only with a signed
+/// head statement for the version held; a bare one is a failed poll, so staleness grows
+/// and the alert fires.
+#[test]
+fn a_bare_304_freezing_the_filter_shows_as_staleness() {
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[23; 32]);
+    let key = meshauth_tests::tokens::DevKey::random();
+    let fake = FakeSync::start(
+        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]),
+        |_| String::new(),
+    );
+    let envoy = envoy_on_fake(&fake, &distribution);
+    eventually(&envoy, &token_for(&key, "j-1"), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stale = envoy
+            .prometheus()
+            .lines()
+            .find(|l| l.starts_with("meshauth_sync_staleness_seconds"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if stale >= 4.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "staleness {stale} while every poll got a bare 304"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(envoy.counter("meshauth_sync_poll_failures") >= 1);
 }
 
 /// Deleting a client revokes the access tokens it already holds, at the edge too.

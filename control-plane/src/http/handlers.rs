@@ -19,6 +19,7 @@ use crate::keys::KeyRecord;
 use crate::metrics::AnswerLabel;
 use crate::service::{now, App, ClientRecord, Revocation};
 use meshauth_wire::limits::LimitPolicy;
+use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, SignedConfirm};
 
 /// JSON bodies with errors in the API's shape (status from the rejection, 422 as 400).
 #[derive(FromRequest)]
@@ -237,16 +238,32 @@ pub async fn sync_snapshot(
 ) -> ApiResult<Response> {
     if let Some(f) = &q.filter {
         let applied = q.applied.unwrap_or(q.version);
-        if let Err(e) = app
+        match app
             .sync
             .saw_filter(app.store.as_ref(), f, applied, now())
             .await
         {
+            Ok(true) => {}
+            Ok(false) => {
+                app.metrics.sync_registry_full.inc();
+            }
             // The poll itself still works; the filter is recorded on its next one.
-            tracing::warn!(error = %e, "could not record a filter's version");
+            Err(e) => tracing::warn!(error = %e, "could not record a filter's version"),
         }
     }
-    let same_epoch = q.epoch.as_deref().is_none_or(|e| e == app.sync.epoch);
+    if let Some(epoch) = q.epoch.as_deref() {
+        if q.version > app.sync.version()
+            && app
+                .sync
+                .restart_epoch_if_behind(app.store.as_ref(), epoch, q.version, now())
+                .await
+                .map_err(ServiceError::from)?
+        {
+            app.metrics.sync_epoch_resets.inc();
+        }
+    }
+    let epoch = app.sync.epoch();
+    let same_epoch = q.epoch.as_deref().is_none_or(|e| e == epoch);
     let mut rx = app.sync.subscribe();
     if same_epoch && *rx.borrow_and_update() <= q.version && q.wait_ms > 0 {
         // Each parked poll holds a connection and a task: capped in total and per source.
@@ -274,17 +291,26 @@ pub async fn sync_snapshot(
     }
     let current = app.sync.version();
     if same_epoch && current <= q.version && q.version != 0 {
-        return Ok(with_version(
-            StatusCode::NOT_MODIFIED.into_response(),
-            current,
-        ));
+        let mut resp = with_version(StatusCode::NOT_MODIFIED.into_response(), current);
+        if let Ok(v) = HeaderValue::from_str(&app.sync.seal_head(current, now())) {
+            resp.headers_mut()
+                .insert(meshauth_wire::sync::HEAD_HEADER, v);
+        }
+        return Ok(resp);
     }
-    // Every poller woken by a change asks for the same answer: build it once.
+    // Every poller woken by a change asks for the same answer: build it once. The key
+    // carries the hour too, so an answer is re-signed at least every hour and its
+    // `issued_at` stays inside the filters' maximum snapshot age.
     let head = app.sync.version();
+    let key = format!(
+        "{}@{}",
+        app.sync.epoch(),
+        now().div_euclid(crate::sync::SNAPSHOT_REFRESH_SECONDS)
+    );
     if same_epoch && q.delta == 1 {
         let delta = answers
             .deltas
-            .get_or_build(&app.sync.epoch, q.version, head, || async {
+            .get_or_build(&key, q.version, head, || async {
                 app.metrics
                     .sync_answers_built
                     .get_or_create(&AnswerLabel { kind: "delta" })
@@ -306,7 +332,7 @@ pub async fn sync_snapshot(
     }
     let snapshot = answers
         .snapshots
-        .get_or_build(&app.sync.epoch, 0, head, || async {
+        .get_or_build(&key, 0, head, || async {
             app.metrics
                 .sync_answers_built
                 .get_or_create(&AnswerLabel { kind: "snapshot" })
@@ -323,24 +349,30 @@ pub async fn sync_snapshot(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Confirm {
-    jti: String,
-}
-
-/// A filter confirms a Bloom hit before it refuses a token.
+/// A filter confirms a Bloom hit before it refuses a token. The answer is signed by the
+/// distribution key over the `jti` and the filter's nonce, so nothing on the path can
+/// turn "revoked" into "not revoked".
 pub async fn sync_confirm(
     State(app): State<Arc<App>>,
-    ApiJson(c): ApiJson<Confirm>,
-) -> ApiResult<Json<Value>> {
+    ApiJson(c): ApiJson<ConfirmRequest>,
+) -> ApiResult<Json<SignedConfirm>> {
     crate::service::validate_name("jti", &c.jti)?;
+    if !ConfirmRequest::valid_nonce(&c.nonce) {
+        return Err(ServiceError::Invalid(
+            "nonce must be 16-128 characters of the base64url alphabet".into(),
+        )
+        .into());
+    }
     let revoked = app.jti_revoked(&c.jti).await?;
-    Ok(Json(json!({"jti": c.jti, "revoked": revoked})))
+    Ok(Json(app.sync.seal_confirm(&ConfirmAnswer {
+        jti: c.jti,
+        nonce: c.nonce,
+        revoked,
+    })))
 }
 
 pub async fn distribution_key(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(json!({"public_key": app.sync.distribution_public, "epoch": app.sync.epoch}))
+    Json(json!({"public_key": app.sync.distribution_public, "epoch": app.sync.epoch()}))
 }
 
 // ---- OAuth ----
@@ -892,7 +924,7 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
         "store": app.store.kind(),
         "replica": app.replica_id,
         "keys": ring.keys.iter().filter(|k| k.state != crate::keys::KeyState::Retired).map(key_view).collect::<Vec<_>>(),
-        "sync": {"epoch": app.sync.epoch, "version": app.sync.version(), "distribution_key": app.sync.distribution_public},
+        "sync": {"epoch": app.sync.epoch(), "version": app.sync.version(), "distribution_key": app.sync.distribution_public},
         "filters": app.sync.filters(app.store.as_ref(), now()).await.map_err(ServiceError::from)?,
     })))
 }

@@ -29,7 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
     let s = &app.settings;
     let mut routes = public_routes(&app);
     if s.sync_listen.is_none() {
-        routes = routes.merge(sync_routes());
+        routes = routes.merge(sync_routes(&app));
     }
     if s.metrics_listen.is_none() {
         routes = routes.merge(metrics_routes());
@@ -45,7 +45,7 @@ pub fn separate_routers(app: &Arc<App>) -> Vec<(String, Router)> {
     let s = &app.settings;
     [
         (s.admin_listen.clone(), admin_routes(app)),
-        (s.sync_listen.clone(), sync_routes()),
+        (s.sync_listen.clone(), sync_routes(app)),
         (s.metrics_listen.clone(), metrics_routes()),
     ]
     .into_iter()
@@ -86,10 +86,13 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
 }
 
 /// What the filters call: the sync channel and the module Istio's agent fetches.
-fn sync_routes() -> Router<Arc<App>> {
+fn sync_routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
         .route("/sync/v1/confirm", post(handlers::sync_confirm))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_filter))
+        // Public (after the layer): the distribution key's public half, which filters
+        // pin, and the module.
         .route("/sync/v1/distribution-key", get(handlers::distribution_key))
         .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
         .route(
@@ -187,6 +190,33 @@ async fn require_admin(
             r
         }
     }
+}
+
+/// Sync calls come from filters holding the fleet credential: snapshots carry personal
+/// data (revoked subjects and sessions, per-user limits), confirm answers whether a
+/// `jti` is revoked, and polls enter the registry that gates key activation.
+async fn require_filter(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| auth_scheme(v, "Bearer"))
+        .map(str::trim);
+    if app.sync_authorized(bearer) {
+        return next.run(req).await;
+    }
+    app.metrics.sync_unauthorized.inc();
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "a valid sync fleet credential is required",
+    )
+    .into_response();
+    r.headers_mut().insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer realm=\"meshauth-sync\""),
+    );
+    r
 }
 
 /// Slows client authentication by source: a source over its failure budget gets 429

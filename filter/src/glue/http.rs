@@ -32,6 +32,8 @@ pub(super) struct Pending {
     token: u32,
     pub deadline_ms: u64,
     jti: String,
+    /// The question's nonce: only an answer signed for it counts.
+    nonce: String,
     verified: Rc<Verified>,
     request: RequestFacts,
 }
@@ -179,13 +181,17 @@ impl Http {
         let Some(cfg) = self.engine.borrow().config().sync.clone() else {
             return Err((verified, request));
         };
-        let body = serde_json::json!({ "jti": jti }).to_string();
-        let headers = vec![
+        let nonce = crate::sync::fresh_nonce();
+        let body = crate::sync::confirm_request(&jti, &nonce);
+        let mut headers = vec![
             (":method", "POST"),
             (":path", "/sync/v1/confirm"),
             (":authority", cfg.authority.as_str()),
             ("content-type", "application/json"),
         ];
+        if let Some(bearer) = &cfg.authorization {
+            headers.push(("authorization", bearer.header_value()));
+        }
         // The filter's own deadline (swept on the root's tick) decides; Envoy's timeout is
         // only a backstop, set later so the late answer it produces is the one dropped.
         let timeout = Duration::from_millis(cfg.callout_timeout_ms + CALLOUT_BACKSTOP_MS);
@@ -203,6 +209,7 @@ impl Http {
                     token,
                     deadline_ms: now_ms() + cfg.callout_timeout_ms,
                     jti,
+                    nonce,
                     verified,
                     request,
                 });
@@ -237,11 +244,12 @@ impl Context for Http {
             .flatten()
             .as_deref()
             == Some("200");
-        let answer = host::call_response_body(body_size)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("revoked").and_then(serde_json::Value::as_bool));
         let engine = self.engine.clone();
+        // Only an answer signed by the distribution key for this jti and nonce counts.
+        let answer = host::call_response_body(body_size).ok().and_then(|b| {
+            let cfg = engine.borrow().config().sync.clone()?;
+            crate::sync::confirm_verdict(&b, &p.jti, &p.nonce, &cfg.distribution_key)
+        });
         let how = match (ok, answer) {
             (true, Some(revoked)) => {
                 engine
