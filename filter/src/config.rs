@@ -52,6 +52,12 @@ struct RawConfig {
     rate_limits: RawLimits,
     #[serde(default = "default_true")]
     reject_ambiguous_paths: bool,
+    #[serde(default = "default_reserved_prefix")]
+    reserved_header_prefix: String,
+}
+
+fn default_reserved_prefix() -> String {
+    "x-meshauth-".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,7 +163,7 @@ struct RawRoute {
     path_prefix: Option<String>,
     #[serde(default)]
     methods: Option<Vec<String>>,
-    /// Default: on for prefixes, off for exact paths.
+    /// Default: on.
     #[serde(default)]
     ignore_case: Option<bool>,
     #[serde(default)]
@@ -245,6 +251,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Refuse (400) paths that could route differently once normalised (`crate::path`).
     pub reject_ambiguous_paths: bool,
+    /// Client headers under this prefix (any spelling) never reach the upstream.
+    pub reserved_header_prefix: String,
 }
 
 impl Config {
@@ -502,7 +510,7 @@ impl RawConfig {
         for (i, r) in self.routes.into_iter().enumerate() {
             let field = format!("routes[{i}]");
             let (path, ignore_case) = match (r.path_exact, r.path_prefix) {
-                (Some(p), None) => (PathMatch::Exact(p), r.ignore_case.unwrap_or(false)),
+                (Some(p), None) => (PathMatch::Exact(p), r.ignore_case.unwrap_or(true)),
                 (None, Some(p)) => (PathMatch::Prefix(p), r.ignore_case.unwrap_or(true)),
                 _ => return Err(bad(&field, "set exactly one of path_exact and path_prefix")),
             };
@@ -559,8 +567,17 @@ impl RawConfig {
         }
         meshauth_wire::limits::validate_all(&l.policies)
             .map_err(|e| bad(format!("rate_limits.policies{}", e.field), e.problem))?;
+        if !self.reserved_header_prefix.is_empty()
+            && !valid_header_name(&self.reserved_header_prefix)
+        {
+            return Err(bad(
+                "reserved_header_prefix",
+                "must be a lower-case header name prefix, or empty",
+            ));
+        }
         Ok(Config {
             reject_ambiguous_paths: self.reject_ambiguous_paths,
+            reserved_header_prefix: self.reserved_header_prefix,
             sync,
             limits: LimitsConfig {
                 capacity: l.capacity,

@@ -611,6 +611,12 @@ impl RootContext for Root {
                     self.metrics = Rc::new(Metrics::define());
                 }
                 self.set_tick_period(Duration::from_millis(tick));
+                // A new worker, or a VM Envoy reloaded after a failure, starts from what
+                // the leader already published rather than from its bootstrap keys and
+                // no revocations until its first tick.
+                if self.sync_config().is_some() {
+                    self.pick_up();
+                }
                 true
             }
             Err(e) => {

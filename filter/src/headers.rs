@@ -1,21 +1,32 @@
 //! Request headers that impersonate the identity headers the filter sets.
 
-/// The request's header names that are not one of `ours` but read as one once `_` is
-/// taken for `-` and case is ignored. Many upstreams fold them together (CGI turns
-/// both into `HTTP_X_MESHAUTH_SUB`), so `x_meshauth_sub: admin` would pass for the
-/// filter's own `x-meshauth-sub` unless it is removed as well.
-pub fn lookalikes<'a>(names: impl IntoIterator<Item = &'a str>, ours: &[&str]) -> Vec<String> {
+/// The request's header names to remove before the upstream sees the request: those
+/// that are not one of `ours` but read as one once `_` is taken for `-` and case is
+/// ignored (many upstreams fold them together: CGI turns both `x_meshauth_sub` and
+/// `x-meshauth-sub` into `HTTP_X_MESHAUTH_SUB`), and any spelling of a name under
+/// `reserved_prefix` (an identity header the configuration no longer forwards, which an
+/// upstream may still trust).
+pub fn lookalikes<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    ours: &[&str],
+    reserved_prefix: &str,
+) -> Vec<String> {
+    let folds_to = |name: &str, target: &str, whole: bool| {
+        (if whole {
+            name.len() == target.len()
+        } else {
+            name.len() >= target.len()
+        }) && name
+            .bytes()
+            .zip(target.bytes())
+            .all(|(a, b)| fold(a) == fold(b))
+    };
     names
         .into_iter()
+        .filter(|name| !ours.contains(name))
         .filter(|name| {
-            ours.iter().any(|our| {
-                *name != *our
-                    && name.len() == our.len()
-                    && name
-                        .bytes()
-                        .zip(our.bytes())
-                        .all(|(a, b)| fold(a) == fold(b))
-            })
+            ours.iter().any(|our| folds_to(name, our, true))
+                || (!reserved_prefix.is_empty() && folds_to(name, reserved_prefix, false))
         })
         .map(str::to_owned)
         .collect()
@@ -46,8 +57,23 @@ mod tests {
             "authorization",
         ];
         assert_eq!(
-            lookalikes(names, &ours),
+            lookalikes(names, &ours, ""),
             vec!["x_meshauth_sub", "x-meshauth_sub", "X_MESHAUTH_SCOPE"]
+        );
+    }
+
+    #[test]
+    fn the_reserved_prefix_covers_headers_no_longer_forwarded() {
+        let ours = ["x-meshauth-sub"];
+        let names = [
+            "x-meshauth-sub",
+            "x-meshauth-tenant",
+            "X_MESHAUTH_ROLE",
+            "x-other",
+        ];
+        assert_eq!(
+            lookalikes(names, &ours, "x-meshauth-"),
+            vec!["x-meshauth-tenant", "X_MESHAUTH_ROLE"]
         );
     }
 }

@@ -63,7 +63,8 @@ fn routes_config(key: &DevKey) -> Value {
         "forward_authorization": false,
         "routes": [
             {"name": "public", "path_prefix": "/public/", "auth": "anonymous"},
-            {"name": "admin", "path_prefix": "/admin/", "scopes_all": ["admin"]}
+            {"name": "admin", "path_prefix": "/admin/", "scopes_all": ["admin"]},
+            {"name": "stats", "path_exact": "/internal/stats", "scopes_all": ["admin"]}
         ]
     })
 }
@@ -82,6 +83,11 @@ fn dot_segments_and_encoded_separators_cannot_reach_a_token_route_anonymously() 
         "/public/..%5Cadmin/users",
         "/public/%61dmin",
         "//admin/users",
+        "/admin;x/users",
+        "/public/..%252fadmin",
+        "/public/%C0%AE%C0%AE/admin",
+        "/public/%EF%BC%8E%EF%BC%8E/admin",
+        "/public/..%20/admin",
     ] {
         let a = raw_get(envoy.port, path, &[("x-request-id", "p-1")]);
         assert_eq!(a.status, 400, "{path}: {}", a.body);
@@ -96,7 +102,7 @@ fn dot_segments_and_encoded_separators_cannot_reach_a_token_route_anonymously() 
         200
     );
     assert_eq!(raw_get(envoy.port, "/admin/users", &[]).status, 401);
-    assert!(envoy.wait_counter("meshauth_requests_denied_bad_path", 8) >= 8);
+    assert!(envoy.wait_counter("meshauth_requests_denied_bad_path", 13) >= 13);
 }
 
 #[test]
@@ -107,7 +113,14 @@ fn case_variants_of_a_route_need_its_scope() {
         "Bearer {}",
         key.sign(&claims("bob", json!({"scope": "read"})))
     );
-    for path in ["/admin/users", "/ADMIN/users", "/Admin/users"] {
+    for path in [
+        "/admin/users",
+        "/ADMIN/users",
+        "/Admin/users",
+        "/internal/stats",
+        "/INTERNAL/stats",
+        "/internal/stats/",
+    ] {
         let a = get(&envoy.url(path), &[("authorization", &read)]);
         assert_eq!(a.status, 403, "{path}: {}", a.body);
         assert_eq!(a.json()["error"]["code"], "insufficient_scope");
@@ -125,6 +138,8 @@ fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
         ("x_meshauth_sub", "admin"),
         ("x-meshauth_sub", "admin"),
         ("x-meshauth-sub", "admin"),
+        // Not forwarded by this configuration, but under the reserved prefix.
+        ("x-meshauth-tenant", "a"),
     ];
     // Anonymous route, token route: neither lets a lookalike through.
     for (path, auth) in [("/public/x", None), ("/api/x", Some(alice.as_str()))] {
@@ -137,6 +152,7 @@ fn underscore_spellings_of_identity_headers_never_reach_the_upstream() {
         let seen = &serde_json::from_str::<Value>(&a.body).unwrap()["headers"];
         assert!(seen.get("x_meshauth_sub").is_none(), "{path}: {seen}");
         assert!(seen.get("x-meshauth_sub").is_none(), "{path}: {seen}");
+        assert!(seen.get("x-meshauth-tenant").is_none(), "{path}: {seen}");
         let want = if auth.is_some() {
             json!("alice")
         } else {

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod error;
 pub mod jwk;
 pub mod limits;
+pub mod path_match;
 pub mod sync;
 
 pub use claims::AccessClaims;

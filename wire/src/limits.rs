@@ -182,13 +182,11 @@ impl Quota {
 impl LimitMatch {
     /// Whether a request (path without its query) falls under the policy.
     pub fn matches(&self, method: &str, path: &str) -> bool {
+        // ASCII case and a trailing slash ignored, as route paths do by default: `/API/x`
+        // must not escape a limit on `/api/` at an upstream that ignores case.
         let path_ok = match (&self.path_exact, &self.path_prefix) {
-            (Some(p), _) => path == p,
-            // ASCII case ignored, as route prefixes do by default: `/API/x` must not
-            // escape a limit on `/api/` at an upstream that ignores case.
-            (None, Some(p)) => path
-                .get(..p.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(p)),
+            (Some(p), _) => crate::path_match::exact(path, p, true),
+            (None, Some(p)) => crate::path_match::prefix(path, p, true),
             (None, None) => true,
         };
         path_ok

@@ -301,7 +301,11 @@ impl HttpContext for Http {
             let ours: Vec<&str> = e.forwarded().iter().map(|f| f.header.as_str()).collect();
             RequestFacts {
                 correlation_id: find("x-request-id").unwrap_or_default().to_string(),
-                lookalikes: crate::headers::lookalikes(all.iter().map(|(k, _)| k.as_str()), &ours),
+                lookalikes: crate::headers::lookalikes(
+                    all.iter().map(|(k, _)| k.as_str()),
+                    &ours,
+                    &e.config().reserved_header_prefix,
+                ),
             }
         };
         // One clock read serves the token checks (seconds) and the buckets (ns).
