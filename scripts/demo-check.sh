@@ -5,6 +5,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# Build first (what demo.sh builds), so the readiness wait below times the start-up, not a
+# cold release build with LTO, which alone can take minutes on two cores.
+cargo build -q --release -p meshauth-control-plane --bin meshauth
+cargo build -q --release -p meshauth-tests --bin meshauth-dev
+cargo build -q --release -p meshauth-filter --target wasm32-wasip1
 out=$(mktemp)
 setsid scripts/demo.sh >"$out" 2>&1 &
 demo_pid=$!
