@@ -195,29 +195,53 @@ fn path_and_method_scoped_limits_apply_without_routes() {
     );
 }
 
+/// The control plane behind a relay that never answers `/sync/v1/confirm`, its
+/// distribution key, and a token issued to `mallory` and revoked before any Envoy
+/// starts: the first snapshot carries it in the Bloom filter only, so a filter has to
+/// ask about it, and never hears back.
+struct StalledConfirm {
+    cp: ControlPlane,
+    relay: Relay,
+    distribution_key: String,
+    revoked: String,
+}
+
+fn stalled_confirm() -> StalledConfirm {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let relay = Relay::spawn(cp.port, Confirm::Stall).unwrap();
+    let distribution_key = get(&cp.url("/sync/v1/distribution-key"), &[]).json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoked = cp
+        .cli_ok(&["token", "issue", "--sub", "mallory"])
+        .trim()
+        .to_string();
+    cp.cli_ok(&["revoke", "token", &revoked]);
+    StalledConfirm {
+        cp,
+        relay,
+        distribution_key,
+        revoked,
+    }
+}
+
 /// A revoked token whose confirmation never comes back, with `on_unconfirmed: allow`:
 /// the filter's deadline lets it through the allow path (client identity headers
 /// replaced, Authorization stripped), and the callout's late timeout afterwards must
 /// neither touch the finished request nor break the worker.
 #[test]
 fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker() {
-    let cp = ControlPlane::start(StoreKind::Embedded, "");
-    let relay = Relay::spawn(cp.port, Confirm::Stall).unwrap();
-    let dk = get(&cp.url("/sync/v1/distribution-key"), &[]).json()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let victim = cp
-        .cli_ok(&["token", "issue", "--sub", "mallory"])
-        .trim()
-        .to_string();
+    let StalledConfirm {
+        cp,
+        relay,
+        distribution_key: dk,
+        revoked: victim,
+    } = stalled_confirm();
     let other = cp
         .cli_ok(&["token", "issue", "--sub", "alice"])
         .trim()
         .to_string();
-    // Revoked before Envoy starts: the first snapshot carries it in the Bloom filter
-    // only, so the filter has to ask.
-    cp.cli_ok(&["revoke", "token", &victim]);
     let config = json!({
         "issuer": cp.base_url(),
         "audiences": ["api"],
@@ -273,17 +297,12 @@ fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker(
 /// other refusal carries.
 #[test]
 fn an_unconfirmed_refusal_is_answered_like_every_other() {
-    let cp = ControlPlane::start(StoreKind::Embedded, "");
-    let relay = Relay::spawn(cp.port, Confirm::Stall).unwrap();
-    let dk = get(&cp.url("/sync/v1/distribution-key"), &[]).json()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let victim = cp
-        .cli_ok(&["token", "issue", "--sub", "mallory"])
-        .trim()
-        .to_string();
-    cp.cli_ok(&["revoke", "token", &victim]);
+    let StalledConfirm {
+        cp,
+        relay,
+        distribution_key: dk,
+        revoked: victim,
+    } = stalled_confirm();
     let config = json!({
         "issuer": cp.base_url(),
         "audiences": ["api"],
