@@ -533,7 +533,7 @@ impl App {
                 continue;
             };
             let dead = match r {
-                Revocation::Jti { exp, .. } => exp + skew < now,
+                Revocation::Jti { exp, .. } => exp.saturating_add(skew) < now,
                 Revocation::Sub { not_before, .. }
                 | Revocation::Sid { not_before, .. }
                 | Revocation::ClientId { not_before, .. } => not_before + horizon < now,
@@ -732,12 +732,12 @@ impl App {
     /// Deletes a client and revokes what it holds: its sessions and, by a `client_id`
     /// rule, the access tokens already issued to it.
     pub async fn delete_client(&self, actor: &str, client_id: &str) -> Result<(), ServiceError> {
-        if !self.store.delete(Table::Clients, client_id).await? {
+        if self.get_client(client_id).await?.is_none() {
             return Err(ServiceError::NotFound(format!("client {client_id}")));
         }
-        self.audit
-            .record(actor, "client.deleted", client_id, json!({}), now())
-            .await?;
+        // Revoke first, delete last: if a step fails, the client is still there and a retry
+        // finishes the job (revocations are idempotent); deleted first, its tokens could
+        // outlive a failure with nothing left to name them by.
         let now = now();
         let v = client_id.to_string();
         self.revoke_sessions(&move |f: &FamilyRecord| f.client_id == v, now)
@@ -751,6 +751,12 @@ impl App {
             "client deleted",
         )
         .await?;
+        if !self.store.delete(Table::Clients, client_id).await? {
+            return Err(ServiceError::NotFound(format!("client {client_id}")));
+        }
+        self.audit
+            .record(actor, "client.deleted", client_id, json!({}), now)
+            .await?;
         Ok(())
     }
 
@@ -1169,9 +1175,7 @@ impl App {
     }
 
     async fn revoke_family(&self, sid: &str, why: &str, now: i64) -> Result<(), ServiceError> {
-        let v = sid.to_string();
-        self.revoke_sessions(&move |f: &FamilyRecord| f.sid == v, now)
-            .await?;
+        self.revoke_session(sid, now).await?;
         // Access tokens minted from the family carry its sid: the filter refuses them.
         // Idempotent: a family revoked before changes nothing more.
         self.revoke(
@@ -1209,13 +1213,20 @@ impl App {
                     return Ok(false);
                 }
             }
-            if !self
+            let unreplicated = match self
                 .store
                 .compare_and_swap(Table::Revocations, &key, cur.as_deref(), Some(&bytes))
-                .await?
+                .await
             {
-                continue; // changed under us: look again
-            }
+                Ok(true) => None,
+                Ok(false) => continue, // changed under us: look again
+                // The write applied; only a replica's copy is unconfirmed. The change must
+                // still reach the change log now: a retry would find the rule stored,
+                // take itself for a repeat and log nothing, and filters following deltas
+                // would never hear of it.
+                Err(e @ crate::store::StoreError::NotReplicated(_)) => Some(e),
+                Err(e) => return Err(e.into()),
+            };
             self.sync
                 .changed(
                     self.store.as_ref(),
@@ -1224,6 +1235,18 @@ impl App {
                     serde_json::to_value(&r).ok(),
                 )
                 .await?;
+            if let Some(e) = unreplicated {
+                self.audit
+                    .record(
+                        actor,
+                        "revocation.added",
+                        &key,
+                        json!({"revocation": r, "reason": why}),
+                        now(),
+                    )
+                    .await?;
+                return Err(e.into());
+            }
             self.audit
                 .record(
                     actor,
@@ -1285,6 +1308,34 @@ impl App {
             .iter()
             .filter_map(|(_, raw)| serde_json::from_slice::<FamilyRecord>(raw).ok())
             .any(|f| matches(&f)))
+    }
+
+    /// Marks one session revoked, by its key: a replayed refresh token must not cost a
+    /// scan of every session.
+    async fn revoke_session(&self, sid: &str, now: i64) -> Result<(), ServiceError> {
+        for _ in 0..8 {
+            let Some(raw) = self.store.get(Table::Families, sid).await? else {
+                return Ok(());
+            };
+            let mut fam: FamilyRecord =
+                serde_json::from_slice(&raw).map_err(|e| corrupt("family", e))?;
+            if fam.revoked_at.is_some() {
+                return Ok(());
+            }
+            fam.revoked_at = Some(now);
+            let bytes =
+                serde_json::to_vec(&fam).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if self
+                .store
+                .compare_and_swap(Table::Families, sid, Some(&raw), Some(&bytes))
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(ServiceError::Conflict(
+            "the session is being changed concurrently; try again".into(),
+        ))
     }
 
     /// Marks every live session that `matches` as revoked; how many were.
@@ -1366,7 +1417,7 @@ impl App {
         let horizon = self.settings.lifecycle().retention;
         let mut all = self.revocations().await?;
         all.retain(|r| match r {
-            Revocation::Jti { exp, .. } => exp + skew >= now,
+            Revocation::Jti { exp, .. } => exp.saturating_add(skew) >= now,
             Revocation::Sub { not_before, .. }
             | Revocation::Sid { not_before, .. }
             | Revocation::ClientId { not_before, .. } => not_before + horizon >= now,

@@ -698,8 +698,9 @@ impl Store for Unreplicated {
     }
 }
 
-#[tokio::test]
-async fn a_refresh_retried_after_an_unreplicated_write_keeps_the_session() {
+/// A control plane over the `Unreplicated` store (writes apply; while `fail` is set
+/// each then reports that no replica confirmed it).
+async fn unreplicated_cp() -> (Cp, Arc<Unreplicated>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("meshauth.redb");
     let key = "ab".repeat(32);
@@ -715,9 +716,107 @@ async fn a_refresh_retried_after_an_unreplicated_write_keeps_the_session() {
         fail: std::sync::atomic::AtomicBool::new(false),
     });
     let app = App::new(store.clone(), settings).await.unwrap();
-    let cp = Cp { app, _dir: dir };
+    (Cp { app, _dir: dir }, store)
+}
+
+fn set_unreplicated(store: &Unreplicated, on: bool) {
+    store.fail.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A revocation whose write applied but was not replicated still reaches the change
+/// log (filters following deltas hear of it), and the retry the error invites is a
+/// repeat that adds nothing.
+#[tokio::test]
+async fn an_unreplicated_revocation_still_reaches_the_change_log() {
+    let (cp, store) = unreplicated_cp().await;
+    let (access, _, _) = cp.session("kai").await;
+    let (before, _) = cp.logs().await;
+    set_unreplicated(&store, true);
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "token", "value": access})),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    set_unreplicated(&store, false);
+    let (after, _) = cp.logs().await;
+    assert_eq!(
+        after,
+        before + 1,
+        "the applied revocation is in the change log"
+    );
+    let retry = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "token", "value": access})),
+        )
+        .await;
+    assert!(retry.status.is_success(), "{}", retry.body);
+    assert_eq!(cp.logs().await.0, after, "the retry is a repeat");
+    assert_eq!(cp.introspect(&access).await["active"], false);
+}
+
+/// A client deletion that fails partway can be retried to the end, and the client's
+/// tokens are revoked whatever step failed.
+#[tokio::test]
+async fn a_client_deletion_that_fails_partway_can_be_retried() {
+    let (cp, store) = unreplicated_cp().await;
+    let (id, _, auth) = cp.client(&["read"]).await;
+    let token = cp.cc_token(&auth).await;
+    set_unreplicated(&store, true);
+    let failed = cp
+        .admin("DELETE", &format!("/admin/clients/{id}"), None)
+        .await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    set_unreplicated(&store, false);
+    let retried = cp
+        .admin("DELETE", &format!("/admin/clients/{id}"), None)
+        .await;
+    assert!(retried.status.is_success(), "{}", retried.body);
+    assert_eq!(cp.introspect(&token).await["active"], false);
+    let gone = cp
+        .admin("DELETE", &format!("/admin/clients/{id}"), None)
+        .await;
+    assert_eq!(gone.status, 404);
+}
+
+/// A bounded `exp` for a bare jti: no token of ours outlives its longest TTL, and an
+/// unbounded one overflowed the expiry arithmetic.
+#[tokio::test]
+async fn a_jti_revocation_with_an_absurd_exp_is_refused() {
+    let cp = cp().await;
+    for exp in [
+        i64::MAX,
+        -1,
+        meshauth_cp::service::now() + 100 * 365 * 86_400,
+    ] {
+        let r = cp
+            .admin(
+                "POST",
+                "/admin/revocations",
+                Some(json!({"kind": "jti", "value": "j-x", "exp": exp})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{exp}: {}", r.body);
+    }
+    let ok = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "jti", "value": "j-x"})),
+        )
+        .await;
+    assert!(ok.status.is_success(), "{}", ok.body);
+}
+
+#[tokio::test]
+async fn a_refresh_retried_after_an_unreplicated_write_keeps_the_session() {
+    let (cp, store) = unreplicated_cp().await;
     let (_, r1, _) = cp.session("hana").await;
-    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    set_unreplicated(&store, true);
     let failed = cp.refresh(&r1).await;
     assert_eq!(failed.status, 503, "{}", failed.body);
     let err = failed.json();
@@ -729,7 +828,7 @@ async fn a_refresh_retried_after_an_unreplicated_write_keeps_the_session() {
             .contains("applied"),
         "says the write applied: {err}"
     );
-    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    set_unreplicated(&store, false);
     // The client retries the same refresh token: the same answer, not reuse.
     let retried = cp.refresh(&r1).await;
     assert_eq!(retried.status, 200, "{}", retried.body);

@@ -780,12 +780,17 @@ pub async fn add_revocation(
             return Ok(StatusCode::NO_CONTENT);
         }
         "jti" => {
-            let r = Revocation::Jti {
-                jti: b.value,
-                exp: b
-                    .exp
-                    .unwrap_or(now + app.settings.tokens.max_access_ttl.as_secs() as i64),
-            };
+            let max_ttl = app.settings.tokens.max_access_ttl.as_secs() as i64;
+            let exp = b.exp.unwrap_or(now + max_ttl);
+            // No token of ours lives past now + its longest TTL; a larger `exp` would only
+            // keep the entry (and overflow `exp + skew`).
+            if !(0..=now.saturating_add(max_ttl)).contains(&exp) {
+                return Err(ServiceError::Invalid(format!(
+                    "exp must be a time between 0 and now + the longest access-token TTL ({max_ttl} s)"
+                ))
+                .into());
+            }
+            let r = Revocation::Jti { jti: b.value, exp };
             app.revoke(&a.0, r, "admin").await?;
             return Ok(StatusCode::NO_CONTENT);
         }
