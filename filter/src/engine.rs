@@ -78,6 +78,8 @@ pub struct Engine {
     revocations: Revocations,
     /// (epoch, version) of the snapshot in force.
     applied: Option<(String, u64)>,
+    /// When the control plane issued what is in force (the snapshot, or a later delta).
+    issued_at: i64,
     jwks: JwkSet,
     /// False until a first snapshot when the configuration says to deny before it.
     ready: bool,
@@ -101,6 +103,7 @@ impl Engine {
             cache,
             revocations: Revocations::default(),
             applied: None,
+            issued_at: i64::MIN,
             jwks: JwkSet::default(),
             ready,
         }
@@ -111,6 +114,15 @@ impl Engine {
         if let Some((epoch, version)) = &self.applied {
             if *epoch == snap.epoch && snap.version <= *version {
                 return Ok(false);
+            }
+            // Epochs have no order of their own, so a snapshot of another epoch replaces
+            // ours only if it was issued later: an old epoch's snapshot, replayed, would
+            // otherwise roll the filter back and lift revocations made since.
+            if *epoch != snap.epoch && snap.issued_at <= self.issued_at {
+                return Err(format!(
+                    "a snapshot of epoch {:?} issued at {}, not after the one held ({})",
+                    snap.epoch, snap.issued_at, self.issued_at
+                ));
             }
         }
         let keys = KeySet::from_jwks(&snap.jwks).map_err(|e| format!("snapshot key set: {e}"))?;
@@ -125,6 +137,7 @@ impl Engine {
             self.pushed_limits = snap.limits;
         }
         self.applied = Some((snap.epoch, snap.version));
+        self.issued_at = snap.issued_at;
         self.ready = true;
         Ok(true)
     }
@@ -149,6 +162,7 @@ impl Engine {
         }
         self.revocations.add(delta.revoked_jti, delta.rules);
         self.applied = Some((delta.epoch, delta.version));
+        self.issued_at = self.issued_at.max(delta.issued_at);
         Ok(true)
     }
 

@@ -539,11 +539,17 @@ impl Context for Root {
                         }
                     }
                 }
-                if applied != Applied::Rejected {
+                // The control plane answers 200 only with something newer than what we
+                // reported. A 200 that changes nothing is a replay (a relay holding the
+                // filter at a version it already has): a failed poll, so staleness grows
+                // and alerts, rather than contact.
+                if matches!(applied, Applied::Full | Applied::Delta) {
                     self.last_contact_ms = now;
+                    self.poll.attempt = 0;
+                    self.poll.next_at_ms = now;
+                } else {
+                    self.failed(now);
                 }
-                self.poll.attempt = 0;
-                self.poll.next_at_ms = now;
             }
             "304" => {
                 // Only a signed "still at your version" counts as contact: a bare 304

@@ -18,6 +18,9 @@ pub struct FakeSync {
     /// The body of a `200` to `/sync/v1/snapshot` (polls at a version get `304`).
     pub snapshot: Arc<Mutex<String>>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Answer every poll `200` with the snapshot, whatever version it reports: a relay
+    /// replaying what the filter already holds.
+    pub replay: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeSync {
@@ -31,12 +34,14 @@ impl FakeSync {
         let snapshot = Arc::new(Mutex::new(snapshot));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let confirm: Arc<ConfirmFn> = Arc::new(confirm);
-        let (snap, log) = (snapshot.clone(), seen.clone());
+        let replay = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (snap, log, rep) = (snapshot.clone(), seen.clone(), replay.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (snap, log, confirm) = (snap.clone(), log.clone(), confirm.clone());
+                let (snap, log, confirm, rep) =
+                    (snap.clone(), log.clone(), confirm.clone(), rep.clone());
                 thread::spawn(move || {
-                    let _ = handle(stream, &snap, &log, confirm.as_ref());
+                    let _ = handle(stream, &snap, &log, confirm.as_ref(), &rep);
                 });
             }
         });
@@ -44,6 +49,7 @@ impl FakeSync {
             port,
             snapshot,
             seen,
+            replay,
         }
     }
 
@@ -57,6 +63,7 @@ fn handle(
     snapshot: &Mutex<String>,
     seen: &Mutex<Vec<Seen>>,
     confirm: &ConfirmFn,
+    replay: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
@@ -99,7 +106,12 @@ fn handle(
             let question = serde_json::from_str(&body).unwrap_or_default();
             ("200 OK", confirm(&question))
         } else if path.starts_with("/sync/v1/snapshot") {
-            if path.contains("version=0&") || !path.contains("version=") {
+            let replaying = replay.load(std::sync::atomic::Ordering::SeqCst);
+            if replaying {
+                // Not at once: a replaying relay still looks like a long poll.
+                thread::sleep(Duration::from_millis(200));
+            }
+            if replaying || path.contains("version=0&") || !path.contains("version=") {
                 (
                     "200 OK",
                     snapshot.lock().map(|s| s.clone()).unwrap_or_default(),

@@ -616,6 +616,40 @@ fn a_bare_304_freezing_the_filter_shows_as_staleness() {
     assert!(envoy.counter("meshauth_sync_poll_failures") >= 1);
 }
 
+/// A relay answering every poll `200` with the snapshot the filter already holds: a
+/// replay that changes nothing must count as a failed poll, so staleness grows and the
+/// stale-filter alert fires (it stayed at 0 while the filter was frozen).
+#[test]
+fn replaying_the_held_snapshot_with_200_shows_as_staleness() {
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[29; 32]);
+    let key = meshauth_tests::tokens::DevKey::random();
+    let fake = FakeSync::start(
+        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]),
+        |_| String::new(),
+    );
+    let envoy = envoy_on_fake(&fake, &distribution);
+    eventually(&envoy, &token_for(&key, "j-1"), 200);
+    fake.replay.store(true, std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stale = envoy
+            .prometheus()
+            .lines()
+            .find(|l| l.starts_with("meshauth_sync_staleness_seconds"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if stale >= 4.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "staleness {stale} while every poll replayed the held snapshot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(envoy.counter("meshauth_sync_poll_failures") >= 1);
+}
+
 /// Deleting a client revokes the access tokens it already holds, at the edge too.
 #[test]
 fn a_deleted_clients_tokens_are_refused_at_the_edge() {

@@ -344,6 +344,25 @@ fn snapshot(
 }
 
 #[test]
+fn a_snapshot_of_another_epoch_must_be_issued_later() {
+    let mut e = synced_engine("deny");
+    let mut held = snapshot(50, &["j1"], vec![]);
+    held.epoch = "new-epoch".into();
+    e.apply_snapshot(held).unwrap();
+    // An old epoch's snapshot (from before a restore), replayed: refused, j1 stays revoked.
+    let mut old = snapshot(3, &[], vec![]);
+    old.epoch = "old-epoch".into();
+    old.issued_at = NOW - 3600;
+    assert!(e.apply_snapshot(old).is_err());
+    assert_eq!(e.applied(), Some(("new-epoch", 50)));
+    // A genuinely newer epoch (a restore after this one) is taken.
+    let mut newer = snapshot(1, &[], vec![]);
+    newer.epoch = "newer-epoch".into();
+    newer.issued_at = NOW + 10;
+    assert_eq!(e.apply_snapshot(newer), Ok(true));
+}
+
+#[test]
 fn before_the_first_snapshot_it_fails_closed_then_follows_snapshots() {
     let mut e = synced_engine("deny");
     let t = format!(
