@@ -66,16 +66,17 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
-    // One connection budget across every listener.
-    let connections = crate::http::guard::SourceLimiter::new(
-        app.settings.server.max_connections,
-        app.settings.server.max_connections_per_source,
-    );
     for (listener, routes) in
         std::iter::once((listener, crate::http::router(app.clone()))).chain(separate)
     {
+        // A connection budget per listener: connections to the public port must not
+        // shut the admin, sync and metrics listeners out.
+        let connections = crate::http::guard::SourceLimiter::new(
+            app.settings.server.max_connections,
+            app.settings.server.max_connections_per_source,
+        );
         let mut stopped = stopped.clone();
-        let (app, connections) = (app.clone(), connections.clone());
+        let app = app.clone();
         servers.spawn(async move {
             serve_http(listener, routes, app, connections, async move {
                 let _ = stopped.wait_for(|s| *s).await;

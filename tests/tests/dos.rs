@@ -500,6 +500,28 @@ fn failed_authentication_is_throttled_per_source() {
         "{metrics}"
     );
     assert!(!cp.log().contains("wrong"), "no credential in the log");
+    // And the sync fleet credential.
+    let poll = "GET /sync/v1/snapshot?version=0&wait_ms=0";
+    for _ in 0..5 {
+        let (status, _) = raw_request(
+            "127.0.0.5",
+            cp.port,
+            poll,
+            &[("authorization", "Bearer wrong")],
+            "",
+        );
+        assert_eq!(status, 401);
+    }
+    let (k, v) = cp.sync_auth();
+    let (status, _) = raw_request("127.0.0.5", cp.port, poll, &[(k, &v)], "");
+    assert_eq!(
+        status, 429,
+        "a source over its budget is refused before its credential is checked"
+    );
+    assert_eq!(
+        raw_request("127.0.0.1", cp.port, poll, &[(k, &v)], "").0,
+        200
+    );
 }
 
 /// `/readyz` and a token request: their statuses, and the slower one's time.
@@ -636,4 +658,29 @@ fn over_long_admin_path_ids_never_reach_the_store() {
     assert!(grew < 4 * 1024, "Redis received {grew} bytes");
     let a = request("DELETE", &cp.url("/admin/clients/nope"), &[(&k, &v)], None);
     assert_eq!(a.status, 404, "ordinary ids still reach the store");
+}
+
+/// Each listener has its own connection budget: a source holding its share of the
+/// public port does not shut the admin listener out for it (or anyone).
+#[test]
+fn connections_to_one_listener_do_not_shut_out_another() {
+    let admin = meshauth_tests::control_plane::free_port();
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        &format!(
+            "admin_listen = \"127.0.0.1:{admin}\"\n[server]\nmax_connections_per_source = 4\nheader_read_timeout = \"60s\"\n"
+        ),
+    );
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        if let Ok(mut s) = connect_from("127.0.0.2", cp.port) {
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n");
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (k, v) = cp.admin_headers();
+    let (status, answer) = raw_request("127.0.0.2", admin, "GET /admin/keys", &[(&k, &v)], "");
+    assert_eq!(status, 200, "{answer}");
+    drop(held);
 }

@@ -195,7 +195,18 @@ async fn require_admin(
 /// Sync calls come from filters holding the fleet credential: snapshots carry personal
 /// data (revoked subjects and sessions, per-user limits), confirm answers whether a
 /// `jti` is revoked, and polls enter the registry that gates key activation.
-async fn require_filter(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+async fn require_filter(
+    State(app): State<Arc<App>>,
+    Extension(guards): Extension<Arc<guard::Guards>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // Failed credentials are throttled per source like client and admin ones, so a weak
+    // credential cannot be guessed online at full speed.
+    let source = guard::source(req.extensions());
+    if let Some(refused) = guards.refuse(&app.metrics, "sync", source) {
+        return refused;
+    }
     let bearer = req
         .headers()
         .get("authorization")
@@ -206,6 +217,7 @@ async fn require_filter(State(app): State<Arc<App>>, req: Request, next: Next) -
         return next.run(req).await;
     }
     app.metrics.sync_unauthorized.inc();
+    guards.failed(&app.metrics, "sync", source);
     let mut r = ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthenticated",
