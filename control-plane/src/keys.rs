@@ -1,4 +1,4 @@
-//! Signing keys and their lifecycle (DESIGN §3): `next` (published, not signing) →
+//! Signing keys and their lifecycle: `next` (published, not signing) →
 //! `current` (signs) → `previous` (published, verify-only) → `retired` (gone).
 //!
 //! The whole keyring is one document updated by compare-and-swap, so every replica
@@ -51,7 +51,7 @@ pub struct Keyring {
     pub rotations: u64,
 }
 
-/// What the connected filters hold, for gating activation (DESIGN §6): a `next` key
+/// What the connected filters hold, for gating activation: a `next` key
 /// signs only once every connected filter has applied a snapshot that carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FilterGate {

@@ -1,4 +1,4 @@
-//! Rate-limit policies (DESIGN §5): validated with the one definition in
+//! Rate-limit policies: validated with the one definition in
 //! `meshauth_wire::limits`, stored in the `limits` table, audited, and pushed to the
 //! filters in the next snapshot.
 

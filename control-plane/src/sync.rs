@@ -1,4 +1,4 @@
-//! Filter sync (DESIGN §6): every change appends to the durable change log, whose length
+//! Filter sync: every change appends to the durable change log, whose length
 //! is the snapshot version; filters long-poll with the version they hold and get a
 //! snapshot signed by the distribution key as soon as there is a newer one. Replicas
 //! follow the log in the shared store, so a change made through one reaches filters

@@ -1,4 +1,4 @@
-//! Filter-side sync, host-agnostic (DESIGN §6): the sync configuration, leader lease
+//! Filter-side sync, host-agnostic: the sync configuration, leader lease
 //! decisions, backoff, the poll request, and opening a signed snapshot. The glue moves
 //! these through proxy-wasm shared data and `dispatch_http_call`.
 

@@ -1,4 +1,4 @@
-//! What the control plane pushes to filters (DESIGN §6): a signed snapshot of the key
+//! What the control plane pushes to filters: a signed snapshot of the key
 //! set and the revocations. The signature (Ed25519, by the distribution key whose public
 //! half is pinned in the filter's configuration) covers the ASCII bytes of `payload`,
 //! as in JWS, so nothing between the two can inject a key or lift a revocation.
@@ -55,7 +55,7 @@ pub struct Snapshot {
     pub limits: Vec<LimitPolicy>,
 }
 
-/// What changed since `base_version` (DESIGN §6): revocations added, nothing else. The
+/// What changed since `base_version`: revocations added, nothing else. The
 /// control plane sends one instead of a snapshot when the filter holds a recent version
 /// of the same epoch and every change since was a revocation; a filter that does not
 /// hold exactly `base_version` ignores it and gets a full snapshot next.
