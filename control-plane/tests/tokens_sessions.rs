@@ -39,6 +39,11 @@ impl Reply {
 }
 
 async fn cp() -> Cp {
+    cp_over(|data| Arc::new(EmbeddedStore::open(data).unwrap()) as Arc<dyn Store>).await
+}
+
+/// A control plane over the store `open` builds on a fresh data file.
+async fn cp_over(open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>) -> Cp {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("meshauth.redb");
     let key = "ab".repeat(32);
@@ -53,8 +58,7 @@ async fn cp() -> Cp {
         _ => None,
     };
     let settings = Settings::load(None, &env).unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&data).unwrap());
-    let app = App::new(store, settings).await.unwrap();
+    let app = App::new(open(&data), settings).await.unwrap();
     Cp { app, _dir: dir }
 }
 
@@ -148,6 +152,12 @@ impl Cp {
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
+    }
+
+    /// RFC 7009 revocation of `token` by the client authenticating with `auth`.
+    async fn rfc7009_revoke(&self, auth: &str, token: &str) -> Reply {
+        self.form("/oauth2/revoke", auth, &format!("token={token}"))
+            .await
     }
 
     async fn refresh(&self, token: &str) -> Reply {
@@ -292,16 +302,12 @@ async fn a_client_cannot_revoke_another_clients_token() {
     let at = cp.cc_token(&victim).await;
     let (_, refresh, _) = cp.session("dave").await;
     for t in [&at, &refresh] {
-        let r = cp
-            .form("/oauth2/revoke", &attacker, &format!("token={t}"))
-            .await;
+        let r = cp.rfc7009_revoke(&attacker, t).await;
         assert_eq!(r.status, 200, "RFC 7009 §2.2: 200 all the same");
         assert_eq!(cp.introspect(t).await["active"], true, "left alone");
     }
     // The owner still can.
-    let r = cp
-        .form("/oauth2/revoke", &victim, &format!("token={at}"))
-        .await;
+    let r = cp.rfc7009_revoke(&victim, &at).await;
     assert_eq!(r.status, 200);
     assert_eq!(cp.introspect(&at).await["active"], false);
 }
@@ -311,9 +317,7 @@ async fn repeating_a_revocation_changes_nothing() {
     let cp = cp().await;
     let (_, _, auth) = cp.client(&["read"]).await;
     let at = cp.cc_token(&auth).await;
-    let r = cp
-        .form("/oauth2/revoke", &auth, &format!("token={at}"))
-        .await;
+    let r = cp.rfc7009_revoke(&auth, &at).await;
     assert_eq!(r.status, 200);
     let (_, refresh, sid) = cp.session("erin").await;
     let by_admin = json!({"kind": "token", "value": refresh});
@@ -324,8 +328,7 @@ async fn repeating_a_revocation_changes_nothing() {
     let once = cp.logs().await;
     let version = cp.app.sync.version();
     for _ in 0..5 {
-        cp.form("/oauth2/revoke", &auth, &format!("token={at}"))
-            .await;
+        cp.rfc7009_revoke(&auth, &at).await;
         cp.admin("POST", "/admin/revocations", Some(by_admin.clone()))
             .await;
         cp.admin(
@@ -514,9 +517,7 @@ async fn auth_schemes_are_case_insensitive() {
         .send("GET", "/admin/clients", &[("authorization", &bearer)], "")
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = cp
-        .form("/oauth2/revoke", &lower, &format!("token={at}"))
-        .await;
+    let r = cp.rfc7009_revoke(&lower, &at).await;
     assert_eq!(r.status, 200);
     assert_eq!(cp.introspect(&at).await["active"], false);
 }
@@ -701,22 +702,17 @@ impl Store for Unreplicated {
 /// A control plane over the `Unreplicated` store (writes apply; while `fail` is set
 /// each then reports that no replica confirmed it).
 async fn unreplicated_cp() -> (Cp, Arc<Unreplicated>) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("meshauth.redb");
-    let key = "ab".repeat(32);
-    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
-    let env = |k: &str| match k {
-        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
-        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
-        _ => None,
-    };
-    let settings = Settings::load(None, &env).unwrap();
-    let store = Arc::new(Unreplicated {
-        inner: EmbeddedStore::open(&data).unwrap(),
-        fail: std::sync::atomic::AtomicBool::new(false),
-    });
-    let app = App::new(store.clone(), settings).await.unwrap();
-    (Cp { app, _dir: dir }, store)
+    let mut made = None;
+    let cp = cp_over(|data| {
+        let store = Arc::new(Unreplicated {
+            inner: EmbeddedStore::open(data).unwrap(),
+            fail: std::sync::atomic::AtomicBool::new(false),
+        });
+        made = Some(store.clone());
+        store as Arc<dyn Store>
+    })
+    .await;
+    (cp, made.unwrap())
 }
 
 fn set_unreplicated(store: &Unreplicated, on: bool) {

@@ -30,8 +30,6 @@ pub enum KeyError {
     SmallOrder,
     #[error("a key with a torsion component (not in the prime-order subgroup)")]
     MixedOrder,
-    #[error("a non-canonical point encoding")]
-    NonCanonical,
 }
 
 /// Multiples of one point for fixed-base multiplication; row-major `ROWS x HALF`.
@@ -134,11 +132,9 @@ impl PreparedKey {
         if !a.is_torsion_free() {
             return Err(KeyError::MixedOrder);
         }
-        // y >= p (or x = 0 with the sign bit set) decodes, but to a point whose canonical
-        // encoding differs: two kids could then name one key.
-        if a.compress().to_bytes() != bytes {
-            return Err(KeyError::NonCanonical);
-        }
+        // Non-canonical encodings (y >= p, or x = 0 with the sign bit set) need no check
+        // of their own: every one of them is off the curve, of small order or of mixed
+        // order (the test below tries them all), so two kids can never name one key.
         // Build the shared base-point table now rather than on the first request.
         let _ = basepoint_table();
         Ok(PreparedKey {
@@ -228,7 +224,8 @@ mod tests {
                 "{mixed:?}"
             );
         }
-        // y >= p: every encoding of y + p (y < 19, both signs) aliases y and is refused.
+        // y >= p: every encoding of y + p (y < 19, both signs) aliases y, and each is
+        // refused by the checks above (no separate canonicity check is needed).
         let p_bytes: [u8; 32] = {
             let mut b = [0xffu8; 32];
             b[0] = 0xed;

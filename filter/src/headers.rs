@@ -6,9 +6,9 @@
 /// `x-meshauth-sub` into `HTTP_X_MESHAUTH_SUB`), and any spelling of a name under
 /// `reserved_prefix` (an identity header the configuration no longer forwards, which an
 /// upstream may still trust).
-pub fn lookalikes<'a>(
+pub fn lookalikes<'a, 'o>(
     names: impl IntoIterator<Item = &'a str>,
-    ours: &[&str],
+    ours: impl Iterator<Item = &'o str> + Clone,
     reserved_prefix: &str,
 ) -> Vec<String> {
     let folds_to = |name: &str, target: &str, whole: bool| {
@@ -23,9 +23,9 @@ pub fn lookalikes<'a>(
     };
     names
         .into_iter()
-        .filter(|name| !ours.contains(name))
+        .filter(|name| ours.clone().all(|our| our != *name))
         .filter(|name| {
-            ours.iter().any(|our| folds_to(name, our, true))
+            ours.clone().any(|our| folds_to(name, our, true))
                 || (!reserved_prefix.is_empty() && folds_to(name, reserved_prefix, false))
         })
         .map(str::to_owned)
@@ -57,7 +57,7 @@ mod tests {
             "authorization",
         ];
         assert_eq!(
-            lookalikes(names, &ours, ""),
+            lookalikes(names, ours.into_iter(), ""),
             vec!["x_meshauth_sub", "x-meshauth_sub", "X_MESHAUTH_SCOPE"]
         );
     }
@@ -72,7 +72,7 @@ mod tests {
             "x-other",
         ];
         assert_eq!(
-            lookalikes(names, &ours, "x-meshauth-"),
+            lookalikes(names, ours.into_iter(), "x-meshauth-"),
             vec!["x-meshauth-tenant", "X_MESHAUTH_ROLE"]
         );
     }

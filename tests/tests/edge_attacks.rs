@@ -38,7 +38,17 @@ fn unhardened_template() -> String {
     out
 }
 
+/// Envoy without the listener hardening (the default for these tests).
 fn start(config: &Value, cp_port: Option<u16>) -> Envoy {
+    start_with(config, cp_port, Some(unhardened_template()))
+}
+
+/// Envoy with the shipped bootstrap as it is.
+fn start_shipped(config: &Value) -> Envoy {
+    start_with(config, None, None)
+}
+
+fn start_with(config: &Value, cp_port: Option<u16>, template: Option<String>) -> Envoy {
     let upstream = echo::spawn().unwrap();
     let mut vars = Vec::new();
     if let Some(p) = cp_port {
@@ -48,7 +58,7 @@ fn start(config: &Value, cp_port: Option<u16>) -> Envoy {
         config,
         Options {
             upstream_port: upstream,
-            template: Some(unhardened_template()),
+            template,
             vars,
             ..Default::default()
         },
@@ -340,15 +350,7 @@ fn an_unconfirmed_refusal_is_answered_like_every_other() {
 #[test]
 fn the_shipped_bootstrap_is_hardened_too() {
     let key = DevKey::random();
-    let upstream = echo::spawn().unwrap();
-    let envoy = Envoy::start(
-        &routes_config(&key),
-        Options {
-            upstream_port: upstream,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
+    let envoy = start_shipped(&routes_config(&key));
     let a = raw_get(envoy.port, "/public/x", &[("x_meshauth_sub", "admin")]);
     assert_eq!(a.status, 400, "{}", a.body);
     let a = raw_get(envoy.port, "/public/..%2Fadmin/users", &[]);
@@ -391,15 +393,7 @@ fn two_authorization_headers_are_refused() {
 #[test]
 fn header_values_that_are_not_utf8_do_not_break_the_worker() {
     let key = DevKey::random();
-    let upstream = echo::spawn().unwrap();
-    let envoy = Envoy::start(
-        &routes_config(&key),
-        Options {
-            upstream_port: upstream,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
+    let envoy = start_shipped(&routes_config(&key));
     let alice = format!("Bearer {}", key.sign(&claims("alice", json!({}))));
     for round in 0..6 {
         let mut req =

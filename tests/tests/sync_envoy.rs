@@ -588,32 +588,8 @@ fn a_relay_answering_confirm_itself_does_not_lift_a_revocation() {
 /// and the alert fires.
 #[test]
 fn a_bare_304_freezing_the_filter_shows_as_staleness() {
-    let distribution = ed25519_dalek::SigningKey::from_bytes(&[23; 32]);
-    let key = meshauth_tests::tokens::DevKey::random();
-    let fake = FakeSync::start(
-        signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]),
-        |_| String::new(),
-    );
-    let envoy = envoy_on_fake(&fake, &distribution);
-    eventually(&envoy, &token_for(&key, "j-1"), 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let stale = envoy
-            .prometheus()
-            .lines()
-            .find(|l| l.starts_with("meshauth_sync_staleness_seconds"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if stale >= 4.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "staleness {stale} while every poll got a bare 304"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(envoy.counter("meshauth_sync_poll_failures") >= 1);
+    let (_fake, envoy) = synced_on_fake(23);
+    staleness_grows(&envoy, "every poll got a bare 304");
 }
 
 /// A relay answering every poll `200` with the snapshot the filter already holds: a
@@ -621,7 +597,15 @@ fn a_bare_304_freezing_the_filter_shows_as_staleness() {
 /// stale-filter alert fires (it stayed at 0 while the filter was frozen).
 #[test]
 fn replaying_the_held_snapshot_with_200_shows_as_staleness() {
-    let distribution = ed25519_dalek::SigningKey::from_bytes(&[29; 32]);
+    let (fake, envoy) = synced_on_fake(29);
+    fake.replay.store(true, std::sync::atomic::Ordering::SeqCst);
+    staleness_grows(&envoy, "every poll replayed the held snapshot");
+}
+
+/// Envoy following a fake control plane (distribution key from `seed`) that served it
+/// one snapshot, and answers later polls with a bare 304 unless told to replay.
+fn synced_on_fake(seed: u8) -> (FakeSync, Envoy) {
+    let distribution = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     let key = meshauth_tests::tokens::DevKey::random();
     let fake = FakeSync::start(
         signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]),
@@ -629,7 +613,11 @@ fn replaying_the_held_snapshot_with_200_shows_as_staleness() {
     );
     let envoy = envoy_on_fake(&fake, &distribution);
     eventually(&envoy, &token_for(&key, "j-1"), 200);
-    fake.replay.store(true, std::sync::atomic::Ordering::SeqCst);
+    (fake, envoy)
+}
+
+/// Waits (up to 20 s) until the staleness gauge reaches 4 s and polls count as failed.
+fn staleness_grows(envoy: &Envoy, while_: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let stale = envoy
@@ -643,7 +631,7 @@ fn replaying_the_held_snapshot_with_200_shows_as_staleness() {
         }
         assert!(
             Instant::now() < deadline,
-            "staleness {stale} while every poll replayed the held snapshot"
+            "staleness {stale} while {while_}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

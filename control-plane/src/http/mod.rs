@@ -162,12 +162,7 @@ async fn require_admin(
     if let Some(refused) = guards.refuse(&app.metrics, "admin", source) {
         return refused;
     }
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| auth_scheme(v, "Bearer"))
-        .map(str::trim);
+    let bearer = bearer(&req);
     match bearer {
         Some(t) if app.admin_authorized(t) => {
             // Path segments are ids and names (at most 256 bytes, percent-encoded at
@@ -182,12 +177,7 @@ async fn require_admin(
         }
         _ => {
             guards.failed(&app.metrics, "admin", source);
-            let mut r = ApiError::unauthorized().into_response();
-            r.headers_mut().insert(
-                "www-authenticate",
-                HeaderValue::from_static("Bearer realm=\"meshauth-admin\""),
-            );
-            r
+            challenge(ApiError::unauthorized(), "Bearer realm=\"meshauth-admin\"")
         }
     }
 }
@@ -207,26 +197,37 @@ async fn require_filter(
     if let Some(refused) = guards.refuse(&app.metrics, "sync", source) {
         return refused;
     }
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| auth_scheme(v, "Bearer"))
-        .map(str::trim);
+    let bearer = bearer(&req);
     if app.sync_authorized(bearer) {
         return next.run(req).await;
     }
     app.metrics.sync_unauthorized.inc();
     guards.failed(&app.metrics, "sync", source);
-    let mut r = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "a valid sync fleet credential is required",
+    challenge(
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid sync fleet credential is required",
+        ),
+        "Bearer realm=\"meshauth-sync\"",
     )
-    .into_response();
+}
+
+/// The bearer token of a request (scheme matched without regard to case).
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| auth_scheme(v, "Bearer"))
+        .map(str::trim)
+}
+
+/// A 401 with its `WWW-Authenticate` challenge.
+fn challenge(error: ApiError, www_authenticate: &'static str) -> Response {
+    let mut r = error.into_response();
     r.headers_mut().insert(
         "www-authenticate",
-        HeaderValue::from_static("Bearer realm=\"meshauth-sync\""),
+        HeaderValue::from_static(www_authenticate),
     );
     r
 }

@@ -44,6 +44,8 @@ pub(super) struct RequestFacts {
     correlation_id: String,
     /// Client headers that impersonate ours (`x_meshauth_sub`), removed on every path.
     lookalikes: Vec<String>,
+    /// Client-sent copies of our own identity headers (exact names).
+    copies: Vec<String>,
 }
 
 pub(super) type PendingList = Rc<RefCell<Vec<Pending>>>;
@@ -81,8 +83,10 @@ pub(super) fn finish(
         }
         Finish::Anonymous => {
             metrics.bump(ANONYMOUS);
-            for f in engine.forwarded() {
-                set(&f.header, None);
+            // Only what the client sent: one host call per header present, not per
+            // configured header.
+            for name in &request.copies {
+                set(name, None);
             }
             true
         }
@@ -143,6 +147,10 @@ fn refuse(
 pub(super) fn expire(pending: &PendingList, engine: &RefCell<Engine>, metrics: &Metrics, now: u64) {
     let expired: Vec<Pending> = {
         let mut list = pending.borrow_mut();
+        // Called on every tick: most ticks have nothing due and should not rebuild the list.
+        if list.iter().all(|p| p.deadline_ms > now) {
+            return;
+        }
         let (due, keep) = std::mem::take(&mut *list)
             .into_iter()
             .partition(|p| p.deadline_ms <= now);
@@ -298,14 +306,18 @@ impl HttpContext for Http {
         let authorization = find("authorization");
         let request = {
             let e = engine.borrow();
-            let ours: Vec<&str> = e.forwarded().iter().map(|f| f.header.as_str()).collect();
             RequestFacts {
                 correlation_id: find("x-request-id").unwrap_or_default().to_string(),
                 lookalikes: crate::headers::lookalikes(
                     all.iter().map(|(k, _)| k.as_str()),
-                    &ours,
+                    e.forwarded().iter().map(|f| f.header.as_str()),
                     &e.config().reserved_header_prefix,
                 ),
+                copies: all
+                    .iter()
+                    .filter(|(k, _)| e.forwarded().iter().any(|f| f.header == *k))
+                    .map(|(k, _)| k.clone())
+                    .collect(),
             }
         };
         // One clock read serves the token checks (seconds) and the buckets (ns).
