@@ -162,7 +162,7 @@ fn limit_body(f: LimitFlags) -> Result<Value, String> {
 pub enum TokenCmd {
     /// Issue an access token (and a refresh token) for a subject; prints the access token.
     Issue {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         sub: String,
         #[arg(long, default_value = "")]
         scope: String,
@@ -184,6 +184,7 @@ pub enum KeysCmd {
     Rotate,
     /// Remove a key from the JWKS at once (a compromised key).
     Revoke {
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -198,10 +199,12 @@ pub enum ClientsCmd {
     },
     List,
     Delete {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// Issue a new secret; the old one stops working.
     RotateSecret {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
 }
@@ -210,15 +213,19 @@ pub enum ClientsCmd {
 pub enum RevokeCmd {
     /// An access or refresh token, or a bare jti.
     Token {
+        #[arg(allow_hyphen_values = true)]
         token_or_jti: String,
     },
     Subject {
+        #[arg(allow_hyphen_values = true)]
         sub: String,
     },
     Session {
+        #[arg(allow_hyphen_values = true)]
         sid: String,
     },
     Client {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     /// The revocations still in force.
@@ -407,4 +414,39 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         )?),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Key ids, client ids and jtis are random base64url: one in 32 starts with '-'.
+    #[test]
+    fn identifiers_starting_with_a_hyphen_are_values_not_flags() {
+        for args in [
+            &["meshauth", "keys", "revoke", "-uFqcbqh1uugPVG4DMmHL"][..],
+            &["meshauth", "clients", "delete", "-abc"],
+            &["meshauth", "clients", "rotate-secret", "-abc"],
+            &["meshauth", "revoke", "token", "-jti"],
+            &["meshauth", "revoke", "subject", "-alice"],
+            &["meshauth", "revoke", "session", "-sid"],
+            &["meshauth", "revoke", "client", "-abc"],
+            &["meshauth", "token", "issue", "--sub", "-alice"],
+        ] {
+            let parsed = Cli::try_parse_from(args);
+            assert!(
+                parsed.is_ok(),
+                "{args:?}: {:?}",
+                parsed.err().map(|e| e.to_string())
+            );
+        }
+        let Cmd::Keys(KeysCmd::Revoke { kid }) =
+            Cli::try_parse_from(["meshauth", "keys", "revoke", "-u"])
+                .unwrap()
+                .cmd
+        else {
+            panic!("not keys revoke");
+        };
+        assert_eq!(kid, "-u");
+    }
 }
