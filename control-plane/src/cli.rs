@@ -5,7 +5,16 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{
+    path, route, AuditList, AuditQuery, AuditVerify, ClientList, ClientSecret, CreatedClient,
+    IssueToken, IssuedToken, KeyList, LimitDraft, LimitDraftMatch, LimitList, NewClient,
+    NewRevocation, QuotaDraft, RevocationKind, RevocationList, Scope, Status, Ttl,
+};
+use meshauth_wire::error::ErrorBody;
+use meshauth_wire::limits::LimitPolicy;
 
 #[derive(Parser)]
 #[command(
@@ -110,8 +119,8 @@ pub struct LimitFlags {
     overrides: Vec<String>,
 }
 
-/// `alice=100/10` or `alice=100/10/60` → (value, quota JSON).
-fn parse_override(s: &str) -> Result<(String, Value), String> {
+/// `alice=100/10` or `alice=100/10/60` → (value, quota).
+fn parse_override(s: &str) -> Result<(String, QuotaDraft), String> {
     let bad = || format!("--override {s:?}: expected VALUE=RATE/BURST[/WINDOW_SECONDS]");
     let (value, quota) = s.rsplit_once('=').ok_or_else(bad)?;
     let nums: Vec<u64> = quota
@@ -119,43 +128,39 @@ fn parse_override(s: &str) -> Result<(String, Value), String> {
         .map(|n| n.parse::<u64>().map_err(|_| bad()))
         .collect::<Result<_, _>>()?;
     let q = match nums.as_slice() {
-        [rate, burst] => json!({"rate": rate, "burst": burst}),
-        [rate, burst, window] => json!({"rate": rate, "burst": burst, "window_seconds": window}),
+        [rate, burst] => QuotaDraft {
+            rate: *rate,
+            burst: *burst,
+            window_seconds: None,
+        },
+        [rate, burst, window] => QuotaDraft {
+            rate: *rate,
+            burst: *burst,
+            window_seconds: Some(*window),
+        },
         _ => return Err(bad()),
     };
     Ok((value.to_string(), q))
 }
 
-/// The policy body the flags describe; the control plane validates it.
-fn limit_body(f: LimitFlags) -> Result<Value, String> {
-    let mut body = json!({
-        "key": f.key,
-        "rate": f.rate.ok_or("--rate is required (or give --file)")?,
-        "window_seconds": f.window_seconds,
-        "burst": f.burst.ok_or("--burst is required (or give --file)")?,
-    });
-    let mut m = serde_json::Map::new();
-    if let Some(p) = f.path_prefix {
-        m.insert("path_prefix".into(), p.into());
-    }
-    if let Some(p) = f.path_exact {
-        m.insert("path_exact".into(), p.into());
-    }
-    if !f.methods.is_empty() {
-        m.insert("methods".into(), json!(f.methods));
-    }
-    if !m.is_empty() {
-        body["match"] = Value::Object(m);
-    }
-    if !f.overrides.is_empty() {
-        let o: serde_json::Map<String, Value> = f
+/// The policy the flags describe; the control plane validates it.
+fn limit_body(f: LimitFlags) -> Result<LimitDraft, String> {
+    Ok(LimitDraft {
+        key: f.key,
+        rate: f.rate.ok_or("--rate is required (or give --file)")?,
+        window_seconds: f.window_seconds,
+        burst: f.burst.ok_or("--burst is required (or give --file)")?,
+        matches: LimitDraftMatch {
+            path_prefix: f.path_prefix,
+            path_exact: f.path_exact,
+            methods: (!f.methods.is_empty()).then_some(f.methods),
+        },
+        overrides: f
             .overrides
             .iter()
             .map(|s| parse_override(s))
-            .collect::<Result<_, _>>()?;
-        body["overrides"] = Value::Object(o);
-    }
-    Ok(body)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 #[derive(Subcommand)]
@@ -234,17 +239,17 @@ pub enum RevokeCmd {
 
 impl RevokeCmd {
     /// The admin API's `kind` and `value`; `None` for `list`.
-    fn target(self) -> Option<(&'static str, String)> {
+    fn target(self) -> Option<(RevocationKind, String)> {
         Some(match self {
             RevokeCmd::Token { token_or_jti }
                 if token_or_jti.contains('.') || token_or_jti.len() > 40 =>
             {
-                ("token", token_or_jti)
+                (RevocationKind::Token, token_or_jti)
             }
-            RevokeCmd::Token { token_or_jti } => ("jti", token_or_jti),
-            RevokeCmd::Subject { sub } => ("sub", sub),
-            RevokeCmd::Session { sid } => ("sid", sid),
-            RevokeCmd::Client { client_id } => ("client_id", client_id),
+            RevokeCmd::Token { token_or_jti } => (RevocationKind::Jti, token_or_jti),
+            RevokeCmd::Subject { sub } => (RevocationKind::Sub, sub),
+            RevokeCmd::Session { sid } => (RevocationKind::Sid, sid),
+            RevokeCmd::Client { client_id } => (RevocationKind::ClientId, client_id),
             RevokeCmd::List => return None,
         })
     }
@@ -269,7 +274,8 @@ struct Client {
 }
 
 impl Client {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+    /// One admin call; the answer's body as text (empty for 204).
+    fn send(&self, method: &str, path: &str, body: Option<&dyn Body>) -> Result<String, String> {
         let token = self
             .token
             .as_deref()
@@ -280,33 +286,61 @@ impl Client {
             .request(method, &url)
             .set("authorization", &format!("Bearer {token}"));
         let res = match body {
-            Some(b) => req.send_json(b),
+            Some(b) => req.send_json(b.json()?),
             None => req.call(),
         };
         match res {
-            Ok(r) => {
-                let text = r.into_string().map_err(|e| e.to_string())?;
-                if text.is_empty() {
-                    Ok(Value::Null)
-                } else {
-                    serde_json::from_str(&text).map_err(|e| format!("bad answer from {url}: {e}"))
-                }
-            }
+            Ok(r) => r.into_string().map_err(|e| e.to_string()),
             Err(ureq::Error::Status(code, r)) => {
                 let text = r.into_string().unwrap_or_default();
-                let msg = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                let msg = serde_json::from_str::<ErrorBody>(&text)
+                    .map(|b| b.error.message)
                     .unwrap_or(text);
                 Err(format!("{code}: {msg}"))
             }
             Err(e) => Err(format!("cannot reach {url}: {e}")),
         }
     }
+
+    /// A call whose answer is a `T`.
+    fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&dyn Body>,
+    ) -> Result<Answer<T>, String> {
+        let text = self.send(method, path, body)?;
+        let value = serde_json::from_str(&text)
+            .map_err(|e| format!("bad answer from {}{path}: {e}", self.base))?;
+        Ok(Answer { value, text })
+    }
 }
 
-fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// A request body: typed, or a policy file sent as written.
+trait Body {
+    fn json(&self) -> Result<serde_json::Value, String>;
+}
+
+impl<T: Serialize> Body for T {
+    fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::to_value(self).map_err(|e| e.to_string())
+    }
+}
+
+/// A typed answer and its text as the control plane sent it.
+struct Answer<T> {
+    value: T,
+    text: String,
+}
+
+impl<T> Answer<T> {
+    /// Printed as sent (pretty): fields a newer control plane adds are shown too.
+    fn print(&self) {
+        let pretty = serde_json::from_str::<serde_json::Value>(&self.text)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| self.text.clone());
+        println!("{pretty}");
+    }
 }
 
 /// Runs a client verb; `Ok` output goes to stdout.
@@ -327,91 +361,95 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
             ttl,
             json: as_json,
         }) => {
-            let mut body = json!({"sub": sub, "scope": scope});
-            if !aud.is_empty() {
-                body["aud"] = json!(aud);
-            }
-            if let Some(t) = ttl {
-                body["ttl"] = json!(t);
-            }
-            let v = c.call("POST", "/admin/tokens", Some(body))?;
+            let body = IssueToken {
+                sub,
+                scope: Some(Scope::Text(scope)),
+                aud: (!aud.is_empty()).then_some(aud),
+                ttl: ttl.map(Ttl::Text),
+            };
+            let a = c.call::<IssuedToken>("POST", route::TOKENS, Some(&body))?;
             if as_json {
-                print(&v);
+                a.print();
             } else {
-                println!(
-                    "{}",
-                    v["access_token"]
-                        .as_str()
-                        .ok_or("no access_token in the answer")?
-                );
+                println!("{}", a.value.access_token);
             }
         }
-        Cmd::Keys(KeysCmd::List) => print(&c.call("GET", "/admin/keys", None)?),
-        Cmd::Keys(KeysCmd::Rotate) => print(&c.call("POST", "/admin/keys/rotate", None)?),
-        Cmd::Keys(KeysCmd::Revoke { kid }) => {
-            print(&c.call("POST", &format!("/admin/keys/{kid}/revoke"), None)?)
-        }
+        Cmd::Keys(KeysCmd::List) => c.call::<KeyList>("GET", route::KEYS, None)?.print(),
+        Cmd::Keys(KeysCmd::Rotate) => c.call::<KeyList>("POST", route::KEYS_ROTATE, None)?.print(),
+        Cmd::Keys(KeysCmd::Revoke { kid }) => c
+            .call::<KeyList>("POST", &path(route::KEY_REVOKE, &kid)?, None)?
+            .print(),
         Cmd::Clients(ClientsCmd::Create { name, scope }) => {
-            let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-            print(&c.call(
-                "POST",
-                "/admin/clients",
-                Some(json!({"name": name, "scopes": scopes})),
-            )?)
+            let body = NewClient {
+                name,
+                scopes: Scope::Text(scope).into_list(),
+            };
+            c.call::<CreatedClient>("POST", route::CLIENTS, Some(&body))?
+                .print()
         }
-        Cmd::Clients(ClientsCmd::List) => print(&c.call("GET", "/admin/clients", None)?),
+        Cmd::Clients(ClientsCmd::List) => {
+            c.call::<ClientList>("GET", route::CLIENTS, None)?.print()
+        }
         Cmd::Clients(ClientsCmd::Delete { client_id }) => {
-            c.call("DELETE", &format!("/admin/clients/{client_id}"), None)?;
+            c.send("DELETE", &path(route::CLIENT, &client_id)?, None)?;
         }
-        Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => {
-            print(&c.call("POST", &format!("/admin/clients/{client_id}/secret"), None)?)
-        }
+        Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => c
+            .call::<ClientSecret>("POST", &path(route::CLIENT_SECRET, &client_id)?, None)?
+            .print(),
         Cmd::Revoke(r) => match r.target() {
-            None => print(&c.call("GET", "/admin/revocations", None)?),
+            None => c
+                .call::<RevocationList>("GET", route::REVOCATIONS, None)?
+                .print(),
             Some((kind, value)) => {
-                c.call(
-                    "POST",
-                    "/admin/revocations",
-                    Some(json!({"kind": kind, "value": value})),
-                )?;
+                let body = NewRevocation {
+                    kind,
+                    value,
+                    exp: None,
+                };
+                c.send("POST", route::REVOCATIONS, Some(&body))?;
             }
         },
-        Cmd::Status => print(&c.call("GET", "/admin/status", None)?),
+        Cmd::Status => c.call::<Status>("GET", route::STATUS, None)?.print(),
         Cmd::Audit(AuditCmd::Verify) => {
-            let v = c.call("GET", "/admin/audit/verify", None)?;
-            if v["ok"] != true {
+            let v = c
+                .call::<AuditVerify>("GET", route::AUDIT_VERIFY, None)?
+                .value;
+            if !v.ok {
                 return Err(format!(
                     "audit chain broken: {}",
-                    v["problem"].as_str().unwrap_or("unknown problem")
+                    v.problem.as_deref().unwrap_or("unknown problem")
                 ));
             }
-            println!("audit chain ok: {} entries", v["entries"]);
+            println!("audit chain ok: {} entries", v.entries);
         }
-        Cmd::Limits(LimitsCmd::List) => print(&c.call("GET", "/admin/limits", None)?),
+        Cmd::Limits(LimitsCmd::List) => c.call::<LimitList>("GET", route::LIMITS, None)?.print(),
         Cmd::Limits(LimitsCmd::Set { name, flags, file }) => {
-            let body = match file {
-                Some(path) => {
-                    let text = if path.as_os_str() == "-" {
+            let at = path(route::LIMIT, &name)?;
+            let answer = match file {
+                Some(file) => {
+                    let text = if file.as_os_str() == "-" {
                         std::io::read_to_string(std::io::stdin()).map_err(|e| e.to_string())?
                     } else {
-                        std::fs::read_to_string(&path)
-                            .map_err(|e| format!("{}: {e}", path.display()))?
+                        std::fs::read_to_string(&file)
+                            .map_err(|e| format!("{}: {e}", file.display()))?
                     };
-                    serde_json::from_str(&text)
-                        .map_err(|e| format!("{}: not JSON: {e}", path.display()))?
+                    let body: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
+                    c.call::<LimitPolicy>("PUT", &at, Some(&body))?
                 }
-                None => limit_body(flags)?,
+                None => c.call::<LimitPolicy>("PUT", &at, Some(&limit_body(flags)?))?,
             };
-            print(&c.call("PUT", &format!("/admin/limits/{name}"), Some(body))?)
+            answer.print()
         }
         Cmd::Limits(LimitsCmd::Delete { name }) => {
-            c.call("DELETE", &format!("/admin/limits/{name}"), None)?;
+            c.send("DELETE", &path(route::LIMIT, &name)?, None)?;
         }
-        Cmd::Audit(AuditCmd::List { from, limit }) => print(&c.call(
-            "GET",
-            &format!("/admin/audit?from={from}&limit={limit}"),
-            None,
-        )?),
+        Cmd::Audit(AuditCmd::List { from, limit }) => {
+            let query = serde_urlencoded::to_string(AuditQuery { from, limit })
+                .map_err(|e| e.to_string())?;
+            c.call::<AuditList>("GET", &format!("{}?{query}", route::AUDIT), None)?
+                .print()
+        }
     }
     Ok(())
 }

@@ -20,32 +20,63 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// The RFC 6749 §5.2 error codes the OAuth endpoints answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    InvalidScope,
+    UnsupportedGrantType,
+    /// The caller's source is throttled (after too many failed authentications).
+    TemporarilyUnavailable,
+}
+
+impl OAuthCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthCode::InvalidRequest => "invalid_request",
+            OAuthCode::InvalidClient => "invalid_client",
+            OAuthCode::InvalidGrant => "invalid_grant",
+            OAuthCode::InvalidScope => "invalid_scope",
+            OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// RFC 6749 §5.2 errors of the OAuth endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {description}")]
 pub struct OAuthError {
-    pub code: &'static str,
+    pub code: OAuthCode,
     pub description: String,
 }
 
 impl OAuthError {
-    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(code: OAuthCode, description: impl Into<String>) -> Self {
         OAuthError {
             code,
             description: description.into(),
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new("invalid_request", d)
+        Self::new(OAuthCode::InvalidRequest, d)
     }
     pub fn invalid_client() -> Self {
-        Self::new("invalid_client", "client authentication failed")
+        Self::new(OAuthCode::InvalidClient, "client authentication failed")
     }
     pub fn invalid_grant(d: impl Into<String>) -> Self {
-        Self::new("invalid_grant", d)
+        Self::new(OAuthCode::InvalidGrant, d)
     }
     pub fn invalid_scope(d: impl Into<String>) -> Self {
-        Self::new("invalid_scope", d)
+        Self::new(OAuthCode::InvalidScope, d)
     }
 }
 

@@ -1,6 +1,7 @@
 //! meshauth's control plane: owns the signing keys, issues tokens, keeps revocations,
 //! and serves the JWKS and the admin API. `main.rs` is its CLI.
 
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod longpoll;
 pub mod metrics;
 pub mod serve;
 pub mod service;

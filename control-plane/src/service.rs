@@ -108,7 +108,46 @@ fn covers(existing: &Revocation, new: &Revocation) -> bool {
     }
 }
 
+/// Whose tokens a not-before rule revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleTarget {
+    Subject,
+    Session,
+    Client,
+}
+
 impl Revocation {
+    /// A rule revoking every token of a subject, session or client issued until now.
+    /// `iat` is in whole seconds, so a token minted later in this same second has
+    /// `iat == now`: the rule starts at the next second.
+    pub fn until_now(target: RuleTarget, value: impl Into<String>, now: i64) -> Revocation {
+        let (value, not_before) = (value.into(), now + 1);
+        match target {
+            RuleTarget::Subject => Revocation::Sub { value, not_before },
+            RuleTarget::Session => Revocation::Sid { value, not_before },
+            RuleTarget::Client => Revocation::ClientId { value, not_before },
+        }
+    }
+
+    /// A revocation of one token id, kept until `exp` (by default the latest a token
+    /// minted now can expire). No token of ours lives past now + its longest TTL; a
+    /// later `exp` would only keep the entry (and overflow `exp + skew`).
+    pub fn jti_until(
+        jti: String,
+        exp: Option<i64>,
+        now: i64,
+        max_ttl: i64,
+    ) -> Result<Revocation, ServiceError> {
+        let latest = now.saturating_add(max_ttl);
+        let exp = exp.unwrap_or(latest);
+        if !(0..=latest).contains(&exp) {
+            return Err(ServiceError::Invalid(format!(
+                "exp must be a time between 0 and now + the longest access-token TTL ({max_ttl} s)"
+            )));
+        }
+        Ok(Revocation::Jti { jti, exp })
+    }
+
     pub fn key(&self) -> String {
         match self {
             Revocation::Jti { jti, .. } => format!("jti:{jti}"),
@@ -744,10 +783,7 @@ impl App {
             .await?;
         self.revoke(
             actor,
-            Revocation::ClientId {
-                value: client_id.to_string(),
-                not_before: now + 1,
-            },
+            Revocation::until_now(RuleTarget::Client, client_id, now),
             "client deleted",
         )
         .await?;
@@ -1180,10 +1216,7 @@ impl App {
         // Idempotent: a family revoked before changes nothing more.
         self.revoke(
             "system",
-            Revocation::Sid {
-                value: sid.to_string(),
-                not_before: now + 1,
-            },
+            Revocation::until_now(RuleTarget::Session, sid, now),
             why,
         )
         .await?;
@@ -1554,6 +1587,41 @@ impl App {
             .get(Table::Revocations, &format!("jti:{jti}"))
             .await?
             .is_some())
+    }
+}
+
+#[cfg(test)]
+mod revocation_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_rule_covers_tokens_minted_in_its_own_second() {
+        let r = Revocation::until_now(RuleTarget::Client, "c", 100);
+        assert_eq!(
+            r,
+            Revocation::ClientId {
+                value: "c".into(),
+                not_before: 101
+            }
+        );
+        assert_eq!(r.key(), "client_id:c");
+    }
+
+    #[test]
+    fn a_jti_is_kept_no_later_than_a_token_can_live() {
+        let r = Revocation::jti_until("j".into(), None, 100, 60).unwrap();
+        assert_eq!(
+            r,
+            Revocation::Jti {
+                jti: "j".into(),
+                exp: 160
+            }
+        );
+        assert!(Revocation::jti_until("j".into(), Some(160), 100, 60).is_ok());
+        for bad in [-1, 161, i64::MAX] {
+            assert!(Revocation::jti_until("j".into(), Some(bad), 100, 60).is_err());
+        }
     }
 }
 

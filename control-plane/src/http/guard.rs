@@ -53,15 +53,11 @@ pub fn throttled(retry: Duration, oauth: bool) -> axum::response::Response {
     use axum::response::IntoResponse;
     let message = "too many failed authentications from this address; retry later";
     let mut resp = if oauth {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(serde_json::json!({
-                "error": "temporarily_unavailable",
-                "error_description": message,
-            })),
-        )
-            .into_response()
+        super::error::OAuthReply(crate::error::OAuthError::new(
+            crate::error::OAuthCode::TemporarilyUnavailable,
+            message,
+        ))
+        .into_response()
     } else {
         super::error::ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
             .into_response()
