@@ -1,0 +1,205 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The router's main flows and refusals, in process: the client-credentials grant,
+//! introspection, admin and sync authentication, error bodies.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[tokio::test]
+async fn the_client_credentials_grant_answers_as_rfc6749_says() {
+    let cp = cp().await;
+    let (id, secret, auth) = cp.client(&["read"]).await;
+    let r = cp
+        .form("/oauth2/token", &auth, "grant_type=client_credentials")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert_eq!(r.headers["pragma"], "no-cache");
+    let v = r.json();
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["scope"], "read");
+    assert!(v["expires_in"].as_i64().unwrap() > 0);
+    assert!(v.get("refresh_token").is_none(), "{v}");
+    let token = v["access_token"].as_str().unwrap();
+    let claims = cp.introspect(token).await;
+    assert_eq!(claims["active"], true);
+    assert_eq!(claims["client_id"], id.as_str());
+    // client_secret_post works as well; the client may introspect its token.
+    let post = format!("token={token}&client_id={id}&client_secret={secret}");
+    let r = cp.form("/oauth2/introspect", "", &post).await;
+    assert_eq!(r.json()["active"], true, "{}", r.body);
+}
+
+#[tokio::test]
+async fn oauth_refusals_carry_their_code_status_and_challenge() {
+    let cp = cp().await;
+    let (id, _, auth) = cp.client(&[]).await;
+    let wrong = basic(&id, "not-the-secret");
+    let r = cp
+        .form("/oauth2/token", &wrong, "grant_type=client_credentials")
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_client");
+    assert_eq!(r.headers["www-authenticate"], "Basic realm=\"meshauth\"");
+    for (body, status, code) in [
+        ("grant_type=password", 400, "unsupported_grant_type"),
+        ("grant_type=", 400, "invalid_request"),
+        ("grant_type=refresh_token", 400, "invalid_request"),
+        (
+            "grant_type=client_credentials&scope=admin",
+            400,
+            "invalid_scope",
+        ),
+        (
+            "grant_type=refresh_token&refresh_token=rt1.x.y.z",
+            400,
+            "invalid_grant",
+        ),
+    ] {
+        let r = cp.form("/oauth2/token", &auth, body).await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert_eq!(r.json()["error"], code, "{body}");
+        assert!(!r.headers.contains_key("www-authenticate"), "{body}");
+        assert_eq!(r.headers["cache-control"], "no-store");
+    }
+    // Introspection and revocation need a caller.
+    for path in ["/oauth2/introspect", "/oauth2/revoke"] {
+        let r = cp.form(path, "", "token=abc").await;
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.json()["error"], "invalid_client");
+    }
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_callers_without_the_admin_bearer() {
+    let cp = cp().await;
+    let basic_admin = basic("admin", ADMIN);
+    let wrong = format!("Bearer {ADMIN}x");
+    for auth in ["", "Bearer ", wrong.as_str(), basic_admin.as_str(), ADMIN] {
+        let mut h = vec![("x-request-id", "req-1")];
+        if !auth.is_empty() {
+            h.push(("authorization", auth));
+        }
+        let r = cp.send("GET", "/admin/keys", &h, "").await;
+        assert_eq!(r.status, 401, "{auth:?}");
+        assert_eq!(
+            r.headers["www-authenticate"],
+            "Bearer realm=\"meshauth-admin\""
+        );
+        let v = r.json();
+        assert_eq!(v["error"]["code"], "unauthenticated");
+        assert_eq!(v["error"]["correlation_id"], "req-1");
+    }
+    // The scheme is matched without regard to case; the token exactly.
+    let lower = format!("bearer {ADMIN}");
+    let r = cp
+        .send("GET", "/admin/keys", &[("authorization", &lower)], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // An admin bearer token is no client credential.
+    let r = cp
+        .form(
+            "/oauth2/token",
+            &format!("Bearer {ADMIN}"),
+            "grant_type=client_credentials",
+        )
+        .await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn every_api_error_names_its_request() {
+    let cp = cp().await;
+    let r = cp
+        .send("GET", "/no/such/thing", &[("x-request-id", "trace-7")], "")
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.headers["x-request-id"], "trace-7");
+    assert_eq!(r.headers["content-type"], "application/json");
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "not_found");
+    assert_eq!(v["error"]["correlation_id"], "trace-7");
+    // Without one, an id is made up, the same in the header and the body.
+    let r = cp.admin("DELETE", "/admin/clients/nobody", None).await;
+    assert_eq!(r.status, 404);
+    let made = r.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(!made.is_empty());
+    assert_eq!(r.json()["error"]["correlation_id"], made.as_str());
+    // Rejected JSON bodies are API errors too, and a bad revocation kind names the
+    // kinds there are.
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "user", "value": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "invalid_request");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("expected token, jti, sub, sid or client_id"),
+        "{message}"
+    );
+    assert!(!v["error"]["correlation_id"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sync_routes_need_the_fleet_credential() {
+    let cp = cp().await;
+    let wrong = format!("{SYNC_BEARER}x");
+    for auth in ["", wrong.as_str(), "Basic c3luYzp4"] {
+        let mut h = vec![];
+        if !auth.is_empty() {
+            h.push(("authorization", auth));
+        }
+        for (method, path) in [("GET", "/sync/v1/snapshot"), ("POST", "/sync/v1/confirm")] {
+            let r = cp.send(method, path, &h, "").await;
+            assert_eq!(r.status, 401, "{method} {path} {auth:?}");
+            assert_eq!(
+                r.headers["www-authenticate"],
+                "Bearer realm=\"meshauth-sync\""
+            );
+        }
+    }
+    // The key filters pin is public.
+    let r = cp.send("GET", "/sync/v1/distribution-key", &[], "").await;
+    assert_eq!(r.status, 200);
+    let key = r.json();
+    assert!(key["public_key"].as_str().is_some_and(|k| !k.is_empty()));
+    let epoch = key["epoch"].as_str().unwrap().to_string();
+    let auth = [("authorization", SYNC_BEARER)];
+    let r = cp.send("GET", "/sync/v1/snapshot", &auth, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let version: u64 = r.headers["x-meshauth-version"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(payload(&r)["epoch"], epoch.as_str());
+    // Holding the head: 304 with a signed head statement, at once when no wait is asked.
+    let poll = format!("/sync/v1/snapshot?version={version}&epoch={epoch}");
+    let r = cp.send("GET", &poll, &auth, "").await;
+    assert_eq!(r.status, 304);
+    assert!(r.headers.contains_key(meshauth_wire::sync::HEAD_HEADER));
+    // Unknown poll parameters and bad confirm nonces are refused.
+    let r = cp
+        .send("GET", "/sync/v1/snapshot?versoin=1", &auth, "")
+        .await;
+    assert_eq!(r.status, 400);
+    let r = cp
+        .send(
+            "POST",
+            "/sync/v1/confirm",
+            &[
+                ("authorization", SYNC_BEARER),
+                ("content-type", "application/json"),
+            ],
+            r#"{"jti": "j", "nonce": "short"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}

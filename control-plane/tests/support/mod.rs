@@ -1,0 +1,196 @@
+//! An in-process control plane over the embedded store, driven through the real router
+//! (`tower::ServiceExt::oneshot`): no binary, no port.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use meshauth_cp::config::Settings;
+use meshauth_cp::service::App;
+use meshauth_cp::store::embedded::EmbeddedStore;
+use meshauth_cp::store::{Log, Store};
+
+pub const ADMIN: &str = "admin-token-for-tests";
+/// The fleet credential filters present on `/sync/v1/*`.
+pub const SYNC: &str = "sync-fleet-credential-for-tests";
+pub const SYNC_BEARER: &str = "Bearer sync-fleet-credential-for-tests";
+
+pub struct Cp {
+    pub app: Arc<App>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+pub async fn cp() -> Cp {
+    cp_over(|data| Arc::new(EmbeddedStore::open(data).unwrap()) as Arc<dyn Store>).await
+}
+
+/// A control plane over the store `open` builds on a fresh data file.
+pub async fn cp_over(open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>) -> Cp {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("meshauth.redb");
+    let key = "ab".repeat(32);
+    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
+    let sync_hash = meshauth_cp::crypto::sha256_hex(SYNC);
+    let data_s = data.display().to_string();
+    let env = |k: &str| match k {
+        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
+        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
+        "MESHAUTH_SYNC_CREDENTIAL_SHA256" => Some(sync_hash.clone()),
+        "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
+        _ => None,
+    };
+    let settings = Settings::load(None, &env).unwrap();
+    let app = App::new(open(&data), settings).await.unwrap();
+    Cp { app, _dir: dir }
+}
+
+impl Cp {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = meshauth_cp::http::router(self.app.clone())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).to_string(),
+        }
+    }
+
+    pub async fn form(&self, path: &str, auth: &str, body: &str) -> Reply {
+        let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
+        if !auth.is_empty() {
+            h.push(("authorization", auth));
+        }
+        self.send("POST", path, &h, body).await
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let bearer = format!("Bearer {ADMIN}");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send(
+            method,
+            path,
+            &[
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
+        .await
+    }
+
+    pub async fn client(&self, scopes: &[&str]) -> (String, String, String) {
+        let r = self
+            .admin(
+                "POST",
+                "/admin/clients",
+                Some(json!({"name": "svc", "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let v = r.json();
+        let (id, secret) = (
+            v["client_id"].as_str().unwrap().to_string(),
+            v["client_secret"].as_str().unwrap().to_string(),
+        );
+        let auth = basic(&id, &secret);
+        (id, secret, auth)
+    }
+
+    pub async fn cc_token(&self, auth: &str) -> String {
+        let r = self
+            .form("/oauth2/token", auth, "grant_type=client_credentials")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Admin-issued session: (access, refresh, sid).
+    pub async fn session(&self, sub: &str) -> (String, String, String) {
+        let r = self
+            .admin("POST", "/admin/tokens", Some(json!({"sub": sub})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        (
+            v["access_token"].as_str().unwrap().into(),
+            v["refresh_token"].as_str().unwrap().into(),
+            v["sid"].as_str().unwrap().into(),
+        )
+    }
+
+    pub async fn introspect(&self, token: &str) -> Value {
+        let bearer = format!("Bearer {ADMIN}");
+        let r = self
+            .form("/oauth2/introspect", &bearer, &format!("token={token}"))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    /// RFC 7009 revocation of `token` by the client authenticating with `auth`.
+    pub async fn rfc7009_revoke(&self, auth: &str, token: &str) -> Reply {
+        self.form("/oauth2/revoke", auth, &format!("token={token}"))
+            .await
+    }
+
+    pub async fn refresh(&self, token: &str) -> Reply {
+        self.form(
+            "/oauth2/token",
+            "",
+            &format!("grant_type=refresh_token&refresh_token={token}"),
+        )
+        .await
+    }
+
+    pub async fn logs(&self) -> (u64, u64) {
+        let (changes, _) = self.app.store.log_head(Log::Changes).await.unwrap();
+        let (audit, _) = self.app.store.log_head(Log::Audit).await.unwrap();
+        (changes, audit)
+    }
+}
+
+/// The signed message inside a sync answer.
+pub fn payload(r: &Reply) -> Value {
+    let p = r.json()["payload"].as_str().unwrap().to_string();
+    serde_json::from_slice(&meshauth_wire::b64::decode(&p).unwrap()).unwrap()
+}
+
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
