@@ -479,6 +479,19 @@ fn basic_credentials(b: &str) -> Option<(String, String)> {
     Some((id, secret))
 }
 
+/// The client id a request claims (Basic or form), for the failure throttle; nothing
+/// is checked here. Linear in the body, like `form`.
+pub(super) fn claimed_client_id(headers: &HeaderMap, body: &Bytes) -> Option<String> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| super::auth_scheme(v, "Basic"));
+    match basic {
+        Some(b) => basic_credentials(b).map(|(id, _)| id),
+        None => param(&form(body).ok()?, "client_id").map(str::to_owned),
+    }
+}
+
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.
 async fn client_auth(
     app: &App,
