@@ -924,13 +924,37 @@ pub async fn read_audit(
     Ok(Json(json!({"entries": entries})))
 }
 
-pub async fn verify_audit(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+#[derive(Deserialize)]
+pub struct VerifyQuery {
+    /// `SEQ:HASH` recorded outside the store: the chain must reach it unchanged.
+    anchor: Option<String>,
+}
+
+pub async fn verify_audit(
+    State(app): State<Arc<App>>,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult<Json<Value>> {
+    let anchor = q
+        .anchor
+        .map(|a| a.parse::<crate::audit::Anchor>())
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let report = app
         .audit
-        .verify()
+        .verify(anchor.as_ref())
         .await
         .map_err(crate::error::ServiceError::from)?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk).
+pub async fn audit_head(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let head = app
+        .audit
+        .head()
+        .await
+        .map_err(crate::error::ServiceError::from)?;
+    Ok(Json(json!({"head": head})))
 }
 
 pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {

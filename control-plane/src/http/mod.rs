@@ -81,6 +81,7 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
         )
         .route("/admin/audit", get(handlers::read_audit))
         .route("/admin/audit/verify", get(handlers::verify_audit))
+        .route("/admin/audit/head", get(handlers::audit_head))
         .route("/admin/status", get(handlers::status))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_admin))
 }
