@@ -47,11 +47,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Source {
     }
 }
 
-/// 429 with Retry-After, for a source that failed authentication too often.
+/// 429 with Retry-After, for a source (or an identity from it) that failed authentication
+/// too often.
 pub fn throttled(retry: Duration, oauth: bool) -> axum::response::Response {
     use axum::http::{header, HeaderValue, StatusCode};
     use axum::response::IntoResponse;
-    let message = "too many failed authentications from this address; retry later";
+    let message = "too many failed authentications from this address, or for this client from it; retry later";
     let mut resp = if oauth {
         (
             StatusCode::TOO_MANY_REQUESTS,
