@@ -1,10 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The real control-plane binary and CLI, on the embedded store and on a real Redis.
 
-use meshauth_tests::control_plane::{
-    wait_until, ControlPlane, Redis, Sentinel, StoreKind, SENTINEL_MASTER_NAME,
-};
+use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::http::{get, request, Answer};
+use meshauth_tests::redis::{Redis, Sentinel, SENTINEL_MASTER_NAME};
+use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
@@ -559,18 +559,12 @@ fn keys_rotate_and_revoke() {
         "next is published before it signs"
     );
     // After the pre-publication window the scheduler promotes it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    wait_until("the rotation", 10, || {
         let t = cp.cli_ok(&["token", "issue", "--sub", "a"]);
-        if decode_claims_header_kid(t.trim()) == next {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rotation did not complete"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        (decode_claims_header_kid(t.trim()) == next)
+            .then_some(())
+            .ok_or_else(|| "rotation did not complete".to_string())
+    });
     let v: Value = serde_json::from_str(&cp.cli_ok(&["keys", "list"])).unwrap();
     assert!(v["keys"]
         .as_array()
