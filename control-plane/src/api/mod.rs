@@ -20,6 +20,7 @@ pub mod route {
     pub const LIMIT: &str = "/admin/limits/{name}";
     pub const AUDIT: &str = "/admin/audit";
     pub const AUDIT_VERIFY: &str = "/admin/audit/verify";
+    pub const AUDIT_HEAD: &str = "/admin/audit/head";
     pub const STATUS: &str = "/admin/status";
 }
 

@@ -273,12 +273,23 @@ pub struct AuditList {
     pub entries: Vec<AuditEntry>,
 }
 
-/// `GET /admin/audit/verify`.
+/// `GET /admin/audit/verify?anchor=SEQ:HASH`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VerifyQuery {
+    /// `SEQ:HASH` recorded outside the store: the chain must reach it unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<String>,
+}
+
+/// The answer of `GET /admin/audit/verify`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditVerify {
     pub entries: u64,
     pub ok: bool,
     pub problem: Option<String>,
+    /// `SEQ:HASH` of the last entry checked: what to record as the next anchor.
+    #[serde(default)]
+    pub head: Option<String>,
 }
 
 impl From<AuditReport> for AuditVerify {
@@ -287,8 +298,15 @@ impl From<AuditReport> for AuditVerify {
             entries: r.entries,
             ok: r.ok,
             problem: r.problem,
+            head: r.head,
         }
     }
+}
+
+/// `GET /admin/audit/head`: the last entry's `SEQ:HASH` (none in an empty log).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub head: Option<String>,
 }
 
 /// `GET /admin/status`.

@@ -207,7 +207,14 @@ impl RevokeCmd {
 #[derive(Subcommand)]
 pub enum AuditCmd {
     /// Check the hash chain; exits non-zero naming the first broken entry.
-    Verify,
+    Verify {
+        /// SEQ:HASH of an entry recorded earlier (from the control plane's log or `audit
+        /// head`): fails when the chain no longer reaches it or it differs.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// Print the last entry's SEQ:HASH, to record outside the store as an anchor.
+    Head,
     List {
         #[arg(long, default_value_t = 0)]
         from: u64,

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::{AuditCmd, ClientsCmd, Cmd, Conn, KeysCmd, LimitFlags, LimitsCmd, TokenCmd};
 use crate::api::{
-    path, route, AuditList, AuditQuery, AuditVerify, ClientList, ClientSecret, CreatedClient,
-    IssueToken, IssuedToken, KeyList, LimitDraft, LimitDraftMatch, LimitList, NewClient,
-    NewRevocation, QuotaDraft, RevocationList, Scope, Status, Ttl,
+    path, route, AuditHead, AuditList, AuditQuery, AuditVerify, ClientList, ClientSecret,
+    CreatedClient, IssueToken, IssuedToken, KeyList, LimitDraft, LimitDraftMatch, LimitList,
+    NewClient, NewRevocation, QuotaDraft, RevocationList, Scope, Status, Ttl, VerifyQuery,
 };
 use meshauth_wire::error::ErrorBody;
 use meshauth_wire::limits::LimitPolicy;
@@ -202,17 +202,37 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
             }
         },
         Cmd::Status => c.call::<Status>("GET", route::STATUS, None)?.print(),
-        Cmd::Audit(AuditCmd::Verify) => {
-            let v = c
-                .call::<AuditVerify>("GET", route::AUDIT_VERIFY, None)?
-                .value;
+        Cmd::Audit(AuditCmd::Verify { anchor }) => {
+            // Checked here too, so a typo is named before any request.
+            if let Some(a) = &anchor {
+                a.parse::<crate::audit::Anchor>()?;
+            }
+            let query = serde_urlencoded::to_string(VerifyQuery {
+                anchor: anchor.map(|a| a.trim().to_string()),
+            })
+            .map_err(|e| e.to_string())?;
+            let at = match query.as_str() {
+                "" => route::AUDIT_VERIFY.to_string(),
+                q => format!("{}?{q}", route::AUDIT_VERIFY),
+            };
+            let v = c.call::<AuditVerify>("GET", &at, None)?.value;
             if !v.ok {
                 return Err(format!(
                     "audit chain broken: {}",
                     v.problem.as_deref().unwrap_or("unknown problem")
                 ));
             }
-            println!("audit chain ok: {} entries", v.entries);
+            match v.head {
+                Some(head) => println!(
+                    "audit chain ok: {} entries, head {head} (record it as an anchor)",
+                    v.entries
+                ),
+                None => println!("audit chain ok: {} entries", v.entries),
+            }
+        }
+        Cmd::Audit(AuditCmd::Head) => {
+            let v = c.call::<AuditHead>("GET", route::AUDIT_HEAD, None)?.value;
+            println!("{}", v.head.as_deref().unwrap_or("(empty log)"));
         }
         Cmd::Limits(LimitsCmd::List) => c.call::<LimitList>("GET", route::LIMITS, None)?.print(),
         Cmd::Limits(LimitsCmd::Set { name, flags, file }) => {

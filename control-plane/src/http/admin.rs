@@ -12,10 +12,11 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson};
 use crate::api::{
-    AuditList, AuditQuery, AuditVerify, ClientList, ClientSecret, ClientView, CreatedClient,
-    IssueToken, KeyList, KeyView, LimitList, NewClient, NewRevocation, RevocationKind,
-    RevocationList, Status, SyncStatus,
+    AuditHead, AuditList, AuditQuery, AuditVerify, ClientList, ClientSecret, ClientView,
+    CreatedClient, IssueToken, KeyList, KeyView, LimitList, NewClient, NewRevocation,
+    RevocationKind, RevocationList, Status, SyncStatus, VerifyQuery,
 };
+use crate::audit::Anchor;
 use crate::keys::{KeyState, Keyring};
 use crate::service::{now, validate_name, App, Revocation, RuleTarget};
 use meshauth_wire::limits::LimitPolicy;
@@ -238,8 +239,23 @@ pub async fn read_audit(
     Ok(Json(AuditList { entries }))
 }
 
-pub async fn verify_audit(State(app): State<Arc<App>>) -> ApiResult<Json<AuditVerify>> {
-    Ok(Json(app.audit.verify().await?.into()))
+pub async fn verify_audit(
+    State(app): State<Arc<App>>,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult<Json<AuditVerify>> {
+    let anchor = q
+        .anchor
+        .map(|a| a.parse::<Anchor>())
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    Ok(Json(app.audit.verify(anchor.as_ref()).await?.into()))
+}
+
+/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk).
+pub async fn audit_head(State(app): State<Arc<App>>) -> ApiResult<Json<AuditHead>> {
+    Ok(Json(AuditHead {
+        head: app.audit.head().await?,
+    }))
 }
 
 pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Status>> {

@@ -83,6 +83,18 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
+/// The client id a request claims (Basic or form), for the failure throttle; nothing
+/// is checked here. Linear in the body, like `Params::parse`.
+pub fn claimed_client_id(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    match authorization(headers, "Basic") {
+        Some(b) => basic_credentials(b).map(|(id, _)| id),
+        None => Params::parse(body)
+            .ok()?
+            .get("client_id")
+            .map(str::to_owned),
+    }
+}
+
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.
 pub async fn client(
     app: &App,

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::error::{ApiError, ErrorMark};
-use super::extract::{bearer, Admin};
+use super::extract::{bearer, claimed_client_id, Admin};
 use super::guard::{self, Guards};
 use super::MAX_BODY;
 use crate::error::OAuthCode;
@@ -26,13 +26,18 @@ pub async fn require_admin(
     next: Next,
 ) -> Response {
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(&app.metrics, "admin", source) {
+    let claimed = bearer(req.headers())
+        .unwrap_or_default()
+        .as_bytes()
+        .to_vec();
+    if let Some(refused) = guards.refuse(&app.metrics, "admin", source, &claimed) {
         return refused;
     }
     let Some(admin) = Admin::of(&app, req.headers()) else {
-        guards.failed(&app.metrics, "admin", source);
+        guards.failed(&app.metrics, "admin", source, &claimed);
         return challenge(ApiError::unauthorized(), "Bearer realm=\"meshauth-admin\"");
     };
+    guards.succeeded(source, &claimed);
     // Path segments are ids and names (at most 256 bytes, percent-encoded at most
     // three times that): longer ones never reach the store.
     if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
@@ -54,14 +59,17 @@ pub async fn require_filter(
     // Failed credentials are throttled per source like client and admin ones, so a weak
     // credential cannot be guessed online at full speed.
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(&app.metrics, "sync", source) {
+    let bearer = bearer(req.headers());
+    let claimed = bearer.unwrap_or_default().as_bytes().to_vec();
+    if let Some(refused) = guards.refuse(&app.metrics, "sync", source, &claimed) {
         return refused;
     }
-    if app.sync_authorized(bearer(req.headers())) {
+    if app.sync_authorized(bearer) {
+        guards.succeeded(source, &claimed);
         return next.run(req).await;
     }
     app.metrics.sync_unauthorized.inc();
-    guards.failed(&app.metrics, "sync", source);
+    guards.failed(&app.metrics, "sync", source, &claimed);
     challenge(
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -82,8 +90,9 @@ fn challenge(error: ApiError, www_authenticate: &'static str) -> Response {
     r
 }
 
-/// Slows client authentication by source: a source over its failure budget gets 429
-/// before its credentials are looked at; an `invalid_client` answer counts a failure.
+/// Slows client authentication by source and claimed client id: a source, or a client
+/// id from it, over its failure budget gets 429 before the credentials are looked at;
+/// an `invalid_client` answer counts a failure, a success marks the id as known there.
 pub async fn throttle_clients(
     State(app): State<Arc<App>>,
     Extension(guards): Extension<Arc<Guards>>,
@@ -91,17 +100,37 @@ pub async fn throttle_clients(
     next: Next,
 ) -> Response {
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(&app.metrics, "client", source) {
+    // `read_body` has read the body whole unless it declared more than `MAX_BODY`,
+    // which is refused here as the handler would; within `read_body`'s deadline.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return too_large();
+    };
+    let claimed = claimed_client_id(&parts.headers, &bytes).unwrap_or_default();
+    if let Some(refused) = guards.refuse(&app.metrics, "client", source, claimed.as_bytes()) {
         return refused;
     }
-    let resp = next.run(req).await;
+    let resp = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
     if matches!(
         resp.extensions().get::<ErrorMark>(),
         Some(ErrorMark::OAuth(OAuthCode::InvalidClient))
     ) {
-        guards.failed(&app.metrics, "client", source);
+        guards.failed(&app.metrics, "client", source, claimed.as_bytes());
+    } else if resp.status().is_success() && !claimed.is_empty() {
+        guards.succeeded(source, claimed.as_bytes());
     }
     resp
+}
+
+fn too_large() -> Response {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("bodies are limited to {MAX_BODY} bytes"),
+    )
+    .into_response()
 }
 
 fn too_slow(app: &App) -> Response {
@@ -137,14 +166,7 @@ pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) ->
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("bodies are limited to {MAX_BODY} bytes"),
-            )
-            .into_response()
-        }
+        Ok(Err(_)) => return too_large(),
         Err(_) => return too_slow(&app),
     };
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))

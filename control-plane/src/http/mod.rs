@@ -83,6 +83,7 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
         )
         .route(route::AUDIT, get(admin::read_audit))
         .route(route::AUDIT_VERIFY, get(admin::verify_audit))
+        .route(route::AUDIT_HEAD, get(admin::audit_head))
         .route(route::STATUS, get(admin::status))
         .route_layer(from_fn_with_state(app.clone(), middleware::require_admin))
 }
