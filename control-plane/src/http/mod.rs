@@ -12,6 +12,7 @@ mod middleware;
 mod oauth;
 mod public;
 mod sync;
+mod throttle;
 
 use std::sync::Arc;
 
