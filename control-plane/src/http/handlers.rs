@@ -387,8 +387,23 @@ pub const MAX_PARAM_VALUE: usize = 8 * 1024;
 
 /// Form parameters; each may appear once (RFC 6749 §3.2). Linear in the body: the
 /// count is capped before decoding and repeats are found with a set, so a body of many
-/// short keys costs no more than any other body of its size.
-fn form(body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+/// short keys costs no more than any other body of its size. The body must be declared
+/// a form (RFC 6749 §4.4.2, RFC 7009 §2.1, RFC 7662 §2.1): a `text/plain` POST is one a
+/// browser sends cross-site without asking first.
+fn form(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+    let declared_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !declared_form {
+        return Err(OAuthError::invalid_request(
+            "content-type must be application/x-www-form-urlencoded",
+        ));
+    }
     let count = body.split(|b| *b == b'&').filter(|p| !p.is_empty()).count();
     if count > MAX_PARAMS {
         return Err(OAuthError::invalid_request(format!(
@@ -522,7 +537,7 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GrantReply> {
-    let p = form(&body)?;
+    let p = form(&headers, &body)?;
     let client = client_auth(&app, &headers, &p).await?;
     let resp = match param(&p, "grant_type") {
         Some("client_credentials") => {
@@ -553,7 +568,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GrantReply> {
-    let p = form(&body)?;
+    let p = form(&headers, &body)?;
     let client = client_auth(&app, &headers, &p)
         .await?
         .ok_or_else(OAuthError::invalid_client)?;
@@ -581,7 +596,7 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GrantReply> {
-    let p = form(&body)?;
+    let p = form(&headers, &body)?;
     let admin = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
