@@ -237,6 +237,9 @@ pub async fn sync_snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
     if let Some(f) = &q.filter {
+        // The id is stored in the registry and shown by `meshauth status`: a name like
+        // any other (at most 256 printable characters), not 10 KB of whatever.
+        crate::service::validate_name("filter", f)?;
         let applied = q.applied.unwrap_or(q.version);
         match app
             .sync
