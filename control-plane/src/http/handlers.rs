@@ -506,7 +506,7 @@ pub(super) fn claimed_client_id(headers: &HeaderMap, body: &Bytes) -> Option<Str
         .and_then(|v| super::auth_scheme(v, "Basic"));
     match basic {
         Some(b) => basic_credentials(b).map(|(id, _)| id),
-        None => param(&form(body).ok()?, "client_id").map(str::to_owned),
+        None => param(&form(headers, body).ok()?, "client_id").map(str::to_owned),
     }
 }
 
