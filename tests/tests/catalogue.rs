@@ -829,6 +829,21 @@ static EDGE: &[EdgeCase] = &[
     EdgeCase { id: "E101", area: "HTTP/2", input: "h2c `x_meshauth_sub: root` on an anonymous route",
         req: |_| h2(&[(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/public/x")], &[(b"x_meshauth_sub", b"root")]),
         expect: with(200, None, "it does not reach the upstream"), check: Some(ok_anonymous) },
+    EdgeCase { id: "E112", area: "HTTP/2", input: "h2c `:path admin/users` (no leading slash), no token",
+        req: |_| h2(&[(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "admin/users")], &[]),
+        expect: with(0, None, "Envoy resets the stream"), check: None },
+    EdgeCase { id: "E113", area: "HTTP/2", input: "h2c without `:path`",
+        req: |_| h2(&[(":method", "GET"), (":scheme", "http"), (":authority", "x")], &[]),
+        expect: with(0, None, "Envoy resets the stream"), check: None },
+    EdgeCase { id: "E114", area: "HTTP/2", input: "h2c `:method` `FOO` on `/admin/users`, no token",
+        req: |_| h2(&[(":method", "FOO"), (":scheme", "http"), (":authority", "x"), (":path", "/admin/users")], &[]),
+        expect: refused(401, "missing_token"), check: None },
+    EdgeCase { id: "E115", area: "headers", input: "two `content-length` headers that differ",
+        req: |_| raw(b"POST /public/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 1\r\ncontent-length: 30\r\n\r\nx"),
+        expect: with(400, None, "Envoy refuses it"), check: Some(no_upstream) },
+    EdgeCase { id: "E116", area: "headers", input: "`Transfer-Encoding: chunked, identity` (an encoding list proxies read differently)",
+        req: |_| raw(b"POST /public/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+        expect: with(501, None, "Envoy refuses it"), check: Some(no_upstream) },
 ];
 
 #[test]
