@@ -12,7 +12,6 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::echo;
 use meshauth_tests::envoy::{template, Envoy, Options};
 use meshauth_tests::tokens::{claims, jwks_value, now, DevKey};
 use meshauth_wire::b64;
@@ -849,16 +848,13 @@ static EDGE: &[EdgeCase] = &[
 #[test]
 fn edge_catalogue() {
     let key = DevKey::random();
-    let upstream = echo::spawn().unwrap();
-    let envoy = Envoy::start(
+    let envoy = Envoy::with_echo(
         &edge_config(&key),
         Options {
-            upstream_port: upstream,
             template: Some(unhardened_template()),
             ..Default::default()
         },
-    )
-    .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
+    );
     let mut wrong = Vec::new();
     for c in EDGE {
         let started = std::time::Instant::now();
