@@ -67,6 +67,12 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The form parameters of an OAuth request; malformed ones are an OAuth error.
 pub struct OAuthForm(pub Params);
 
@@ -74,10 +80,11 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let declared = content_type(req.headers()).map(str::to_owned);
         let body = Bytes::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        Params::parse(&body)
+        Params::parse(declared.as_deref(), &body)
             .map(OAuthForm)
             .map_err(|e| OAuthReply(e).into_response())
     }
@@ -88,7 +95,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
 pub fn claimed_client_id(headers: &HeaderMap, body: &[u8]) -> Option<String> {
     match authorization(headers, "Basic") {
         Some(b) => basic_credentials(b).map(|(id, _)| id),
-        None => Params::parse(body)
+        None => Params::parse(content_type(headers), body)
             .ok()?
             .get("client_id")
             .map(str::to_owned),

@@ -22,8 +22,21 @@ pub struct Params(Vec<(String, String)>);
 impl Params {
     /// Form parameters; each may appear once (RFC 6749 §3.2). Linear in the body: the
     /// count is capped before decoding and repeats are found with a set, so a body of
-    /// many short keys costs no more than any other body of its size.
-    pub fn parse(body: &[u8]) -> Result<Params, OAuthError> {
+    /// many short keys costs no more than any other body of its size. The body must be
+    /// declared a form (`content_type`; RFC 6749 §4.4.2, RFC 7009 §2.1, RFC 7662 §2.1): a
+    /// `text/plain` POST is one a browser sends cross-site without asking first.
+    pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Params, OAuthError> {
+        let declared_form = content_type
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !declared_form {
+            return Err(OAuthError::invalid_request(
+                "content-type must be application/x-www-form-urlencoded",
+            ));
+        }
         let count = body.split(|b| *b == b'&').filter(|p| !p.is_empty()).count();
         if count > MAX_PARAMS {
             return Err(OAuthError::invalid_request(format!(
@@ -127,28 +140,40 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
+
+    #[test]
+    fn the_body_must_be_declared_a_form() {
+        let body = b"grant_type=client_credentials";
+        for ct in [None, Some("text/plain"), Some("application/json")] {
+            assert!(Params::parse(ct, body).is_err(), "{ct:?}");
+        }
+        let declared = Some("Application/X-WWW-Form-Urlencoded; charset=utf-8");
+        assert!(Params::parse(declared, body).is_ok());
+    }
+
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)
     }
 
     #[test]
     fn repeats_overlong_values_and_too_many_parameters_are_refused() {
-        assert!(Params::parse(b"a=1&a=2").is_err());
+        assert!(Params::parse(FORM, b"a=1&a=2").is_err());
         let many = (0..=MAX_PARAMS)
             .map(|i| format!("k{i}=v"))
             .collect::<Vec<_>>();
-        assert!(Params::parse(many.join("&").as_bytes()).is_err());
+        assert!(Params::parse(FORM, many.join("&").as_bytes()).is_err());
         let long_id = format!("client_id={}", "x".repeat(MAX_CLIENT_CREDENTIAL + 1));
-        assert!(Params::parse(long_id.as_bytes()).is_err());
+        assert!(Params::parse(FORM, long_id.as_bytes()).is_err());
         let long_token = format!("token={}", "x".repeat(MAX_CLIENT_CREDENTIAL + 1));
-        assert!(Params::parse(long_token.as_bytes()).is_ok());
-        let e = Params::parse(format!("{}=1&{0}=2", "k".repeat(100)).as_bytes()).unwrap_err();
+        assert!(Params::parse(FORM, long_token.as_bytes()).is_ok());
+        let e = Params::parse(FORM, format!("{}=1&{0}=2", "k".repeat(100)).as_bytes()).unwrap_err();
         assert!(e.description.contains('…'), "{}", e.description);
     }
 
     #[test]
     fn empty_parameters_are_absent() {
-        let p = Params::parse(b"scope=&grant_type=client_credentials").unwrap();
+        let p = Params::parse(FORM, b"scope=&grant_type=client_credentials").unwrap();
         assert_eq!(p.get("scope"), None);
         assert_eq!(p.get("grant_type"), Some("client_credentials"));
         assert_eq!(

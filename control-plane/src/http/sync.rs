@@ -64,6 +64,11 @@ pub async fn snapshot(
     Extension(answers): Extension<Arc<SyncAnswers>>,
     Query(q): Query<PollQuery>,
 ) -> Result<Response, ApiError> {
+    if let Some(f) = &q.filter {
+        // The id is stored in the registry and shown by `meshauth status`: a name like
+        // any other (at most 256 printable characters), not 10 KB of whatever.
+        crate::service::validate_name("filter", f)?;
+    }
     record_filter(&app, &q).await;
     if let Some(epoch) = q.claims_ahead(app.sync.version()) {
         if app
