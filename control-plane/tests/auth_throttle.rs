@@ -226,3 +226,46 @@ async fn spraying_client_ids_from_one_address_is_slowed() {
     // Another address is not affected.
     assert_eq!(cp.token("203.0.113.1", &basic("other", "x")).await, 401);
 }
+
+/// Client ids are not secret (tokens carry them, logs name them): a NAT neighbour who
+/// knows one fails with it on purpose, with wrong secrets, to lock its owner out. The
+/// owner, who authenticated from that address before and presents the right secret,
+/// must keep working: only failures with its own credential may count against it.
+#[tokio::test]
+async fn a_nat_neighbour_claiming_a_clients_id_does_not_lock_it_out() {
+    let cp = cp().await;
+    let nat = "192.0.2.8";
+    let (victim, secret) = cp.client().await;
+    assert_eq!(cp.token(nat, &basic(&victim, &secret)).await, 200);
+    for i in 0..BURST {
+        assert_eq!(
+            cp.token(nat, &basic(&victim, &format!("guess-{i}"))).await,
+            401
+        );
+    }
+    assert_eq!(
+        cp.token(nat, &basic(&victim, &secret)).await,
+        200,
+        "the owner of the id, with its secret, is not locked out by a neighbour's guesses"
+    );
+    // Guessing the victim's secret stays slowed: by the address's budget.
+    let mut refused = false;
+    for i in 0..(BURST * 4 + 1) {
+        let status = cp.token(nat, &basic(&victim, &format!("more-{i}"))).await;
+        refused |= status == 429;
+    }
+    assert!(refused, "guessing one id's secret was never throttled");
+    // The same wrong secret, however it is sent, counts as one identity.
+    let post = cp
+        .send(
+            nat,
+            "POST",
+            "/oauth2/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("grant_type=client_credentials&client_id={victim}&client_secret=guess-0"),
+        )
+        .await
+        .0;
+    assert_eq!(post, 429);
+    assert_eq!(cp.token(nat, &basic(&victim, &secret)).await, 200);
+}

@@ -154,8 +154,9 @@ struct Bucket {
 
 /// Token buckets of failed authentications, counted twice: per (source, claimed
 /// identity) with `burst` failures at once, and per source with `SOURCE_BURST_FACTOR`
-/// times that; one more every `interval` for each. The identity is the client id, or
-/// the presented bearer credential for admin and sync (so a valid one counts as known),
+/// times that; one more every `interval` for each. The identity is the client id with
+/// the secret presented, or the bearer credential for admin and sync (so only the right
+/// credential counts as known, and failures with wrong ones never count against it),
 /// kept only as a keyed 64-bit hash.
 pub struct FailureThrottle {
     burst: u32,
