@@ -958,13 +958,21 @@ pub async fn verify_audit(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
-/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk).
+/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk; 409 when
+/// the stored head does not vouch for it).
 pub async fn audit_head(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     let head = app
         .audit
         .head()
         .await
-        .map_err(crate::error::ServiceError::from)?;
+        .map_err(crate::error::ServiceError::from)?
+        .map_err(|p| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "audit_broken",
+                format!("no anchor to record: {p}; run audit verify"),
+            )
+        })?;
     Ok(Json(json!({"head": head})))
 }
 
