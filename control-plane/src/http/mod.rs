@@ -167,7 +167,7 @@ async fn require_admin(
     let bearer = bearer(&req);
     match bearer {
         Some(t) if app.admin_authorized(t) => {
-            guards.succeeded(source, &claimed);
+            guards.succeeded("admin", source, &claimed);
             // Path segments are ids and names (at most 256 bytes, percent-encoded at
             // most three times that): longer ones never reach the store.
             if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
@@ -203,7 +203,7 @@ async fn require_filter(
         return refused;
     }
     if app.sync_authorized(bearer) {
-        guards.succeeded(source, &claimed);
+        guards.succeeded("sync", source, &claimed);
         return next.run(req).await;
     }
     app.metrics.sync_unauthorized.inc();
@@ -273,7 +273,7 @@ async fn throttle_clients(
     {
         guards.failed(&app.metrics, "client", source, claimed.as_bytes());
     } else if resp.status().is_success() && !claimed.is_empty() {
-        guards.succeeded(source, claimed.as_bytes());
+        guards.succeeded("client", source, claimed.as_bytes());
     }
     resp
 }
