@@ -251,11 +251,17 @@ pub async fn verify_audit(
     Ok(Json(app.audit.verify(anchor.as_ref()).await?.into()))
 }
 
-/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk).
+/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk; 409 when
+/// the stored head does not vouch for it).
 pub async fn audit_head(State(app): State<Arc<App>>) -> ApiResult<Json<AuditHead>> {
-    Ok(Json(AuditHead {
-        head: app.audit.head().await?,
-    }))
+    let head = app.audit.head().await?.map_err(|p| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "audit_broken",
+            format!("no anchor to record: {p}; run audit verify"),
+        )
+    })?;
+    Ok(Json(AuditHead { head }))
 }
 
 pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Status>> {

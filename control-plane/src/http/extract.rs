@@ -90,16 +90,22 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
-/// The client id a request claims (Basic or form), for the failure throttle; nothing
-/// is checked here. Linear in the body, like `Params::parse`.
-pub fn claimed_client_id(headers: &HeaderMap, body: &[u8]) -> Option<String> {
-    match authorization(headers, "Basic") {
-        Some(b) => basic_credentials(b).map(|(id, _)| id),
-        None => Params::parse(content_type(headers), body)
-            .ok()?
-            .get("client_id")
-            .map(str::to_owned),
-    }
+/// The client credential a request presents (Basic or form), for the failure throttle:
+/// the id with the secret, so failures with wrong secrets never count against the
+/// right one (client ids are not secret; a neighbour could otherwise lock a client out
+/// by failing with its id). Nothing is checked here. Linear in the body, like
+/// `Params::parse`.
+pub fn claimed_client(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let (id, secret) = match authorization(headers, "Basic") {
+        Some(b) => basic_credentials(b)?,
+        None => {
+            let p = Params::parse(content_type(headers), body).ok()?;
+            let id = p.get("client_id")?.to_owned();
+            (id, p.get("client_secret").unwrap_or_default().to_owned())
+        }
+    };
+    // The id's length first, so no other (id, secret) pair gives the same bytes.
+    Some(format!("{}:{id}{secret}", id.len()))
 }
 
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.

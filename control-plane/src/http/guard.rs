@@ -129,17 +129,32 @@ impl Drop for Permit {
         }
     }
 }
+
 /// The server-wide guards the handlers consult.
 pub struct Guards {
     pub long_polls: Arc<SourceLimiter>,
-    pub auth_failures: FailureThrottle,
+    /// One throttle per kind of credential (client, admin, sync): spraying one kind from
+    /// an address spends only that kind's budget there, so a client of the public port
+    /// behind the admin's NAT or proxy cannot lock the admin out.
+    auth_failures: [FailureThrottle; 3],
 }
 
 impl Guards {
     pub fn new(l: &crate::config::ServerLimits) -> Guards {
         Guards {
             long_polls: SourceLimiter::new(l.max_long_polls, l.max_long_polls_per_source),
-            auth_failures: FailureThrottle::new(l.auth_failure_burst, l.auth_failure_interval),
+            auth_failures: std::array::from_fn(|_| {
+                FailureThrottle::new(l.auth_failure_burst, l.auth_failure_interval)
+            }),
+        }
+    }
+
+    fn throttle(&self, kind: &str) -> &FailureThrottle {
+        let [client, admin, sync] = &self.auth_failures;
+        match kind {
+            "admin" => admin,
+            "sync" => sync,
+            _ => client,
         }
     }
 
@@ -153,7 +168,7 @@ impl Guards {
         source: IpAddr,
         claimed: &[u8],
     ) -> Option<axum::response::Response> {
-        let retry = self.auth_failures.blocked(source, claimed)?;
+        let retry = self.throttle(kind).blocked(source, claimed)?;
         metrics
             .auth_throttled
             .get_or_create(&crate::metrics::AuthLabel { kind })
@@ -174,15 +189,16 @@ impl Guards {
             .auth_failures
             .get_or_create(&crate::metrics::AuthLabel { kind })
             .inc();
-        self.auth_failures.failed(source, claimed);
-        if self.auth_failures.may_log() {
+        let throttle = self.throttle(kind);
+        throttle.failed(source, claimed);
+        if throttle.may_log() {
             tracing::warn!(%source, kind, "authentication failed (further failures in the next second are counted, not logged)");
         }
     }
 
-    /// After a successful authentication of `claimed` from `source`.
-    pub fn succeeded(&self, source: IpAddr, claimed: &[u8]) {
-        self.auth_failures.succeeded(source, claimed);
+    /// After a successful authentication of `claimed` (of `kind`) from `source`.
+    pub fn succeeded(&self, kind: &str, source: IpAddr, claimed: &[u8]) {
+        self.throttle(kind).succeeded(source, claimed);
     }
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::error::{ApiError, ErrorMark};
-use super::extract::{bearer, claimed_client_id, Admin};
+use super::extract::{bearer, claimed_client, Admin};
 use super::guard::{self, Guards};
 use super::MAX_BODY;
 use crate::error::OAuthCode;
@@ -37,7 +37,7 @@ pub async fn require_admin(
         guards.failed(&app.metrics, "admin", source, &claimed);
         return challenge(ApiError::unauthorized(), "Bearer realm=\"meshauth-admin\"");
     };
-    guards.succeeded(source, &claimed);
+    guards.succeeded("admin", source, &claimed);
     // Path segments are ids and names (at most 256 bytes, percent-encoded at most
     // three times that): longer ones never reach the store.
     if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
@@ -65,7 +65,7 @@ pub async fn require_filter(
         return refused;
     }
     if app.sync_authorized(bearer) {
-        guards.succeeded(source, &claimed);
+        guards.succeeded("sync", source, &claimed);
         return next.run(req).await;
     }
     app.metrics.sync_unauthorized.inc();
@@ -90,9 +90,10 @@ fn challenge(error: ApiError, www_authenticate: &'static str) -> Response {
     r
 }
 
-/// Slows client authentication by source and claimed client id: a source, or a client
-/// id from it, over its failure budget gets 429 before the credentials are looked at;
-/// an `invalid_client` answer counts a failure, a success marks the id as known there.
+/// Slows client authentication by source and presented credential (client id and
+/// secret): a source, or a credential from it, over its failure budget gets 429 before
+/// it is checked; an `invalid_client` answer counts a failure, a success marks the
+/// credential as known there.
 pub async fn throttle_clients(
     State(app): State<Arc<App>>,
     Extension(guards): Extension<Arc<Guards>>,
@@ -106,7 +107,7 @@ pub async fn throttle_clients(
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return too_large();
     };
-    let claimed = claimed_client_id(&parts.headers, &bytes).unwrap_or_default();
+    let claimed = claimed_client(&parts.headers, &bytes).unwrap_or_default();
     if let Some(refused) = guards.refuse(&app.metrics, "client", source, claimed.as_bytes()) {
         return refused;
     }
@@ -119,7 +120,7 @@ pub async fn throttle_clients(
     ) {
         guards.failed(&app.metrics, "client", source, claimed.as_bytes());
     } else if resp.status().is_success() && !claimed.is_empty() {
-        guards.succeeded(source, claimed.as_bytes());
+        guards.succeeded("client", source, claimed.as_bytes());
     }
     resp
 }
