@@ -417,7 +417,7 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
         panic!("expected a confirmation")
     };
     assert_eq!(jti, "j1");
-    e.confirm("j1", true, NOW + 600);
+    assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
     assert_eq!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Deny(Denial::Revoked)
@@ -437,6 +437,26 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
         run(&mut e, "/x", Some(&t2)).verdict,
         Verdict::Deny(Denial::Revoked)
     );
+}
+
+fn synced_engine_with(on_unconfirmed: &str) -> Engine {
+    let dist = meshauth_wire::b64::encode(signing_key(9).verifying_key().to_bytes());
+    let config = serde_json::json!({
+        "issuer": "https://issuer",
+        "sync": {"cluster": "cp", "distribution_key": dist, "on_unconfirmed": on_unconfirmed},
+    });
+    Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
+}
+
+#[test]
+fn a_bloom_hit_settles_on_the_signed_answer_else_on_the_configuration() {
+    for (setting, unconfirmed) in [("deny", Err(Denial::Revoked)), ("allow", Ok(()))] {
+        let mut e = synced_engine_with(setting);
+        assert_eq!(e.settle("j1", None, NOW + 600), unconfirmed, "{setting}");
+        // A signed answer decides whatever the setting.
+        assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
+        assert_eq!(e.settle("j2", Some(false), NOW + 600), Ok(()));
+    }
 }
 
 /// Shared data as one map, for the limiter.

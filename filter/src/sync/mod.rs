@@ -1,12 +1,58 @@
-//! Filter-side sync, host-agnostic: the sync configuration, leader lease
-//! decisions, backoff, the poll request, and opening a signed snapshot. The glue moves
-//! these through proxy-wasm shared data and `dispatch_http_call`.
+//! Filter-side sync, host-agnostic: the sync configuration, backoff, the poll and
+//! confirm calls, opening what the control plane signed (`mod.rs`); the leader lease and
+//! what a leader publishes in shared data (`shared`); one worker's leader/follower
+//! protocol (`worker`). The glue only moves bytes through proxy-wasm shared data and
+//! `dispatch_http_call`.
+
+use std::time::Duration;
 
 use meshauth_wire::sync::{
-    ConfirmAnswer, HeadStatement, Message, SignedSnapshot, Snapshot, SnapshotError,
+    ConfirmAnswer, ConfirmRequest, HeadStatement, Message, SignedSnapshot, Snapshot, SnapshotError,
 };
 
 use crate::ed25519::PreparedKey;
+
+mod shared;
+mod worker;
+
+pub use shared::{
+    acquire_lease, publish, read_published, Lease, Publication, PublishError, SharedData,
+    DELTAS_KEY, LEADER_KEY, SNAPSHOT_KEY, SNAPSHOT_TAG_KEY, VERSION_KEY,
+};
+pub use worker::{Applied, Worker, LEASE_MS};
+
+// ---- what the worker and the glue exchange ----
+
+/// What sync did since the glue last asked, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub full: u32,
+    pub deltas: u32,
+    pub rejected: u32,
+    /// Of the rejected: issued longer ago than the maximum snapshot age.
+    pub too_old: u32,
+    pub poll_failures: u32,
+}
+
+/// A poll for the glue to send to `SyncConfig::cluster`, with `call_headers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollCall {
+    pub path: String,
+    pub timeout: Duration,
+}
+
+/// The answer to a poll, as the glue read it.
+#[derive(Debug, Clone, Copy)]
+pub enum PollAnswer<'a> {
+    /// `200` and its body: a signed snapshot or delta.
+    Body(&'a [u8]),
+    /// `304` and its `x-meshauth-head`, if any.
+    NotModified(Option<&'a str>),
+    /// Any other status.
+    Other(&'a str),
+}
+
+// ---- configuration ----
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnUnconfirmed {
@@ -78,12 +124,24 @@ pub fn backoff_ms(attempt: u32, random: u64) -> u64 {
 /// asks for a full snapshot again.
 pub const MAX_HELD_DELTAS: usize = 64;
 
-/// The long poll. `deltas`: whether a delta may answer it.
-pub fn poll_path(version: u64, epoch: &str, wait_ms: u64, filter_id: &str, deltas: bool) -> String {
-    format!(
-        "/sync/v1/snapshot?version={version}&epoch={epoch}&wait_ms={wait_ms}&filter={filter_id}&applied={version}{}",
-        if deltas { "&delta=1" } else { "" }
-    )
+/// The headers of a sync callout (`path` is the poll's or the confirm call's).
+pub fn call_headers<'a>(
+    cfg: &'a SyncConfig,
+    method: &'a str,
+    path: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![
+        (":method", method),
+        (":path", path),
+        (":authority", cfg.authority.as_str()),
+    ];
+    if method == "POST" {
+        headers.push(("content-type", "application/json"));
+    }
+    if let Some(bearer) = &cfg.authorization {
+        headers.push(("authorization", bearer.header_value()));
+    }
+    headers
 }
 
 pub fn open_message(bytes: &[u8], key: &PreparedKey) -> Result<Message, SnapshotError> {
@@ -150,223 +208,7 @@ pub fn fresh_nonce() -> String {
 
 /// The body of a confirm question.
 pub fn confirm_request(jti: &str, nonce: &str) -> String {
-    serde_json::to_string(&meshauth_wire::sync::ConfirmRequest {
-        jti: jti.to_string(),
-        nonce: nonce.to_string(),
-    })
-    .unwrap_or_default()
-}
-
-// ---- the leader and what it publishes in shared data ----
-
-/// Envoy's shared data as the sync loop uses it: `get` returns the value and its CAS
-/// token; `set` with a token writes only if the key is unchanged since (a token for a
-/// key that does not exist creates it only if it still does not).
-pub trait SharedData {
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// `false`: the CAS token was stale.
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
-}
-
-pub const LEADER_KEY: &str = "meshauth.sync.leader";
-pub const SNAPSHOT_KEY: &str = "meshauth.sync.snapshot";
-/// `epoch|version` of the snapshot in SNAPSHOT_KEY, so workers re-read it only when it changed.
-pub const SNAPSHOT_TAG_KEY: &str = "meshauth.sync.snapshot-tag";
-/// Signed deltas received since the snapshot in SNAPSHOT_KEY, one envelope a line.
-pub const DELTAS_KEY: &str = "meshauth.sync.deltas";
-/// `epoch|version` in force after the snapshot and the deltas.
-pub const VERSION_KEY: &str = "meshauth.sync.version";
-
-/// The CAS token that creates a missing key only if it is still missing (Envoy accepts
-/// any token for a key it does not have).
-const ABSENT: u32 = u32::MAX;
-
-/// The lease in shared data: `holder|expires_ms|generation`. The generation grows by one
-/// each time the lease changes hands, and fences what leaders publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub holder: String,
-    pub expires_ms: u64,
-    pub generation: u64,
-}
-
-impl Lease {
-    pub fn parse(bytes: &[u8]) -> Option<Lease> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut parts = text.rsplitn(3, '|');
-        let generation = parts.next()?.parse().ok()?;
-        let expires_ms = parts.next()?.parse().ok()?;
-        let holder = parts.next()?.to_string();
-        if holder.contains('|') {
-            return None;
-        }
-        Some(Lease {
-            holder,
-            expires_ms,
-            generation,
-        })
-    }
-
-    pub fn encode(&self) -> String {
-        format!("{}|{}|{}", self.holder, self.expires_ms, self.generation)
-    }
-}
-
-/// Takes the lease (when free or expired) or renews it (when `me` holds it). `Some(gen)`:
-/// `me` leads, at that generation.
-pub fn acquire_lease(shared: &dyn SharedData, me: &str, now_ms: u64, lease_ms: u64) -> Option<u64> {
-    let (current, cas) = shared.get(LEADER_KEY);
-    let current = current.as_deref().and_then(Lease::parse);
-    let generation = match &current {
-        Some(l) if l.holder == me => l.generation,
-        Some(l) if l.expires_ms > now_ms => return None,
-        Some(l) => l.generation.saturating_add(1),
-        None => 1,
-    };
-    let lease = Lease {
-        holder: me.to_string(),
-        expires_ms: now_ms.saturating_add(lease_ms),
-        generation,
-    };
-    shared
-        .set(
-            LEADER_KEY,
-            lease.encode().as_bytes(),
-            Some(cas.unwrap_or(ABSENT)),
-        )
-        .then_some(generation)
-}
-
-/// What a leader publishes for the other workers after applying a sync answer.
-#[derive(Debug, Clone, Copy)]
-pub enum Publication<'a> {
-    /// A full snapshot now at `tag` (`epoch|version`): replaces the snapshot, empties
-    /// the delta list.
-    Full { body: &'a [u8], tag: &'a str },
-    /// A delta from `base` to `tag`, appended to the list.
-    Delta {
-        body: &'a [u8],
-        base: &'a str,
-        tag: &'a str,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublishError {
-    /// `me` no longer holds the lease at `generation`, or a later leader has written.
-    Fenced,
-    /// The delta does not start from the version published (another leader moved on).
-    WrongBase,
-    /// A concurrent write kept winning.
-    Contended,
-}
-
-/// Every published value starts with `generation\n`: a write is refused where a later
-/// generation has written, so a leader that stalled past its lease and wakes up cannot
-/// overwrite what its successor published.
-fn fenced(generation: u64, payload: &[u8]) -> Vec<u8> {
-    let mut v = format!("{generation}\n").into_bytes();
-    v.extend_from_slice(payload);
-    v
-}
-
-fn split_fenced(value: &[u8]) -> Option<(u64, &[u8])> {
-    let nl = value.iter().position(|b| *b == b'\n')?;
-    let generation = std::str::from_utf8(value.get(..nl)?).ok()?.parse().ok()?;
-    Some((generation, value.get(nl + 1..)?))
-}
-
-/// The payload of a published key (what workers read), without its generation.
-pub fn read_published(shared: &dyn SharedData, key: &str) -> Option<Vec<u8>> {
-    let (value, _) = shared.get(key);
-    value.and_then(|v| split_fenced(&v).map(|(_, p)| p.to_vec()))
-}
-
-/// Builds a key's new payload from its current one.
-type Edit<'a> = dyn Fn(Option<&[u8]>) -> Result<Vec<u8>, PublishError> + 'a;
-
-/// Writes `payload` to `key` unless a later generation wrote there (CAS, a few tries).
-/// `edit` builds the new payload from the current one.
-fn fenced_write(
-    shared: &dyn SharedData,
-    key: &str,
-    generation: u64,
-    edit: &Edit<'_>,
-) -> Result<(), PublishError> {
-    for _ in 0..4 {
-        let (value, cas) = shared.get(key);
-        let current = value.as_deref().and_then(split_fenced);
-        if current.is_some_and(|(g, _)| g > generation) {
-            return Err(PublishError::Fenced);
-        }
-        let payload = edit(current.map(|(_, p)| p))?;
-        if shared.set(
-            key,
-            &fenced(generation, &payload),
-            Some(cas.unwrap_or(ABSENT)),
-        ) {
-            return Ok(());
-        }
-    }
-    Err(PublishError::Contended)
-}
-
-/// Publishes a sync answer the leader applied, fenced by its lease: refused unless `me`
-/// still holds the lease at `generation` and no later leader has written. The version
-/// key is written last, so workers never see a version before what it covers.
-pub fn publish(
-    shared: &dyn SharedData,
-    me: &str,
-    generation: u64,
-    now_ms: u64,
-    what: Publication<'_>,
-) -> Result<(), PublishError> {
-    let holds = shared
-        .get(LEADER_KEY)
-        .0
-        .as_deref()
-        .and_then(Lease::parse)
-        .is_some_and(|l| l.holder == me && l.generation == generation && l.expires_ms > now_ms);
-    // Every publication ends with the version key, so a later leader's mark is there
-    // (or on the others) before anything of this one is written.
-    let later = [VERSION_KEY, SNAPSHOT_KEY, DELTAS_KEY, SNAPSHOT_TAG_KEY]
-        .iter()
-        .any(|k| {
-            shared
-                .get(k)
-                .0
-                .as_deref()
-                .and_then(split_fenced)
-                .is_some_and(|(g, _)| g > generation)
-        });
-    if !holds || later {
-        return Err(PublishError::Fenced);
-    }
-    let tag = match what {
-        Publication::Full { body, tag } => {
-            fenced_write(shared, SNAPSHOT_KEY, generation, &|_| Ok(body.to_vec()))?;
-            fenced_write(shared, DELTAS_KEY, generation, &|_| Ok(Vec::new()))?;
-            fenced_write(shared, SNAPSHOT_TAG_KEY, generation, &|_| {
-                Ok(tag.as_bytes().to_vec())
-            })?;
-            tag
-        }
-        Publication::Delta { body, base, tag } => {
-            if read_published(shared, VERSION_KEY).as_deref() != Some(base.as_bytes()) {
-                return Err(PublishError::WrongBase);
-            }
-            fenced_write(shared, DELTAS_KEY, generation, &|held| {
-                let mut list = held.unwrap_or_default().to_vec();
-                list.extend_from_slice(body);
-                list.push(b'\n');
-                Ok(list)
-            })?;
-            tag
-        }
-    };
-    fenced_write(shared, VERSION_KEY, generation, &|_| {
-        Ok(tag.as_bytes().to_vec())
-    })
+    ConfirmRequest::body(jti, nonce)
 }
 
 pub fn open(bytes: &[u8], key: &PreparedKey) -> Result<Snapshot, SnapshotError> {
@@ -374,322 +216,4 @@ pub fn open(bytes: &[u8], key: &PreparedKey) -> Result<Snapshot, SnapshotError> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
-    use meshauth_wire::bloom::Bloom;
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
-
-    /// Envoy's shared data: a CAS token per key, bumped on every write.
-    #[derive(Default)]
-    struct FakeShared(RefCell<BTreeMap<String, (Vec<u8>, u32)>>);
-
-    impl SharedData for FakeShared {
-        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            match self.0.borrow().get(key) {
-                Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-                None => (None, None),
-            }
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            let mut map = self.0.borrow_mut();
-            let current = map.get(key).map(|(_, c)| *c);
-            if let (Some(want), Some(have)) = (cas, current) {
-                if want != have {
-                    return false;
-                }
-            }
-            map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
-            true
-        }
-    }
-
-    #[test]
-    fn leases_change_hands_only_when_expired_and_count_generations() {
-        let shared = FakeShared::default();
-        assert_eq!(acquire_lease(&shared, "a", 10, 3_000), Some(1));
-        assert_eq!(acquire_lease(&shared, "a", 20, 3_000), Some(1), "renew own");
-        assert_eq!(acquire_lease(&shared, "b", 30, 3_000), None, "held");
-        assert_eq!(
-            acquire_lease(&shared, "b", 3_020, 3_000),
-            Some(2),
-            "expired: taken"
-        );
-        assert_eq!(acquire_lease(&shared, "a", 3_030, 3_000), None);
-        shared.set(LEADER_KEY, b"garbage", None);
-        assert_eq!(acquire_lease(&shared, "c", 3_040, 3_000), Some(1));
-        assert_eq!(
-            Lease::parse(b"w|1-2|5|7"),
-            None,
-            "three parts exactly, the holder may not hide a number"
-        );
-        assert_eq!(Lease::parse(b"1-ab|5|7").unwrap().holder, "1-ab");
-    }
-
-    fn published(shared: &FakeShared) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-        (
-            read_published(shared, SNAPSHOT_KEY).unwrap_or_default(),
-            read_published(shared, DELTAS_KEY).unwrap_or_default(),
-            read_published(shared, VERSION_KEY).unwrap_or_default(),
-        )
-    }
-
-    #[test]
-    fn a_stalled_former_leader_cannot_overwrite_its_successor() {
-        let shared = FakeShared::default();
-        let ga = acquire_lease(&shared, "a", 0, 3_000).unwrap();
-        let full = Publication::Full {
-            body: b"snap-8",
-            tag: "e|8",
-        };
-        publish(&shared, "a", ga, 10, full).unwrap();
-        // `a` stalls past its lease; `b` takes over and moves on with a delta.
-        let gb = acquire_lease(&shared, "b", 5_000, 3_000).unwrap();
-        assert!(gb > ga);
-        let delta = Publication::Delta {
-            body: b"delta-8-9",
-            base: "e|8",
-            tag: "e|9",
-        };
-        publish(&shared, "b", gb, 5_010, delta).unwrap();
-        let before = published(&shared);
-        assert_eq!(
-            before,
-            (b"snap-8".to_vec(), b"delta-8-9\n".to_vec(), b"e|9".to_vec())
-        );
-        // `a` wakes up with an old answer: refused, nothing changes.
-        let stale = Publication::Full {
-            body: b"snap-7",
-            tag: "e|7",
-        };
-        assert_eq!(
-            publish(&shared, "a", ga, 5_020, stale),
-            Err(PublishError::Fenced)
-        );
-        // Even if it believed its lease fresh (its clock), a later generation's values stop it.
-        shared.set(
-            LEADER_KEY,
-            Lease {
-                holder: "a".into(),
-                expires_ms: 99_999,
-                generation: ga,
-            }
-            .encode()
-            .as_bytes(),
-            None,
-        );
-        assert_eq!(
-            publish(&shared, "a", ga, 5_030, stale),
-            Err(PublishError::Fenced)
-        );
-        assert_eq!(published(&shared), before);
-    }
-
-    #[test]
-    fn a_delta_from_another_base_is_not_published() {
-        let shared = FakeShared::default();
-        let g = acquire_lease(&shared, "a", 0, 3_000).unwrap();
-        publish(
-            &shared,
-            "a",
-            g,
-            1,
-            Publication::Full {
-                body: b"s",
-                tag: "e|8",
-            },
-        )
-        .unwrap();
-        let wrong = Publication::Delta {
-            body: b"d-7-9",
-            base: "e|7",
-            tag: "e|9",
-        };
-        assert_eq!(
-            publish(&shared, "a", g, 2, wrong),
-            Err(PublishError::WrongBase)
-        );
-        let right = Publication::Delta {
-            body: b"d-8-9",
-            base: "e|8",
-            tag: "e|9",
-        };
-        publish(&shared, "a", g, 3, right).unwrap();
-        let next = Publication::Delta {
-            body: b"d-9-10",
-            base: "e|9",
-            tag: "e|10",
-        };
-        publish(&shared, "a", g, 4, next).unwrap();
-        assert_eq!(
-            published(&shared),
-            (b"s".to_vec(), b"d-8-9\nd-9-10\n".to_vec(), b"e|10".to_vec())
-        );
-        // A full snapshot restarts the list.
-        publish(
-            &shared,
-            "a",
-            g,
-            5,
-            Publication::Full {
-                body: b"s2",
-                tag: "f|1",
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            published(&shared),
-            (b"s2".to_vec(), Vec::new(), b"f|1".to_vec())
-        );
-    }
-
-    #[test]
-    fn snapshots_older_than_the_maximum_age_are_stale() {
-        let snap = |issued_at| {
-            Message::Full(Snapshot {
-                epoch: "e".into(),
-                version: 1,
-                issued_at,
-                jwks: Default::default(),
-                revoked_jti: Bloom::with_capacity(1, 0.01, 1),
-                rules: vec![],
-                limits: vec![],
-            })
-        };
-        assert!(fresh_enough(&snap(1_000), 1_500, 600));
-        assert!(!fresh_enough(&snap(1_000), 1_600, 600));
-        assert!(
-            !fresh_enough(&snap(0), 1_000_000, 86_400),
-            "a replayed old one"
-        );
-    }
-
-    #[test]
-    fn a_304_counts_only_with_a_fresh_signed_head_for_the_version_held() {
-        let sk = SigningKey::from_bytes(&[3u8; 32]);
-        let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
-        let head = |epoch: &str, version, issued_at, key: &SigningKey| {
-            HeadStatement {
-                epoch: epoch.into(),
-                version,
-                issued_at,
-            }
-            .seal(|m| key.sign(m).to_bytes())
-        };
-        let ok = head("e", 7, 1_000, &sk);
-        assert!(head_confirms(Some(&ok), ("e", 7), 1_010, 120, &pinned));
-        assert!(
-            !head_confirms(None, ("e", 7), 1_010, 120, &pinned),
-            "a bare 304"
-        );
-        assert!(!head_confirms(Some(&ok), ("e", 6), 1_010, 120, &pinned));
-        assert!(!head_confirms(Some(&ok), ("f", 7), 1_010, 120, &pinned));
-        assert!(
-            !head_confirms(Some(&ok), ("e", 7), 2_000, 120, &pinned),
-            "replayed later"
-        );
-        let other = SigningKey::from_bytes(&[4u8; 32]);
-        assert!(!head_confirms(
-            Some(&head("e", 7, 1_000, &other)),
-            ("e", 7),
-            1_010,
-            120,
-            &pinned
-        ));
-    }
-
-    #[test]
-    fn nonces_are_fresh_and_well_formed() {
-        let all: std::collections::BTreeSet<String> = (0..1000).map(|_| fresh_nonce()).collect();
-        assert_eq!(all.len(), 1000);
-        assert!(all
-            .iter()
-            .all(|n| meshauth_wire::sync::ConfirmRequest::valid_nonce(n)));
-    }
-
-    #[test]
-    fn confirm_answers_count_only_when_signed_for_this_question() {
-        let sk = SigningKey::from_bytes(&[3u8; 32]);
-        let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
-        let answer = |revoked, jti: &str, nonce: &str, key: &SigningKey| {
-            let a = ConfirmAnswer {
-                jti: jti.into(),
-                nonce: nonce.into(),
-                revoked,
-            };
-            serde_json::to_vec(&a.seal(|m| key.sign(m).to_bytes())).unwrap()
-        };
-        let nonce = "abcdefghijklmnop0123";
-        assert_eq!(
-            confirm_verdict(&answer(true, "j", nonce, &sk), "j", nonce, &pinned),
-            Some(true)
-        );
-        assert_eq!(
-            confirm_verdict(&answer(false, "j", nonce, &sk), "j", nonce, &pinned),
-            Some(false)
-        );
-        // What a relay on the sync path would answer.
-        assert_eq!(
-            confirm_verdict(br#"{"jti":"j","revoked":false}"#, "j", nonce, &pinned),
-            None
-        );
-        let other = SigningKey::from_bytes(&[4u8; 32]);
-        assert_eq!(
-            confirm_verdict(&answer(false, "j", nonce, &other), "j", nonce, &pinned),
-            None
-        );
-        assert_eq!(
-            confirm_verdict(&answer(false, "k", nonce, &sk), "j", nonce, &pinned),
-            None
-        );
-        assert_eq!(
-            confirm_verdict(
-                &answer(false, "j", "another-nonce-012345", &sk),
-                "j",
-                nonce,
-                &pinned
-            ),
-            None
-        );
-        let body: serde_json::Value = serde_json::from_str(&confirm_request("j", nonce)).unwrap();
-        assert_eq!(body, serde_json::json!({"jti": "j", "nonce": nonce}));
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        assert!((125..=250).contains(&backoff_ms(0, 12345)));
-        assert!((250..=500).contains(&backoff_ms(1, 999)));
-        for r in [0, 1, u64::MAX] {
-            assert!((15_000..=30_000).contains(&backoff_ms(40, r)));
-        }
-        assert_ne!(backoff_ms(3, 1), backoff_ms(3, 400));
-    }
-
-    #[test]
-    fn opens_only_snapshots_signed_by_the_pinned_key() {
-        let sk = SigningKey::from_bytes(&[3u8; 32]);
-        let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
-        let other = PreparedKey::new(
-            SigningKey::from_bytes(&[4u8; 32])
-                .verifying_key()
-                .to_bytes(),
-        )
-        .unwrap();
-        let snap = Snapshot {
-            epoch: "e".into(),
-            version: 3,
-            issued_at: 1,
-            jwks: Default::default(),
-            revoked_jti: Bloom::with_capacity(1, 0.01, 1),
-            rules: vec![],
-            limits: vec![],
-        };
-        let bytes =
-            serde_json::to_vec(&SignedSnapshot::seal(&snap, |p| sk.sign(p).to_bytes())).unwrap();
-        assert_eq!(open(&bytes, &pinned).unwrap(), snap);
-        assert_eq!(open(&bytes, &other), Err(SnapshotError::Signature));
-        assert!(open(b"not json", &pinned).is_err());
-    }
-}
+mod tests;
