@@ -15,6 +15,32 @@ pub const REQUEST_ID: &str = "x-request-id";
 mod tests {
     use super::*;
 
+    /// Deployed filters and control planes of other versions send these: pinned.
+    #[test]
+    fn names_do_not_change() {
+        assert_eq!(
+            [RESERVED_PREFIX, VERSION, HEAD, REQUEST_ID],
+            [
+                "x-meshauth-",
+                "x-meshauth-version",
+                "x-meshauth-head",
+                "x-request-id"
+            ]
+        );
+        assert_eq!(
+            [
+                crate::sync::SNAPSHOT_PATH,
+                crate::sync::CONFIRM_PATH,
+                crate::sync::DISTRIBUTION_KEY_PATH
+            ],
+            [
+                "/sync/v1/snapshot",
+                "/sync/v1/confirm",
+                "/sync/v1/distribution-key"
+            ]
+        );
+    }
+
     #[test]
     fn sync_headers_are_lowercase_and_under_the_reserved_prefix() {
         for h in [VERSION, HEAD] {

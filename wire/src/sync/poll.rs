@@ -159,6 +159,11 @@ mod tests {
             assert_eq!(PollQuery::parse(query), Ok(q));
         }
         assert_eq!(PollQuery::parse(""), Ok(PollQuery::default()));
+        // What filters already deployed send: pinned.
+        assert_eq!(
+            full().path(),
+            "/sync/v1/snapshot?version=7&epoch=AbC-_9&wait_ms=25000&filter=3-1f2e&applied=7&delta=1"
+        );
     }
 
     #[test]
