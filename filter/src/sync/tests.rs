@@ -1,5 +1,5 @@
 use super::*;
-use ed25519_dalek::{Signer, SigningKey};
+use meshauth_devkey::DevKey;
 use meshauth_wire::bloom::Bloom;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -191,15 +191,15 @@ fn snapshots_older_than_the_maximum_age_are_stale() {
 
 #[test]
 fn a_304_counts_only_with_a_fresh_signed_head_for_the_version_held() {
-    let sk = SigningKey::from_bytes(&[3u8; 32]);
-    let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
-    let head = |epoch: &str, version, issued_at, key: &SigningKey| {
+    let sk = DevKey::seeded(3);
+    let pinned = PreparedKey::new(sk.public()).unwrap();
+    let head = |epoch: &str, version, issued_at, key: &DevKey| {
         HeadStatement {
             epoch: epoch.into(),
             version,
             issued_at,
         }
-        .seal(|m| key.sign(m).to_bytes())
+        .seal(|m| key.sign_bytes(m))
     };
     let ok = head("e", 7, 1_000, &sk);
     assert!(head_confirms(Some(&ok), ("e", 7), 1_010, 120, &pinned));
@@ -213,7 +213,7 @@ fn a_304_counts_only_with_a_fresh_signed_head_for_the_version_held() {
         !head_confirms(Some(&ok), ("e", 7), 2_000, 120, &pinned),
         "replayed later"
     );
-    let other = SigningKey::from_bytes(&[4u8; 32]);
+    let other = DevKey::seeded(4);
     assert!(!head_confirms(
         Some(&head("e", 7, 1_000, &other)),
         ("e", 7),
@@ -234,15 +234,15 @@ fn nonces_are_fresh_and_well_formed() {
 
 #[test]
 fn confirm_answers_count_only_when_signed_for_this_question() {
-    let sk = SigningKey::from_bytes(&[3u8; 32]);
-    let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
-    let answer = |revoked, jti: &str, nonce: &str, key: &SigningKey| {
+    let sk = DevKey::seeded(3);
+    let pinned = PreparedKey::new(sk.public()).unwrap();
+    let answer = |revoked, jti: &str, nonce: &str, key: &DevKey| {
         let a = ConfirmAnswer {
             jti: jti.into(),
             nonce: nonce.into(),
             revoked,
         };
-        serde_json::to_vec(&a.seal(|m| key.sign(m).to_bytes())).unwrap()
+        serde_json::to_vec(&a.seal(|m| key.sign_bytes(m))).unwrap()
     };
     let nonce = "abcdefghijklmnop0123";
     assert_eq!(
@@ -258,7 +258,7 @@ fn confirm_answers_count_only_when_signed_for_this_question() {
         confirm_verdict(br#"{"jti":"j","revoked":false}"#, "j", nonce, &pinned),
         None
     );
-    let other = SigningKey::from_bytes(&[4u8; 32]);
+    let other = DevKey::seeded(4);
     assert_eq!(
         confirm_verdict(&answer(false, "j", nonce, &other), "j", nonce, &pinned),
         None
@@ -292,14 +292,9 @@ fn backoff_grows_is_capped_and_jittered() {
 
 #[test]
 fn opens_only_snapshots_signed_by_the_pinned_key() {
-    let sk = SigningKey::from_bytes(&[3u8; 32]);
-    let pinned = PreparedKey::new(sk.verifying_key().to_bytes()).unwrap();
-    let other = PreparedKey::new(
-        SigningKey::from_bytes(&[4u8; 32])
-            .verifying_key()
-            .to_bytes(),
-    )
-    .unwrap();
+    let sk = DevKey::seeded(3);
+    let pinned = PreparedKey::new(sk.public()).unwrap();
+    let other = PreparedKey::new(DevKey::seeded(4).public()).unwrap();
     let snap = Snapshot {
         epoch: "e".into(),
         version: 3,
@@ -309,8 +304,7 @@ fn opens_only_snapshots_signed_by_the_pinned_key() {
         rules: vec![],
         limits: vec![],
     };
-    let bytes =
-        serde_json::to_vec(&SignedSnapshot::seal(&snap, |p| sk.sign(p).to_bytes())).unwrap();
+    let bytes = serde_json::to_vec(&SignedSnapshot::seal(&snap, |p| sk.sign_bytes(p))).unwrap();
     assert_eq!(open(&bytes, &pinned).unwrap(), snap);
     assert_eq!(open(&bytes, &other), Err(SnapshotError::Signature));
     assert!(open(b"not json", &pinned).is_err());

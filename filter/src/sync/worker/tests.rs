@@ -1,7 +1,7 @@
 //! The leader/follower protocol across workers, each with its own engine, over one
 //! map-backed shared data.
 
-use ed25519_dalek::{Signer, SigningKey};
+use meshauth_devkey::DevKey;
 use meshauth_wire::bloom::Bloom;
 use meshauth_wire::sync::{Delta, HeadStatement, Message, PollQuery, SignedSnapshot, Snapshot};
 
@@ -11,12 +11,12 @@ use crate::sync::tests::FakeShared;
 
 const T0: u64 = 1_800_000_000_000;
 
-fn distribution_key() -> SigningKey {
-    SigningKey::from_bytes(&[9u8; 32])
+fn distribution_key() -> DevKey {
+    DevKey::seeded(9)
 }
 
 fn engine() -> Engine {
-    let dist = meshauth_wire::b64::encode(distribution_key().verifying_key().to_bytes());
+    let dist = meshauth_wire::b64::encode(distribution_key().public());
     let config = serde_json::json!({
         "issuer": "https://issuer",
         "sync": {"cluster": "cp", "distribution_key": dist},
@@ -24,9 +24,9 @@ fn engine() -> Engine {
     Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
 }
 
-fn seal(message: Message, key: &SigningKey) -> Vec<u8> {
+fn seal(message: Message, key: &DevKey) -> Vec<u8> {
     serde_json::to_vec(&SignedSnapshot::seal_message(&message, |p| {
-        key.sign(p).to_bytes()
+        key.sign_bytes(p)
     }))
     .unwrap()
 }
@@ -230,15 +230,15 @@ fn only_a_fresh_signed_answer_counts_as_contact() {
     a.tick(&shared, T0, 1).unwrap();
     a.answer(&shared, 1, PollAnswer::Body(&full(1, T0)), T0);
     a.worker.take_tally();
-    let head = |version, key: &SigningKey, at_ms: u64| {
+    let head = |version, key: &DevKey, at_ms: u64| {
         HeadStatement {
             epoch: "e1".into(),
             version,
             issued_at: i64::try_from(at_ms / 1000).unwrap(),
         }
-        .seal(|m| key.sign(m).to_bytes())
+        .seal(|m| key.sign_bytes(m))
     };
-    let other = SigningKey::from_bytes(&[4u8; 32]);
+    let other = DevKey::seeded(4);
     let late = T0 + 420_000;
     let (forged, wrong) = (head(1, &other, T0), head(2, &distribution_key(), T0));
     let old = head(1, &distribution_key(), T0);
