@@ -1,8 +1,13 @@
 //! The audit log: every change, chained by a keyed hash. Entry n carries the MAC of
-//! entry n-1, and the store keeps the last MAC beside the log, so an edited, removed or
-//! truncated entry breaks the chain and `verify` names it. The MAC is HMAC-SHA256 under
-//! a key derived from the master key, so whoever can write the store but does not hold
-//! the master key cannot edit an entry and recompute the rest of the chain.
+//! entry n-1, so an edited or removed entry breaks the chain and `verify` names it. The
+//! MAC is HMAC-SHA256 under a key derived from the master key, so whoever can write the
+//! store but does not hold the master key cannot edit an entry and recompute the rest.
+//!
+//! The store keeps a head beside the log: the last entry's MAC and a MAC over it and the
+//! entry count, so cutting entries off the end cannot be hidden by pointing the head at
+//! the new last entry. Putting back a whole earlier state (log and head, a rollback)
+//! cannot be seen from inside the store: each append logs the new head (`SEQ:HASH`, no
+//! secret) for log shipping to keep, and `verify` checks an anchor recorded that way.
 
 use std::sync::Arc;
 
@@ -44,6 +49,48 @@ fn entry_mac(
     hex::encode(crate::crypto::hmac_sha256(key, canonical.as_bytes()))
 }
 
+/// The stored head for `count` entries ending in `last`: `last:MAC(count, last)`.
+fn head_value(key: &[u8; 32], count: u64, last: &str) -> String {
+    let canonical = serde_json::json!(["meshauth audit head", count, last]).to_string();
+    let mac = hex::encode(crate::crypto::hmac_sha256(key, canonical.as_bytes()));
+    format!("{last}:{mac}")
+}
+
+/// The last entry's MAC in a stored head (an earlier version stored it alone).
+fn head_last(head: &str) -> &str {
+    head.split_once(':').map_or(head, |(last, _)| last)
+}
+
+/// An entry recorded outside the store (`SEQ:HASH`, as the control plane logs it on
+/// each append): a later chain must still reach it, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Anchor, String> {
+        let bad = || {
+            format!(
+                "an anchor is SEQ:HASH (an entry number and its 64-hex-digit hash), not {:?}",
+                s.chars().take(80).collect::<String>()
+            )
+        };
+        let (seq, hash) = s.trim().split_once(':').ok_or_else(bad)?;
+        let seq = seq.parse().map_err(|_| bad())?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Anchor {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 pub enum AuditProblem {
     #[error("entry {0} is unreadable")]
@@ -52,8 +99,12 @@ pub enum AuditProblem {
     Edited(u64),
     #[error("entry {0} is missing or out of order")]
     Missing(u64),
-    #[error("the last {0} entries are missing (the log was truncated)")]
+    #[error("the stored head does not vouch for the log's {0} entries: the log was truncated or its head replaced")]
     Truncated(u64),
+    #[error("the log has {entries} entries but the anchor names entry {seq}: it was truncated or rolled back")]
+    AnchorMissing { seq: u64, entries: u64 },
+    #[error("entry {0} is not the anchored one: the log was rewritten up to there")]
+    AnchorDiffers(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,6 +112,8 @@ pub struct AuditReport {
     pub entries: u64,
     pub ok: bool,
     pub problem: Option<String>,
+    /// `SEQ:HASH` of the last entry checked: what to record as the next anchor.
+    pub head: Option<String>,
 }
 
 pub struct Audit {
@@ -85,7 +138,7 @@ impl Audit {
         loop {
             let (len, head) = self.store.log_head(Log::Audit).await?;
             let prev = head
-                .map(|h| String::from_utf8_lossy(&h).to_string())
+                .map(|h| head_last(&String::from_utf8_lossy(&h)).to_string())
                 .unwrap_or_else(|| GENESIS.to_string());
             let hash = entry_mac(&self.key, len, at, actor, action, target, &detail, &prev);
             let entry = AuditEntry {
@@ -100,12 +153,18 @@ impl Audit {
             };
             let bytes =
                 serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let new_head = head_value(&self.key, len + 1, &entry.hash);
             // Another replica may have appended first; then build on its entry.
             if self
                 .store
-                .append(Log::Audit, len, &bytes, entry.hash.as_bytes())
+                .append(Log::Audit, len, &bytes, new_head.as_bytes())
                 .await?
             {
+                // Outside the store: log shipping keeps the anchors `verify` checks.
+                tracing::info!(
+                    audit_head = %format!("{}:{}", entry.seq, entry.hash),
+                    "audit entry appended (its SEQ:HASH is an anchor for `audit verify`)"
+                );
                 return Ok(entry);
             }
         }
@@ -119,7 +178,21 @@ impl Audit {
             .collect())
     }
 
-    pub async fn verify(&self) -> Result<AuditReport, StoreError> {
+    /// The last entry's `SEQ:HASH` (an anchor to record), without checking the chain.
+    pub async fn head(&self) -> Result<Option<String>, StoreError> {
+        let (len, _) = self.store.log_head(Log::Audit).await?;
+        let Some(last) = len.checked_sub(1) else {
+            return Ok(None);
+        };
+        Ok(self
+            .read(last, 1)
+            .await?
+            .first()
+            .map(|e| format!("{}:{}", e.seq, e.hash)))
+    }
+
+    /// Walks the chain; with `anchor`, it must also reach that entry, unchanged.
+    pub async fn verify(&self, anchor: Option<&Anchor>) -> Result<AuditReport, StoreError> {
         let (len, head) = self.store.log_head(Log::Audit).await?;
         let head = head.map(|h| String::from_utf8_lossy(&h).to_string());
         let mut prev = GENESIS.to_string();
@@ -146,17 +219,31 @@ impl Audit {
                     problem = Some(AuditProblem::Edited(seen));
                     break 'outer;
                 }
+                if anchor.is_some_and(|a| a.seq == seen && a.hash != e.hash) {
+                    problem = Some(AuditProblem::AnchorDiffers(seen));
+                    break 'outer;
+                }
                 prev = e.hash;
                 seen += 1;
             }
         }
-        if problem.is_none() && len > 0 && head.as_deref() != Some(prev.as_str()) {
-            problem = Some(AuditProblem::Truncated(1));
+        let vouched = head.as_deref().is_some_and(|h| {
+            crate::crypto::ct_eq(h.as_bytes(), head_value(&self.key, seen, &prev).as_bytes())
+        });
+        if problem.is_none() && (len > 0 || head.is_some()) && (seen != len || !vouched) {
+            problem = Some(AuditProblem::Truncated(seen));
+        }
+        if let Some(a) = anchor.filter(|a| problem.is_none() && a.seq >= seen) {
+            problem = Some(AuditProblem::AnchorMissing {
+                seq: a.seq,
+                entries: seen,
+            });
         }
         Ok(AuditReport {
             entries: seen,
             ok: problem.is_none(),
             problem: problem.map(|p| p.to_string()),
+            head: seen.checked_sub(1).map(|last| format!("{last}:{prev}")),
         })
     }
 }
@@ -187,7 +274,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let report = audit.verify().await.unwrap();
+        let report = audit.verify(None).await.unwrap();
         assert!(report.ok, "{report:?}");
         assert_eq!(report.entries, 5);
         // Edit entry 2's target without fixing the hash.
@@ -206,7 +293,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let r = Audit::new(forged_store, KEY).verify().await.unwrap();
+        let r = Audit::new(forged_store, KEY).verify(None).await.unwrap();
         assert_eq!(
             r.problem.as_deref(),
             Some("entry 2 has been edited (its hash does not match its content)")
@@ -228,11 +315,97 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let r = Audit::new(removed_store, KEY).verify().await.unwrap();
+        let r = Audit::new(removed_store, KEY).verify(None).await.unwrap();
         assert_eq!(
             r.problem.as_deref(),
             Some("entry 1 is missing or out of order")
         );
+    }
+
+    /// Whoever can write the store cuts entries off the end: pointing the head at the
+    /// new last entry fails on its own; putting back a head saved earlier (a rollback)
+    /// fails against an anchor recorded later; the untouched log passes with it.
+    #[tokio::test]
+    async fn a_truncated_log_fails_and_a_rollback_fails_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
+        let audit = Audit::new(store.clone(), KEY);
+        let mut saved = None;
+        for i in 0..5 {
+            audit
+                .record(
+                    "admin",
+                    "client.created",
+                    &format!("c{i}"),
+                    serde_json::json!({}),
+                    100 + i,
+                )
+                .await
+                .unwrap();
+            if i == 2 {
+                saved = store.log_head(Log::Audit).await.unwrap().1;
+            }
+        }
+        let entries = audit.read(0, 10).await.unwrap();
+        let anchor: Anchor = audit.head().await.unwrap().unwrap().parse().unwrap();
+        assert_eq!(
+            (anchor.seq, anchor.hash.as_str()),
+            (4, entries[4].hash.as_str())
+        );
+        let r = audit.verify(Some(&anchor)).await.unwrap();
+        assert!(r.ok, "{r:?}");
+        assert_eq!(
+            r.head.as_deref(),
+            Some(format!("4:{}", entries[4].hash).as_str())
+        );
+        let truncated = |n: usize, head: Vec<u8>| {
+            let entries = entries.clone();
+            let path = dir.path().join(format!("t{n}.redb"));
+            async move {
+                let s: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path).unwrap());
+                for (i, e) in entries.iter().take(3).enumerate() {
+                    let h = if i == 2 {
+                        head.clone()
+                    } else {
+                        e.hash.clone().into_bytes()
+                    };
+                    s.append(Log::Audit, i as u64, &serde_json::to_vec(e).unwrap(), &h)
+                        .await
+                        .unwrap();
+                }
+                Audit::new(s, KEY)
+            }
+        };
+        let cut = truncated(0, entries[2].hash.clone().into_bytes()).await;
+        let r = cut.verify(None).await.unwrap();
+        assert_eq!(
+            r.problem.as_deref(),
+            Some("the stored head does not vouch for the log's 3 entries: the log was truncated or its head replaced")
+        );
+        let rolled_back = truncated(1, saved.unwrap()).await;
+        assert!(
+            rolled_back.verify(None).await.unwrap().ok,
+            "only an anchor sees a rollback"
+        );
+        let r = rolled_back.verify(Some(&anchor)).await.unwrap();
+        assert_eq!(
+            r.problem.as_deref(),
+            Some("the log has 3 entries but the anchor names entry 4: it was truncated or rolled back")
+        );
+        // An anchor whose hash differs (the log rewritten, or the wrong anchor).
+        let other = Anchor {
+            seq: 1,
+            hash: "ab".repeat(32),
+        };
+        let r = audit.verify(Some(&other)).await.unwrap();
+        assert_eq!(
+            r.problem.as_deref(),
+            Some("entry 1 is not the anchored one: the log was rewritten up to there")
+        );
+        for bad in ["", "4", "x:ab", "4:abc", &format!("-1:{}", "ab".repeat(32))] {
+            assert!(bad.parse::<Anchor>().is_err(), "{bad:?}");
+        }
     }
 
     /// Whoever can write the store edits an entry and recomputes the rest of the chain
@@ -288,7 +461,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            let r = Audit::new(forged, KEY).verify().await.unwrap();
+            let r = Audit::new(forged, KEY).verify(None).await.unwrap();
             assert!(!r.ok, "{what}: {r:?}");
             assert_eq!(
                 r.problem.as_deref(),
