@@ -36,18 +36,19 @@ pub const MAX_QUERY_BYTES: usize = 1024;
 pub const MAX_ID_BYTES: usize = 128;
 
 impl PollQuery {
-    /// The path and query of the poll. `epoch` and `filter` are written as they are: the
-    /// filter only sends ids of the base64url alphabet, which need no escaping.
+    /// The path and query of the poll. Ids are percent-encoded outside the unreserved
+    /// characters (the base64url ids filters send need none), so whatever `parse`
+    /// accepts builds back to the same query.
     pub fn path(&self) -> String {
         let mut p = format!("{}?version={}", super::SNAPSHOT_PATH, self.version);
         if let Some(epoch) = &self.epoch {
             p.push_str("&epoch=");
-            p.push_str(epoch);
+            encode_into(&mut p, epoch);
         }
         p.push_str(&format!("&wait_ms={}", self.wait_ms));
         if let Some(filter) = &self.filter {
             p.push_str("&filter=");
-            p.push_str(filter);
+            encode_into(&mut p, filter);
         }
         if let Some(applied) = self.applied {
             p.push_str(&format!("&applied={applied}"));
@@ -130,6 +131,16 @@ fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+fn encode_into(out: &mut String, value: &str) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
 /// An unknown name echoed in an error, kept short.
 fn truncated(s: &str) -> String {
     s.chars().take(32).collect()
@@ -138,6 +149,41 @@ fn truncated(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn query_of(path: &str) -> &str {
+        path.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_and_what_parses_builds_back(
+            text in "((version|epoch|wait_ms|filter|applied|delta|x)(=[0-9a-f%+=.~ -]{0,6})?&?){0,7}|.{0,100}"
+        ) {
+            if let Ok(q) = PollQuery::parse(&text) {
+                prop_assert_eq!(PollQuery::parse(query_of(&q.path())), Ok(q));
+            }
+        }
+
+        #[test]
+        fn any_query_round_trips(
+            version in any::<u64>(),
+            epoch in proptest::option::of("[!-~]{0,128}"),
+            wait_ms in any::<u64>(),
+            filter in proptest::option::of("[!-~]{0,128}"),
+            applied in proptest::option::of(any::<u64>()),
+            deltas in any::<bool>(),
+        ) {
+            let q = PollQuery { version, epoch, wait_ms, filter, applied, deltas };
+            let path = q.path();
+            let parsed = PollQuery::parse(query_of(&path));
+            if query_of(&path).len() <= MAX_QUERY_BYTES {
+                prop_assert_eq!(parsed, Ok(q));
+            } else {
+                prop_assert_eq!(parsed, Err(PollQueryError::TooLong));
+            }
+        }
+    }
 
     fn full() -> PollQuery {
         PollQuery {
