@@ -9,6 +9,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use meshauth_wire::{b64, Jwk, JwkSet};
 use serde_json::Value;
 
+#[derive(Clone)]
 pub struct DevKey {
     sk: SigningKey,
 }
