@@ -4,33 +4,12 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::sync::watch;
+
+pub use meshauth_wire::sync::PollQuery;
 
 /// The longest a poll is parked, whatever it asks.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// `GET /sync/v1/snapshot?...`: what a filter holds and how it wants its answer.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PollQuery {
-    /// The version the filter holds (0: none).
-    #[serde(default)]
-    pub version: u64,
-    #[serde(default)]
-    pub epoch: Option<String>,
-    /// How long to hold the request open when nothing is newer, in ms (at most 60 s).
-    #[serde(default)]
-    pub wait_ms: u64,
-    /// The filter's identity and the version it has applied, for `meshauth status`.
-    #[serde(default)]
-    pub filter: Option<String>,
-    #[serde(default)]
-    pub applied: Option<u64>,
-    /// `1`: the filter applies deltas, so a revocation-only change may come as one.
-    #[serde(default)]
-    pub delta: u8,
-}
 
 /// What a poll is answered with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,36 +23,45 @@ pub enum Reply {
     Snapshot,
 }
 
-impl PollQuery {
+/// The rules over what a poll asks ([`PollQuery`], defined in `wire/`).
+pub trait PollRules {
     /// The version to record for this filter.
-    pub fn applied(&self) -> u64 {
+    fn applied_version(&self) -> u64;
+    /// Whether the filter follows the history this replica holds (a filter that names
+    /// no epoch is taken to).
+    fn same_epoch(&self, held: &str) -> bool;
+    /// The epoch a filter claims to be further along in than our head: that history
+    /// may have to restart past it (the store lost changes that filters had applied).
+    fn claims_ahead(&self, head: u64) -> Option<&str>;
+    /// How long to park the poll: only when nothing newer is held for it and it asked.
+    fn park(&self, held_epoch: &str, head: u64) -> Option<Duration>;
+    /// The answer once any wait is over, `head` being the version held then.
+    fn reply(&self, held_epoch: &str, head: u64) -> Reply;
+}
+
+impl PollRules for PollQuery {
+    fn applied_version(&self) -> u64 {
         self.applied.unwrap_or(self.version)
     }
 
-    /// Whether the filter follows the history this replica holds (a filter that names
-    /// no epoch is taken to).
-    pub fn same_epoch(&self, held: &str) -> bool {
+    fn same_epoch(&self, held: &str) -> bool {
         self.epoch.as_deref().is_none_or(|e| e == held)
     }
 
-    /// The epoch a filter claims to be further along in than our head: that history
-    /// may have to restart past it (the store lost changes that filters had applied).
-    pub fn claims_ahead(&self, head: u64) -> Option<&str> {
+    fn claims_ahead(&self, head: u64) -> Option<&str> {
         self.epoch.as_deref().filter(|_| self.version > head)
     }
 
-    /// How long to park the poll: only when nothing newer is held for it and it asked.
-    pub fn park(&self, held_epoch: &str, head: u64) -> Option<Duration> {
+    fn park(&self, held_epoch: &str, head: u64) -> Option<Duration> {
         (self.same_epoch(held_epoch) && head <= self.version && self.wait_ms > 0)
             .then(|| Duration::from_millis(self.wait_ms).min(MAX_WAIT))
     }
 
-    /// The answer once any wait is over, `head` being the version held then.
-    pub fn reply(&self, held_epoch: &str, head: u64) -> Reply {
+    fn reply(&self, held_epoch: &str, head: u64) -> Reply {
         let same = self.same_epoch(held_epoch);
         if same && head <= self.version && self.version != 0 {
             Reply::NotModified(head)
-        } else if same && self.delta == 1 {
+        } else if same && self.deltas {
             Reply::DeltaOrSnapshot { base: self.version }
         } else {
             Reply::Snapshot
@@ -113,7 +101,7 @@ mod tests {
             version,
             epoch: epoch.map(str::to_owned),
             wait_ms,
-            delta,
+            deltas: delta == 1,
             ..PollQuery::default()
         }
     }
@@ -162,7 +150,7 @@ mod tests {
         assert_eq!(q(9, Some("x"), 0, 0).claims_ahead(5), Some("x"));
         assert_eq!(q(5, Some("x"), 0, 0).claims_ahead(5), None);
         assert_eq!(q(9, None, 0, 0).claims_ahead(5), None);
-        assert_eq!(q(9, None, 0, 0).applied(), 9);
+        assert_eq!(q(9, None, 0, 0).applied_version(), 9);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::MAX_BODY;
 use crate::error::OAuthCode;
 use crate::metrics::RouteLabel;
 use crate::service::App;
+use meshauth_wire::headers::REQUEST_ID;
 
 pub async fn require_admin(
     State(app): State<Arc<App>>,
@@ -186,7 +187,7 @@ pub async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> R
     let method = method_label(req.method()).to_string();
     let correlation = req
         .headers()
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| crate::crypto::random_token(12), str::to_owned);
@@ -205,7 +206,7 @@ pub async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> R
         }
     }
     if let Ok(v) = HeaderValue::from_str(&correlation) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }

@@ -25,6 +25,7 @@ use axum::{Extension, Router};
 use crate::api::route;
 use crate::service::App;
 use error::ApiError;
+use meshauth_wire::sync::{CONFIRM_PATH, DISTRIBUTION_KEY_PATH, SNAPSHOT_PATH};
 
 /// Bodies larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -92,12 +93,12 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
 /// What the filters call: the sync channel and the module Istio's agent fetches.
 fn sync_routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
-        .route("/sync/v1/snapshot", get(sync::snapshot))
-        .route("/sync/v1/confirm", post(sync::confirm))
+        .route(SNAPSHOT_PATH, get(sync::snapshot))
+        .route(CONFIRM_PATH, post(sync::confirm))
         .route_layer(from_fn_with_state(app.clone(), middleware::require_filter))
         // Public (after the layer): the distribution key's public half, which filters
         // pin, and the module.
-        .route("/sync/v1/distribution-key", get(sync::distribution_key))
+        .route(DISTRIBUTION_KEY_PATH, get(sync::distribution_key))
         .route("/filter/meshauth.wasm", get(public::filter_wasm))
         .route(
             "/filter/meshauth.wasm.sha256",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -16,17 +16,15 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::guard::{Guards, Source};
 use crate::error::ServiceError;
-use crate::longpoll::{self, PollQuery, Reply};
+use crate::longpoll::{self, PollQuery, PollRules, Reply};
 use crate::metrics::AnswerLabel;
 use crate::service::{now, App};
-use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, SignedConfirm, HEAD_HEADER};
-
-/// The header naming the version an answer brings a filter to.
-const VERSION_HEADER: &str = "x-meshauth-version";
+use meshauth_wire::headers::{HEAD, VERSION};
+use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, SignedConfirm};
 
 fn with_version(mut resp: Response, version: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
-        resp.headers_mut().insert(VERSION_HEADER, v);
+        resp.headers_mut().insert(VERSION, v);
     }
     resp
 }
@@ -43,7 +41,7 @@ async fn record_filter(app: &App, q: &PollQuery) {
     let Some(f) = &q.filter else { return };
     match app
         .sync
-        .saw_filter(app.store.as_ref(), f, q.applied(), now())
+        .saw_filter(app.store.as_ref(), f, q.applied_version(), now())
         .await
     {
         Ok(true) => {}
@@ -62,8 +60,10 @@ pub async fn snapshot(
     Source(source): Source,
     Extension(guards): Extension<Arc<Guards>>,
     Extension(answers): Extension<Arc<SyncAnswers>>,
-    Query(q): Query<PollQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let q = PollQuery::parse(query.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if let Some(f) = &q.filter {
         // The id is stored in the registry and shown by `meshauth status`: a name like
         // any other (at most 256 printable characters), not 10 KB of whatever.
@@ -100,7 +100,7 @@ pub async fn snapshot(
         Reply::NotModified(version) => {
             let mut resp = with_version(StatusCode::NOT_MODIFIED.into_response(), version);
             if let Ok(v) = HeaderValue::from_str(&app.sync.seal_head(version, now())) {
-                resp.headers_mut().insert(HEAD_HEADER, v);
+                resp.headers_mut().insert(HEAD, v);
             }
             return Ok(resp);
         }
