@@ -5,8 +5,8 @@
 use meshauth_wire::limits::{valid_policy_name, LimitPolicy};
 use serde_json::json;
 
+use crate::app::App;
 use crate::error::ServiceError;
-use crate::service::{now, App};
 use crate::store::Table;
 
 /// At most this many policies: each is checked on every request in every filter.
@@ -41,7 +41,7 @@ impl App {
         }
         self.store.put(Table::Limits, &policy.name, &bytes).await?;
         self.sync
-            .changed(self.store.as_ref(), "limits", now(), None)
+            .changed(self.store.as_ref(), "limits", self.now(), None)
             .await?;
         self.audit
             .record(
@@ -49,7 +49,7 @@ impl App {
                 "limit.set",
                 &policy.name,
                 json!({ "policy": policy }),
-                now(),
+                self.now(),
             )
             .await?;
         Ok(existing.is_none())
@@ -62,10 +62,10 @@ impl App {
             )));
         }
         self.sync
-            .changed(self.store.as_ref(), "limits", now(), None)
+            .changed(self.store.as_ref(), "limits", self.now(), None)
             .await?;
         self.audit
-            .record(actor, "limit.deleted", name, json!({}), now())
+            .record(actor, "limit.deleted", name, json!({}), self.now())
             .await?;
         Ok(())
     }

@@ -1,10 +1,8 @@
 //! The control plane's services over the store: keys, tokens, clients, refresh
 //! families, revocations and the audit log. HTTP handlers are thin over these.
 
-use std::collections::HashMap;
 use std::ops::Not;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use serde::{Deserialize, Serialize};
@@ -12,19 +10,19 @@ use serde_json::{json, Value};
 
 use meshauth_wire::{b64, AccessClaims, Jwk};
 
-use crate::audit::Audit;
-use crate::config::Settings;
 use crate::crypto::{self, ct_eq};
 use crate::error::{GrantError, OAuthError, ServiceError};
 use crate::keys::{KeyEvent, KeyRecord, KeyState, Keyring};
-use crate::metrics::Metrics;
-use crate::store::{Store, Table};
+use crate::store::Table;
 
+/// The system time; the HTTP layer's until it reads `App::now`. Domain code uses the
+/// injected clock.
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now()
 }
+
+pub use crate::app::App;
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
@@ -133,33 +131,6 @@ pub struct TokenResponse {
     pub sid: Option<String>,
 }
 
-struct KeyCache {
-    ring: Keyring,
-    raw: Option<Vec<u8>>,
-    jwks_body: Arc<String>,
-    jwks_etag: Arc<String>,
-    signers: HashMap<String, Arc<SigningKey>>,
-}
-
-pub struct App {
-    pub store: Arc<dyn Store>,
-    pub settings: Settings,
-    pub audit: Audit,
-    pub metrics: Metrics,
-    keys: RwLock<KeyCache>,
-    /// Identifies this replica in leases.
-    pub replica_id: String,
-    /// The filter module and its sha256 (hex), when configured.
-    pub filter_wasm: Option<(Arc<Vec<u8>>, String)>,
-    pub sync: crate::sync::SyncHub,
-    /// Per-client token buckets for RFC 7009 calls (tokens, last refill).
-    revoke_budget: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
-    /// When expired sessions were last pruned and the change log compacted.
-    last_prune: std::sync::atomic::AtomicI64,
-    /// MACs refresh tokens, so one proves its session after its record is gone.
-    refresh_key: [u8; 32],
-}
-
 /// Refresh tokens are `rt1.<sid>.<nonce>.<mac>`; the store keeps them by SHA-256.
 const REFRESH_PREFIX: &str = "rt1";
 
@@ -230,51 +201,6 @@ fn sync_bearer_ok(hashes: &[[u8; 32]], allow_anonymous: bool, bearer: Option<&st
 }
 
 impl App {
-    pub async fn new(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<App>, ServiceError> {
-        let filter_wasm = match &settings.filter_wasm {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    ServiceError::Invalid(format!("filter_wasm {}: {e}", path.display()))
-                })?;
-                if !bytes.starts_with(b"\0asm") {
-                    return Err(ServiceError::Invalid(format!(
-                        "filter_wasm {}: not a WebAssembly module",
-                        path.display()
-                    )));
-                }
-                let sha = crypto::sha256_hex(&bytes);
-                Some((Arc::new(bytes), sha))
-            }
-            None => None,
-        };
-        let sync = crate::sync::SyncHub::open(store.as_ref(), &settings.master_key).await?;
-        let refresh_key = settings.master_key.derive("meshauth refresh token v1");
-        let app = Arc::new(App {
-            filter_wasm,
-            sync,
-            audit: Audit::new(
-                store.clone(),
-                settings.master_key.derive(crate::audit::AUDIT_KEY_LABEL),
-            ),
-            store,
-            settings,
-            metrics: Metrics::new(),
-            keys: RwLock::new(KeyCache {
-                ring: Keyring::default(),
-                raw: None,
-                jwks_body: Arc::new("{\"keys\":[]}".into()),
-                jwks_etag: Arc::new(String::new()),
-                signers: HashMap::new(),
-            }),
-            replica_id: crypto::random_token(9),
-            revoke_budget: std::sync::Mutex::new(HashMap::new()),
-            last_prune: std::sync::atomic::AtomicI64::new(0),
-            refresh_key,
-        });
-        app.key_tick().await?;
-        Ok(app)
-    }
-
     // ---- keys ----
 
     fn new_key_record(&self, now: i64) -> KeyRecord {
@@ -343,7 +269,7 @@ impl App {
                 Some(r) => serde_json::from_slice(r).map_err(|e| corrupt("keyring", e))?,
                 None => Keyring::default(),
             };
-            let now = now();
+            let now = self.now();
             let Some(events) = change(&mut ring, now) else {
                 self.install_keyring(ring, raw);
                 return Ok(None);
@@ -411,10 +337,10 @@ impl App {
             Some(events)
         })
         .await?;
-        self.prune_revocations(now(), self.settings.revocation_horizon())
+        self.prune_revocations(self.now(), self.settings.revocation_horizon())
             .await?;
         // Sessions and the change log are read whole: once a minute is enough.
-        let now = now();
+        let now = self.now();
         let last = self.last_prune.load(std::sync::atomic::Ordering::Relaxed);
         if now - last >= 60 {
             self.last_prune
@@ -509,7 +435,7 @@ impl App {
         let (head, _) = self.store.log_head(crate::store::Log::Changes).await?;
         let min_applied = self
             .sync
-            .connected_filters(self.store.as_ref(), now())
+            .connected_filters(self.store.as_ref(), self.now())
             .await?
             .iter()
             .map(|f| f.applied_version)
@@ -623,7 +549,7 @@ impl App {
         sid: Option<String>,
     ) -> Result<(String, AccessClaims), ServiceError> {
         let (kid, sk) = self.signer()?;
-        let now = now();
+        let now = self.now();
         let claims = AccessClaims {
             iss: self.settings.issuer.clone(),
             sub: sub.to_string(),
@@ -670,7 +596,7 @@ impl App {
         let sig = ed25519_dalek::Signature::from_bytes(&b64::decode_array::<64>(s)?);
         vk.verify(format!("{h}.{p}").as_bytes(), &sig).ok()?;
         let claims: AccessClaims = serde_json::from_slice(&b64::decode(p).ok()?).ok()?;
-        (claims.exp > now()).then_some(claims)
+        (claims.exp > self.now()).then_some(claims)
     }
 
     // ---- clients ----
@@ -689,7 +615,7 @@ impl App {
             name: name.to_string(),
             secret_sha256: crypto::sha256_hex(&secret),
             scopes,
-            created_at: now(),
+            created_at: self.now(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(|e| ServiceError::Internal(e.to_string()))?;
         if !self
@@ -738,7 +664,7 @@ impl App {
         // Revoke first, delete last: if a step fails, the client is still there and a retry
         // finishes the job (revocations are idempotent); deleted first, its tokens could
         // outlive a failure with nothing left to name them by.
-        let now = now();
+        let now = self.now();
         let v = client_id.to_string();
         self.revoke_sessions(&move |f: &FamilyRecord| f.client_id == v, now)
             .await?;
@@ -783,7 +709,13 @@ impl App {
                 .await?
             {
                 self.audit
-                    .record(actor, "client.secret_rotated", client_id, json!({}), now())
+                    .record(
+                        actor,
+                        "client.secret_rotated",
+                        client_id,
+                        json!({}),
+                        self.now(),
+                    )
                     .await?;
                 return Ok(secret);
             }
@@ -932,7 +864,7 @@ impl App {
             ));
         }
         let sid = format!("s-{}", crypto::random_token(12));
-        let now = now();
+        let now = self.now();
         let family = FamilyRecord {
             sid: sid.clone(),
             sub: sub.into(),
@@ -994,7 +926,7 @@ impl App {
         client: Option<&ClientRecord>,
     ) -> Result<TokenResponse, GrantError> {
         let key = crypto::sha256_hex(token);
-        let now = now();
+        let now = self.now();
         let Some(raw) = self.store.get(Table::RefreshTokens, &key).await? else {
             return Err(self.unstored_refresh(token, client, now).await);
         };
@@ -1231,7 +1163,7 @@ impl App {
                 .changed(
                     self.store.as_ref(),
                     "revocations",
-                    now(),
+                    self.now(),
                     serde_json::to_value(&r).ok(),
                 )
                 .await?;
@@ -1242,7 +1174,7 @@ impl App {
                         "revocation.added",
                         &key,
                         json!({"revocation": r, "reason": why}),
-                        now(),
+                        self.now(),
                     )
                     .await?;
                 return Err(e.into());
@@ -1253,7 +1185,7 @@ impl App {
                     "revocation.added",
                     &key,
                     json!({"revocation": r, "reason": why}),
-                    now(),
+                    self.now(),
                 )
                 .await?;
             return Ok(true);
@@ -1276,7 +1208,7 @@ impl App {
         fn client(f: &FamilyRecord) -> &str {
             &f.client_id
         }
-        let now = now();
+        let now = self.now();
         let (what, value, field): (&str, String, fn(&FamilyRecord) -> &str) = match &r {
             Revocation::Sub { value, .. } => ("subject", value.clone(), sub),
             Revocation::Sid { value, .. } => ("session", value.clone(), sid),
@@ -1412,7 +1344,7 @@ impl App {
 
     /// Revocations that can still match a valid token (what `revoke list` shows).
     pub async fn live_revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
-        let now = now();
+        let now = self.now();
         let skew = i64::try_from(self.settings.keys.clock_skew.as_secs()).unwrap_or(0);
         let horizon = self.settings.lifecycle().retention;
         let mut all = self.revocations().await?;
@@ -1487,7 +1419,7 @@ impl App {
             let rec: RefreshRecord =
                 serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
             if mine(&rec.client_id) {
-                self.revoke_family(&rec.sid, "rfc7009", now()).await?;
+                self.revoke_family(&rec.sid, "rfc7009", self.now()).await?;
                 return Ok(true);
             }
         }
@@ -1513,7 +1445,7 @@ impl App {
         {
             let rec: RefreshRecord =
                 serde_json::from_slice(&raw).map_err(|e| corrupt("refresh token", e))?;
-            if !rec.used && rec.expires_at > now() && !self.session_revoked(&rec).await? {
+            if !rec.used && rec.expires_at > self.now() && !self.session_revoked(&rec).await? {
                 // No `token_type`: RFC 7662 means the access token type (RFC 6749 §7.1),
                 // which a refresh token does not have.
                 return Ok(json!({
@@ -1541,7 +1473,7 @@ impl App {
                 self.keyring().jwks(),
                 &revocations,
                 limits,
-                now(),
+                self.now(),
                 horizon,
             ),
         ))

@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use meshauth_cp::clock::FixedClock;
 use meshauth_cp::config::Settings;
 use meshauth_cp::service::App;
 use meshauth_cp::store::embedded::EmbeddedStore;
@@ -23,6 +24,8 @@ const SYNC_BEARER: &str = "Bearer sync-fleet-credential-for-tests";
 
 struct Cp {
     app: Arc<App>,
+    /// The control plane's clock: tests move it instead of sleeping.
+    clock: Arc<FixedClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,8 +61,15 @@ async fn cp_over(open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>) -> Cp {
         _ => None,
     };
     let settings = Settings::load(None, &env).unwrap();
-    let app = App::new(open(&data), settings).await.unwrap();
-    Cp { app, _dir: dir }
+    let clock = Arc::new(FixedClock::at_system_time());
+    let app = App::with_clock(open(&data), settings, clock.clone())
+        .await
+        .unwrap();
+    Cp {
+        app,
+        clock,
+        _dir: dir,
+    }
 }
 
 impl Cp {
@@ -939,4 +949,27 @@ async fn revoking_an_unknown_token_through_the_admin_api_is_a_404() {
         assert_eq!(r.status, 204, "{}", r.body);
         assert_eq!(cp.introspect(t).await["active"], false);
     }
+}
+
+// ---- time, by the injected clock ----
+
+/// Expiry by the control plane's own clock: an access token is active until its `exp`
+/// and not a second after, and a refresh token expires with its TTL, with no sleeping.
+#[tokio::test]
+async fn tokens_expire_by_the_injected_clock() {
+    let cp = cp().await;
+    let (access, refresh, _) = cp.session("alice").await;
+    let access_ttl = cp.app.settings().tokens.access_ttl.as_secs() as i64;
+    let refresh_ttl = cp.app.settings().tokens.refresh_ttl.as_secs() as i64;
+    assert_eq!(cp.introspect(&access).await["active"], true);
+    cp.clock.advance(access_ttl - 1);
+    assert_eq!(cp.introspect(&access).await["active"], true);
+    cp.clock.advance(1);
+    assert_eq!(cp.introspect(&access).await["active"], false);
+    assert_eq!(cp.introspect(&refresh).await["active"], true);
+    cp.clock.advance(refresh_ttl);
+    assert_eq!(cp.introspect(&refresh).await["active"], false);
+    let r = cp.refresh(&refresh).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_grant");
 }
