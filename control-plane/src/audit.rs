@@ -9,7 +9,46 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{Log, Store, StoreError};
+use crate::store::{typed, Log, Retries, Store, StoreError};
+
+/// Every kind of change the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    KeyPublished,
+    KeyActivated,
+    KeyActivatedPastLaggingFilters,
+    KeyDeactivated,
+    KeyRetired,
+    KeyRevoked,
+    ClientCreated,
+    ClientDeleted,
+    ClientSecretRotated,
+    TokenIssued,
+    RevocationAdded,
+    LimitSet,
+    LimitDeleted,
+}
+
+impl AuditAction {
+    /// The name stored in the entry (and covered by its MAC): never change one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::KeyPublished => "key.published",
+            AuditAction::KeyActivated => "key.activated",
+            AuditAction::KeyActivatedPastLaggingFilters => "key.activated_past_lagging_filters",
+            AuditAction::KeyDeactivated => "key.deactivated",
+            AuditAction::KeyRetired => "key.retired",
+            AuditAction::KeyRevoked => "key.revoked",
+            AuditAction::ClientCreated => "client.created",
+            AuditAction::ClientDeleted => "client.deleted",
+            AuditAction::ClientSecretRotated => "client.secret_rotated",
+            AuditAction::TokenIssued => "token.issued",
+            AuditAction::RevocationAdded => "revocation.added",
+            AuditAction::LimitSet => "limit.set",
+            AuditAction::LimitDeleted => "limit.deleted",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,12 +116,15 @@ impl Audit {
     pub async fn record(
         &self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         target: &str,
         detail: Value,
         at: i64,
     ) -> Result<AuditEntry, StoreError> {
+        let action = action.as_str();
+        let mut retries = Retries::new("the audit log");
         loop {
+            retries.attempt()?;
             let (len, head) = self.store.log_head(Log::Audit).await?;
             let prev = head
                 .map(|h| String::from_utf8_lossy(&h).to_string())
@@ -98,8 +140,7 @@ impl Audit {
                 prev,
                 hash,
             };
-            let bytes =
-                serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let bytes = typed::encode("audit entry", &entry)?;
             // Another replica may have appended first; then build on its entry.
             if self
                 .store
@@ -179,7 +220,7 @@ mod tests {
             audit
                 .record(
                     "admin",
-                    "keys.rotate",
+                    AuditAction::KeyActivated,
                     &format!("k{i}"),
                     serde_json::json!({"i": i}),
                     100 + i,
@@ -247,7 +288,7 @@ mod tests {
             audit
                 .record(
                     "admin",
-                    "client.deleted",
+                    AuditAction::ClientDeleted,
                     &format!("c{i}"),
                     serde_json::json!({}),
                     100 + i,

@@ -44,17 +44,17 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         separate.push((bind(&address).await?, routes));
         tracing::info!(listen = %address, "separate listener");
     }
-    tracing::info!(listen = %listen, store = app.store.kind(), issuer = %app.settings.issuer, "meshauth control plane serving");
+    tracing::info!(listen = %listen, store = app.store().kind(), issuer = %app.settings().issuer, "meshauth control plane serving");
 
     let ticker = {
         let app = app.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(app.settings.keys.check_interval);
+            let mut every = tokio::time::interval(app.settings().keys.check_interval);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
                 if let Err(e) = app.key_tick().await {
-                    app.metrics.schedule_failures.inc();
+                    app.metrics().schedule_failures.inc();
                     tracing::warn!(error = %e, "key schedule step failed; will retry");
                 }
             }
@@ -62,7 +62,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
     };
     let follower = {
         let app = app.clone();
-        tokio::spawn(async move { app.sync.follow(app.store.as_ref()).await })
+        tokio::spawn(async move { app.sync().follow(app.store().as_ref()).await })
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -72,8 +72,8 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
         // A connection budget per listener: connections to the public port must not
         // shut the admin, sync and metrics listeners out.
         let connections = crate::http::guard::SourceLimiter::new(
-            app.settings.server.max_connections,
-            app.settings.server.max_connections_per_source,
+            app.settings().server.max_connections,
+            app.settings().server.max_connections_per_source,
         );
         let mut stopped = stopped.clone();
         let app = app.clone();
@@ -114,7 +114,7 @@ pub async fn serve_http(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
 
-    let limits = app.settings.server.clone();
+    let limits = app.settings().server.clone();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -137,7 +137,7 @@ pub async fn serve_http(
         };
         let source = crate::http::guard::source_of(peer.ip());
         let Some(permit) = connections.try_acquire(source) else {
-            app.metrics.connections_refused.inc();
+            app.metrics().connections_refused.inc();
             drop(tcp);
             continue;
         };

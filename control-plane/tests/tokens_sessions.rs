@@ -180,8 +180,8 @@ impl Cp {
     }
 
     async fn logs(&self) -> (u64, u64) {
-        let (changes, _) = self.app.store.log_head(Log::Changes).await.unwrap();
-        let (audit, _) = self.app.store.log_head(Log::Audit).await.unwrap();
+        let (changes, _) = self.app.store().log_head(Log::Changes).await.unwrap();
+        let (audit, _) = self.app.store().log_head(Log::Audit).await.unwrap();
         (changes, audit)
     }
 }
@@ -336,7 +336,7 @@ async fn repeating_a_revocation_changes_nothing() {
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     let once = cp.logs().await;
-    let version = cp.app.sync.version();
+    let version = cp.app.sync().version();
     for _ in 0..5 {
         cp.rfc7009_revoke(&auth, &at).await;
         cp.admin("POST", "/admin/revocations", Some(by_admin.clone()))
@@ -349,7 +349,7 @@ async fn repeating_a_revocation_changes_nothing() {
         .await;
     }
     assert_eq!(cp.logs().await, once, "no log grows");
-    assert_eq!(cp.app.sync.version(), version);
+    assert_eq!(cp.app.sync().version(), version);
 }
 
 #[tokio::test]
@@ -406,12 +406,12 @@ async fn expired_sessions_are_pruned() {
     assert_eq!(cp.refresh(&refresh).await.status, 200);
     let tables = |app: Arc<App>| async move {
         (
-            app.store
+            app.store()
                 .list(meshauth_cp::store::Table::RefreshTokens)
                 .await
                 .unwrap()
                 .len(),
-            app.store
+            app.store()
                 .list(meshauth_cp::store::Table::Families)
                 .await
                 .unwrap()
@@ -435,10 +435,10 @@ async fn the_change_log_is_compacted_and_old_bases_get_a_snapshot() {
         )
         .await;
     }
-    let (head, _) = cp.app.store.log_head(Log::Changes).await.unwrap();
+    let (head, _) = cp.app.store().log_head(Log::Changes).await.unwrap();
     let dropped = cp.app.compact_changes(10).await.unwrap();
     assert!(dropped > 0);
-    let (after, _) = cp.app.store.log_head(Log::Changes).await.unwrap();
+    let (after, _) = cp.app.store().log_head(Log::Changes).await.unwrap();
     assert_eq!(after, head, "the version stays");
     // Close behind: a delta. Far behind (compacted away): the full snapshot.
     let near = cp
@@ -472,7 +472,7 @@ async fn the_change_log_is_compacted_and_old_bases_get_a_snapshot() {
     )
     .await;
     assert_eq!(
-        cp.app.store.log_head(Log::Changes).await.unwrap().0,
+        cp.app.store().log_head(Log::Changes).await.unwrap().0,
         head + 1
     );
 }
@@ -592,7 +592,7 @@ async fn metadata_advertises_only_what_exists() {
         .send("GET", "/.well-known/oauth-authorization-server", &[], "")
         .await
         .json();
-    assert_eq!(m["issuer"], cp.app.settings.issuer.as_str());
+    assert_eq!(m["issuer"], cp.app.settings().issuer.as_str());
     let types = m["response_types_supported"]
         .as_array()
         .cloned()
@@ -875,14 +875,14 @@ async fn spent_refresh_tokens_leave_the_store_and_reuse_is_still_detected() {
         .as_str()
         .unwrap()
         .to_string();
-    let grace = cp.app.settings.tokens.refresh_retry_grace.as_secs() as i64;
+    let grace = cp.app.settings().tokens.refresh_retry_grace.as_secs() as i64;
     cp.app
         .prune_sessions(meshauth_cp::service::now() + grace + 120)
         .await
         .unwrap();
     let left = cp
         .app
-        .store
+        .store()
         .list(meshauth_cp::store::Table::RefreshTokens)
         .await
         .unwrap()

@@ -41,10 +41,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ServiceError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ServiceError::Store(crate::store::StoreError::NotReplicated(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "not_replicated")
+            }
+            // Corrupt data does not heal by retrying: one answer wherever it is read.
+            ServiceError::Store(crate::store::StoreError::Corrupt(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
             ServiceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -80,14 +82,14 @@ pub struct OAuthReply(pub OAuthError);
 
 impl IntoResponse for OAuthReply {
     fn into_response(self) -> Response {
-        let status = if self.0.code == "invalid_client" {
+        let status = if self.0.code == crate::error::OAuthCode::InvalidClient {
             StatusCode::UNAUTHORIZED
         } else {
             StatusCode::BAD_REQUEST
         };
         let mut resp = (
             status,
-            axum::Json(json!({"error": self.0.code, "error_description": description_charset(&self.0.description)})),
+            axum::Json(json!({"error": self.0.code.as_str(), "error_description": description_charset(&self.0.description)})),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -98,7 +100,8 @@ impl IntoResponse for OAuthReply {
         }
         resp.headers_mut()
             .insert("cache-control", HeaderValue::from_static("no-store"));
-        resp.extensions_mut().insert(ErrorCode(self.0.code));
+        resp.extensions_mut()
+            .insert(ErrorCode(self.0.code.as_str()));
         resp
     }
 }

@@ -47,7 +47,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let (body, etag) = app.jwks();
-    let max_age = app.settings.keys.jwks_max_age.as_secs();
+    let max_age = app.settings().keys.jwks_max_age.as_secs();
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or(HeaderValue::from_static("no-cache"));
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
@@ -89,7 +89,7 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
 /// response type, and no ID tokens (this is not an OpenID Provider, so no
 /// `openid-configuration` is served either).
 pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
-    let iss = &app.settings.issuer;
+    let iss = &app.settings().issuer;
     Json(json!({
         "issuer": iss,
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
@@ -105,7 +105,7 @@ pub async fn discovery(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.store.ping().await {
+    match app.store().ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -131,26 +131,26 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             .map(|k| now - k.created_at)
             .min()
             .unwrap_or(0);
-        app.metrics
+        app.metrics()
             .key_age
             .get_or_create(&crate::metrics::StateLabel {
                 state: state.into(),
             })
             .set(age);
     }
-    let current = app.sync.version();
+    let current = app.sync().version();
     let recent = app
-        .sync
-        .connected_filters(app.store.as_ref(), now)
+        .sync()
+        .connected_filters(app.store().as_ref(), now)
         .await
         .unwrap_or_default();
-    app.metrics.filters_connected.set(recent.len() as i64);
+    app.metrics().filters_connected.set(recent.len() as i64);
     let lag = recent
         .iter()
         .map(|f| current.saturating_sub(f.applied_version))
         .max()
         .unwrap_or(0);
-    app.metrics
+    app.metrics()
         .filter_max_lag
         .set(i64::try_from(lag).unwrap_or(i64::MAX));
     (
@@ -158,7 +158,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.encode(),
+        app.metrics().encode(),
     )
         .into_response()
 }
@@ -173,7 +173,7 @@ fn no_wasm() -> ApiError {
 
 /// The filter module, for Istio's `WasmPlugin` (`url` + `sha256`).
 pub async fn filter_wasm(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Response> {
-    let (bytes, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
+    let (bytes, sha) = app.filter_wasm().ok_or_else(no_wasm)?;
     let etag = format!("\"{sha}\"");
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     if etag_matches(&headers, &etag) {
@@ -193,7 +193,7 @@ pub async fn filter_wasm(State(app): State<Arc<App>>, headers: HeaderMap) -> Api
 }
 
 pub async fn filter_wasm_sha256(State(app): State<Arc<App>>) -> ApiResult<String> {
-    let (_, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
+    let (_, sha) = app.filter_wasm().ok_or_else(no_wasm)?;
     Ok(format!("{sha}\n"))
 }
 
@@ -239,36 +239,36 @@ pub async fn sync_snapshot(
     if let Some(f) = &q.filter {
         let applied = q.applied.unwrap_or(q.version);
         match app
-            .sync
-            .saw_filter(app.store.as_ref(), f, applied, now())
+            .sync()
+            .saw_filter(app.store().as_ref(), f, applied, now())
             .await
         {
             Ok(true) => {}
             Ok(false) => {
-                app.metrics.sync_registry_full.inc();
+                app.metrics().sync_registry_full.inc();
             }
             // The poll itself still works; the filter is recorded on its next one.
             Err(e) => tracing::warn!(error = %e, "could not record a filter's version"),
         }
     }
     if let Some(epoch) = q.epoch.as_deref() {
-        if q.version > app.sync.version()
+        if q.version > app.sync().version()
             && app
-                .sync
-                .restart_epoch_if_behind(app.store.as_ref(), epoch, q.version, now())
+                .sync()
+                .restart_epoch_if_behind(app.store().as_ref(), epoch, q.version, now())
                 .await
                 .map_err(ServiceError::from)?
         {
-            app.metrics.sync_epoch_resets.inc();
+            app.metrics().sync_epoch_resets.inc();
         }
     }
-    let epoch = app.sync.epoch();
+    let epoch = app.sync().epoch();
     let same_epoch = q.epoch.as_deref().is_none_or(|e| e == epoch);
-    let mut rx = app.sync.subscribe();
+    let mut rx = app.sync().subscribe();
     if same_epoch && *rx.borrow_and_update() <= q.version && q.wait_ms > 0 {
         // Each parked poll holds a connection and a task: capped in total and per source.
         let Some(_parked) = guards.long_polls.try_acquire(source) else {
-            app.metrics.long_polls_refused.inc();
+            app.metrics().long_polls_refused.inc();
             let mut r = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_long_polls",
@@ -289,10 +289,10 @@ pub async fn sync_snapshot(
         })
         .await;
     }
-    let current = app.sync.version();
+    let current = app.sync().version();
     if same_epoch && current <= q.version && q.version != 0 {
         let mut resp = with_version(StatusCode::NOT_MODIFIED.into_response(), current);
-        if let Ok(v) = HeaderValue::from_str(&app.sync.seal_head(current, now())) {
+        if let Ok(v) = HeaderValue::from_str(&app.sync().seal_head(current, now())) {
             resp.headers_mut()
                 .insert(meshauth_wire::sync::HEAD_HEADER, v);
         }
@@ -301,23 +301,23 @@ pub async fn sync_snapshot(
     // Every poller woken by a change asks for the same answer: build it once. The key
     // carries the hour too, so an answer is re-signed at least every hour and its
     // `issued_at` stays inside the filters' maximum snapshot age.
-    let head = app.sync.version();
+    let head = app.sync().version();
     let key = format!(
         "{}@{}",
-        app.sync.epoch(),
+        app.sync().epoch(),
         now().div_euclid(crate::sync::SNAPSHOT_REFRESH_SECONDS)
     );
     if same_epoch && q.delta == 1 {
         let delta = answers
             .deltas
             .get_or_build(&key, q.version, head, || async {
-                app.metrics
+                app.metrics()
                     .sync_answers_built
                     .get_or_create(&AnswerLabel { kind: "delta" })
                     .inc();
                 let d = app
-                    .sync
-                    .delta(app.store.as_ref(), q.version, now())
+                    .sync()
+                    .delta(app.store().as_ref(), q.version, now())
                     .await
                     .map_err(ServiceError::from)?;
                 Ok::<_, ServiceError>(d.map(|(v, body)| (v, Bytes::from(body))))
@@ -333,7 +333,7 @@ pub async fn sync_snapshot(
     let snapshot = answers
         .snapshots
         .get_or_build(&key, 0, head, || async {
-            app.metrics
+            app.metrics()
                 .sync_answers_built
                 .get_or_create(&AnswerLabel { kind: "snapshot" })
                 .inc();
@@ -364,7 +364,7 @@ pub async fn sync_confirm(
         .into());
     }
     let revoked = app.jti_revoked(&c.jti).await?;
-    Ok(Json(app.sync.seal_confirm(&ConfirmAnswer {
+    Ok(Json(app.sync().seal_confirm(&ConfirmAnswer {
         jti: c.jti,
         nonce: c.nonce,
         revoked,
@@ -372,7 +372,7 @@ pub async fn sync_confirm(
 }
 
 pub async fn distribution_key(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(json!({"public_key": app.sync.distribution_public, "epoch": app.sync.epoch()}))
+    Json(json!({"public_key": app.sync().distribution_public, "epoch": app.sync().epoch()}))
 }
 
 // ---- OAuth ----
@@ -536,7 +536,7 @@ pub async fn token(
         }
         Some(other) => {
             return Err(OAuthError::new(
-                "unsupported_grant_type",
+                crate::error::OAuthCode::UnsupportedGrantType,
                 format!("grant_type {other:?} is not supported"),
             )
             .into())
@@ -780,7 +780,7 @@ pub async fn add_revocation(
             return Ok(StatusCode::NO_CONTENT);
         }
         "jti" => {
-            let max_ttl = app.settings.tokens.max_access_ttl.as_secs() as i64;
+            let max_ttl = app.settings().tokens.max_access_ttl.as_secs() as i64;
             let exp = b.exp.unwrap_or(now + max_ttl);
             // No token of ours lives past now + its longest TTL; a larger `exp` would only
             // keep the entry (and overflow `exp + skew`).
@@ -904,7 +904,7 @@ pub async fn read_audit(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     let entries = app
-        .audit
+        .audit()
         .read(q.from, q.limit.min(1000))
         .await
         .map_err(crate::error::ServiceError::from)?;
@@ -913,7 +913,7 @@ pub async fn read_audit(
 
 pub async fn verify_audit(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     let report = app
-        .audit
+        .audit()
         .verify()
         .await
         .map_err(crate::error::ServiceError::from)?;
@@ -925,11 +925,11 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     let ring = app.keyring();
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "issuer": app.settings.issuer,
-        "store": app.store.kind(),
-        "replica": app.replica_id,
+        "issuer": app.settings().issuer,
+        "store": app.store().kind(),
+        "replica": app.replica_id(),
         "keys": ring.keys.iter().filter(|k| k.state != crate::keys::KeyState::Retired).map(key_view).collect::<Vec<_>>(),
-        "sync": {"epoch": app.sync.epoch(), "version": app.sync.version(), "distribution_key": app.sync.distribution_public},
-        "filters": app.sync.filters(app.store.as_ref(), now()).await.map_err(ServiceError::from)?,
+        "sync": {"epoch": app.sync().epoch(), "version": app.sync().version(), "distribution_key": app.sync().distribution_public},
+        "filters": app.sync().filters(app.store().as_ref(), now()).await.map_err(ServiceError::from)?,
     })))
 }

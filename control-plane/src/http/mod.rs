@@ -26,7 +26,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// The routes of the listener `listen`: everything not moved to a separate listener
 /// (`admin_listen`, `sync_listen`, `metrics_listen`).
 pub fn router(app: Arc<App>) -> Router {
-    let s = &app.settings;
+    let s = app.settings();
     let mut routes = public_routes(&app);
     if s.sync_listen.is_none() {
         routes = routes.merge(sync_routes(&app));
@@ -42,7 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Each separate listener's address and routes, besides `listen`'s.
 pub fn separate_routers(app: &Arc<App>) -> Vec<(String, Router)> {
-    let s = &app.settings;
+    let s = app.settings();
     [
         (s.admin_listen.clone(), admin_routes(app)),
         (s.sync_listen.clone(), sync_routes(app)),
@@ -128,7 +128,7 @@ fn public_routes(app: &Arc<App>) -> Router<Arc<App>> {
 /// The layers every listener's routes get. Each route group is served by one listener
 /// only, so each listener's guards see all of that group's traffic.
 fn finish(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
-    let guards = Arc::new(guard::Guards::new(&app.settings.server));
+    let guards = Arc::new(guard::Guards::new(&app.settings().server));
     routes
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -159,7 +159,7 @@ async fn require_admin(
     next: Next,
 ) -> Response {
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(&app.metrics, "admin", source) {
+    if let Some(refused) = guards.refuse(app.metrics(), "admin", source) {
         return refused;
     }
     let bearer = bearer(&req);
@@ -176,7 +176,7 @@ async fn require_admin(
             next.run(req).await
         }
         _ => {
-            guards.failed(&app.metrics, "admin", source);
+            guards.failed(app.metrics(), "admin", source);
             challenge(ApiError::unauthorized(), "Bearer realm=\"meshauth-admin\"")
         }
     }
@@ -194,15 +194,15 @@ async fn require_filter(
     // Failed credentials are throttled per source like client and admin ones, so a weak
     // credential cannot be guessed online at full speed.
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(&app.metrics, "sync", source) {
+    if let Some(refused) = guards.refuse(app.metrics(), "sync", source) {
         return refused;
     }
     let bearer = bearer(&req);
     if app.sync_authorized(bearer) {
         return next.run(req).await;
     }
-    app.metrics.sync_unauthorized.inc();
-    guards.failed(&app.metrics, "sync", source);
+    app.metrics().sync_unauthorized.inc();
+    guards.failed(app.metrics(), "sync", source);
     challenge(
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -241,7 +241,7 @@ async fn throttle_clients(
     next: Next,
 ) -> Response {
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(&app.metrics, "client", source) {
+    if let Some(refused) = guards.refuse(app.metrics(), "client", source) {
         return refused;
     }
     let resp = next.run(req).await;
@@ -250,13 +250,13 @@ async fn throttle_clients(
         .get::<ErrorCode>()
         .is_some_and(|c| c.0 == "invalid_client")
     {
-        guards.failed(&app.metrics, "client", source);
+        guards.failed(app.metrics(), "client", source);
     }
     resp
 }
 
 fn too_slow(app: &App) -> Response {
-    app.metrics.read_timeouts.inc();
+    app.metrics().read_timeouts.inc();
     let mut r = ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
         "request_timeout",
@@ -284,7 +284,7 @@ async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = app.settings.server.body_read_timeout;
+    let limit = app.settings().server.body_read_timeout;
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         // The handler's body limit refuses it after reading what it allows (answering
         // before that would reset a client that is still sending); that read is timed.
@@ -319,13 +319,13 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| crate::crypto::random_token(12), str::to_owned);
     let resp = next.run(req).await;
-    app.metrics
+    app.metrics()
         .latency
         .get_or_create(&RouteLabel { route, method })
         .observe(started.elapsed().as_secs_f64());
     let mut resp = match resp.extensions().get::<ErrorCode>().copied() {
         Some(ErrorCode(code)) => {
-            app.metrics.error(code);
+            app.metrics().error(code);
             with_correlation(resp, &correlation).await
         }
         None => resp,
