@@ -189,7 +189,7 @@ impl Revocations {
     pub async fn live(&self) -> StoreResult<Vec<Revocation>> {
         let now = self.ctx.now();
         let skew = secs(self.ctx.settings.keys.clock_skew);
-        let horizon = self.ctx.settings.lifecycle().retention;
+        let horizon = crate::keys::service::policy(&self.ctx.settings).retention;
         let mut all = self.all().await?;
         all.retain(|r| r.is_live(now, skew, horizon));
         Ok(all)

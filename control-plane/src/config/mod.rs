@@ -2,7 +2,6 @@
 //! secrets, validated at start-up with one clear message per problem.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::crypto::MasterKey;
 
@@ -221,19 +220,5 @@ impl Settings {
             .max(self.tokens.client_credentials_ttl)
             .as_secs();
         i64::try_from(ttl).unwrap_or(i64::MAX / 4) + self.revocation_skew()
-    }
-
-    pub fn lifecycle(&self) -> crate::keys::LifecyclePolicy {
-        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4);
-        let skew = secs(self.keys.clock_skew);
-        crate::keys::LifecyclePolicy {
-            rotation_interval: secs(self.keys.rotation_interval),
-            prepublish: secs(self.keys.jwks_max_age) + skew,
-            retention: secs(
-                self.tokens
-                    .max_access_ttl
-                    .max(self.tokens.client_credentials_ttl),
-            ) + skew,
-        }
     }
 }

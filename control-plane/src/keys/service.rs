@@ -11,12 +11,23 @@ use serde_json::json;
 use meshauth_wire::{b64, Jwk};
 
 use crate::audit::AuditAction;
+use crate::config::Settings;
 use crate::ctx::{secs, Ctx};
 use crate::error::ServiceError;
 use crate::store::{Change as Write, Doc, StoreError, Table};
 use crate::sync::Change;
 
-use super::lifecycle::{FilterGate, KeyEvent, KeyRecord, KeyState, Keyring};
+use super::lifecycle::{FilterGate, KeyEvent, KeyRecord, KeyState, Keyring, LifecyclePolicy};
+
+/// The lifecycle's timing, from the token TTLs, clock skew and JWKS max-age.
+pub fn policy(s: &Settings) -> LifecyclePolicy {
+    let skew = secs(s.keys.clock_skew);
+    LifecyclePolicy {
+        rotation_interval: secs(s.keys.rotation_interval),
+        prepublish: secs(s.keys.jwks_max_age) + skew,
+        retention: secs(s.tokens.max_access_ttl.max(s.tokens.client_credentials_ttl)) + skew,
+    }
+}
 
 const KEYRING: &str = "keyring";
 const RING: Doc<Keyring> = Doc::new(Table::Meta, "keyring");
@@ -171,7 +182,7 @@ impl KeyService {
 
     /// The schedule step, on the replica holding the rotation lease.
     pub async fn tick(&self) -> Result<(), ServiceError> {
-        let policy = self.ctx.settings.lifecycle();
+        let policy = policy(&self.ctx.settings);
         let gate = self.filter_gate().await?;
         self.update("scheduler", |ring, now| {
             Some(ring.tick(now, &policy, &gate, &mut |t| self.new_key_record(t)))
@@ -205,7 +216,7 @@ impl KeyService {
     /// Forces a rotation: publishes a `next` key if there is none; it signs as soon
     /// as it has been published for one JWKS max-age (at once if it already has).
     pub async fn rotate(&self, actor: &str) -> Result<Keyring, ServiceError> {
-        let policy = self.ctx.settings.lifecycle();
+        let policy = policy(&self.ctx.settings);
         let gate = self.filter_gate().await?;
         self.update(actor, |ring, now| {
             ring.rotation_requested = true;
@@ -270,5 +281,18 @@ impl KeyService {
         let sk = Arc::new(SigningKey::from_bytes(&seed));
         write(&self.cache).signers.insert(kid.clone(), sk.clone());
         Ok((kid, sk))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_policy_prepublishes_for_a_jwks_max_age_and_retains_for_a_token_lifetime() {
+        let key = "ab".repeat(32);
+        let env = |k: &str| (k == "MESHAUTH_MASTER_KEY").then(|| key.clone());
+        let p = policy(&Settings::load(None, &env).unwrap());
+        assert_eq!((p.prepublish, p.retention), (330, 3630));
     }
 }
