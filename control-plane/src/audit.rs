@@ -1,8 +1,13 @@
 //! The audit log: every change, chained by a keyed hash. Entry n carries the MAC of
-//! entry n-1, and the store keeps the last MAC beside the log, so an edited, removed or
-//! truncated entry breaks the chain and `verify` names it. The MAC is HMAC-SHA256 under
-//! a key derived from the master key, so whoever can write the store but does not hold
-//! the master key cannot edit an entry and recompute the rest of the chain.
+//! entry n-1, so an edited or removed entry breaks the chain and `verify` names it. The
+//! MAC is HMAC-SHA256 under a key derived from the master key, so whoever can write the
+//! store but does not hold the master key cannot edit an entry and recompute the rest.
+//!
+//! The store keeps a head beside the log: the last entry's MAC and a MAC over it and the
+//! entry count, so cutting entries off the end cannot be hidden by pointing the head at
+//! the new last entry. Putting back a whole earlier state (log and head, a rollback)
+//! cannot be seen from inside the store: each append logs the new head (`SEQ:HASH`, no
+//! secret) for log shipping to keep, and `verify` checks an anchor recorded that way.
 
 use std::sync::Arc;
 
@@ -83,6 +88,48 @@ fn entry_mac(
     hex::encode(crate::crypto::hmac_sha256(key, canonical.as_bytes()))
 }
 
+/// The stored head for `count` entries ending in `last`: `last:MAC(count, last)`.
+fn head_value(key: &[u8; 32], count: u64, last: &str) -> String {
+    let canonical = serde_json::json!(["meshauth audit head", count, last]).to_string();
+    let mac = hex::encode(crate::crypto::hmac_sha256(key, canonical.as_bytes()));
+    format!("{last}:{mac}")
+}
+
+/// The last entry's MAC in a stored head (an earlier version stored it alone).
+fn head_last(head: &str) -> &str {
+    head.split_once(':').map_or(head, |(last, _)| last)
+}
+
+/// An entry recorded outside the store (`SEQ:HASH`, as the control plane logs it on
+/// each append): a later chain must still reach it, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Anchor, String> {
+        let bad = || {
+            format!(
+                "an anchor is SEQ:HASH (an entry number and its 64-hex-digit hash), not {:?}",
+                s.chars().take(80).collect::<String>()
+            )
+        };
+        let (seq, hash) = s.trim().split_once(':').ok_or_else(bad)?;
+        let seq = seq.parse().map_err(|_| bad())?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Anchor {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 pub enum AuditProblem {
     #[error("entry {0} is unreadable")]
@@ -91,8 +138,12 @@ pub enum AuditProblem {
     Edited(u64),
     #[error("entry {0} is missing or out of order")]
     Missing(u64),
-    #[error("the last {0} entries are missing (the log was truncated)")]
+    #[error("the stored head does not vouch for the log's {0} entries: the log was truncated or its head replaced")]
     Truncated(u64),
+    #[error("the log has {entries} entries but the anchor names entry {seq}: it was truncated or rolled back")]
+    AnchorMissing { seq: u64, entries: u64 },
+    #[error("entry {0} is not the anchored one: the log was rewritten up to there")]
+    AnchorDiffers(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -100,6 +151,8 @@ pub struct AuditReport {
     pub entries: u64,
     pub ok: bool,
     pub problem: Option<String>,
+    /// `SEQ:HASH` of the last entry checked: what to record as the next anchor.
+    pub head: Option<String>,
 }
 
 pub struct Audit {
@@ -127,7 +180,7 @@ impl Audit {
             retries.attempt()?;
             let (len, head) = self.store.log_head(Log::Audit).await?;
             let prev = head
-                .map(|h| String::from_utf8_lossy(&h).to_string())
+                .map(|h| head_last(&String::from_utf8_lossy(&h)).to_string())
                 .unwrap_or_else(|| GENESIS.to_string());
             let hash = entry_mac(&self.key, len, at, actor, action, target, &detail, &prev);
             let entry = AuditEntry {
@@ -141,12 +194,18 @@ impl Audit {
                 hash,
             };
             let bytes = typed::encode("audit entry", &entry)?;
+            let new_head = head_value(&self.key, len + 1, &entry.hash);
             // Another replica may have appended first; then build on its entry.
             if self
                 .store
-                .append(Log::Audit, len, &bytes, entry.hash.as_bytes())
+                .append(Log::Audit, len, &bytes, new_head.as_bytes())
                 .await?
             {
+                // Outside the store: log shipping keeps the anchors `verify` checks.
+                tracing::info!(
+                    audit_head = %format!("{}:{}", entry.seq, entry.hash),
+                    "audit entry appended (its SEQ:HASH is an anchor for `audit verify`)"
+                );
                 return Ok(entry);
             }
         }
@@ -160,7 +219,21 @@ impl Audit {
             .collect())
     }
 
-    pub async fn verify(&self) -> Result<AuditReport, StoreError> {
+    /// The last entry's `SEQ:HASH` (an anchor to record), without checking the chain.
+    pub async fn head(&self) -> Result<Option<String>, StoreError> {
+        let (len, _) = self.store.log_head(Log::Audit).await?;
+        let Some(last) = len.checked_sub(1) else {
+            return Ok(None);
+        };
+        Ok(self
+            .read(last, 1)
+            .await?
+            .first()
+            .map(|e| format!("{}:{}", e.seq, e.hash)))
+    }
+
+    /// Walks the chain; with `anchor`, it must also reach that entry, unchanged.
+    pub async fn verify(&self, anchor: Option<&Anchor>) -> Result<AuditReport, StoreError> {
         let (len, head) = self.store.log_head(Log::Audit).await?;
         let head = head.map(|h| String::from_utf8_lossy(&h).to_string());
         let mut prev = GENESIS.to_string();
@@ -187,155 +260,34 @@ impl Audit {
                     problem = Some(AuditProblem::Edited(seen));
                     break 'outer;
                 }
+                if anchor.is_some_and(|a| a.seq == seen && a.hash != e.hash) {
+                    problem = Some(AuditProblem::AnchorDiffers(seen));
+                    break 'outer;
+                }
                 prev = e.hash;
                 seen += 1;
             }
         }
-        if problem.is_none() && len > 0 && head.as_deref() != Some(prev.as_str()) {
-            problem = Some(AuditProblem::Truncated(1));
+        let vouched = head.as_deref().is_some_and(|h| {
+            crate::crypto::ct_eq(h.as_bytes(), head_value(&self.key, seen, &prev).as_bytes())
+        });
+        if problem.is_none() && (len > 0 || head.is_some()) && (seen != len || !vouched) {
+            problem = Some(AuditProblem::Truncated(seen));
+        }
+        if let Some(a) = anchor.filter(|a| problem.is_none() && a.seq >= seen) {
+            problem = Some(AuditProblem::AnchorMissing {
+                seq: a.seq,
+                entries: seen,
+            });
         }
         Ok(AuditReport {
             entries: seen,
             ok: problem.is_none(),
             problem: problem.map(|p| p.to_string()),
+            head: seen.checked_sub(1).map(|last| format!("{last}:{prev}")),
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::embedded::EmbeddedStore;
-    use sha2::{Digest, Sha256};
-
-    const KEY: [u8; 32] = [7u8; 32];
-
-    #[tokio::test]
-    async fn chain_verifies_and_detects_tampering() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let audit = Audit::new(store.clone(), KEY);
-        for i in 0..5 {
-            audit
-                .record(
-                    "admin",
-                    AuditAction::KeyActivated,
-                    &format!("k{i}"),
-                    serde_json::json!({"i": i}),
-                    100 + i,
-                )
-                .await
-                .unwrap();
-        }
-        let report = audit.verify().await.unwrap();
-        assert!(report.ok, "{report:?}");
-        assert_eq!(report.entries, 5);
-        // Edit entry 2's target without fixing the hash.
-        let mut entries = audit.read(0, 10).await.unwrap();
-        entries[2].target = "forged".into();
-        let forged_store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("b.redb")).unwrap());
-        for (i, e) in entries.iter().enumerate() {
-            forged_store
-                .append(
-                    Log::Audit,
-                    i as u64,
-                    &serde_json::to_vec(e).unwrap(),
-                    e.hash.as_bytes(),
-                )
-                .await
-                .unwrap();
-        }
-        let r = Audit::new(forged_store, KEY).verify().await.unwrap();
-        assert_eq!(
-            r.problem.as_deref(),
-            Some("entry 2 has been edited (its hash does not match its content)")
-        );
-        // Drop entry 1 (renumbering the rest is not enough to hide it).
-        let removed_store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("c.redb")).unwrap());
-        let mut kept = audit.read(0, 10).await.unwrap();
-        kept.remove(1);
-        for (i, e) in kept.iter_mut().enumerate() {
-            e.seq = i as u64;
-            removed_store
-                .append(
-                    Log::Audit,
-                    i as u64,
-                    &serde_json::to_vec(e).unwrap(),
-                    e.hash.as_bytes(),
-                )
-                .await
-                .unwrap();
-        }
-        let r = Audit::new(removed_store, KEY).verify().await.unwrap();
-        assert_eq!(
-            r.problem.as_deref(),
-            Some("entry 1 is missing or out of order")
-        );
-    }
-
-    /// Whoever can write the store edits an entry and recomputes the rest of the chain
-    /// with plain SHA-256 (or with a key of their own): without the key it cannot pass.
-    #[tokio::test]
-    async fn an_edit_rehashed_without_the_key_is_detected() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let audit = Audit::new(store.clone(), KEY);
-        for i in 0..4 {
-            audit
-                .record(
-                    "admin",
-                    AuditAction::ClientDeleted,
-                    &format!("c{i}"),
-                    serde_json::json!({}),
-                    100 + i,
-                )
-                .await
-                .unwrap();
-        }
-        let plain = |e: &AuditEntry| {
-            let canonical =
-                serde_json::json!([e.seq, e.at, e.actor, e.action, e.target, e.detail, e.prev])
-                    .to_string();
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        };
-        let other_key = |e: &AuditEntry| {
-            entry_mac(
-                &[9u8; 32], e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
-            )
-        };
-        type Rehash<'a> = &'a dyn Fn(&AuditEntry) -> String;
-        let rehashers: [(&str, Rehash); 2] = [("plain", &plain), ("other key", &other_key)];
-        for (n, (what, rehash)) in rehashers.into_iter().enumerate() {
-            let mut entries = audit.read(0, 10).await.unwrap();
-            entries[1].target = "c-covered-up".into();
-            let mut prev = GENESIS.to_string();
-            let forged: Arc<dyn Store> =
-                Arc::new(EmbeddedStore::open(&dir.path().join(format!("f{n}.redb"))).unwrap());
-            for (i, e) in entries.iter_mut().enumerate() {
-                e.prev = prev.clone();
-                e.hash = rehash(e);
-                prev = e.hash.clone();
-                forged
-                    .append(
-                        Log::Audit,
-                        i as u64,
-                        &serde_json::to_vec(e).unwrap(),
-                        e.hash.as_bytes(),
-                    )
-                    .await
-                    .unwrap();
-            }
-            let r = Audit::new(forged, KEY).verify().await.unwrap();
-            assert!(!r.ok, "{what}: {r:?}");
-            assert_eq!(
-                r.problem.as_deref(),
-                Some("entry 0 has been edited (its hash does not match its content)"),
-                "{what}"
-            );
-        }
-    }
-}
+mod tests;

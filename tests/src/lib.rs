@@ -6,8 +6,11 @@ pub mod echo;
 pub mod envoy;
 pub mod fake_sync;
 pub mod http;
+pub mod process;
+pub mod redis;
 pub mod relay;
 pub mod tokens;
+pub mod wait;
 
 use std::path::PathBuf;
 
@@ -17,6 +20,14 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A loopback port free right now (the OS picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A file the tests need, from an env var or its default place; a clear panic if absent.

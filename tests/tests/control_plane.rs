@@ -1,10 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The real control-plane binary and CLI, on the embedded store and on a real Redis.
 
-use meshauth_tests::control_plane::{
-    wait_until, ControlPlane, Redis, Sentinel, StoreKind, SENTINEL_MASTER_NAME,
-};
+use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::http::{get, request, Answer};
+use meshauth_tests::redis::{Redis, Sentinel, SENTINEL_MASTER_NAME};
+use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
@@ -559,18 +559,12 @@ fn keys_rotate_and_revoke() {
         "next is published before it signs"
     );
     // After the pre-publication window the scheduler promotes it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    wait_until("the rotation", 10, || {
         let t = cp.cli_ok(&["token", "issue", "--sub", "a"]);
-        if decode_claims_header_kid(t.trim()) == next {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rotation did not complete"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+        (decode_claims_header_kid(t.trim()) == next)
+            .then_some(())
+            .ok_or_else(|| "rotation did not complete".to_string())
+    });
     let v: Value = serde_json::from_str(&cp.cli_ok(&["keys", "list"])).unwrap();
     assert!(v["keys"]
         .as_array()
@@ -909,6 +903,77 @@ fn audit_verify_finds_an_edited_entry() {
         String::from_utf8_lossy(&out.stderr).contains("entry 0 has been edited"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whoever can write Redis cuts entries off the end of the audit log. Cutting and
+/// pointing the head at the new last entry fails on its own (the head's MAC covers the
+/// count); putting back a head saved from an earlier state (a rollback) is only caught
+/// by an anchor recorded outside the store, which `audit verify --anchor` checks.
+#[test]
+fn audit_verify_detects_a_truncated_log() {
+    let redis = Redis::start();
+    let cp = ControlPlane::start(StoreKind::Redis(redis.url()), "");
+    let log = "{meshauth}:log:audit";
+    let head = "{meshauth}:head:audit";
+    create_client(&cp, "read");
+    let saved_head = redis.cli(&["GET", head]).trim().to_string();
+    let saved_len: u64 = redis.cli(&["LLEN", log]).trim().parse().unwrap();
+    create_client(&cp, "write");
+    create_client(&cp, "admin");
+    let entries = admin(&cp, "GET", "/admin/audit?limit=1000", None).json();
+    let last = entries["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let anchor = format!("{}:{}", last["seq"], last["hash"].as_str().unwrap());
+    let ok = cp.cli_ok(&["audit", "verify", "--anchor", &anchor]);
+    assert!(ok.starts_with("audit chain ok"), "{ok}");
+    assert!(
+        ok.contains(&anchor),
+        "verify prints the head to anchor: {ok}"
+    );
+    let len: u64 = redis.cli(&["LLEN", log]).trim().parse().unwrap();
+    let failing = |args: &[&str]| {
+        let out = cp.cli(args);
+        assert!(
+            !out.status.success(),
+            "{args:?} passed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // The admin API takes the anchor too.
+    let wrong = format!("{}:{}", last["seq"], "0".repeat(64));
+    let r = admin(
+        &cp,
+        "GET",
+        &format!("/admin/audit/verify?anchor={wrong}"),
+        None,
+    )
+    .json();
+    assert_eq!(r["ok"], false, "{r}");
+    // Cut the tail and point the head at the new last entry.
+    for _ in saved_len..len {
+        redis.cli(&["RPOP", log]);
+    }
+    let kept: Value = serde_json::from_str(
+        redis
+            .cli(&["LINDEX", log, &(saved_len - 1).to_string()])
+            .trim(),
+    )
+    .unwrap();
+    redis.cli(&["SET", head, kept["hash"].as_str().unwrap()]);
+    let err = failing(&["audit", "verify"]);
+    assert!(err.contains("truncated"), "{err}");
+    // A rollback: the tail cut and the head saved before it put back.
+    redis.cli(&["SET", head, &saved_head]);
+    let err = failing(&["audit", "verify", "--anchor", &anchor]);
+    assert!(
+        err.contains(&format!("anchor names entry {}", last["seq"])) && err.contains("truncated"),
+        "{err}"
     );
 }
 

@@ -4,14 +4,14 @@
 //! header hardening the shipped configs set, as a careless operator's would: the filter
 //! must hold on its own.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::echo;
 use meshauth_tests::envoy::{template, Envoy, Options};
 use meshauth_tests::http::{get, raw_get};
 use meshauth_tests::relay::{Confirm, Relay};
 use meshauth_tests::tokens::{claims, jwks_value, DevKey};
+use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
 
 /// The shipped bootstrap with its listener hardening taken out.
@@ -49,21 +49,8 @@ fn start_shipped(config: &Value) -> Envoy {
 }
 
 fn start_with(config: &Value, cp_port: Option<u16>, template: Option<String>) -> Envoy {
-    let upstream = echo::spawn().unwrap();
-    let mut vars = Vec::new();
-    if let Some(p) = cp_port {
-        vars.push(("CP_PORT", p.to_string()));
-    }
-    Envoy::start(
-        config,
-        Options {
-            upstream_port: upstream,
-            template,
-            vars,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("envoy did not start: {log}"))
+    let opts = cp_port.map_or_else(Options::default, Options::control_plane);
+    Envoy::with_echo(config, Options { template, ..opts })
 }
 
 fn routes_config(key: &DevKey) -> Value {
@@ -262,11 +249,11 @@ fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker(
     });
     let envoy = start(&config, Some(relay.port));
     let auth = format!("Bearer {other}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&envoy.url("/api"), &[("authorization", &auth)]).status != 200 {
-        assert!(Instant::now() < deadline, "no snapshot: {}", envoy.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("a snapshot", 10, || {
+        (get(&envoy.url("/api"), &[("authorization", &auth)]).status == 200)
+            .then_some(())
+            .ok_or(format!("no snapshot: {}", envoy.log()))
+    });
     let bad = format!("Bearer {victim}");
     for round in 0..4 {
         let a = get(
@@ -321,17 +308,16 @@ fn an_unconfirmed_refusal_is_answered_like_every_other() {
     });
     let envoy = start(&config, Some(relay.port));
     let bad = format!("Bearer {victim}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let a = loop {
+    let a = wait_until("a 403", 10, || {
         let a = get(
             &envoy.url("/api"),
             &[("authorization", &bad), ("x-request-id", "corr-7")],
         );
-        if a.status == 403 || Instant::now() > deadline {
-            break a;
+        match a.status {
+            403 => Ok(a),
+            _ => Err(format!("{} {}\n{}", a.status, a.body, envoy.log())),
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    });
     assert_eq!(a.status, 403, "{}\n{}", a.body, envoy.log());
     assert_eq!(a.json()["error"]["code"], "token_revoked");
     assert_eq!(a.json()["error"]["correlation_id"], "corr-7");

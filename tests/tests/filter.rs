@@ -1,6 +1,5 @@
 //! The filter inside a real Envoy (`--concurrency 2`) in front of an echoing upstream.
 
-use meshauth_tests::echo;
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::http::get;
 use meshauth_tests::tokens::{claims, jwks_value, now, DevKey};
@@ -32,15 +31,7 @@ fn plugin_config(key: &DevKey) -> Value {
 
 fn setup() -> Setup {
     let key = DevKey::random();
-    let upstream = echo::spawn().unwrap();
-    let envoy = Envoy::start(
-        &plugin_config(&key),
-        Options {
-            upstream_port: upstream,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("envoy did not start: {log}"));
+    let envoy = Envoy::with_echo(&plugin_config(&key), Options::default());
     Setup { envoy, key }
 }
 
@@ -302,20 +293,12 @@ fn garbage_never_breaks_the_filter() {
 #[test]
 fn without_route_rules_the_default_applies_and_spoofed_headers_go() {
     let key = DevKey::random();
-    let upstream = echo::spawn().unwrap();
     let config = json!({
         "bootstrap_jwks": jwks_value(&[&key]),
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
         "default_route": {"auth": "anonymous"}
     });
-    let envoy = Envoy::start(
-        &config,
-        Options {
-            upstream_port: upstream,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("{log}"));
+    let envoy = Envoy::with_echo(&config, Options::default());
     let a = get(&envoy.url("/anything"), &[("x-meshauth-sub", "spoofed")]);
     assert_eq!(a.status, 200, "{}", a.body);
     assert!(a.json()["headers"].get("x-meshauth-sub").is_none());

@@ -3,7 +3,6 @@
 //! in an independent JWT library, and in the meshauth filter; tampered ones nowhere.
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::echo;
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::http::get;
 use serde_json::{json, Value};
@@ -42,20 +41,13 @@ fn native_jwt_authn_with_remote_jwks_accepts_meshauth_tokens() {
     let token = issue(&cp);
     let auth = format!("Bearer {token}");
     // The remote JWKS is fetched asynchronously at start-up; allow it a moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    meshauth_tests::wait::wait_until("jwt_authn to accept", 10, || {
         let a = get(&envoy.url("/x"), &[("authorization", &auth)]);
-        if a.status == 200 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
+        (a.status == 200).then_some(()).ok_or(format!(
             "jwt_authn refused a meshauth token: {} {}",
-            a.status,
-            a.body
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+            a.status, a.body
+        ))
+    });
     let bad = format!("Bearer {}", tamper(&token));
     assert_eq!(
         get(&envoy.url("/x"), &[("authorization", &bad)]).status,
@@ -83,19 +75,11 @@ fn an_independent_library_verifies_meshauth_tokens() {
 fn the_filter_accepts_tokens_from_the_control_plane() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
     let jwks = get(&cp.url("/.well-known/jwks.json"), &[]).json();
-    let upstream = echo::spawn().unwrap();
     let config = json!({
         "issuer": cp.base_url(), "audiences": ["api"], "bootstrap_jwks": jwks,
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
     });
-    let envoy = Envoy::start(
-        &config,
-        Options {
-            upstream_port: upstream,
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("{log}"));
+    let envoy = Envoy::with_echo(&config, Options::default());
     let token = issue(&cp);
     let a = get(
         &envoy.url("/x"),

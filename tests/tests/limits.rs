@@ -5,23 +5,20 @@
 use std::time::{Duration, Instant};
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::echo;
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::http::{get, Answer};
 use meshauth_tests::tokens::{claims, jwks_value, DevKey};
+use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
 
 fn start(config: &Value, vars: Vec<(&'static str, String)>) -> Envoy {
-    let upstream = echo::spawn().unwrap();
-    Envoy::start(
+    Envoy::with_echo(
         config,
         Options {
-            upstream_port: upstream,
             vars,
             ..Default::default()
         },
     )
-    .unwrap_or_else(|log| panic!("envoy did not start: {log}"))
 }
 
 fn token(key: &DevKey, sub: &str) -> String {
@@ -239,11 +236,11 @@ fn a_limit_set_with_the_cli_applies_within_one_sync() {
     let alice = issue("alice");
     let bob = issue("bob");
     // Unlimited until a policy arrives.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&envoy.url("/api"), &[("authorization", &alice)]).status != 200 {
-        assert!(Instant::now() < deadline, "{}", envoy.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("a first 200", 10, || {
+        (get(&envoy.url("/api"), &[("authorization", &alice)]).status == 200)
+            .then_some(())
+            .ok_or_else(|| envoy.log())
+    });
     assert_eq!(count(&hammer(&envoy, "/api", &alice, 2, 10), 200), 20);
 
     let applied = |cp: &ControlPlane| -> (u64, Vec<u64>) {
@@ -260,15 +257,12 @@ fn a_limit_set_with_the_cli_applies_within_one_sync() {
     set_per_user(&cp, &[]);
     let wait_applied = |cp: &ControlPlane| {
         let (version, _) = applied(cp);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        wait_until("the filter to apply the policy", 10, || {
             let (_, filters) = applied(cp);
-            if filters.iter().any(|v| *v >= version) {
-                return version;
-            }
-            assert!(Instant::now() < deadline, "filter never applied {version}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            (filters.iter().any(|v| *v >= version))
+                .then_some(version)
+                .ok_or(format!("filter never applied {version}"))
+        })
     };
     wait_applied(&cp);
     // Workers pick the snapshot up on their next tick (20 ms; more on a loaded machine).

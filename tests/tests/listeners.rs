@@ -3,7 +3,8 @@
 //! listeners of their own: what moved is gone from the public port (so a network policy
 //! on the ports means something), and served where it moved.
 
-use meshauth_tests::control_plane::{free_port, ControlPlane, StoreKind};
+use meshauth_tests::control_plane::{ControlPlane, StoreKind};
+use meshauth_tests::free_port;
 use meshauth_tests::http::get;
 
 #[test]

@@ -5,8 +5,10 @@
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::Verifier;
-use meshauth_tests::control_plane::{ControlPlane, Redis, StoreKind};
+use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::http::{get, request, Answer};
+use meshauth_tests::redis::Redis;
+use meshauth_tests::wait::wait_until;
 use meshauth_wire::sync::{ConfirmAnswer, RuleClaim, SignedSnapshot, Snapshot};
 use serde_json::{json, Value};
 
@@ -207,8 +209,7 @@ fn expired_revocations_leave_the_store() {
         );
         assert_eq!(a.status, 204, "{}", a.body);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until("the expired jti to go", 10, || {
         let list = get(&cp.url("/admin/revocations"), &h[..1]).json();
         let jtis: Vec<&str> = list["revocations"]
             .as_array()
@@ -216,15 +217,10 @@ fn expired_revocations_leave_the_store() {
             .iter()
             .filter_map(|r| r["jti"].as_str())
             .collect();
-        if jtis == ["live"] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "expired jti still stored: {jtis:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (jtis == ["live"])
+            .then_some(())
+            .ok_or(format!("expired jti still stored: {jtis:?}"))
+    });
 }
 
 /// The key schedule waits for connected filters: a `next` key signs only once every

@@ -5,29 +5,20 @@
 use std::time::{Duration, Instant};
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::echo;
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::fake_sync::FakeSync;
 use meshauth_tests::http::{get, Answer};
+use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
 
 fn envoy_for(cp: &ControlPlane, distribution_key: &str) -> Envoy {
-    let upstream = echo::spawn().unwrap();
     let config = json!({
         "issuer": cp.base_url(),
         "audiences": ["api"],
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
         "sync": cp.filter_sync(distribution_key),
     });
-    Envoy::start(
-        &config,
-        Options {
-            upstream_port: upstream,
-            vars: vec![("CP_PORT", cp.port.to_string())],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("{log}"))
+    Envoy::with_echo(&config, Options::control_plane(cp.port))
 }
 
 fn distribution_key(cp: &ControlPlane) -> String {
@@ -47,25 +38,18 @@ fn call(envoy: &Envoy, token: &str) -> Answer {
     )
 }
 
-/// Polls until `want` answers (status, error code or "" for success), or panics after 10 s.
+/// Polls until `want` answers, or panics after 10 s.
 fn eventually(envoy: &Envoy, token: &str, want: u16) -> Answer {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let a = wait_until(&format!("a {want}"), 10, || {
         let a = call(envoy, token);
         if a.status == want {
-            // One worker answered; the other picks the change up on its next 20 ms tick.
-            std::thread::sleep(Duration::from_millis(60));
-            return a;
+            return Ok(a);
         }
-        assert!(
-            Instant::now() < deadline,
-            "still {} ({}) instead of {want}\n{}",
-            a.status,
-            a.body,
-            envoy.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        Err(format!("still {} ({})\n{}", a.status, a.body, envoy.log()))
+    });
+    // One worker answered; the other picks the change up on its next 20 ms tick.
+    std::thread::sleep(Duration::from_millis(60));
+    a
 }
 
 fn issue(cp: &ControlPlane, sub: &str) -> String {
@@ -328,19 +312,10 @@ fn a_run_of_revocations_reaches_every_worker_through_deltas_and_snapshots() {
 #[test]
 fn staleness_resets_while_polls_succeed_and_grows_when_they_fail() {
     let mut cp = ControlPlane::start(StoreKind::Embedded, "");
-    let upstream = echo::spawn().unwrap();
     let mut sync = cp.filter_sync(&distribution_key(&cp));
     sync["poll_wait_ms"] = json!(1000);
     let config = json!({"issuer": cp.base_url(), "audiences": ["api"], "sync": sync});
-    let envoy = Envoy::start(
-        &config,
-        Options {
-            upstream_port: upstream,
-            vars: vec![("CP_PORT", cp.port.to_string())],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("{log}"));
+    let envoy = Envoy::with_echo(&config, Options::control_plane(cp.port));
     let gauge = |envoy: &Envoy| -> Option<u64> {
         envoy
             .prometheus()
@@ -354,18 +329,12 @@ fn staleness_resets_while_polls_succeed_and_grows_when_they_fail() {
     let fresh = gauge(&envoy).expect("the gauge is exported");
     assert!(fresh <= 3, "staleness {fresh} s while polls succeed");
     cp.kill();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("staleness to grow", 20, || {
         let g = gauge(&envoy).unwrap_or(0);
-        if g >= 4 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "staleness stays {g} with the control plane gone"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (g >= 4)
+            .then_some(())
+            .ok_or(format!("staleness stays {g} with the control plane gone"))
+    });
 }
 
 fn signed_snapshot(
@@ -394,7 +363,6 @@ fn signed_snapshot(
 }
 
 fn envoy_on_fake(fake: &FakeSync, distribution: &ed25519_dalek::SigningKey) -> Envoy {
-    let upstream = echo::spawn().unwrap();
     let config = json!({
         "issuer": "https://issuer.test",
         "audiences": ["api"],
@@ -405,15 +373,7 @@ fn envoy_on_fake(fake: &FakeSync, distribution: &ed25519_dalek::SigningKey) -> E
             "poll_wait_ms": 1000,
         },
     });
-    Envoy::start(
-        &config,
-        Options {
-            upstream_port: upstream,
-            vars: vec![("CP_PORT", fake.port.to_string())],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("{log}"))
+    Envoy::with_echo(&config, Options::control_plane(fake.port))
 }
 
 fn token_for(key: &meshauth_tests::tokens::DevKey, jti: &str) -> String {
@@ -493,11 +453,11 @@ fn a_forged_confirm_answer_does_not_lift_a_revocation() {
     );
     let envoy = envoy_on_fake(&fake, &distribution);
     // Until the first snapshot is in, every worker answers 503.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while call(&envoy, &token_for(&key, "j-unsigned")).status == 503 {
-        assert!(Instant::now() < deadline, "no snapshot\n{}", envoy.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("a snapshot", 10, || {
+        (call(&envoy, &token_for(&key, "j-unsigned")).status != 503)
+            .then_some(())
+            .ok_or(format!("no snapshot\n{}", envoy.log()))
+    });
     std::thread::sleep(Duration::from_millis(100));
     for jti in ["j-unsigned", "j-other-nonce", "j-other-jti"] {
         let a = call(&envoy, &token_for(&key, jti));
@@ -553,21 +513,12 @@ fn a_relay_answering_confirm_itself_does_not_lift_a_revocation() {
         Confirm::Answer(json!({"jti": jti, "revoked": false}).to_string()),
     )
     .unwrap();
-    let upstream = echo::spawn().unwrap();
     let config = json!({
         "issuer": cp.base_url(),
         "audiences": ["api"],
         "sync": cp.filter_sync(&distribution_key(&cp)),
     });
-    let envoy = Envoy::start(
-        &config,
-        Options {
-            upstream_port: upstream,
-            vars: vec![("CP_PORT", relay.port.to_string())],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|log| panic!("{log}"));
+    let envoy = Envoy::with_echo(&config, Options::control_plane(relay.port));
     eventually(&envoy, &other, 200);
     for _ in 0..6 {
         let a = call(&envoy, &victim);
@@ -618,23 +569,17 @@ fn synced_on_fake(seed: u8) -> (FakeSync, Envoy) {
 
 /// Waits (up to 20 s) until the staleness gauge reaches 4 s and polls count as failed.
 fn staleness_grows(envoy: &Envoy, while_: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("staleness to grow", 20, || {
         let stale = envoy
             .prometheus()
             .lines()
             .find(|l| l.starts_with("meshauth_sync_staleness_seconds"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap_or(0.0);
-        if stale >= 4.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "staleness {stale} while {while_}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (stale >= 4.0)
+            .then_some(())
+            .ok_or(format!("staleness {stale} while {while_}"))
+    });
     assert!(envoy.counter("meshauth_sync_poll_failures") >= 1);
 }
 

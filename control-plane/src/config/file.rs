@@ -85,8 +85,9 @@ pub struct ServerLimits {
     pub max_long_polls: usize,
     #[serde(default = "d_max_long_polls_per_source")]
     pub max_long_polls_per_source: usize,
-    /// Failed client or admin authentications a source may make in a burst; one more
-    /// is allowed every `auth_failure_interval`; past that, 429 with Retry-After.
+    /// Failed authentications one identity (client id, bearer credential) may make from
+    /// a source in a burst, and a source four times that (`SOURCE_BURST_FACTOR`); one
+    /// more is allowed every `auth_failure_interval`; past that, 429 with Retry-After.
     #[serde(default = "d_auth_failure_burst")]
     pub auth_failure_burst: u32,
     #[serde(default = "d_auth_failure_interval", with = "humantime_serde_compat")]

@@ -47,11 +47,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Source {
     }
 }
 
-/// 429 with Retry-After, for a source that failed authentication too often.
+/// 429 with Retry-After, for a source (or an identity from it) that failed authentication
+/// too often.
 pub fn throttled(retry: Duration, oauth: bool) -> axum::response::Response {
     use axum::http::{header, HeaderValue, StatusCode};
     use axum::response::IntoResponse;
-    let message = "too many failed authentications from this address; retry later";
+    let message = "too many failed authentications from this address, or for this client from it; retry later";
     let mut resp = if oauth {
         (
             StatusCode::TOO_MANY_REQUESTS,
@@ -131,21 +132,44 @@ impl Drop for Permit {
     }
 }
 
-/// At most this many sources are tracked for failed authentication; past it, sources
-/// not yet tracked share one bucket (an attacker with many addresses then slows only
-/// himself and other new sources, and memory stays bounded).
+/// At most this many sources, and (source, identity) pairs, are tracked for failed
+/// authentication. When a table is full a slice of it is evicted, the entries least
+/// likely to matter first (see `evict`), so memory stays bounded whatever the number
+/// of sources or identities.
 const MAX_TRACKED_SOURCES: usize = 8192;
+const MAX_TRACKED_PAIRS: usize = 16384;
+/// A source may fail this many times the per-identity burst before identities new to
+/// it are refused: it slows one address spraying identities, while a shared address
+/// (NAT, proxy) with a few failing clients keeps serving the others.
+pub const SOURCE_BURST_FACTOR: u32 = 4;
 
-/// Per-source token buckets of failed authentications: `burst` failures at once, one
-/// more every `interval`.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// The identity authenticated from this source: it is never refused for the
+    /// source's failures, only for its own.
+    good: bool,
+}
+
+/// Token buckets of failed authentications, counted twice: per (source, claimed
+/// identity) with `burst` failures at once, and per source with `SOURCE_BURST_FACTOR`
+/// times that; one more every `interval` for each. The identity is the client id, or
+/// the presented bearer credential for admin and sync (so a valid one counts as known),
+/// kept only as a keyed 64-bit hash.
 pub struct FailureThrottle {
     burst: u32,
     interval: Duration,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-    /// The bucket of sources beyond `MAX_TRACKED_SOURCES`.
-    overflow: Mutex<(f64, Instant)>,
+    hasher: std::hash::RandomState,
+    tables: Mutex<Tables>,
     /// When the last log line about failures was written (logs are rate-limited).
     last_log: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct Tables {
+    pairs: HashMap<(IpAddr, u64), Bucket>,
+    sources: HashMap<IpAddr, Bucket>,
 }
 
 impl FailureThrottle {
@@ -153,50 +177,126 @@ impl FailureThrottle {
         FailureThrottle {
             burst,
             interval,
-            buckets: Mutex::new(HashMap::new()),
-            overflow: Mutex::new((f64::from(burst), Instant::now())),
+            hasher: std::hash::RandomState::new(),
+            tables: Mutex::new(Tables::default()),
             last_log: Mutex::new(None),
         }
     }
 
-    fn refill(&self, bucket: &mut (f64, Instant), now: Instant) {
-        let gained = now.duration_since(bucket.1).as_secs_f64() / self.interval.as_secs_f64();
-        bucket.0 = (bucket.0 + gained).min(f64::from(self.burst));
-        bucket.1 = now;
+    fn id(&self, claimed: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(claimed)
     }
 
-    fn with_bucket<R>(&self, source: IpAddr, f: impl FnOnce(&mut (f64, Instant)) -> R) -> R {
+    /// A bucket's tokens now, refilled since it was last touched.
+    fn level(&self, b: &Bucket, cap: u32, now: Instant) -> f64 {
+        let gained = now.duration_since(b.at).as_secs_f64() / self.interval.as_secs_f64();
+        (b.tokens + gained).min(f64::from(cap))
+    }
+
+    fn retry(&self, tokens: f64) -> Duration {
+        self.interval
+            .mul_f64(1.0 - tokens)
+            .max(Duration::from_secs(1))
+    }
+
+    /// `Some(retry after)` when this source or this identity from it has used up its
+    /// failures: it must not even try. Looking never adds to the tables.
+    pub fn blocked(&self, source: IpAddr, claimed: &[u8]) -> Option<Duration> {
         let now = Instant::now();
-        let mut buckets = lock(&self.buckets);
-        if !buckets.contains_key(&source) && buckets.len() >= MAX_TRACKED_SOURCES {
-            // Full buckets say nothing; forget them first.
-            let burst = f64::from(self.burst);
-            let interval = self.interval.as_secs_f64();
-            buckets.retain(|_, b| b.0 + now.duration_since(b.1).as_secs_f64() / interval < burst);
+        let id = self.id(claimed);
+        let t = lock(&self.tables);
+        let pair = t.pairs.get(&(source, id));
+        if let Some(p) = pair {
+            let level = self.level(p, self.burst, now);
+            if level < 1.0 {
+                return Some(self.retry(level));
+            }
+            if p.good {
+                return None;
+            }
         }
-        if buckets.contains_key(&source) || buckets.len() < MAX_TRACKED_SOURCES {
-            let bucket = buckets
-                .entry(source)
-                .or_insert((f64::from(self.burst), now));
-            self.refill(bucket, now);
-            return f(bucket);
-        }
-        drop(buckets);
-        let mut bucket = lock(&self.overflow);
-        self.refill(&mut bucket, now);
-        f(&mut bucket)
+        let s = t.sources.get(&source)?;
+        let level = self.level(s, self.burst * SOURCE_BURST_FACTOR, now);
+        (level < 1.0).then(|| self.retry(level))
     }
 
-    /// `Some(retry after)` when `source` has used up its failures: it must not even try.
-    pub fn blocked(&self, source: IpAddr) -> Option<Duration> {
-        self.with_bucket(source, |b| {
-            (b.0 < 1.0).then(|| self.interval.mul_f64(1.0 - b.0).max(Duration::from_secs(1)))
+    /// Records a failed authentication of `claimed` from `source`.
+    pub fn failed(&self, source: IpAddr, claimed: &[u8]) {
+        let now = Instant::now();
+        let id = self.id(claimed);
+        let mut t = lock(&self.tables);
+        let (burst, source_burst) = (self.burst, self.burst * SOURCE_BURST_FACTOR);
+        let pair = self.entry(&mut t.pairs, (source, id), burst, MAX_TRACKED_PAIRS, now);
+        pair.tokens = (self.level(pair, burst, now) - 1.0).max(0.0);
+        pair.at = now;
+        let src = self.entry(
+            &mut t.sources,
+            source,
+            source_burst,
+            MAX_TRACKED_SOURCES,
+            now,
+        );
+        src.tokens = (self.level(src, source_burst, now) - 1.0).max(0.0);
+        src.at = now;
+    }
+
+    /// Records that `claimed` authenticated from `source`.
+    pub fn succeeded(&self, source: IpAddr, claimed: &[u8]) {
+        let now = Instant::now();
+        let id = self.id(claimed);
+        let mut t = lock(&self.tables);
+        let burst = self.burst;
+        self.entry(&mut t.pairs, (source, id), burst, MAX_TRACKED_PAIRS, now)
+            .good = true;
+    }
+
+    /// The bucket of `key`, added (full) if new, after making room in a full table.
+    fn entry<'a, K: std::hash::Hash + Eq + Copy>(
+        &self,
+        table: &'a mut HashMap<K, Bucket>,
+        key: K,
+        cap: u32,
+        max: usize,
+        now: Instant,
+    ) -> &'a mut Bucket {
+        if !table.contains_key(&key) && table.len() >= max {
+            self.evict(table, cap, max / 8, now);
+        }
+        table.entry(key).or_insert(Bucket {
+            tokens: f64::from(cap),
+            at: now,
+            good: false,
         })
     }
 
-    /// Records a failed authentication from `source`.
-    pub fn failed(&self, source: IpAddr) {
-        self.with_bucket(source, |b| b.0 = (b.0 - 1.0).max(0.0));
+    /// Removes `n` entries, those least likely to matter first: never authenticated
+    /// before ever authenticated, then the fullest (a bucket with failures to spare
+    /// holds back little; an exhausted one is an attacker's, and forgetting it would
+    /// hand him a fresh budget), then the longest untouched. A flood of new sources
+    /// thus evicts its own entries, not a known client's or an exhausted attacker's.
+    /// One scan per `n` insertions keeps the cost per insertion constant.
+    fn evict<K: std::hash::Hash + Eq + Copy>(
+        &self,
+        table: &mut HashMap<K, Bucket>,
+        cap: u32,
+        n: usize,
+        now: Instant,
+    ) {
+        let mut ranked: Vec<(bool, f64, Instant, K)> = table
+            .iter()
+            .map(|(k, b)| (b.good, self.level(b, cap, now), b.at, *k))
+            .collect();
+        let rank = |a: &(bool, f64, Instant, K), b: &(bool, f64, Instant, K)| {
+            a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2))
+        };
+        let n = n.clamp(1, ranked.len().max(1));
+        if n < ranked.len() {
+            ranked.select_nth_unstable_by(n, rank);
+        }
+        for (_, _, _, k) in ranked.iter().take(n) {
+            table.remove(k);
+        }
     }
 
     /// True at most once a second: whether a failure may be logged now.
@@ -211,8 +311,9 @@ impl FailureThrottle {
     }
 
     #[cfg(test)]
-    fn tracked(&self) -> usize {
-        lock(&self.buckets).len()
+    fn tracked(&self) -> (usize, usize) {
+        let t = lock(&self.tables);
+        (t.sources.len(), t.pairs.len())
     }
 }
 
@@ -230,15 +331,17 @@ impl Guards {
         }
     }
 
-    /// Before authenticating: the 429 answer when `source` failed too often already.
-    /// `kind` is "client" (OAuth endpoints) or "admin".
+    /// Before authenticating: the 429 answer when `source`, or `claimed` from it,
+    /// failed too often already. `kind` is "client" (OAuth endpoints), "admin" or "sync";
+    /// `claimed` the client id, or the bearer credential presented.
     pub fn refuse(
         &self,
         metrics: &crate::metrics::Metrics,
         kind: &'static str,
         source: IpAddr,
+        claimed: &[u8],
     ) -> Option<axum::response::Response> {
-        let retry = self.auth_failures.blocked(source)?;
+        let retry = self.auth_failures.blocked(source, claimed)?;
         metrics
             .auth_throttled
             .get_or_create(&crate::metrics::AuthLabel { kind })
@@ -248,15 +351,26 @@ impl Guards {
 
     /// Counts and (at most once a second) logs a failed authentication; never the
     /// credential itself.
-    pub fn failed(&self, metrics: &crate::metrics::Metrics, kind: &'static str, source: IpAddr) {
+    pub fn failed(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        kind: &'static str,
+        source: IpAddr,
+        claimed: &[u8],
+    ) {
         metrics
             .auth_failures
             .get_or_create(&crate::metrics::AuthLabel { kind })
             .inc();
-        self.auth_failures.failed(source);
+        self.auth_failures.failed(source, claimed);
         if self.auth_failures.may_log() {
             tracing::warn!(%source, kind, "authentication failed (further failures in the next second are counted, not logged)");
         }
+    }
+
+    /// After a successful authentication of `claimed` from `source`.
+    pub fn succeeded(&self, source: IpAddr, claimed: &[u8]) {
+        self.auth_failures.succeeded(source, claimed);
     }
 }
 
@@ -287,19 +401,83 @@ mod tests {
     }
 
     #[test]
-    fn throttle_blocks_after_burst_and_stays_bounded() {
+    fn throttle_counts_per_identity_and_per_source() {
         let t = FailureThrottle::new(3, Duration::from_secs(60));
         for _ in 0..3 {
-            assert!(t.blocked(ip(1)).is_none());
-            t.failed(ip(1));
+            assert!(t.blocked(ip(1), b"a").is_none());
+            t.failed(ip(1), b"a");
         }
-        let retry = t.blocked(ip(1)).unwrap();
+        let retry = t.blocked(ip(1), b"a").unwrap();
         assert!(retry >= Duration::from_secs(1) && retry <= Duration::from_secs(60));
-        assert!(t.blocked(ip(2)).is_none(), "other sources are not affected");
-        for n in 0..(MAX_TRACKED_SOURCES as u32 * 2) {
-            t.failed(ip(10 + n));
+        assert!(
+            t.blocked(ip(1), b"b").is_none(),
+            "another id from the source"
+        );
+        assert!(
+            t.blocked(ip(2), b"a").is_none(),
+            "the id from another source"
+        );
+        t.succeeded(ip(1), b"known");
+        for n in 0..(3 * SOURCE_BURST_FACTOR) {
+            t.failed(ip(1), format!("spray{n}").as_bytes());
         }
-        assert!(t.tracked() <= MAX_TRACKED_SOURCES);
-        assert!(t.blocked(ip(1)).is_some(), "a tracked source stays blocked");
+        assert!(
+            t.blocked(ip(1), b"new").is_some(),
+            "the source's budget is spent"
+        );
+        assert!(
+            t.blocked(ip(1), b"known").is_none(),
+            "a known id is not refused"
+        );
+        for _ in 0..3 {
+            t.failed(ip(1), b"known");
+        }
+        assert!(
+            t.blocked(ip(1), b"known").is_some(),
+            "but its own failures count"
+        );
+    }
+
+    /// A flood of fresh sources (say, IPv6 /64s) keeps the tables bounded and evicts its
+    /// own entries: a known client's and an exhausted attacker's survive it.
+    #[test]
+    fn a_flood_of_sources_stays_bounded_and_keeps_what_matters() {
+        let t = FailureThrottle::new(3, Duration::from_secs(60));
+        t.succeeded(ip(1), b"known");
+        t.failed(ip(1), b"known");
+        for n in 0..(3 * SOURCE_BURST_FACTOR) {
+            t.failed(ip(2), format!("spray{n}").as_bytes());
+        }
+        assert!(t.blocked(ip(2), b"new").is_some());
+        for n in 0..(MAX_TRACKED_PAIRS as u32 * 3) {
+            t.failed(ip(1000 + n), b"flood");
+            let (sources, pairs) = t.tracked();
+            assert!(sources <= MAX_TRACKED_SOURCES && pairs <= MAX_TRACKED_PAIRS);
+        }
+        assert!(
+            t.blocked(ip(2), b"new").is_some(),
+            "the attacker stays blocked"
+        );
+        for _ in 0..2 {
+            assert!(t.blocked(ip(1), b"known").is_none());
+            t.failed(ip(1), b"known");
+        }
+        assert!(
+            t.blocked(ip(1), b"known").is_some(),
+            "the known client's bucket survived with its failures and its mark"
+        );
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        let a = source_of("2001:db8:1:2::1".parse().unwrap());
+        let b = source_of("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = source_of("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            source_of("::ffff:192.0.2.1".parse().unwrap()),
+            ip(0xc000_0201)
+        );
     }
 }

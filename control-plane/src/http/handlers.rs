@@ -479,6 +479,19 @@ fn basic_credentials(b: &str) -> Option<(String, String)> {
     Some((id, secret))
 }
 
+/// The client id a request claims (Basic or form), for the failure throttle; nothing
+/// is checked here. Linear in the body, like `form`.
+pub(super) fn claimed_client_id(headers: &HeaderMap, body: &Bytes) -> Option<String> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| super::auth_scheme(v, "Basic"));
+    match basic {
+        Some(b) => basic_credentials(b).map(|(id, _)| id),
+        None => param(&form(body).ok()?, "client_id").map(str::to_owned),
+    }
+}
+
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.
 async fn client_auth(
     app: &App,
@@ -911,13 +924,37 @@ pub async fn read_audit(
     Ok(Json(json!({"entries": entries})))
 }
 
-pub async fn verify_audit(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+#[derive(Deserialize)]
+pub struct VerifyQuery {
+    /// `SEQ:HASH` recorded outside the store: the chain must reach it unchanged.
+    anchor: Option<String>,
+}
+
+pub async fn verify_audit(
+    State(app): State<Arc<App>>,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult<Json<Value>> {
+    let anchor = q
+        .anchor
+        .map(|a| a.parse::<crate::audit::Anchor>())
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let report = app
         .audit()
-        .verify()
+        .verify(anchor.as_ref())
         .await
         .map_err(crate::error::ServiceError::from)?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk).
+pub async fn audit_head(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
+    let head = app
+        .audit()
+        .head()
+        .await
+        .map_err(crate::error::ServiceError::from)?;
+    Ok(Json(json!({"head": head})))
 }
 
 pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {

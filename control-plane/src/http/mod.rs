@@ -81,6 +81,7 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
         )
         .route("/admin/audit", get(handlers::read_audit))
         .route("/admin/audit/verify", get(handlers::verify_audit))
+        .route("/admin/audit/head", get(handlers::audit_head))
         .route("/admin/status", get(handlers::status))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_admin))
 }
@@ -159,12 +160,14 @@ async fn require_admin(
     next: Next,
 ) -> Response {
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(app.metrics(), "admin", source) {
+    let claimed = bearer(&req).unwrap_or_default().as_bytes().to_vec();
+    if let Some(refused) = guards.refuse(app.metrics(), "admin", source, &claimed) {
         return refused;
     }
     let bearer = bearer(&req);
     match bearer {
         Some(t) if app.admin_authorized(t) => {
+            guards.succeeded(source, &claimed);
             // Path segments are ids and names (at most 256 bytes, percent-encoded at
             // most three times that): longer ones never reach the store.
             if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
@@ -176,7 +179,7 @@ async fn require_admin(
             next.run(req).await
         }
         _ => {
-            guards.failed(app.metrics(), "admin", source);
+            guards.failed(app.metrics(), "admin", source, &claimed);
             challenge(ApiError::unauthorized(), "Bearer realm=\"meshauth-admin\"")
         }
     }
@@ -194,15 +197,17 @@ async fn require_filter(
     // Failed credentials are throttled per source like client and admin ones, so a weak
     // credential cannot be guessed online at full speed.
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(app.metrics(), "sync", source) {
+    let bearer = bearer(&req);
+    let claimed = bearer.unwrap_or_default().as_bytes().to_vec();
+    if let Some(refused) = guards.refuse(app.metrics(), "sync", source, &claimed) {
         return refused;
     }
-    let bearer = bearer(&req);
     if app.sync_authorized(bearer) {
+        guards.succeeded(source, &claimed);
         return next.run(req).await;
     }
     app.metrics().sync_unauthorized.inc();
-    guards.failed(app.metrics(), "sync", source);
+    guards.failed(app.metrics(), "sync", source, &claimed);
     challenge(
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -232,8 +237,9 @@ fn challenge(error: ApiError, www_authenticate: &'static str) -> Response {
     r
 }
 
-/// Slows client authentication by source: a source over its failure budget gets 429
-/// before its credentials are looked at; an `invalid_client` answer counts a failure.
+/// Slows client authentication by source and claimed client id: a source, or a client
+/// id from it, over its failure budget gets 429 before the credentials are looked at;
+/// an `invalid_client` answer counts a failure, a success marks the id as known there.
 async fn throttle_clients(
     State(app): State<Arc<App>>,
     Extension(guards): Extension<Arc<guard::Guards>>,
@@ -241,16 +247,32 @@ async fn throttle_clients(
     next: Next,
 ) -> Response {
     let source = guard::source(req.extensions());
-    if let Some(refused) = guards.refuse(app.metrics(), "client", source) {
+    // `read_body` has read the body whole unless it declared more than `MAX_BODY`,
+    // which is refused here as the handler would; within `read_body`'s deadline.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("bodies are limited to {MAX_BODY} bytes"),
+        )
+        .into_response();
+    };
+    let claimed = handlers::claimed_client_id(&parts.headers, &bytes).unwrap_or_default();
+    if let Some(refused) = guards.refuse(app.metrics(), "client", source, claimed.as_bytes()) {
         return refused;
     }
-    let resp = next.run(req).await;
+    let resp = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
     if resp
         .extensions()
         .get::<ErrorCode>()
         .is_some_and(|c| c.0 == "invalid_client")
     {
-        guards.failed(app.metrics(), "client", source);
+        guards.failed(app.metrics(), "client", source, claimed.as_bytes());
+    } else if resp.status().is_success() && !claimed.is_empty() {
+        guards.succeeded(source, claimed.as_bytes());
     }
     resp
 }

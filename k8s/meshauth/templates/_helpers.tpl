@@ -58,26 +58,78 @@ app.kubernetes.io/component: control-plane
 sidecar.istio.io/inject: "false"
 {{- end -}}
 
-{{/* "true" when a label selector selects everything: no matchLabels, no matchExpressions. */}}
+{{/* "true" when a label selector names nothing: it selects everything, or everything
+but a few. A selector names something only through a matchLabels pair or an `In`
+expression with values; `Exists`, `NotIn` and `DoesNotExist` alone match whatever
+carries (or lacks) a common key, e.g. every namespace has kubernetes.io/metadata.name. */}}
 {{- define "meshauth.selectsAll" -}}
-{{- if and (not (get . "matchLabels")) (not (get . "matchExpressions")) -}}true{{- end -}}
+{{- $names := false -}}
+{{- if get . "matchLabels" -}}{{- $names = true -}}{{- end -}}
+{{- range (get . "matchExpressions" | default list) -}}
+{{- if and (eq (toString (get . "operator")) "In") (get . "values") -}}{{- $names = true -}}{{- end -}}
+{{- end -}}
+{{- if not $names -}}true{{- end -}}
+{{- end -}}
+
+{{/* The shortest ipBlock prefixes the sensitive ports accept: /8 for IPv4, /32 for
+IPv6 (a whole RIR allocation). Anything broader is all but everyone. */}}
+{{- define "meshauth.minPrefix4" -}}8{{- end -}}
+{{- define "meshauth.minPrefix6" -}}32{{- end -}}
+
+{{/* The first two 16-bit groups of an IPv6 address, leading zeros dropped ("0:0" for
+"::ffff:0:0"): enough to tell the ranges that embed IPv4 addresses. */}}
+{{- define "meshauth.ipv6Top" -}}
+{{- $halves := splitList "::" (lower .) -}}
+{{- $left := list -}}
+{{- if index $halves 0 -}}{{- $left = splitList ":" (index $halves 0) -}}{{- end -}}
+{{- $groups := list -}}
+{{- range $left -}}{{- $groups = append $groups (regexReplaceAll "^0+(.)" . "${1}") -}}{{- end -}}
+{{- /* "::" (or fewer than two groups before it) stands for zero groups. */ -}}
+{{- if and (lt (len $groups) 2) (gt (len $halves) 1) -}}{{- $groups = concat $groups (list "0" "0") -}}{{- end -}}
+{{- printf "%s:%s" (index $groups 0) (index $groups 1) -}}
+{{- end -}}
+
+{{/* Fails unless `cidr` is an address range of at least the minimum prefix. IPv6 ranges
+in ::/32 (IPv4-mapped and -compatible addresses) and 64:ff9b::/32 (NAT64) embed IPv4
+addresses in their last 32 bits: they must be /104 or longer (IPv4 /8). */}}
+{{- define "meshauth.narrowCidr" -}}
+{{- $what := index . 0 -}}
+{{- $cidr := toString (index . 1) -}}
+{{- $parts := splitList "/" $cidr -}}
+{{- if or (ne (len $parts) 2) (not (regexMatch "^[0-9]{1,3}$" (index $parts 1))) (not (regexMatch "^[0-9A-Fa-f:.]+$" (index $parts 0))) -}}
+{{- fail (printf "%s: ipBlock cidr %q is not an address range (ADDRESS/PREFIX)" $what $cidr) -}}
+{{- end -}}
+{{- $addr := index $parts 0 -}}
+{{- $prefix := atoi (index $parts 1) -}}
+{{- if contains ":" $addr -}}
+{{- if lt $prefix (atoi (include "meshauth.minPrefix6" .)) -}}
+{{- fail (printf "%s: ipBlock %s admits too many addresses: IPv6 ranges must be /%s or longer" $what $cidr (include "meshauth.minPrefix6" .)) -}}
+{{- else if and (lt $prefix 104) (has (include "meshauth.ipv6Top" $addr) (list "0:0" "64:ff9b")) -}}
+{{- fail (printf "%s: ipBlock %s is IPv4 written as IPv6 (IPv4-mapped or NAT64) and admits too many addresses: use an IPv4 range of /%s or longer" $what $cidr (include "meshauth.minPrefix4" .)) -}}
+{{- end -}}
+{{- else if lt $prefix (atoi (include "meshauth.minPrefix4" .)) -}}
+{{- fail (printf "%s: ipBlock %s admits too many addresses: IPv4 ranges must be /%s or longer" $what $cidr (include "meshauth.minPrefix4" .)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Fails when a NetworkPolicy peer list for a sensitive port would admit too much: a
-peer without selectors (every pod), a namespaceSelector that selects every namespace
-(whoever can label a pod anywhere gets in), or 0.0.0.0/0. */}}
+peer without selectors (every pod), a selector that names nothing (see selectsAll), a
+namespaceSelector that names no namespace (whoever can label a pod anywhere gets in), an
+address range broader than the minimum prefix (see narrowCidr). */}}
 {{- define "meshauth.closedPeers" -}}
 {{- $what := index . 0 -}}
 {{- range $i, $p := index . 1 -}}
+{{- $at := printf "%s[%d]" $what $i -}}
 {{- $ip := get $p "ipBlock" -}}
-{{- if $ip -}}
-{{- if has (toString (get $ip "cidr")) (list "0.0.0.0/0" "::/0") -}}
-{{- fail (printf "%s[%d]: ipBlock %v admits every address" $what $i (get $ip "cidr")) -}}
+{{- if hasKey $p "ipBlock" -}}
+{{- if or (hasKey $p "namespaceSelector") (hasKey $p "podSelector") -}}
+{{- fail (printf "%s: an ipBlock with a selector in one peer is invalid (Kubernetes refuses it): make them two peers" $at) -}}
 {{- end -}}
-{{- else if and (not (hasKey $p "namespaceSelector")) (or (not (hasKey $p "podSelector")) (include "meshauth.selectsAll" (get $p "podSelector"))) -}}
-{{- fail (printf "%s[%d] admits every pod of the namespace: name the pods" $what $i) -}}
-{{- else if and (hasKey $p "namespaceSelector") (include "meshauth.selectsAll" (get $p "namespaceSelector")) -}}
-{{- fail (printf "%s[%d]: a namespaceSelector without labels admits every namespace: name the namespaces" $what $i) -}}
+{{- include "meshauth.narrowCidr" (list $at (get ($ip | default dict) "cidr")) -}}
+{{- else if and (not (hasKey $p "namespaceSelector")) (or (not (hasKey $p "podSelector")) (include "meshauth.selectsAll" (get $p "podSelector" | default dict))) -}}
+{{- fail (printf "%s admits every pod of the namespace: name the pods (matchLabels, or an In expression)" $at) -}}
+{{- else if and (hasKey $p "namespaceSelector") (include "meshauth.selectsAll" (get $p "namespaceSelector" | default dict)) -}}
+{{- fail (printf "%s: a namespaceSelector that names no namespace admits every namespace: name the namespaces (matchLabels, or an In expression)" $at) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

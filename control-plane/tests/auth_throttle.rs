@@ -1,0 +1,228 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The failed-authentication throttle against the real router (in process, one router
+//! for all requests so its guards persist), with the peer address set per request as
+//! the server's socket layer sets it. Each test is an attack from behind a shared
+//! address (NAT, proxy) or from one address spraying identities.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use meshauth_cp::config::Settings;
+use meshauth_cp::service::App;
+use meshauth_cp::store::embedded::EmbeddedStore;
+use meshauth_cp::store::Store;
+
+const ADMIN: &str = "admin-token-for-tests";
+const BURST: u32 = 3;
+
+struct Cp {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+async fn cp() -> Cp {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("meshauth.redb");
+    let key = "ab".repeat(32);
+    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
+    let data_s = data.display().to_string();
+    let env = |k: &str| match k {
+        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
+        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
+        "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
+        _ => None,
+    };
+    let mut settings = Settings::load(None, &env).unwrap();
+    settings.server.auth_failure_burst = BURST;
+    settings.server.auth_failure_interval = std::time::Duration::from_secs(3600);
+    let store = Arc::new(EmbeddedStore::open(&data).unwrap()) as Arc<dyn Store>;
+    let app = App::new(store, settings).await.unwrap();
+    Cp {
+        router: meshauth_cp::http::router(app),
+        _dir: dir,
+    }
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+impl Cp {
+    async fn send(
+        &self,
+        from: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(Body::from(body.to_string())).unwrap();
+        let peer: SocketAddr = format!("{from}:40000")
+            .parse()
+            .or_else(|_| format!("[{from}]:40000").parse())
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).to_string())
+    }
+
+    async fn client(&self) -> (String, String) {
+        let (status, body) = self
+            .send(
+                "127.0.0.1",
+                "POST",
+                "/admin/clients",
+                &[
+                    ("authorization", &format!("Bearer {ADMIN}")),
+                    ("content-type", "application/json"),
+                ],
+                &json!({"name": "svc", "scopes": ["read"]}).to_string(),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        (
+            v["client_id"].as_str().unwrap().to_string(),
+            v["client_secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    async fn token(&self, from: &str, auth: &str) -> StatusCode {
+        self.send(
+            from,
+            "POST",
+            "/oauth2/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", auth),
+            ],
+            "grant_type=client_credentials",
+        )
+        .await
+        .0
+    }
+
+    async fn admin_keys(&self, from: &str, token: &str) -> StatusCode {
+        let bearer = format!("Bearer {token}");
+        self.send(
+            from,
+            "GET",
+            "/admin/keys",
+            &[("authorization", &bearer)],
+            "",
+        )
+        .await
+        .0
+    }
+}
+
+/// Behind one NAT address, a client with a wrong secret uses up its own failures; the
+/// other clients behind the same address, and the admin, keep working.
+#[tokio::test]
+async fn a_nat_neighbours_failures_do_not_lock_out_valid_clients() {
+    let cp = cp().await;
+    let nat = "192.0.2.7";
+    let (good, good_secret) = cp.client().await;
+    let (fresh, fresh_secret) = cp.client().await;
+    let (bad, _) = cp.client().await;
+    assert_eq!(cp.token(nat, &basic(&good, &good_secret)).await, 200);
+    for _ in 0..BURST {
+        assert_eq!(cp.token(nat, &basic(&bad, "wrong")).await, 401);
+    }
+    assert_eq!(
+        cp.token(nat, &basic(&bad, "wrong")).await,
+        429,
+        "the failing client id is throttled"
+    );
+    assert_eq!(
+        cp.token(nat, &basic(&good, &good_secret)).await,
+        200,
+        "a client that authenticated from here before is not locked out"
+    );
+    assert_eq!(
+        cp.token(nat, &basic(&fresh, &fresh_secret)).await,
+        200,
+        "nor is a client new to this address"
+    );
+    // The same with client_secret_post.
+    let post = cp
+        .send(
+            nat,
+            "POST",
+            "/oauth2/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("grant_type=client_credentials&client_id={bad}&client_secret=wrong"),
+        )
+        .await
+        .0;
+    assert_eq!(post, 429, "the id is throttled whichever way it is sent");
+    // The admin API: a neighbour's wrong tokens do not lock out the admin.
+    for _ in 0..BURST {
+        assert_eq!(cp.admin_keys(nat, "wrong").await, 401);
+    }
+    assert_eq!(cp.admin_keys(nat, "wrong").await, 429);
+    assert_eq!(cp.admin_keys(nat, ADMIN).await, 200);
+}
+
+/// One address trying many client ids (a different id each time, so no one id's budget
+/// runs out) is still slowed by the budget of its address; a client that authenticated
+/// from that address before keeps working. IPv6 addresses count by their /64.
+#[tokio::test]
+async fn spraying_client_ids_from_one_address_is_slowed() {
+    let cp = cp().await;
+    let (good, good_secret) = cp.client().await;
+    for (attacker, next_door) in [
+        ("198.51.100.9", "198.51.100.9"),
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9"),
+    ] {
+        assert_eq!(cp.token(attacker, &basic(&good, &good_secret)).await, 200);
+        let mut refused_at = None;
+        for i in 0..100 {
+            let status = cp
+                .token(next_door, &basic(&format!("guess-{i}"), "x"))
+                .await;
+            if status == 429 {
+                refused_at = Some(i);
+                break;
+            }
+            assert_eq!(status, 401);
+        }
+        let refused_at = refused_at.expect("spraying ids was never throttled");
+        assert!(
+            refused_at > BURST,
+            "more than one id's budget: {refused_at}"
+        );
+        assert_eq!(
+            cp.token(next_door, &basic("yet-another-id", "x")).await,
+            429,
+            "a new id from the same address is refused before it is checked"
+        );
+        assert_eq!(
+            cp.token(attacker, &basic(&good, &good_secret)).await,
+            200,
+            "a client known to this address is not locked out"
+        );
+        // Spraying admin tokens from the same address is refused too.
+        assert_eq!(cp.admin_keys(next_door, "guess").await, 429);
+    }
+    // Another address is not affected.
+    assert_eq!(cp.token("203.0.113.1", &basic("other", "x")).await, 401);
+}
