@@ -52,6 +52,18 @@ pub fn keys_for(c: &AccessClaims) -> Vec<String> {
 }
 
 impl Revocation {
+    /// The rule revoking every token of a subject, session or client issued until now
+    /// (`not_before` is the next second: a token's `iat` has whole seconds, so one
+    /// minted in this second is covered).
+    pub fn rule_from_now(claim: RuleClaim, value: String, now: i64) -> Revocation {
+        let not_before = now.saturating_add(1);
+        match claim {
+            RuleClaim::Sub => Revocation::Sub { value, not_before },
+            RuleClaim::Sid => Revocation::Sid { value, not_before },
+            RuleClaim::ClientId => Revocation::ClientId { value, not_before },
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Revocation::Jti { .. } => Kind::Jti,
@@ -172,6 +184,17 @@ mod tests {
             "client_id:c"
         );
         assert!(j.filter_rule().is_none());
+        assert_eq!(
+            Revocation::rule_from_now(RuleClaim::Sub, "alice".into(), 4),
+            sub(5)
+        );
+        for claim in [RuleClaim::Sub, RuleClaim::Sid, RuleClaim::ClientId] {
+            let r = Revocation::rule_from_now(claim, "v".into(), 9);
+            assert_eq!(
+                r.filter_rule().map(|f| (f.claim, f.not_before)),
+                Some((claim, 10))
+            );
+        }
         let r = sub(5).filter_rule().unwrap();
         assert_eq!(
             (r.claim, r.value.as_str(), r.not_before),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use meshauth_wire::sync::RuleClaim;
 use meshauth_wire::AccessClaims;
 
 use crate::audit::AuditAction;
@@ -117,15 +118,8 @@ impl Revocations {
     /// (they carry its sid) are refused by the filters. Idempotent.
     pub async fn revoke_family(&self, sid: &str, why: &str, now: i64) -> Result<(), ServiceError> {
         self.sessions.revoke_session(sid, now).await?;
-        self.revoke(
-            "system",
-            Revocation::Sid {
-                value: sid.to_string(),
-                not_before: now + 1,
-            },
-            why,
-        )
-        .await?;
+        let rule = Revocation::rule_from_now(RuleClaim::Sid, sid.to_string(), now);
+        self.revoke("system", rule, why).await?;
         Ok(())
     }
 
@@ -143,15 +137,8 @@ impl Revocations {
         self.sessions
             .revoke_sessions(&move |f: &FamilyRecord| f.client_id == v, now)
             .await?;
-        self.revoke(
-            actor,
-            Revocation::ClientId {
-                value: client_id.to_string(),
-                not_before: now + 1,
-            },
-            "client deleted",
-        )
-        .await?;
+        let rule = Revocation::rule_from_now(RuleClaim::ClientId, client_id.to_string(), now);
+        self.revoke(actor, rule, "client deleted").await?;
         self.clients.remove(actor, client_id).await
     }
 

@@ -19,7 +19,7 @@ use crate::keys::KeyRecord;
 use crate::metrics::AnswerLabel;
 use crate::service::{now, App, ClientRecord, Revocation};
 use meshauth_wire::limits::LimitPolicy;
-use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, SignedConfirm};
+use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, RuleClaim, SignedConfirm};
 
 /// JSON bodies with errors in the API's shape (status from the rejection, 422 as 400).
 #[derive(FromRequest)]
@@ -781,6 +781,7 @@ pub async fn add_revocation(
         }
     })?;
     let now = now();
+    let rule_from_now = |kind, value| Revocation::rule_from_now(kind, value, now);
     let r = match b.kind.as_str() {
         "token" => {
             if !app.revoke_token(&a.0, &b.value, None).await? {
@@ -807,18 +808,9 @@ pub async fn add_revocation(
             app.revoke(&a.0, r, "admin").await?;
             return Ok(StatusCode::NO_CONTENT);
         }
-        "sub" => Revocation::Sub {
-            value: b.value,
-            not_before: now + 1,
-        },
-        "sid" => Revocation::Sid {
-            value: b.value,
-            not_before: now + 1,
-        },
-        "client_id" => Revocation::ClientId {
-            value: b.value,
-            not_before: now + 1,
-        },
+        "sub" => rule_from_now(RuleClaim::Sub, b.value),
+        "sid" => rule_from_now(RuleClaim::Sid, b.value),
+        "client_id" => rule_from_now(RuleClaim::ClientId, b.value),
         other => {
             return Err(ApiError::bad_request(format!(
                 "kind {other:?}: expected token, jti, sub, sid or client_id"
