@@ -312,6 +312,23 @@ impl Client {
     }
 }
 
+/// An id or name from the command line as one path segment of the admin API: anything
+/// but unreserved characters is percent-encoded, so `x/../../clients/ID` or `x?` cannot
+/// turn a call into another one. `.` and `..` alone would still be dot segments.
+fn seg(s: &str) -> Result<String, String> {
+    if s == "." || s == ".." {
+        return Err(format!("{s:?} cannot be an id or a name"));
+    }
+    Ok(s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect())
+}
+
 fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -356,7 +373,7 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         Cmd::Keys(KeysCmd::List) => print(&c.call("GET", "/admin/keys", None)?),
         Cmd::Keys(KeysCmd::Rotate) => print(&c.call("POST", "/admin/keys/rotate", None)?),
         Cmd::Keys(KeysCmd::Revoke { kid }) => {
-            print(&c.call("POST", &format!("/admin/keys/{kid}/revoke"), None)?)
+            print(&c.call("POST", &format!("/admin/keys/{}/revoke", seg(&kid)?), None)?)
         }
         Cmd::Clients(ClientsCmd::Create { name, scope }) => {
             let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
@@ -368,11 +385,17 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         }
         Cmd::Clients(ClientsCmd::List) => print(&c.call("GET", "/admin/clients", None)?),
         Cmd::Clients(ClientsCmd::Delete { client_id }) => {
-            c.call("DELETE", &format!("/admin/clients/{client_id}"), None)?;
+            c.call(
+                "DELETE",
+                &format!("/admin/clients/{}", seg(&client_id)?),
+                None,
+            )?;
         }
-        Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => {
-            print(&c.call("POST", &format!("/admin/clients/{client_id}/secret"), None)?)
-        }
+        Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => print(&c.call(
+            "POST",
+            &format!("/admin/clients/{}/secret", seg(&client_id)?),
+            None,
+        )?),
         Cmd::Revoke(r) => match r.target() {
             None => print(&c.call("GET", "/admin/revocations", None)?),
             Some((kind, value)) => {
@@ -427,10 +450,10 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
                 }
                 None => limit_body(flags)?,
             };
-            print(&c.call("PUT", &format!("/admin/limits/{name}"), Some(body))?)
+            print(&c.call("PUT", &format!("/admin/limits/{}", seg(&name)?), Some(body))?)
         }
         Cmd::Limits(LimitsCmd::Delete { name }) => {
-            c.call("DELETE", &format!("/admin/limits/{name}"), None)?;
+            c.call("DELETE", &format!("/admin/limits/{}", seg(&name)?), None)?;
         }
         Cmd::Audit(AuditCmd::List { from, limit }) => print(&c.call(
             "GET",
@@ -473,5 +496,18 @@ mod tests {
             panic!("not keys revoke");
         };
         assert_eq!(kid, "-u");
+    }
+
+    #[test]
+    fn ids_stay_inside_their_path_segment() {
+        assert_eq!(seg("abc-_.~9").unwrap(), "abc-_.~9");
+        assert_eq!(
+            seg("x/../../clients/c1").unwrap(),
+            "x%2F..%2F..%2Fclients%2Fc1"
+        );
+        assert_eq!(seg("rotate?#%").unwrap(), "rotate%3F%23%25");
+        assert_eq!(seg("é").unwrap(), "%C3%A9");
+        assert!(seg("..").is_err() && seg(".").is_err());
+        assert_eq!(seg("...").unwrap(), "...");
     }
 }

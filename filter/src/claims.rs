@@ -166,6 +166,13 @@ impl Claims {
             .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
         safe.then_some(joined)
     }
+
+    /// Whether the claim has a value that no header could carry (a control character):
+    /// forwarding the request without it would show the upstream an authenticated
+    /// request without the identity it expects.
+    pub fn unfit_for_header(&self, name: &str) -> bool {
+        !self.values(name).is_empty() && self.header_value(name).is_none()
+    }
 }
 
 fn scalar_text(v: &Value) -> Option<String> {
@@ -278,6 +285,8 @@ mod tests {
         assert_eq!(c.header_value("groups").as_deref(), Some("a b"));
         assert_eq!(c.header_value("n").as_deref(), Some("5"));
         assert_eq!(c.header_value("missing"), None);
+        assert!(c.unfit_for_header("sub"));
+        assert!(!c.unfit_for_header("groups") && !c.unfit_for_header("missing"));
     }
 
     proptest! {

@@ -280,6 +280,13 @@ impl Engine {
                     }
                     let claims = parsed.claims()?;
                     claims.check(&config.claim_rules, now)?;
+                    if config
+                        .forward
+                        .iter()
+                        .any(|f| claims.unfit_for_header(&f.claim))
+                    {
+                        return Err(Denial::BadClaim("forwarded"));
+                    }
                     let headers = config
                         .forward
                         .iter()

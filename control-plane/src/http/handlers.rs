@@ -237,6 +237,9 @@ pub async fn sync_snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> ApiResult<Response> {
     if let Some(f) = &q.filter {
+        // The id is stored in the registry and shown by `meshauth status`: a name like
+        // any other (at most 256 printable characters), not 10 KB of whatever.
+        crate::service::validate_name("filter", f)?;
         let applied = q.applied.unwrap_or(q.version);
         match app
             .sync()
@@ -387,8 +390,23 @@ pub const MAX_PARAM_VALUE: usize = 8 * 1024;
 
 /// Form parameters; each may appear once (RFC 6749 §3.2). Linear in the body: the
 /// count is capped before decoding and repeats are found with a set, so a body of many
-/// short keys costs no more than any other body of its size.
-fn form(body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+/// short keys costs no more than any other body of its size. The body must be declared
+/// a form (RFC 6749 §4.4.2, RFC 7009 §2.1, RFC 7662 §2.1): a `text/plain` POST is one a
+/// browser sends cross-site without asking first.
+fn form(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+    let declared_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !declared_form {
+        return Err(OAuthError::invalid_request(
+            "content-type must be application/x-www-form-urlencoded",
+        ));
+    }
     let count = body.split(|b| *b == b'&').filter(|p| !p.is_empty()).count();
     if count > MAX_PARAMS {
         return Err(OAuthError::invalid_request(format!(
@@ -488,7 +506,7 @@ pub(super) fn claimed_client_id(headers: &HeaderMap, body: &Bytes) -> Option<Str
         .and_then(|v| super::auth_scheme(v, "Basic"));
     match basic {
         Some(b) => basic_credentials(b).map(|(id, _)| id),
-        None => param(&form(body).ok()?, "client_id").map(str::to_owned),
+        None => param(&form(headers, body).ok()?, "client_id").map(str::to_owned),
     }
 }
 
@@ -535,7 +553,7 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GrantReply> {
-    let p = form(&body)?;
+    let p = form(&headers, &body)?;
     let client = client_auth(&app, &headers, &p).await?;
     let resp = match param(&p, "grant_type") {
         Some("client_credentials") => {
@@ -566,7 +584,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GrantReply> {
-    let p = form(&body)?;
+    let p = form(&headers, &body)?;
     let client = client_auth(&app, &headers, &p)
         .await?
         .ok_or_else(OAuthError::invalid_client)?;
@@ -594,7 +612,7 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GrantReply> {
-    let p = form(&body)?;
+    let p = form(&headers, &body)?;
     let admin = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

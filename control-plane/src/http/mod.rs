@@ -340,7 +340,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| crate::crypto::random_token(12), str::to_owned);
-    let resp = next.run(req).await;
+    let resp = plain_rejection_as_api_error(next.run(req).await).await;
     app.metrics()
         .latency
         .get_or_create(&RouteLabel { route, method })
@@ -373,6 +373,40 @@ fn method_label(m: &axum::http::Method) -> &'static str {
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     }
+}
+
+/// axum answers a bad query or path, an unknown method or a body over the limit itself,
+/// in plain text (or empty) and without an error code: give those the one error shape.
+/// JSON answers (every error of ours, the OAuth throttle) are left as they are.
+async fn plain_rejection_as_api_error(resp: Response) -> Response {
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || json || resp.extensions().get::<ErrorCode>().is_some() {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_string(),
+        t => t.to_string(),
+    };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "invalid_request",
+    };
+    let mut r = ApiError::new(status, code, message).into_response();
+    if let Some(allow) = parts.headers.get(axum::http::header::ALLOW) {
+        r.headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    r
 }
 
 async fn with_correlation(resp: Response, correlation: &str) -> Response {

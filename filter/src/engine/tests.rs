@@ -584,3 +584,22 @@ fn deltas_apply_on_the_version_they_start_from() {
     };
     assert!(e.apply_delta(other_epoch).is_err());
 }
+
+/// A forwarded claim no header can carry: refused, not forwarded without the identity.
+#[test]
+fn a_forwarded_claim_unfit_for_a_header_is_refused() {
+    let mut e = engine();
+    for sub in ["alice\r\nx-sub: root", "alice\u{0}", "a\u{7f}"] {
+        let t = sign(&signing_key(1), claims(serde_json::json!({"sub": sub})));
+        assert_eq!(denial(&mut e, &t), Denial::BadClaim("forwarded"), "{sub:?}");
+    }
+    // A claim that is not forwarded may hold anything.
+    let t = sign(
+        &signing_key(1),
+        claims(serde_json::json!({"note": "a\r\nb"})),
+    );
+    assert!(matches!(
+        run(&mut e, "/x", Some(&format!("Bearer {t}"))).verdict,
+        Verdict::Allow(_)
+    ));
+}
