@@ -240,35 +240,30 @@ pub async fn sync_snapshot(
         // The id is stored in the registry and shown by `meshauth status`: a name like
         // any other (at most 256 printable characters), not 10 KB of whatever.
         crate::service::validate_name("filter", f)?;
-        let applied = q.applied.unwrap_or(q.version);
-        match app
-            .sync()
-            .saw_filter(app.store().as_ref(), f, applied, now())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                app.metrics().sync_registry_full.inc();
-            }
-            // The poll itself still works; the filter is recorded on its next one.
-            Err(e) => tracing::warn!(error = %e, "could not record a filter's version"),
-        }
     }
-    if let Some(epoch) = q.epoch.as_deref() {
-        if q.version > app.sync().version()
-            && app
-                .sync()
-                .restart_epoch_if_behind(app.store().as_ref(), epoch, q.version, now())
-                .await
-                .map_err(ServiceError::from)?
-        {
-            app.metrics().sync_epoch_resets.inc();
-        }
+    let sync = app.sync();
+    let filter = q
+        .filter
+        .as_deref()
+        .map(|f| (f, q.applied.unwrap_or(q.version)));
+    let noted = sync
+        .note_poll(
+            app.store().as_ref(),
+            filter,
+            q.epoch.as_deref(),
+            q.version,
+            now(),
+        )
+        .await
+        .map_err(ServiceError::from)?;
+    if noted.registry_full {
+        app.metrics().sync_registry_full.inc();
     }
-    let epoch = app.sync().epoch();
-    let same_epoch = q.epoch.as_deref().is_none_or(|e| e == epoch);
-    let mut rx = app.sync().subscribe();
-    if same_epoch && *rx.borrow_and_update() <= q.version && q.wait_ms > 0 {
+    if noted.epoch_reset {
+        app.metrics().sync_epoch_resets.inc();
+    }
+    let same_epoch = sync.same_epoch(q.epoch.as_deref());
+    if sync.nothing_newer(q.epoch.as_deref(), q.version) && q.wait_ms > 0 {
         // Each parked poll holds a connection and a task: capped in total and per source.
         let Some(_parked) = guards.long_polls.try_acquire(source) else {
             app.metrics().long_polls_refused.inc();
@@ -282,15 +277,8 @@ pub async fn sync_snapshot(
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(r);
         };
-        let wait = std::time::Duration::from_millis(q.wait_ms.min(60_000));
-        let _ = tokio::time::timeout(wait, async {
-            while *rx.borrow_and_update() <= q.version {
-                if rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
+        sync.wait_past(q.version, std::time::Duration::from_millis(q.wait_ms))
+            .await;
     }
     let current = app.sync().version();
     if same_epoch && current <= q.version && q.version != 0 {

@@ -6,10 +6,12 @@
 
 mod changelog;
 mod filters;
+mod longpoll;
 mod snapshot;
 
 pub use changelog::{Change, ChangeEntry};
 pub use filters::{FilterStatus, CONNECTED_SECONDS, MAX_FILTERS};
+pub use longpoll::{PollNoted, MAX_WAIT};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
