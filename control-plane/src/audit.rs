@@ -219,17 +219,39 @@ impl Audit {
             .collect())
     }
 
-    /// The last entry's `SEQ:HASH` (an anchor to record), without checking the chain.
-    pub async fn head(&self) -> Result<Option<String>, StoreError> {
-        let (len, _) = self.store.log_head(Log::Audit).await?;
+    /// The last entry's `SEQ:HASH`, an anchor to record. No chain walk, but the stored
+    /// head must vouch for that entry and the entry count, and the entry for itself: whoever
+    /// can write the store could otherwise have an early entry printed as the newest
+    /// anchor, which every later rollback would pass.
+    pub async fn head(&self) -> Result<Result<Option<String>, AuditProblem>, StoreError> {
+        let (len, stored) = self.store.log_head(Log::Audit).await?;
+        let stored = stored.map(|h| String::from_utf8_lossy(&h).to_string());
         let Some(last) = len.checked_sub(1) else {
-            return Ok(None);
+            return Ok(match stored {
+                Some(_) => Err(AuditProblem::Truncated(0)),
+                None => Ok(None),
+            });
         };
-        Ok(self
-            .read(last, 1)
-            .await?
+        let raw = self.store.read_log(Log::Audit, last, 1).await?;
+        let Some(e) = raw
             .first()
-            .map(|e| format!("{}:{}", e.seq, e.hash)))
+            .and_then(|r| serde_json::from_slice::<AuditEntry>(r).ok())
+        else {
+            return Ok(Err(AuditProblem::Unreadable(last)));
+        };
+        let mac = entry_mac(
+            &self.key, e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
+        );
+        if !crate::crypto::ct_eq(mac.as_bytes(), e.hash.as_bytes()) {
+            return Ok(Err(AuditProblem::Edited(last)));
+        }
+        let vouched = stored.as_deref().is_some_and(|h| {
+            crate::crypto::ct_eq(h.as_bytes(), head_value(&self.key, len, &e.hash).as_bytes())
+        });
+        if e.seq != last || !vouched {
+            return Ok(Err(AuditProblem::Truncated(len)));
+        }
+        Ok(Ok(Some(format!("{}:{}", e.seq, e.hash))))
     }
 
     /// Walks the chain; with `anchor`, it must also reach that entry, unchanged.

@@ -220,9 +220,77 @@ async fn spraying_client_ids_from_one_address_is_slowed() {
             200,
             "a client known to this address is not locked out"
         );
-        // Spraying admin tokens from the same address is refused too.
-        assert_eq!(cp.admin_keys(next_door, "guess").await, 429);
+        // Client ids spend the budget for client credentials only: an admin token is
+        // still checked (and this wrong one fails).
+        assert_eq!(cp.admin_keys(next_door, "guess").await, 401);
     }
     // Another address is not affected.
     assert_eq!(cp.token("203.0.113.1", &basic("other", "x")).await, 401);
+}
+
+/// Client ids are not secret (tokens carry them, logs name them): a NAT neighbour who
+/// knows one fails with it on purpose, with wrong secrets, to lock its owner out. The
+/// owner, who authenticated from that address before and presents the right secret,
+/// must keep working: only failures with its own credential may count against it.
+#[tokio::test]
+async fn a_nat_neighbour_claiming_a_clients_id_does_not_lock_it_out() {
+    let cp = cp().await;
+    let nat = "192.0.2.8";
+    let (victim, secret) = cp.client().await;
+    assert_eq!(cp.token(nat, &basic(&victim, &secret)).await, 200);
+    for i in 0..BURST {
+        assert_eq!(
+            cp.token(nat, &basic(&victim, &format!("guess-{i}"))).await,
+            401
+        );
+    }
+    assert_eq!(
+        cp.token(nat, &basic(&victim, &secret)).await,
+        200,
+        "the owner of the id, with its secret, is not locked out by a neighbour's guesses"
+    );
+    // Guessing the victim's secret stays slowed: by the address's budget.
+    let mut refused = false;
+    for i in 0..(BURST * 4 + 1) {
+        let status = cp.token(nat, &basic(&victim, &format!("more-{i}"))).await;
+        refused |= status == 429;
+    }
+    assert!(refused, "guessing one id's secret was never throttled");
+    // The same wrong secret, however it is sent, counts as one identity.
+    let post = cp
+        .send(
+            nat,
+            "POST",
+            "/oauth2/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("grant_type=client_credentials&client_id={victim}&client_secret=guess-0"),
+        )
+        .await
+        .0;
+    assert_eq!(post, 429);
+    assert_eq!(cp.token(nat, &basic(&victim, &secret)).await, 200);
+}
+
+/// The public port is open to every client; the admin port is not. A client spraying
+/// client ids from an address (a NAT, a proxy in front) spends that address's budget for
+/// client credentials only: the admin, never seen from there since the control plane
+/// started, still gets in; guessed admin tokens spend the admin budget.
+#[tokio::test]
+async fn spraying_client_ids_does_not_refuse_the_admin_from_that_address() {
+    let cp = cp().await;
+    let nat = "192.0.2.9";
+    for i in 0..(BURST * 4 + 1) {
+        cp.token(nat, &basic(&format!("spray-{i}"), "x")).await;
+    }
+    assert_eq!(cp.token(nat, &basic("one-more", "x")).await, 429);
+    assert_eq!(
+        cp.admin_keys(nat, ADMIN).await,
+        200,
+        "client-id spraying locked out the admin"
+    );
+    let mut refused = false;
+    for i in 0..(BURST * 4 + 1) {
+        refused |= cp.admin_keys(nat, &format!("guess-{i}")).await == 429;
+    }
+    assert!(refused, "guessing admin tokens was never throttled");
 }

@@ -94,7 +94,14 @@ async fn a_truncated_log_fails_and_a_rollback_fails_its_anchor() {
         }
     }
     let entries = audit.read(0, 10).await.unwrap();
-    let anchor: Anchor = audit.head().await.unwrap().unwrap().parse().unwrap();
+    let anchor: Anchor = audit
+        .head()
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(
         (anchor.seq, anchor.hash.as_str()),
         (4, entries[4].hash.as_str())
@@ -152,6 +159,61 @@ async fn a_truncated_log_fails_and_a_rollback_fails_its_anchor() {
     for bad in ["", "4", "x:ab", "4:abc", &format!("-1:{}", "ab".repeat(32))] {
         assert!(bad.parse::<Anchor>().is_err(), "{bad:?}");
     }
+}
+
+/// Whoever can write the store puts a copy of an early entry at the end for a while:
+/// `audit head`, which operators record on a schedule as the newest anchor, must not
+/// print that entry's SEQ:HASH (an anchor every later rollback would pass), nor any
+/// last entry the stored head does not vouch for.
+#[tokio::test]
+async fn head_refuses_a_last_entry_the_stored_head_does_not_vouch_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
+    let audit = Audit::new(store.clone(), KEY);
+    for i in 0..3 {
+        audit
+            .record(
+                "admin",
+                AuditAction::ClientCreated,
+                &format!("c{i}"),
+                serde_json::json!({}),
+                100 + i,
+            )
+            .await
+            .unwrap();
+    }
+    let real = audit.head().await.unwrap().unwrap().unwrap();
+    assert!(real.starts_with("2:"), "{real}");
+    let entries = audit.read(0, 10).await.unwrap();
+    let (_, saved_head) = store.log_head(Log::Audit).await.unwrap();
+    // A copy of entry 0 appended, the stored head left as it was.
+    let junk = serde_json::to_vec(&entries[0]).unwrap();
+    store
+        .append(Log::Audit, 3, &junk, &saved_head.unwrap())
+        .await
+        .unwrap();
+    let printed = audit.head().await.unwrap();
+    assert_eq!(
+        printed,
+        Err(AuditProblem::Truncated(4)),
+        "not an anchor to record"
+    );
+    assert!(!audit.verify(None).await.unwrap().ok);
+    // A rollback to one entry (its head as saved then) would pass verify with the anchor
+    // it printed before.
+    let weak: Anchor = format!("0:{}", entries[0].hash).parse().unwrap();
+    let rolled = dir.path().join("r.redb");
+    let r: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&rolled).unwrap());
+    let one = Audit::new(r.clone(), KEY);
+    r.append(
+        Log::Audit,
+        0,
+        &serde_json::to_vec(&entries[0]).unwrap(),
+        head_value(&KEY, 1, &entries[0].hash).as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert!(one.verify(Some(&weak)).await.unwrap().ok);
 }
 
 /// Whoever can write the store edits an entry and recomputes the rest of the chain

@@ -85,7 +85,7 @@ pub struct ServerLimits {
     pub max_long_polls: usize,
     #[serde(default = "d_max_long_polls_per_source")]
     pub max_long_polls_per_source: usize,
-    /// Failed authentications one identity (client id, bearer credential) may make from
+    /// Failed authentications one credential (client id and secret, bearer) may make from
     /// a source in a burst, and a source four times that (`SOURCE_BURST_FACTOR`); one
     /// more is allowed every `auth_failure_interval`; past that, 429 with Retry-After.
     #[serde(default = "d_auth_failure_burst")]

@@ -485,17 +485,28 @@ fn basic_credentials(b: &str) -> Option<(String, String)> {
     Some((id, secret))
 }
 
-/// The client id a request claims (Basic or form), for the failure throttle; nothing
-/// is checked here. Linear in the body, like `form`.
-pub(super) fn claimed_client_id(headers: &HeaderMap, body: &Bytes) -> Option<String> {
+/// The client credential a request presents (Basic or form), for the failure throttle:
+/// the id with the secret, so failures with wrong secrets never count against the
+/// right one (client ids are not secret; a neighbour could otherwise lock a client out
+/// by failing with its id). Nothing is checked here. Linear in the body, like `form`.
+pub(super) fn claimed_client(headers: &HeaderMap, body: &Bytes) -> Option<String> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| super::auth_scheme(v, "Basic"));
-    match basic {
-        Some(b) => basic_credentials(b).map(|(id, _)| id),
-        None => param(&form(headers, body).ok()?, "client_id").map(str::to_owned),
-    }
+    let (id, secret) = match basic {
+        Some(b) => basic_credentials(b)?,
+        None => {
+            let p = form(headers, body).ok()?;
+            let id = param(&p, "client_id")?.to_owned();
+            (
+                id,
+                param(&p, "client_secret").unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    // The id's length first, so no other (id, secret) pair gives the same bytes.
+    Some(format!("{}:{id}{secret}", id.len()))
 }
 
 /// client_secret_basic or client_secret_post; `None` when the request carries neither.
@@ -945,13 +956,21 @@ pub async fn verify_audit(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
-/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk).
+/// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk; 409 when
+/// the stored head does not vouch for it).
 pub async fn audit_head(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     let head = app
         .audit()
         .head()
         .await
-        .map_err(crate::error::ServiceError::from)?;
+        .map_err(crate::error::ServiceError::from)?
+        .map_err(|p| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "audit_broken",
+                format!("no anchor to record: {p}; run audit verify"),
+            )
+        })?;
     Ok(Json(json!({"head": head})))
 }
 

@@ -167,7 +167,7 @@ async fn require_admin(
     let bearer = bearer(&req);
     match bearer {
         Some(t) if app.admin_authorized(t) => {
-            guards.succeeded(source, &claimed);
+            guards.succeeded("admin", source, &claimed);
             // Path segments are ids and names (at most 256 bytes, percent-encoded at
             // most three times that): longer ones never reach the store.
             if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
@@ -203,7 +203,7 @@ async fn require_filter(
         return refused;
     }
     if app.sync_authorized(bearer) {
-        guards.succeeded(source, &claimed);
+        guards.succeeded("sync", source, &claimed);
         return next.run(req).await;
     }
     app.metrics().sync_unauthorized.inc();
@@ -237,9 +237,10 @@ fn challenge(error: ApiError, www_authenticate: &'static str) -> Response {
     r
 }
 
-/// Slows client authentication by source and claimed client id: a source, or a client
-/// id from it, over its failure budget gets 429 before the credentials are looked at;
-/// an `invalid_client` answer counts a failure, a success marks the id as known there.
+/// Slows client authentication by source and presented credential (client id and
+/// secret): a source, or a credential from it, over its failure budget gets 429 before
+/// it is checked; an `invalid_client` answer counts a failure, a success marks the
+/// credential as known there.
 async fn throttle_clients(
     State(app): State<Arc<App>>,
     Extension(guards): Extension<Arc<guard::Guards>>,
@@ -258,7 +259,7 @@ async fn throttle_clients(
         )
         .into_response();
     };
-    let claimed = handlers::claimed_client_id(&parts.headers, &bytes).unwrap_or_default();
+    let claimed = handlers::claimed_client(&parts.headers, &bytes).unwrap_or_default();
     if let Some(refused) = guards.refuse(app.metrics(), "client", source, claimed.as_bytes()) {
         return refused;
     }
@@ -272,7 +273,7 @@ async fn throttle_clients(
     {
         guards.failed(app.metrics(), "client", source, claimed.as_bytes());
     } else if resp.status().is_success() && !claimed.is_empty() {
-        guards.succeeded(source, claimed.as_bytes());
+        guards.succeeded("client", source, claimed.as_bytes());
     }
     resp
 }
