@@ -970,3 +970,25 @@ async fn tokens_expire_by_the_injected_clock() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"], "invalid_grant");
 }
+
+/// Every time the router stamps comes from the injected clock: with the clock ten days
+/// ahead of the wall, an admin rule still covers the tokens issued before it (its
+/// not-before is the clock's next second, not the wall's) and no token issued after it.
+#[tokio::test]
+async fn admin_rules_are_stamped_by_the_injected_clock() {
+    let cp = cp().await;
+    cp.clock.advance(10 * 86_400);
+    let (before, _, _) = cp.session("bob").await;
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "sub", "value": "bob"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(cp.introspect(&before).await["active"], false);
+    cp.clock.advance(1);
+    let (after, _, _) = cp.session("bob").await;
+    assert_eq!(cp.introspect(&after).await["active"], true);
+}

@@ -17,7 +17,7 @@ use super::Admin;
 use crate::error::{OAuthError, ServiceError};
 use crate::keys::KeyRecord;
 use crate::metrics::AnswerLabel;
-use crate::service::{now, App, ClientRecord, Revocation};
+use crate::service::{App, ClientRecord, Revocation};
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, RuleClaim, SignedConfirm};
 
@@ -118,7 +118,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     let ring = app.keyring();
-    let now = now();
+    let now = app.now();
     for state in ["next", "current", "previous"] {
         let age = ring
             .published()
@@ -252,7 +252,7 @@ pub async fn sync_snapshot(
             filter,
             q.epoch.as_deref(),
             q.version,
-            now(),
+            app.now(),
         )
         .await
         .map_err(ServiceError::from)?;
@@ -283,7 +283,7 @@ pub async fn sync_snapshot(
     let current = app.sync().version();
     if same_epoch && current <= q.version && q.version != 0 {
         let mut resp = with_version(StatusCode::NOT_MODIFIED.into_response(), current);
-        if let Ok(v) = HeaderValue::from_str(&app.sync().seal_head(current, now())) {
+        if let Ok(v) = HeaderValue::from_str(&app.sync().seal_head(current, app.now())) {
             resp.headers_mut()
                 .insert(meshauth_wire::sync::HEAD_HEADER, v);
         }
@@ -296,7 +296,7 @@ pub async fn sync_snapshot(
     let key = format!(
         "{}@{}",
         app.sync().epoch(),
-        now().div_euclid(crate::sync::SNAPSHOT_REFRESH_SECONDS)
+        app.now().div_euclid(crate::sync::SNAPSHOT_REFRESH_SECONDS)
     );
     if same_epoch && q.delta == 1 {
         let delta = answers
@@ -308,7 +308,7 @@ pub async fn sync_snapshot(
                     .inc();
                 let d = app
                     .sync()
-                    .delta(app.store().as_ref(), q.version, now())
+                    .delta(app.store().as_ref(), q.version, app.now())
                     .await
                     .map_err(ServiceError::from)?;
                 Ok::<_, ServiceError>(d.map(|(v, body)| (v, Bytes::from(body))))
@@ -797,7 +797,7 @@ pub async fn add_revocation(
             Err(e)
         }
     })?;
-    let now = now();
+    let now = app.now();
     let rule_from_now = |kind, value| Revocation::rule_from_now(kind, value, now);
     let r = match b.kind.as_str() {
         "token" => {
@@ -984,6 +984,6 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
         "replica": app.replica_id(),
         "keys": ring.keys.iter().filter(|k| k.state != crate::keys::KeyState::Retired).map(key_view).collect::<Vec<_>>(),
         "sync": {"epoch": app.sync().epoch(), "version": app.sync().version(), "distribution_key": app.sync().distribution_public},
-        "filters": app.sync().filters(app.store().as_ref(), now()).await.map_err(ServiceError::from)?,
+        "filters": app.sync().filters(app.store().as_ref(), app.now()).await.map_err(ServiceError::from)?,
     })))
 }
