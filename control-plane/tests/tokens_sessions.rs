@@ -155,6 +155,16 @@ impl Cp {
         )
     }
 
+    /// An admin revocation of `value` as a `kind` (sub, sid, client_id, jti, token).
+    async fn admin_revoke(&self, kind: &str, value: &str) -> Reply {
+        self.admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": kind, "value": value})),
+        )
+        .await
+    }
+
     async fn introspect(&self, token: &str) -> Value {
         let bearer = format!("Bearer {ADMIN}");
         let r = self
@@ -232,13 +242,7 @@ async fn revoking_a_subject_stops_all_its_sessions() {
     let (_, r1, _) = cp.session("bob").await;
     let (_, r2, _) = cp.session("bob").await;
     let (_, other, _) = cp.session("carol").await;
-    let r = cp
-        .admin(
-            "POST",
-            "/admin/revocations",
-            Some(json!({"kind": "sub", "value": "bob"})),
-        )
-        .await;
+    let r = cp.admin_revoke("sub", "bob").await;
     assert_eq!(r.status, 204, "{}", r.body);
     // Past the rule's not-before second.
     cp.clock.advance(1);
@@ -979,13 +983,7 @@ async fn admin_rules_are_stamped_by_the_injected_clock() {
     let cp = cp().await;
     cp.clock.advance(10 * 86_400);
     let (before, _, _) = cp.session("bob").await;
-    let r = cp
-        .admin(
-            "POST",
-            "/admin/revocations",
-            Some(json!({"kind": "sub", "value": "bob"})),
-        )
-        .await;
+    let r = cp.admin_revoke("sub", "bob").await;
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(cp.introspect(&before).await["active"], false);
     cp.clock.advance(1);
