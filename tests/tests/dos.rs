@@ -412,7 +412,10 @@ fn parked_long_polls_are_capped_per_source() {
     let a = cp.sync_get("/sync/v1/snapshot");
     let auth = cp.sync_auth().1;
     assert_eq!(a.status, 200, "{}", a.body);
-    let version = a.header("x-meshauth-version").unwrap().to_string();
+    let version = a
+        .header(meshauth_wire::headers::VERSION)
+        .unwrap()
+        .to_string();
     let poll = format!("GET /sync/v1/snapshot?version={version}&wait_ms=20000");
     let port = cp.port;
     let parked: Vec<_> = (0..4)
@@ -608,7 +611,11 @@ fn one_change_builds_one_answer_for_all_parked_pollers() {
     let a = cp.sync_get("/sync/v1/snapshot");
     let auth = cp.sync_auth().1;
     assert_eq!(a.status, 200, "{}", a.body);
-    let version: u64 = a.header("x-meshauth-version").unwrap().parse().unwrap();
+    let version: u64 = a
+        .header(meshauth_wire::headers::VERSION)
+        .unwrap()
+        .parse()
+        .unwrap();
     let port = cp.port;
     let parked: Vec<_> = (0..40)
         .map(|i| {

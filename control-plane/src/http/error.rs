@@ -61,9 +61,13 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The correlation id is filled in by the middleware, which knows the request.
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "correlation_id": ""}});
-        let mut resp = (self.status, axum::Json(body)).into_response();
+        let body = meshauth_wire::error::body(self.code, &self.message, "");
+        let mut resp = (
+            self.status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert("retry-after", HeaderValue::from_static("1"));

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -19,7 +19,7 @@ use crate::keys::KeyRecord;
 use crate::metrics::AnswerLabel;
 use crate::service::{App, ClientRecord, Revocation};
 use meshauth_wire::limits::LimitPolicy;
-use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, RuleClaim, SignedConfirm};
+use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, PollQuery, RuleClaim, SignedConfirm};
 
 /// JSON bodies with errors in the API's shape (status from the rejection, 422 as 400).
 #[derive(FromRequest)]
@@ -199,30 +199,10 @@ pub async fn filter_wasm_sha256(State(app): State<Arc<App>>) -> ApiResult<String
 
 // ---- filter sync ----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotQuery {
-    /// The version the filter holds (0: none).
-    #[serde(default)]
-    version: u64,
-    #[serde(default)]
-    epoch: Option<String>,
-    /// How long to hold the request open when nothing is newer, in ms (at most 60 s).
-    #[serde(default)]
-    wait_ms: u64,
-    /// The filter's identity and the version it has applied, for `meshauth status`.
-    #[serde(default)]
-    filter: Option<String>,
-    #[serde(default)]
-    applied: Option<u64>,
-    /// `1`: the filter applies deltas, so a revocation-only change may come as one.
-    #[serde(default)]
-    delta: u8,
-}
-
 fn with_version(mut resp: Response, version: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
-        resp.headers_mut().insert("x-meshauth-version", v);
+        resp.headers_mut()
+            .insert(meshauth_wire::headers::VERSION, v);
     }
     resp
 }
@@ -234,8 +214,10 @@ pub async fn sync_snapshot(
     Source(source): Source,
     Extension(guards): Extension<Arc<Guards>>,
     Extension(answers): Extension<Arc<SyncAnswers>>,
-    Query(q): Query<SnapshotQuery>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
+    let q = PollQuery::parse(query.as_deref().unwrap_or_default())
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
     if let Some(f) = &q.filter {
         // The id is stored in the registry and shown by `meshauth status`: a name like
         // any other (at most 256 printable characters), not 10 KB of whatever.
@@ -298,7 +280,7 @@ pub async fn sync_snapshot(
         app.sync().epoch(),
         app.now().div_euclid(crate::sync::SNAPSHOT_REFRESH_SECONDS)
     );
-    if same_epoch && q.delta == 1 {
+    if same_epoch && q.deltas {
         let delta = answers
             .deltas
             .get_or_build(&key, q.version, head, || async {

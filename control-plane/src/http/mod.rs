@@ -19,6 +19,8 @@ use axum::{Extension, Router};
 use crate::metrics::RouteLabel;
 use crate::service::App;
 use error::{ApiError, ErrorCode};
+use meshauth_wire::headers::REQUEST_ID;
+use meshauth_wire::sync::{CONFIRM_PATH, DISTRIBUTION_KEY_PATH, SNAPSHOT_PATH};
 
 /// Bodies larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -89,12 +91,12 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
 /// What the filters call: the sync channel and the module Istio's agent fetches.
 fn sync_routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
-        .route("/sync/v1/snapshot", get(handlers::sync_snapshot))
-        .route("/sync/v1/confirm", post(handlers::sync_confirm))
+        .route(SNAPSHOT_PATH, get(handlers::sync_snapshot))
+        .route(CONFIRM_PATH, post(handlers::sync_confirm))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_filter))
         // Public (after the layer): the distribution key's public half, which filters
         // pin, and the module.
-        .route("/sync/v1/distribution-key", get(handlers::distribution_key))
+        .route(DISTRIBUTION_KEY_PATH, get(handlers::distribution_key))
         .route("/filter/meshauth.wasm", get(handlers::filter_wasm))
         .route(
             "/filter/meshauth.wasm.sha256",
@@ -337,7 +339,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     let method = method_label(req.method()).to_string();
     let correlation = req
         .headers()
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| crate::crypto::random_token(12), str::to_owned);
@@ -354,7 +356,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         None => resp,
     };
     if let Ok(v) = HeaderValue::from_str(&correlation) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
 }
