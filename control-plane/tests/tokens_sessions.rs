@@ -990,3 +990,27 @@ async fn admin_rules_are_stamped_by_the_injected_clock() {
     let (after, _, _) = cp.session("bob").await;
     assert_eq!(cp.introspect(&after).await["active"], true);
 }
+
+/// A corrupt record is one answer wherever it is read: 500 `internal`, never a 503 that
+/// invites a retry which cannot help.
+#[tokio::test]
+async fn a_corrupt_record_answers_500_wherever_it_is_read() {
+    use meshauth_cp::store::Table;
+    let cp = cp().await;
+    for (table, path) in [
+        (Table::Clients, "/admin/clients"),
+        (Table::Limits, "/admin/limits"),
+        (Table::Revocations, "/admin/revocations"),
+    ] {
+        cp.app
+            .store()
+            .put(table, "broken", b"{not json")
+            .await
+            .unwrap();
+        let r = cp.admin("GET", path, None).await;
+        assert_eq!(r.status, 500, "{path}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "internal", "{path}");
+        assert!(r.headers.get("retry-after").is_none(), "{path}");
+        cp.app.store().delete(table, "broken").await.unwrap();
+    }
+}

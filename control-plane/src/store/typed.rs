@@ -333,5 +333,19 @@ mod tests {
         store.put(Table::Meta, "bad", b"{").await.unwrap();
         let e = NUMBERS.get(&store, "bad").await.unwrap_err();
         assert!(e.to_string().contains("number"), "{e}");
+        // `update` refuses to build on it; `update_or_replace` replaces it.
+        let refused = NUMBERS
+            .update(&store, "bad", "bad", |_| Ok(Change::Set(7, ())))
+            .await;
+        assert!(matches!(refused, Err(StoreError::Corrupt(_))));
+        let replaced = NUMBERS
+            .update_or_replace(&store, "bad", "bad", |cur| {
+                assert_eq!(cur, None, "seen as absent");
+                Ok(Change::Set(7, ()))
+            })
+            .await
+            .unwrap();
+        assert!(replaced.written);
+        assert_eq!(NUMBERS.get(&store, "bad").await.unwrap(), Some(7));
     }
 }
