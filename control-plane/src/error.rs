@@ -10,20 +10,29 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("authentication required")]
-    Unauthenticated,
-    #[error("{0}")]
-    Forbidden(String),
+    /// Unavailable, not replicated, or corrupt: see `StoreError`.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// An invariant of this process does not hold (no signing key yet).
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// The RFC 6749 §5.2 error codes the OAuth endpoints answer with.
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            // Losing every compare-and-swap is the caller's to retry, like any conflict.
+            StoreError::Contended(_) => ServiceError::Conflict(e.to_string()),
+            e => ServiceError::Store(e),
+        }
+    }
+}
+
+/// The RFC 6749 §5.2 error codes this server answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OAuthCode {
     InvalidRequest,
+    /// Client authentication failed: the one code answered with 401.
     InvalidClient,
     InvalidGrant,
     InvalidScope,
@@ -91,6 +100,6 @@ pub enum GrantError {
 
 impl From<StoreError> for GrantError {
     fn from(e: StoreError) -> Self {
-        GrantError::Service(ServiceError::Store(e))
+        GrantError::Service(e.into())
     }
 }

@@ -17,9 +17,11 @@ use crate::api::{
     RevocationKind, RevocationList, Status, SyncStatus, VerifyQuery,
 };
 use crate::audit::Anchor;
+use crate::ctx::secs;
 use crate::keys::{KeyState, Keyring};
-use crate::service::{now, validate_name, App, Revocation, RuleTarget};
+use crate::service::{validate_name, App, Revocation};
 use meshauth_wire::limits::LimitPolicy;
+use meshauth_wire::sync::RuleClaim;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -123,7 +125,7 @@ pub async fn add_revocation(
     Extension(a): Extension<Admin>,
     ApiJson(b): ApiJson<NewRevocation>,
 ) -> ApiResult<StatusCode> {
-    let target = match b.kind {
+    let claim = match b.kind {
         RevocationKind::Token => {
             if !app.revoke_token(&a.0, &b.value, None).await? {
                 return Err(ApiError::not_found(
@@ -133,20 +135,20 @@ pub async fn add_revocation(
             return Ok(StatusCode::NO_CONTENT);
         }
         RevocationKind::Jti => None,
-        RevocationKind::Sub => Some(RuleTarget::Subject),
-        RevocationKind::Sid => Some(RuleTarget::Session),
-        RevocationKind::ClientId => Some(RuleTarget::Client),
+        RevocationKind::Sub => Some(RuleClaim::Sub),
+        RevocationKind::Sid => Some(RuleClaim::Sid),
+        RevocationKind::ClientId => Some(RuleClaim::ClientId),
     };
     validate_name("value", &b.value)?;
-    match target {
-        Some(t) => {
-            app.revoke_rule(&a.0, Revocation::until_now(t, b.value, now()))
+    let now = app.now();
+    match claim {
+        Some(c) => {
+            app.revoke_rule(&a.0, Revocation::rule_from_now(c, b.value, now))
                 .await?
         }
         None => {
-            let max_ttl =
-                i64::try_from(app.settings.tokens.max_access_ttl.as_secs()).unwrap_or(i64::MAX);
-            let r = Revocation::jti_until(b.value, b.exp, now(), max_ttl)?;
+            let max_ttl = secs(app.settings().tokens.max_access_ttl);
+            let r = Revocation::jti_until(b.value, b.exp, now, max_ttl)?;
             app.revoke(&a.0, r, "admin").await?
         }
     };
@@ -235,7 +237,7 @@ pub async fn read_audit(
     State(app): State<Arc<App>>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditList>> {
-    let entries = app.audit.read(q.from, q.limit.min(1000)).await?;
+    let entries = app.audit().read(q.from, q.limit.min(1000)).await?;
     Ok(Json(AuditList { entries }))
 }
 
@@ -248,13 +250,13 @@ pub async fn verify_audit(
         .map(|a| a.parse::<Anchor>())
         .transpose()
         .map_err(ApiError::bad_request)?;
-    Ok(Json(app.audit.verify(anchor.as_ref()).await?.into()))
+    Ok(Json(app.audit().verify(anchor.as_ref()).await?.into()))
 }
 
 /// The last audit entry's `SEQ:HASH`, to record as an anchor (no chain walk; 409 when
 /// the stored head does not vouch for it).
 pub async fn audit_head(State(app): State<Arc<App>>) -> ApiResult<Json<AuditHead>> {
-    let head = app.audit.head().await?.map_err(|p| {
+    let head = app.audit().head().await?.map_err(|p| {
         ApiError::new(
             StatusCode::CONFLICT,
             "audit_broken",
@@ -269,9 +271,9 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Status>> {
     let ring = app.keyring();
     Ok(Json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        issuer: app.settings.issuer.clone(),
-        store: app.store.kind().to_string(),
-        replica: app.replica_id.clone(),
+        issuer: app.settings().issuer.clone(),
+        store: app.store().kind().to_string(),
+        replica: app.replica_id().to_string(),
         keys: ring
             .keys
             .iter()
@@ -279,11 +281,11 @@ pub async fn status(State(app): State<Arc<App>>) -> ApiResult<Json<Status>> {
             .map(KeyView::from)
             .collect(),
         sync: SyncStatus {
-            epoch: app.sync.epoch(),
-            version: app.sync.version(),
-            distribution_key: app.sync.distribution_public.clone(),
+            epoch: app.sync().epoch(),
+            version: app.sync().version(),
+            distribution_key: app.sync().distribution_public.clone(),
         },
-        filters: app.sync.filters(app.store.as_ref(), now()).await?,
+        filters: app.sync().filters(app.store().as_ref(), app.now()).await?,
     }))
 }
 

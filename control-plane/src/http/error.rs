@@ -52,10 +52,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ServiceError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ServiceError::Store(StoreError::NotReplicated(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "not_replicated")
+            }
+            // Corrupt data does not heal by retrying: one answer wherever it is read.
+            ServiceError::Store(StoreError::Corrupt(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
             ServiceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -31,11 +31,11 @@ pub async fn require_admin(
         .unwrap_or_default()
         .as_bytes()
         .to_vec();
-    if let Some(refused) = guards.refuse(&app.metrics, "admin", source, &claimed) {
+    if let Some(refused) = guards.refuse(app.metrics(), "admin", source, &claimed) {
         return refused;
     }
     let Some(admin) = Admin::of(&app, req.headers()) else {
-        guards.failed(&app.metrics, "admin", source, &claimed);
+        guards.failed(app.metrics(), "admin", source, &claimed);
         return challenge(ApiError::unauthorized(), "Bearer realm=\"meshauth-admin\"");
     };
     guards.succeeded("admin", source, &claimed);
@@ -62,15 +62,15 @@ pub async fn require_filter(
     let source = guard::source(req.extensions());
     let bearer = bearer(req.headers());
     let claimed = bearer.unwrap_or_default().as_bytes().to_vec();
-    if let Some(refused) = guards.refuse(&app.metrics, "sync", source, &claimed) {
+    if let Some(refused) = guards.refuse(app.metrics(), "sync", source, &claimed) {
         return refused;
     }
     if app.sync_authorized(bearer) {
         guards.succeeded("sync", source, &claimed);
         return next.run(req).await;
     }
-    app.metrics.sync_unauthorized.inc();
-    guards.failed(&app.metrics, "sync", source, &claimed);
+    app.metrics().sync_unauthorized.inc();
+    guards.failed(app.metrics(), "sync", source, &claimed);
     challenge(
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -109,7 +109,7 @@ pub async fn throttle_clients(
         return too_large();
     };
     let claimed = claimed_client(&parts.headers, &bytes).unwrap_or_default();
-    if let Some(refused) = guards.refuse(&app.metrics, "client", source, claimed.as_bytes()) {
+    if let Some(refused) = guards.refuse(app.metrics(), "client", source, claimed.as_bytes()) {
         return refused;
     }
     let resp = next
@@ -119,7 +119,7 @@ pub async fn throttle_clients(
         resp.extensions().get::<ErrorMark>(),
         Some(ErrorMark::OAuth(OAuthCode::InvalidClient))
     ) {
-        guards.failed(&app.metrics, "client", source, claimed.as_bytes());
+        guards.failed(app.metrics(), "client", source, claimed.as_bytes());
     } else if resp.status().is_success() && !claimed.is_empty() {
         guards.succeeded("client", source, claimed.as_bytes());
     }
@@ -136,7 +136,7 @@ fn too_large() -> Response {
 }
 
 fn too_slow(app: &App) -> Response {
-    app.metrics.read_timeouts.inc();
+    app.metrics().read_timeouts.inc();
     let mut r = ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
         "request_timeout",
@@ -156,7 +156,7 @@ pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) ->
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = app.settings.server.body_read_timeout;
+    let limit = app.settings().server.body_read_timeout;
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         // The handler's body limit refuses it after reading what it allows (answering
         // before that would reset a client that is still sending); that read is timed.
@@ -192,12 +192,12 @@ pub async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> R
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(|| crate::crypto::random_token(12), str::to_owned);
     let mut resp = plain_rejection_as_api_error(next.run(req).await).await;
-    app.metrics
+    app.metrics()
         .latency
         .get_or_create(&RouteLabel { route, method })
         .observe(started.elapsed().as_secs_f64());
     if let Some(mark) = resp.extensions().get::<ErrorMark>().cloned() {
-        app.metrics.error(mark.code());
+        app.metrics().error(mark.code());
         if let ErrorMark::Api { code, message } = mark {
             let (mut parts, _) = resp.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);

@@ -33,7 +33,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// The routes of the listener `listen`: everything not moved to a separate listener
 /// (`admin_listen`, `sync_listen`, `metrics_listen`).
 pub fn router(app: Arc<App>) -> Router {
-    let s = &app.settings;
+    let s = &app.settings();
     let mut routes = public_routes(&app);
     if s.sync_listen.is_none() {
         routes = routes.merge(sync_routes(&app));
@@ -49,7 +49,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Each separate listener's address and routes, besides `listen`'s.
 pub fn separate_routers(app: &Arc<App>) -> Vec<(String, Router)> {
-    let s = &app.settings;
+    let s = &app.settings();
     [
         (s.admin_listen.clone(), admin_routes(app)),
         (s.sync_listen.clone(), sync_routes(app)),
@@ -133,7 +133,7 @@ fn public_routes(app: &Arc<App>) -> Router<Arc<App>> {
 /// The layers every listener's routes get. Each route group is served by one listener
 /// only, so each listener's guards see all of that group's traffic.
 fn finish(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
-    let guards = Arc::new(guard::Guards::new(&app.settings.server));
+    let guards = Arc::new(guard::Guards::new(&app.settings().server));
     routes
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use crate::keys::{KeyState, Keyring};
-use crate::service::{now, App};
+use crate::service::App;
 
 pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let (body, etag) = app.jwks();
-    let max_age = app.settings.keys.jwks_max_age.as_secs();
+    let max_age = app.settings().keys.jwks_max_age.as_secs();
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or(HeaderValue::from_static("no-cache"));
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
@@ -89,7 +89,7 @@ impl Discovery {
 }
 
 pub async fn discovery(State(app): State<Arc<App>>) -> Json<Discovery> {
-    Json(Discovery::of(&app.settings.issuer))
+    Json(Discovery::of(&app.settings().issuer))
 }
 
 pub async fn healthz() -> &'static str {
@@ -97,7 +97,7 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.store.ping().await {
+    match app.store().ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -128,28 +128,28 @@ fn key_ages(ring: &Keyring, now: i64) -> [(&'static str, i64); 3] {
 
 /// The gauges read at scrape time: key ages, connected filters and their lag.
 async fn refresh_gauges(app: &App) {
-    let now = now();
+    let now = app.now();
     for (state, age) in key_ages(&app.keyring(), now) {
-        app.metrics
+        app.metrics()
             .key_age
             .get_or_create(&crate::metrics::StateLabel {
                 state: state.into(),
             })
             .set(age);
     }
-    let current = app.sync.version();
+    let current = app.sync().version();
     let recent = app
-        .sync
-        .connected_filters(app.store.as_ref(), now)
+        .sync()
+        .connected_filters(app.store().as_ref(), now)
         .await
         .unwrap_or_default();
-    app.metrics.filters_connected.set(recent.len() as i64);
+    app.metrics().filters_connected.set(recent.len() as i64);
     let lag = recent
         .iter()
         .map(|f| current.saturating_sub(f.applied_version))
         .max()
         .unwrap_or(0);
-    app.metrics
+    app.metrics()
         .filter_max_lag
         .set(i64::try_from(lag).unwrap_or(i64::MAX));
 }
@@ -161,7 +161,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        app.metrics.encode(),
+        app.metrics().encode(),
     )
         .into_response()
 }
@@ -175,7 +175,7 @@ pub async fn filter_wasm(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (bytes, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
+    let (bytes, sha) = app.filter_wasm().ok_or_else(no_wasm)?;
     let etag = format!("\"{sha}\"");
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     if etag_matches(&headers, &etag) {
@@ -195,7 +195,7 @@ pub async fn filter_wasm(
 }
 
 pub async fn filter_wasm_sha256(State(app): State<Arc<App>>) -> Result<String, ApiError> {
-    let (_, sha) = app.filter_wasm.clone().ok_or_else(no_wasm)?;
+    let (_, sha) = app.filter_wasm().ok_or_else(no_wasm)?;
     Ok(format!("{sha}\n"))
 }
 

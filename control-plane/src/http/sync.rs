@@ -1,8 +1,9 @@
 //! What filters call: the long poll for signed snapshots and deltas, the confirmation
 //! of a Bloom hit, and the distribution key they pin. The protocol's rules are in
-//! `crate::longpoll`; here they meet the store, the signer and the caps.
+//! `crate::sync::longpoll`; here they meet the caps and the shared answer cache.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -16,11 +17,11 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::guard::{Guards, Source};
 use crate::error::ServiceError;
-use crate::longpoll::{self, PollQuery, PollRules, Reply};
 use crate::metrics::AnswerLabel;
-use crate::service::{now, App};
+use crate::service::App;
+use crate::sync::longpoll::{self, Reply};
 use meshauth_wire::headers::{HEAD, VERSION};
-use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, SignedConfirm};
+use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, PollQuery, SignedConfirm};
 
 fn with_version(mut resp: Response, version: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
@@ -34,23 +35,6 @@ fn signed_json(version: u64, body: Bytes) -> Response {
         ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         version,
     )
-}
-
-/// Records the polling filter for `meshauth status` and the key-activation gate.
-async fn record_filter(app: &App, q: &PollQuery) {
-    let Some(f) = &q.filter else { return };
-    match app
-        .sync
-        .saw_filter(app.store.as_ref(), f, q.applied_version(), now())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            app.metrics.sync_registry_full.inc();
-        }
-        // The poll itself still works; the filter is recorded on its next one.
-        Err(e) => tracing::warn!(error = %e, "could not record a filter's version"),
-    }
 }
 
 /// Long poll: answers at once with a signed snapshot when the control plane is ahead of
@@ -69,37 +53,40 @@ pub async fn snapshot(
         // any other (at most 256 printable characters), not 10 KB of whatever.
         crate::service::validate_name("filter", f)?;
     }
-    record_filter(&app, &q).await;
-    if let Some(epoch) = q.claims_ahead(app.sync.version()) {
-        if app
-            .sync
-            .restart_epoch_if_behind(app.store.as_ref(), epoch, q.version, now())
-            .await
-            .map_err(ServiceError::from)?
-        {
-            app.metrics.sync_epoch_resets.inc();
-        }
+    let sync = app.sync();
+    let filter = q
+        .filter
+        .as_deref()
+        .map(|f| (f, q.applied.unwrap_or(q.version)));
+    let epoch = q.epoch.as_deref();
+    let noted = sync
+        .note_poll(app.store().as_ref(), filter, epoch, q.version, app.now())
+        .await?;
+    if noted.registry_full {
+        app.metrics().sync_registry_full.inc();
     }
-    let epoch = app.sync.epoch();
-    let mut rx = app.sync.subscribe();
-    let held = *rx.borrow_and_update();
-    if let Some(wait) = q.park(&epoch, held) {
+    if noted.epoch_reset {
+        app.metrics().sync_epoch_resets.inc();
+    }
+    let same_epoch = sync.same_epoch(epoch);
+    if sync.nothing_newer(epoch, q.version) && q.wait_ms > 0 {
         // Each parked poll holds a connection and a task: capped in total and per source.
         let Some(_parked) = guards.long_polls.try_acquire(source) else {
-            app.metrics.long_polls_refused.inc();
+            app.metrics().long_polls_refused.inc();
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too_many_long_polls",
                 "too many long polls are parked; poll again later",
             ));
         };
-        longpoll::wait_past(&mut rx, q.version, wait).await;
+        sync.wait_past(q.version, Duration::from_millis(q.wait_ms))
+            .await;
     }
-    let head = app.sync.version();
-    let base = match q.reply(&epoch, head) {
+    let head = sync.version();
+    let base = match longpoll::reply(&q, same_epoch, head) {
         Reply::NotModified(version) => {
             let mut resp = with_version(StatusCode::NOT_MODIFIED.into_response(), version);
-            if let Ok(v) = HeaderValue::from_str(&app.sync.seal_head(version, now())) {
+            if let Ok(v) = HeaderValue::from_str(&sync.seal_head(version, app.now())) {
                 resp.headers_mut().insert(HEAD, v);
             }
             return Ok(resp);
@@ -108,17 +95,13 @@ pub async fn snapshot(
         Reply::Snapshot => None,
     };
     // Every poller woken by a change asks for the same answer: build it once.
-    let key = longpoll::answer_key(&app.sync.epoch(), now());
+    let key = longpoll::answer_key(&sync.epoch(), app.now());
     if let Some(base) = base {
         let delta = answers
             .deltas
             .get_or_build(&key, base, head, || async {
                 built(&app, "delta");
-                let d = app
-                    .sync
-                    .delta(app.store.as_ref(), base, now())
-                    .await
-                    .map_err(ServiceError::from)?;
+                let d = sync.delta(app.store().as_ref(), base, app.now()).await?;
                 Ok::<_, ServiceError>(d.map(|(v, body)| (v, Bytes::from(body))))
             })
             .await?;
@@ -140,7 +123,7 @@ pub async fn snapshot(
 }
 
 fn built(app: &App, kind: &'static str) {
-    app.metrics
+    app.metrics()
         .sync_answers_built
         .get_or_create(&AnswerLabel { kind })
         .inc();
@@ -160,7 +143,7 @@ pub async fn confirm(
         ));
     }
     let revoked = app.jti_revoked(&c.jti).await?;
-    Ok(Json(app.sync.seal_confirm(&ConfirmAnswer {
+    Ok(Json(app.sync().seal_confirm(&ConfirmAnswer {
         jti: c.jti,
         nonce: c.nonce,
         revoked,
@@ -176,7 +159,7 @@ pub struct DistributionKey {
 
 pub async fn distribution_key(State(app): State<Arc<App>>) -> Json<DistributionKey> {
     Json(DistributionKey {
-        public_key: app.sync.distribution_public.clone(),
-        epoch: app.sync.epoch(),
+        public_key: app.sync().distribution_public.clone(),
+        epoch: app.sync().epoch(),
     })
 }

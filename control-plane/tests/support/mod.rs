@@ -1,5 +1,5 @@
-//! An in-process control plane over the embedded store, driven through the real router
-//! (`tower::ServiceExt::oneshot`): no binary, no port.
+//! An in-process control plane over the embedded store on a fixed clock, driven through
+//! the real router (`tower::ServiceExt::oneshot`): no binary, no port, no sleeping.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use meshauth_cp::clock::FixedClock;
 use meshauth_cp::config::Settings;
 use meshauth_cp::service::App;
 use meshauth_cp::store::embedded::EmbeddedStore;
@@ -22,6 +23,8 @@ pub const SYNC_BEARER: &str = "Bearer sync-fleet-credential-for-tests";
 
 pub struct Cp {
     pub app: Arc<App>,
+    /// The control plane's clock: tests move it instead of sleeping.
+    pub clock: Arc<FixedClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -57,8 +60,15 @@ pub async fn cp_over(open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>) -> C
         _ => None,
     };
     let settings = Settings::load(None, &env).unwrap();
-    let app = App::new(open(&data), settings).await.unwrap();
-    Cp { app, _dir: dir }
+    let clock = Arc::new(FixedClock::at_system_time());
+    let app = App::with_clock(open(&data), settings, clock.clone())
+        .await
+        .unwrap();
+    Cp {
+        app,
+        clock,
+        _dir: dir,
+    }
 }
 
 impl Cp {
@@ -150,6 +160,16 @@ impl Cp {
         )
     }
 
+    /// An admin revocation of `value` as a `kind` (sub, sid, client_id, jti, token).
+    pub async fn admin_revoke(&self, kind: &str, value: &str) -> Reply {
+        self.admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": kind, "value": value})),
+        )
+        .await
+    }
+
     pub async fn introspect(&self, token: &str) -> Value {
         let bearer = format!("Bearer {ADMIN}");
         let r = self
@@ -175,8 +195,8 @@ impl Cp {
     }
 
     pub async fn logs(&self) -> (u64, u64) {
-        let (changes, _) = self.app.store.log_head(Log::Changes).await.unwrap();
-        let (audit, _) = self.app.store.log_head(Log::Audit).await.unwrap();
+        let (changes, _) = self.app.store().log_head(Log::Changes).await.unwrap();
+        let (audit, _) = self.app.store().log_head(Log::Audit).await.unwrap();
         (changes, audit)
     }
 }
