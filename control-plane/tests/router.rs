@@ -203,3 +203,132 @@ async fn sync_routes_need_the_fleet_credential() {
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
 }
+
+// ---- time, by the injected clock (no sleeping) ----
+
+/// The `kid` in a JWT's header.
+fn kid_of(token: &str) -> String {
+    let header = token.split('.').next().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&meshauth_wire::b64::decode(header).unwrap()).unwrap();
+    v["kid"].as_str().unwrap().to_string()
+}
+
+/// A refresh token presented again within the retry grace gets the same answer (a
+/// client retrying after a lost response keeps its session); one second past the grace
+/// it is reuse: refused, and the whole session is revoked, its newer tokens included.
+#[tokio::test]
+async fn a_replayed_refresh_token_is_a_retry_within_the_grace_and_reuse_after_it() {
+    let cp = cp().await;
+    let grace = cp.app.settings().tokens.refresh_retry_grace.as_secs() as i64;
+    assert!(grace > 0);
+    let (_, r1, sid) = cp.session("alice").await;
+    let first = cp.refresh(&r1).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let (a2, r2) = (
+        first.json()["access_token"].as_str().unwrap().to_string(),
+        first.json()["refresh_token"].as_str().unwrap().to_string(),
+    );
+    cp.clock.advance(grace);
+    let retry = cp.refresh(&r1).await;
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(
+        retry.json(),
+        first.json(),
+        "the same answer, to the last second"
+    );
+    assert_eq!(cp.introspect(&a2).await["active"], true);
+    cp.clock.advance(1);
+    let reuse = cp.refresh(&r1).await;
+    assert_eq!(reuse.status, 400, "{}", reuse.body);
+    assert_eq!(reuse.json()["error"], "invalid_grant");
+    // The session is gone: its newest refresh token and its access token with it.
+    assert_eq!(cp.refresh(&r2).await.json()["error"], "invalid_grant");
+    assert_eq!(cp.introspect(&r2).await["active"], false);
+    assert_eq!(cp.introspect(&a2).await["active"], false);
+    let live = cp.app.live_revocations().await.unwrap();
+    assert!(
+        live.iter().any(|r| r.key() == format!("sid:{sid}")),
+        "{live:?}"
+    );
+}
+
+/// The JWKS as a cache revalidating with `etag` sees it: status, entity tag, kids
+/// (none on a 304).
+async fn jwks(cp: &Cp, etag: &str) -> (u16, String, Vec<String>) {
+    let r = cp
+        .send(
+            "GET",
+            "/.well-known/jwks.json",
+            &[("if-none-match", etag)],
+            "",
+        )
+        .await;
+    let kids: Vec<String> = match r.status.as_u16() {
+        304 => Vec::new(),
+        200 => r.json()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect(),
+        other => panic!("jwks: {other}"),
+    };
+    let etag = r.headers["etag"].to_str().unwrap().to_string();
+    (r.status.as_u16(), etag, kids)
+}
+
+/// A rotation asked for through the admin API, followed through the public JWKS: the
+/// new key is published before it signs, signs once the JWKS max-age (and skew) has
+/// passed, and the former key leaves the JWKS when its last token has expired. Each
+/// change of the set changes its entity tag.
+#[tokio::test]
+async fn a_rotation_is_published_before_it_signs_and_the_old_key_retires() {
+    let cp = cp().await;
+    let s = cp.app.settings();
+    let prepublish = (s.keys.jwks_max_age + s.keys.clock_skew).as_secs() as i64;
+    let retention = (s.tokens.max_access_ttl + s.keys.clock_skew).as_secs() as i64;
+    let (_, _, auth) = cp.client(&[]).await;
+    let (_, etag1, kids) = jwks(&cp, "").await;
+    assert_eq!(kids.len(), 1);
+    let old = kids[0].clone();
+    assert_eq!(kid_of(&cp.cc_token(&auth).await), old);
+
+    let r = cp.admin("POST", "/admin/keys/rotate", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    cp.app.key_tick().await.unwrap();
+    let (status, etag2, kids) = jwks(&cp, &etag1).await;
+    assert_eq!(status, 200, "the set changed");
+    assert_ne!(etag2, etag1);
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    let new = kids.iter().find(|k| **k != old).unwrap().clone();
+    assert_eq!(
+        kid_of(&cp.cc_token(&auth).await),
+        old,
+        "published, not signing"
+    );
+    assert_eq!(jwks(&cp, &etag2).await.0, 304);
+
+    cp.clock.advance(prepublish - 1);
+    cp.app.key_tick().await.unwrap();
+    assert_eq!(kid_of(&cp.cc_token(&auth).await), old, "one second early");
+    cp.clock.advance(1);
+    cp.app.key_tick().await.unwrap();
+    let signed_by_new = cp.cc_token(&auth).await;
+    assert_eq!(kid_of(&signed_by_new), new);
+    // The former key is still published: it verifies what it signed.
+    let (_, _, kids) = jwks(&cp, "").await;
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    assert!(kids.contains(&old) && kids.contains(&new), "{kids:?}");
+
+    cp.clock.advance(retention);
+    cp.app.key_tick().await.unwrap();
+    let (status, _, kids) = jwks(&cp, &etag2).await;
+    assert_eq!(status, 200);
+    assert_eq!(kids, vec![new.clone()], "the former key retired");
+    assert_eq!(
+        cp.introspect(&signed_by_new).await["active"],
+        false,
+        "expired"
+    );
+}
