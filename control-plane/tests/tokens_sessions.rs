@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::json;
 
-use meshauth_cp::service::App;
+use meshauth_cp::app::App;
 use meshauth_cp::store::embedded::EmbeddedStore;
 use meshauth_cp::store::{Log, Store};
 use support::*;

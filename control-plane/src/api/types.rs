@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, AuditReport};
+use crate::clients::ClientRecord;
 use crate::keys::{KeyRecord, KeyState};
-use crate::service::{ClientRecord, Revocation};
+use crate::revocation::Revocation;
 use crate::sync::FilterStatus;
 use meshauth_wire::limits::LimitPolicy;
 

@@ -16,10 +16,12 @@ use crate::api::{
     CreatedClient, IssueToken, KeyList, KeyView, LimitList, NewClient, NewRevocation,
     RevocationKind, RevocationList, Status, SyncStatus, VerifyQuery,
 };
+use crate::app::App;
 use crate::audit::Anchor;
+use crate::clients::validate_name;
 use crate::ctx::secs;
 use crate::keys::{KeyState, Keyring};
-use crate::service::{validate_name, App, Revocation};
+use crate::revocation::Revocation;
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::RuleClaim;
 

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, GrantReply, OAuthReply};
 use super::form::{basic_credentials, Params};
+use crate::app::App;
+use crate::clients::ClientRecord;
 use crate::error::OAuthError;
-use crate::service::{App, ClientRecord};
 
 /// The credentials of an `Authorization` value in `scheme`, which is matched without
 /// regard to case (RFC 9110 §11.1).

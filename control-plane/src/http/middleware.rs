@@ -15,9 +15,9 @@ use super::error::{ApiError, ErrorMark};
 use super::extract::{bearer, claimed_client, Admin};
 use super::guard::{self, Guards};
 use super::MAX_BODY;
+use crate::app::App;
 use crate::error::OAuthCode;
 use crate::metrics::RouteLabel;
-use crate::service::App;
 use meshauth_wire::headers::REQUEST_ID;
 
 pub async fn require_admin(

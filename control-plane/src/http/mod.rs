@@ -23,7 +23,7 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 
 use crate::api::route;
-use crate::service::App;
+use crate::app::App;
 use error::ApiError;
 use meshauth_wire::sync::{CONFIRM_PATH, DISTRIBUTION_KEY_PATH, SNAPSHOT_PATH};
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::error::{ApiError, GrantReply};
 use super::extract::{self, Admin, OAuthForm};
+use crate::app::App;
 use crate::error::{OAuthCode, OAuthError};
-use crate::service::App;
 
 /// Token and introspection answers are never cached (RFC 6749 §5.1).
 fn no_store(body: impl Serialize) -> Response {

@@ -10,8 +10,8 @@ use axum::Json;
 use serde::Serialize;
 
 use super::error::ApiError;
+use crate::app::App;
 use crate::keys::{KeyState, Keyring};
-use crate::service::App;
 
 pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let (body, etag) = app.jwks();

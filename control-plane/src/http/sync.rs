@@ -16,9 +16,9 @@ use super::answers::SyncAnswers;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::guard::{Guards, Source};
+use crate::app::App;
 use crate::error::ServiceError;
 use crate::metrics::AnswerLabel;
-use crate::service::App;
 use crate::sync::longpoll::{self, Reply};
 use meshauth_wire::headers::{HEAD, VERSION};
 use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, PollQuery, SignedConfirm};
@@ -51,7 +51,7 @@ pub async fn snapshot(
     if let Some(f) = &q.filter {
         // The id is stored in the registry and shown by `meshauth status`: a name like
         // any other (at most 256 printable characters), not 10 KB of whatever.
-        crate::service::validate_name("filter", f)?;
+        crate::clients::validate_name("filter", f)?;
     }
     let sync = app.sync();
     let filter = q
@@ -136,7 +136,7 @@ pub async fn confirm(
     State(app): State<Arc<App>>,
     ApiJson(c): ApiJson<ConfirmRequest>,
 ) -> Result<Json<SignedConfirm>, ApiError> {
-    crate::service::validate_name("jti", &c.jti)?;
+    crate::clients::validate_name("jti", &c.jti)?;
     if !ConfirmRequest::valid_nonce(&c.nonce) {
         return Err(ApiError::bad_request(
             "nonce must be 16-128 characters of the base64url alphabet",

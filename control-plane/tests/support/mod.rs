@@ -10,9 +10,9 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use meshauth_cp::app::App;
 use meshauth_cp::clock::FixedClock;
 use meshauth_cp::config::Settings;
-use meshauth_cp::service::App;
 use meshauth_cp::store::embedded::EmbeddedStore;
 use meshauth_cp::store::{Log, Store};
 
