@@ -2,10 +2,13 @@
 //! the real router (`tower::ServiceExt::oneshot`): no binary, no port, no sleeping.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
+use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -25,6 +28,9 @@ pub struct Cp {
     pub app: Arc<App>,
     /// The control plane's clock: tests move it instead of sleeping.
     pub clock: Arc<FixedClock>,
+    /// One router for every request, so its guards (failure budgets, parked polls)
+    /// persist as a server's do.
+    router: Router,
     _dir: tempfile::TempDir,
 }
 
@@ -41,11 +47,27 @@ impl Reply {
 }
 
 pub async fn cp() -> Cp {
-    cp_over(|data| Arc::new(EmbeddedStore::open(data).unwrap()) as Arc<dyn Store>).await
+    cp_with(|_| {}).await
+}
+
+/// A control plane with its settings changed by `tweak`.
+pub async fn cp_with(tweak: impl FnOnce(&mut Settings)) -> Cp {
+    build(embedded, tweak).await
+}
+
+fn embedded(data: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(EmbeddedStore::open(data).unwrap())
 }
 
 /// A control plane over the store `open` builds on a fresh data file.
 pub async fn cp_over(open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>) -> Cp {
+    build(open, |_| {}).await
+}
+
+async fn build(
+    open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>,
+    tweak: impl FnOnce(&mut Settings),
+) -> Cp {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("meshauth.redb");
     let key = "ab".repeat(32);
@@ -59,12 +81,14 @@ pub async fn cp_over(open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>) -> C
         "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
         _ => None,
     };
-    let settings = Settings::load(None, &env).unwrap();
+    let mut settings = Settings::load(None, &env).unwrap();
+    tweak(&mut settings);
     let clock = Arc::new(FixedClock::at_system_time());
     let app = App::with_clock(open(&data), settings, clock.clone())
         .await
         .unwrap();
     Cp {
+        router: meshauth_cp::http::router(app.clone()),
         app,
         clock,
         _dir: dir,
@@ -79,14 +103,31 @@ impl Cp {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Reply {
+        self.send_from(None, method, path, headers, body).await
+    }
+
+    /// A request from the peer address `from` (as the server's socket layer sets it).
+    pub async fn send_from(
+        &self,
+        from: Option<&str>,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = meshauth_cp::http::router(self.app.clone())
-            .oneshot(req.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
+        let mut req = req.body(Body::from(body.to_string())).unwrap();
+        if let Some(from) = from {
+            let peer: SocketAddr = format!("{from}:40000")
+                .parse()
+                .or_else(|_| format!("[{from}]:40000").parse())
+                .unwrap();
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
+        let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
