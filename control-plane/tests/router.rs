@@ -332,3 +332,70 @@ async fn a_rotation_is_published_before_it_signs_and_the_old_key_retires() {
         "expired"
     );
 }
+
+/// The admin API's answers keep the fields they had when they were built by hand: the
+/// typed answers (`meshauth_cp::api`) add none and drop none.
+#[tokio::test]
+async fn admin_answers_keep_their_fields() {
+    let cp = cp().await;
+    let fields = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k.join(",")
+    };
+    let created = cp
+        .admin(
+            "POST",
+            "/admin/clients",
+            Some(json!({"name": "svc", "scopes": ["read"]})),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.headers["cache-control"], "no-store");
+    assert_eq!(
+        fields(&created.json()),
+        "client_id,client_secret,created_at,name,scopes"
+    );
+    let id = created.json()["client_id"].as_str().unwrap().to_string();
+    let listed = cp.admin("GET", "/admin/clients", None).await.json();
+    assert_eq!(
+        fields(&listed["clients"][0]),
+        "client_id,created_at,name,scopes"
+    );
+    let secret = cp
+        .admin("POST", &format!("/admin/clients/{id}/secret"), None)
+        .await;
+    assert_eq!(fields(&secret.json()), "client_id,client_secret");
+    let keys = cp.admin("GET", "/admin/keys", None).await.json();
+    assert_eq!(fields(&keys), "keys,rotation_requested");
+    assert_eq!(
+        fields(&keys["keys"][0]),
+        "activated_at,created_at,deactivated_at,kid,retired_at,revoked,state"
+    );
+    let status = cp.admin("GET", "/admin/status", None).await.json();
+    assert_eq!(
+        fields(&status),
+        "filters,issuer,keys,replica,store,sync,version"
+    );
+    assert_eq!(fields(&status["sync"]), "distribution_key,epoch,version");
+    let verify = cp.admin("GET", "/admin/audit/verify", None).await.json();
+    assert_eq!(fields(&verify), "entries,head,ok,problem");
+    let issued = cp
+        .admin(
+            "POST",
+            "/admin/tokens",
+            Some(json!({"sub": "alice", "ttl": "5m"})),
+        )
+        .await;
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    assert_eq!(issued.headers["cache-control"], "no-store");
+    assert_eq!(issued.json()["expires_in"], 300);
+    let meta = cp
+        .send("GET", "/.well-known/oauth-authorization-server", &[], "")
+        .await
+        .json();
+    assert_eq!(
+        fields(&meta),
+        "grant_types_supported,introspection_endpoint,introspection_endpoint_auth_methods_supported,issuer,jwks_uri,response_types_supported,revocation_endpoint,revocation_endpoint_auth_methods_supported,token_endpoint,token_endpoint_auth_methods_supported"
+    );
+}
