@@ -625,6 +625,35 @@ impl Chaos {
         self.start_envoy();
     }
 
+    /// Restores Sentinel's 1 s failure detection once every sentinel has heard from the
+    /// master again: restored earlier, the master's last reply (from before the fault)
+    /// is already too old and Sentinel fails over at once.
+    fn restore_down_after(&self) {
+        let ports: Vec<u16> = self
+            .sentinel
+            .addresses()
+            .iter()
+            .filter_map(|a| a.rsplit(':').next()?.parse().ok())
+            .collect();
+        let _ = crate::wait::poll(15, || {
+            let fresh = ports.iter().all(|p| {
+                let info = cli_at(*p, &["sentinel", "master", SENTINEL_MASTER_NAME]);
+                let mut lines = info.lines();
+                let mut reply = None;
+                while let Some(l) = lines.next() {
+                    if l.trim() == "last-ok-ping-reply" {
+                        reply = lines.next().and_then(|v| v.trim().parse::<u64>().ok());
+                    }
+                }
+                reply.is_some_and(|ms| ms < 500)
+            });
+            fresh
+                .then_some(())
+                .ok_or(crate::wait::Retry::Again(String::new()))
+        });
+        self.set_down_after(1000);
+    }
+
     fn set_down_after(&self, ms: u64) {
         for a in self.sentinel.addresses() {
             let port: u16 = a
@@ -642,6 +671,15 @@ impl Chaos {
                     &ms.to_string(),
                 ],
             );
+            if std::env::var_os("CHAOS_DEBUG").is_some() {
+                let seen = cli_at(port, &["sentinel", "master", SENTINEL_MASTER_NAME]);
+                let after: Vec<&str> = seen
+                    .lines()
+                    .skip_while(|l| !l.contains("down-after"))
+                    .take(2)
+                    .collect();
+                say(&format!("sentinel {port}: {after:?}"));
+            }
         }
     }
 
@@ -703,10 +741,13 @@ impl Chaos {
                 // Sentinel must not fail over: this fault is the restart from AOF.
                 self.set_down_after(600_000);
                 let m = self.master();
+                if std::env::var_os("CHAOS_DEBUG").is_some() {
+                    say(&format!("killing the master on {}", m.port));
+                }
                 m.stop();
                 std::thread::sleep(Duration::from_secs(s.min(5)));
                 m.start_again();
-                self.set_down_after(1000);
+                self.restore_down_after();
             }
             "redis-slow" => {
                 // Frozen master: connections accepted, nothing answered, far past the
@@ -715,7 +756,7 @@ impl Chaos {
                 self.master().freeze(true);
                 self.hold(s);
                 self.master().freeze(false);
-                self.set_down_after(1000);
+                self.restore_down_after();
             }
             "sentinel-failover" => {
                 // The writer thread keeps revoking while the master dies.
@@ -815,7 +856,7 @@ impl Chaos {
                 self.listener.write(&plugin);
                 self.hold(s);
                 self.master().freeze(false);
-                self.set_down_after(1000);
+                self.restore_down_after();
                 self.cp.restart();
                 notes.push(storm(self, 2_000, 20));
                 let (k, v) = self.cp.admin_headers();
@@ -905,6 +946,14 @@ impl Chaos {
             limit_bound,
             notes,
         };
+        if std::env::var_os("CHAOS_DEBUG").is_some() {
+            let log = self.cp.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            say(&format!(
+                "control plane log (last lines, newest first):\n{}",
+                tail.join("\n")
+            ));
+        }
         say(&row.line());
         for n in &row.notes {
             say(&format!("  {n}"));
