@@ -773,14 +773,21 @@ impl Chaos {
                 }
                 let offset = if fault == "clock-forward" { 600 } else { -600 };
                 self.step_clock(&format!("{offset:+}"));
-                std::thread::sleep(Duration::from_millis(1500));
-                match self.cp_clock_offset() {
+                // libfaketime re-reads the file once its cache (1 s) expires, per thread.
+                let seen = crate::wait::poll(10, || {
+                    let seen = self.cp_clock_offset();
+                    match seen {
+                        Some(o) if (o - offset).abs() <= 5 => Ok(seen),
+                        _ => Err(crate::wait::Retry::Again(format!("{seen:?}"))),
+                    }
+                });
+                match seen.ok().flatten() {
                     Some(seen) if (seen - offset).abs() <= 5 => {
                         notes.push(format!("control plane clock stepped {offset:+} s"))
                     }
-                    seen => notes.push(format!(
-                        "libfaketime did not take effect (offset seen {seen:?}): fault not applied"
-                    )),
+                    _ => notes.push(
+                        "libfaketime did not take effect within 10 s: fault not applied".into(),
+                    ),
                 }
                 self.hold(s);
                 self.step_clock("+0");
