@@ -3,6 +3,8 @@
 # RUSTC_BOOTSTRAP=1) of every target in fuzz/fuzz_targets.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 60 s for each target
+#   FUZZ_RUNS=10000000 scripts/fuzz.sh 3600  stop each target after that many
+#                                            executions (SECONDS stays the bound)
 #
 # Each target starts from its committed seeds (fuzz/seeds/TARGET) and dictionary
 # (fuzz/dicts/TARGET.dict); inputs it finds go to fuzz/corpus/TARGET (not committed).
@@ -31,7 +33,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   log=$(mktemp)
   if cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- \
-      -max_total_time="$secs" -dict="dicts/$t.dict" -timeout=10 -rss_limit_mb=2048 \
+      -max_total_time="$secs" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -dict="dicts/$t.dict" -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 >"$log" 2>&1; then
     result=ok
   else

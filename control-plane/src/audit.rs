@@ -14,7 +14,46 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::{Log, Store, StoreError};
+use crate::store::{typed, Log, Retries, Store, StoreError};
+
+/// Every kind of change the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    KeyPublished,
+    KeyActivated,
+    KeyActivatedPastLaggingFilters,
+    KeyDeactivated,
+    KeyRetired,
+    KeyRevoked,
+    ClientCreated,
+    ClientDeleted,
+    ClientSecretRotated,
+    TokenIssued,
+    RevocationAdded,
+    LimitSet,
+    LimitDeleted,
+}
+
+impl AuditAction {
+    /// The name stored in the entry (and covered by its MAC): never change one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::KeyPublished => "key.published",
+            AuditAction::KeyActivated => "key.activated",
+            AuditAction::KeyActivatedPastLaggingFilters => "key.activated_past_lagging_filters",
+            AuditAction::KeyDeactivated => "key.deactivated",
+            AuditAction::KeyRetired => "key.retired",
+            AuditAction::KeyRevoked => "key.revoked",
+            AuditAction::ClientCreated => "client.created",
+            AuditAction::ClientDeleted => "client.deleted",
+            AuditAction::ClientSecretRotated => "client.secret_rotated",
+            AuditAction::TokenIssued => "token.issued",
+            AuditAction::RevocationAdded => "revocation.added",
+            AuditAction::LimitSet => "limit.set",
+            AuditAction::LimitDeleted => "limit.deleted",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -130,12 +169,15 @@ impl Audit {
     pub async fn record(
         &self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         target: &str,
         detail: Value,
         at: i64,
     ) -> Result<AuditEntry, StoreError> {
+        let action = action.as_str();
+        let mut retries = Retries::new("the audit log");
         loop {
+            retries.attempt()?;
             let (len, head) = self.store.log_head(Log::Audit).await?;
             let prev = head
                 .map(|h| head_last(&String::from_utf8_lossy(&h)).to_string())
@@ -151,8 +193,7 @@ impl Audit {
                 prev,
                 hash,
             };
-            let bytes =
-                serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let bytes = typed::encode("audit entry", &entry)?;
             let new_head = head_value(&self.key, len + 1, &entry.hash);
             // Another replica may have appended first; then build on its entry.
             if self
@@ -178,17 +219,39 @@ impl Audit {
             .collect())
     }
 
-    /// The last entry's `SEQ:HASH` (an anchor to record), without checking the chain.
-    pub async fn head(&self) -> Result<Option<String>, StoreError> {
-        let (len, _) = self.store.log_head(Log::Audit).await?;
+    /// The last entry's `SEQ:HASH`, an anchor to record. No chain walk, but the stored
+    /// head must vouch for that entry and the entry count, and the entry for itself: whoever
+    /// can write the store could otherwise have an early entry printed as the newest
+    /// anchor, which every later rollback would pass.
+    pub async fn head(&self) -> Result<Result<Option<String>, AuditProblem>, StoreError> {
+        let (len, stored) = self.store.log_head(Log::Audit).await?;
+        let stored = stored.map(|h| String::from_utf8_lossy(&h).to_string());
         let Some(last) = len.checked_sub(1) else {
-            return Ok(None);
+            return Ok(match stored {
+                Some(_) => Err(AuditProblem::Truncated(0)),
+                None => Ok(None),
+            });
         };
-        Ok(self
-            .read(last, 1)
-            .await?
+        let raw = self.store.read_log(Log::Audit, last, 1).await?;
+        let Some(e) = raw
             .first()
-            .map(|e| format!("{}:{}", e.seq, e.hash)))
+            .and_then(|r| serde_json::from_slice::<AuditEntry>(r).ok())
+        else {
+            return Ok(Err(AuditProblem::Unreadable(last)));
+        };
+        let mac = entry_mac(
+            &self.key, e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
+        );
+        if !crate::crypto::ct_eq(mac.as_bytes(), e.hash.as_bytes()) {
+            return Ok(Err(AuditProblem::Edited(last)));
+        }
+        let vouched = stored.as_deref().is_some_and(|h| {
+            crate::crypto::ct_eq(h.as_bytes(), head_value(&self.key, len, &e.hash).as_bytes())
+        });
+        if e.seq != last || !vouched {
+            return Ok(Err(AuditProblem::Truncated(len)));
+        }
+        Ok(Ok(Some(format!("{}:{}", e.seq, e.hash))))
     }
 
     /// Walks the chain; with `anchor`, it must also reach that entry, unchanged.
@@ -249,225 +312,4 @@ impl Audit {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::embedded::EmbeddedStore;
-    use sha2::{Digest, Sha256};
-
-    const KEY: [u8; 32] = [7u8; 32];
-
-    #[tokio::test]
-    async fn chain_verifies_and_detects_tampering() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let audit = Audit::new(store.clone(), KEY);
-        for i in 0..5 {
-            audit
-                .record(
-                    "admin",
-                    "keys.rotate",
-                    &format!("k{i}"),
-                    serde_json::json!({"i": i}),
-                    100 + i,
-                )
-                .await
-                .unwrap();
-        }
-        let report = audit.verify(None).await.unwrap();
-        assert!(report.ok, "{report:?}");
-        assert_eq!(report.entries, 5);
-        // Edit entry 2's target without fixing the hash.
-        let mut entries = audit.read(0, 10).await.unwrap();
-        entries[2].target = "forged".into();
-        let forged_store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("b.redb")).unwrap());
-        for (i, e) in entries.iter().enumerate() {
-            forged_store
-                .append(
-                    Log::Audit,
-                    i as u64,
-                    &serde_json::to_vec(e).unwrap(),
-                    e.hash.as_bytes(),
-                )
-                .await
-                .unwrap();
-        }
-        let r = Audit::new(forged_store, KEY).verify(None).await.unwrap();
-        assert_eq!(
-            r.problem.as_deref(),
-            Some("entry 2 has been edited (its hash does not match its content)")
-        );
-        // Drop entry 1 (renumbering the rest is not enough to hide it).
-        let removed_store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("c.redb")).unwrap());
-        let mut kept = audit.read(0, 10).await.unwrap();
-        kept.remove(1);
-        for (i, e) in kept.iter_mut().enumerate() {
-            e.seq = i as u64;
-            removed_store
-                .append(
-                    Log::Audit,
-                    i as u64,
-                    &serde_json::to_vec(e).unwrap(),
-                    e.hash.as_bytes(),
-                )
-                .await
-                .unwrap();
-        }
-        let r = Audit::new(removed_store, KEY).verify(None).await.unwrap();
-        assert_eq!(
-            r.problem.as_deref(),
-            Some("entry 1 is missing or out of order")
-        );
-    }
-
-    /// Whoever can write the store cuts entries off the end: pointing the head at the
-    /// new last entry fails on its own; putting back a head saved earlier (a rollback)
-    /// fails against an anchor recorded later; the untouched log passes with it.
-    #[tokio::test]
-    async fn a_truncated_log_fails_and_a_rollback_fails_its_anchor() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let audit = Audit::new(store.clone(), KEY);
-        let mut saved = None;
-        for i in 0..5 {
-            audit
-                .record(
-                    "admin",
-                    "client.created",
-                    &format!("c{i}"),
-                    serde_json::json!({}),
-                    100 + i,
-                )
-                .await
-                .unwrap();
-            if i == 2 {
-                saved = store.log_head(Log::Audit).await.unwrap().1;
-            }
-        }
-        let entries = audit.read(0, 10).await.unwrap();
-        let anchor: Anchor = audit.head().await.unwrap().unwrap().parse().unwrap();
-        assert_eq!(
-            (anchor.seq, anchor.hash.as_str()),
-            (4, entries[4].hash.as_str())
-        );
-        let r = audit.verify(Some(&anchor)).await.unwrap();
-        assert!(r.ok, "{r:?}");
-        assert_eq!(
-            r.head.as_deref(),
-            Some(format!("4:{}", entries[4].hash).as_str())
-        );
-        let truncated = |n: usize, head: Vec<u8>| {
-            let entries = entries.clone();
-            let path = dir.path().join(format!("t{n}.redb"));
-            async move {
-                let s: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path).unwrap());
-                for (i, e) in entries.iter().take(3).enumerate() {
-                    let h = if i == 2 {
-                        head.clone()
-                    } else {
-                        e.hash.clone().into_bytes()
-                    };
-                    s.append(Log::Audit, i as u64, &serde_json::to_vec(e).unwrap(), &h)
-                        .await
-                        .unwrap();
-                }
-                Audit::new(s, KEY)
-            }
-        };
-        let cut = truncated(0, entries[2].hash.clone().into_bytes()).await;
-        let r = cut.verify(None).await.unwrap();
-        assert_eq!(
-            r.problem.as_deref(),
-            Some("the stored head does not vouch for the log's 3 entries: the log was truncated or its head replaced")
-        );
-        let rolled_back = truncated(1, saved.unwrap()).await;
-        assert!(
-            rolled_back.verify(None).await.unwrap().ok,
-            "only an anchor sees a rollback"
-        );
-        let r = rolled_back.verify(Some(&anchor)).await.unwrap();
-        assert_eq!(
-            r.problem.as_deref(),
-            Some("the log has 3 entries but the anchor names entry 4: it was truncated or rolled back")
-        );
-        // An anchor whose hash differs (the log rewritten, or the wrong anchor).
-        let other = Anchor {
-            seq: 1,
-            hash: "ab".repeat(32),
-        };
-        let r = audit.verify(Some(&other)).await.unwrap();
-        assert_eq!(
-            r.problem.as_deref(),
-            Some("entry 1 is not the anchored one: the log was rewritten up to there")
-        );
-        for bad in ["", "4", "x:ab", "4:abc", &format!("-1:{}", "ab".repeat(32))] {
-            assert!(bad.parse::<Anchor>().is_err(), "{bad:?}");
-        }
-    }
-
-    /// Whoever can write the store edits an entry and recomputes the rest of the chain
-    /// with plain SHA-256 (or with a key of their own): without the key it cannot pass.
-    #[tokio::test]
-    async fn an_edit_rehashed_without_the_key_is_detected() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-        let audit = Audit::new(store.clone(), KEY);
-        for i in 0..4 {
-            audit
-                .record(
-                    "admin",
-                    "client.deleted",
-                    &format!("c{i}"),
-                    serde_json::json!({}),
-                    100 + i,
-                )
-                .await
-                .unwrap();
-        }
-        let plain = |e: &AuditEntry| {
-            let canonical =
-                serde_json::json!([e.seq, e.at, e.actor, e.action, e.target, e.detail, e.prev])
-                    .to_string();
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        };
-        let other_key = |e: &AuditEntry| {
-            entry_mac(
-                &[9u8; 32], e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
-            )
-        };
-        type Rehash<'a> = &'a dyn Fn(&AuditEntry) -> String;
-        let rehashers: [(&str, Rehash); 2] = [("plain", &plain), ("other key", &other_key)];
-        for (n, (what, rehash)) in rehashers.into_iter().enumerate() {
-            let mut entries = audit.read(0, 10).await.unwrap();
-            entries[1].target = "c-covered-up".into();
-            let mut prev = GENESIS.to_string();
-            let forged: Arc<dyn Store> =
-                Arc::new(EmbeddedStore::open(&dir.path().join(format!("f{n}.redb"))).unwrap());
-            for (i, e) in entries.iter_mut().enumerate() {
-                e.prev = prev.clone();
-                e.hash = rehash(e);
-                prev = e.hash.clone();
-                forged
-                    .append(
-                        Log::Audit,
-                        i as u64,
-                        &serde_json::to_vec(e).unwrap(),
-                        e.hash.as_bytes(),
-                    )
-                    .await
-                    .unwrap();
-            }
-            let r = Audit::new(forged, KEY).verify(None).await.unwrap();
-            assert!(!r.ok, "{what}: {r:?}");
-            assert_eq!(
-                r.problem.as_deref(),
-                Some("entry 0 has been edited (its hash does not match its content)"),
-                "{what}"
-            );
-        }
-    }
-}
+mod tests;

@@ -2,36 +2,45 @@
 //! `meshauth_wire::limits`, stored in the `limits` table, audited, and pushed to the
 //! filters in the next snapshot.
 
+use std::sync::Arc;
+
 use meshauth_wire::limits::{valid_policy_name, LimitPolicy};
 use serde_json::json;
 
+use crate::audit::AuditAction;
+use crate::ctx::Ctx;
 use crate::error::ServiceError;
-use crate::service::{now, App};
-use crate::store::Table;
+use crate::store::{Doc, StoreResult, Table};
+use crate::sync::Change;
 
 /// At most this many policies: each is checked on every request in every filter.
 pub const MAX_POLICIES: usize = 64;
 
-impl App {
-    pub async fn limits(&self) -> Result<Vec<LimitPolicy>, ServiceError> {
-        let all = self.store.list(Table::Limits).await?;
-        all.iter()
-            .map(|(_, b)| {
-                serde_json::from_slice(b)
-                    .map_err(|e| ServiceError::Internal(format!("stored limit is corrupt: {e}")))
-            })
-            .collect()
+const LIMITS: Doc<LimitPolicy> = Doc::new(Table::Limits, "rate-limit policy");
+
+#[derive(Clone)]
+pub struct Limits {
+    ctx: Arc<Ctx>,
+}
+
+impl Limits {
+    pub fn new(ctx: Arc<Ctx>) -> Limits {
+        Limits { ctx }
+    }
+
+    pub async fn all(&self) -> StoreResult<Vec<LimitPolicy>> {
+        LIMITS.list(self.ctx.store()).await
     }
 
     /// Creates or replaces a policy. True when it is new.
-    pub async fn set_limit(&self, actor: &str, policy: LimitPolicy) -> Result<bool, ServiceError> {
+    pub async fn set(&self, actor: &str, policy: LimitPolicy) -> Result<bool, ServiceError> {
         policy
             .validate()
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let bytes =
-            serde_json::to_vec(&policy).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let existing = self.store.get(Table::Limits, &policy.name).await?;
-        if existing.is_none() && self.store.list(Table::Limits).await?.len() >= MAX_POLICIES {
+        let store = self.ctx.store();
+        let bytes = LIMITS.encode(&policy)?;
+        let existing = store.get(Table::Limits, &policy.name).await?;
+        if existing.is_none() && LIMITS.count(store).await? >= MAX_POLICIES {
             return Err(ServiceError::Invalid(format!(
                 "at most {MAX_POLICIES} rate-limit policies"
             )));
@@ -39,33 +48,36 @@ impl App {
         if existing.as_deref() == Some(bytes.as_slice()) {
             return Ok(false); // unchanged: no new snapshot, no audit noise
         }
-        self.store.put(Table::Limits, &policy.name, &bytes).await?;
-        self.sync
-            .changed(self.store.as_ref(), "limits", now(), None)
-            .await?;
-        self.audit
+        LIMITS.put(store, &policy.name, &policy).await?;
+        let now = self.ctx.now();
+        self.ctx.sync.changed(store, Change::Limits, now).await?;
+        self.ctx
+            .audit
             .record(
                 actor,
-                "limit.set",
+                AuditAction::LimitSet,
                 &policy.name,
                 json!({ "policy": policy }),
-                now(),
+                now,
             )
             .await?;
         Ok(existing.is_none())
     }
 
-    pub async fn delete_limit(&self, actor: &str, name: &str) -> Result<(), ServiceError> {
-        if !valid_policy_name(name) || !self.store.delete(Table::Limits, name).await? {
+    pub async fn delete(&self, actor: &str, name: &str) -> Result<(), ServiceError> {
+        if !valid_policy_name(name) || !LIMITS.delete(self.ctx.store(), name).await? {
             return Err(ServiceError::NotFound(format!(
                 "rate-limit policy {name:?}"
             )));
         }
-        self.sync
-            .changed(self.store.as_ref(), "limits", now(), None)
+        let now = self.ctx.now();
+        self.ctx
+            .sync
+            .changed(self.ctx.store(), Change::Limits, now)
             .await?;
-        self.audit
-            .record(actor, "limit.deleted", name, json!({}), now())
+        self.ctx
+            .audit
+            .record(actor, AuditAction::LimitDeleted, name, json!({}), now)
             .await?;
         Ok(())
     }

@@ -15,7 +15,7 @@ fn main() {
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(meshauth_cp::serve::run(config.as_deref())),
+                Ok(rt) => rt.block_on(meshauth_cp::serve::serve(config.as_deref())),
                 Err(e) => Err(format!("tokio runtime: {e}")),
             }
         }

@@ -1,79 +1,109 @@
 //! `meshauth serve`: open the store, start the key scheduler, serve HTTP until a
 //! signal arrives, then drain.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Settings, StoreConfig};
-use crate::service::App;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::config::{Settings, StoreTarget};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, String> {
-    match (&settings.store, &settings.redis) {
-        (StoreConfig::Redis { namespace, .. }, Some((target, acks))) => {
-            RedisStore::connect(target.clone(), namespace, *acks)
-                .await
-                .map(|s| Arc::new(s) as Arc<dyn Store>)
-                .map_err(|e| e.to_string())
-        }
-        (StoreConfig::Embedded { path }, _) => EmbeddedStore::open(path)
+    match &settings.store {
+        StoreTarget::Redis {
+            target,
+            namespace,
+            replica_acks,
+        } => RedisStore::connect(target.clone(), namespace, *replica_acks)
+            .await
             .map(|s| Arc::new(s) as Arc<dyn Store>)
             .map_err(|e| e.to_string()),
-        (StoreConfig::Redis { .. }, None) => Err("redis store without a target".into()),
+        StoreTarget::Embedded { path } => EmbeddedStore::open(path)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string()),
     }
 }
 
-pub async fn run(config: Option<&Path>) -> Result<(), String> {
+/// The sockets `run` serves: the public one, and one per separately configured address
+/// (`admin_listen`, `sync_listen`, `metrics_listen`), keyed by that address.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub separate: Vec<(String, TcpListener)>,
+}
+
+impl Listeners {
+    /// Binds every address `settings` names.
+    pub async fn bind(settings: &Settings) -> Result<Listeners, String> {
+        let public = bind(&settings.listen).await?;
+        let mut separate = Vec::new();
+        for address in [
+            &settings.admin_listen,
+            &settings.sync_listen,
+            &settings.metrics_listen,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            separate.push((address.clone(), bind(address).await?));
+        }
+        Ok(Listeners { public, separate })
+    }
+}
+
+/// `meshauth serve`: loads the configuration, binds its addresses and serves until
+/// SIGTERM or Ctrl-C.
+pub async fn serve(config: Option<&Path>) -> Result<(), String> {
     let settings = Settings::load(config, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let listeners = Listeners::bind(&settings).await?;
+    run(listeners, settings, shutdown_signal()).await
+}
+
+/// Serves on `listeners` until `shutdown` completes (or a server fails), then drains
+/// open connections. Opens the store and runs the key schedule and the change-log
+/// follower meanwhile.
+pub async fn run(
+    listeners: Listeners,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
     if settings.admin_token_hashes.is_empty() {
         tracing::warn!("no admin token configured (MESHAUTH_ADMIN_TOKEN_SHA256): the admin API refuses every call");
     }
     let store = open_store(&settings).await?;
-    let listen = settings.listen.clone();
     let app = App::new(store, settings)
         .await
         .map_err(|e| format!("start-up: {e}"))?;
-    let listener = bind(&listen).await?;
     // The admin API, the sync channel and the metrics may each have a listener of their
     // own, so that network policies can tell who reaches which.
+    let mut sockets = listeners.separate;
     let mut separate = Vec::new();
     for (address, routes) in crate::http::separate_routers(&app) {
-        separate.push((bind(&address).await?, routes));
+        let at = sockets
+            .iter()
+            .position(|(a, _)| *a == address)
+            .ok_or_else(|| format!("no listener for {address}"))?;
+        separate.push((sockets.swap_remove(at).1, routes));
         tracing::info!(listen = %address, "separate listener");
     }
-    tracing::info!(listen = %listen, store = app.store.kind(), issuer = %app.settings.issuer, "meshauth control plane serving");
-
-    let ticker = {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(app.settings.keys.check_interval);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                if let Err(e) = app.key_tick().await {
-                    app.metrics.schedule_failures.inc();
-                    tracing::warn!(error = %e, "key schedule step failed; will retry");
-                }
-            }
-        })
-    };
-    let follower = {
-        let app = app.clone();
-        tokio::spawn(async move { app.sync.follow(app.store.as_ref()).await })
-    };
+    let listen = app.settings().listen.clone();
+    tracing::info!(listen = %listen, store = app.store().kind(), issuer = %app.settings().issuer, "meshauth control plane serving");
+    let background = background_tasks(&app);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (listener, routes) in
-        std::iter::once((listener, crate::http::router(app.clone()))).chain(separate)
+        std::iter::once((listeners.public, crate::http::router(app.clone()))).chain(separate)
     {
         // A connection budget per listener: connections to the public port must not
         // shut the admin, sync and metrics listeners out.
         let connections = crate::http::guard::SourceLimiter::new(
-            app.settings.server.max_connections,
-            app.settings.server.max_connections_per_source,
+            app.settings().server.max_connections,
+            app.settings().server.max_connections_per_source,
         );
         let mut stopped = stopped.clone();
         let app = app.clone();
@@ -84,9 +114,9 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
             .await
         });
     }
-    // A signal, or the first server to end (an error), stops them all.
+    // Shutdown, or the first server to end (an error), stops them all.
     let mut result = tokio::select! {
-        _ = shutdown() => Ok(()),
+        () = shutdown => Ok(()),
         Some(done) = servers.join_next() => done.map_err(|e| e.to_string()).and_then(|r| r),
     };
     let _ = stop.send(true);
@@ -95,9 +125,33 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
             result = result.and(Err(e));
         }
     }
-    ticker.abort();
-    follower.abort();
+    for task in background {
+        task.abort();
+    }
     result
+}
+
+/// The key schedule, every `check_interval`, and the follower of the shared change log.
+fn background_tasks(app: &Arc<App>) -> [tokio::task::JoinHandle<()>; 2] {
+    let ticker = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(app.settings().keys.check_interval);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = app.key_tick().await {
+                    app.metrics().schedule_failures.inc();
+                    tracing::warn!(error = %e, "key schedule step failed; will retry");
+                }
+            }
+        })
+    };
+    let follower = {
+        let app = app.clone();
+        tokio::spawn(async move { app.sync().follow(app.store().as_ref()).await })
+    };
+    [ticker, follower]
 }
 
 /// The HTTP server: an accept loop that closes connections over the caps at once, and
@@ -105,7 +159,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), String> {
 /// fit in `max_header_bytes` (431 otherwise). Bodies are timed by the router. On
 /// `stop`, stops accepting and lets open connections finish their request.
 pub async fn serve_http(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     router: axum::Router,
     app: Arc<App>,
     connections: Arc<crate::http::guard::SourceLimiter>,
@@ -114,7 +168,7 @@ pub async fn serve_http(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt;
 
-    let limits = app.settings.server.clone();
+    let limits = app.settings().server.clone();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -137,7 +191,7 @@ pub async fn serve_http(
         };
         let source = crate::http::guard::source_of(peer.ip());
         let Some(permit) = connections.try_acquire(source) else {
-            app.metrics.connections_refused.inc();
+            app.metrics().connections_refused.inc();
             drop(tcp);
             continue;
         };
@@ -178,13 +232,14 @@ pub async fn serve_http(
     Ok(())
 }
 
-async fn bind(address: &str) -> Result<tokio::net::TcpListener, String> {
+async fn bind(address: &str) -> Result<TcpListener, String> {
     tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| format!("listen on {address}: {e}"))
 }
 
-async fn shutdown() {
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

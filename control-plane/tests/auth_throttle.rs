@@ -4,59 +4,22 @@
 //! the server's socket layer sets it. Each test is an attack from behind a shared
 //! address (NAT, proxy) or from one address spraying identities.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod support;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
-use tower::ServiceExt;
+use axum::http::StatusCode;
+use support::{basic, ADMIN};
 
-use meshauth_cp::config::Settings;
-use meshauth_cp::service::App;
-use meshauth_cp::store::embedded::EmbeddedStore;
-use meshauth_cp::store::Store;
-
-const ADMIN: &str = "admin-token-for-tests";
 const BURST: u32 = 3;
 
-struct Cp {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
+/// The control plane with a small failure budget that does not refill during a test.
+struct Cp(support::Cp);
 
 async fn cp() -> Cp {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("meshauth.redb");
-    let key = "ab".repeat(32);
-    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
-    let data_s = data.display().to_string();
-    let env = |k: &str| match k {
-        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
-        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
-        "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
-        _ => None,
-    };
-    let mut settings = Settings::load(None, &env).unwrap();
-    settings.server.auth_failure_burst = BURST;
-    settings.server.auth_failure_interval = std::time::Duration::from_secs(3600);
-    let store = Arc::new(EmbeddedStore::open(&data).unwrap()) as Arc<dyn Store>;
-    let app = App::new(store, settings).await.unwrap();
-    Cp {
-        router: meshauth_cp::http::router(app),
-        _dir: dir,
-    }
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
+    Cp(support::cp_with(|s| {
+        s.server.auth_failure_burst = BURST;
+        s.server.auth_failure_interval = std::time::Duration::from_secs(3600);
+    })
+    .await)
 }
 
 impl Cp {
@@ -68,41 +31,16 @@ impl Cp {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, String) {
-        let mut req = Request::builder().method(method).uri(path);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut req = req.body(Body::from(body.to_string())).unwrap();
-        let peer: SocketAddr = format!("{from}:40000")
-            .parse()
-            .or_else(|_| format!("[{from}]:40000").parse())
-            .unwrap();
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&bytes).to_string())
+        let r = self
+            .0
+            .send_from(Some(from), method, path, headers, body)
+            .await;
+        (r.status, r.body)
     }
 
     async fn client(&self) -> (String, String) {
-        let (status, body) = self
-            .send(
-                "127.0.0.1",
-                "POST",
-                "/admin/clients",
-                &[
-                    ("authorization", &format!("Bearer {ADMIN}")),
-                    ("content-type", "application/json"),
-                ],
-                &json!({"name": "svc", "scopes": ["read"]}).to_string(),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        (
-            v["client_id"].as_str().unwrap().to_string(),
-            v["client_secret"].as_str().unwrap().to_string(),
-        )
+        let (id, secret, _) = self.0.client(&["read"]).await;
+        (id, secret)
     }
 
     async fn token(&self, from: &str, auth: &str) -> StatusCode {
@@ -220,9 +158,77 @@ async fn spraying_client_ids_from_one_address_is_slowed() {
             200,
             "a client known to this address is not locked out"
         );
-        // Spraying admin tokens from the same address is refused too.
-        assert_eq!(cp.admin_keys(next_door, "guess").await, 429);
+        // Client ids spend the budget for client credentials only: an admin token is
+        // still checked (and this wrong one fails).
+        assert_eq!(cp.admin_keys(next_door, "guess").await, 401);
     }
     // Another address is not affected.
     assert_eq!(cp.token("203.0.113.1", &basic("other", "x")).await, 401);
+}
+
+/// Client ids are not secret (tokens carry them, logs name them): a NAT neighbour who
+/// knows one fails with it on purpose, with wrong secrets, to lock its owner out. The
+/// owner, who authenticated from that address before and presents the right secret,
+/// must keep working: only failures with its own credential may count against it.
+#[tokio::test]
+async fn a_nat_neighbour_claiming_a_clients_id_does_not_lock_it_out() {
+    let cp = cp().await;
+    let nat = "192.0.2.8";
+    let (victim, secret) = cp.client().await;
+    assert_eq!(cp.token(nat, &basic(&victim, &secret)).await, 200);
+    for i in 0..BURST {
+        assert_eq!(
+            cp.token(nat, &basic(&victim, &format!("guess-{i}"))).await,
+            401
+        );
+    }
+    assert_eq!(
+        cp.token(nat, &basic(&victim, &secret)).await,
+        200,
+        "the owner of the id, with its secret, is not locked out by a neighbour's guesses"
+    );
+    // Guessing the victim's secret stays slowed: by the address's budget.
+    let mut refused = false;
+    for i in 0..(BURST * 4 + 1) {
+        let status = cp.token(nat, &basic(&victim, &format!("more-{i}"))).await;
+        refused |= status == 429;
+    }
+    assert!(refused, "guessing one id's secret was never throttled");
+    // The same wrong secret, however it is sent, counts as one identity.
+    let post = cp
+        .send(
+            nat,
+            "POST",
+            "/oauth2/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("grant_type=client_credentials&client_id={victim}&client_secret=guess-0"),
+        )
+        .await
+        .0;
+    assert_eq!(post, 429);
+    assert_eq!(cp.token(nat, &basic(&victim, &secret)).await, 200);
+}
+
+/// The public port is open to every client; the admin port is not. A client spraying
+/// client ids from an address (a NAT, a proxy in front) spends that address's budget for
+/// client credentials only: the admin, never seen from there since the control plane
+/// started, still gets in; guessed admin tokens spend the admin budget.
+#[tokio::test]
+async fn spraying_client_ids_does_not_refuse_the_admin_from_that_address() {
+    let cp = cp().await;
+    let nat = "192.0.2.9";
+    for i in 0..(BURST * 4 + 1) {
+        cp.token(nat, &basic(&format!("spray-{i}"), "x")).await;
+    }
+    assert_eq!(cp.token(nat, &basic("one-more", "x")).await, 429);
+    assert_eq!(
+        cp.admin_keys(nat, ADMIN).await,
+        200,
+        "client-id spraying locked out the admin"
+    );
+    let mut refused = false;
+    for i in 0..(BURST * 4 + 1) {
+        refused |= cp.admin_keys(nat, &format!("guess-{i}")).await == 429;
+    }
+    assert!(refused, "guessing admin tokens was never throttled");
 }

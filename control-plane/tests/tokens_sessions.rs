@@ -3,192 +3,17 @@
 //! the embedded store (in process). Each test is an attack or a client that a strict
 //! OAuth library would be.
 
+mod support;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
-use tower::ServiceExt;
+use axum::http::StatusCode;
+use serde_json::json;
 
-use meshauth_cp::config::Settings;
-use meshauth_cp::service::App;
+use meshauth_cp::app::App;
 use meshauth_cp::store::embedded::EmbeddedStore;
 use meshauth_cp::store::{Log, Store};
-
-const ADMIN: &str = "admin-token-for-tests";
-/// The fleet credential filters present on `/sync/v1/*`.
-const SYNC: &str = "sync-fleet-credential-for-tests";
-const SYNC_BEARER: &str = "Bearer sync-fleet-credential-for-tests";
-
-struct Cp {
-    app: Arc<App>,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-async fn cp() -> Cp {
-    cp_over(|data| Arc::new(EmbeddedStore::open(data).unwrap()) as Arc<dyn Store>).await
-}
-
-/// A control plane over the store `open` builds on a fresh data file.
-async fn cp_over(open: impl FnOnce(&std::path::Path) -> Arc<dyn Store>) -> Cp {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("meshauth.redb");
-    let key = "ab".repeat(32);
-    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
-    let sync_hash = meshauth_cp::crypto::sha256_hex(SYNC);
-    let data_s = data.display().to_string();
-    let env = |k: &str| match k {
-        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
-        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
-        "MESHAUTH_SYNC_CREDENTIAL_SHA256" => Some(sync_hash.clone()),
-        "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
-        _ => None,
-    };
-    let settings = Settings::load(None, &env).unwrap();
-    let app = App::new(open(&data), settings).await.unwrap();
-    Cp { app, _dir: dir }
-}
-
-impl Cp {
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-        let mut req = Request::builder().method(method).uri(path);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = meshauth_cp::http::router(self.app.clone())
-            .oneshot(req.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).to_string(),
-        }
-    }
-
-    async fn form(&self, path: &str, auth: &str, body: &str) -> Reply {
-        let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
-        if !auth.is_empty() {
-            h.push(("authorization", auth));
-        }
-        self.send("POST", path, &h, body).await
-    }
-
-    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let bearer = format!("Bearer {ADMIN}");
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        self.send(
-            method,
-            path,
-            &[
-                ("authorization", bearer.as_str()),
-                ("content-type", "application/json"),
-            ],
-            &body,
-        )
-        .await
-    }
-
-    async fn client(&self, scopes: &[&str]) -> (String, String, String) {
-        let r = self
-            .admin(
-                "POST",
-                "/admin/clients",
-                Some(json!({"name": "svc", "scopes": scopes})),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.body);
-        let v = r.json();
-        let (id, secret) = (
-            v["client_id"].as_str().unwrap().to_string(),
-            v["client_secret"].as_str().unwrap().to_string(),
-        );
-        let auth = basic(&id, &secret);
-        (id, secret, auth)
-    }
-
-    async fn cc_token(&self, auth: &str) -> String {
-        let r = self
-            .form("/oauth2/token", auth, "grant_type=client_credentials")
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["access_token"].as_str().unwrap().to_string()
-    }
-
-    /// Admin-issued session: (access, refresh, sid).
-    async fn session(&self, sub: &str) -> (String, String, String) {
-        let r = self
-            .admin("POST", "/admin/tokens", Some(json!({"sub": sub})))
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        let v = r.json();
-        (
-            v["access_token"].as_str().unwrap().into(),
-            v["refresh_token"].as_str().unwrap().into(),
-            v["sid"].as_str().unwrap().into(),
-        )
-    }
-
-    async fn introspect(&self, token: &str) -> Value {
-        let bearer = format!("Bearer {ADMIN}");
-        let r = self
-            .form("/oauth2/introspect", &bearer, &format!("token={token}"))
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()
-    }
-
-    /// RFC 7009 revocation of `token` by the client authenticating with `auth`.
-    async fn rfc7009_revoke(&self, auth: &str, token: &str) -> Reply {
-        self.form("/oauth2/revoke", auth, &format!("token={token}"))
-            .await
-    }
-
-    async fn refresh(&self, token: &str) -> Reply {
-        self.form(
-            "/oauth2/token",
-            "",
-            &format!("grant_type=refresh_token&refresh_token={token}"),
-        )
-        .await
-    }
-
-    async fn logs(&self) -> (u64, u64) {
-        let (changes, _) = self.app.store.log_head(Log::Changes).await.unwrap();
-        let (audit, _) = self.app.store.log_head(Log::Audit).await.unwrap();
-        (changes, audit)
-    }
-}
-
-/// The signed message inside a sync answer.
-fn payload(r: &Reply) -> Value {
-    let p = r.json()["payload"].as_str().unwrap().to_string();
-    serde_json::from_slice(&meshauth_wire::b64::decode(&p).unwrap()).unwrap()
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
+use support::*;
 
 // ---- sessions and revocations ----
 
@@ -206,7 +31,7 @@ async fn revoking_a_session_stops_its_refresh_token() {
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(cp.introspect(&refresh).await["active"], false);
     // Past the not-before second, too: the session itself is revoked.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    cp.clock.advance(1);
     let r = cp.refresh(&refresh).await;
     assert_eq!(
         (r.status, r.json()["error"].clone()),
@@ -222,15 +47,10 @@ async fn revoking_a_subject_stops_all_its_sessions() {
     let (_, r1, _) = cp.session("bob").await;
     let (_, r2, _) = cp.session("bob").await;
     let (_, other, _) = cp.session("carol").await;
-    let r = cp
-        .admin(
-            "POST",
-            "/admin/revocations",
-            Some(json!({"kind": "sub", "value": "bob"})),
-        )
-        .await;
+    let r = cp.admin_revoke("sub", "bob").await;
     assert_eq!(r.status, 204, "{}", r.body);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Past the rule's not-before second.
+    cp.clock.advance(1);
     for t in [&r1, &r2] {
         assert_eq!(cp.introspect(t).await["active"], false);
         assert_eq!(cp.refresh(t).await.json()["error"], "invalid_grant");
@@ -326,7 +146,7 @@ async fn repeating_a_revocation_changes_nothing() {
         .await;
     assert_eq!(r.status, 204, "{}", r.body);
     let once = cp.logs().await;
-    let version = cp.app.sync.version();
+    let version = cp.app.sync().version();
     for _ in 0..5 {
         cp.rfc7009_revoke(&auth, &at).await;
         cp.admin("POST", "/admin/revocations", Some(by_admin.clone()))
@@ -339,7 +159,7 @@ async fn repeating_a_revocation_changes_nothing() {
         .await;
     }
     assert_eq!(cp.logs().await, once, "no log grows");
-    assert_eq!(cp.app.sync.version(), version);
+    assert_eq!(cp.app.sync().version(), version);
 }
 
 #[tokio::test]
@@ -396,12 +216,12 @@ async fn expired_sessions_are_pruned() {
     assert_eq!(cp.refresh(&refresh).await.status, 200);
     let tables = |app: Arc<App>| async move {
         (
-            app.store
+            app.store()
                 .list(meshauth_cp::store::Table::RefreshTokens)
                 .await
                 .unwrap()
                 .len(),
-            app.store
+            app.store()
                 .list(meshauth_cp::store::Table::Families)
                 .await
                 .unwrap()
@@ -409,7 +229,7 @@ async fn expired_sessions_are_pruned() {
         )
     };
     assert_eq!(tables(cp.app.clone()).await, (2, 1));
-    let later = meshauth_cp::service::now() + 365 * 86_400;
+    let later = cp.app.now() + 365 * 86_400;
     cp.app.prune_sessions(later).await.unwrap();
     assert_eq!(tables(cp.app.clone()).await, (0, 0));
 }
@@ -425,10 +245,10 @@ async fn the_change_log_is_compacted_and_old_bases_get_a_snapshot() {
         )
         .await;
     }
-    let (head, _) = cp.app.store.log_head(Log::Changes).await.unwrap();
+    let (head, _) = cp.app.store().log_head(Log::Changes).await.unwrap();
     let dropped = cp.app.compact_changes(10).await.unwrap();
     assert!(dropped > 0);
-    let (after, _) = cp.app.store.log_head(Log::Changes).await.unwrap();
+    let (after, _) = cp.app.store().log_head(Log::Changes).await.unwrap();
     assert_eq!(after, head, "the version stays");
     // Close behind: a delta. Far behind (compacted away): the full snapshot.
     let near = cp
@@ -462,7 +282,7 @@ async fn the_change_log_is_compacted_and_old_bases_get_a_snapshot() {
     )
     .await;
     assert_eq!(
-        cp.app.store.log_head(Log::Changes).await.unwrap().0,
+        cp.app.store().log_head(Log::Changes).await.unwrap().0,
         head + 1
     );
 }
@@ -582,7 +402,7 @@ async fn metadata_advertises_only_what_exists() {
         .send("GET", "/.well-known/oauth-authorization-server", &[], "")
         .await
         .json();
-    assert_eq!(m["issuer"], cp.app.settings.issuer.as_str());
+    assert_eq!(m["issuer"], cp.app.settings().issuer.as_str());
     let types = m["response_types_supported"]
         .as_array()
         .cloned()
@@ -784,11 +604,7 @@ async fn a_client_deletion_that_fails_partway_can_be_retried() {
 #[tokio::test]
 async fn a_jti_revocation_with_an_absurd_exp_is_refused() {
     let cp = cp().await;
-    for exp in [
-        i64::MAX,
-        -1,
-        meshauth_cp::service::now() + 100 * 365 * 86_400,
-    ] {
+    for exp in [i64::MAX, -1, cp.app.now() + 100 * 365 * 86_400] {
         let r = cp
             .admin(
                 "POST",
@@ -865,14 +681,14 @@ async fn spent_refresh_tokens_leave_the_store_and_reuse_is_still_detected() {
         .as_str()
         .unwrap()
         .to_string();
-    let grace = cp.app.settings.tokens.refresh_retry_grace.as_secs() as i64;
+    let grace = cp.app.settings().tokens.refresh_retry_grace.as_secs() as i64;
     cp.app
-        .prune_sessions(meshauth_cp::service::now() + grace + 120)
+        .prune_sessions(cp.app.now() + grace + 120)
         .await
         .unwrap();
     let left = cp
         .app
-        .store
+        .store()
         .list(meshauth_cp::store::Table::RefreshTokens)
         .await
         .unwrap()
@@ -938,5 +754,68 @@ async fn revoking_an_unknown_token_through_the_admin_api_is_a_404() {
             .await;
         assert_eq!(r.status, 204, "{}", r.body);
         assert_eq!(cp.introspect(t).await["active"], false);
+    }
+}
+
+// ---- time, by the injected clock ----
+
+/// Expiry by the control plane's own clock: an access token is active until its `exp`
+/// and not a second after, and a refresh token expires with its TTL, with no sleeping.
+#[tokio::test]
+async fn tokens_expire_by_the_injected_clock() {
+    let cp = cp().await;
+    let (access, refresh, _) = cp.session("alice").await;
+    let access_ttl = cp.app.settings().tokens.access_ttl.as_secs() as i64;
+    let refresh_ttl = cp.app.settings().tokens.refresh_ttl.as_secs() as i64;
+    assert_eq!(cp.introspect(&access).await["active"], true);
+    cp.clock.advance(access_ttl - 1);
+    assert_eq!(cp.introspect(&access).await["active"], true);
+    cp.clock.advance(1);
+    assert_eq!(cp.introspect(&access).await["active"], false);
+    assert_eq!(cp.introspect(&refresh).await["active"], true);
+    cp.clock.advance(refresh_ttl);
+    assert_eq!(cp.introspect(&refresh).await["active"], false);
+    let r = cp.refresh(&refresh).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_grant");
+}
+
+/// Every time the router stamps comes from the injected clock: with the clock ten days
+/// ahead of the wall, an admin rule still covers the tokens issued before it (its
+/// not-before is the clock's next second, not the wall's) and no token issued after it.
+#[tokio::test]
+async fn admin_rules_are_stamped_by_the_injected_clock() {
+    let cp = cp().await;
+    cp.clock.advance(10 * 86_400);
+    let (before, _, _) = cp.session("bob").await;
+    let r = cp.admin_revoke("sub", "bob").await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(cp.introspect(&before).await["active"], false);
+    cp.clock.advance(1);
+    let (after, _, _) = cp.session("bob").await;
+    assert_eq!(cp.introspect(&after).await["active"], true);
+}
+
+/// A corrupt record is one answer wherever it is read: 500 `internal`, never a 503 that
+/// invites a retry which cannot help.
+#[tokio::test]
+async fn a_corrupt_record_answers_500_wherever_it_is_read() {
+    use meshauth_cp::store::Table;
+    let cp = cp().await;
+    for (table, path) in [
+        (Table::Clients, "/admin/clients"),
+        (Table::Limits, "/admin/limits"),
+        (Table::Revocations, "/admin/revocations"),
+    ] {
+        cp.app
+            .store()
+            .put(table, "broken", b"{not json")
+            .await
+            .unwrap();
+        let r = cp.admin("GET", path, None).await;
+        assert_eq!(r.status, 500, "{path}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "internal", "{path}");
+        assert!(r.headers.get("retry-after").is_none(), "{path}");
+        cp.app.store().delete(table, "broken").await.unwrap();
     }
 }

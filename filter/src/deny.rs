@@ -134,24 +134,17 @@ impl Denial {
         }
     }
 
-    /// The JSON body shared with the control plane: `{"error":{code,message,correlation_id}}`.
-    pub fn body(&self, correlation_id: &str) -> String {
-        meshauth_wire::error::body(self.code(), &self.to_string(), correlation_id)
-    }
-
-    /// The whole answer: every refusal the filter sends is built by this or
-    /// [`Answer::limited`], so no path forgets a header.
+    /// The whole answer (RFC 6750 challenge included).
     pub fn answer(&self, realm: &str, correlation_id: &str) -> Answer {
-        let mut headers = Answer::common();
         // A 400 is not an authentication problem: no challenge (RFC 9110 §11.6.1).
-        if self.status() != 400 {
-            headers.push(("www-authenticate", self.challenge(realm)));
-        }
-        Answer {
-            status: self.status(),
-            headers,
-            body: self.body(correlation_id),
-        }
+        let challenge = (self.status() != 400).then(|| ("www-authenticate", self.challenge(realm)));
+        Answer::refusal(
+            self.status(),
+            self.code(),
+            &self.to_string(),
+            challenge,
+            correlation_id,
+        )
     }
 }
 
@@ -164,21 +157,36 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn common() -> Vec<(&'static str, String)> {
-        vec![
+    /// Every refusal the filter sends is built here (a denial's and a rate limit's), so
+    /// none forgets a header or the error body shared with the control plane
+    /// (`{"error":{code,message,correlation_id}}`).
+    pub fn refusal(
+        status: u32,
+        code: &str,
+        message: &str,
+        extra: impl IntoIterator<Item = (&'static str, String)>,
+        correlation_id: &str,
+    ) -> Answer {
+        let mut headers = vec![
             ("content-type", "application/json".to_string()),
             ("cache-control", "no-store".to_string()),
-        ]
+        ];
+        headers.extend(extra);
+        Answer {
+            status,
+            headers,
+            body: meshauth_wire::error::body(code, message, correlation_id),
+        }
     }
 
     pub fn limited(limited: &crate::limits::Limited, correlation_id: &str) -> Answer {
-        let mut headers = Answer::common();
-        headers.extend(limited.headers.iter().cloned());
-        Answer {
-            status: 429,
-            headers,
-            body: limited.body(correlation_id),
-        }
+        Answer::refusal(
+            429,
+            crate::limits::Limited::CODE,
+            &limited.message(),
+            limited.headers.iter().cloned(),
+            correlation_id,
+        )
     }
 }
 
@@ -209,7 +217,7 @@ mod tests {
     #[test]
     fn body_carries_the_correlation_id() {
         let body: serde_json::Value =
-            serde_json::from_str(&Denial::BadSignature.body("abc-123")).unwrap();
+            serde_json::from_str(&Denial::BadSignature.answer("r", "abc-123").body).unwrap();
         assert_eq!(body["error"]["code"], "bad_signature");
         assert_eq!(body["error"]["correlation_id"], "abc-123");
     }
@@ -238,6 +246,29 @@ mod tests {
             assert_eq!(body["error"]["correlation_id"], "corr-9");
             assert_eq!(body["error"]["code"], d.code());
         }
+    }
+
+    #[test]
+    fn a_rate_limit_refusal_has_the_same_shape() {
+        let limited = crate::limits::Limited {
+            policy: "per-client".into(),
+            headers: vec![("retry-after", "2".into())],
+            contended: false,
+        };
+        let a = Answer::limited(&limited, "corr-3");
+        assert_eq!(a.status, 429);
+        let common = Denial::MissingToken.answer("r", "corr-3").headers;
+        for h in common.iter().filter(|(k, _)| *k != "www-authenticate") {
+            assert!(a.headers.contains(h), "{h:?}");
+        }
+        assert!(a.headers.contains(&("retry-after", "2".into())));
+        let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited");
+        assert_eq!(body["error"]["correlation_id"], "corr-3");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("per-client"));
     }
 
     #[test]

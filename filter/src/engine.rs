@@ -13,7 +13,7 @@ use crate::limits::{Facts, LimitOutcome, Limiter, Slots, Subject};
 use crate::revocation::{Check, Revocations};
 use crate::rules::strip_query;
 use crate::rules::Policy;
-use crate::sync::BeforeFirst;
+use crate::sync::{BeforeFirst, OnUnconfirmed};
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{Delta, Snapshot};
 use meshauth_wire::JwkSet;
@@ -171,9 +171,26 @@ impl Engine {
         self.applied.as_ref().map(|(e, v)| (e.as_str(), *v))
     }
 
-    /// Records the control plane's answer about a Bloom hit.
-    pub fn confirm(&mut self, jti: &str, revoked: bool, until: i64) {
-        self.revocations.confirm(jti, revoked, until);
+    /// How a `Verdict::Confirm` ends. `answer`: the control plane's signed verdict, which
+    /// is remembered until `exp`; `None` when none counts (no callout, past the deadline,
+    /// not signed for the question), and then `sync.on_unconfirmed` decides.
+    pub fn settle(&mut self, jti: &str, answer: Option<bool>, exp: i64) -> Result<(), Denial> {
+        let revoked = match answer {
+            Some(revoked) => {
+                self.revocations.confirm(jti, revoked, exp);
+                revoked
+            }
+            None => !self
+                .config
+                .sync
+                .as_ref()
+                .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow),
+        };
+        if revoked {
+            Err(Denial::Revoked)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn config(&self) -> &Config {

@@ -3,8 +3,9 @@
 //! Everything but `glue` is plain Rust with no host calls, tested natively: `jwt`
 //! takes tokens apart, `ed25519` and `jwks` verify them, `claims` and `rules` decide,
 //! `cache` remembers verified signatures, `bucket` and `limits` rate-limit,
-//! `engine` ties one request's checks together.
-//! `glue` (wasm32 only) moves bytes between Envoy and the engine.
+//! `engine` ties one request's checks together, `deny` builds every refusal, `config`
+//! validates the plugin configuration, `sync` runs the leader/follower protocol over
+//! shared data. `glue` (wasm32 only) moves bytes between Envoy and those.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 pub mod bucket;

@@ -121,13 +121,12 @@ pub struct Limited {
 }
 
 impl Limited {
-    /// The JSON body, in the shape every meshauth error has.
-    pub fn body(&self, correlation_id: &str) -> String {
-        meshauth_wire::error::body(
-            "rate_limited",
-            &format!("rate limit exceeded (policy {:?})", &*self.policy),
-            correlation_id,
-        )
+    /// The error body's `code`.
+    pub const CODE: &'static str = "rate_limited";
+
+    /// The error body's `message`.
+    pub fn message(&self) -> String {
+        format!("rate limit exceeded (policy {:?})", &*self.policy)
     }
 }
 

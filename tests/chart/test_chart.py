@@ -527,6 +527,35 @@ def test_network_policy_refuses_peers_that_are_open_in_effect():
         assert rules_by_port(policy)["admin"] == [p]
 
 
+def test_network_policy_refuses_ranges_that_are_open_together():
+    # Each range may pass on its own while the list admits everything: 256 IPv4 /8s, or
+    # the same as IPv4-mapped /104s, cover every IPv4 address. A list may hold at most
+    # one /8 worth of IPv4 addresses and one /32 worth of IPv6 ones.
+    def render(field, cidrs):
+        peers = json.dumps([{"ipBlock": {"cidr": c}} for c in cidrs])
+        return helm("template", "meshauth", str(CHART), "-n", "meshauth",
+                    *sum((["--set", s] for s in VALUE_SETS["defaults"]), []),
+                    "--set-json", f"networkPolicy.{field}={peers}")
+
+    bad = [
+        [f"{i}.0.0.0/8" for i in range(256)],
+        ["10.0.0.0/8", "11.0.0.0/8"],
+        ["10.0.0.0/8", "192.168.1.0/24"],
+        [f"::ffff:{i}.0.0.0/104" for i in range(256)],
+        ["10.0.0.0/8", "::ffff:11.0.0.0/104"],
+        ["2001:db8::/32", "2001:db9::/32"],
+        ["2001:db8::/32", "fd00::/64"],
+    ]
+    for field in ["admin.from", "sync.extraFrom"]:
+        for cidrs in bad:
+            r = render(field, cidrs)
+            assert r.returncode != 0 and "together admit" in r.stderr, (field, cidrs[:3], r.stderr[-300:])
+    for cidrs in [["10.0.0.0/9", "10.128.0.0/9"], ["192.168.1.0/24", "192.168.2.0/24", "2001:db8::/33", "2001:db8:8000::/33"],
+                  ["fd00::/64"] * 3, ["10.0.0.0/8", "2001:db8::/32"]]:
+        r = render("admin.from", cidrs)
+        assert r.returncode == 0, (cidrs, r.stderr)
+
+
 def test_wasmplugin_cannot_lock_out_the_control_plane():
     from cloudcoil.models.istio.extensions.v1alpha1 import WasmPlugin
 

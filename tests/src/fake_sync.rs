@@ -102,10 +102,10 @@ fn handle(
         if let Ok(mut s) = seen.lock() {
             s.push((path.clone(), headers, body.clone()));
         }
-        let (status, answer) = if path.starts_with("/sync/v1/confirm") {
+        let (status, answer) = if path.starts_with(meshauth_wire::sync::CONFIRM_PATH) {
             let question = serde_json::from_str(&body).unwrap_or_default();
             ("200 OK", confirm(&question))
-        } else if path.starts_with("/sync/v1/snapshot") {
+        } else if path.starts_with(meshauth_wire::sync::SNAPSHOT_PATH) {
             let replaying = replay.load(std::sync::atomic::Ordering::SeqCst);
             if replaying {
                 // Not at once: a replaying relay still looks like a long poll.

@@ -123,7 +123,7 @@ fn serve(
     let mut out = client;
     while let Some(req) = read_message(&mut reader)? {
         let path = req.head.split_whitespace().nth(1).unwrap_or("").to_string();
-        if path.starts_with("/sync/v1/confirm") {
+        if path.starts_with(meshauth_wire::sync::CONFIRM_PATH) {
             if let Ok(mut c) = confirms.lock() {
                 *c += 1;
             }

@@ -412,7 +412,10 @@ fn parked_long_polls_are_capped_per_source() {
     let a = cp.sync_get("/sync/v1/snapshot");
     let auth = cp.sync_auth().1;
     assert_eq!(a.status, 200, "{}", a.body);
-    let version = a.header("x-meshauth-version").unwrap().to_string();
+    let version = a
+        .header(meshauth_wire::headers::VERSION)
+        .unwrap()
+        .to_string();
     let poll = format!("GET /sync/v1/snapshot?version={version}&wait_ms=20000");
     let port = cp.port;
     let parked: Vec<_> = (0..4)
@@ -454,7 +457,6 @@ fn failed_authentication_is_throttled_per_source() {
     );
     let (id, secret) = create_client(&cp);
     let good = basic_raw(&format!("{id}:{secret}"));
-    let bad = basic_raw(&format!("{id}:wrong"));
     let token = |source: &str, auth: &str| {
         raw_request(
             source,
@@ -464,7 +466,10 @@ fn failed_authentication_is_throttled_per_source() {
             "grant_type=client_credentials",
         )
     };
-    for _ in 0..5 {
+    // Guessed secrets (each one different) spend the source's budget, four times the
+    // burst; then even the right secret, never used from there, is refused.
+    for n in 0..20 {
+        let bad = basic_raw(&format!("{id}:wrong{n}"));
         assert_eq!(token("127.0.0.3", &bad).0, 401);
     }
     let (status, answer) = token("127.0.0.3", &good);
@@ -493,7 +498,7 @@ fn failed_authentication_is_throttled_per_source() {
     assert_eq!(status, 429);
     let metrics = get(&cp.url("/metrics"), &[]).body;
     assert!(
-        metrics.contains("meshauth_auth_failures_total{kind=\"client\"} 5"),
+        metrics.contains("meshauth_auth_failures_total{kind=\"client\"} 20"),
         "{metrics}"
     );
     assert!(
@@ -606,7 +611,11 @@ fn one_change_builds_one_answer_for_all_parked_pollers() {
     let a = cp.sync_get("/sync/v1/snapshot");
     let auth = cp.sync_auth().1;
     assert_eq!(a.status, 200, "{}", a.body);
-    let version: u64 = a.header("x-meshauth-version").unwrap().parse().unwrap();
+    let version: u64 = a
+        .header(meshauth_wire::headers::VERSION)
+        .unwrap()
+        .parse()
+        .unwrap();
     let port = cp.port;
     let parked: Vec<_> = (0..40)
         .map(|i| {
@@ -684,4 +693,30 @@ fn connections_to_one_listener_do_not_shut_out_another() {
     let (status, answer) = raw_request("127.0.0.2", admin, "GET /admin/keys", &[(&k, &v)], "");
     assert_eq!(status, 200, "{answer}");
     drop(held);
+}
+
+/// A client still sending a body over the limit reads the 413, not a broken pipe or a
+/// reset: the server reads (and drops) what remains before closing.
+#[test]
+fn an_oversized_body_gets_its_413_not_a_reset() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let chunk = "x".repeat(16 * 1024);
+    let mut s = connect_from("127.0.0.1", cp.port).unwrap();
+    let head = format!(
+        "POST /oauth2/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        chunk.len() * 24
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // Slowly enough that the server has answered long before the last chunk.
+    for i in 0..24 {
+        if let Err(e) = s.write_all(chunk.as_bytes()) {
+            panic!("chunk {i}: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
 }

@@ -25,7 +25,10 @@ fn open(cp: &ControlPlane, a: &Answer) -> Snapshot {
 }
 
 fn version(a: &Answer) -> u64 {
-    a.header("x-meshauth-version").unwrap().parse().unwrap()
+    a.header(meshauth_wire::headers::VERSION)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]

@@ -8,6 +8,7 @@ use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::fake_sync::FakeSync;
 use meshauth_tests::http::{get, Answer};
+use meshauth_tests::tokens::DevKey;
 use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
 
@@ -137,11 +138,7 @@ fn emergency_key_revoke_reaches_the_filter() {
 #[test]
 fn snapshots_signed_by_another_key_are_refused() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
-    let wrong = meshauth_wire::b64::encode(
-        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
-            .verifying_key()
-            .to_bytes(),
-    );
+    let wrong = meshauth_wire::b64::encode(DevKey::seeded(7).public());
     let envoy = envoy_for(&cp, &wrong);
     let token = issue(&cp, "frank");
     assert!(
@@ -338,12 +335,11 @@ fn staleness_resets_while_polls_succeed_and_grows_when_they_fail() {
 }
 
 fn signed_snapshot(
-    distribution: &ed25519_dalek::SigningKey,
+    distribution: &DevKey,
     issued_at: i64,
-    keys: &[&meshauth_tests::tokens::DevKey],
+    keys: &[&DevKey],
     revoked: &[&str],
 ) -> String {
-    use ed25519_dalek::Signer;
     let mut bloom = meshauth_wire::bloom::Bloom::with_capacity(16, 0.001, 7);
     for j in revoked {
         bloom.insert(j);
@@ -352,23 +348,22 @@ fn signed_snapshot(
         epoch: "fake-epoch".into(),
         version: 5,
         issued_at,
-        jwks: meshauth_tests::tokens::DevKey::jwks(keys),
+        jwks: DevKey::jwks(keys),
         revoked_jti: bloom,
         rules: vec![],
         limits: vec![],
     };
-    let sealed =
-        meshauth_wire::sync::SignedSnapshot::seal(&snap, |p| distribution.sign(p).to_bytes());
+    let sealed = meshauth_wire::sync::SignedSnapshot::seal(&snap, |p| distribution.sign_bytes(p));
     serde_json::to_string(&sealed).unwrap()
 }
 
-fn envoy_on_fake(fake: &FakeSync, distribution: &ed25519_dalek::SigningKey) -> Envoy {
+fn envoy_on_fake(fake: &FakeSync, distribution: &DevKey) -> Envoy {
     let config = json!({
         "issuer": "https://issuer.test",
         "audiences": ["api"],
         "sync": {
             "cluster": "meshauth_control_plane",
-            "distribution_key": meshauth_wire::b64::encode(distribution.verifying_key().to_bytes()),
+            "distribution_key": meshauth_wire::b64::encode(distribution.public()),
             "credential": "fleet-secret-for-the-fake",
             "poll_wait_ms": 1000,
         },
@@ -376,7 +371,7 @@ fn envoy_on_fake(fake: &FakeSync, distribution: &ed25519_dalek::SigningKey) -> E
     Envoy::with_echo(&config, Options::control_plane(fake.port))
 }
 
-fn token_for(key: &meshauth_tests::tokens::DevKey, jti: &str) -> String {
+fn token_for(key: &DevKey, jti: &str) -> String {
     key.sign(&meshauth_tests::tokens::claims(
         "alice",
         json!({"iss": "https://issuer.test", "aud": "api", "jti": jti}),
@@ -387,8 +382,8 @@ fn token_for(key: &meshauth_tests::tokens::DevKey, jti: &str) -> String {
 /// started, or from an old epoch) is refused and counted; the filter stays not ready.
 #[test]
 fn an_old_snapshot_replayed_on_the_sync_path_is_refused() {
-    let distribution = ed25519_dalek::SigningKey::from_bytes(&[21; 32]);
-    let key = meshauth_tests::tokens::DevKey::random();
+    let distribution = DevKey::seeded(21);
+    let key = DevKey::random();
     let old = meshauth_tests::tokens::now() - 3 * 86_400;
     let fake = FakeSync::start(signed_snapshot(&distribution, old, &[&key], &[]), |_| {
         String::new()
@@ -419,10 +414,9 @@ fn an_old_snapshot_replayed_on_the_sync_path_is_refused() {
 /// counts; anything else is "unconfirmed" (`on_unconfirmed: deny` by default).
 #[test]
 fn a_forged_confirm_answer_does_not_lift_a_revocation() {
-    use ed25519_dalek::Signer;
     use meshauth_wire::sync::ConfirmAnswer;
-    let distribution = ed25519_dalek::SigningKey::from_bytes(&[22; 32]);
-    let key = meshauth_tests::tokens::DevKey::random();
+    let distribution = DevKey::seeded(22);
+    let key = DevKey::random();
     let revoked = ["j-unsigned", "j-signed", "j-other-nonce", "j-other-jti"];
     let signer = distribution.clone();
     let fake = FakeSync::start(
@@ -441,7 +435,7 @@ fn a_forged_confirm_answer_does_not_lift_a_revocation() {
                     nonce: nonce.into(),
                     revoked: false,
                 };
-                serde_json::to_string(&a.seal(|m| signer.sign(m).to_bytes())).unwrap()
+                serde_json::to_string(&a.seal(|m| signer.sign_bytes(m))).unwrap()
             };
             match jti.as_str() {
                 "j-unsigned" => json!({"jti": jti, "revoked": false}).to_string(),
@@ -556,8 +550,8 @@ fn replaying_the_held_snapshot_with_200_shows_as_staleness() {
 /// Envoy following a fake control plane (distribution key from `seed`) that served it
 /// one snapshot, and answers later polls with a bare 304 unless told to replay.
 fn synced_on_fake(seed: u8) -> (FakeSync, Envoy) {
-    let distribution = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let key = meshauth_tests::tokens::DevKey::random();
+    let distribution = DevKey::seeded(seed);
+    let key = DevKey::random();
     let fake = FakeSync::start(
         signed_snapshot(&distribution, meshauth_tests::tokens::now(), &[&key], &[]),
         |_| String::new(),

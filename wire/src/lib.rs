@@ -2,12 +2,14 @@
 //!
 //! Everything that crosses between the two halves is defined here once: base64url as
 //! JOSE uses it, Ed25519 JWKs and their RFC 7638 thumbprints, and the access-token
-//! claims. Both sides depend on this crate, so a format can't drift between them.
+//! claims, the sync messages (snapshot, delta, poll query, confirm call, head
+//! statement), the error body and the header names. Both sides depend on this crate, so a format can't drift between them.
 
 pub mod b64;
 pub mod bloom;
 pub mod claims;
 pub mod error;
+pub mod headers;
 pub mod jwk;
 pub mod limits;
 pub mod path_match;

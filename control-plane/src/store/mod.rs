@@ -8,6 +8,9 @@
 
 pub mod embedded;
 pub mod redis;
+pub mod typed;
+
+pub use typed::{Change, Doc, Retries};
 
 use async_trait::async_trait;
 
@@ -75,6 +78,9 @@ pub enum StoreError {
     /// reach (Redis `WAIT`): it may be lost if the primary fails now. Retrying is safe.
     #[error("the change was applied but not confirmed by enough replicas ({0}); it may be lost if the primary fails now; retrying is safe")]
     NotReplicated(String),
+    /// A compare-and-swap lost `CAS_ATTEMPTS` times in a row; names what was contended.
+    #[error("{0} is being changed concurrently; try again")]
+    Contended(&'static str),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,28 +1,9 @@
 use super::*;
-use ed25519_dalek::{Signer, SigningKey};
+use meshauth_devkey::DevKey;
 use meshauth_wire::{b64, Jwk};
 use proptest::prelude::*;
 
 const NOW: i64 = 1_800_000_000;
-
-fn signing_key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
-}
-
-fn kid(sk: &SigningKey) -> String {
-    Jwk::from_ed25519(&sk.verifying_key().to_bytes()).thumbprint()
-}
-
-fn sign_raw(sk: &SigningKey, header: &str, payload: &str) -> String {
-    let input = format!("{}.{}", b64::encode(header), b64::encode(payload));
-    let sig = sk.sign(input.as_bytes());
-    format!("{input}.{}", b64::encode(sig.to_bytes()))
-}
-
-fn sign(sk: &SigningKey, payload: serde_json::Value) -> String {
-    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid(sk)});
-    sign_raw(sk, &header.to_string(), &payload.to_string())
-}
 
 fn claims(extra: serde_json::Value) -> serde_json::Value {
     let mut base = serde_json::json!({
@@ -38,7 +19,7 @@ fn claims(extra: serde_json::Value) -> serde_json::Value {
 }
 
 fn engine() -> Engine {
-    let jwks = serde_json::json!({"keys": [Jwk::from_ed25519(&signing_key(1).verifying_key().to_bytes())]});
+    let jwks = serde_json::json!({"keys": [Jwk::from_ed25519(&DevKey::seeded(1).public())]});
     let config = serde_json::json!({
         "issuer": "https://issuer",
         "audiences": ["api"],
@@ -76,7 +57,7 @@ fn valid_token_is_allowed_then_cached() {
     let mut e = engine();
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
     );
     let first = run(&mut e, "/x", Some(&t));
     assert!(
@@ -91,7 +72,7 @@ fn cache_hit_still_checks_expiry_and_rules() {
     let mut e = engine();
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({"exp": NOW + 5})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({"exp": NOW + 5})))
     );
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
@@ -122,7 +103,7 @@ fn two_authorization_headers_are_refused() {
     let mut e = engine();
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
     );
     let out = e.check(
         &Request {
@@ -142,59 +123,55 @@ fn two_authorization_headers_are_refused() {
 #[test]
 fn refusals() {
     let mut e = engine();
-    let sk = signing_key(1);
+    let sk = DevKey::seeded(1);
     assert_eq!(
         denial(
             &mut e,
-            &sign(&sk, claims(serde_json::json!({"exp": NOW - 31})))
+            &sk.sign(&claims(serde_json::json!({"exp": NOW - 31})))
         ),
         Denial::Expired
     );
     assert_eq!(
         denial(
             &mut e,
-            &sign(&sk, claims(serde_json::json!({"nbf": NOW + 100})))
+            &sk.sign(&claims(serde_json::json!({"nbf": NOW + 100})))
         ),
         Denial::NotYetValid
     );
     assert_eq!(
         denial(
             &mut e,
-            &sign(&sk, claims(serde_json::json!({"iss": "other"})))
+            &sk.sign(&claims(serde_json::json!({"iss": "other"})))
         ),
         Denial::BadIssuer
     );
     assert_eq!(
         denial(
             &mut e,
-            &sign(&sk, claims(serde_json::json!({"aud": ["x", "y"]})))
+            &sk.sign(&claims(serde_json::json!({"aud": ["x", "y"]})))
         ),
         Denial::BadAudience
     );
     assert_eq!(
         denial(
             &mut e,
-            &sign(&sk, claims(serde_json::json!({"exp": "soon"})))
+            &sk.sign(&claims(serde_json::json!({"exp": "soon"})))
         ),
         Denial::BadClaim("exp")
     );
     assert_eq!(
         denial(
             &mut e,
-            &sign(&signing_key(2), claims(serde_json::json!({})))
+            &DevKey::seeded(2).sign(&claims(serde_json::json!({})))
         ),
         Denial::UnknownKey
     );
     // Signed by key 2 but naming key 1.
-    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid(&sk)}).to_string();
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": sk.kid()}).to_string();
     assert_eq!(
         denial(
             &mut e,
-            &sign_raw(
-                &signing_key(2),
-                &header,
-                &claims(serde_json::json!({})).to_string()
-            )
+            &DevKey::seeded(2).sign_raw(&header, &claims(serde_json::json!({})).to_string())
         ),
         Denial::BadSignature
     );
@@ -207,9 +184,8 @@ fn refusals() {
         denial(&mut e, &none),
         Denial::BadAlgorithm | Denial::Malformed(_)
     ));
-    let hs = sign_raw(
-        &sk,
-        &serde_json::json!({"alg": "HS256", "kid": kid(&sk)}).to_string(),
+    let hs = sk.sign_raw(
+        &serde_json::json!({"alg": "HS256", "kid": sk.kid()}).to_string(),
         "{}",
     );
     assert_eq!(denial(&mut e, &hs), Denial::BadAlgorithm);
@@ -236,7 +212,7 @@ fn replacing_keys_drops_cached_verifications() {
     let mut e = engine();
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
     );
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
@@ -250,21 +226,25 @@ fn replacing_keys_drops_cached_verifications() {
 }
 
 #[test]
-fn tokens_from_jsonwebtoken_verify() {
-    // An independent implementation signs; the filter verifies.
-    use ed25519_dalek::pkcs8::EncodePrivateKey;
-    let sk = signing_key(1);
-    let der = sk.to_pkcs8_der().unwrap();
-    let key = jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes());
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = Some(kid(&sk));
-    header.typ = Some("at+jwt".into());
-    let token = jsonwebtoken::encode(&header, &claims(serde_json::json!({})), &key).unwrap();
+fn hand_built_tokens_verify_like_jsonwebtokens() {
+    // Every other test signs with `jsonwebtoken` (an independent implementation); this
+    // one builds the header by hand, with the `Ed25519` alg of RFC 9864.
+    let sk = DevKey::seeded(1);
     let mut e = engine();
-    assert!(matches!(
-        run(&mut e, "/x", Some(&format!("Bearer {token}"))).verdict,
-        Verdict::Allow(_)
-    ));
+    for alg in ["EdDSA", "Ed25519"] {
+        let header = serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": sk.kid()});
+        let token = sk.sign_raw(
+            &header.to_string(),
+            &claims(serde_json::json!({})).to_string(),
+        );
+        assert!(
+            matches!(
+                run(&mut e, "/x", Some(&format!("Bearer {token}"))).verdict,
+                Verdict::Allow(_)
+            ),
+            "{alg}"
+        );
+    }
 }
 
 #[test]
@@ -295,7 +275,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn any_change_to_a_valid_token_is_refused(pos in any::<prop::sample::Index>(), replacement in any::<u8>()) {
-        let token = sign(&signing_key(1), claims(serde_json::json!({})));
+        let token = DevKey::seeded(1).sign(&claims(serde_json::json!({})));
         let mut bytes = token.clone().into_bytes();
         let i = pos.index(bytes.len());
         prop_assume!(bytes[i] != replacement);
@@ -311,7 +291,7 @@ proptest! {
 }
 
 fn synced_engine(before_first: &str) -> Engine {
-    let dist = meshauth_wire::b64::encode(signing_key(9).verifying_key().to_bytes());
+    let dist = meshauth_wire::b64::encode(DevKey::seeded(9).public());
     let config = serde_json::json!({
         "issuer": "https://issuer",
         "sync": {"cluster": "cp", "distribution_key": dist, "before_first_snapshot": before_first},
@@ -333,9 +313,7 @@ fn snapshot(
         version,
         issued_at: NOW,
         jwks: meshauth_wire::JwkSet {
-            keys: vec![Jwk::from_ed25519(
-                &signing_key(1).verifying_key().to_bytes(),
-            )],
+            keys: vec![Jwk::from_ed25519(&DevKey::seeded(1).public())],
         },
         revoked_jti: bloom,
         rules,
@@ -367,7 +345,7 @@ fn before_the_first_snapshot_it_fails_closed_then_follows_snapshots() {
     let mut e = synced_engine("deny");
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
     );
     assert_eq!(
         run(&mut e, "/x", Some(&t)).verdict,
@@ -399,7 +377,7 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
     e.apply_snapshot(snapshot(1, &[], vec![])).unwrap();
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({"jti": "j1"})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j1"})))
     );
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
@@ -417,7 +395,7 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
         panic!("expected a confirmation")
     };
     assert_eq!(jti, "j1");
-    e.confirm("j1", true, NOW + 600);
+    assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
     assert_eq!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Deny(Denial::Revoked)
@@ -431,12 +409,32 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
     e.apply_snapshot(snapshot(3, &[], vec![rule])).unwrap();
     let t2 = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({"jti": "j2"})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j2"})))
     );
     assert_eq!(
         run(&mut e, "/x", Some(&t2)).verdict,
         Verdict::Deny(Denial::Revoked)
     );
+}
+
+fn synced_engine_with(on_unconfirmed: &str) -> Engine {
+    let dist = meshauth_wire::b64::encode(DevKey::seeded(9).public());
+    let config = serde_json::json!({
+        "issuer": "https://issuer",
+        "sync": {"cluster": "cp", "distribution_key": dist, "on_unconfirmed": on_unconfirmed},
+    });
+    Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
+}
+
+#[test]
+fn a_bloom_hit_settles_on_the_signed_answer_else_on_the_configuration() {
+    for (setting, unconfirmed) in [("deny", Err(Denial::Revoked)), ("allow", Ok(()))] {
+        let mut e = synced_engine_with(setting);
+        assert_eq!(e.settle("j1", None, NOW + 600), unconfirmed, "{setting}");
+        // A signed answer decides whatever the setting.
+        assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
+        assert_eq!(e.settle("j2", Some(false), NOW + 600), Ok(()));
+    }
 }
 
 /// Shared data as one map, for the limiter.
@@ -471,7 +469,7 @@ impl crate::limits::Facts for NoFacts {
 
 #[test]
 fn snapshot_limits_join_and_replace_the_configured_ones() {
-    let dist = meshauth_wire::b64::encode(signing_key(9).verifying_key().to_bytes());
+    let dist = meshauth_wire::b64::encode(DevKey::seeded(9).public());
     let config = serde_json::json!({
         "issuer": "https://issuer",
         "sync": {"cluster": "cp", "distribution_key": dist},
@@ -495,7 +493,7 @@ fn snapshot_limits_join_and_replace_the_configured_ones() {
     );
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
     );
     let table = Table::default();
     let mut admitted = 0;
@@ -548,7 +546,7 @@ fn deltas_apply_on_the_version_they_start_from() {
     e.apply_snapshot(snapshot(5, &[], vec![])).unwrap();
     let t = format!(
         "Bearer {}",
-        sign(&signing_key(1), claims(serde_json::json!({"jti": "j9"})))
+        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j9"})))
     );
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
@@ -563,10 +561,7 @@ fn deltas_apply_on_the_version_they_start_from() {
     );
     let m = format!(
         "Bearer {}",
-        sign(
-            &signing_key(1),
-            claims(serde_json::json!({"sub": "mallory", "jti": "m1"}))
-        )
+        DevKey::seeded(1).sign(&claims(serde_json::json!({"sub": "mallory", "jti": "m1"})))
     );
     assert_eq!(
         run(&mut e, "/x", Some(&m)).verdict,
@@ -590,14 +585,11 @@ fn deltas_apply_on_the_version_they_start_from() {
 fn a_forwarded_claim_unfit_for_a_header_is_refused() {
     let mut e = engine();
     for sub in ["alice\r\nx-sub: root", "alice\u{0}", "a\u{7f}"] {
-        let t = sign(&signing_key(1), claims(serde_json::json!({"sub": sub})));
+        let t = DevKey::seeded(1).sign(&claims(serde_json::json!({"sub": sub})));
         assert_eq!(denial(&mut e, &t), Denial::BadClaim("forwarded"), "{sub:?}");
     }
     // A claim that is not forwarded may hold anything.
-    let t = sign(
-        &signing_key(1),
-        claims(serde_json::json!({"note": "a\r\nb"})),
-    );
+    let t = DevKey::seeded(1).sign(&claims(serde_json::json!({"note": "a\r\nb"})));
     assert!(matches!(
         run(&mut e, "/x", Some(&format!("Bearer {t}"))).verdict,
         Verdict::Allow(_)

@@ -2,9 +2,16 @@
 //! back as a `Result`. The SDK's wrappers panic on any status they do not expect (a
 //! header set on a request already answered is status 2) and unwrap UTF-8 in header
 //! values, and a panic takes the worker's VM down: no client byte and no late event may
-//! reach one.
+//! reach one. Also here: the `SharedData`, `Slots` and `Facts` seams of the plain-Rust
+//! core, implemented over host calls, and the clock.
 
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
+
+use crate::limits::{Conflict, Facts, Slot, Slots};
+use crate::sync;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct HostError(#[allow(dead_code)] u32);
@@ -181,4 +188,100 @@ pub(super) fn call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
         status(code)?;
         Ok(owned(data, len))
     }
+}
+
+/// Envoy's shared data for the sync loop; the decisions are in `sync`.
+pub(super) struct HostShared;
+
+impl sync::SharedData for HostShared {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+}
+
+/// Rate buckets in Envoy's shared data, one key per slot, so every worker draws from
+/// the same buckets.
+pub(super) struct SharedSlots;
+
+fn slot_key(index: u32) -> String {
+    format!("meshauth.rl.{index}")
+}
+
+/// The CAS token a write carries to a slot that does not exist yet. Envoy accepts any
+/// token for a key it does not have and refuses a stale one for a key it has, so this
+/// write creates the slot only if no other worker did in between: an insert-if-absent.
+/// (A write without a token would be unconditional and could overwrite a bucket.)
+const ABSENT: u32 = u32::MAX;
+
+impl Slots for SharedSlots {
+    fn read(&self, index: u32) -> (Option<Slot>, Option<u32>) {
+        match hostcalls::get_shared_data(&slot_key(index)) {
+            Ok((Some(value), cas)) => (Slot::decode(&value), cas),
+            _ => (None, Some(ABSENT)),
+        }
+    }
+
+    fn write(&self, index: u32, slot: Slot, cas: Option<u32>) -> Result<(), Conflict> {
+        hostcalls::set_shared_data(&slot_key(index), Some(&slot.encode()), cas)
+            .map_err(|_| Conflict)
+    }
+}
+
+const PLACEMENT_KEY: &str = "meshauth.rl.placement-key";
+
+/// The secret that keys rate-slot placement, the same for every worker of this Envoy:
+/// the first worker to configure draws it and the others read it (an insert-if-absent
+/// write, so two first workers still agree on one).
+pub(super) fn placement_key() -> Option<[u8; 16]> {
+    let read = || match hostcalls::get_shared_data(PLACEMENT_KEY) {
+        Ok((Some(v), _)) => <[u8; 16]>::try_from(v.as_slice()).ok(),
+        _ => None,
+    };
+    if let Some(key) = read() {
+        return Some(key);
+    }
+    let mut fresh = [0u8; 16];
+    getrandom::getrandom(&mut fresh).ok()?;
+    let _ = hostcalls::set_shared_data(PLACEMENT_KEY, Some(&fresh), Some(ABSENT));
+    read()
+}
+
+/// Request facts for bucket keys: the headers already read, and the client address,
+/// fetched only when a policy asks.
+pub(super) struct HostFacts<'a> {
+    pub headers: &'a [(String, String)],
+}
+
+impl Facts for HostFacts<'_> {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn client_address(&self) -> Option<String> {
+        hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+    }
+}
+
+pub(super) fn now_ns() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+pub(super) fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

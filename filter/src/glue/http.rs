@@ -16,13 +16,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use super::RATE_SHARED;
-use super::{host, now_ms, now_ns, HostFacts, Metrics, SharedSlots};
-use super::{ALLOWED, ANONYMOUS, CACHE_HITS, CACHE_MISSES, CONFIRMATIONS, RATE_CONTENDED};
+use super::host::{self, now_ms, now_ns, HostFacts, SharedSlots};
+use super::metrics::{Counter, Metrics};
 use crate::deny::{Answer, Denial};
 use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
 use crate::limits::LimitOutcome;
-use crate::sync::OnUnconfirmed;
+use meshauth_wire::headers::REQUEST_ID;
+use meshauth_wire::sync::CONFIRM_PATH;
 
 const CALLOUT_BACKSTOP_MS: u64 = 1_000;
 
@@ -71,7 +71,7 @@ pub(super) fn finish(
     };
     let pass = match how {
         Finish::Allow(verified) => {
-            metrics.bump(ALLOWED);
+            metrics.bump(Counter::Allowed);
             // Setting (or removing) each header also drops any client-sent copy.
             for (f, value) in engine.forwarded().iter().zip(&verified.headers) {
                 set(&f.header, value.as_deref());
@@ -82,7 +82,7 @@ pub(super) fn finish(
             true
         }
         Finish::Anonymous => {
-            metrics.bump(ANONYMOUS);
+            metrics.bump(Counter::Anonymous);
             // Only what the client sent: one host call per header present, not per
             // configured header.
             for name in &request.copies {
@@ -112,23 +112,23 @@ pub(super) fn finish(
     Action::Continue
 }
 
-/// The answer for a Bloom hit the control plane did not confirm, per `on_unconfirmed`.
-fn unconfirmed<'a>(
-    engine: &Engine,
+/// Finishes a request paused on (or meant for) a confirmation, as the engine settles
+/// it: `answer` is the signed verdict, `None` when none counts.
+fn settle(
+    engine: &RefCell<Engine>,
     metrics: &Metrics,
-    verified: &'a Verified,
-    correlation: &str,
-) -> Finish<'a> {
-    let allow = engine
-        .config()
-        .sync
-        .as_ref()
-        .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow);
-    if allow {
-        Finish::Allow(verified)
-    } else {
-        refuse(engine, metrics, &Denial::Revoked, correlation)
-    }
+    p: (&str, &Verified, &RequestFacts),
+    answer: Option<bool>,
+    paused: bool,
+) -> Action {
+    let (jti, verified, request) = p;
+    let settled = engine.borrow_mut().settle(jti, answer, verified.claims.exp);
+    let engine = engine.borrow();
+    let how = match settled {
+        Ok(()) => Finish::Allow(verified),
+        Err(denial) => refuse(&engine, metrics, &denial, &request.correlation_id),
+    };
+    finish(&engine, metrics, request, how, paused)
 }
 
 fn refuse(
@@ -137,7 +137,7 @@ fn refuse(
     denial: &Denial,
     correlation: &str,
 ) -> Finish<'static> {
-    metrics.denied(denial.code());
+    metrics.denied(denial);
     Finish::Refuse(denial.answer(&engine.config().realm, correlation))
 }
 
@@ -157,14 +157,18 @@ pub(super) fn expire(pending: &PendingList, engine: &RefCell<Engine>, metrics: &
         *list = keep;
         due
     };
-    let engine = engine.borrow();
     for p in expired {
         // The request may be gone (client hung up): then there is nothing to finish.
         if hostcalls::set_effective_context(p.context_id).is_err() {
             continue;
         }
-        let how = unconfirmed(&engine, metrics, &p.verified, &p.request.correlation_id);
-        finish(&engine, metrics, &p.request, how, true);
+        settle(
+            engine,
+            metrics,
+            (&p.jti, &p.verified, &p.request),
+            None,
+            true,
+        );
     }
 }
 
@@ -180,26 +184,14 @@ pub(super) struct Http {
 impl Http {
     /// Asks the control plane about a Bloom hit; `Err` hands the inputs back when the
     /// call could not be made.
-    fn confirm(
-        &mut self,
-        jti: String,
-        verified: Rc<Verified>,
-        request: RequestFacts,
-    ) -> Result<(), (Rc<Verified>, RequestFacts)> {
+    fn confirm(&mut self, question: Question) -> Result<(), Question> {
         let Some(cfg) = self.engine.borrow().config().sync.clone() else {
-            return Err((verified, request));
+            return Err(question);
         };
+        let (jti, verified, request) = question;
         let nonce = crate::sync::fresh_nonce();
         let body = crate::sync::confirm_request(&jti, &nonce);
-        let mut headers = vec![
-            (":method", "POST"),
-            (":path", "/sync/v1/confirm"),
-            (":authority", cfg.authority.as_str()),
-            ("content-type", "application/json"),
-        ];
-        if let Some(bearer) = &cfg.authorization {
-            headers.push(("authorization", bearer.header_value()));
-        }
+        let headers = crate::sync::call_headers(&cfg, "POST", CONFIRM_PATH);
         // The filter's own deadline (swept on the root's tick) decides; Envoy's timeout is
         // only a backstop, set later so the late answer it produces is the one dropped.
         let timeout = Duration::from_millis(cfg.callout_timeout_ms + CALLOUT_BACKSTOP_MS);
@@ -211,7 +203,7 @@ impl Http {
             timeout,
         ) {
             Ok(token) => {
-                self.metrics.bump(CONFIRMATIONS);
+                self.metrics.bump(Counter::Confirmations);
                 self.pending.borrow_mut().push(Pending {
                     context_id: self.context_id,
                     token,
@@ -223,10 +215,13 @@ impl Http {
                 });
                 Ok(())
             }
-            Err(_) => Err((verified, request)),
+            Err(_) => Err((jti, verified, request)),
         }
     }
 }
+
+/// A Bloom hit to ask about: the `jti`, the verified token, the request.
+type Question = (String, Rc<Verified>, RequestFacts);
 
 impl Context for Http {
     fn on_http_call_response(
@@ -258,31 +253,13 @@ impl Context for Http {
             let cfg = engine.borrow().config().sync.clone()?;
             crate::sync::confirm_verdict(&b, &p.jti, &p.nonce, &cfg.distribution_key)
         });
-        let how = match (ok, answer) {
-            (true, Some(revoked)) => {
-                engine
-                    .borrow_mut()
-                    .confirm(&p.jti, revoked, p.verified.claims.exp);
-                let engine = engine.borrow();
-                if revoked {
-                    refuse(
-                        &engine,
-                        &self.metrics,
-                        &Denial::Revoked,
-                        &p.request.correlation_id,
-                    )
-                } else {
-                    Finish::Allow(&p.verified)
-                }
-            }
-            _ => unconfirmed(
-                &engine.borrow(),
-                &self.metrics,
-                &p.verified,
-                &p.request.correlation_id,
-            ),
-        };
-        finish(&engine.borrow(), &self.metrics, &p.request, how, true);
+        settle(
+            &engine,
+            &self.metrics,
+            (&p.jti, &p.verified, &p.request),
+            answer.filter(|_| ok),
+            true,
+        );
     }
 
     fn on_done(&mut self) -> bool {
@@ -307,7 +284,7 @@ impl HttpContext for Http {
         let request = {
             let e = engine.borrow();
             RequestFacts {
-                correlation_id: find("x-request-id").unwrap_or_default().to_string(),
+                correlation_id: find(REQUEST_ID).unwrap_or_default().to_string(),
                 lookalikes: crate::headers::lookalikes(
                     all.iter().map(|(k, _)| k.as_str()),
                     e.forwarded().iter().map(|f| f.header.as_str()),
@@ -331,8 +308,8 @@ impl HttpContext for Http {
         };
         let outcome = engine.borrow_mut().check(&req, now);
         match outcome.cache {
-            CacheUse::Hit => self.metrics.bump(CACHE_HITS),
-            CacheUse::Miss => self.metrics.bump(CACHE_MISSES),
+            CacheUse::Hit => self.metrics.bump(Counter::CacheHits),
+            CacheUse::Miss => self.metrics.bump(Counter::CacheMisses),
             CacheUse::NotUsed => {}
         }
         let e = engine.borrow();
@@ -349,13 +326,13 @@ impl HttpContext for Http {
                     LimitOutcome::Limited(l) => {
                         self.metrics.limited(&l.policy);
                         if l.contended {
-                            self.metrics.bump(RATE_CONTENDED);
+                            self.metrics.bump(Counter::RateContended);
                         }
                         let answer = Answer::limited(&l, &request.correlation_id);
                         return finish(&e, &self.metrics, &request, Finish::Refuse(answer), false);
                     }
                     LimitOutcome::Admitted(a) => {
-                        self.metrics.add(RATE_SHARED, a.shared);
+                        self.metrics.add(Counter::RateShared, a.shared);
                         self.ratelimit = a.header;
                     }
                 }
@@ -372,14 +349,15 @@ impl HttpContext for Http {
             }
             Verdict::Confirm { jti, verified } => {
                 drop(e);
-                match self.confirm(jti, verified, request) {
+                match self.confirm((jti, verified, request)) {
                     Ok(()) => Action::Pause,
-                    Err((verified, request)) => {
-                        let e = engine.borrow();
-                        let how =
-                            unconfirmed(&e, &self.metrics, &verified, &request.correlation_id);
-                        finish(&e, &self.metrics, &request, how, false)
-                    }
+                    Err((jti, verified, request)) => settle(
+                        &engine,
+                        &self.metrics,
+                        (&jti, &verified, &request),
+                        None,
+                        false,
+                    ),
                 }
             }
         }

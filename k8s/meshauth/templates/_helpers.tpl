@@ -112,12 +112,31 @@ addresses in their last 32 bits: they must be /104 or longer (IPv4 /8). */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The size of a range narrowCidr accepted, counted against its family's budget:
+"4 N" for N IPv4 addresses (IPv4 written as IPv6 included), "6 N" for N IPv6 /64s (a
+longer prefix counts as one). */}}
+{{- define "meshauth.cidrSize" -}}
+{{- $parts := splitList "/" (toString .) -}}
+{{- $addr := index $parts 0 -}}
+{{- $family := "4" -}}
+{{- $bits := 32 -}}
+{{- if contains ":" $addr -}}
+{{- if has (include "meshauth.ipv6Top" $addr) (list "0:0" "64:ff9b") -}}{{- $bits = 128 -}}
+{{- else -}}{{- $family = "6" -}}{{- $bits = 64 -}}{{- end -}}
+{{- end -}}
+{{- $n := 1 -}}
+{{- range until (int (max 0 (sub $bits (atoi (index $parts 1))))) -}}{{- $n = mul $n 2 -}}{{- end -}}
+{{- printf "%s %d" $family $n -}}
+{{- end -}}
+
 {{/* Fails when a NetworkPolicy peer list for a sensitive port would admit too much: a
 peer without selectors (every pod), a selector that names nothing (see selectsAll), a
 namespaceSelector that names no namespace (whoever can label a pod anywhere gets in), an
-address range broader than the minimum prefix (see narrowCidr). */}}
+address range broader than the minimum prefix (see narrowCidr), or ranges that together
+hold more than one minimum-prefix range (256 IPv4 /8s each pass, and admit everyone). */}}
 {{- define "meshauth.closedPeers" -}}
 {{- $what := index . 0 -}}
+{{- $total := dict "4" 0 "6" 0 -}}
 {{- range $i, $p := index . 1 -}}
 {{- $at := printf "%s[%d]" $what $i -}}
 {{- $ip := get $p "ipBlock" -}}
@@ -126,11 +145,20 @@ address range broader than the minimum prefix (see narrowCidr). */}}
 {{- fail (printf "%s: an ipBlock with a selector in one peer is invalid (Kubernetes refuses it): make them two peers" $at) -}}
 {{- end -}}
 {{- include "meshauth.narrowCidr" (list $at (get ($ip | default dict) "cidr")) -}}
+{{- $size := splitList " " (include "meshauth.cidrSize" (get $ip "cidr")) -}}
+{{- $_ := set $total (index $size 0) (add (get $total (index $size 0)) (atoi (index $size 1))) -}}
 {{- else if and (not (hasKey $p "namespaceSelector")) (or (not (hasKey $p "podSelector")) (include "meshauth.selectsAll" (get $p "podSelector" | default dict))) -}}
 {{- fail (printf "%s admits every pod of the namespace: name the pods (matchLabels, or an In expression)" $at) -}}
 {{- else if and (hasKey $p "namespaceSelector") (include "meshauth.selectsAll" (get $p "namespaceSelector" | default dict)) -}}
 {{- fail (printf "%s: a namespaceSelector that names no namespace admits every namespace: name the namespaces (matchLabels, or an In expression)" $at) -}}
 {{- end -}}
+{{- end -}}
+{{- /* One IPv4 /8 is 2^24 addresses; one IPv6 /32 is 2^32 /64s. */ -}}
+{{- if gt (int64 (get $total "4")) 16777216 -}}
+{{- fail (printf "%s: its ipBlocks together admit %v IPv4 addresses, more than one /%s: narrow them" $what (get $total "4") (include "meshauth.minPrefix4" .)) -}}
+{{- end -}}
+{{- if gt (int64 (get $total "6")) 4294967296 -}}
+{{- fail (printf "%s: its ipBlocks together admit more IPv6 addresses than one /%s: narrow them" $what (include "meshauth.minPrefix6" .)) -}}
 {{- end -}}
 {{- end -}}
 

@@ -5,6 +5,23 @@
 
 use serde::{Deserialize, Serialize};
 
+mod confirm;
+mod head;
+mod poll;
+
+/// The header that carries a signed head statement on a `304`.
+pub use crate::headers::HEAD as HEAD_HEADER;
+pub use confirm::{ConfirmAnswer, ConfirmRequest, SignedConfirm, CONFIRM_SIGNING_CONTEXT};
+pub use head::{HeadStatement, HEAD_SIGNING_CONTEXT};
+pub use poll::{PollQuery, PollQueryError};
+
+/// The long poll for snapshots and deltas (`GET`, query: [`PollQuery`]).
+pub const SNAPSHOT_PATH: &str = "/sync/v1/snapshot";
+/// The confirm call (`POST`, body: [`ConfirmRequest`], answer: [`SignedConfirm`]).
+pub const CONFIRM_PATH: &str = "/sync/v1/confirm";
+/// The distribution key's public half and the epoch (`GET`).
+pub const DISTRIBUTION_KEY_PATH: &str = "/sync/v1/distribution-key";
+
 use crate::bloom::Bloom;
 use crate::limits::LimitPolicy;
 use crate::JwkSet;
@@ -166,129 +183,11 @@ impl SignedSnapshot {
 /// in what it sends until `exp` plus this, whatever skew each filter chose.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 600;
 
-/// A filter's question about a Bloom hit (`POST /sync/v1/confirm`). `nonce` is fresh and
-/// unpredictable per question; the signed answer repeats it, so an answer recorded for
-/// one question cannot be replayed for another.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfirmRequest {
-    pub jti: String,
-    pub nonce: String,
-}
-
-impl ConfirmRequest {
-    /// 16-128 characters of the base64url alphabet.
-    pub fn valid_nonce(nonce: &str) -> bool {
-        (16..=128).contains(&nonce.len())
-            && nonce
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    }
-}
-
-/// The signed payload of a confirm answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfirmAnswer {
-    pub jti: String,
-    pub nonce: String,
-    pub revoked: bool,
-}
-
-/// Prefixed to a confirm answer's payload before signing: the distribution key also
-/// signs snapshots, and with the prefix neither can ever pass for the other.
-pub const CONFIRM_SIGNING_CONTEXT: &[u8] = b"meshauth.sync.confirm.v1\n";
-
-/// A confirm answer as it travels: `payload` is base64url(JSON of a `ConfirmAnswer`),
-/// `signature` base64url(Ed25519 over `CONFIRM_SIGNING_CONTEXT || payload`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignedConfirm {
-    pub payload: String,
-    pub signature: String,
-}
-
-impl ConfirmAnswer {
-    pub fn seal(&self, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> SignedConfirm {
-        let payload = crate::b64::encode(serde_json::to_vec(self).unwrap_or_default());
-        let signature = crate::b64::encode(sign(&confirm_signing_input(&payload)));
-        SignedConfirm { payload, signature }
-    }
-
-    /// `Some(revoked)` only for an answer whose signature `verify(signed_bytes, sig)`
-    /// accepts and that answers exactly this `jti` and `nonce`; anything else is `None`
-    /// ("unconfirmed").
-    pub fn open(
-        bytes: &[u8],
-        jti: &str,
-        nonce: &str,
-        verify: impl FnOnce(&[u8], &[u8; 64]) -> bool,
-    ) -> Option<bool> {
-        let env: SignedConfirm = serde_json::from_slice(bytes).ok()?;
-        let sig = crate::b64::decode_array::<64>(&env.signature)?;
-        if !verify(&confirm_signing_input(&env.payload), &sig) {
-            return None;
-        }
-        let answer: ConfirmAnswer =
-            serde_json::from_slice(&crate::b64::decode(&env.payload).ok()?).ok()?;
-        (answer.jti == jti && answer.nonce == nonce).then_some(answer.revoked)
-    }
-}
-
-/// What a `304` to a long poll says, signed: "at `issued_at` the head of `epoch` was
-/// still `version`". Without it a relay could answer every poll `304` and freeze a filter
-/// at its snapshot while it looked in sync.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeadStatement {
-    pub epoch: String,
-    pub version: u64,
-    pub issued_at: i64,
-}
-
-/// Prefixed to a head statement's payload before signing (see `CONFIRM_SIGNING_CONTEXT`).
-pub const HEAD_SIGNING_CONTEXT: &[u8] = b"meshauth.sync.head.v1\n";
-
-/// The header that carries a signed head statement on a `304`.
-pub const HEAD_HEADER: &str = "x-meshauth-head";
-
-impl HeadStatement {
-    /// `payload.signature`, both base64url; the signature covers
-    /// `HEAD_SIGNING_CONTEXT || payload`.
-    pub fn seal(&self, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> String {
-        let payload = crate::b64::encode(serde_json::to_vec(self).unwrap_or_default());
-        let mut input = HEAD_SIGNING_CONTEXT.to_vec();
-        input.extend_from_slice(payload.as_bytes());
-        format!("{payload}.{}", crate::b64::encode(sign(&input)))
-    }
-
-    /// The statement, if `verify(signed_bytes, sig)` accepts it.
-    pub fn open(
-        text: &str,
-        verify: impl FnOnce(&[u8], &[u8; 64]) -> bool,
-    ) -> Option<HeadStatement> {
-        let (payload, sig) = text.split_once('.')?;
-        let sig = crate::b64::decode_array::<64>(sig)?;
-        let mut input = HEAD_SIGNING_CONTEXT.to_vec();
-        input.extend_from_slice(payload.as_bytes());
-        if !verify(&input, &sig) {
-            return None;
-        }
-        serde_json::from_slice(&crate::b64::decode(payload).ok()?).ok()
-    }
-}
-
-fn confirm_signing_input(payload: &str) -> Vec<u8> {
-    let mut input = CONFIRM_SIGNING_CONTEXT.to_vec();
-    input.extend_from_slice(payload.as_bytes());
-    input
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn snapshot() -> Snapshot {
+    pub(crate) fn snapshot() -> Snapshot {
         let mut revoked = Bloom::with_capacity(10, 0.01, 3);
         revoked.insert("j1");
         Snapshot {
@@ -374,48 +273,5 @@ mod tests {
             SignedSnapshot::open_message(&serde_json::to_vec(&sealed).unwrap(), |_, _| true)
                 .is_err()
         );
-    }
-
-    #[test]
-    fn confirm_answers_are_bound_to_the_key_the_jti_and_the_nonce() {
-        let answer = ConfirmAnswer {
-            jti: "j1".into(),
-            nonce: "n".repeat(22),
-            revoked: false,
-        };
-        // A toy signature: the first 64 bytes of the signed input, padded.
-        let sign = |m: &[u8]| {
-            let mut s = [0u8; 64];
-            for (d, b) in s.iter_mut().zip(m.iter().rev()) {
-                *d = *b;
-            }
-            s
-        };
-        let good = |m: &[u8], sig: &[u8; 64]| &sign(m) == sig;
-        let bytes = serde_json::to_vec(&answer.seal(sign)).unwrap();
-        let nonce = "n".repeat(22);
-        assert_eq!(ConfirmAnswer::open(&bytes, "j1", &nonce, good), Some(false));
-        assert_eq!(
-            ConfirmAnswer::open(&bytes, "j1", &nonce, |_, _| false),
-            None
-        );
-        assert_eq!(ConfirmAnswer::open(&bytes, "j2", &nonce, good), None);
-        assert_eq!(
-            ConfirmAnswer::open(&bytes, "j1", &"m".repeat(22), good),
-            None
-        );
-        assert_eq!(
-            ConfirmAnswer::open(br#"{"jti":"j1","revoked":false}"#, "j1", &nonce, |_, _| {
-                true
-            }),
-            None,
-            "the old unsigned shape"
-        );
-        // A snapshot envelope signed by the same key is not a confirm answer.
-        let snap = serde_json::to_vec(&SignedSnapshot::seal(&snapshot(), sign)).unwrap();
-        assert_eq!(ConfirmAnswer::open(&snap, "j1", &nonce, good), None);
-        assert!(ConfirmRequest::valid_nonce(&nonce));
-        assert!(!ConfirmRequest::valid_nonce("short"));
-        assert!(!ConfirmRequest::valid_nonce(&"a/".repeat(10)));
     }
 }

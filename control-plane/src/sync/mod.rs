@@ -1,0 +1,263 @@
+//! Filter sync: every change appends to the durable change log, whose length
+//! is the snapshot version; filters long-poll with the version they hold and get a
+//! snapshot signed by the distribution key as soon as there is a newer one. Replicas
+//! follow the log in the shared store, so a change made through one reaches filters
+//! polling another.
+
+mod changelog;
+mod filters;
+pub mod longpoll;
+mod snapshot;
+
+pub use changelog::{Change, ChangeEntry};
+pub use filters::{FilterStatus, CONNECTED_SECONDS, MAX_FILTERS};
+pub use longpoll::{PollNoted, MAX_WAIT};
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use meshauth_wire::b64;
+use meshauth_wire::sync::{ConfirmAnswer, HeadStatement, SignedConfirm};
+
+use crate::crypto::{self, MasterKey};
+use crate::store::{typed, Log, Store, StoreError, StoreResult, Table};
+
+const DISTRIBUTION_KEY: &str = "distribution_key";
+const EPOCH: &str = "epoch";
+
+#[derive(Serialize, Deserialize)]
+struct StoredDistributionKey {
+    public: String,
+    sealed_private: String,
+}
+
+/// A filter further behind than this many changes gets a full snapshot.
+pub const MAX_DELTA_CHANGES: u64 = 256;
+
+pub struct SyncHub {
+    /// Changes when the history restarts (see `restart_epoch_if_behind`); replicas
+    /// re-read it whenever the change log moves.
+    epoch: std::sync::RwLock<String>,
+    signer: SigningKey,
+    pub distribution_public: String,
+    version_tx: watch::Sender<u64>,
+    filters: Mutex<BTreeMap<String, FilterStatus>>,
+    /// Live entries in the shared registry, as far as this replica knows.
+    registered: AtomicUsize,
+    /// When this replica last started a new epoch (seconds).
+    last_epoch_reset: AtomicI64,
+    /// The signed snapshot of one version: (version, issued_at, envelope).
+    cached: Mutex<Option<(u64, i64, Arc<String>)>>,
+}
+
+/// An unchanged snapshot is signed afresh at least this often (the shared answer cache
+/// and this one together: an answer is at most twice this old), so its `issued_at` stays
+/// well inside the maximum age filters accept (`sync.max_snapshot_age_seconds`, at
+/// least two hours).
+pub const SNAPSHOT_REFRESH_SECONDS: i64 = 1_800;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn create_once(
+    store: &dyn Store,
+    key: &str,
+    make: impl FnOnce() -> StoreResult<Vec<u8>>,
+) -> StoreResult<Vec<u8>> {
+    if let Some(v) = store.get(Table::Meta, key).await? {
+        return Ok(v);
+    }
+    let fresh = make()?;
+    // Another replica may create it first; then theirs is the one.
+    store
+        .compare_and_swap(Table::Meta, key, None, Some(&fresh))
+        .await?;
+    store
+        .get(Table::Meta, key)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("{key} vanished")))
+}
+
+impl SyncHub {
+    pub async fn open(store: &dyn Store, master: &MasterKey) -> StoreResult<SyncHub> {
+        const WHAT: &str = "distribution key";
+        let raw = create_once(store, DISTRIBUTION_KEY, || {
+            let sk = SigningKey::generate(&mut rand::rngs::OsRng);
+            let public = b64::encode(sk.verifying_key().to_bytes());
+            let sealed = master.seal(&sk.to_bytes(), DISTRIBUTION_KEY.as_bytes());
+            typed::encode(
+                WHAT,
+                &StoredDistributionKey {
+                    public,
+                    sealed_private: b64::encode(sealed),
+                },
+            )
+        })
+        .await?;
+        let stored: StoredDistributionKey = typed::decode(WHAT, &raw)?;
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{WHAT}: {e}"));
+        let sealed = b64::decode(&stored.sealed_private).map_err(|e| corrupt(&e))?;
+        // Unsealing fails under another master key as on altered bytes.
+        let seed = master
+            .open(&sealed, DISTRIBUTION_KEY.as_bytes())
+            .map_err(|e| corrupt(&e))?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt(&"wrong length"))?;
+        let epoch = create_once(store, EPOCH, || Ok(crypto::random_token(12).into_bytes())).await?;
+        let (len, _) = store.log_head(Log::Changes).await?;
+        let (version_tx, _) = watch::channel(len);
+        Ok(SyncHub {
+            epoch: std::sync::RwLock::new(String::from_utf8_lossy(&epoch).to_string()),
+            signer: SigningKey::from_bytes(&seed),
+            distribution_public: stored.public,
+            version_tx,
+            filters: Mutex::new(BTreeMap::new()),
+            registered: AtomicUsize::new(0),
+            last_epoch_reset: AtomicI64::new(0),
+            cached: Mutex::new(None),
+        })
+    }
+
+    pub fn epoch(&self) -> String {
+        self.epoch.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn reload_epoch(&self, store: &dyn Store) -> Result<(), StoreError> {
+        if let Some(e) = store.get(Table::Meta, EPOCH).await? {
+            let e = String::from_utf8_lossy(&e).to_string();
+            let mut cur = self.epoch.write().unwrap_or_else(|p| p.into_inner());
+            if *cur != e {
+                *cur = e;
+                *lock(&self.cached) = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// A filter holds `version` of the current epoch, past the durable change log: the
+    /// store was restored from a backup (or lost acknowledged writes), and the versions
+    /// that follow would repeat numbers the filter already holds with other content.
+    /// Starts a new epoch (every filter takes a full snapshot of it) and returns true.
+    pub async fn restart_epoch_if_behind(
+        &self,
+        store: &dyn Store,
+        epoch: &str,
+        version: u64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (len, _) = store.log_head(Log::Changes).await?;
+        if version <= len || epoch != self.epoch() {
+            return Ok(false);
+        }
+        // One reset a minute per replica: a filter that keeps claiming a version from
+        // the future (broken, or a holder of the credential misusing it) cannot make
+        // every filter fetch a full snapshot over and over.
+        let last = self.last_epoch_reset.load(Ordering::Relaxed);
+        if now - last < 60
+            || self
+                .last_epoch_reset
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(false);
+        }
+        let fresh = crypto::random_token(12);
+        // Only from the epoch the filter named: concurrent detections start one epoch.
+        store
+            .compare_and_swap(
+                Table::Meta,
+                EPOCH,
+                Some(epoch.as_bytes()),
+                Some(fresh.as_bytes()),
+            )
+            .await?;
+        self.reload_epoch(store).await?;
+        tracing::warn!(
+            held = version,
+            head = len,
+            "a filter holds a version past the change log (store restored from a backup?); started a new sync epoch"
+        );
+        // Moves every replica's version (and epoch) and wakes their long polls.
+        self.changed(store, Change::Epoch, now).await?;
+        Ok(true)
+    }
+
+    pub fn version(&self) -> u64 {
+        *self.version_tx.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version_tx.subscribe()
+    }
+
+    /// Moves the local version forward (never back) and wakes long polls.
+    pub fn observe(&self, version: u64) {
+        self.version_tx.send_if_modified(|v| {
+            if version > *v {
+                *v = version;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Follows the shared change log, for changes made through other replicas. The log
+    /// is the truth; a pub/sub nudge says when to read it, and a slow timer covers a
+    /// nudge lost with a connection. Without a nudge channel (the embedded store is one
+    /// process) or while it is down, the log head is read every 20 ms.
+    pub async fn follow(&self, store: &dyn Store) {
+        use futures_util::StreamExt;
+        let mut nudges = None;
+        let mut retry_at = tokio::time::Instant::now();
+        loop {
+            if nudges.is_none() && tokio::time::Instant::now() >= retry_at {
+                nudges = store.change_nudges().await;
+                retry_at = tokio::time::Instant::now() + Duration::from_secs(5);
+            }
+            match store.log_head(Log::Changes).await {
+                Ok((len, _)) => {
+                    if len != self.version() {
+                        if let Err(e) = self.reload_epoch(store).await {
+                            tracing::warn!(error = %e, "could not re-read the sync epoch");
+                        }
+                    }
+                    self.observe(len)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "change log unreachable; filters keep their snapshot")
+                }
+            }
+            match nudges.as_mut() {
+                Some(stream) => {
+                    tokio::select! {
+                        next = stream.next() => if next.is_none() { nudges = None },
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// The signed statement a `304` carries: the head of this epoch is still `version`.
+    pub fn seal_head(&self, version: u64, now: i64) -> String {
+        HeadStatement {
+            epoch: self.epoch(),
+            version,
+            issued_at: now,
+        }
+        .seal(|input| self.signer.sign(input).to_bytes())
+    }
+
+    /// The signed answer to a filter's confirm question.
+    pub fn seal_confirm(&self, answer: &ConfirmAnswer) -> SignedConfirm {
+        answer.seal(|input| self.signer.sign(input).to_bytes())
+    }
+}
