@@ -1340,3 +1340,43 @@ fn a_refresh_whose_write_was_not_replicated_can_be_retried() {
     );
     assert_eq!(next.status, 200, "the session lives on: {}", next.body);
 }
+
+#[test]
+fn sigterm_answers_parked_polls_and_frees_the_store_for_a_restart() {
+    let mut cp = ControlPlane::start(StoreKind::Embedded, "");
+    let version = |a: &Answer| -> u64 {
+        a.header(meshauth_wire::headers::VERSION)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let v0 = version(&cp.sync_get("/sync/v1/snapshot"));
+    assert!(v0 > 0, "a version to poll past");
+    // A poll parked for the longest wait the protocol allows.
+    let url = cp.url(&format!(
+        "/sync/v1/snapshot?version={v0}&wait_ms=60000&filter=parked&applied={v0}"
+    ));
+    let (k, v) = cp.sync_auth();
+    let poll = std::thread::spawn(move || get(&url, &[(k, &v)]));
+    // The poll records its filter just before it parks (a SIGTERM in between still
+    // finds it: a closing control plane parks nothing).
+    wait_until("the poll is in flight", 10, || {
+        let status: Value = serde_json::from_str(&cp.cli_ok(&["status"])).unwrap();
+        match status["filters"].as_array().map(Vec::len) {
+            Some(1) => Ok(()),
+            _ => Err(status.to_string()),
+        }
+    });
+    // The poll waits up to 60 s: the process must end well before it would run out.
+    let status = cp
+        .terminate(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{}", cp.log()));
+    assert!(status.success(), "{status}:\n{}", cp.log());
+    let answered = poll.join().unwrap();
+    assert_eq!(answered.status, 304, "{}", answered.body);
+    assert_eq!(version(&answered), v0);
+    // At once, on the same data file: the store's lock was released.
+    cp.start_again()
+        .unwrap_or_else(|log| panic!("restart on the same data failed:\n{log}"));
+    assert_eq!(version(&cp.sync_get("/sync/v1/snapshot")), v0);
+}
