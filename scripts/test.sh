@@ -17,8 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (wasm32-wasip1)"
 cargo clippy -p meshauth-filter --target wasm32-wasip1 --locked -- -D warnings
 
-step "build the filter (wasm32-wasip1, release)"
-cargo build -p meshauth-filter --target wasm32-wasip1 --release --locked
+step "build the filter (wasm32-wasip1, release, reproducible) and check it names no local path"
+scripts/build-filter.sh
+scripts/wasm-paths-check.sh
 step "build the control plane (meshauth)"
 cargo build -p meshauth-control-plane --bin meshauth --locked
 export MESHAUTH_WASM="$root/target/wasm32-wasip1/release/meshauth_filter.wasm"
