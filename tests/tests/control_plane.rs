@@ -1380,3 +1380,15 @@ fn sigterm_answers_parked_polls_and_frees_the_store_for_a_restart() {
         .unwrap_or_else(|log| panic!("restart on the same data failed:\n{log}"));
     assert_eq!(version(&cp.sync_get("/sync/v1/snapshot")), v0);
 }
+
+#[test]
+fn logs_to_a_file_carry_no_terminal_colours() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    cp.cli_ok(&["status"]);
+    let log = cp.log();
+    assert!(log.contains("meshauth control plane serving"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{log:?}"
+    );
+}
