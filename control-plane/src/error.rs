@@ -37,6 +37,8 @@ pub enum OAuthCode {
     InvalidGrant,
     InvalidScope,
     UnsupportedGrantType,
+    /// The caller's source is throttled (after too many failed authentications).
+    TemporarilyUnavailable,
 }
 
 impl OAuthCode {
@@ -47,6 +49,7 @@ impl OAuthCode {
             OAuthCode::InvalidGrant => "invalid_grant",
             OAuthCode::InvalidScope => "invalid_scope",
             OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }

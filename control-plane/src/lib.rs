@@ -2,6 +2,7 @@
 //! and serves the JWKS and the admin API. `main.rs` is its CLI.
 
 pub mod access;
+pub mod api;
 pub mod app;
 pub mod audit;
 pub mod cli;

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ServiceError;
+
 use meshauth_wire::sync::{RevocationRule, RuleClaim, MAX_CLOCK_SKEW_SECONDS};
 use meshauth_wire::AccessClaims;
 
@@ -62,6 +64,25 @@ impl Revocation {
             RuleClaim::Sid => Revocation::Sid { value, not_before },
             RuleClaim::ClientId => Revocation::ClientId { value, not_before },
         }
+    }
+
+    /// A revocation of one token id, kept until `exp` (by default the latest a token
+    /// minted now can expire). No token of ours lives past now + its longest TTL; a
+    /// later `exp` would only keep the entry (and overflow `exp + skew`).
+    pub fn jti_until(
+        jti: String,
+        exp: Option<i64>,
+        now: i64,
+        max_ttl: i64,
+    ) -> Result<Revocation, ServiceError> {
+        let latest = now.saturating_add(max_ttl);
+        let exp = exp.unwrap_or(latest);
+        if !(0..=latest).contains(&exp) {
+            return Err(ServiceError::Invalid(format!(
+                "exp must be a time between 0 and now + the longest access-token TTL ({max_ttl} s)"
+            )));
+        }
+        Ok(Revocation::Jti { jti, exp })
     }
 
     pub fn kind(&self) -> Kind {
@@ -164,6 +185,22 @@ mod tests {
         Revocation::Sub {
             value: "alice".into(),
             not_before: nb,
+        }
+    }
+
+    #[test]
+    fn a_jti_is_kept_no_later_than_a_token_can_live() {
+        let r = Revocation::jti_until("j".into(), None, 100, 60).ok();
+        assert_eq!(
+            r,
+            Some(Revocation::Jti {
+                jti: "j".into(),
+                exp: 160
+            })
+        );
+        assert!(Revocation::jti_until("j".into(), Some(160), 100, 60).is_ok());
+        for bad in [-1, 161, i64::MAX] {
+            assert!(Revocation::jti_until("j".into(), Some(bad), 100, 60).is_err());
         }
     }
 

@@ -4,59 +4,22 @@
 //! the server's socket layer sets it. Each test is an attack from behind a shared
 //! address (NAT, proxy) or from one address spraying identities.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod support;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use serde_json::{json, Value};
-use tower::ServiceExt;
+use axum::http::StatusCode;
+use support::{basic, ADMIN};
 
-use meshauth_cp::config::Settings;
-use meshauth_cp::service::App;
-use meshauth_cp::store::embedded::EmbeddedStore;
-use meshauth_cp::store::Store;
-
-const ADMIN: &str = "admin-token-for-tests";
 const BURST: u32 = 3;
 
-struct Cp {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
+/// The control plane with a small failure budget that does not refill during a test.
+struct Cp(support::Cp);
 
 async fn cp() -> Cp {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("meshauth.redb");
-    let key = "ab".repeat(32);
-    let hash = meshauth_cp::crypto::sha256_hex(ADMIN);
-    let data_s = data.display().to_string();
-    let env = |k: &str| match k {
-        "MESHAUTH_MASTER_KEY" => Some(key.clone()),
-        "MESHAUTH_ADMIN_TOKEN_SHA256" => Some(hash.clone()),
-        "MESHAUTH_DATA_FILE" => Some(data_s.clone()),
-        _ => None,
-    };
-    let mut settings = Settings::load(None, &env).unwrap();
-    settings.server.auth_failure_burst = BURST;
-    settings.server.auth_failure_interval = std::time::Duration::from_secs(3600);
-    let store = Arc::new(EmbeddedStore::open(&data).unwrap()) as Arc<dyn Store>;
-    let app = App::new(store, settings).await.unwrap();
-    Cp {
-        router: meshauth_cp::http::router(app),
-        _dir: dir,
-    }
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
+    Cp(support::cp_with(|s| {
+        s.server.auth_failure_burst = BURST;
+        s.server.auth_failure_interval = std::time::Duration::from_secs(3600);
+    })
+    .await)
 }
 
 impl Cp {
@@ -68,41 +31,16 @@ impl Cp {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (StatusCode, String) {
-        let mut req = Request::builder().method(method).uri(path);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let mut req = req.body(Body::from(body.to_string())).unwrap();
-        let peer: SocketAddr = format!("{from}:40000")
-            .parse()
-            .or_else(|_| format!("[{from}]:40000").parse())
-            .unwrap();
-        req.extensions_mut().insert(ConnectInfo(peer));
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&bytes).to_string())
+        let r = self
+            .0
+            .send_from(Some(from), method, path, headers, body)
+            .await;
+        (r.status, r.body)
     }
 
     async fn client(&self) -> (String, String) {
-        let (status, body) = self
-            .send(
-                "127.0.0.1",
-                "POST",
-                "/admin/clients",
-                &[
-                    ("authorization", &format!("Bearer {ADMIN}")),
-                    ("content-type", "application/json"),
-                ],
-                &json!({"name": "svc", "scopes": ["read"]}).to_string(),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        (
-            v["client_id"].as_str().unwrap().to_string(),
-            v["client_secret"].as_str().unwrap().to_string(),
-        )
+        let (id, secret, _) = self.0.client(&["read"]).await;
+        (id, secret)
     }
 
     async fn token(&self, from: &str, auth: &str) -> StatusCode {

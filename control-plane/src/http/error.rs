@@ -1,18 +1,21 @@
 //! The one place errors become HTTP answers.
-//! API errors: `{"error": {"code", "message", "correlation_id"}}`;
+//! API errors: `{"error": {"code", "message", "correlation_id"}}` (`meshauth_wire::error`);
 //! OAuth endpoints: RFC 6749 §5.2 bodies.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
-use crate::error::{GrantError, OAuthError, ServiceError};
+use crate::error::{GrantError, OAuthCode, OAuthError, ServiceError};
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for `Retry-After`; a 503 without one says 1.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,10 +24,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
     pub fn unauthorized() -> Self {
         Self::new(
@@ -32,6 +39,10 @@ impl ApiError {
             "unauthenticated",
             "a valid admin bearer token is required",
         )
+    }
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 }
 
@@ -41,11 +52,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ServiceError::Store(crate::store::StoreError::NotReplicated(_)) => {
+            ServiceError::Store(StoreError::NotReplicated(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "not_replicated")
             }
             // Corrupt data does not heal by retrying: one answer wherever it is read.
-            ServiceError::Store(crate::store::StoreError::Corrupt(_)) => {
+            ServiceError::Store(StoreError::Corrupt(_)) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
             ServiceError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
@@ -58,54 +69,99 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+/// Marks an error answer for the middleware: its code for the metrics and the client
+/// throttle, and an API error's content, so that the middleware writes the body again
+/// with the request's correlation id without parsing it back.
+#[derive(Debug, Clone)]
+pub enum ErrorMark {
+    Api { code: &'static str, message: String },
+    OAuth(OAuthCode),
+}
+
+impl ErrorMark {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ErrorMark::Api { code, .. } => code,
+            ErrorMark::OAuth(c) => c.as_str(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // The correlation id is filled in by the middleware, which knows the request.
-        let body = meshauth_wire::error::body(self.code, &self.message, "");
+        // The correlation id is filled in by the middleware, which knows the request;
+        // an answer that does not pass it still has a well-formed body.
         let mut resp = (
             self.status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
+            [(header::CONTENT_TYPE, "application/json")],
+            meshauth_wire::error::body(self.code, &self.message, ""),
         )
             .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
+        let retry = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(v) = retry.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        resp.extensions_mut().insert(ErrorCode(self.code));
+        resp.extensions_mut().insert(ErrorMark::Api {
+            code: self.code,
+            message: self.message,
+        });
         resp
     }
 }
 
-/// Marks an error answer for the middleware (metrics, correlation id).
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+/// The RFC 6749 §5.2 body.
+#[derive(Serialize)]
+struct OAuthBody<'a> {
+    error: &'a str,
+    error_description: String,
+}
 
 #[derive(Debug)]
 pub struct OAuthReply(pub OAuthError);
 
+impl OAuthReply {
+    /// The status each code answers with.
+    fn status(code: OAuthCode) -> StatusCode {
+        match code {
+            OAuthCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            OAuthCode::TemporarilyUnavailable => StatusCode::TOO_MANY_REQUESTS,
+            OAuthCode::InvalidRequest
+            | OAuthCode::InvalidGrant
+            | OAuthCode::InvalidScope
+            | OAuthCode::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
 impl IntoResponse for OAuthReply {
     fn into_response(self) -> Response {
-        let status = if self.0.code == crate::error::OAuthCode::InvalidClient {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::BAD_REQUEST
+        let code = self.0.code;
+        let status = Self::status(code);
+        let body = OAuthBody {
+            error: code.as_str(),
+            error_description: description_charset(&self.0.description),
         };
         let mut resp = (
             status,
-            axum::Json(json!({"error": self.0.code.as_str(), "error_description": description_charset(&self.0.description)})),
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(body),
         )
             .into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
-                "www-authenticate",
+                header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"meshauth\""),
             );
         }
-        resp.headers_mut()
-            .insert("cache-control", HeaderValue::from_static("no-store"));
-        resp.extensions_mut()
-            .insert(ErrorCode(self.0.code.as_str()));
+        resp.extensions_mut().insert(ErrorMark::OAuth(code));
         resp
     }
 }
@@ -124,6 +180,8 @@ pub fn description_charset(d: &str) -> String {
         .collect()
 }
 
+/// What an OAuth endpoint answers with: an OAuth error, or a server-side API error
+/// (a store failure is not the client's fault).
 pub enum GrantReply {
     OAuth(OAuthReply),
     Api(ApiError),
@@ -150,11 +208,62 @@ impl From<ServiceError> for GrantReply {
     }
 }
 
+impl From<ApiError> for GrantReply {
+    fn from(e: ApiError) -> Self {
+        GrantReply::Api(e)
+    }
+}
+
 impl IntoResponse for GrantReply {
     fn into_response(self) -> Response {
         match self {
             GrantReply::OAuth(o) => o.into_response(),
             GrantReply::Api(a) => a.into_response(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn each_oauth_code_has_its_status_and_only_invalid_client_challenges() {
+        for (code, status) in [
+            (OAuthCode::InvalidRequest, 400),
+            (OAuthCode::InvalidClient, 401),
+            (OAuthCode::InvalidGrant, 400),
+            (OAuthCode::InvalidScope, 400),
+            (OAuthCode::UnsupportedGrantType, 400),
+            (OAuthCode::TemporarilyUnavailable, 429),
+        ] {
+            let r = OAuthReply(OAuthError::new(code, "x")).into_response();
+            assert_eq!(r.status(), status, "{code}");
+            assert_eq!(
+                r.headers().contains_key(header::WWW_AUTHENTICATE),
+                status == 401,
+                "{code}"
+            );
+            assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+            assert!(matches!(r.extensions().get(), Some(ErrorMark::OAuth(c)) if *c == code));
+        }
+    }
+
+    #[test]
+    fn api_errors_carry_their_content_for_the_middleware() {
+        let r = ApiError::from(ServiceError::Store(StoreError::Unavailable("down".into())))
+            .into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let Some(ErrorMark::Api { code, message }) = r.extensions().get() else {
+            panic!("no mark");
+        };
+        assert_eq!(*code, "store_unavailable");
+        assert!(message.contains("down"), "{message}");
+        let r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down")
+            .retry_after(7)
+            .into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use meshauth_wire::sync::PollQuery;
+
 use crate::store::{Store, StoreResult};
 
 use super::SyncHub;
@@ -18,6 +20,40 @@ pub struct PollNoted {
     pub registry_full: bool,
     /// The filter held a version past the change log: a new epoch started.
     pub epoch_reset: bool,
+}
+
+/// What a poll is answered with, once any wait is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// 304 with a signed head statement of this version.
+    NotModified(u64),
+    /// The changes from this base to the head, or a snapshot when there is no delta.
+    DeltaOrSnapshot {
+        base: u64,
+    },
+    Snapshot,
+}
+
+/// The answer to `q` when this replica holds `head` (`same_epoch`: the filter is on
+/// this replica's epoch). A filter holding nothing always gets a snapshot.
+pub fn reply(q: &PollQuery, same_epoch: bool, head: u64) -> Reply {
+    if same_epoch && head <= q.version && q.version != 0 {
+        Reply::NotModified(head)
+    } else if same_epoch && q.deltas {
+        Reply::DeltaOrSnapshot { base: q.version }
+    } else {
+        Reply::Snapshot
+    }
+}
+
+/// The key one signed answer is shared under: the epoch and the half-hour, so that an
+/// answer is signed again at least that often and its `issued_at` stays inside the
+/// filters' maximum snapshot age.
+pub fn answer_key(epoch: &str, now: i64) -> String {
+    format!(
+        "{epoch}@{}",
+        now.div_euclid(super::SNAPSHOT_REFRESH_SECONDS)
+    )
 }
 
 impl SyncHub {
@@ -76,6 +112,41 @@ impl SyncHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn q(version: u64, deltas: bool) -> PollQuery {
+        PollQuery {
+            version,
+            deltas,
+            ..PollQuery::default()
+        }
+    }
+
+    #[test]
+    fn the_reply_is_304_a_delta_or_a_snapshot() {
+        assert_eq!(reply(&q(5, true), true, 5), Reply::NotModified(5));
+        // A filter ahead of this replica (it lags the store) is told what we hold.
+        assert_eq!(reply(&q(7, true), true, 5), Reply::NotModified(5));
+        assert_eq!(
+            reply(&q(5, true), true, 6),
+            Reply::DeltaOrSnapshot { base: 5 }
+        );
+        assert_eq!(reply(&q(5, false), true, 6), Reply::Snapshot);
+        assert_eq!(reply(&q(5, true), false, 5), Reply::Snapshot, "other epoch");
+        // Holding nothing, a filter always gets an answer, even of version 0.
+        assert_eq!(
+            reply(&q(0, true), true, 0),
+            Reply::DeltaOrSnapshot { base: 0 }
+        );
+        assert_eq!(reply(&q(0, false), true, 0), Reply::Snapshot);
+    }
+
+    #[test]
+    fn answers_are_keyed_by_epoch_and_half_hour() {
+        let half = crate::sync::SNAPSHOT_REFRESH_SECONDS;
+        assert_eq!(answer_key("e", 0), answer_key("e", half - 1));
+        assert_ne!(answer_key("e", 0), answer_key("e", half));
+        assert_ne!(answer_key("e", 0), answer_key("f", 0));
+    }
     use crate::crypto::MasterKey;
     use crate::store::embedded::EmbeddedStore;
     use crate::sync::Change;

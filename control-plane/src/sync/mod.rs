@@ -6,7 +6,7 @@
 
 mod changelog;
 mod filters;
-mod longpoll;
+pub mod longpoll;
 mod snapshot;
 
 pub use changelog::{Change, ChangeEntry};

@@ -1,0 +1,90 @@
+//! The OAuth endpoints: token (RFC 6749), revocation (RFC 7009) and introspection
+//! (RFC 7662). Each parses its form, authenticates its caller and calls one service.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::error::{ApiError, GrantReply};
+use super::extract::{self, Admin, OAuthForm};
+use crate::app::App;
+use crate::error::{OAuthCode, OAuthError};
+
+/// Token and introspection answers are never cached (RFC 6749 §5.1).
+fn no_store(body: impl Serialize) -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(body),
+    )
+        .into_response()
+}
+
+pub async fn token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    OAuthForm(p): OAuthForm,
+) -> Result<Response, GrantReply> {
+    let client = extract::client(&app, &headers, &p).await?;
+    let resp = match p.get("grant_type") {
+        Some("client_credentials") => {
+            let client = client.ok_or_else(OAuthError::invalid_client)?;
+            app.client_credentials(&client, p.get("scope")).await?
+        }
+        Some("refresh_token") => {
+            let rt = p.required("refresh_token")?;
+            app.refresh(rt, client.as_ref()).await?
+        }
+        Some(other) => {
+            return Err(OAuthError::new(
+                OAuthCode::UnsupportedGrantType,
+                format!("grant_type {other:?} is not supported"),
+            )
+            .into())
+        }
+        None => return Err(OAuthError::invalid_request("grant_type is required").into()),
+    };
+    Ok(no_store(resp))
+}
+
+/// RFC 7009. Callers authenticate as a client; the answer is 200 whether or not the
+/// token was known.
+pub async fn revoke(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    OAuthForm(p): OAuthForm,
+) -> Result<Response, GrantReply> {
+    let client = extract::required_client(&app, &headers, &p).await?;
+    if let Err(wait) = app.take_revocation_budget(&client.client_id) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many revocation calls from this client; retry in {wait} s"),
+        )
+        .retry_after(wait)
+        .into());
+    }
+    let t = p.required("token")?;
+    app.revoke_token(&client.client_id, t, Some(&client.client_id))
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// RFC 7662, for authenticated clients or an admin bearer token.
+pub async fn introspect(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    OAuthForm(p): OAuthForm,
+) -> Result<Response, GrantReply> {
+    if Admin::of(&app, &headers).is_none() {
+        extract::required_client(&app, &headers, &p).await?;
+    }
+    let t = p.required("token")?;
+    Ok(no_store(app.introspect(t).await?))
+}
