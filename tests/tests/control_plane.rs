@@ -1392,3 +1392,40 @@ fn logs_to_a_file_carry_no_terminal_colours() {
         "ANSI escapes in a log file:\n{log:?}"
     );
 }
+
+#[test]
+fn audit_list_shows_the_newest_entries_unless_asked_from_an_entry() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    for name in ["first", "second", "third"] {
+        cp.cli_ok(&["clients", "create", name, "--scope", "read"]);
+    }
+    let seqs = |args: &[&str]| -> Vec<u64> {
+        let v: Value = serde_json::from_str(&cp.cli_ok(args)).unwrap();
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let all = seqs(&["audit", "list", "--from", "0", "--limit", "1000"]);
+    assert!(all.len() >= 3, "{all:?}");
+    let newest = all[all.len() - 2..].to_vec();
+    // By default: the newest, oldest first.
+    assert_eq!(seqs(&["audit", "list", "--limit", "2"]), newest);
+    let tail = seqs(&["audit", "list"]);
+    assert_eq!(tail.last(), all.last());
+    // --from reads on from an entry, as before.
+    assert_eq!(
+        seqs(&["audit", "list", "--from", "0", "--limit", "1"]),
+        vec![all[0]]
+    );
+    // The API: `last` and `from` together is a clear 400.
+    let a = admin(&cp, "GET", "/admin/audit?from=0&last=1", None);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("not both"), "{}", a.body);
+    assert_eq!(
+        admin(&cp, "GET", "/admin/audit?last=1", None).json()["entries"][0]["seq"],
+        json!(all[all.len() - 1])
+    );
+}

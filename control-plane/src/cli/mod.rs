@@ -215,9 +215,10 @@ pub enum AuditCmd {
     },
     /// Print the last entry's SEQ:HASH, to record outside the store as an anchor.
     Head,
+    /// The newest entries (`--limit` of them), or with `--from SEQ` the entries from SEQ on.
     List {
-        #[arg(long, default_value_t = 0)]
-        from: u64,
+        #[arg(long)]
+        from: Option<u64>,
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
