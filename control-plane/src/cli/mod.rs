@@ -2,6 +2,7 @@
 //! of the admin API (as kubectl is of the API server), configured by MESHAUTH_URL and
 //! MESHAUTH_ADMIN_TOKEN.
 
+mod envoy;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +70,9 @@ pub enum Cmd {
     /// Rate-limit policies pushed to the filters.
     #[command(subcommand)]
     Limits(LimitsCmd),
+    /// Write a complete Envoy bootstrap that runs the filter, synced with this control
+    /// plane (needs no admin token).
+    EnvoyConfig(envoy::EnvoyConfigArgs),
 }
 
 #[derive(Subcommand)]
