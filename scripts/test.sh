@@ -41,6 +41,9 @@ scripts/fuzz.sh "${MESHAUTH_CI_FUZZ_SECONDS:-20}"
 step "demo: scripts/demo.sh and the README's commands"
 scripts/demo-check.sh
 
+step "docs/install-envoy.md followed literally on loopback"
+scripts/install-envoy-check.sh
+
 # One closing line for the whole run.
 awk '/^test result:|^[0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
      END { printf "%d passed, %d failed\n", p + 1, f }' "$log"
