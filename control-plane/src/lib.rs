@@ -22,7 +22,6 @@ pub mod revocation;
 pub mod revocations;
 pub mod schedule;
 pub mod serve;
-pub mod service;
 pub mod sessions;
 pub mod store;
 pub mod sync;

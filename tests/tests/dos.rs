@@ -694,3 +694,29 @@ fn connections_to_one_listener_do_not_shut_out_another() {
     assert_eq!(status, 200, "{answer}");
     drop(held);
 }
+
+/// A client still sending a body over the limit reads the 413, not a broken pipe or a
+/// reset: the server reads (and drops) what remains before closing.
+#[test]
+fn an_oversized_body_gets_its_413_not_a_reset() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let chunk = "x".repeat(16 * 1024);
+    let mut s = connect_from("127.0.0.1", cp.port).unwrap();
+    let head = format!(
+        "POST /oauth2/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        chunk.len() * 24
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    // Slowly enough that the server has answered long before the last chunk.
+    for i in 0..24 {
+        if let Err(e) = s.write_all(chunk.as_bytes()) {
+            panic!("chunk {i}: {e}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+}

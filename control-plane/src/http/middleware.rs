@@ -148,6 +148,15 @@ fn too_slow(app: &App) -> Response {
     r
 }
 
+/// The largest declared body read (and dropped) before a 413, see `read_body`.
+const MAX_DRAINED: u64 = 1 << 20;
+
+async fn drain(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(_)) = stream.next().await {}
+}
+
 /// Reads the whole body (at most `MAX_BODY`) within `body_read_timeout`, so a client
 /// that trickles its body cannot hold a handler: 408 when it is too slow.
 pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
@@ -157,13 +166,21 @@ pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) ->
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = app.settings().server.body_read_timeout;
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        // The handler's body limit refuses it after reading what it allows (answering
-        // before that would reset a client that is still sending); that read is timed.
-        return match tokio::time::timeout(limit, next.run(req)).await {
-            Ok(r) => r,
-            Err(_) => too_slow(&app),
-        };
+    if let Some(n) = declared.filter(|n| *n > MAX_BODY as u64) {
+        // Closing a socket with unread bytes makes the kernel reset the connection, and
+        // the reset can reach the client before the 413 does. So a body up to
+        // `MAX_DRAINED` is read and dropped (timed, never kept) before the answer; a
+        // larger one is refused at once.
+        let mut r = too_large();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if n <= MAX_DRAINED {
+            let drained = tokio::time::timeout(limit, drain(req.into_body())).await;
+            if drained.is_err() {
+                return too_slow(&app);
+            }
+        }
+        return r;
     }
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY)).await {

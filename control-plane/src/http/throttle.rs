@@ -19,6 +19,27 @@ const MAX_TRACKED_PAIRS: usize = 16384;
 /// it are refused: it slows one address spraying identities, while a shared address
 /// (NAT, proxy) with a few failing clients keeps serving the others.
 pub const SOURCE_BURST_FACTOR: u32 = 4;
+/// One identity is known from at most this many sources: past that its successes
+/// protect nothing more, so one valid credential used from a flood of addresses
+/// cannot fill the table with known entries and push a victim's out.
+pub const MAX_KNOWN_SOURCES_PER_IDENTITY: u32 = 64;
+
+/// A table key, and the identity it counts for (none for a bare source).
+trait Identified: std::hash::Hash + Eq + Copy {
+    fn identity(&self) -> Option<u64>;
+}
+
+impl Identified for IpAddr {
+    fn identity(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl Identified for (IpAddr, u64) {
+    fn identity(&self) -> Option<u64> {
+        Some(self.1)
+    }
+}
 
 #[derive(Clone, Copy)]
 struct Bucket {
@@ -48,6 +69,8 @@ pub struct FailureThrottle {
 struct Tables {
     pairs: HashMap<(IpAddr, u64), Bucket>,
     sources: HashMap<IpAddr, Bucket>,
+    /// How many sources each identity is known from (its `good` pairs).
+    known: HashMap<u64, u32>,
 }
 
 impl FailureThrottle {
@@ -105,15 +128,21 @@ impl FailureThrottle {
         let id = self.id(claimed);
         let mut t = lock(&self.tables);
         let (burst, source_burst) = (self.burst, self.burst * SOURCE_BURST_FACTOR);
-        let pair = self.entry(&mut t.pairs, (source, id), burst, MAX_TRACKED_PAIRS, now);
+        let Tables {
+            pairs,
+            sources,
+            known,
+        } = &mut *t;
+        let pair = self.entry(pairs, (source, id), burst, MAX_TRACKED_PAIRS, now, known);
         pair.tokens = (self.level(pair, burst, now) - 1.0).max(0.0);
         pair.at = now;
         let src = self.entry(
-            &mut t.sources,
+            sources,
             source,
             source_burst,
             MAX_TRACKED_SOURCES,
             now,
+            &mut HashMap::new(),
         );
         src.tokens = (self.level(src, source_burst, now) - 1.0).max(0.0);
         src.at = now;
@@ -125,21 +154,27 @@ impl FailureThrottle {
         let id = self.id(claimed);
         let mut t = lock(&self.tables);
         let burst = self.burst;
-        self.entry(&mut t.pairs, (source, id), burst, MAX_TRACKED_PAIRS, now)
-            .good = true;
+        let known_from = t.known.get(&id).copied().unwrap_or(0);
+        let Tables { pairs, known, .. } = &mut *t;
+        let pair = self.entry(pairs, (source, id), burst, MAX_TRACKED_PAIRS, now, known);
+        if !pair.good && known_from < MAX_KNOWN_SOURCES_PER_IDENTITY {
+            pair.good = true;
+            *known.entry(id).or_insert(0) += 1;
+        }
     }
 
     /// The bucket of `key`, added (full) if new, after making room in a full table.
-    fn entry<'a, K: std::hash::Hash + Eq + Copy>(
+    fn entry<'a, K: Identified>(
         &self,
         table: &'a mut HashMap<K, Bucket>,
         key: K,
         cap: u32,
         max: usize,
         now: Instant,
+        known: &mut HashMap<u64, u32>,
     ) -> &'a mut Bucket {
         if !table.contains_key(&key) && table.len() >= max {
-            self.evict(table, cap, max / 8, now);
+            self.evict(table, cap, max / 8, now, known);
         }
         table.entry(key).or_insert(Bucket {
             tokens: f64::from(cap),
@@ -154,12 +189,13 @@ impl FailureThrottle {
     /// hand him a fresh budget), then the longest untouched. A flood of new sources
     /// thus evicts its own entries, not a known client's or an exhausted attacker's.
     /// One scan per `n` insertions keeps the cost per insertion constant.
-    fn evict<K: std::hash::Hash + Eq + Copy>(
+    fn evict<K: Identified>(
         &self,
         table: &mut HashMap<K, Bucket>,
         cap: u32,
         n: usize,
         now: Instant,
+        known: &mut HashMap<u64, u32>,
     ) {
         let mut ranked: Vec<(bool, f64, Instant, K)> = table
             .iter()
@@ -173,7 +209,17 @@ impl FailureThrottle {
             ranked.select_nth_unstable_by(n, rank);
         }
         for (_, _, _, k) in ranked.iter().take(n) {
-            table.remove(k);
+            let removed = table.remove(k);
+            if let (Some(b), Some(id)) = (removed, k.identity()) {
+                if b.good {
+                    if let Some(c) = known.get_mut(&id) {
+                        *c = c.saturating_sub(1);
+                        if *c == 0 {
+                            known.remove(&id);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -278,7 +324,6 @@ mod tests {
     /// eviction reaches a known client's; behind an address whose budget a sprayer keeps
     /// spent, that client is then refused before its credential is even checked.
     #[test]
-    #[ignore = "open finding: known entries can be evicted by a flood of known entries"]
     fn a_flood_of_known_entries_does_not_evict_a_known_client() {
         let t = FailureThrottle::new(3, Duration::from_secs(60));
         t.succeeded(ip(1), b"victim");
