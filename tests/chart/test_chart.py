@@ -107,6 +107,41 @@ def test_core_kinds_validate_against_kubernetes_schemas(name, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_meshauth_init_values_render_and_its_secrets_validate(tmp_path):
+    """`meshauth init --kubernetes`: its Secret manifest validates, and the chart renders
+    with its values file (no --set of a secret), the control plane reading both Secrets."""
+    binary = pathlib.Path(os.environ.get("MESHAUTH_BIN", ROOT / "target/debug/meshauth"))
+    out = tmp_path / "init"
+    p = subprocess.run([str(binary), "init", "--kubernetes", "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    secrets = list(yaml.safe_load_all((out / "secrets.yaml").read_text()))
+    v = subprocess.run(
+        [str(ROOT / ".venv/bin/kubernetes-validate"), "--strict", "-k", "1.33.0", str(out / "secrets.yaml")],
+        capture_output=True, text=True,
+    )
+    assert v.returncode == 0, v.stdout + v.stderr
+    main, sync = (d["stringData"] for d in secrets)
+    assert hashlib.sha256(main["admin-token"].encode()).hexdigest() == main["admin-token-sha256"]
+    assert hashlib.sha256(sync["sync-credential"].encode()).hexdigest() == sync["sync-credential-sha256"]
+    assert len(bytes.fromhex(main["master-key"])) == 32
+    # A second run never replaces them.
+    again = subprocess.run([str(binary), "init", "--kubernetes", "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode != 0 and "never replaces" in again.stderr, again.stderr
+    assert list(yaml.safe_load_all((out / "secrets.yaml").read_text())) == secrets
+    args = ["template", "meshauth", str(CHART), "-n", "meshauth", "--kube-version", "1.33.0", "-f", str(out / "values.yaml")]
+    for a in API_VERSIONS:
+        args += ["--api-versions", a]
+    for st in [f"filter.sha256={SHA}", "filter.namespaces={shop}", "filter.selector.app=api"]:
+        args += ["--set", st]
+    r = helm(*args)
+    assert r.returncode == 0, r.stderr
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    assert not [d for d in by_kind(docs, "Secret") if d["metadata"]["name"] in ("meshauth-secrets", "meshauth-sync")], "the chart does not re-create them"
+    (deploy,) = by_kind(docs, "Deployment")
+    refs = json.dumps(deploy)
+    assert '"meshauth-secrets"' in refs and '"meshauth-sync"' in refs, refs
+
+
 def roundtrip(model, doc):
     parsed = model.model_validate(doc)
     return json.loads(json.dumps(parsed.model_dump(by_alias=True, exclude_unset=True, mode="json")))

@@ -3,6 +3,7 @@
 //! MESHAUTH_ADMIN_TOKEN.
 
 mod envoy;
+mod init;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -73,6 +74,9 @@ pub enum Cmd {
     /// Write a complete Envoy bootstrap that runs the filter, synced with this control
     /// plane (needs no admin token).
     EnvoyConfig(envoy::EnvoyConfigArgs),
+    /// Make the secrets a new deployment needs (master key, admin token, fleet
+    /// credential): files and a configuration, or with --kubernetes Secrets and values.
+    Init(init::InitArgs),
 }
 
 #[derive(Subcommand)]

@@ -147,6 +147,7 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
     match cmd {
         Cmd::Serve { .. } => return Err("serve is not a client verb".into()),
         Cmd::EnvoyConfig(args) => return super::envoy::run(&c.base, args),
+        Cmd::Init(args) => return super::init::run(args),
         Cmd::Token(TokenCmd::Issue {
             sub,
             scope,
