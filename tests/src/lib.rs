@@ -1,6 +1,7 @@
 //! Harness for meshauth's end-to-end tests: starts the real processes (Envoy with the
 //! built filter, the control plane, an echoing upstream) on loopback and talks to them.
 
+pub mod chaos;
 pub mod control_plane;
 pub mod echo;
 pub mod envoy;
