@@ -142,6 +142,17 @@ impl ControlPlane {
         self.process.kill();
     }
 
+    /// SIGTERM, then up to `limit` for the process to exit: its exit status, or None
+    /// if it was still running (it is then killed).
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        self.process.terminate(limit)
+    }
+
+    /// Starts it again on the same configuration and data, once it has stopped.
+    pub fn start_again(&mut self) -> Result<(), String> {
+        self.launch()
+    }
+
     /// Its pid while it runs (to freeze it with SIGSTOP).
     pub fn pid(&self) -> Option<u32> {
         self.process.id()

@@ -55,6 +55,6 @@ pub fn filter_wasm() -> PathBuf {
     required_file(
         "MESHAUTH_WASM",
         workspace_root().join("target/wasm32-wasip1/release/meshauth_filter.wasm"),
-        "build it: cargo build -p meshauth-filter --target wasm32-wasip1 --release",
+        "build it: scripts/build-filter.sh",
     )
 }
