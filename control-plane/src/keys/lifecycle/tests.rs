@@ -10,18 +10,7 @@ fn factory() -> impl FnMut(i64) -> KeyRecord {
     let mut n = 0;
     move |now| {
         n += 1;
-        KeyRecord {
-            kid: format!("k{n}"),
-            public: String::new(),
-            sealed_private: String::new(),
-            state: KeyState::Next,
-            created_at: now,
-            activated_at: None,
-            deactivated_at: None,
-            retired_at: None,
-            revoked: false,
-            published_version: None,
-        }
+        KeyRecord::fresh(format!("k{n}"), String::new(), String::new(), now)
     }
 }
 
