@@ -245,11 +245,7 @@ impl FailureThrottle {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::net::Ipv4Addr;
-
-    fn ip(n: u32) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::from(n))
-    }
+    use crate::http::guard::tests::ip;
 
     #[test]
     fn throttle_counts_per_identity_and_per_source() {
