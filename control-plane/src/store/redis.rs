@@ -342,6 +342,14 @@ impl RedisStore {
         Ok(())
     }
 
+    /// `changed`: the write did something, so it is replicated before it is reported.
+    async fn replicated_if(&self, changed: bool) -> StoreResult<bool> {
+        if changed {
+            self.replicated().await?;
+        }
+        Ok(changed)
+    }
+
     fn table_key(&self, t: Table) -> String {
         format!("{}:t:{}", self.prefix, t.name())
     }
@@ -397,10 +405,7 @@ impl Store for RedisStore {
         let n: i64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n == 1 {
-            self.replicated().await?;
-        }
-        Ok(n == 1)
+        self.replicated_if(n == 1).await
     }
 
     async fn put(&self, table: Table, key: &str, value: &[u8]) -> StoreResult<()> {
@@ -429,10 +434,7 @@ impl Store for RedisStore {
                     .await
             })
             .await?;
-        if n > 0 {
-            self.replicated().await?;
-        }
-        Ok(n > 0)
+        self.replicated_if(n > 0).await
     }
 
     async fn list(&self, table: Table) -> StoreResult<Vec<(String, Vec<u8>)>> {
@@ -461,10 +463,7 @@ impl Store for RedisStore {
         let n: i64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n == 1 {
-            self.replicated().await?;
-        }
-        Ok(n == 1)
+        self.replicated_if(n == 1).await
     }
 
     async fn log_head(&self, log: Log) -> StoreResult<(u64, Option<Vec<u8>>)> {
@@ -497,9 +496,7 @@ impl Store for RedisStore {
         let n: u64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n > 0 {
-            self.replicated().await?;
-        }
+        self.replicated_if(n > 0).await?;
         Ok(n)
     }
 
@@ -509,10 +506,7 @@ impl Store for RedisStore {
         let n: i64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n == 1 {
-            self.replicated().await?;
-        }
-        Ok(n == 1)
+        self.replicated_if(n == 1).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
