@@ -250,15 +250,9 @@ fn hand_built_tokens_verify_like_jsonwebtokens() {
 #[test]
 fn rfc8037_appendix_a4_signature_verifies() {
     // RFC 8037 A.4: "Example of Ed25519 Signing" with the A.1/A.2 key.
-    let jwk = Jwk {
-        kty: "OKP".into(),
-        crv: "Ed25519".into(),
-        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
-        kid: None,
-        use_: None,
-        alg: None,
-    };
-    let key = crate::ed25519::PreparedKey::new(jwk.ed25519_public().unwrap()).unwrap();
+    // The verifier takes raw key bytes; reading them from a JWK is wire's to test.
+    let public = b64::decode_array::<32>("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+    let key = crate::ed25519::PreparedKey::new(public).unwrap();
     let input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
     let sig = b64::decode_array::<64>(
         "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
