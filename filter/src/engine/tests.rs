@@ -18,6 +18,11 @@ fn claims(extra: serde_json::Value) -> serde_json::Value {
     base
 }
 
+/// An `Authorization` value: a token signed by the configured key with `claims(extra)`.
+fn bearer(extra: serde_json::Value) -> String {
+    format!("Bearer {}", DevKey::seeded(1).sign(&claims(extra)))
+}
+
 fn engine() -> Engine {
     let jwks = serde_json::json!({"keys": [Jwk::from_ed25519(&DevKey::seeded(1).public())]});
     let config = serde_json::json!({
@@ -55,10 +60,7 @@ fn denial(e: &mut Engine, token: &str) -> Denial {
 #[test]
 fn valid_token_is_allowed_then_cached() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     let first = run(&mut e, "/x", Some(&t));
     assert!(
         matches!(first.verdict, Verdict::Allow(ref v) if v.claims.values("sub") == ["alice"] && v.headers == [Some("alice".to_string())])
@@ -70,10 +72,7 @@ fn valid_token_is_allowed_then_cached() {
 #[test]
 fn cache_hit_still_checks_expiry_and_rules() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"exp": NOW + 5})))
-    );
+    let t = bearer(serde_json::json!({"exp": NOW + 5}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -101,10 +100,7 @@ fn cache_hit_still_checks_expiry_and_rules() {
 #[test]
 fn two_authorization_headers_are_refused() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     let out = e.check(
         &Request {
             method: "GET",
@@ -210,10 +206,7 @@ fn anonymous_route_needs_no_token() {
 #[test]
 fn replacing_keys_drops_cached_verifications() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -337,10 +330,7 @@ fn a_snapshot_of_another_epoch_must_be_issued_later() {
 #[test]
 fn before_the_first_snapshot_it_fails_closed_then_follows_snapshots() {
     let mut e = synced_engine("deny");
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     assert_eq!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Deny(Denial::NotReady)
@@ -369,10 +359,7 @@ fn before_the_first_snapshot_it_fails_closed_then_follows_snapshots() {
 fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
     let mut e = synced_engine("deny");
     e.apply_snapshot(snapshot(1, &[], vec![])).unwrap();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j1"})))
-    );
+    let t = bearer(serde_json::json!({"jti": "j1"}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -401,10 +388,7 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
         not_before: NOW,
     };
     e.apply_snapshot(snapshot(3, &[], vec![rule])).unwrap();
-    let t2 = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j2"})))
-    );
+    let t2 = bearer(serde_json::json!({"jti": "j2"}));
     assert_eq!(
         run(&mut e, "/x", Some(&t2)).verdict,
         Verdict::Deny(Denial::Revoked)
@@ -485,10 +469,7 @@ fn snapshot_limits_join_and_replace_the_configured_ones() {
         e.limiter().policy_names().collect::<Vec<_>>(),
         vec!["per-route", "per-user"]
     );
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     let table = Table::default();
     let mut admitted = 0;
     for _ in 0..10 {
@@ -538,10 +519,7 @@ fn deltas_apply_on_the_version_they_start_from() {
     };
     assert!(e.apply_delta(delta(0, 1, &[])).is_err(), "no snapshot yet");
     e.apply_snapshot(snapshot(5, &[], vec![])).unwrap();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j9"})))
-    );
+    let t = bearer(serde_json::json!({"jti": "j9"}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -553,10 +531,7 @@ fn deltas_apply_on_the_version_they_start_from() {
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Deny(Denial::Revoked)
     );
-    let m = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"sub": "mallory", "jti": "m1"})))
-    );
+    let m = bearer(serde_json::json!({"sub": "mallory", "jti": "m1"}));
     assert_eq!(
         run(&mut e, "/x", Some(&m)).verdict,
         Verdict::Deny(Denial::Revoked)
