@@ -277,13 +277,19 @@ proptest! {
     }
 }
 
-fn synced_engine(before_first: &str) -> Engine {
+/// An engine that follows the control plane's snapshots, with one `sync` option set.
+fn synced_engine_with(option: &str, value: &str) -> Engine {
     let dist = meshauth_wire::b64::encode(DevKey::seeded(9).public());
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "issuer": "https://issuer",
-        "sync": {"cluster": "cp", "distribution_key": dist, "before_first_snapshot": before_first},
+        "sync": {"cluster": "cp", "distribution_key": dist},
     });
+    config["sync"][option] = value.into();
     Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
+}
+
+fn synced_engine(before_first: &str) -> Engine {
+    synced_engine_with("before_first_snapshot", before_first)
 }
 
 fn snapshot(
@@ -395,19 +401,10 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
     );
 }
 
-fn synced_engine_with(on_unconfirmed: &str) -> Engine {
-    let dist = meshauth_wire::b64::encode(DevKey::seeded(9).public());
-    let config = serde_json::json!({
-        "issuer": "https://issuer",
-        "sync": {"cluster": "cp", "distribution_key": dist, "on_unconfirmed": on_unconfirmed},
-    });
-    Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
-}
-
 #[test]
 fn a_bloom_hit_settles_on_the_signed_answer_else_on_the_configuration() {
     for (setting, unconfirmed) in [("deny", Err(Denial::Revoked)), ("allow", Ok(()))] {
-        let mut e = synced_engine_with(setting);
+        let mut e = synced_engine_with("on_unconfirmed", setting);
         assert_eq!(e.settle("j1", None, NOW + 600), unconfirmed, "{setting}");
         // A signed answer decides whatever the setting.
         assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
