@@ -17,7 +17,7 @@ if ! "$root/.tools/checkov/bin/checkov" --version >/dev/null 2>&1; then
   "$root/.tools/checkov/bin/pip" install -q --disable-pip-version-check checkov==3.3.30
 fi
 export CHECKOV="$root/.tools/checkov/bin/checkov"
-[ -f target/wasm32-wasip1/release/meshauth_filter.wasm ] || cargo build -q --release -p meshauth-filter --target wasm32-wasip1
+[ -f target/wasm32-wasip1/release/meshauth_filter.wasm ] || scripts/build-filter.sh -q
 # One test runs the real control plane on the chart's rendered configuration.
 [ -x target/debug/meshauth ] || cargo build -q -p meshauth-control-plane --bin meshauth
 helm_home=$(mktemp -d)

@@ -25,6 +25,9 @@ apt_needed=()
 command -v redis-server >/dev/null || apt_needed+=(redis-server)
 command -v redis-sentinel >/dev/null || apt_needed+=(redis-sentinel)
 command -v wrk >/dev/null || apt_needed+=(wrk)
+command -v jq >/dev/null || apt_needed+=(jq)
+command -v openssl >/dev/null || apt_needed+=(openssl)
+command -v strings >/dev/null || apt_needed+=(binutils)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   say "installing ${apt_needed[*]}"
   sudo=""

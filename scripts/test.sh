@@ -17,8 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "clippy (wasm32-wasip1)"
 cargo clippy -p meshauth-filter --target wasm32-wasip1 --locked -- -D warnings
 
-step "build the filter (wasm32-wasip1, release)"
-cargo build -p meshauth-filter --target wasm32-wasip1 --release --locked
+step "build the filter (wasm32-wasip1, release, reproducible) and check it names no local path"
+scripts/build-filter.sh
+scripts/wasm-paths-check.sh
 step "build the control plane (meshauth)"
 cargo build -p meshauth-control-plane --bin meshauth --locked
 export MESHAUTH_WASM="$root/target/wasm32-wasip1/release/meshauth_filter.wasm"
@@ -39,6 +40,9 @@ scripts/fuzz.sh "${MESHAUTH_CI_FUZZ_SECONDS:-20}"
 
 step "demo: scripts/demo.sh and the README's commands"
 scripts/demo-check.sh
+
+step "docs/install-envoy.md followed literally on loopback"
+scripts/install-envoy-check.sh
 
 # One closing line for the whole run.
 awk '/^test result:|^[0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }

@@ -219,6 +219,12 @@ impl Audit {
             .collect())
     }
 
+    /// The newest `count` entries, oldest first.
+    pub async fn read_last(&self, count: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        let (len, _) = self.store.log_head(Log::Audit).await?;
+        self.read(len.saturating_sub(count), count).await
+    }
+
     /// The last entry's `SEQ:HASH`, an anchor to record. No chain walk, but the stored
     /// head must vouch for that entry and the entry count, and the entry for itself: whoever
     /// can write the store could otherwise have an early entry printed as the newest

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod ctx;
+pub mod envoy_config;
 pub mod error;
 pub mod http;
 pub mod keys;

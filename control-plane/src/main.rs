@@ -5,7 +5,12 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Serve { config } => {
+            // Logs go to stderr, coloured only on a terminal: a file, a pipe or a
+            // container runtime gets plain text.
+            use std::io::IsTerminal;
             tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_env("MESHAUTH_LOG")
                         .unwrap_or_else(|_| "info".into()),

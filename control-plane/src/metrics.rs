@@ -229,3 +229,26 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every metric the control plane exports is documented, so an operator can alert on
+    /// it without reading the code.
+    #[test]
+    fn every_metric_is_documented() {
+        let docs = [
+            include_str!("../../docs/control-plane.md"),
+            include_str!("../../docs/operations.md"),
+        ]
+        .concat();
+        let exported = super::Metrics::new().encode();
+        let names: Vec<&str> = exported
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(names.len() > 10, "{exported}");
+        let missing: Vec<&&str> = names.iter().filter(|n| !docs.contains(**n)).collect();
+        assert!(missing.is_empty(), "undocumented metrics: {missing:?}");
+    }
+}

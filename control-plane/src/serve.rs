@@ -119,6 +119,10 @@ pub async fn run(
         () = shutdown => Ok(()),
         Some(done) = servers.join_next() => done.map_err(|e| e.to_string()).and_then(|r| r),
     };
+    // Parked long polls are answered first (their filters re-poll elsewhere or after
+    // the restart), then the servers stop accepting and finish what is in flight.
+    tracing::info!("shutting down: answering parked polls, finishing requests");
+    app.sync().close();
     let _ = stop.send(true);
     while let Some(done) = servers.join_next().await {
         if let Err(e) = done.map_err(|e| e.to_string()).and_then(|r| r) {
@@ -127,9 +131,14 @@ pub async fn run(
     }
     for task in background {
         task.abort();
+        let _ = task.await;
     }
     result
 }
+
+/// How long a stopping server waits for in-flight requests before it ends anyway (a
+/// restart must not wait on a slow client).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// The key schedule, every `check_interval`, and the follower of the shared change log.
 fn background_tasks(app: &Arc<App>) -> [tokio::task::JoinHandle<()>; 2] {
@@ -157,7 +166,8 @@ fn background_tasks(app: &Arc<App>) -> [tokio::task::JoinHandle<()>; 2] {
 /// The HTTP server: an accept loop that closes connections over the caps at once, and
 /// HTTP/1 connections whose request heads must arrive within `header_read_timeout` and
 /// fit in `max_header_bytes` (431 otherwise). Bodies are timed by the router. On
-/// `stop`, stops accepting and lets open connections finish their request.
+/// `stop`, stops accepting and lets open connections finish their request, for
+/// `DRAIN_LIMIT` at most.
 pub async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
@@ -225,9 +235,18 @@ pub async fn serve_http(
         });
     }
     draining.send_replace(true);
-    // Every listener drains the shared budget; wait until all connections are done.
-    while connections.held() > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Wait until this listener's connections are done, for `DRAIN_LIMIT` at most.
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while connections.held() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.held(),
+            "connections still open after the drain limit; closing them"
+        );
     }
     Ok(())
 }

@@ -107,6 +107,41 @@ def test_core_kinds_validate_against_kubernetes_schemas(name, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_meshauth_init_values_render_and_its_secrets_validate(tmp_path):
+    """`meshauth init --kubernetes`: its Secret manifest validates, and the chart renders
+    with its values file (no --set of a secret), the control plane reading both Secrets."""
+    binary = pathlib.Path(os.environ.get("MESHAUTH_BIN", ROOT / "target/debug/meshauth"))
+    out = tmp_path / "init"
+    p = subprocess.run([str(binary), "init", "--kubernetes", "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    secrets = list(yaml.safe_load_all((out / "secrets.yaml").read_text()))
+    v = subprocess.run(
+        [str(ROOT / ".venv/bin/kubernetes-validate"), "--strict", "-k", "1.33.0", str(out / "secrets.yaml")],
+        capture_output=True, text=True,
+    )
+    assert v.returncode == 0, v.stdout + v.stderr
+    main, sync = (d["stringData"] for d in secrets)
+    assert hashlib.sha256(main["admin-token"].encode()).hexdigest() == main["admin-token-sha256"]
+    assert hashlib.sha256(sync["sync-credential"].encode()).hexdigest() == sync["sync-credential-sha256"]
+    assert len(bytes.fromhex(main["master-key"])) == 32
+    # A second run never replaces them.
+    again = subprocess.run([str(binary), "init", "--kubernetes", "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode != 0 and "never replaces" in again.stderr, again.stderr
+    assert list(yaml.safe_load_all((out / "secrets.yaml").read_text())) == secrets
+    args = ["template", "meshauth", str(CHART), "-n", "meshauth", "--kube-version", "1.33.0", "-f", str(out / "values.yaml")]
+    for a in API_VERSIONS:
+        args += ["--api-versions", a]
+    for st in [f"filter.sha256={SHA}", "filter.namespaces={shop}", "filter.selector.app=api"]:
+        args += ["--set", st]
+    r = helm(*args)
+    assert r.returncode == 0, r.stderr
+    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    assert not [d for d in by_kind(docs, "Secret") if d["metadata"]["name"] in ("meshauth-secrets", "meshauth-sync")], "the chart does not re-create them"
+    (deploy,) = by_kind(docs, "Deployment")
+    refs = json.dumps(deploy)
+    assert '"meshauth-secrets"' in refs and '"meshauth-sync"' in refs, refs
+
+
 def roundtrip(model, doc):
     parsed = model.model_validate(doc)
     return json.loads(json.dumps(parsed.model_dump(by_alias=True, exclude_unset=True, mode="json")))
@@ -290,9 +325,10 @@ def test_plain_envoy_snippet_hardens_the_connection_manager():
 
 def test_module_reference_needs_a_sha256_in_every_mode():
     # `sha256: ""` in the Envoy snippet is refused by Envoy at load time, far from the cause.
-    err = template(["filter.mode=envoy", "secrets.existingSecret=s"], ok=False)
+    # (A released chart carries filter.releaseSha256: emptied here, as on an unreleased one.)
+    err = template(["filter.mode=envoy", "secrets.existingSecret=s", "filter.releaseSha256="], ok=False)
     assert "filter.mode=envoy needs filter.sha256" in err, err
-    err = template([s for s in VALUE_SETS["defaults"] if not s.startswith("filter.sha256")], ok=False)
+    err = template([s for s in VALUE_SETS["defaults"] if not s.startswith("filter.sha256")] + ["filter.releaseSha256="], ok=False)
     assert "filter.mode=istio needs filter.sha256" in err, err
     # mode=none references no module.
     template(["filter.mode=none", "secrets.existingSecret=s"])
@@ -304,6 +340,7 @@ def test_module_reference_needs_a_sha256_in_every_mode():
         ("replicas=0", "/replicas"),
         ("store.kind=mongo", "/store/kind"),
         ("filter.sha256=xyz", "/filter/sha256"),
+        ("filter.releaseSha256=xyz", "/filter/releaseSha256"),
         ("filter.failStrategy=MAYBE", "/filter/failStrategy"),
         ("tokens.accessTtl=ten", "/tokens/accessTtl"),
         ("bogus=1", "bogus"),
@@ -323,8 +360,33 @@ def test_schema_refuses_bad_values(bad, why):
     assert why in err, err
 
 
+def envoy_snippet_sha256(docs):
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("envoy-snippet")]
+    (flt,) = yaml.safe_load(cm["data"]["http_filter.yaml"])
+    return flt["typed_config"]["config"]["vm_config"]["code"]["remote"]["sha256"]
+
+
+def test_release_sha256_pins_the_release_image_and_no_other():
+    release = "b" * 64
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    envoy = [s for s in VALUE_SETS["envoy"] if not s.startswith("filter.sha256")] + [f"filter.releaseSha256={release}"]
+    istio = [s for s in VALUE_SETS["defaults"] if not s.startswith("filter.sha256")] + [f"filter.releaseSha256={release}"]
+    # The chart's own image (no tag, or its appVersion): the release's sha256, every mode.
+    for tag in ["", app_version]:
+        assert envoy_snippet_sha256(template(envoy + [f"image.tag={tag}"])) == release
+        (plugin,) = by_kind(template(istio + [f"image.tag={tag}"]), "WasmPlugin")
+        assert plugin["spec"]["sha256"] == release
+    # Another image carries another module: the chart does not know its sha256.
+    for sets in (envoy, istio):
+        err = template(sets + ["image.tag=9.9.9"], ok=False)
+        assert 'image.tag "9.9.9" is not the chart\'s release' in err and "needs filter.sha256" in err, err
+    # filter.sha256 pins whatever the image.
+    assert envoy_snippet_sha256(template(VALUE_SETS["envoy"] + [f"filter.releaseSha256={release}", "image.tag=9.9.9"])) == SHA
+    assert envoy_snippet_sha256(template(VALUE_SETS["envoy"] + [f"filter.releaseSha256={release}"])) == SHA
+
+
 def test_istio_mode_needs_the_filter_sha256():
-    err = template(["secrets.existingSecret=s"], ok=False)
+    err = template(["secrets.existingSecret=s", "filter.releaseSha256="], ok=False)
     assert "filter.mode=istio needs filter.sha256" in err
 
 

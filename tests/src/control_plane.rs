@@ -39,6 +39,8 @@ pub struct ControlPlane {
     dir: tempfile::TempDir,
     store: StoreKind,
     extra_config: String,
+    /// Extra environment for `serve` (say, libfaketime's), applied at each (re)start.
+    pub env: Vec<(String, String)>,
 }
 
 impl ControlPlane {
@@ -52,6 +54,7 @@ impl ControlPlane {
             dir: tempfile::tempdir().expect("tempdir"),
             store,
             extra_config: extra_config.to_string(),
+            env: Vec::new(),
         };
         cp.launch()
             .unwrap_or_else(|log| panic!("control plane did not start:\n{log}"));
@@ -102,6 +105,7 @@ impl ControlPlane {
                 .arg("--config")
                 .arg(self.config_path())
                 .env("MESHAUTH_MASTER_KEY", MASTER_KEY)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(log),
@@ -136,6 +140,22 @@ impl ControlPlane {
     /// SIGKILL: nothing is flushed or drained on the way down.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// SIGTERM, then up to `limit` for the process to exit: its exit status, or None
+    /// if it was still running (it is then killed).
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        self.process.terminate(limit)
+    }
+
+    /// Starts it again on the same configuration and data, once it has stopped.
+    pub fn start_again(&mut self) -> Result<(), String> {
+        self.launch()
+    }
+
+    /// Its pid while it runs (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
     }
 
     pub fn restart(&mut self) {

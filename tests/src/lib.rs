@@ -1,6 +1,7 @@
 //! Harness for meshauth's end-to-end tests: starts the real processes (Envoy with the
 //! built filter, the control plane, an echoing upstream) on loopback and talks to them.
 
+pub mod chaos;
 pub mod control_plane;
 pub mod echo;
 pub mod envoy;
@@ -54,6 +55,6 @@ pub fn filter_wasm() -> PathBuf {
     required_file(
         "MESHAUTH_WASM",
         workspace_root().join("target/wasm32-wasip1/release/meshauth_filter.wasm"),
-        "build it: cargo build -p meshauth-filter --target wasm32-wasip1 --release",
+        "build it: scripts/build-filter.sh",
     )
 }

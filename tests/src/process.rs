@@ -20,6 +20,25 @@ impl Process {
         }
     }
 
+    /// SIGTERM (as an orchestrator stops it), then waits up to `limit` for it to exit:
+    /// its exit status, or None if it still runs (it is then killed).
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<ExitStatus> {
+        let pid = self.id()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(st) = self.exited() {
+                self.0 = None;
+                return Some(st);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+
     /// Its exit status if it has exited (without waiting).
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())

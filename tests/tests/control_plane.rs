@@ -1340,3 +1340,92 @@ fn a_refresh_whose_write_was_not_replicated_can_be_retried() {
     );
     assert_eq!(next.status, 200, "the session lives on: {}", next.body);
 }
+
+#[test]
+fn sigterm_answers_parked_polls_and_frees_the_store_for_a_restart() {
+    let mut cp = ControlPlane::start(StoreKind::Embedded, "");
+    let version = |a: &Answer| -> u64 {
+        a.header(meshauth_wire::headers::VERSION)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let v0 = version(&cp.sync_get("/sync/v1/snapshot"));
+    assert!(v0 > 0, "a version to poll past");
+    // A poll parked for the longest wait the protocol allows.
+    let url = cp.url(&format!(
+        "/sync/v1/snapshot?version={v0}&wait_ms=60000&filter=parked&applied={v0}"
+    ));
+    let (k, v) = cp.sync_auth();
+    let poll = std::thread::spawn(move || get(&url, &[(k, &v)]));
+    // The poll records its filter just before it parks (a SIGTERM in between still
+    // finds it: a closing control plane parks nothing).
+    wait_until("the poll is in flight", 10, || {
+        let status: Value = serde_json::from_str(&cp.cli_ok(&["status"])).unwrap();
+        match status["filters"].as_array().map(Vec::len) {
+            Some(1) => Ok(()),
+            _ => Err(status.to_string()),
+        }
+    });
+    // The poll waits up to 60 s: the process must end well before it would run out.
+    let status = cp
+        .terminate(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM:\n{}", cp.log()));
+    assert!(status.success(), "{status}:\n{}", cp.log());
+    let answered = poll.join().unwrap();
+    assert_eq!(answered.status, 304, "{}", answered.body);
+    assert_eq!(version(&answered), v0);
+    // At once, on the same data file: the store's lock was released.
+    cp.start_again()
+        .unwrap_or_else(|log| panic!("restart on the same data failed:\n{log}"));
+    assert_eq!(version(&cp.sync_get("/sync/v1/snapshot")), v0);
+}
+
+#[test]
+fn logs_to_a_file_carry_no_terminal_colours() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    cp.cli_ok(&["status"]);
+    let log = cp.log();
+    assert!(log.contains("meshauth control plane serving"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{log:?}"
+    );
+}
+
+#[test]
+fn audit_list_shows_the_newest_entries_unless_asked_from_an_entry() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    for name in ["first", "second", "third"] {
+        cp.cli_ok(&["clients", "create", name, "--scope", "read"]);
+    }
+    let seqs = |args: &[&str]| -> Vec<u64> {
+        let v: Value = serde_json::from_str(&cp.cli_ok(args)).unwrap();
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let all = seqs(&["audit", "list", "--from", "0", "--limit", "1000"]);
+    assert!(all.len() >= 3, "{all:?}");
+    let newest = all[all.len() - 2..].to_vec();
+    // By default: the newest, oldest first.
+    assert_eq!(seqs(&["audit", "list", "--limit", "2"]), newest);
+    let tail = seqs(&["audit", "list"]);
+    assert_eq!(tail.last(), all.last());
+    // --from reads on from an entry, as before.
+    assert_eq!(
+        seqs(&["audit", "list", "--from", "0", "--limit", "1"]),
+        vec![all[0]]
+    );
+    // The API: `last` and `from` together is a clear 400.
+    let a = admin(&cp, "GET", "/admin/audit?from=0&last=1", None);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("not both"), "{}", a.body);
+    assert_eq!(
+        admin(&cp, "GET", "/admin/audit?last=1", None).json()["entries"][0]["seq"],
+        json!(all[all.len() - 1])
+    );
+}

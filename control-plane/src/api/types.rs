@@ -255,14 +255,17 @@ pub struct QuotaDraft {
     pub window_seconds: Option<u64>,
 }
 
-/// `GET /admin/audit?from=&limit=`.
+/// `GET /admin/audit?from=&limit=` (`limit` entries from entry `from`, 0 when absent),
+/// or `?last=N` (the newest N entries, oldest first; not with `from`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    #[serde(default)]
-    pub from: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
     #[serde(default = "default_audit_limit")]
     pub limit: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u64>,
 }
 
 fn default_audit_limit() -> u64 {

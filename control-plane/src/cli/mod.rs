@@ -2,6 +2,8 @@
 //! of the admin API (as kubectl is of the API server), configured by MESHAUTH_URL and
 //! MESHAUTH_ADMIN_TOKEN.
 
+mod envoy;
+mod init;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +71,12 @@ pub enum Cmd {
     /// Rate-limit policies pushed to the filters.
     #[command(subcommand)]
     Limits(LimitsCmd),
+    /// Write a complete Envoy bootstrap that runs the filter, synced with this control
+    /// plane (needs no admin token).
+    EnvoyConfig(envoy::EnvoyConfigArgs),
+    /// Make the secrets a new deployment needs (master key, admin token, fleet
+    /// credential): files and a configuration, or with --kubernetes Secrets and values.
+    Init(init::InitArgs),
 }
 
 #[derive(Subcommand)]
@@ -215,9 +223,10 @@ pub enum AuditCmd {
     },
     /// Print the last entry's SEQ:HASH, to record outside the store as an anchor.
     Head,
+    /// The newest entries (`--limit` of them), or with `--from SEQ` the entries from SEQ on.
     List {
-        #[arg(long, default_value_t = 0)]
-        from: u64,
+        #[arg(long)]
+        from: Option<u64>,
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },

@@ -146,6 +146,8 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
     };
     match cmd {
         Cmd::Serve { .. } => return Err("serve is not a client verb".into()),
+        Cmd::EnvoyConfig(args) => return super::envoy::run(&c.base, args),
+        Cmd::Init(args) => return super::init::run(args),
         Cmd::Token(TokenCmd::Issue {
             sub,
             scope,
@@ -257,7 +259,9 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
             c.send("DELETE", &path(route::LIMIT, &name)?, None)?;
         }
         Cmd::Audit(AuditCmd::List { from, limit }) => {
-            let query = serde_urlencoded::to_string(AuditQuery { from, limit })
+            // Without --from: the newest entries, the ones an operator looks for.
+            let last = from.is_none().then_some(limit);
+            let query = serde_urlencoded::to_string(AuditQuery { from, limit, last })
                 .map_err(|e| e.to_string())?;
             c.call::<AuditList>("GET", &format!("{}?{query}", route::AUDIT), None)?
                 .print()

@@ -241,7 +241,19 @@ pub async fn read_audit(
     State(app): State<Arc<App>>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditList>> {
-    let entries = app.audit().read(q.from, q.limit.min(1000)).await?;
+    let entries = match (q.from, q.last) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "from or last, not both: from reads on from an entry, last the newest entries",
+            ))
+        }
+        (_, Some(last)) => app.audit().read_last(last.min(1000)).await?,
+        (from, None) => {
+            app.audit()
+                .read(from.unwrap_or(0), q.limit.min(1000))
+                .await?
+        }
+    };
     Ok(Json(AuditList { entries }))
 }
 

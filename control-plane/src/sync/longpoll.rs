@@ -94,14 +94,15 @@ impl SyncHub {
         self.same_epoch(epoch) && self.version() <= version
     }
 
-    /// Waits until the version passes `version`, for `wait` at most (`MAX_WAIT`).
+    /// Waits until the version passes `version`, for `wait` at most (`MAX_WAIT`), or
+    /// until the hub closes (at once if it already has).
     pub async fn wait_past(&self, version: u64, wait: Duration) {
         let mut rx = self.subscribe();
+        let mut closing = self.closing();
         let _ = tokio::time::timeout(wait.min(MAX_WAIT), async {
-            while *rx.borrow_and_update() <= version {
-                if rx.changed().await.is_err() {
-                    break;
-                }
+            tokio::select! {
+                _ = closing.wait_for(|c| *c) => {}
+                _ = rx.wait_for(|v| *v > version) => {}
             }
         })
         .await;
@@ -188,5 +189,16 @@ mod tests {
         assert!(noted.epoch_reset);
         assert_ne!(hub.epoch(), epoch);
         assert!(!hub.same_epoch(Some(&epoch)));
+        // Closing ends a parked wait (a day long: the close must end it) and keeps new
+        // waits from parking.
+        let head = hub.version();
+        let waiting = hub.wait_past(head, Duration::from_secs(86_400));
+        let close = async {
+            tokio::task::yield_now().await;
+            hub.close();
+        };
+        tokio::join!(waiting, close);
+        hub.wait_past(head, Duration::from_secs(86_400)).await;
+        assert_eq!(hub.version(), head);
     }
 }

@@ -47,6 +47,8 @@ pub struct SyncHub {
     signer: SigningKey,
     pub distribution_public: String,
     version_tx: watch::Sender<u64>,
+    /// Set at shutdown: parked polls are answered at once and no new one parks.
+    closing: watch::Sender<bool>,
     filters: Mutex<BTreeMap<String, FilterStatus>>,
     /// Live entries in the shared registry, as far as this replica knows.
     registered: AtomicUsize,
@@ -117,6 +119,7 @@ impl SyncHub {
             signer: SigningKey::from_bytes(&seed),
             distribution_public: stored.public,
             version_tx,
+            closing: watch::channel(false).0,
             filters: Mutex::new(BTreeMap::new()),
             registered: AtomicUsize::new(0),
             last_epoch_reset: AtomicI64::new(0),
@@ -190,6 +193,17 @@ impl SyncHub {
 
     pub fn version(&self) -> u64 {
         *self.version_tx.borrow()
+    }
+
+    /// Ends every parked long poll now and keeps new ones from parking: at shutdown,
+    /// so filters get their answer and re-poll (another replica, or this one restarted)
+    /// instead of holding the process open until their waits run out.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {

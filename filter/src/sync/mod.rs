@@ -115,8 +115,15 @@ pub struct SyncConfig {
 
 /// Capped exponential backoff with full jitter: a delay in `[cap/2, cap]` where
 /// `cap = min(30 s, 250 ms · 2^attempt)`; `random` is any random number.
+/// The longest wait between failed polls. Short, because a revocation made just after
+/// an outage reaches the edge only at the next poll; a fleet polling a dead control
+/// plane every 2.5–5 s costs it nothing (connections are refused).
+pub const MAX_BACKOFF_MS: u64 = 5_000;
+
 pub fn backoff_ms(attempt: u32, random: u64) -> u64 {
-    let cap = 250u64.saturating_mul(1u64 << attempt.min(8)).min(30_000);
+    let cap = 250u64
+        .saturating_mul(1u64 << attempt.min(8))
+        .min(MAX_BACKOFF_MS);
     cap / 2 + random % (cap / 2 + 1)
 }
 

@@ -180,7 +180,10 @@ hold more than one minimum-prefix range (256 IPv4 /8s each pass, and admit every
 {{- if and .Values.store.redis.url .Values.store.redis.sentinels -}}
 {{- fail "set store.redis.url or store.redis.sentinels, not both" -}}
 {{- end -}}
-{{- if and (ne .Values.filter.mode "none") (not .Values.filter.sha256) -}}
+{{- if and (ne .Values.filter.mode "none") (not (include "meshauth.filterSha256" .)) -}}
+{{- if and .Values.filter.releaseSha256 (not (include "meshauth.releaseImage" .)) -}}
+{{- fail (printf "filter.mode=%s needs filter.sha256: image.tag %q is not the chart's release %q, so the chart does not know the sha256 of its module (GET /filter/meshauth.wasm.sha256 from that image, or scripts/build-filter.sh from its sources, gives it)" .Values.filter.mode .Values.image.tag .Chart.AppVersion) -}}
+{{- end -}}
 {{- fail (printf "filter.mode=%s needs filter.sha256 (the sha256 of the filter .wasm; see the chart README): a module reference without one is refused by Envoy or loads an unpinned module" .Values.filter.mode) -}}
 {{- end -}}
 {{- if eq .Values.filter.mode "istio" -}}
@@ -237,4 +240,20 @@ hold more than one minimum-prefix range (256 IPv4 /8s each pass, and admit every
 {{- $n := regexReplaceAll "[a-z]+$" $d "" | int -}}
 {{- $u := regexReplaceAll "^[0-9]+" $d "" -}}
 {{- if eq $u "d" -}}{{ mul $n 86400 }}{{- else if eq $u "h" -}}{{ mul $n 3600 }}{{- else if eq $u "m" -}}{{ mul $n 60 }}{{- else -}}{{ $n }}{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the image is the one this chart was released with (no tag, or the
+chart's appVersion), whose module's sha256 the release recorded in filter.releaseSha256. */}}
+{{- define "meshauth.releaseImage" -}}
+{{- if or (not .Values.image.tag) (eq (toString .Values.image.tag) .Chart.AppVersion) -}}yes{{- end -}}
+{{- end -}}
+
+{{/* The sha256 that pins the filter module: filter.sha256, else the release's own for
+the release's image; empty when neither applies. */}}
+{{- define "meshauth.filterSha256" -}}
+{{- if .Values.filter.sha256 -}}
+{{- .Values.filter.sha256 -}}
+{{- else if include "meshauth.releaseImage" . -}}
+{{- .Values.filter.releaseSha256 -}}
+{{- end -}}
 {{- end -}}
