@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::AccessClaims;
 
@@ -15,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto;
 use crate::ctx::Ctx;
-use crate::error::{GrantError, ServiceError};
+use crate::error::ServiceError;
 use crate::keys::{KeyService, Keyring};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -26,7 +24,7 @@ use crate::schedule::Schedule;
 use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::sync::SyncHub;
-use crate::tokens::{AccessGrant, TokenResponse, Tokens};
+use crate::tokens::{AccessGrant, Tokens};
 
 /// The filter module and its sha256 (hex).
 type FilterWasm = (Arc<Vec<u8>>, String);
@@ -267,79 +265,18 @@ impl App {
         crate::access::matches_any(&self.ctx.settings.admin_token_hashes, bearer)
     }
 
-    // OAuth.
+    // OAuth and revocations: their services answer the handlers directly.
 
-    pub async fn client_credentials(
-        &self,
-        client: &ClientRecord,
-        scope: Option<&str>,
-    ) -> Result<TokenResponse, GrantError> {
-        self.oauth.client_credentials(client, scope).await
+    pub fn oauth(&self) -> &OAuth {
+        &self.oauth
     }
 
-    pub async fn issue_for_subject(
-        &self,
-        actor: &str,
-        sub: &str,
-        scope: &[String],
-        aud: Option<Vec<String>>,
-        ttl: Option<i64>,
-    ) -> Result<TokenResponse, ServiceError> {
-        self.oauth
-            .issue_for_subject(actor, sub, scope, aud, ttl)
-            .await
-    }
-
-    pub async fn refresh(
-        &self,
-        token: &str,
-        client: Option<&ClientRecord>,
-    ) -> Result<TokenResponse, GrantError> {
-        self.oauth.refresh(token, client).await
-    }
-
-    pub async fn revoke_token(
-        &self,
-        actor: &str,
-        token: &str,
-        owner: Option<&str>,
-    ) -> Result<bool, ServiceError> {
-        self.oauth.revoke_token(actor, token, owner).await
-    }
-
-    pub fn take_revocation_budget(&self, client_id: &str) -> Result<(), u64> {
-        self.oauth.take_revocation_budget(client_id)
-    }
-
-    pub async fn introspect(&self, token: &str) -> Result<Value, ServiceError> {
-        self.oauth.introspect(token).await
-    }
-
-    // Revocations.
-
-    pub async fn revoke(
-        &self,
-        actor: &str,
-        r: Revocation,
-        why: &str,
-    ) -> Result<bool, ServiceError> {
-        self.revocations.revoke(actor, r, why).await
-    }
-
-    pub async fn revoke_rule(&self, actor: &str, r: Revocation) -> Result<bool, ServiceError> {
-        self.revocations.revoke_rule(actor, r).await
-    }
-
-    pub async fn revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
-        Ok(self.revocations.all().await?)
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
     }
 
     pub async fn live_revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
         Ok(self.revocations.live().await?)
-    }
-
-    pub async fn is_revoked(&self, c: &AccessClaims) -> Result<bool, ServiceError> {
-        Ok(self.revocations.is_revoked(c).await?)
     }
 
     /// Whether a `jti` is revoked, for filters confirming a Bloom hit.

@@ -116,20 +116,9 @@ impl Clients {
 
     /// Removes the record (its tokens are revoked first, by `Revocations::delete_client`).
     pub async fn remove(&self, actor: &str, client_id: &str) -> Result<(), ServiceError> {
-        if !CLIENTS.delete(self.ctx.store(), client_id).await? {
-            return Err(ServiceError::NotFound(format!("client {client_id}")));
-        }
-        self.ctx
-            .audit
-            .record(
-                actor,
-                AuditAction::ClientDeleted,
-                client_id,
-                json!({}),
-                self.ctx.now(),
-            )
-            .await?;
-        Ok(())
+        let found = CLIENTS.delete(self.ctx.store(), client_id).await?;
+        self.audit_change(actor, AuditAction::ClientDeleted, client_id, found)
+            .await
     }
 
     pub async fn rotate_secret(
@@ -149,20 +138,32 @@ impl Clients {
                 })
             })
             .await?;
-        if !up.answer {
+        self.audit_change(
+            actor,
+            AuditAction::ClientSecretRotated,
+            client_id,
+            up.answer,
+        )
+        .await?;
+        Ok(secret)
+    }
+
+    /// Audits a change to an existing client; `found` false: there was none (404).
+    async fn audit_change(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        client_id: &str,
+        found: bool,
+    ) -> Result<(), ServiceError> {
+        if !found {
             return Err(ServiceError::NotFound(format!("client {client_id}")));
         }
         self.ctx
             .audit
-            .record(
-                actor,
-                AuditAction::ClientSecretRotated,
-                client_id,
-                json!({}),
-                self.ctx.now(),
-            )
+            .record(actor, action, client_id, json!({}), self.ctx.now())
             .await?;
-        Ok(secret)
+        Ok(())
     }
 
     /// Checks a client's secret in constant time. Unknown clients take the same path.

@@ -18,7 +18,9 @@ use crate::sessions::{FamilyRecord, RefreshRecord, Sessions};
 use crate::store::{Change as Write, Doc, StoreError, StoreResult, Table};
 use crate::sync::Change;
 
-const REVOCATIONS: Doc<Revocation> = Doc::new(Table::Revocations, "revocation");
+// A fresh revocation replaces an unreadable one rather than failing on it.
+const REVOCATIONS: Doc<Revocation> =
+    Doc::new(Table::Revocations, "revocation").replacing_unreadable();
 
 #[derive(Clone)]
 pub struct Revocations {
@@ -47,7 +49,7 @@ impl Revocations {
     ) -> Result<bool, ServiceError> {
         let key = r.key();
         let stored = REVOCATIONS
-            .update_or_replace(self.ctx.store(), &key, "the revocation", |cur| {
+            .update(self.ctx.store(), &key, "the revocation", |cur| {
                 Ok(match cur {
                     // An unreadable entry is replaced, as a missing one would be.
                     Some(existing) if existing.covers(&r) => Write::Keep(()),

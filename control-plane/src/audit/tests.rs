@@ -4,64 +4,74 @@ use sha2::{Digest, Sha256};
 
 const KEY: [u8; 32] = [7u8; 32];
 
-#[tokio::test]
-async fn chain_verifies_and_detects_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-    let audit = Audit::new(store.clone(), KEY);
-    for i in 0..5 {
+fn open(dir: &tempfile::TempDir, name: &str) -> Arc<dyn Store> {
+    Arc::new(EmbeddedStore::open(&dir.path().join(name)).unwrap())
+}
+
+/// Records entries `range`: `action` on `c{i}` at `100 + i`.
+async fn record(audit: &Audit, range: std::ops::Range<i64>, action: AuditAction) {
+    for i in range {
         audit
             .record(
                 "admin",
-                AuditAction::KeyActivated,
-                &format!("k{i}"),
-                serde_json::json!({"i": i}),
+                action,
+                &format!("c{i}"),
+                serde_json::json!({}),
                 100 + i,
             )
             .await
             .unwrap();
     }
+}
+
+/// A keyed log in a store of its own, with entries `0..n` recorded.
+async fn log_of(n: i64, action: AuditAction) -> (tempfile::TempDir, Arc<dyn Store>, Audit) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, "a.redb");
+    let audit = Audit::new(store.clone(), KEY);
+    record(&audit, 0..n, action).await;
+    (dir, store, audit)
+}
+
+/// `entries` appended as they are to `store`, each entry's hash standing as the head.
+async fn replay(store: &dyn Store, entries: &[AuditEntry]) {
+    for (i, e) in entries.iter().enumerate() {
+        store
+            .append(
+                Log::Audit,
+                i as u64,
+                &serde_json::to_vec(e).unwrap(),
+                e.hash.as_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn chain_verifies_and_detects_tampering() {
+    let (dir, _, audit) = log_of(5, AuditAction::KeyActivated).await;
     let report = audit.verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.entries, 5);
     // Edit entry 2's target without fixing the hash.
     let mut entries = audit.read(0, 10).await.unwrap();
     entries[2].target = "forged".into();
-    let forged_store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(&dir.path().join("b.redb")).unwrap());
-    for (i, e) in entries.iter().enumerate() {
-        forged_store
-            .append(
-                Log::Audit,
-                i as u64,
-                &serde_json::to_vec(e).unwrap(),
-                e.hash.as_bytes(),
-            )
-            .await
-            .unwrap();
-    }
+    let forged_store = open(&dir, "b.redb");
+    replay(&*forged_store, &entries).await;
     let r = Audit::new(forged_store, KEY).verify(None).await.unwrap();
     assert_eq!(
         r.problem.as_deref(),
         Some("entry 2 has been edited (its hash does not match its content)")
     );
     // Drop entry 1 (renumbering the rest is not enough to hide it).
-    let removed_store: Arc<dyn Store> =
-        Arc::new(EmbeddedStore::open(&dir.path().join("c.redb")).unwrap());
+    let removed_store = open(&dir, "c.redb");
     let mut kept = audit.read(0, 10).await.unwrap();
     kept.remove(1);
     for (i, e) in kept.iter_mut().enumerate() {
         e.seq = i as u64;
-        removed_store
-            .append(
-                Log::Audit,
-                i as u64,
-                &serde_json::to_vec(e).unwrap(),
-                e.hash.as_bytes(),
-            )
-            .await
-            .unwrap();
     }
+    replay(&*removed_store, &kept).await;
     let r = Audit::new(removed_store, KEY).verify(None).await.unwrap();
     assert_eq!(
         r.problem.as_deref(),
@@ -74,25 +84,9 @@ async fn chain_verifies_and_detects_tampering() {
 /// fails against an anchor recorded later; the untouched log passes with it.
 #[tokio::test]
 async fn a_truncated_log_fails_and_a_rollback_fails_its_anchor() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-    let audit = Audit::new(store.clone(), KEY);
-    let mut saved = None;
-    for i in 0..5 {
-        audit
-            .record(
-                "admin",
-                AuditAction::ClientCreated,
-                &format!("c{i}"),
-                serde_json::json!({}),
-                100 + i,
-            )
-            .await
-            .unwrap();
-        if i == 2 {
-            saved = store.log_head(Log::Audit).await.unwrap().1;
-        }
-    }
+    let (dir, store, audit) = log_of(3, AuditAction::ClientCreated).await;
+    let saved = store.log_head(Log::Audit).await.unwrap().1;
+    record(&audit, 3..5, AuditAction::ClientCreated).await;
     let entries = audit.read(0, 10).await.unwrap();
     let anchor: Anchor = audit
         .head()
@@ -167,21 +161,7 @@ async fn a_truncated_log_fails_and_a_rollback_fails_its_anchor() {
 /// last entry the stored head does not vouch for.
 #[tokio::test]
 async fn head_refuses_a_last_entry_the_stored_head_does_not_vouch_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-    let audit = Audit::new(store.clone(), KEY);
-    for i in 0..3 {
-        audit
-            .record(
-                "admin",
-                AuditAction::ClientCreated,
-                &format!("c{i}"),
-                serde_json::json!({}),
-                100 + i,
-            )
-            .await
-            .unwrap();
-    }
+    let (dir, store, audit) = log_of(3, AuditAction::ClientCreated).await;
     let real = audit.head().await.unwrap().unwrap().unwrap();
     assert!(real.starts_with("2:"), "{real}");
     let entries = audit.read(0, 10).await.unwrap();
@@ -202,8 +182,7 @@ async fn head_refuses_a_last_entry_the_stored_head_does_not_vouch_for() {
     // A rollback to one entry (its head as saved then) would pass verify with the anchor
     // it printed before.
     let weak: Anchor = format!("0:{}", entries[0].hash).parse().unwrap();
-    let rolled = dir.path().join("r.redb");
-    let r: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&rolled).unwrap());
+    let r = open(&dir, "r.redb");
     let one = Audit::new(r.clone(), KEY);
     r.append(
         Log::Audit,
@@ -220,21 +199,7 @@ async fn head_refuses_a_last_entry_the_stored_head_does_not_vouch_for() {
 /// with plain SHA-256 (or with a key of their own): without the key it cannot pass.
 #[tokio::test]
 async fn an_edit_rehashed_without_the_key_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.path().join("a.redb")).unwrap());
-    let audit = Audit::new(store.clone(), KEY);
-    for i in 0..4 {
-        audit
-            .record(
-                "admin",
-                AuditAction::ClientDeleted,
-                &format!("c{i}"),
-                serde_json::json!({}),
-                100 + i,
-            )
-            .await
-            .unwrap();
-    }
+    let (dir, _, audit) = log_of(4, AuditAction::ClientDeleted).await;
     let plain = |e: &AuditEntry| {
         let canonical =
             serde_json::json!([e.seq, e.at, e.actor, e.action, e.target, e.detail, e.prev])
@@ -252,22 +217,13 @@ async fn an_edit_rehashed_without_the_key_is_detected() {
         let mut entries = audit.read(0, 10).await.unwrap();
         entries[1].target = "c-covered-up".into();
         let mut prev = GENESIS.to_string();
-        let forged: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&dir.path().join(format!("f{n}.redb"))).unwrap());
-        for (i, e) in entries.iter_mut().enumerate() {
+        let forged = open(&dir, &format!("f{n}.redb"));
+        for e in entries.iter_mut() {
             e.prev = prev.clone();
             e.hash = rehash(e);
             prev = e.hash.clone();
-            forged
-                .append(
-                    Log::Audit,
-                    i as u64,
-                    &serde_json::to_vec(e).unwrap(),
-                    e.hash.as_bytes(),
-                )
-                .await
-                .unwrap();
         }
+        replay(&*forged, &entries).await;
         let r = Audit::new(forged, KEY).verify(None).await.unwrap();
         assert!(!r.ok, "{what}: {r:?}");
         assert_eq!(

@@ -22,6 +22,14 @@ fn env_with<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<Stri
     }
 }
 
+/// A config file holding `toml`, in a directory that lives as long as the guard.
+fn config_file(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(&f, toml).unwrap();
+    (dir, f)
+}
+
 #[test]
 fn master_key_is_required() {
     let err = Settings::load(None, &env_with(&[])).err().unwrap();
@@ -92,9 +100,7 @@ fn sync_credentials_from_file_and_env_two_at_most() {
 
 #[test]
 fn file_errors_are_clear() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("c.toml");
-    std::fs::write(&f, "listen = 5\n").unwrap();
+    let (_dir, f) = config_file("listen = 5\n");
     let key = "ab".repeat(32);
     let err = Settings::load(Some(&f), &env_with(&[("MESHAUTH_MASTER_KEY", &key)]))
         .err()
@@ -224,9 +230,7 @@ fn redis_password_from_env_joins_a_url_escaped() {
 
 #[test]
 fn separate_listeners_from_file_and_env() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("c.toml");
-    std::fs::write(&f, "admin_listen = \"127.0.0.1:9001\"\n").unwrap();
+    let (_dir, f) = config_file("admin_listen = \"127.0.0.1:9001\"\n");
     let key = "ab".repeat(32);
     let s = Settings::load(
         Some(&f),

@@ -117,6 +117,7 @@ pub async fn issue_token(
         .transpose()
         .map_err(ApiError::bad_request)?;
     let resp = app
+        .oauth()
         .issue_for_subject(&a.0, &body.sub, &scope, body.aud, ttl)
         .await?;
     Ok(no_store(StatusCode::OK, resp))
@@ -129,7 +130,7 @@ pub async fn add_revocation(
 ) -> ApiResult<StatusCode> {
     let claim = match b.kind {
         RevocationKind::Token => {
-            if !app.revoke_token(&a.0, &b.value, None).await? {
+            if !app.oauth().revoke_token(&a.0, &b.value, None).await? {
                 return Err(ApiError::not_found(
                     "token (no live access or refresh token of this control plane: mistyped, expired or spent?) not found",
                 ));
@@ -145,13 +146,14 @@ pub async fn add_revocation(
     let now = app.now();
     match claim {
         Some(c) => {
-            app.revoke_rule(&a.0, Revocation::rule_from_now(c, b.value, now))
+            app.revocations()
+                .revoke_rule(&a.0, Revocation::rule_from_now(c, b.value, now))
                 .await?
         }
         None => {
             let max_ttl = secs(app.settings().tokens.max_access_ttl);
             let r = Revocation::jti_until(b.value, b.exp, now, max_ttl)?;
-            app.revoke(&a.0, r, "admin").await?
+            app.revocations().revoke(&a.0, r, "admin").await?
         }
     };
     Ok(StatusCode::NO_CONTENT)

@@ -203,11 +203,12 @@ impl Guards {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn ip(n: u32) -> IpAddr {
+    /// The IPv4 address numbered `n`, for the throttle's tests too.
+    pub(in crate::http) fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(n))
     }
 

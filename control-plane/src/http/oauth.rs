@@ -35,11 +35,13 @@ pub async fn token(
     let resp = match p.get("grant_type") {
         Some("client_credentials") => {
             let client = client.ok_or_else(OAuthError::invalid_client)?;
-            app.client_credentials(&client, p.get("scope")).await?
+            app.oauth()
+                .client_credentials(&client, p.get("scope"))
+                .await?
         }
         Some("refresh_token") => {
             let rt = p.required("refresh_token")?;
-            app.refresh(rt, client.as_ref()).await?
+            app.oauth().refresh(rt, client.as_ref()).await?
         }
         Some(other) => {
             return Err(OAuthError::new(
@@ -61,7 +63,7 @@ pub async fn revoke(
     OAuthForm(p): OAuthForm,
 ) -> Result<Response, GrantReply> {
     let client = extract::required_client(&app, &headers, &p).await?;
-    if let Err(wait) = app.take_revocation_budget(&client.client_id) {
+    if let Err(wait) = app.oauth().take_revocation_budget(&client.client_id) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -71,7 +73,8 @@ pub async fn revoke(
         .into());
     }
     let t = p.required("token")?;
-    app.revoke_token(&client.client_id, t, Some(&client.client_id))
+    app.oauth()
+        .revoke_token(&client.client_id, t, Some(&client.client_id))
         .await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -86,5 +89,5 @@ pub async fn introspect(
         extract::required_client(&app, &headers, &p).await?;
     }
     let t = p.required("token")?;
-    Ok(no_store(app.introspect(t).await?))
+    Ok(no_store(app.oauth().introspect(t).await?))
 }

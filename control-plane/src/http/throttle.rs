@@ -245,10 +245,13 @@ impl FailureThrottle {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use std::net::Ipv4Addr;
+    use crate::http::guard::tests::ip;
 
-    fn ip(n: u32) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::from(n))
+    /// Spends `source`'s failure budget on ids it never used before.
+    fn spray(t: &FailureThrottle, source: IpAddr) {
+        for n in 0..(3 * SOURCE_BURST_FACTOR) {
+            t.failed(source, format!("spray{n}").as_bytes());
+        }
     }
 
     #[test]
@@ -269,9 +272,7 @@ mod tests {
             "the id from another source"
         );
         t.succeeded(ip(1), b"known");
-        for n in 0..(3 * SOURCE_BURST_FACTOR) {
-            t.failed(ip(1), format!("spray{n}").as_bytes());
-        }
+        spray(&t, ip(1));
         assert!(
             t.blocked(ip(1), b"new").is_some(),
             "the source's budget is spent"
@@ -296,9 +297,7 @@ mod tests {
         let t = FailureThrottle::new(3, Duration::from_secs(60));
         t.succeeded(ip(1), b"known");
         t.failed(ip(1), b"known");
-        for n in 0..(3 * SOURCE_BURST_FACTOR) {
-            t.failed(ip(2), format!("spray{n}").as_bytes());
-        }
+        spray(&t, ip(2));
         assert!(t.blocked(ip(2), b"new").is_some());
         for n in 0..(MAX_TRACKED_PAIRS as u32 * 3) {
             t.failed(ip(1000 + n), b"flood");
@@ -327,9 +326,7 @@ mod tests {
     fn a_flood_of_known_entries_does_not_evict_a_known_client() {
         let t = FailureThrottle::new(3, Duration::from_secs(60));
         t.succeeded(ip(1), b"victim");
-        for n in 0..(3 * SOURCE_BURST_FACTOR) {
-            t.failed(ip(1), format!("spray{n}").as_bytes());
-        }
+        spray(&t, ip(1));
         assert!(t.blocked(ip(1), b"victim").is_none());
         for n in 0..(MAX_TRACKED_PAIRS as u32) {
             t.succeeded(ip(1000 + n), b"attacker's own valid credential");

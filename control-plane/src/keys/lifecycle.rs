@@ -97,6 +97,24 @@ pub enum KeyEvent {
     ActivatedPastLaggingFilters(String),
 }
 
+impl KeyRecord {
+    /// A key just made at `now`: `next`, with nothing scheduled yet.
+    pub fn fresh(kid: String, public: String, sealed_private: String, now: i64) -> KeyRecord {
+        KeyRecord {
+            kid,
+            public,
+            sealed_private,
+            state: KeyState::Next,
+            created_at: now,
+            activated_at: None,
+            deactivated_at: None,
+            retired_at: None,
+            revoked: false,
+            published_version: None,
+        }
+    }
+}
+
 impl Keyring {
     pub fn current(&self) -> Option<&KeyRecord> {
         self.keys.iter().find(|k| k.state == KeyState::Current)

@@ -17,7 +17,7 @@ use crate::error::ServiceError;
 use crate::store::{Change as Write, Doc, StoreError, Table};
 use crate::sync::Change;
 
-use super::lifecycle::{FilterGate, KeyEvent, KeyRecord, KeyState, Keyring, LifecyclePolicy};
+use super::lifecycle::{FilterGate, KeyEvent, KeyRecord, Keyring, LifecyclePolicy};
 
 /// The lifecycle's timing, from the token TTLs, clock skew and JWKS max-age.
 pub fn policy(s: &Settings) -> LifecyclePolicy {
@@ -76,18 +76,7 @@ impl KeyService {
             .settings
             .master_key
             .seal(&sk.to_bytes(), kid.as_bytes());
-        KeyRecord {
-            kid,
-            public: b64::encode(public),
-            sealed_private: b64::encode(sealed),
-            state: KeyState::Next,
-            created_at: now,
-            activated_at: None,
-            deactivated_at: None,
-            retired_at: None,
-            revoked: false,
-            published_version: None,
-        }
+        KeyRecord::fresh(kid, b64::encode(public), b64::encode(sealed), now)
     }
 
     /// Reloads the keyring from the store if it changed (another replica may have

@@ -52,32 +52,18 @@ fn first_key(log: Log) -> &'static str {
     }
 }
 
-fn parse_first(v: Option<redb::AccessGuard<'_, &'static [u8]>>) -> StoreResult<u64> {
-    match v {
+/// A log's first kept index, from the heads table of a read or a write transaction.
+fn first_index(
+    heads: &impl ReadableTable<&'static str, &'static [u8]>,
+    log: Log,
+) -> StoreResult<u64> {
+    match heads.get(first_key(log)).map_err(err)? {
         Some(v) => std::str::from_utf8(v.value())
             .ok()
             .and_then(|t| t.parse().ok())
             .ok_or_else(|| StoreError::Corrupt("log start".into())),
         None => Ok(0),
     }
-}
-
-fn first_index(txn: &redb::WriteTransaction, log: Log) -> StoreResult<u64> {
-    parse_first(
-        txn.open_table(HEADS)
-            .map_err(err)?
-            .get(first_key(log))
-            .map_err(err)?,
-    )
-}
-
-fn first_index_read(txn: &redb::ReadTransaction, log: Log) -> StoreResult<u64> {
-    parse_first(
-        txn.open_table(HEADS)
-            .map_err(err)?
-            .get(first_key(log))
-            .map_err(err)?,
-    )
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -231,7 +217,7 @@ impl Store for EmbeddedStore {
         self.run(move |db| {
             let txn = db.begin_write().map_err(err)?;
             {
-                let first = first_index(&txn, log)?;
+                let first = first_index(&txn.open_table(HEADS).map_err(err)?, log)?;
                 let mut t = txn.open_table(log_def(log)).map_err(err)?;
                 if first + t.len().map_err(err)? != expected_len {
                     return Ok(false);
@@ -251,7 +237,7 @@ impl Store for EmbeddedStore {
     async fn log_head(&self, log: Log) -> StoreResult<(u64, Option<Vec<u8>>)> {
         self.run(move |db| {
             let txn = db.begin_read().map_err(err)?;
-            let len = first_index_read(&txn, log)?
+            let len = first_index(&txn.open_table(HEADS).map_err(err)?, log)?
                 + txn
                     .open_table(log_def(log))
                     .map_err(err)?
@@ -271,7 +257,7 @@ impl Store for EmbeddedStore {
     async fn read_log(&self, log: Log, from: u64, limit: u64) -> StoreResult<Vec<Vec<u8>>> {
         self.run(move |db| {
             let txn = db.begin_read().map_err(err)?;
-            if from < first_index_read(&txn, log)? {
+            if from < first_index(&txn.open_table(HEADS).map_err(err)?, log)? {
                 return Ok(Vec::new());
             }
             let t = txn.open_table(log_def(log)).map_err(err)?;
@@ -287,7 +273,7 @@ impl Store for EmbeddedStore {
     async fn trim_log(&self, log: Log, before: u64) -> StoreResult<u64> {
         self.run(move |db| {
             let txn = db.begin_write().map_err(err)?;
-            let first = first_index(&txn, log)?;
+            let first = first_index(&txn.open_table(HEADS).map_err(err)?, log)?;
             let dropped = {
                 let mut t = txn.open_table(log_def(log)).map_err(err)?;
                 let end = before.min(first + t.len().map_err(err)?);

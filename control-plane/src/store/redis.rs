@@ -342,6 +342,27 @@ impl RedisStore {
         Ok(())
     }
 
+    /// A plain command.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        self.run(|mut con| async move { cmd.query_async(&mut con).await })
+            .await
+    }
+
+    /// `NAME hash key`: a command on one record of a table (a field of its hash).
+    fn on_field(&self, name: &str, table: Table, key: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(self.table_key(table)).arg(key);
+        cmd
+    }
+
+    /// `changed`: the write did something, so it is replicated before it is reported.
+    async fn replicated_if(&self, changed: bool) -> StoreResult<bool> {
+        if changed {
+            self.replicated().await?;
+        }
+        Ok(changed)
+    }
+
     fn table_key(&self, t: Table) -> String {
         format!("{}:t:{}", self.prefix, t.name())
     }
@@ -370,15 +391,7 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, table: Table, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let k = self.table_key(table);
-        self.run(|mut con| async move {
-            redis::cmd("HGET")
-                .arg(k)
-                .arg(key)
-                .query_async(&mut con)
-                .await
-        })
-        .await
+        self.query(&self.on_field("HGET", table, key)).await
     }
 
     async fn compare_and_swap(
@@ -397,48 +410,24 @@ impl Store for RedisStore {
         let n: i64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n == 1 {
-            self.replicated().await?;
-        }
-        Ok(n == 1)
+        self.replicated_if(n == 1).await
     }
 
     async fn put(&self, table: Table, key: &str, value: &[u8]) -> StoreResult<()> {
-        let k = self.table_key(table);
         let _: i64 = self
-            .run(|mut con| async move {
-                redis::cmd("HSET")
-                    .arg(k)
-                    .arg(key)
-                    .arg(value)
-                    .query_async(&mut con)
-                    .await
-            })
+            .query(self.on_field("HSET", table, key).arg(value))
             .await?;
         self.replicated().await
     }
 
     async fn delete(&self, table: Table, key: &str) -> StoreResult<bool> {
-        let k = self.table_key(table);
-        let n: i64 = self
-            .run(|mut con| async move {
-                redis::cmd("HDEL")
-                    .arg(k)
-                    .arg(key)
-                    .query_async(&mut con)
-                    .await
-            })
-            .await?;
-        if n > 0 {
-            self.replicated().await?;
-        }
-        Ok(n > 0)
+        let n: i64 = self.query(&self.on_field("HDEL", table, key)).await?;
+        self.replicated_if(n > 0).await
     }
 
     async fn list(&self, table: Table) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        let k = self.table_key(table);
         let mut all: Vec<(String, Vec<u8>)> = self
-            .run(|mut con| async move { redis::cmd("HGETALL").arg(k).query_async(&mut con).await })
+            .query(redis::cmd("HGETALL").arg(self.table_key(table)))
             .await?;
         all.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(all)
@@ -461,10 +450,7 @@ impl Store for RedisStore {
         let n: i64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n == 1 {
-            self.replicated().await?;
-        }
-        Ok(n == 1)
+        self.replicated_if(n == 1).await
     }
 
     async fn log_head(&self, log: Log) -> StoreResult<(u64, Option<Vec<u8>>)> {
@@ -497,9 +483,7 @@ impl Store for RedisStore {
         let n: u64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n > 0 {
-            self.replicated().await?;
-        }
+        self.replicated_if(n > 0).await?;
         Ok(n)
     }
 
@@ -509,10 +493,7 @@ impl Store for RedisStore {
         let n: i64 = self
             .run(|mut con| async move { inv.invoke_async(&mut con).await })
             .await?;
-        if n == 1 {
-            self.replicated().await?;
-        }
-        Ok(n == 1)
+        self.replicated_if(n == 1).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -75,6 +75,8 @@ pub struct Updated<T, R> {
 pub struct Doc<T> {
     table: Table,
     what: &'static str,
+    /// For records a fresh one replaces: `update` sees an unreadable one as absent.
+    replace_unreadable: bool,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -98,7 +100,16 @@ impl<T: Serialize + DeserializeOwned> Doc<T> {
         Doc {
             table,
             what,
+            replace_unreadable: false,
             _record: PhantomData,
+        }
+    }
+
+    /// This table, with `update` replacing an unreadable record instead of failing.
+    pub const fn replacing_unreadable(self) -> Doc<T> {
+        Doc {
+            replace_unreadable: true,
+            ..self
         }
     }
 
@@ -196,42 +207,13 @@ impl<T: Serialize + DeserializeOwned> Doc<T> {
 
     /// Read, change, compare-and-swap, within `CAS_ATTEMPTS`. `change` sees the record
     /// as stored (`None`: absent) and may run again after a conflict. Writing back the
-    /// same bytes is skipped. An unreadable record is an error.
+    /// same bytes is skipped. An unreadable record is an error, unless this table
+    /// `replacing_unreadable`.
     pub async fn update<R>(
         &self,
         store: &dyn Store,
         key: &str,
         contended: &'static str,
-        change: impl FnMut(Option<T>) -> StoreResult<Change<T, R>>,
-    ) -> StoreResult<Updated<T, R>>
-    where
-        T: Clone,
-    {
-        self.update_inner(store, key, contended, false, change)
-            .await
-    }
-
-    /// `update`, for records that a fresh one replaces: an unreadable record is seen as
-    /// absent.
-    pub async fn update_or_replace<R>(
-        &self,
-        store: &dyn Store,
-        key: &str,
-        contended: &'static str,
-        change: impl FnMut(Option<T>) -> StoreResult<Change<T, R>>,
-    ) -> StoreResult<Updated<T, R>>
-    where
-        T: Clone,
-    {
-        self.update_inner(store, key, contended, true, change).await
-    }
-
-    async fn update_inner<R>(
-        &self,
-        store: &dyn Store,
-        key: &str,
-        contended: &'static str,
-        replace_unreadable: bool,
         mut change: impl FnMut(Option<T>) -> StoreResult<Change<T, R>>,
     ) -> StoreResult<Updated<T, R>>
     where
@@ -243,7 +225,7 @@ impl<T: Serialize + DeserializeOwned> Doc<T> {
             let raw = store.get(self.table, key).await?;
             let current = match raw.as_deref().map(|r| self.decode(r)) {
                 Some(Ok(v)) => Some(v),
-                Some(Err(_)) if replace_unreadable => None,
+                Some(Err(_)) if self.replace_unreadable => None,
                 Some(Err(e)) => return Err(e),
                 None => None,
             };
@@ -333,13 +315,14 @@ mod tests {
         store.put(Table::Meta, "bad", b"{").await.unwrap();
         let e = NUMBERS.get(&store, "bad").await.unwrap_err();
         assert!(e.to_string().contains("number"), "{e}");
-        // `update` refuses to build on it; `update_or_replace` replaces it.
+        // `update` refuses to build on it, unless the table is `replacing_unreadable`.
         let refused = NUMBERS
             .update(&store, "bad", "bad", |_| Ok(Change::Set(7, ())))
             .await;
         assert!(matches!(refused, Err(StoreError::Corrupt(_))));
         let replaced = NUMBERS
-            .update_or_replace(&store, "bad", "bad", |cur| {
+            .replacing_unreadable()
+            .update(&store, "bad", "bad", |cur| {
                 assert_eq!(cur, None, "seen as absent");
                 Ok(Change::Set(7, ()))
             })

@@ -18,6 +18,11 @@ fn claims(extra: serde_json::Value) -> serde_json::Value {
     base
 }
 
+/// An `Authorization` value: a token signed by the configured key with `claims(extra)`.
+fn bearer(extra: serde_json::Value) -> String {
+    format!("Bearer {}", DevKey::seeded(1).sign(&claims(extra)))
+}
+
 fn engine() -> Engine {
     let jwks = serde_json::json!({"keys": [Jwk::from_ed25519(&DevKey::seeded(1).public())]});
     let config = serde_json::json!({
@@ -55,10 +60,7 @@ fn denial(e: &mut Engine, token: &str) -> Denial {
 #[test]
 fn valid_token_is_allowed_then_cached() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     let first = run(&mut e, "/x", Some(&t));
     assert!(
         matches!(first.verdict, Verdict::Allow(ref v) if v.claims.values("sub") == ["alice"] && v.headers == [Some("alice".to_string())])
@@ -70,10 +72,7 @@ fn valid_token_is_allowed_then_cached() {
 #[test]
 fn cache_hit_still_checks_expiry_and_rules() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"exp": NOW + 5})))
-    );
+    let t = bearer(serde_json::json!({"exp": NOW + 5}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -101,10 +100,7 @@ fn cache_hit_still_checks_expiry_and_rules() {
 #[test]
 fn two_authorization_headers_are_refused() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     let out = e.check(
         &Request {
             method: "GET",
@@ -210,10 +206,7 @@ fn anonymous_route_needs_no_token() {
 #[test]
 fn replacing_keys_drops_cached_verifications() {
     let mut e = engine();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -250,15 +243,9 @@ fn hand_built_tokens_verify_like_jsonwebtokens() {
 #[test]
 fn rfc8037_appendix_a4_signature_verifies() {
     // RFC 8037 A.4: "Example of Ed25519 Signing" with the A.1/A.2 key.
-    let jwk = Jwk {
-        kty: "OKP".into(),
-        crv: "Ed25519".into(),
-        x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into(),
-        kid: None,
-        use_: None,
-        alg: None,
-    };
-    let key = crate::ed25519::PreparedKey::new(jwk.ed25519_public().unwrap()).unwrap();
+    // The verifier takes raw key bytes; reading them from a JWK is wire's to test.
+    let public = b64::decode_array::<32>("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+    let key = crate::ed25519::PreparedKey::new(public).unwrap();
     let input = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
     let sig = b64::decode_array::<64>(
         "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg",
@@ -290,13 +277,19 @@ proptest! {
     }
 }
 
-fn synced_engine(before_first: &str) -> Engine {
+/// An engine that follows the control plane's snapshots, with one `sync` option set.
+fn synced_engine_with(option: &str, value: &str) -> Engine {
     let dist = meshauth_wire::b64::encode(DevKey::seeded(9).public());
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "issuer": "https://issuer",
-        "sync": {"cluster": "cp", "distribution_key": dist, "before_first_snapshot": before_first},
+        "sync": {"cluster": "cp", "distribution_key": dist},
     });
+    config["sync"][option] = value.into();
     Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
+}
+
+fn synced_engine(before_first: &str) -> Engine {
+    synced_engine_with("before_first_snapshot", before_first)
 }
 
 fn snapshot(
@@ -343,10 +336,7 @@ fn a_snapshot_of_another_epoch_must_be_issued_later() {
 #[test]
 fn before_the_first_snapshot_it_fails_closed_then_follows_snapshots() {
     let mut e = synced_engine("deny");
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     assert_eq!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Deny(Denial::NotReady)
@@ -375,10 +365,7 @@ fn before_the_first_snapshot_it_fails_closed_then_follows_snapshots() {
 fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
     let mut e = synced_engine("deny");
     e.apply_snapshot(snapshot(1, &[], vec![])).unwrap();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j1"})))
-    );
+    let t = bearer(serde_json::json!({"jti": "j1"}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -407,29 +394,17 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
         not_before: NOW,
     };
     e.apply_snapshot(snapshot(3, &[], vec![rule])).unwrap();
-    let t2 = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j2"})))
-    );
+    let t2 = bearer(serde_json::json!({"jti": "j2"}));
     assert_eq!(
         run(&mut e, "/x", Some(&t2)).verdict,
         Verdict::Deny(Denial::Revoked)
     );
 }
 
-fn synced_engine_with(on_unconfirmed: &str) -> Engine {
-    let dist = meshauth_wire::b64::encode(DevKey::seeded(9).public());
-    let config = serde_json::json!({
-        "issuer": "https://issuer",
-        "sync": {"cluster": "cp", "distribution_key": dist, "on_unconfirmed": on_unconfirmed},
-    });
-    Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
-}
-
 #[test]
 fn a_bloom_hit_settles_on_the_signed_answer_else_on_the_configuration() {
     for (setting, unconfirmed) in [("deny", Err(Denial::Revoked)), ("allow", Ok(()))] {
-        let mut e = synced_engine_with(setting);
+        let mut e = synced_engine_with("on_unconfirmed", setting);
         assert_eq!(e.settle("j1", None, NOW + 600), unconfirmed, "{setting}");
         // A signed answer decides whatever the setting.
         assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
@@ -491,10 +466,7 @@ fn snapshot_limits_join_and_replace_the_configured_ones() {
         e.limiter().policy_names().collect::<Vec<_>>(),
         vec!["per-route", "per-user"]
     );
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({})))
-    );
+    let t = bearer(serde_json::json!({}));
     let table = Table::default();
     let mut admitted = 0;
     for _ in 0..10 {
@@ -544,10 +516,7 @@ fn deltas_apply_on_the_version_they_start_from() {
     };
     assert!(e.apply_delta(delta(0, 1, &[])).is_err(), "no snapshot yet");
     e.apply_snapshot(snapshot(5, &[], vec![])).unwrap();
-    let t = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"jti": "j9"})))
-    );
+    let t = bearer(serde_json::json!({"jti": "j9"}));
     assert!(matches!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Allow(_)
@@ -559,10 +528,7 @@ fn deltas_apply_on_the_version_they_start_from() {
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Deny(Denial::Revoked)
     );
-    let m = format!(
-        "Bearer {}",
-        DevKey::seeded(1).sign(&claims(serde_json::json!({"sub": "mallory", "jti": "m1"})))
-    );
+    let m = bearer(serde_json::json!({"sub": "mallory", "jti": "m1"}));
     assert_eq!(
         run(&mut e, "/x", Some(&m)).verdict,
         Verdict::Deny(Denial::Revoked)

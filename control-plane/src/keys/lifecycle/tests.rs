@@ -10,18 +10,7 @@ fn factory() -> impl FnMut(i64) -> KeyRecord {
     let mut n = 0;
     move |now| {
         n += 1;
-        KeyRecord {
-            kid: format!("k{n}"),
-            public: String::new(),
-            sealed_private: String::new(),
-            state: KeyState::Next,
-            created_at: now,
-            activated_at: None,
-            deactivated_at: None,
-            retired_at: None,
-            revoked: false,
-            published_version: None,
-        }
+        KeyRecord::fresh(format!("k{n}"), String::new(), String::new(), now)
     }
 }
 
@@ -31,11 +20,17 @@ fn states(r: &Keyring) -> Vec<(String, KeyState)> {
     r.keys.iter().map(|k| (k.kid.clone(), k.state)).collect()
 }
 
-#[test]
-fn scheduled_rotation_prepublishes_then_retains() {
+/// A keyring after its first step, at 0 (`k1` current), and the factory it draws from.
+fn started() -> (impl FnMut(i64) -> KeyRecord, Keyring) {
     let mut f = factory();
     let mut r = Keyring::default();
     r.tick(0, &POLICY, &OPEN, &mut f);
+    (f, r)
+}
+
+#[test]
+fn scheduled_rotation_prepublishes_then_retains() {
+    let (mut f, mut r) = started();
     assert_eq!(states(&r), vec![("k1".into(), KeyState::Current)]);
     r.tick(899, &POLICY, &OPEN, &mut f);
     assert!(r.next().is_none());
@@ -65,9 +60,7 @@ fn scheduled_rotation_prepublishes_then_retains() {
 
 #[test]
 fn a_key_never_signs_before_its_prepublication() {
-    let mut f = factory();
-    let mut r = Keyring::default();
-    r.tick(0, &POLICY, &OPEN, &mut f);
+    let (mut f, mut r) = started();
     r.rotation_requested = true;
     r.tick(10, &POLICY, &OPEN, &mut f);
     assert_eq!(
@@ -84,9 +77,7 @@ fn a_key_never_signs_before_its_prepublication() {
 
 #[test]
 fn revoking_the_current_key_replaces_it_at_once() {
-    let mut f = factory();
-    let mut r = Keyring::default();
-    r.tick(0, &POLICY, &OPEN, &mut f);
+    let (mut f, mut r) = started();
     let events = r.revoke("k1", 5, &mut f).unwrap();
     assert!(events.contains(&KeyEvent::Revoked("k1".into())));
     assert_eq!(r.current().map(|k| k.kid.as_str()), Some("k2"));
@@ -97,9 +88,7 @@ fn revoking_the_current_key_replaces_it_at_once() {
 
 #[test]
 fn activation_waits_for_connected_filters_up_to_a_cap() {
-    let mut f = factory();
-    let mut r = Keyring::default();
-    r.tick(0, &POLICY, &OPEN, &mut f);
+    let (mut f, mut r) = started();
     r.rotation_requested = true;
     // Published at version 7's step; noted at the next step with the head then (8).
     let gate = |min: Option<u64>| FilterGate {

@@ -96,6 +96,13 @@ fn published_version(shared: &FakeShared) -> String {
     String::from_utf8(read_published(shared, VERSION_KEY).unwrap_or_default()).unwrap()
 }
 
+/// Worker "a" after its first tick (call token 1): the lease was free, so it leads.
+fn leading_a(shared: &FakeShared) -> Thread {
+    let mut a = Thread::new("a");
+    a.tick(shared, T0, 1).unwrap();
+    a
+}
+
 #[test]
 fn followers_pick_up_the_leaders_snapshot_then_its_deltas() {
     let shared = FakeShared::default();
@@ -145,8 +152,7 @@ fn followers_pick_up_the_leaders_snapshot_then_its_deltas() {
 #[test]
 fn the_lease_passes_to_a_follower_when_the_leader_stops() {
     let shared = FakeShared::default();
-    let (mut a, mut b) = (Thread::new("a"), Thread::new("b"));
-    a.tick(&shared, T0, 1).unwrap();
+    let (mut a, mut b) = (leading_a(&shared), Thread::new("b"));
     a.answer(&shared, 1, PollAnswer::Body(&full(1, T0)), T0 + 5);
     assert_eq!(a.worker.staleness_s(T0 + 2_000), Some(1));
     assert_eq!(
@@ -178,8 +184,7 @@ fn the_lease_passes_to_a_follower_when_the_leader_stops() {
 #[test]
 fn a_stalled_leaders_late_answer_does_not_overwrite_its_successor() {
     let shared = FakeShared::default();
-    let (mut a, mut b) = (Thread::new("a"), Thread::new("b"));
-    a.tick(&shared, T0, 1).unwrap();
+    let (mut a, mut b) = (leading_a(&shared), Thread::new("b"));
     // `a` stalls with its poll in flight; `b` takes over and publishes version 2.
     b.tick(&shared, T0 + 1, 9);
     let later = T0 + LEASE_MS + 1;
@@ -198,8 +203,7 @@ fn a_stalled_leaders_late_answer_does_not_overwrite_its_successor() {
 #[test]
 fn a_delta_from_the_wrong_base_is_refused_and_the_next_poll_asks_for_a_full_snapshot() {
     let shared = FakeShared::default();
-    let mut a = Thread::new("a");
-    a.tick(&shared, T0, 1).unwrap();
+    let mut a = leading_a(&shared);
     a.answer(&shared, 1, PollAnswer::Body(&full(1, T0)), T0 + 1);
     assert!(a.tick(&shared, T0 + 2, 2).unwrap().deltas);
     // A gap: the engine holds 1, the delta starts from 5.
@@ -226,8 +230,7 @@ fn a_delta_from_the_wrong_base_is_refused_and_the_next_poll_asks_for_a_full_snap
 #[test]
 fn only_a_fresh_signed_answer_counts_as_contact() {
     let shared = FakeShared::default();
-    let mut a = Thread::new("a");
-    a.tick(&shared, T0, 1).unwrap();
+    let mut a = leading_a(&shared);
     a.answer(&shared, 1, PollAnswer::Body(&full(1, T0)), T0);
     a.worker.take_tally();
     let head = |version, key: &DevKey, at_ms: u64| {
