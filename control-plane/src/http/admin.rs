@@ -186,7 +186,7 @@ pub async fn get_limit(
 
 /// The policy a `PUT` body describes: its `name` may be left out, or must be the
 /// path's. Errors name the field (`overrides.alice.rate: …`).
-fn policy_named(name: &str, mut body: Value) -> ApiResult<LimitPolicy> {
+pub fn policy_named(name: &str, mut body: Value) -> ApiResult<LimitPolicy> {
     let Some(fields) = body.as_object_mut() else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     };

@@ -25,6 +25,9 @@ use axum::{Extension, Router};
 use crate::api::route;
 use crate::app::App;
 use error::ApiError;
+
+/// The `PUT /admin/limits/{name}` body parser, for the fuzz targets.
+pub use admin::policy_named;
 use meshauth_wire::sync::{CONFIRM_PATH, DISTRIBUTION_KEY_PATH, SNAPSHOT_PATH};
 
 /// Bodies larger than this are refused with 413 before they are parsed.
