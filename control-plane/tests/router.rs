@@ -399,3 +399,140 @@ async fn admin_answers_keep_their_fields() {
         "grant_types_supported,introspection_endpoint,introspection_endpoint_auth_methods_supported,issuer,jwks_uri,response_types_supported,revocation_endpoint,revocation_endpoint_auth_methods_supported,token_endpoint,token_endpoint_auth_methods_supported"
     );
 }
+
+// ---- every route behind its authentication, read from the router's source ----
+
+/// `pub const NAME: &str = "…";` in `file`, by name.
+fn consts(file: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("pub const ")?;
+            let (name, rest) = rest.split_once(": &str = \"")?;
+            Some((name.to_string(), rest.split_once('"')?.0.to_string()))
+        })
+        .collect()
+}
+
+/// Every path template the HTTP module routes: the first argument of each `.route(`
+/// in `src/http`, a literal or a constant of the admin API or the sync wire format.
+fn routed_paths() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut names = consts(&root.join("src/api/mod.rs"));
+    names.extend(consts(&root.join("../wire/src/sync/mod.rs")));
+    let mut paths = Vec::new();
+    for e in std::fs::read_dir(root.join("src/http")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for call in text.split(".route(").skip(1) {
+            let arg = call.split(',').next().unwrap().trim();
+            let path = match arg.strip_prefix('"') {
+                Some(lit) => lit.trim_end_matches('"').to_string(),
+                None => {
+                    let name = arg.rsplit("::").next().unwrap();
+                    names
+                        .get(name)
+                        .unwrap_or_else(|| panic!("route {arg}: no such constant"))
+                        .clone()
+                }
+            };
+            paths.push(path);
+        }
+    }
+    assert!(paths.len() >= 20, "{paths:?}");
+    paths
+}
+
+/// Routes anyone may call: public documents, probes, the module, and the OAuth
+/// endpoints (which authenticate the client themselves).
+const PUBLIC: &[&str] = &[
+    "/.well-known/jwks.json",
+    "/.well-known/oauth-authorization-server",
+    "/oauth2/token",
+    "/oauth2/revoke",
+    "/oauth2/introspect",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/sync/v1/distribution-key",
+    "/filter/meshauth.wasm",
+    "/filter/meshauth.wasm.sha256",
+];
+
+/// Every routed path not on the public list, with every method, refuses a caller
+/// without credentials (or with the other listener's, or a wrong one) on one listener
+/// and with the admin, sync and metrics routes split onto listeners of their own: a
+/// route added outside the authentication layer fails here until it is named public.
+#[tokio::test]
+async fn every_private_route_refuses_callers_without_credentials() {
+    let paths = routed_paths();
+    let private: Vec<String> = paths
+        .iter()
+        .filter(|p| !PUBLIC.contains(&p.as_str()))
+        .map(|p| match p.split_once('{') {
+            Some((head, tail)) => format!("{head}x{}", tail.split_once('}').unwrap().1),
+            None => p.clone(),
+        })
+        .collect();
+    assert!(private.iter().any(|p| p.starts_with("/admin/")));
+    assert!(private.iter().any(|p| p.starts_with("/sync/")));
+    let together = cp().await;
+    let split = cp_with(|s| {
+        s.admin_listen = Some("127.0.0.1:0".into());
+        s.sync_listen = Some("127.0.0.1:0".into());
+        s.metrics_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let mut split_routers: Vec<axum::Router> = meshauth_cp::http::separate_routers(&split.app)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    split_routers.push(meshauth_cp::http::router(split.app.clone()));
+    assert_eq!(split_routers.len(), 4);
+    let setups = [
+        vec![meshauth_cp::http::router(together.app.clone())],
+        split_routers,
+    ];
+    let admin = format!("Bearer {ADMIN}x");
+    let sync_as_admin = SYNC_BEARER.to_string();
+    let admin_as_sync = format!("Bearer {ADMIN}");
+    // Each request from an address of its own, so the failure throttle (429) never
+    // answers in the place of the authentication layer.
+    let mut peer = 0u32;
+    for routers in &setups {
+        for path in &private {
+            let mut refused = 0;
+            for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+                let other = if path.starts_with("/admin/") {
+                    sync_as_admin.as_str()
+                } else {
+                    admin_as_sync.as_str()
+                };
+                for auth in ["", admin.as_str(), other] {
+                    for router in routers {
+                        let mut req = axum::http::Request::builder()
+                            .method(method)
+                            .uri(path.as_str())
+                            .header("content-type", "application/json");
+                        if !auth.is_empty() {
+                            req = req.header("authorization", auth);
+                        }
+                        let mut req = req.body(axum::body::Body::from("{}")).unwrap();
+                        peer += 1;
+                        let from = std::net::SocketAddr::from((peer.to_be_bytes(), 40000));
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(from));
+                        let r = dispatch(router, req).await;
+                        assert!(
+                            [401, 404, 405].contains(&r.status.as_u16()),
+                            "{method} {path} with {auth:?}: {} {}",
+                            r.status,
+                            r.body
+                        );
+                        refused += usize::from(r.status == 401);
+                    }
+                }
+            }
+            assert!(refused > 0, "{path} was never reached");
+        }
+    }
+}

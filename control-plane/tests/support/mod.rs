@@ -127,17 +127,24 @@ impl Cp {
                 .unwrap();
             req.extensions_mut().insert(ConnectInfo(peer));
         }
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).to_string(),
-        }
+        dispatch(&self.router, req).await
     }
+}
 
+/// `req` through `router`, the answer read whole.
+pub async fn dispatch(router: &Router, req: Request<Body>) -> Reply {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).to_string(),
+    }
+}
+
+impl Cp {
     pub async fn form(&self, path: &str, auth: &str, body: &str) -> Reply {
         let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
         if !auth.is_empty() {
