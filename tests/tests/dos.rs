@@ -334,6 +334,27 @@ fn trickled_bodies_get_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
+/// A body declared over the limit but small enough to be drained before the 413 (see
+/// `read_body`) is drained within `body_read_timeout` too: an unauthenticated caller
+/// trickling one into an admin route holds its connection no longer than any other
+/// slow body.
+#[test]
+fn trickled_oversized_bodies_are_drained_within_the_body_timeout() {
+    let cp = ControlPlane::start(StoreKind::Embedded, SHORT_TIMEOUTS);
+    let closed = trickle(
+        cp.port,
+        "POST /admin/clients HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n",
+        "a",
+        Duration::from_secs(15),
+    );
+    let (after, answer) = closed.expect("the connection was still open after 15 s");
+    assert!(
+        after < Duration::from_secs(8),
+        "closed only after {after:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
 #[test]
 fn oversized_request_heads_get_431() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
