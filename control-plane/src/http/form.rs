@@ -159,6 +159,15 @@ mod tests {
     #[test]
     fn repeats_overlong_values_and_too_many_parameters_are_refused() {
         assert!(Params::parse(FORM, b"a=1&a=2").is_err());
+        // Repeats are found after decoding: a second spelling of the key is a repeat.
+        for body in [
+            &b"client_id=a&client%5Fid=b"[..],
+            b"token=x&tok%65n=y",
+            b"client_id=&client_id=victim",
+        ] {
+            let e = Params::parse(FORM, body).unwrap_err();
+            assert!(e.description.contains("repeated"), "{}", e.description);
+        }
         let many = (0..=MAX_PARAMS)
             .map(|i| format!("k{i}=v"))
             .collect::<Vec<_>>();
