@@ -227,10 +227,6 @@ impl App {
         self.clients.create(actor, name, scopes).await
     }
 
-    pub async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, ServiceError> {
-        Ok(self.clients.get(client_id).await?)
-    }
-
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, ServiceError> {
         Ok(self.clients.list().await?)
     }
