@@ -40,6 +40,17 @@ impl ApiError {
             "a valid admin bearer token is required",
         )
     }
+    /// A request refused before a handler saw it (by axum, or a body or JSON
+    /// rejection): its code follows from its status.
+    pub fn rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid_request",
+        };
+        Self::new(status, code, message)
+    }
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self

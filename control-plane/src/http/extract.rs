@@ -59,12 +59,7 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
             s => s,
         };
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            _ => "invalid_request",
-        };
-        ApiError::new(status, code, r.body_text())
+        ApiError::rejected(status, r.body_text())
     }
 }
 

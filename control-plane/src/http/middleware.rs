@@ -127,9 +127,8 @@ pub async fn throttle_clients(
 }
 
 fn too_large() -> Response {
-    ApiError::new(
+    ApiError::rejected(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
         format!("bodies are limited to {MAX_BODY} bytes"),
     )
     .into_response()
@@ -248,13 +247,7 @@ async fn plain_rejection_as_api_error(resp: Response) -> Response {
         "" => status.canonical_reason().unwrap_or("refused").to_string(),
         t => t.to_string(),
     };
-    let code = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        _ => "invalid_request",
-    };
-    let mut r = ApiError::new(status, code, message).into_response();
+    let mut r = ApiError::rejected(status, message).into_response();
     if let Some(allow) = parts.headers.get(header::ALLOW) {
         r.headers_mut().insert(header::ALLOW, allow.clone());
     }
