@@ -297,6 +297,31 @@ async fn introspection_token_type_is_bearer() {
     assert_eq!(cp.introspect(&at).await["token_type"], "Bearer");
 }
 
+/// The members of each kind of introspection answer (RFC 7662 §2.2), none more.
+#[tokio::test]
+async fn introspection_answers_keep_their_members() {
+    let cp = cp().await;
+    let (_, _, auth) = cp.client(&["read"]).await;
+    let at = cp.cc_token(&auth).await;
+    let (_, refresh, _) = cp.session("gina").await;
+    let keys = |v: serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k.join(" ")
+    };
+    let access = cp.introspect(&at).await;
+    assert_eq!(
+        keys(access.clone()),
+        "active aud client_id exp iat iss jti nbf scope sid sub token_type"
+    );
+    assert_eq!(access["sid"], serde_json::Value::Null, "no session");
+    assert_eq!(
+        keys(cp.introspect(&refresh).await),
+        "active client_id exp scope sid sub"
+    );
+    assert_eq!(cp.introspect("nothing").await, json!({"active": false}));
+}
+
 #[tokio::test]
 async fn empty_parameters_are_omitted() {
     let cp = cp().await;
