@@ -536,3 +536,47 @@ async fn every_private_route_refuses_callers_without_credentials() {
         }
     }
 }
+
+/// What each kind of audit entry records beside its action and target.
+#[tokio::test]
+async fn audit_entries_keep_their_details() {
+    let cp = cp().await;
+    cp.client(&["read"]).await;
+    let (_, _, sid) = cp.session("hana").await;
+    assert_eq!(cp.admin_revoke("sub", "hana").await.status, 204);
+    let policy = json!({"name": "per-client", "key": ["claim:client_id"], "rate": 5, "burst": 5});
+    let r = cp
+        .admin("PUT", "/admin/limits/per-client", Some(policy))
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = cp.admin("DELETE", "/admin/limits/per-client", None).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let r = cp.admin("GET", "/admin/audit?last=100", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let entries = r.json()["entries"].as_array().unwrap().clone();
+    let detail = |action: &str| {
+        entries
+            .iter()
+            .rfind(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {entries:?}"))["detail"]
+            .clone()
+    };
+    assert_eq!(
+        detail("client.created"),
+        json!({"name": "svc", "scopes": ["read"]})
+    );
+    let issued = detail("token.issued");
+    assert_eq!(issued["sid"], sid.as_str());
+    assert_eq!(issued["scope"], "");
+    assert!(issued["ttl"].as_i64().unwrap() > 0);
+    assert_eq!(issued.as_object().unwrap().len(), 3, "{issued}");
+    let revoked = detail("revocation.added");
+    assert_eq!(revoked["reason"], "admin");
+    assert_eq!(revoked["revocation"]["kind"], "sub", "{revoked}");
+    assert_eq!(revoked.as_object().unwrap().len(), 2, "{revoked}");
+    let set = detail("limit.set");
+    assert_eq!(set["policy"]["name"], "per-client", "{set}");
+    assert_eq!(set["policy"]["rate"], 5, "{set}");
+    assert_eq!(detail("limit.deleted"), json!({}));
+    assert_eq!(detail("key.activated"), json!({}));
+}
