@@ -14,6 +14,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use meshauth_wire::limits::LimitPolicy;
+
+use crate::revocation::Revocation;
 use crate::store::{typed, Log, Retries, Store, StoreError};
 
 /// Every kind of change the audit log records.
@@ -53,6 +56,29 @@ impl AuditAction {
             AuditAction::LimitDeleted => "limit.deleted",
         }
     }
+}
+
+/// What an entry records beside its action and target (`{}` when nothing).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum AuditDetail<'a> {
+    Nothing {},
+    TokenIssued {
+        sid: &'a str,
+        scope: &'a str,
+        ttl: i64,
+    },
+    ClientCreated {
+        name: &'a str,
+        scopes: &'a [String],
+    },
+    RevocationAdded {
+        revocation: &'a Revocation,
+        reason: &'a str,
+    },
+    LimitSet {
+        policy: &'a LimitPolicy,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,10 +197,12 @@ impl Audit {
         actor: &str,
         action: AuditAction,
         target: &str,
-        detail: Value,
+        detail: AuditDetail<'_>,
         at: i64,
     ) -> Result<AuditEntry, StoreError> {
         let action = action.as_str();
+        // Serializing these types cannot fail (string keys, no maps of other keys).
+        let detail = serde_json::to_value(detail).unwrap_or_default();
         let mut retries = Retries::new("the audit log");
         loop {
             retries.attempt()?;

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::audit::AuditAction;
+use crate::audit::{AuditAction, AuditDetail};
 use crate::crypto::{self, ct_eq};
 use crate::ctx::Ctx;
 use crate::error::ServiceError;
@@ -99,7 +98,10 @@ impl Clients {
                 actor,
                 AuditAction::ClientCreated,
                 &rec.client_id,
-                json!({"name": name, "scopes": rec.scopes}),
+                AuditDetail::ClientCreated {
+                    name,
+                    scopes: &rec.scopes,
+                },
                 rec.created_at,
             )
             .await?;
@@ -161,7 +163,13 @@ impl Clients {
         }
         self.ctx
             .audit
-            .record(actor, action, client_id, json!({}), self.ctx.now())
+            .record(
+                actor,
+                action,
+                client_id,
+                AuditDetail::Nothing {},
+                self.ctx.now(),
+            )
             .await?;
         Ok(())
     }

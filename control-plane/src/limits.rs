@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use meshauth_wire::limits::{valid_policy_name, LimitPolicy};
-use serde_json::json;
 
-use crate::audit::AuditAction;
+use crate::audit::{AuditAction, AuditDetail};
 use crate::ctx::Ctx;
 use crate::error::ServiceError;
 use crate::store::{Doc, StoreResult, Table};
@@ -57,7 +56,7 @@ impl Limits {
                 actor,
                 AuditAction::LimitSet,
                 &policy.name,
-                json!({ "policy": policy }),
+                AuditDetail::LimitSet { policy: &policy },
                 now,
             )
             .await?;
@@ -77,7 +76,13 @@ impl Limits {
             .await?;
         self.ctx
             .audit
-            .record(actor, AuditAction::LimitDeleted, name, json!({}), now)
+            .record(
+                actor,
+                AuditAction::LimitDeleted,
+                name,
+                AuditDetail::Nothing {},
+                now,
+            )
             .await?;
         Ok(())
     }

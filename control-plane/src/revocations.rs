@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use meshauth_wire::sync::RuleClaim;
 use meshauth_wire::AccessClaims;
 
-use crate::audit::AuditAction;
+use crate::audit::{AuditAction, AuditDetail};
 use crate::clients::Clients;
 use crate::ctx::{secs, Ctx};
 use crate::error::ServiceError;
@@ -78,7 +76,10 @@ impl Revocations {
                 actor,
                 AuditAction::RevocationAdded,
                 &key,
-                json!({"revocation": r, "reason": why}),
+                AuditDetail::RevocationAdded {
+                    revocation: &r,
+                    reason: why,
+                },
                 now,
             )
             .await?;

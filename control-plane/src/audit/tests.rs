@@ -16,7 +16,7 @@ async fn record(audit: &Audit, range: std::ops::Range<i64>, action: AuditAction)
                 "admin",
                 action,
                 &format!("c{i}"),
-                serde_json::json!({}),
+                AuditDetail::Nothing {},
                 100 + i,
             )
             .await

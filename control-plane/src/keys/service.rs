@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::SigningKey;
-use serde_json::json;
 
 use meshauth_wire::{b64, Jwk};
 
-use crate::audit::AuditAction;
+use crate::audit::{AuditAction, AuditDetail};
 use crate::config::Settings;
 use crate::ctx::{secs, Ctx};
 use crate::error::ServiceError;
@@ -163,7 +162,7 @@ impl KeyService {
             }
             self.ctx
                 .audit
-                .record(actor, action, kid, json!({}), now)
+                .record(actor, action, kid, AuditDetail::Nothing {}, now)
                 .await?;
         }
         Ok(Some(events))

@@ -1,8 +1,6 @@
 //! Admin-issued tokens for a subject: a new session with an access and a refresh token.
 
-use serde_json::json;
-
-use crate::audit::AuditAction;
+use crate::audit::{AuditAction, AuditDetail};
 use crate::clients::{validate_name, validate_scopes};
 use crate::crypto;
 use crate::ctx::secs;
@@ -79,7 +77,11 @@ impl OAuth {
                 actor,
                 AuditAction::TokenIssued,
                 sub,
-                json!({"sid": sid, "scope": scope, "ttl": ttl}),
+                AuditDetail::TokenIssued {
+                    sid: &sid,
+                    scope: &scope,
+                    ttl,
+                },
                 now,
             )
             .await?;
