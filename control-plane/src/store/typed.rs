@@ -113,10 +113,6 @@ impl<T: Serialize + DeserializeOwned> Doc<T> {
         }
     }
 
-    pub fn table(&self) -> Table {
-        self.table
-    }
-
     pub fn decode(&self, raw: &[u8]) -> StoreResult<T> {
         decode(self.what, raw)
     }
