@@ -134,6 +134,21 @@ pub struct Anchor {
     pub hash: String,
 }
 
+impl Anchor {
+    fn of(e: &AuditEntry) -> Anchor {
+        Anchor {
+            seq: e.seq,
+            hash: e.hash.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
 impl std::str::FromStr for Anchor {
     type Err = String;
 
@@ -192,6 +207,21 @@ impl Audit {
         Audit { store, key }
     }
 
+    /// Whether `e`'s hash is the MAC of its content.
+    fn sealed(&self, e: &AuditEntry) -> bool {
+        let mac = entry_mac(
+            &self.key, e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
+        );
+        crate::crypto::ct_eq(mac.as_bytes(), e.hash.as_bytes())
+    }
+
+    /// Whether the stored head vouches for `count` entries ending in `last`.
+    fn vouches(&self, stored: Option<&str>, count: u64, last: &str) -> bool {
+        stored.is_some_and(|h| {
+            crate::crypto::ct_eq(h.as_bytes(), head_value(&self.key, count, last).as_bytes())
+        })
+    }
+
     pub async fn record(
         &self,
         actor: &str,
@@ -231,7 +261,7 @@ impl Audit {
             {
                 // Outside the store: log shipping keeps the anchors `verify` checks.
                 tracing::info!(
-                    audit_head = %format!("{}:{}", entry.seq, entry.hash),
+                    audit_head = %Anchor::of(&entry),
                     "audit entry appended (its SEQ:HASH is an anchor for `audit verify`)"
                 );
                 return Ok(entry);
@@ -273,19 +303,13 @@ impl Audit {
         else {
             return Ok(Err(AuditProblem::Unreadable(last)));
         };
-        let mac = entry_mac(
-            &self.key, e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
-        );
-        if !crate::crypto::ct_eq(mac.as_bytes(), e.hash.as_bytes()) {
+        if !self.sealed(&e) {
             return Ok(Err(AuditProblem::Edited(last)));
         }
-        let vouched = stored.as_deref().is_some_and(|h| {
-            crate::crypto::ct_eq(h.as_bytes(), head_value(&self.key, len, &e.hash).as_bytes())
-        });
-        if e.seq != last || !vouched {
+        if e.seq != last || !self.vouches(stored.as_deref(), len, &e.hash) {
             return Ok(Err(AuditProblem::Truncated(len)));
         }
-        Ok(Ok(Some(format!("{}:{}", e.seq, e.hash))))
+        Ok(Ok(Some(Anchor::of(&e).to_string())))
     }
 
     /// Walks the chain; with `anchor`, it must also reach that entry, unchanged.
@@ -309,10 +333,7 @@ impl Audit {
                     problem = Some(AuditProblem::Missing(seen));
                     break 'outer;
                 }
-                let mac = entry_mac(
-                    &self.key, e.seq, e.at, &e.actor, &e.action, &e.target, &e.detail, &e.prev,
-                );
-                if !crate::crypto::ct_eq(mac.as_bytes(), e.hash.as_bytes()) {
+                if !self.sealed(&e) {
                     problem = Some(AuditProblem::Edited(seen));
                     break 'outer;
                 }
@@ -324,9 +345,7 @@ impl Audit {
                 seen += 1;
             }
         }
-        let vouched = head.as_deref().is_some_and(|h| {
-            crate::crypto::ct_eq(h.as_bytes(), head_value(&self.key, seen, &prev).as_bytes())
-        });
+        let vouched = self.vouches(head.as_deref(), seen, &prev);
         if problem.is_none() && (len > 0 || head.is_some()) && (seen != len || !vouched) {
             problem = Some(AuditProblem::Truncated(seen));
         }
@@ -340,7 +359,9 @@ impl Audit {
             entries: seen,
             ok: problem.is_none(),
             problem: problem.map(|p| p.to_string()),
-            head: seen.checked_sub(1).map(|last| format!("{last}:{prev}")),
+            head: seen
+                .checked_sub(1)
+                .map(|seq| Anchor { seq, hash: prev }.to_string()),
         })
     }
 }
