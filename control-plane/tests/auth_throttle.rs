@@ -58,6 +58,20 @@ impl Cp {
         .0
     }
 
+    /// The client-credentials grant with client_secret_post.
+    async fn token_post(&self, from: &str, id: &str, secret: &str) -> StatusCode {
+        let form = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+        self.send(
+            from,
+            "POST",
+            "/oauth2/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &form,
+        )
+        .await
+        .0
+    }
+
     async fn admin_keys(&self, from: &str, token: &str) -> StatusCode {
         let bearer = format!("Bearer {token}");
         self.send(
@@ -101,17 +115,11 @@ async fn a_nat_neighbours_failures_do_not_lock_out_valid_clients() {
         "nor is a client new to this address"
     );
     // The same with client_secret_post.
-    let post = cp
-        .send(
-            nat,
-            "POST",
-            "/oauth2/token",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!("grant_type=client_credentials&client_id={bad}&client_secret=wrong"),
-        )
-        .await
-        .0;
-    assert_eq!(post, 429, "the id is throttled whichever way it is sent");
+    assert_eq!(
+        cp.token_post(nat, &bad, "wrong").await,
+        429,
+        "the id is throttled whichever way it is sent"
+    );
     // The admin API: a neighbour's wrong tokens do not lock out the admin.
     for _ in 0..BURST {
         assert_eq!(cp.admin_keys(nat, "wrong").await, 401);
@@ -195,17 +203,7 @@ async fn a_nat_neighbour_claiming_a_clients_id_does_not_lock_it_out() {
     }
     assert!(refused, "guessing one id's secret was never throttled");
     // The same wrong secret, however it is sent, counts as one identity.
-    let post = cp
-        .send(
-            nat,
-            "POST",
-            "/oauth2/token",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!("grant_type=client_credentials&client_id={victim}&client_secret=guess-0"),
-        )
-        .await
-        .0;
-    assert_eq!(post, 429);
+    assert_eq!(cp.token_post(nat, &victim, "guess-0").await, 429);
     assert_eq!(cp.token(nat, &basic(&victim, &secret)).await, 200);
 }
 
