@@ -33,12 +33,8 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
-    pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a valid admin bearer token is required",
-        )
+    pub fn unauthenticated(message: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
     }
     /// A request refused before a handler saw it (by axum, or a body or JSON
     /// rejection): its code follows from its status.

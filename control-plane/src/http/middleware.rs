@@ -36,7 +36,10 @@ pub async fn require_admin(
     }
     let Some(admin) = Admin::of(&app, req.headers()) else {
         guards.failed(app.metrics(), "admin", source, &claimed);
-        return challenge(ApiError::unauthorized(), "Bearer realm=\"meshauth-admin\"");
+        return challenge(
+            ApiError::unauthenticated("a valid admin bearer token is required"),
+            "Bearer realm=\"meshauth-admin\"",
+        );
     };
     guards.succeeded("admin", source, &claimed);
     // Path segments are ids and names (at most 256 bytes, percent-encoded at most
@@ -72,11 +75,7 @@ pub async fn require_filter(
     app.metrics().sync_unauthorized.inc();
     guards.failed(app.metrics(), "sync", source, &claimed);
     challenge(
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a valid sync fleet credential is required",
-        ),
+        ApiError::unauthenticated("a valid sync fleet credential is required"),
         "Bearer realm=\"meshauth-sync\"",
     )
 }

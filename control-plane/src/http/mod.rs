@@ -17,7 +17,6 @@ mod throttle;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
@@ -138,9 +137,7 @@ fn public_routes(app: &Arc<App>) -> Router<Arc<App>> {
 fn finish(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
     let guards = Arc::new(guard::Guards::new(&app.settings().server));
     routes
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(from_fn_with_state(app.clone(), middleware::read_body))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(Extension(guards))
