@@ -154,9 +154,10 @@ impl FailureThrottle {
         let id = self.id(claimed);
         let mut t = lock(&self.tables);
         let burst = self.burst;
-        let known_from = t.known.get(&id).copied().unwrap_or(0);
         let Tables { pairs, known, .. } = &mut *t;
         let pair = self.entry(pairs, (source, id), burst, MAX_TRACKED_PAIRS, now, known);
+        // Counted after `entry`, whose eviction may have forgotten some of its sources.
+        let known_from = known.get(&id).copied().unwrap_or(0);
         if !pair.good && known_from < MAX_KNOWN_SOURCES_PER_IDENTITY {
             pair.good = true;
             *known.entry(id).or_insert(0) += 1;
@@ -334,6 +335,31 @@ mod tests {
         assert!(
             t.blocked(ip(1), b"victim").is_none(),
             "the victim's known entry was evicted"
+        );
+    }
+
+    /// An identity known from the most sources, whose entries are then evicted, is
+    /// known from the next source it authenticates from: its count is read after the
+    /// eviction that makes room for that source, not before.
+    #[test]
+    fn an_identity_whose_known_entries_were_evicted_is_known_again() {
+        let t = FailureThrottle::new(3, Duration::from_secs(60));
+        for n in 0..MAX_KNOWN_SOURCES_PER_IDENTITY {
+            t.succeeded(ip(n), b"mover");
+        }
+        // Others' known entries fill the table; the mover's are the oldest.
+        let mut n = 1000;
+        while t.tracked().1 < MAX_TRACKED_PAIRS {
+            let id = format!("id{}", n / MAX_KNOWN_SOURCES_PER_IDENTITY);
+            t.succeeded(ip(n), id.as_bytes());
+            n += 1;
+        }
+        let new_home = ip(u32::MAX);
+        t.succeeded(new_home, b"mover");
+        spray(&t, new_home);
+        assert!(
+            t.blocked(new_home, b"mover").is_none(),
+            "refused for its source's failures: not known there"
         );
     }
 }
