@@ -130,6 +130,14 @@ impl Drop for Permit {
     }
 }
 
+/// The outcome of [`Guards::check`].
+pub enum Checked<T> {
+    Passed(T),
+    /// The 429 to answer: the credential was not checked.
+    Refused(axum::response::Response),
+    Failed,
+}
+
 /// The server-wide guards the handlers consult.
 pub struct Guards {
     pub long_polls: Arc<SourceLimiter>,
@@ -194,6 +202,28 @@ impl Guards {
         if throttle.may_log() {
             tracing::warn!(%source, kind, "authentication failed (further failures in the next second are counted, not logged)");
         }
+    }
+
+    /// One credential check of `kind` under its failure throttle: refused (429)
+    /// without checking when `source`, or `claimed` from it, failed too often; a failed
+    /// check counted, a passed one marking the credential known from `source`.
+    pub fn check<T>(
+        &self,
+        metrics: &crate::metrics::Metrics,
+        kind: &'static str,
+        source: IpAddr,
+        claimed: &[u8],
+        check: impl FnOnce() -> Option<T>,
+    ) -> Checked<T> {
+        if let Some(refused) = self.refuse(metrics, kind, source, claimed) {
+            return Checked::Refused(refused);
+        }
+        let Some(passed) = check() else {
+            self.failed(metrics, kind, source, claimed);
+            return Checked::Failed;
+        };
+        self.succeeded(kind, source, claimed);
+        Checked::Passed(passed)
     }
 
     /// After a successful authentication of `claimed` (of `kind`) from `source`.

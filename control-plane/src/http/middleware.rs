@@ -13,7 +13,7 @@ use axum::Extension;
 
 use super::error::{ApiError, ErrorMark};
 use super::extract::{bearer, claimed_client, Admin};
-use super::guard::{self, Guards};
+use super::guard::{self, Checked, Guards};
 use super::MAX_BODY;
 use crate::app::App;
 use crate::error::OAuthCode;
@@ -27,21 +27,19 @@ pub async fn require_admin(
     next: Next,
 ) -> Response {
     let source = guard::source(req.extensions());
-    let claimed = bearer(req.headers())
-        .unwrap_or_default()
-        .as_bytes()
-        .to_vec();
-    if let Some(refused) = guards.refuse(app.metrics(), "admin", source, &claimed) {
-        return refused;
-    }
-    let Some(admin) = Admin::of(&app, req.headers()) else {
-        guards.failed(app.metrics(), "admin", source, &claimed);
-        return challenge(
-            ApiError::unauthenticated("a valid admin bearer token is required"),
-            "Bearer realm=\"meshauth-admin\"",
-        );
+    let claimed = bearer(req.headers()).unwrap_or_default().as_bytes();
+    let admin = match guards.check(app.metrics(), "admin", source, claimed, || {
+        Admin::of(&app, req.headers())
+    }) {
+        Checked::Passed(admin) => admin,
+        Checked::Refused(refused) => return refused,
+        Checked::Failed => {
+            return challenge(
+                ApiError::unauthenticated("a valid admin bearer token is required"),
+                "Bearer realm=\"meshauth-admin\"",
+            )
+        }
     };
-    guards.succeeded("admin", source, &claimed);
     // Path segments are ids and names (at most 256 bytes, percent-encoded at most
     // three times that): longer ones never reach the store.
     if req.uri().path().split('/').any(|seg| seg.len() > 3 * 256) {
@@ -64,20 +62,20 @@ pub async fn require_filter(
     // credential cannot be guessed online at full speed.
     let source = guard::source(req.extensions());
     let bearer = bearer(req.headers());
-    let claimed = bearer.unwrap_or_default().as_bytes().to_vec();
-    if let Some(refused) = guards.refuse(app.metrics(), "sync", source, &claimed) {
-        return refused;
+    let claimed = bearer.unwrap_or_default().as_bytes();
+    match guards.check(app.metrics(), "sync", source, claimed, || {
+        app.sync_authorized(bearer).then_some(())
+    }) {
+        Checked::Passed(()) => next.run(req).await,
+        Checked::Refused(refused) => refused,
+        Checked::Failed => {
+            app.metrics().sync_unauthorized.inc();
+            challenge(
+                ApiError::unauthenticated("a valid sync fleet credential is required"),
+                "Bearer realm=\"meshauth-sync\"",
+            )
+        }
     }
-    if app.sync_authorized(bearer) {
-        guards.succeeded("sync", source, &claimed);
-        return next.run(req).await;
-    }
-    app.metrics().sync_unauthorized.inc();
-    guards.failed(app.metrics(), "sync", source, &claimed);
-    challenge(
-        ApiError::unauthenticated("a valid sync fleet credential is required"),
-        "Bearer realm=\"meshauth-sync\"",
-    )
 }
 
 /// A 401 with its `WWW-Authenticate` challenge.
