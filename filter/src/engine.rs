@@ -297,18 +297,11 @@ impl Engine {
                     }
                     let claims = parsed.claims()?;
                     claims.check(&config.claim_rules, now)?;
-                    if config
-                        .forward
-                        .iter()
-                        .any(|f| claims.unfit_for_header(&f.claim))
-                    {
-                        return Err(Denial::BadClaim("forwarded"));
-                    }
                     let headers = config
                         .forward
                         .iter()
-                        .map(|f| claims.header_value(&f.claim))
-                        .collect();
+                        .map(|f| claims.forwarded_value(&f.claim))
+                        .collect::<Result<_, _>>()?;
                     let v = Rc::new(Verified { claims, headers });
                     cache.insert(token, v.clone());
                     v
