@@ -20,6 +20,7 @@ use super::host::{self, now_ms, now_ns, HostFacts, SharedSlots};
 use super::metrics::{Counter, Metrics};
 use crate::deny::{Answer, Denial};
 use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
+use crate::headers::Theirs;
 use crate::limits::LimitOutcome;
 use meshauth_wire::headers::REQUEST_ID;
 use meshauth_wire::sync::CONFIRM_PATH;
@@ -42,10 +43,8 @@ pub(super) struct Pending {
 #[derive(Clone, Default)]
 pub(super) struct RequestFacts {
     correlation_id: String,
-    /// Client headers that impersonate ours (`x_meshauth_sub`), removed on every path.
-    lookalikes: Vec<String>,
-    /// Client-sent copies of our own identity headers (exact names).
-    copies: Vec<String>,
+    /// Client-sent copies and lookalikes of our identity headers.
+    theirs: Theirs,
 }
 
 pub(super) type PendingList = Rc<RefCell<Vec<Pending>>>;
@@ -85,7 +84,7 @@ pub(super) fn finish(
             metrics.bump(Counter::Anonymous);
             // Only what the client sent: one host call per header present, not per
             // configured header.
-            for name in &request.copies {
+            for name in &request.theirs.copies {
                 set(name, None);
             }
             true
@@ -103,7 +102,7 @@ pub(super) fn finish(
     if !pass {
         return Action::Pause;
     }
-    for name in &request.lookalikes {
+    for name in &request.theirs.lookalikes {
         set(name, None);
     }
     if paused {
@@ -285,16 +284,11 @@ impl HttpContext for Http {
             let e = engine.borrow();
             RequestFacts {
                 correlation_id: find(REQUEST_ID).unwrap_or_default().to_string(),
-                lookalikes: crate::headers::lookalikes(
+                theirs: crate::headers::theirs(
                     all.iter().map(|(k, _)| k.as_str()),
                     e.forwarded().iter().map(|f| f.header.as_str()),
                     &e.config().reserved_header_prefix,
                 ),
-                copies: all
-                    .iter()
-                    .filter(|(k, _)| e.forwarded().iter().any(|f| f.header == *k))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
             }
         };
         // One clock read serves the token checks (seconds) and the buckets (ns).
