@@ -241,11 +241,7 @@ impl Context for Http {
         let Some(p) = entry else {
             return;
         };
-        let ok = host::header(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .as_deref()
-            == Some("200");
+        let ok = host::call_response_header(":status").as_deref() == Some("200");
         let engine = self.engine.clone();
         // Only an answer signed by the distribution key for this jti and nonce counts.
         let answer = host::call_response_body(body_size).ok().and_then(|b| {
