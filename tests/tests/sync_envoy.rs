@@ -560,6 +560,48 @@ fn a_confirm_answer_after_the_deadline_is_dropped() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
+/// A confirm answer padded far past any real one (a signed answer for the question,
+/// then 2 MiB of JSON whitespace) is not read, so a party on the sync path cannot make
+/// the filter copy megabytes per question: the question stays unconfirmed (403 by
+/// default) and the worker keeps serving.
+#[test]
+fn an_oversized_confirm_answer_counts_as_unconfirmed() {
+    let distribution = DevKey::seeded(24);
+    let key = DevKey::random();
+    let signer = distribution.clone();
+    let fake = FakeSync::start(
+        signed_snapshot(
+            &distribution,
+            meshauth_tests::tokens::now(),
+            &[&key],
+            &["j-huge", "j-small"],
+        ),
+        move |q| {
+            let mut answer = sealed_answer(&signer, q, false);
+            if q["jti"] == "j-huge" {
+                answer.push_str(&" ".repeat(2 << 20));
+            }
+            answer
+        },
+    );
+    let envoy = envoy_on_fake(&fake, &distribution);
+    // The same answer, unpadded, is taken: the path works.
+    eventually(&envoy, &token_for(&key, "j-small"), 200);
+    for round in 0..3 {
+        let a = call(&envoy, &token_for(&key, "j-huge"));
+        assert_eq!(
+            (a.status, a.json()["error"]["code"].clone()),
+            (403, json!("token_revoked")),
+            "round {round}: {}\n{}",
+            a.body,
+            envoy.log()
+        );
+    }
+    assert_eq!(call(&envoy, &token_for(&key, "j-clear")).status, 200);
+    let log = envoy.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 /// The attack as found: a relay between the filter and the real control plane passes
 /// snapshots through and answers confirm questions `{"revoked": false}` itself. The
 /// token revoked before Envoy started (so only the Bloom filter knows it) stays 403;

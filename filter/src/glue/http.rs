@@ -23,7 +23,7 @@ use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
 use crate::headers::Theirs;
 use crate::limits::LimitOutcome;
 use meshauth_wire::headers::REQUEST_ID;
-use meshauth_wire::sync::CONFIRM_PATH;
+use meshauth_wire::sync::{ConfirmAnswer, CONFIRM_PATH};
 
 const CALLOUT_BACKSTOP_MS: u64 = 1_000;
 
@@ -243,11 +243,15 @@ impl Context for Http {
         };
         let ok = host::call_response_header(":status").as_deref() == Some("200");
         let engine = self.engine.clone();
-        // Only an answer signed by the distribution key for this jti and nonce counts.
-        let answer = host::call_response_body(body_size).ok().and_then(|b| {
-            let cfg = engine.borrow().config().sync.clone()?;
-            crate::sync::confirm_verdict(&b, &p.jti, &p.nonce, &cfg.distribution_key)
-        });
+        // Only an answer signed by the distribution key for this jti and nonce counts,
+        // and none longer than a real one is even read.
+        let answer = (body_size <= ConfirmAnswer::max_len(&p.jti, &p.nonce))
+            .then(|| host::call_response_body(body_size).ok())
+            .flatten()
+            .and_then(|b| {
+                let cfg = engine.borrow().config().sync.clone()?;
+                crate::sync::confirm_verdict(&b, &p.jti, &p.nonce, &cfg.distribution_key)
+            });
         settle(
             &engine,
             &self.metrics,
