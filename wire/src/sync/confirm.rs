@@ -154,6 +154,25 @@ mod tests {
         assert!(!ConfirmRequest::valid_nonce("short"));
     }
 
+    /// A signed answer naming `revoked` twice has no single verdict: refused.
+    #[test]
+    fn a_repeated_member_in_a_confirm_answer_is_refused() {
+        let nonce = "n".repeat(22);
+        let open = |payload: &str| {
+            let env = SignedConfirm {
+                payload: crate::b64::encode(payload.as_bytes()),
+                signature: crate::b64::encode([1u8; 64]),
+            };
+            ConfirmAnswer::open(&serde_json::to_vec(&env).unwrap(), "j1", &nonce, |_, _| {
+                true
+            })
+        };
+        let one = format!(r#"{{"jti":"j1","nonce":"{nonce}","revoked":true}}"#);
+        assert_eq!(open(&one), Some(true), "the answer as sealed");
+        let twice = format!(r#"{{"jti":"j1","nonce":"{nonce}","revoked":true,"revoked":false}}"#);
+        assert_eq!(open(&twice), None);
+    }
+
     #[test]
     fn every_real_answer_fits_in_max_len() {
         let nonce = "n".repeat(128);
