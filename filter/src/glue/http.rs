@@ -23,7 +23,7 @@ use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
 use crate::headers::Theirs;
 use crate::limits::LimitOutcome;
 use meshauth_wire::headers::REQUEST_ID;
-use meshauth_wire::sync::{ConfirmAnswer, CONFIRM_PATH};
+use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, CONFIRM_PATH};
 
 const CALLOUT_BACKSTOP_MS: u64 = 1_000;
 
@@ -189,7 +189,7 @@ impl Http {
         };
         let (jti, verified, request) = question;
         let nonce = crate::sync::fresh_nonce();
-        let body = crate::sync::confirm_request(&jti, &nonce);
+        let body = ConfirmRequest::body(&jti, &nonce);
         let headers = crate::sync::call_headers(&cfg, "POST", CONFIRM_PATH);
         // The filter's own deadline (swept on the root's tick) decides; Envoy's timeout is
         // only a backstop, set later so the late answer it produces is the one dropped.
