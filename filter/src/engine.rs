@@ -286,6 +286,8 @@ impl Engine {
             let verified = match cache.get(token, now) {
                 Some(v) => {
                     used = CacheUse::Hit;
+                    // Time passes for a cached verification too (`exp`, `nbf`).
+                    v.claims.check(&config.claim_rules, now)?;
                     v
                 }
                 None => {
@@ -307,7 +309,6 @@ impl Engine {
                     v
                 }
             };
-            verified.claims.check(&config.claim_rules, now)?;
             requirements.check(&verified.claims)?;
             Ok(verified)
         })();
