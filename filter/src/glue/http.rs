@@ -243,9 +243,9 @@ impl Context for Http {
         };
         let ok = host::call_response_header(":status").as_deref() == Some("200");
         let engine = self.engine.clone();
-        // Only an answer signed by the distribution key for this jti and nonce counts,
-        // and none longer than a real one is even read.
-        let answer = (body_size <= ConfirmAnswer::max_len(&p.jti, &p.nonce))
+        // Only a 200 signed by the distribution key for this jti and nonce counts; no
+        // other status, and no body longer than a real answer, is even read.
+        let answer = (ok && body_size <= ConfirmAnswer::max_len(&p.jti, &p.nonce))
             .then(|| host::call_response_body(body_size).ok())
             .flatten()
             .and_then(|b| {
@@ -256,7 +256,7 @@ impl Context for Http {
             &engine,
             &self.metrics,
             (&p.jti, &p.verified, &p.request),
-            answer.filter(|_| ok),
+            answer,
             true,
         );
     }
