@@ -12,8 +12,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::envoy::{template, Envoy, Options};
-use meshauth_tests::tokens::{claims, jwks_value, now, DevKey};
+use meshauth_tests::envoy::{edge_plugin_config, unhardened_template, Envoy, Options};
+use meshauth_tests::tokens::{claims, now, DevKey};
 use meshauth_wire::b64;
 use serde_json::{json, Value};
 
@@ -448,42 +448,15 @@ struct EdgeCase {
 }
 
 fn edge_config(key: &DevKey) -> Value {
-    json!({
-        "issuer": "https://meshauth.test",
-        "audiences": ["api"],
-        "clock_skew_seconds": 5,
-        "bootstrap_jwks": jwks_value(&[key]),
-        "forward_claims": [
-            {"claim": "sub", "header": "x-meshauth-sub"},
-            {"claim": "scope", "header": "x-meshauth-scope"}
-        ],
-        "forward_authorization": false,
-        "routes": [
+    edge_plugin_config(
+        key,
+        json!([
             {"name": "public", "path_prefix": "/public/", "auth": "anonymous"},
             {"name": "admin", "path_prefix": "/admin/", "scopes_all": ["admin"]},
             {"name": "stats", "path_exact": "/internal/stats", "scopes_all": ["admin"]},
             {"name": "tenant", "path_prefix": "/tenant-a/", "claims": {"tenant": ["a"]}}
-        ]
-    })
-}
-
-/// The shipped bootstrap without its listener hardening, as a careless operator's would
-/// be: the filter must hold on its own (as in `edge_attacks.rs`).
-fn unhardened_template() -> String {
-    let hardening = [
-        "normalize_path",
-        "merge_slashes",
-        "path_with_escaped_slashes_action",
-        "headers_with_underscores_action",
-    ];
-    let t = template();
-    let out: String = t
-        .lines()
-        .filter(|l| !hardening.iter().any(|k| l.trim_start().starts_with(k)))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(out, t, "the shipped template no longer sets the hardening");
-    out
+        ]),
+    )
 }
 
 fn bearer(t: &str) -> String {

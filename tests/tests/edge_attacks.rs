@@ -7,36 +7,12 @@
 use std::time::Duration;
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::envoy::{template, Envoy, Options};
+use meshauth_tests::envoy::{unhardened_template, Envoy, Options};
 use meshauth_tests::http::{get, raw_get};
 use meshauth_tests::relay::{Confirm, Relay};
 use meshauth_tests::tokens::{claims, jwks_value, DevKey};
 use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
-
-/// The shipped bootstrap with its listener hardening taken out.
-fn unhardened_template() -> String {
-    let t = template();
-    let out: String = t
-        .lines()
-        .filter(|l| {
-            ![
-                "normalize_path",
-                "merge_slashes",
-                "path_with_escaped_slashes_action",
-                "headers_with_underscores_action",
-            ]
-            .iter()
-            .any(|k| l.trim_start().starts_with(k))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(
-        out, t,
-        "the shipped template no longer sets the hardening this test removes"
-    );
-    out
-}
 
 /// Envoy without the listener hardening (the default for these tests).
 fn start(config: &Value, cp_port: Option<u16>) -> Envoy {
