@@ -179,6 +179,18 @@ struct StalledConfirm {
     revoked: String,
 }
 
+impl StalledConfirm {
+    /// The filter polls through the relay; its confirmations wait 300 ms at most.
+    fn plugin_config(&self) -> Value {
+        json!({
+            "issuer": self.cp.base_url(),
+            "audiences": ["api"],
+            "sync": {"cluster": "meshauth_control_plane", "distribution_key": self.distribution_key,
+                     "credential": self.cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300},
+        })
+    }
+}
+
 fn stalled_confirm() -> StalledConfirm {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
     let relay = Relay::spawn(cp.port, Confirm::Stall).unwrap();
@@ -205,24 +217,17 @@ fn stalled_confirm() -> StalledConfirm {
 /// neither touch the finished request nor break the worker.
 #[test]
 fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker() {
-    let StalledConfirm {
-        cp,
-        relay,
-        distribution_key: dk,
-        revoked: victim,
-    } = stalled_confirm();
-    let other = cp
+    let stalled = stalled_confirm();
+    let (relay, victim) = (&stalled.relay, &stalled.revoked);
+    let other = stalled
+        .cp
         .cli_ok(&["token", "issue", "--sub", "alice"])
         .trim()
         .to_string();
-    let config = json!({
-        "issuer": cp.base_url(),
-        "audiences": ["api"],
-        "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
-        "forward_authorization": false,
-        "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
-                 "credential": cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300, "on_unconfirmed": "allow"},
-    });
+    let mut config = stalled.plugin_config();
+    config["forward_claims"] = json!([{"claim": "sub", "header": "x-meshauth-sub"}]);
+    config["forward_authorization"] = json!(false);
+    config["sync"]["on_unconfirmed"] = json!("allow");
     let envoy = start(&config, Some(relay.port));
     let auth = format!("Bearer {other}");
     wait_until("a snapshot", 10, || {
@@ -270,19 +275,9 @@ fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker(
 /// other refusal carries.
 #[test]
 fn an_unconfirmed_refusal_is_answered_like_every_other() {
-    let StalledConfirm {
-        cp,
-        relay,
-        distribution_key: dk,
-        revoked: victim,
-    } = stalled_confirm();
-    let config = json!({
-        "issuer": cp.base_url(),
-        "audiences": ["api"],
-        "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
-                 "credential": cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300},
-    });
-    let envoy = start(&config, Some(relay.port));
+    let stalled = stalled_confirm();
+    let (relay, victim) = (&stalled.relay, &stalled.revoked);
+    let envoy = start(&stalled.plugin_config(), Some(relay.port));
     let bad = format!("Bearer {victim}");
     let a = wait_until("a 403", 10, || {
         let a = get(
@@ -299,6 +294,8 @@ fn an_unconfirmed_refusal_is_answered_like_every_other() {
     assert_eq!(a.json()["error"]["correlation_id"], "corr-7");
     assert_eq!(a.header("cache-control"), Some("no-store"));
     assert!(a.header("www-authenticate").is_some());
+    // The refusal came from the unanswered confirmation, not from elsewhere.
+    assert!(relay.confirms() >= 1, "the filter never asked");
     std::thread::sleep(Duration::from_millis(1_600));
     assert_eq!(
         get(&envoy.url("/api"), &[("authorization", &bad)]).status,
