@@ -48,6 +48,8 @@ pub struct Counts {
     /// No answer at all (Envoy down): reported, not a refusal.
     pub conn_errors: u64,
     pub greedy_admitted: u64,
+    /// The greedy user's 429s: the limit was reached, so "limit held" saw it work.
+    pub greedy_limited: u64,
     /// Revocations answered 2xx: (token, jti).
     pub acked: Vec<(String, String)>,
     pub write_failures: u64,
@@ -177,6 +179,18 @@ fn ask(agent: &ureq::Agent, url: &str, token: &str) -> Option<(u16, String)> {
         .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
         .unwrap_or_default();
     Some((status, code))
+}
+
+/// Sleeps until `next + period` (the next request's slot); a caller behind schedule
+/// goes at once and starts counting from now, so it never bursts to catch up.
+fn pace(next: &mut Instant, period: Duration) {
+    *next += period;
+    let now = Instant::now();
+    if *next > now {
+        std::thread::sleep(*next - now);
+    } else {
+        *next = now;
+    }
 }
 
 fn jti_of(token: &str) -> String {
@@ -522,13 +536,7 @@ impl Chaos {
                         }
                     }
                     drop(c);
-                    next += period;
-                    let now = Instant::now();
-                    if next > now {
-                        std::thread::sleep(next - now);
-                    } else {
-                        next = now;
-                    }
+                    pace(&mut next, period);
                 }
             }));
         }
@@ -540,16 +548,12 @@ impl Chaos {
             let period = Duration::from_micros(1_000_000 / (3 * GREEDY_RATE));
             let mut next = Instant::now();
             while !shared.stop.load(Ordering::Relaxed) {
-                if let Some((200, _)) = ask(&agent, &url, &greedy) {
-                    shared.counts.lock().expect("counts").greedy_admitted += 1;
+                match ask(&agent, &url, &greedy) {
+                    Some((200, _)) => shared.counts.lock().expect("counts").greedy_admitted += 1,
+                    Some((429, _)) => shared.counts.lock().expect("counts").greedy_limited += 1,
+                    _ => {}
                 }
-                next += period;
-                let now = Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
-                } else {
-                    next = now;
-                }
+                pace(&mut next, period);
             }
         }));
         // The writer: revocations all along, about four a second.
@@ -603,6 +607,13 @@ impl Chaos {
             })
             .collect();
         let prom = envoy.prometheus();
+        // FAIL_RELOAD (envoy/meshauth.yaml) counts every failed VM's reload here; without
+        // these counters in the answer the sum below would read nothing and say 0.
+        assert!(
+            prom.contains("envoy_wasm_meshauth_vm_reload"),
+            "Envoy's stats lack the VM reload counters: {}",
+            prom.chars().take(300).collect::<String>()
+        );
         let stat_lines: Vec<&str> = prom
             .lines()
             .filter(|l| !l.starts_with('#') && l.contains("wasm"))
@@ -620,8 +631,14 @@ impl Chaos {
         in_log + stats
     }
 
-    fn restart_envoy(&mut self) {
+    /// Stops Envoy, keeping the crashes it saw: read after the drop, they would be lost.
+    fn stop_envoy(&mut self) {
         self.crash_marks += self.crashes_now();
+        self.envoy = None;
+    }
+
+    fn restart_envoy(&mut self) {
+        self.stop_envoy();
         self.start_envoy();
     }
 
@@ -794,9 +811,9 @@ impl Chaos {
                 std::thread::sleep(Duration::from_millis(1500));
             }
             "envoy-restart" => {
-                self.envoy = None;
+                self.stop_envoy();
                 std::thread::sleep(Duration::from_secs(1));
-                self.restart_envoy();
+                self.start_envoy();
                 envoy_started = true;
             }
             "reload-same" => {
@@ -856,7 +873,6 @@ impl Chaos {
                 self.set_down_after(600_000);
                 self.cp.kill();
                 self.master().freeze(true);
-                self.envoy = None;
                 self.restart_envoy();
                 envoy_started = true;
                 let plugin = self.plugin.clone();
