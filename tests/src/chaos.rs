@@ -73,6 +73,9 @@ pub struct Row {
     pub crashes: u64,
     /// Whether `valid_not_ready` is the documented window (the phase started an Envoy).
     pub window_allowed: bool,
+    /// False when the fault could not be injected (no libfaketime, or it did not take):
+    /// the row then shows "skipped", not that the invariants held under the fault.
+    pub applied: bool,
     pub limit_bound: u64,
     pub notes: Vec<String>,
 }
@@ -145,10 +148,12 @@ impl Row {
             } else {
                 format!("NO ({}/{})", c.greedy_admitted, self.limit_bound)
             },
-            if self.broken().is_empty() {
+            if !self.broken().is_empty() {
+                "NO"
+            } else if self.applied {
                 "yes"
             } else {
-                "NO"
+                "skipped"
             },
         )
     }
@@ -294,6 +299,14 @@ pub const FAULTS: &[&str] = &[
     "key-rotation",
     "all-together",
 ];
+
+/// What injecting a fault did.
+struct Injected {
+    /// It started an Envoy (its first-snapshot window is then documented).
+    envoy_started: bool,
+    applied: bool,
+    notes: Vec<String>,
+}
 
 struct Shared {
     counts: Mutex<Counts>,
@@ -738,11 +751,12 @@ impl Chaos {
         Some(claims["iat"].as_i64()? - crate::tokens::now())
     }
 
-    /// Runs the fault; returns (whether it started an Envoy, notes).
-    fn inject(&mut self, fault: &str) -> (bool, Vec<String>) {
+    /// Runs the fault.
+    fn inject(&mut self, fault: &str) -> Injected {
         let s = self.settings.seconds;
         let mut notes = Vec::new();
         let mut envoy_started = false;
+        let mut applied = true;
         match fault {
             "cp-sigkill" => {
                 self.cp.kill();
@@ -786,7 +800,11 @@ impl Chaos {
                     notes.push(format!(
                         "skipped: {FAKETIME_LIB} missing (apt-get install libfaketime)"
                     ));
-                    return (false, notes);
+                    return Injected {
+                        envoy_started,
+                        applied: false,
+                        notes,
+                    };
                 }
                 let offset = if fault == "clock-forward" { 600 } else { -600 };
                 self.step_clock(&format!("{offset:+}"));
@@ -802,9 +820,12 @@ impl Chaos {
                     Some(seen) if (seen - offset).abs() <= 5 => {
                         notes.push(format!("control plane clock stepped {offset:+} s"))
                     }
-                    _ => notes.push(
-                        "libfaketime did not take effect within 10 s: fault not applied".into(),
-                    ),
+                    _ => {
+                        applied = false;
+                        notes.push(
+                            "libfaketime did not take effect within 10 s: fault not applied".into(),
+                        )
+                    }
                 }
                 self.hold(s);
                 self.step_clock("+0");
@@ -893,7 +914,11 @@ impl Chaos {
             }
             other => panic!("unknown fault {other}"),
         }
-        (envoy_started, notes)
+        Injected {
+            envoy_started,
+            applied,
+            notes,
+        }
     }
 
     fn edge_admits(&self, token: &str, within: Duration) -> bool {
@@ -922,7 +947,11 @@ impl Chaos {
             .collect();
         // A little steady load before the fault.
         std::thread::sleep(Duration::from_secs(2));
-        let (envoy_started, notes) = self.inject(fault);
+        let Injected {
+            envoy_started,
+            applied,
+            notes,
+        } = self.inject(fault);
         let ended = Instant::now();
         let converge = self.converge(ended, 90);
         std::thread::sleep(Duration::from_secs(1));
@@ -966,6 +995,7 @@ impl Chaos {
             converge,
             crashes,
             window_allowed: envoy_started,
+            applied,
             limit_bound,
             notes,
         };
