@@ -126,7 +126,11 @@ impl Denial {
 
     /// The `WWW-Authenticate` challenge.
     pub fn challenge(&self, realm: &str) -> String {
-        let message = self.to_string();
+        self.challenge_with(realm, &self.to_string())
+    }
+
+    /// The challenge, with this denial's message already written out.
+    fn challenge_with(&self, realm: &str, message: &str) -> String {
         match self.bearer_error() {
             BearerError::None => format!("Bearer realm=\"{realm}\""),
             BearerError::InvalidToken => format!(
@@ -145,12 +149,15 @@ impl Denial {
 
     /// The whole answer (RFC 6750 challenge included).
     pub fn answer(&self, realm: &str, correlation_id: &str) -> Answer {
+        // Written once for the challenge and the body: a flood of refusals is a hot path.
+        let message = self.to_string();
         // A 400 is not an authentication problem: no challenge (RFC 9110 §11.6.1).
-        let challenge = (self.status() != 400).then(|| ("www-authenticate", self.challenge(realm)));
+        let challenge = (self.status() != 400)
+            .then(|| ("www-authenticate", self.challenge_with(realm, &message)));
         Answer::refusal(
             self.status(),
             self.code(),
-            &self.to_string(),
+            &message,
             challenge,
             correlation_id,
         )
@@ -251,6 +258,9 @@ mod tests {
                 .contains(&("content-type", "application/json".into())));
             let challenge = a.headers.iter().any(|(k, _)| *k == "www-authenticate");
             assert_eq!(challenge, d.status() != 400, "{d:?}");
+            if challenge {
+                assert!(a.headers.contains(&("www-authenticate", d.challenge("r"))));
+            }
             let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
             assert_eq!(body["error"]["correlation_id"], "corr-9");
             assert_eq!(body["error"]["code"], d.code());
