@@ -39,7 +39,10 @@ if [ "$status" -ne 0 ]; then
 fi
 fail=0
 expect() { grep -qF -- "$1" "$out" || { echo "install-envoy-check: expected the guide to print: $1" >&2; fail=1; }; }
-expect "http://127.0.0.1:$CP_PORT"
+# The issuer as a line of its own (`meshauth status | jq -r .issuer`): an error message
+# naming the URL (`cannot reach http://…`) must not pass for it.
+grep -qxF -- "http://127.0.0.1:$CP_PORT" "$out" ||
+  { echo "install-envoy-check: expected the guide to print the issuer http://127.0.0.1:$CP_PORT on a line" >&2; fail=1; }
 expect "HTTP/1.1 401 Unauthorized"
 expect 'www-authenticate: Bearer realm="meshauth"'
 expect "with a token: 200"

@@ -44,6 +44,8 @@ scripts/demo-check.sh
 step "docs/install-envoy.md followed literally on loopback"
 scripts/install-envoy-check.sh
 
-# One closing line for the whole run.
-awk '/^test result:|^[0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
-     END { printf "%d passed, %d failed\n", p + 1, f }' "$log"
+# One closing line for the whole run: the tests cargo and pytest counted, then the
+# scripted checks (each passed, or `set -e` had stopped the run before this line).
+awk -v scripted="wasm-paths-check fuzz demo-check install-envoy-check" \
+  '/^test result:|^[0-9]+ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed[;,]?$/) p += $i; if ($(i+1) ~ /^failed[;,]?$/) f += $i } }
+     END { printf "%d passed, %d failed; scripted checks passed: %s\n", p, f, scripted }' "$log"

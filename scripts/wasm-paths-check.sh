@@ -8,7 +8,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 wasm=${1:-$root/target/wasm32-wasip1/release/meshauth_filter.wasm}
 [ -s "$wasm" ] || { echo "wasm-paths-check: no module at $wasm (run scripts/build-filter.sh)" >&2; exit 1; }
 cargo_home=$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd)
-found=$(strings -n 6 "$wasm" | grep -F -e /home/ -e /root/ -e .cargo/registry -e "$cargo_home" -e "$root" || true)
+# strings on its own line: inside the grep's `|| true` a missing `strings` read as "no
+# path found".
+text=$(strings -n 6 "$wasm")
+[ -n "$text" ] || { echo "wasm-paths-check: strings found no text in $wasm" >&2; exit 1; }
+found=$(grep -F -e /home/ -e /root/ -e .cargo/registry -e "$cargo_home" -e "$root" <<<"$text" || true)
 if [ -n "$found" ]; then
   echo "wasm-paths-check: $wasm embeds machine-specific paths (build it with scripts/build-filter.sh):" >&2
   printf '%s\n' "$found" | sort -u | head -20 >&2

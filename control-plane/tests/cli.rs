@@ -5,6 +5,7 @@ mod support;
 
 use clap::Parser;
 use meshauth_cp::cli::{run_client, Cli};
+use meshauth_tests::control_plane::per_user_limit;
 use support::*;
 
 /// Runs `meshauth ARGS` against `cp` served on a loopback socket.
@@ -61,23 +62,18 @@ async fn verbs_send_typed_bodies_the_server_accepts() {
     let cp = cp().await;
     meshauth(
         &cp,
-        &[
-            "limits",
-            "set",
-            "per-user",
-            "--key",
-            "claim:sub",
-            "--rate",
+        &per_user_limit(
             "5",
-            "--burst",
             "5",
-            "--path-prefix",
-            "/api",
-            "--method",
-            "GET",
-            "--override",
-            "alice=10/10/60",
-        ],
+            &[
+                "--path-prefix",
+                "/api",
+                "--method",
+                "GET",
+                "--override",
+                "alice=10/10/60",
+            ],
+        ),
     )
     .await
     .unwrap();

@@ -156,22 +156,26 @@ impl Claims {
     /// The claim as one header value: strings as they are, arrays joined by a space.
     /// `None` when absent or when the value could not travel safely in a header.
     pub fn header_value(&self, name: &str) -> Option<String> {
+        self.forwarded_value(name).ok().flatten()
+    }
+
+    /// The claim as a forwarded header's value, `None` when absent. A value no header
+    /// could carry (a control character) is refused: forwarding the request without it
+    /// would show the upstream an authenticated request without the identity it expects.
+    pub fn forwarded_value(&self, name: &str) -> Result<Option<String>, Denial> {
         let values = self.values(name);
         if values.is_empty() {
-            return None;
+            return Ok(None);
         }
         let joined = values.join(" ");
         let safe = joined
             .bytes()
             .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
-        safe.then_some(joined)
-    }
-
-    /// Whether the claim has a value that no header could carry (a control character):
-    /// forwarding the request without it would show the upstream an authenticated
-    /// request without the identity it expects.
-    pub fn unfit_for_header(&self, name: &str) -> bool {
-        !self.values(name).is_empty() && self.header_value(name).is_none()
+        if safe {
+            Ok(Some(joined))
+        } else {
+            Err(Denial::BadClaim("forwarded"))
+        }
     }
 }
 
@@ -285,8 +289,8 @@ mod tests {
         assert_eq!(c.header_value("groups").as_deref(), Some("a b"));
         assert_eq!(c.header_value("n").as_deref(), Some("5"));
         assert_eq!(c.header_value("missing"), None);
-        assert!(c.unfit_for_header("sub"));
-        assert!(!c.unfit_for_header("groups") && !c.unfit_for_header("missing"));
+        assert_eq!(c.forwarded_value("sub"), Err(Denial::BadClaim("forwarded")));
+        assert!(c.forwarded_value("groups").is_ok() && c.forwarded_value("missing").is_ok());
     }
 
     proptest! {

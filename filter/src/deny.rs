@@ -76,23 +76,32 @@ impl Denial {
 
     /// Stable machine-readable code: the JSON body's `code` and the metric suffix.
     pub fn code(&self) -> &'static str {
+        // In range for every variant (`each_variant_has_its_code`).
+        Self::ALL_CODES
+            .get(self.index())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// This denial's place in `ALL_CODES` (and in the filter's denial counters).
+    pub fn index(&self) -> usize {
         match self {
-            Denial::MissingToken => "missing_token",
-            Denial::Malformed(_) => "malformed_token",
-            Denial::TooLarge => "token_too_large",
-            Denial::BadAlgorithm => "bad_algorithm",
-            Denial::UnknownKey => "unknown_key",
-            Denial::BadSignature => "bad_signature",
-            Denial::Expired => "token_expired",
-            Denial::NotYetValid => "token_not_yet_valid",
-            Denial::BadIssuer => "bad_issuer",
-            Denial::BadAudience => "bad_audience",
-            Denial::BadClaim(_) => "bad_claim",
-            Denial::InsufficientScope { .. } => "insufficient_scope",
-            Denial::ClaimMismatch { .. } => "claim_mismatch",
-            Denial::Revoked => "token_revoked",
-            Denial::NotReady => "not_ready",
-            Denial::BadPath(_) => "bad_path",
+            Denial::MissingToken => 0,
+            Denial::Malformed(_) => 1,
+            Denial::TooLarge => 2,
+            Denial::BadAlgorithm => 3,
+            Denial::UnknownKey => 4,
+            Denial::BadSignature => 5,
+            Denial::Expired => 6,
+            Denial::NotYetValid => 7,
+            Denial::BadIssuer => 8,
+            Denial::BadAudience => 9,
+            Denial::BadClaim(_) => 10,
+            Denial::InsufficientScope { .. } => 11,
+            Denial::ClaimMismatch { .. } => 12,
+            Denial::Revoked => 13,
+            Denial::NotReady => 14,
+            Denial::BadPath(_) => 15,
         }
     }
 
@@ -117,7 +126,11 @@ impl Denial {
 
     /// The `WWW-Authenticate` challenge.
     pub fn challenge(&self, realm: &str) -> String {
-        let message = self.to_string();
+        self.challenge_with(realm, &self.to_string())
+    }
+
+    /// The challenge, with this denial's message already written out.
+    fn challenge_with(&self, realm: &str, message: &str) -> String {
         match self.bearer_error() {
             BearerError::None => format!("Bearer realm=\"{realm}\""),
             BearerError::InvalidToken => format!(
@@ -136,12 +149,15 @@ impl Denial {
 
     /// The whole answer (RFC 6750 challenge included).
     pub fn answer(&self, realm: &str, correlation_id: &str) -> Answer {
+        // Written once for the challenge and the body: a flood of refusals is a hot path.
+        let message = self.to_string();
         // A 400 is not an authentication problem: no challenge (RFC 9110 §11.6.1).
-        let challenge = (self.status() != 400).then(|| ("www-authenticate", self.challenge(realm)));
+        let challenge = (self.status() != 400)
+            .then(|| ("www-authenticate", self.challenge_with(realm, &message)));
         Answer::refusal(
             self.status(),
             self.code(),
-            &self.to_string(),
+            &message,
             challenge,
             correlation_id,
         )
@@ -242,6 +258,9 @@ mod tests {
                 .contains(&("content-type", "application/json".into())));
             let challenge = a.headers.iter().any(|(k, _)| *k == "www-authenticate");
             assert_eq!(challenge, d.status() != 400, "{d:?}");
+            if challenge {
+                assert!(a.headers.contains(&("www-authenticate", d.challenge("r"))));
+            }
             let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
             assert_eq!(body["error"]["correlation_id"], "corr-9");
             assert_eq!(body["error"]["code"], d.code());
@@ -269,6 +288,41 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("per-client"));
+    }
+
+    /// `code` is read from `ALL_CODES` by `index`: each variant keeps the code it had.
+    #[test]
+    fn each_variant_has_its_code() {
+        let all = [
+            (Denial::MissingToken, "missing_token"),
+            (Denial::Malformed("x"), "malformed_token"),
+            (Denial::TooLarge, "token_too_large"),
+            (Denial::BadAlgorithm, "bad_algorithm"),
+            (Denial::UnknownKey, "unknown_key"),
+            (Denial::BadSignature, "bad_signature"),
+            (Denial::Expired, "token_expired"),
+            (Denial::NotYetValid, "token_not_yet_valid"),
+            (Denial::BadIssuer, "bad_issuer"),
+            (Denial::BadAudience, "bad_audience"),
+            (Denial::BadClaim("x"), "bad_claim"),
+            (
+                Denial::InsufficientScope {
+                    required: "a".into(),
+                },
+                "insufficient_scope",
+            ),
+            (
+                Denial::ClaimMismatch { claim: "c".into() },
+                "claim_mismatch",
+            ),
+            (Denial::Revoked, "token_revoked"),
+            (Denial::NotReady, "not_ready"),
+            (Denial::BadPath("x"), "bad_path"),
+        ];
+        assert_eq!(all.len(), Denial::ALL_CODES.len());
+        for (d, code) in all {
+            assert_eq!(d.code(), code, "{d:?}");
+        }
     }
 
     #[test]

@@ -286,6 +286,8 @@ impl Engine {
             let verified = match cache.get(token, now) {
                 Some(v) => {
                     used = CacheUse::Hit;
+                    // Time passes for a cached verification too (`exp`, `nbf`).
+                    v.claims.check(&config.claim_rules, now)?;
                     v
                 }
                 None => {
@@ -297,24 +299,16 @@ impl Engine {
                     }
                     let claims = parsed.claims()?;
                     claims.check(&config.claim_rules, now)?;
-                    if config
-                        .forward
-                        .iter()
-                        .any(|f| claims.unfit_for_header(&f.claim))
-                    {
-                        return Err(Denial::BadClaim("forwarded"));
-                    }
                     let headers = config
                         .forward
                         .iter()
-                        .map(|f| claims.header_value(&f.claim))
-                        .collect();
+                        .map(|f| claims.forwarded_value(&f.claim))
+                        .collect::<Result<_, _>>()?;
                     let v = Rc::new(Verified { claims, headers });
                     cache.insert(token, v.clone());
                     v
                 }
             };
-            verified.claims.check(&config.claim_rules, now)?;
             requirements.check(&verified.claims)?;
             Ok(verified)
         })();

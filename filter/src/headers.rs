@@ -1,16 +1,23 @@
 //! Request headers that impersonate the identity headers the filter sets.
 
-/// The request's header names to remove before the upstream sees the request: those
-/// that are not one of `ours` but read as one once `_` is taken for `-` and case is
-/// ignored (many upstreams fold them together: CGI turns both `x_meshauth_sub` and
-/// `x-meshauth-sub` into `HTTP_X_MESHAUTH_SUB`), and any spelling of a name under
-/// `reserved_prefix` (an identity header the configuration no longer forwards, which an
-/// upstream may still trust).
-pub fn lookalikes<'a, 'o>(
+/// Client-sent headers to take off a request, found in one pass over its names.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Theirs {
+    /// Exact copies of `ours`: dropped when the filter does not set them itself.
+    pub copies: Vec<String>,
+    /// Names that are not one of `ours` but read as one once `_` is taken for `-` and
+    /// case is ignored (many upstreams fold them together: CGI turns both
+    /// `x_meshauth_sub` and `x-meshauth-sub` into `HTTP_X_MESHAUTH_SUB`), and any
+    /// spelling of a name under `reserved_prefix` (an identity header the configuration
+    /// no longer forwards, which an upstream may still trust): dropped on every path.
+    pub lookalikes: Vec<String>,
+}
+
+pub fn theirs<'a, 'o>(
     names: impl IntoIterator<Item = &'a str>,
     ours: impl Iterator<Item = &'o str> + Clone,
     reserved_prefix: &str,
-) -> Vec<String> {
+) -> Theirs {
     let folds_to = |name: &str, target: &str, whole: bool| {
         (if whole {
             name.len() == target.len()
@@ -21,15 +28,17 @@ pub fn lookalikes<'a, 'o>(
             .zip(target.bytes())
             .all(|(a, b)| fold(a) == fold(b))
     };
-    names
-        .into_iter()
-        .filter(|name| ours.clone().all(|our| our != *name))
-        .filter(|name| {
-            ours.clone().any(|our| folds_to(name, our, true))
-                || (!reserved_prefix.is_empty() && folds_to(name, reserved_prefix, false))
-        })
-        .map(str::to_owned)
-        .collect()
+    let mut found = Theirs::default();
+    for name in names {
+        if ours.clone().any(|our| our == name) {
+            found.copies.push(name.to_owned());
+        } else if ours.clone().any(|our| folds_to(name, our, true))
+            || (!reserved_prefix.is_empty() && folds_to(name, reserved_prefix, false))
+        {
+            found.lookalikes.push(name.to_owned());
+        }
+    }
+    found
 }
 
 fn fold(b: u8) -> u8 {
@@ -56,10 +65,12 @@ mod tests {
             "x-meshauth-scop",
             "authorization",
         ];
+        let found = theirs(names, ours.into_iter(), "");
         assert_eq!(
-            lookalikes(names, ours.into_iter(), ""),
+            found.lookalikes,
             vec!["x_meshauth_sub", "x-meshauth_sub", "X_MESHAUTH_SCOPE"]
         );
+        assert_eq!(found.copies, vec!["x-meshauth-sub"]);
     }
 
     #[test]
@@ -71,9 +82,11 @@ mod tests {
             "X_MESHAUTH_ROLE",
             "x-other",
         ];
+        let found = theirs(names, ours.into_iter(), "x-meshauth-");
         assert_eq!(
-            lookalikes(names, ours.into_iter(), "x-meshauth-"),
+            found.lookalikes,
             vec!["x-meshauth-tenant", "X_MESHAUTH_ROLE"]
         );
+        assert_eq!(found.copies, vec!["x-meshauth-sub"]);
     }
 }

@@ -30,6 +30,24 @@ pub enum StoreKind {
     Sentinel(Vec<String>, String),
 }
 
+/// `meshauth limits set per-user`, keyed by `claim:sub`, with this rate and burst,
+/// then `extra` flags as given.
+pub fn per_user_limit<'a>(rate: &'a str, burst: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "limits",
+        "set",
+        "per-user",
+        "--key",
+        "claim:sub",
+        "--rate",
+        rate,
+        "--burst",
+        burst,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 pub struct ControlPlane {
     process: Process,
     pub port: u16,

@@ -24,6 +24,45 @@ pub fn template() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The shipped bootstrap without its listener hardening, as a careless operator's would
+/// be: attack tests run against it so the filter has to hold on its own.
+pub fn unhardened_template() -> String {
+    let hardening = [
+        "normalize_path",
+        "merge_slashes",
+        "path_with_escaped_slashes_action",
+        "headers_with_underscores_action",
+    ];
+    let t = template();
+    let out: String = t
+        .lines()
+        .filter(|l| !hardening.iter().any(|k| l.trim_start().starts_with(k)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(
+        out, t,
+        "the shipped template no longer sets the hardening this removes"
+    );
+    out
+}
+
+/// The plugin configuration of the edge tests: a bootstrap JWKS of `key`, `sub` and
+/// `scope` forwarded, `Authorization` stripped, and these `routes`.
+pub fn edge_plugin_config(key: &crate::tokens::DevKey, routes: Value) -> Value {
+    serde_json::json!({
+        "issuer": "https://meshauth.test",
+        "audiences": ["api"],
+        "clock_skew_seconds": 5,
+        "bootstrap_jwks": crate::tokens::jwks_value(&[key]),
+        "forward_claims": [
+            {"claim": "sub", "header": "x-meshauth-sub"},
+            {"claim": "scope", "header": "x-meshauth-scope"}
+        ],
+        "forward_authorization": false,
+        "routes": routes,
+    })
+}
+
 pub struct Envoy {
     process: Process,
     pub port: u16,

@@ -12,8 +12,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::envoy::{template, Envoy, Options};
-use meshauth_tests::tokens::{claims, jwks_value, now, DevKey};
+use meshauth_tests::envoy::{edge_plugin_config, unhardened_template, Envoy, Options};
+use meshauth_tests::tokens::{claims, now, DevKey};
 use meshauth_wire::b64;
 use serde_json::{json, Value};
 
@@ -448,42 +448,15 @@ struct EdgeCase {
 }
 
 fn edge_config(key: &DevKey) -> Value {
-    json!({
-        "issuer": "https://meshauth.test",
-        "audiences": ["api"],
-        "clock_skew_seconds": 5,
-        "bootstrap_jwks": jwks_value(&[key]),
-        "forward_claims": [
-            {"claim": "sub", "header": "x-meshauth-sub"},
-            {"claim": "scope", "header": "x-meshauth-scope"}
-        ],
-        "forward_authorization": false,
-        "routes": [
+    edge_plugin_config(
+        key,
+        json!([
             {"name": "public", "path_prefix": "/public/", "auth": "anonymous"},
             {"name": "admin", "path_prefix": "/admin/", "scopes_all": ["admin"]},
             {"name": "stats", "path_exact": "/internal/stats", "scopes_all": ["admin"]},
             {"name": "tenant", "path_prefix": "/tenant-a/", "claims": {"tenant": ["a"]}}
-        ]
-    })
-}
-
-/// The shipped bootstrap without its listener hardening, as a careless operator's would
-/// be: the filter must hold on its own (as in `edge_attacks.rs`).
-fn unhardened_template() -> String {
-    let hardening = [
-        "normalize_path",
-        "merge_slashes",
-        "path_with_escaped_slashes_action",
-        "headers_with_underscores_action",
-    ];
-    let t = template();
-    let out: String = t
-        .lines()
-        .filter(|l| !hardening.iter().any(|k| l.trim_start().starts_with(k)))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(out, t, "the shipped template no longer sets the hardening");
-    out
+        ]),
+    )
 }
 
 fn bearer(t: &str) -> String {
@@ -1329,7 +1302,9 @@ static CP_CASES: &[CpCase] = &[
         expect: with(401, None, "exits non-zero"), unchanged: true, check: None },
     CpCase { id: "C13", area: "cli", input: "`MESHAUTH_ADMIN_TOKEN` with CR LF and a second header",
         act: |c| cli_env(&["keys", "rotate"], &[("MESHAUTH_ADMIN_TOKEN", &format!("{}\r\nx-a: b", c.cp.admin_token))]),
-        expect: with(1, None, "exits 1, no panic, no rotation"), unchanged: true, check: None },
+        expect: with(1, None, "exits 1, no panic, no rotation"), unchanged: true,
+        // Refused for the header, not for want of a control plane (also exit 1, C14).
+        check: Some(|_, g| cli_said(g, "invalid header")) },
     CpCase { id: "C14", area: "cli", input: "`MESHAUTH_URL` where nothing listens", act: |_| cli_env(&["status"], &[("MESHAUTH_URL", "http://127.0.0.1:9")]),
         expect: with(1, None, "exits 1: cannot reach"), unchanged: true, check: Some(|_, g| cli_said(g, "cannot reach")) },
     CpCase { id: "C15", area: "cli", input: "`audit list --from -1`", act: |_| cli(&["audit", "list", "--from", "-1"]),
@@ -1338,19 +1313,27 @@ static CP_CASES: &[CpCase] = &[
         expect: with(400, None, "exits non-zero"), unchanged: true, check: None },
 ];
 
-/// What the admin API says about everything a hostile call could change.
+/// What the admin API says about everything a hostile call could change. Every read
+/// must answer: a failed one would read as `null` before and after, and hide a change.
 fn state(c: &Cp) -> Value {
-    let read = |path: &str| {
+    let read = |path: &str, pick: &dyn Fn(&Value) -> Value| {
         let got = send(c.cp.port, &get(path, &[("authorization", &c.admin())]));
-        got.json()
+        let v = pick(&got.json());
+        assert!(
+            got.status == 200 && !v.is_null(),
+            "state: {path} answered {} {}",
+            got.status,
+            got.body
+        );
+        v
     };
     json!({
-        "clients": read("/admin/clients"),
-        "revocations": read("/admin/revocations"),
-        "limits": read("/admin/limits"),
-        "keys": read("/admin/keys")["keys"],
-        "audit": read("/admin/audit/verify")["entries"],
-        "version": read("/admin/status")["sync"]["version"],
+        "clients": read("/admin/clients", &|v| v.clone()),
+        "revocations": read("/admin/revocations", &|v| v.clone()),
+        "limits": read("/admin/limits", &|v| v.clone()),
+        "keys": read("/admin/keys", &|v| v["keys"].clone()),
+        "audit": read("/admin/audit/verify", &|v| v["entries"].clone()),
+        "version": read("/admin/status", &|v| v["sync"]["version"].clone()),
     })
 }
 

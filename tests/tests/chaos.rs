@@ -26,6 +26,12 @@ fn control_plane_killed_and_frozen_under_load_keeps_the_invariants() {
         // The load really ran through the fault: the checks above had something to see.
         assert!(row.counts.valid_ok > 0 && row.counts.requests > row.counts.valid_ok);
         assert!(!row.counts.acked.is_empty(), "no revocation acknowledged");
+        // The limit really bit: the greedy user got through, and was refused past it.
+        assert!(
+            row.counts.greedy_admitted > 0 && row.counts.greedy_limited > 0,
+            "{}",
+            row.line()
+        );
     }
     assert!(!chaos.cp_log().contains("panicked"));
 }

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The real control-plane binary and CLI, on the embedded store and on a real Redis.
 
-use meshauth_tests::control_plane::{ControlPlane, StoreKind};
+use meshauth_tests::control_plane::{per_user_limit, ControlPlane, StoreKind};
 use meshauth_tests::http::{get, request, Answer};
 use meshauth_tests::redis::{Redis, Sentinel, SENTINEL_MASTER_NAME};
 use meshauth_tests::wait::wait_until;
@@ -627,19 +627,7 @@ fn acknowledge(cp: &ControlPlane) -> Acknowledged {
         serde_json::from_str(&cp.cli_ok(&["token", "issue", "--sub", "carol", "--json"])).unwrap();
     cp.cli_ok(&["token", "issue", "--sub", "mallory"]);
     cp.cli_ok(&["revoke", "subject", "mallory"]);
-    cp.cli_ok(&[
-        "limits",
-        "set",
-        "per-user",
-        "--key",
-        "claim:sub",
-        "--rate",
-        "5",
-        "--burst",
-        "2",
-        "--override",
-        "carol=50/20",
-    ]);
+    cp.cli_ok(&per_user_limit("5", "2", &["--override", "carol=50/20"]));
     Acknowledged {
         client,
         refresh: full["refresh_token"].as_str().unwrap().to_string(),

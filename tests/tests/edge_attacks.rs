@@ -7,36 +7,12 @@
 use std::time::Duration;
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
-use meshauth_tests::envoy::{template, Envoy, Options};
+use meshauth_tests::envoy::{unhardened_template, Envoy, Options};
 use meshauth_tests::http::{get, raw_get};
 use meshauth_tests::relay::{Confirm, Relay};
 use meshauth_tests::tokens::{claims, jwks_value, DevKey};
 use meshauth_tests::wait::wait_until;
 use serde_json::{json, Value};
-
-/// The shipped bootstrap with its listener hardening taken out.
-fn unhardened_template() -> String {
-    let t = template();
-    let out: String = t
-        .lines()
-        .filter(|l| {
-            ![
-                "normalize_path",
-                "merge_slashes",
-                "path_with_escaped_slashes_action",
-                "headers_with_underscores_action",
-            ]
-            .iter()
-            .any(|k| l.trim_start().starts_with(k))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(
-        out, t,
-        "the shipped template no longer sets the hardening this test removes"
-    );
-    out
-}
 
 /// Envoy without the listener hardening (the default for these tests).
 fn start(config: &Value, cp_port: Option<u16>) -> Envoy {
@@ -203,6 +179,18 @@ struct StalledConfirm {
     revoked: String,
 }
 
+impl StalledConfirm {
+    /// The filter polls through the relay; its confirmations wait 300 ms at most.
+    fn plugin_config(&self) -> Value {
+        json!({
+            "issuer": self.cp.base_url(),
+            "audiences": ["api"],
+            "sync": {"cluster": "meshauth_control_plane", "distribution_key": self.distribution_key,
+                     "credential": self.cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300},
+        })
+    }
+}
+
 fn stalled_confirm() -> StalledConfirm {
     let cp = ControlPlane::start(StoreKind::Embedded, "");
     let relay = Relay::spawn(cp.port, Confirm::Stall).unwrap();
@@ -229,24 +217,17 @@ fn stalled_confirm() -> StalledConfirm {
 /// neither touch the finished request nor break the worker.
 #[test]
 fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker() {
-    let StalledConfirm {
-        cp,
-        relay,
-        distribution_key: dk,
-        revoked: victim,
-    } = stalled_confirm();
-    let other = cp
+    let stalled = stalled_confirm();
+    let (relay, victim) = (&stalled.relay, &stalled.revoked);
+    let other = stalled
+        .cp
         .cli_ok(&["token", "issue", "--sub", "alice"])
         .trim()
         .to_string();
-    let config = json!({
-        "issuer": cp.base_url(),
-        "audiences": ["api"],
-        "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
-        "forward_authorization": false,
-        "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
-                 "credential": cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300, "on_unconfirmed": "allow"},
-    });
+    let mut config = stalled.plugin_config();
+    config["forward_claims"] = json!([{"claim": "sub", "header": "x-meshauth-sub"}]);
+    config["forward_authorization"] = json!(false);
+    config["sync"]["on_unconfirmed"] = json!("allow");
     let envoy = start(&config, Some(relay.port));
     let auth = format!("Bearer {other}");
     wait_until("a snapshot", 10, || {
@@ -294,19 +275,9 @@ fn a_confirmation_that_never_answers_neither_leaks_headers_nor_kills_the_worker(
 /// other refusal carries.
 #[test]
 fn an_unconfirmed_refusal_is_answered_like_every_other() {
-    let StalledConfirm {
-        cp,
-        relay,
-        distribution_key: dk,
-        revoked: victim,
-    } = stalled_confirm();
-    let config = json!({
-        "issuer": cp.base_url(),
-        "audiences": ["api"],
-        "sync": {"cluster": "meshauth_control_plane", "distribution_key": dk,
-                 "credential": cp.sync_credential, "poll_wait_ms": 2000, "callout_timeout_ms": 300},
-    });
-    let envoy = start(&config, Some(relay.port));
+    let stalled = stalled_confirm();
+    let (relay, victim) = (&stalled.relay, &stalled.revoked);
+    let envoy = start(&stalled.plugin_config(), Some(relay.port));
     let bad = format!("Bearer {victim}");
     let a = wait_until("a 403", 10, || {
         let a = get(
@@ -323,6 +294,8 @@ fn an_unconfirmed_refusal_is_answered_like_every_other() {
     assert_eq!(a.json()["error"]["correlation_id"], "corr-7");
     assert_eq!(a.header("cache-control"), Some("no-store"));
     assert!(a.header("www-authenticate").is_some());
+    // The refusal came from the unanswered confirmation, not from elsewhere.
+    assert!(relay.confirms() >= 1, "the filter never asked");
     std::thread::sleep(Duration::from_millis(1_600));
     assert_eq!(
         get(&envoy.url("/api"), &[("authorization", &bad)]).status,

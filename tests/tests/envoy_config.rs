@@ -106,6 +106,18 @@ fn the_generated_bootstrap_runs_envoy_with_live_sync() {
         }
     });
     assert_eq!(get(&url, &[]).status, 401);
+    // The module came over HTTP from the control plane, not from a local file.
+    let stats = get(
+        &format!("http://127.0.0.1:{admin}/stats?filter=wasm.remote_load_fetch_successes"),
+        &[],
+    );
+    let fetched: u64 = stats
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("wasm.remote_load_fetch_successes: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(fetched >= 1, "{}", stats.body);
     // Revoked at the control plane, refused at the edge: the filter syncs.
     cp.cli_ok(&["revoke", "subject", "alice"]);
     wait_until("the revoked token to be refused", 30, || {

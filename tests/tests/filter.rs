@@ -1,6 +1,6 @@
 //! The filter inside a real Envoy (`--concurrency 2`) in front of an echoing upstream.
 
-use meshauth_tests::envoy::{Envoy, Options};
+use meshauth_tests::envoy::{edge_plugin_config, Envoy, Options};
 use meshauth_tests::http::get;
 use meshauth_tests::tokens::{claims, jwks_value, now, DevKey};
 use serde_json::{json, Value};
@@ -11,22 +11,14 @@ struct Setup {
 }
 
 fn plugin_config(key: &DevKey) -> Value {
-    json!({
-        "issuer": "https://meshauth.test",
-        "audiences": ["api"],
-        "clock_skew_seconds": 5,
-        "bootstrap_jwks": jwks_value(&[key]),
-        "forward_claims": [
-            {"claim": "sub", "header": "x-meshauth-sub"},
-            {"claim": "scope", "header": "x-meshauth-scope"}
-        ],
-        "forward_authorization": false,
-        "routes": [
+    edge_plugin_config(
+        key,
+        json!([
             {"name": "public", "path_prefix": "/public/", "auth": "anonymous"},
             {"name": "admin", "path_prefix": "/admin/", "scopes_all": ["admin"]},
             {"name": "tenant", "path_prefix": "/tenant-a/", "claims": {"tenant": ["a"]}}
-        ]
-    })
+        ]),
+    )
 }
 
 fn setup() -> Setup {

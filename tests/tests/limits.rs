@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use meshauth_tests::control_plane::{ControlPlane, StoreKind};
+use meshauth_tests::control_plane::{per_user_limit, ControlPlane, StoreKind};
 use meshauth_tests::envoy::{Envoy, Options};
 use meshauth_tests::http::{get, Answer};
 use meshauth_tests::tokens::{claims, jwks_value, DevKey};
@@ -196,21 +196,9 @@ fn the_sustained_rate_holds_across_workers() {
 
 /// `meshauth limits set per-user`: one an hour per user, bursts of 3, plus `extra` flags.
 fn set_per_user(cp: &ControlPlane, extra: &[&str]) {
-    let mut args = vec![
-        "limits",
-        "set",
-        "per-user",
-        "--key",
-        "claim:sub",
-        "--rate",
-        "1",
-        "--window-seconds",
-        "3600",
-        "--burst",
-        "3",
-    ];
-    args.extend_from_slice(extra);
-    cp.cli_ok(&args);
+    let mut flags = vec!["--window-seconds", "3600"];
+    flags.extend_from_slice(extra);
+    cp.cli_ok(&per_user_limit("1", "3", &flags));
 }
 
 #[test]
@@ -289,20 +277,7 @@ fn a_limit_set_with_the_cli_applies_within_one_sync() {
     assert_eq!(count(&hammer(&envoy, "/api", &bob, 1, 3), 200), 0);
 
     // A refused change leaves the policy in force.
-    assert!(!cp
-        .cli(&[
-            "limits",
-            "set",
-            "per-user",
-            "--key",
-            "claim:sub",
-            "--rate",
-            "0",
-            "--burst",
-            "3"
-        ])
-        .status
-        .success());
+    assert!(!cp.cli(&per_user_limit("0", "3", &[])).status.success());
     // Delete: unlimited again.
     cp.cli_ok(&["limits", "delete", "per-user"]);
     wait_applied(&cp);

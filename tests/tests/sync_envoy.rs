@@ -486,6 +486,122 @@ fn a_forged_confirm_answer_does_not_lift_a_revocation() {
     assert_eq!(nonces.len(), questions.len(), "a fresh nonce per question");
 }
 
+/// A confirm answer signed by the distribution key for this very question.
+fn sealed_answer(signer: &DevKey, question: &Value, revoked: bool) -> String {
+    let a = meshauth_wire::sync::ConfirmAnswer {
+        jti: question["jti"].as_str().unwrap_or_default().into(),
+        nonce: question["nonce"].as_str().unwrap_or_default().into(),
+        revoked,
+    };
+    serde_json::to_string(&a.seal(|m| signer.sign_bytes(m))).unwrap()
+}
+
+/// A filter on `fake` that gives up on a confirmation after 300 ms.
+fn envoy_on_fake_with_short_callouts(fake: &FakeSync, distribution: &DevKey) -> Envoy {
+    let config = json!({
+        "issuer": "https://issuer.test",
+        "audiences": ["api"],
+        "sync": {
+            "cluster": "meshauth_control_plane",
+            "distribution_key": meshauth_wire::b64::encode(distribution.public()),
+            "credential": "fleet-secret-for-the-fake",
+            "poll_wait_ms": 1000,
+            "callout_timeout_ms": 300,
+        },
+    });
+    Envoy::with_echo(&config, Options::control_plane(fake.port))
+}
+
+/// A genuine signed "not revoked" that arrives after the filter's own deadline refused
+/// the request (`on_unconfirmed: deny`) changes nothing: it finds no paused request to
+/// resume, and it is not remembered, so the next request with the token asks again and
+/// is refused again.
+#[test]
+fn a_confirm_answer_after_the_deadline_is_dropped() {
+    let distribution = DevKey::seeded(23);
+    let key = DevKey::random();
+    let signer = distribution.clone();
+    let fake = FakeSync::start(
+        signed_snapshot(
+            &distribution,
+            meshauth_tests::tokens::now(),
+            &[&key],
+            &["j-late"],
+        ),
+        move |q| {
+            // Past the filter's deadline (300 ms), before Envoy's backstop (1300 ms).
+            std::thread::sleep(Duration::from_millis(800));
+            sealed_answer(&signer, q, false)
+        },
+    );
+    let envoy = envoy_on_fake_with_short_callouts(&fake, &distribution);
+    eventually(&envoy, &token_for(&key, "j-clear"), 200);
+    let late = token_for(&key, "j-late");
+    for round in 0..3 {
+        let a = call(&envoy, &late);
+        assert_eq!(
+            (a.status, a.json()["error"]["code"].clone()),
+            (403, json!("token_revoked")),
+            "round {round}: {}\n{}",
+            a.body,
+            envoy.log()
+        );
+        // Let the late answer land on the finished request.
+        std::thread::sleep(Duration::from_millis(1_000));
+    }
+    let questions = fake
+        .seen()
+        .into_iter()
+        .filter(|(p, _, _)| p.starts_with("/sync/v1/confirm"))
+        .count();
+    assert!(questions >= 3, "asked {questions} time(s)");
+    assert_eq!(call(&envoy, &token_for(&key, "j-clear")).status, 200);
+    let log = envoy.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A confirm answer padded far past any real one (a signed answer for the question,
+/// then 2 MiB of JSON whitespace) is not read, so a party on the sync path cannot make
+/// the filter copy megabytes per question: the question stays unconfirmed (403 by
+/// default) and the worker keeps serving.
+#[test]
+fn an_oversized_confirm_answer_counts_as_unconfirmed() {
+    let distribution = DevKey::seeded(24);
+    let key = DevKey::random();
+    let signer = distribution.clone();
+    let fake = FakeSync::start(
+        signed_snapshot(
+            &distribution,
+            meshauth_tests::tokens::now(),
+            &[&key],
+            &["j-huge", "j-small"],
+        ),
+        move |q| {
+            let mut answer = sealed_answer(&signer, q, false);
+            if q["jti"] == "j-huge" {
+                answer.push_str(&" ".repeat(2 << 20));
+            }
+            answer
+        },
+    );
+    let envoy = envoy_on_fake(&fake, &distribution);
+    // The same answer, unpadded, is taken: the path works.
+    eventually(&envoy, &token_for(&key, "j-small"), 200);
+    for round in 0..3 {
+        let a = call(&envoy, &token_for(&key, "j-huge"));
+        assert_eq!(
+            (a.status, a.json()["error"]["code"].clone()),
+            (403, json!("token_revoked")),
+            "round {round}: {}\n{}",
+            a.body,
+            envoy.log()
+        );
+    }
+    assert_eq!(call(&envoy, &token_for(&key, "j-clear")).status, 200);
+    let log = envoy.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 /// The attack as found: a relay between the filter and the real control plane passes
 /// snapshots through and answers confirm questions `{"revoked": false}` itself. The
 /// token revoked before Envoy started (so only the Bloom filter knows it) stays 403;

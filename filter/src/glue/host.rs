@@ -119,6 +119,14 @@ pub(super) fn header(map: MapType, name: &str) -> Result<Option<String>, HostErr
     }
 }
 
+/// One header of the callout answer being delivered; `None` when absent or unreadable
+/// (either way the answer does not count).
+pub(super) fn call_response_header(name: &str) -> Option<String> {
+    header(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
 /// Sets (replacing every copy) or, with `None`, removes a header.
 pub(super) fn set_header(map: MapType, name: &str, value: Option<&str>) -> Result<(), HostError> {
     // SAFETY: pointers and lengths of live slices.

@@ -20,9 +20,10 @@ use super::host::{self, now_ms, now_ns, HostFacts, SharedSlots};
 use super::metrics::{Counter, Metrics};
 use crate::deny::{Answer, Denial};
 use crate::engine::{CacheUse, Engine, Request, Verdict, Verified};
+use crate::headers::Theirs;
 use crate::limits::LimitOutcome;
 use meshauth_wire::headers::REQUEST_ID;
-use meshauth_wire::sync::CONFIRM_PATH;
+use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, CONFIRM_PATH};
 
 const CALLOUT_BACKSTOP_MS: u64 = 1_000;
 
@@ -42,10 +43,8 @@ pub(super) struct Pending {
 #[derive(Clone, Default)]
 pub(super) struct RequestFacts {
     correlation_id: String,
-    /// Client headers that impersonate ours (`x_meshauth_sub`), removed on every path.
-    lookalikes: Vec<String>,
-    /// Client-sent copies of our own identity headers (exact names).
-    copies: Vec<String>,
+    /// Client-sent copies and lookalikes of our identity headers.
+    theirs: Theirs,
 }
 
 pub(super) type PendingList = Rc<RefCell<Vec<Pending>>>;
@@ -85,7 +84,7 @@ pub(super) fn finish(
             metrics.bump(Counter::Anonymous);
             // Only what the client sent: one host call per header present, not per
             // configured header.
-            for name in &request.copies {
+            for name in &request.theirs.copies {
                 set(name, None);
             }
             true
@@ -103,7 +102,7 @@ pub(super) fn finish(
     if !pass {
         return Action::Pause;
     }
-    for name in &request.lookalikes {
+    for name in &request.theirs.lookalikes {
         set(name, None);
     }
     if paused {
@@ -190,7 +189,7 @@ impl Http {
         };
         let (jti, verified, request) = question;
         let nonce = crate::sync::fresh_nonce();
-        let body = crate::sync::confirm_request(&jti, &nonce);
+        let body = ConfirmRequest::body(&jti, &nonce);
         let headers = crate::sync::call_headers(&cfg, "POST", CONFIRM_PATH);
         // The filter's own deadline (swept on the root's tick) decides; Envoy's timeout is
         // only a backstop, set later so the late answer it produces is the one dropped.
@@ -242,22 +241,22 @@ impl Context for Http {
         let Some(p) = entry else {
             return;
         };
-        let ok = host::header(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .as_deref()
-            == Some("200");
+        let ok = host::call_response_header(":status").as_deref() == Some("200");
         let engine = self.engine.clone();
-        // Only an answer signed by the distribution key for this jti and nonce counts.
-        let answer = host::call_response_body(body_size).ok().and_then(|b| {
-            let cfg = engine.borrow().config().sync.clone()?;
-            crate::sync::confirm_verdict(&b, &p.jti, &p.nonce, &cfg.distribution_key)
-        });
+        // Only a 200 signed by the distribution key for this jti and nonce counts; no
+        // other status, and no body longer than a real answer, is even read.
+        let answer = (ok && body_size <= ConfirmAnswer::max_len(&p.jti, &p.nonce))
+            .then(|| host::call_response_body(body_size).ok())
+            .flatten()
+            .and_then(|b| {
+                let cfg = engine.borrow().config().sync.clone()?;
+                crate::sync::confirm_verdict(&b, &p.jti, &p.nonce, &cfg.distribution_key)
+            });
         settle(
             &engine,
             &self.metrics,
             (&p.jti, &p.verified, &p.request),
-            answer.filter(|_| ok),
+            answer,
             true,
         );
     }
@@ -285,16 +284,11 @@ impl HttpContext for Http {
             let e = engine.borrow();
             RequestFacts {
                 correlation_id: find(REQUEST_ID).unwrap_or_default().to_string(),
-                lookalikes: crate::headers::lookalikes(
+                theirs: crate::headers::theirs(
                     all.iter().map(|(k, _)| k.as_str()),
                     e.forwarded().iter().map(|f| f.header.as_str()),
                     &e.config().reserved_header_prefix,
                 ),
-                copies: all
-                    .iter()
-                    .filter(|(k, _)| e.forwarded().iter().any(|f| f.header == *k))
-                    .map(|(k, _)| k.clone())
-                    .collect(),
             }
         };
         // One clock read serves the token checks (seconds) and the buckets (ns).

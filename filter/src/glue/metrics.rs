@@ -119,11 +119,8 @@ impl Metrics {
     }
 
     pub(super) fn denied(&self, denial: &Denial) {
-        let code = denial.code();
-        if let Some(i) = Denial::ALL_CODES.iter().position(|c| *c == code) {
-            if let Some((_, c)) = self.denied.get(i) {
-                c.set(c.get() + 1);
-            }
+        if let Some((_, c)) = self.denied.get(denial.index()) {
+            c.set(c.get() + 1);
         }
     }
 

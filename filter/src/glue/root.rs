@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, MapType};
+use proxy_wasm::types::ContextType;
 
 use super::host::{self, now_ms, placement_key, HostShared};
 use super::http;
@@ -72,12 +72,7 @@ impl Context for Root {
         }
         // Through `host`: the SDK's getters panic on a header value that is not UTF-8,
         // which anything on the sync path could send.
-        let header = |name| {
-            host::header(MapType::HttpCallResponseHeaders, name)
-                .ok()
-                .flatten()
-        };
-        let status = header(":status").unwrap_or_default();
+        let status = host::call_response_header(":status").unwrap_or_default();
         let (body, head);
         let answer = match status.as_str() {
             "200" => {
@@ -85,7 +80,7 @@ impl Context for Root {
                 PollAnswer::Body(&body)
             }
             "304" => {
-                head = header(HEAD_HEADER);
+                head = host::call_response_header(HEAD_HEADER);
                 PollAnswer::NotModified(head.as_deref())
             }
             other => PollAnswer::Other(other),

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use meshauth_wire::sync::{
-    ConfirmAnswer, ConfirmRequest, HeadStatement, Message, SignedSnapshot, Snapshot, SnapshotError,
+    ConfirmAnswer, HeadStatement, Message, SignedSnapshot, Snapshot, SnapshotError,
 };
 
 use crate::ed25519::PreparedKey;
@@ -211,11 +211,6 @@ pub fn fresh_nonce() -> String {
         chunk.copy_from_slice(&h.finish().to_le_bytes());
     }
     meshauth_wire::b64::encode(bytes)
-}
-
-/// The body of a confirm question.
-pub fn confirm_request(jti: &str, nonce: &str) -> String {
-    ConfirmRequest::body(jti, nonce)
 }
 
 pub fn open(bytes: &[u8], key: &PreparedKey) -> Result<Snapshot, SnapshotError> {

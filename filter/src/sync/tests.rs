@@ -276,7 +276,8 @@ fn confirm_answers_count_only_when_signed_for_this_question() {
         ),
         None
     );
-    let body: serde_json::Value = serde_json::from_str(&confirm_request("j", nonce)).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&meshauth_wire::sync::ConfirmRequest::body("j", nonce)).unwrap();
     assert_eq!(body, serde_json::json!({"jti": "j", "nonce": nonce}));
 }
 

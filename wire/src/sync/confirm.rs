@@ -63,6 +63,14 @@ impl ConfirmAnswer {
         SignedConfirm { payload, signature }
     }
 
+    /// The longest answer to a question about `jti` with `nonce`: JSON escaping at most
+    /// sextuples a string, base64 adds a third, the envelope and the signature a few
+    /// hundred bytes. A filter reads nothing longer, so a party on the sync path cannot
+    /// make it copy megabytes per question.
+    pub fn max_len(jti: &str, nonce: &str) -> usize {
+        (6 * (jti.len() + nonce.len()) + 64).div_ceil(3) * 4 + 512
+    }
+
     /// `Some(revoked)` only for an answer whose signature `verify(signed_bytes, sig)`
     /// accepts and that answers exactly this `jti` and `nonce`; anything else is `None`
     /// ("unconfirmed").
@@ -144,6 +152,50 @@ mod tests {
             serde_json::from_str::<ConfirmRequest>(r#"{"jti":"j","nonce":"n","x":1}"#).is_err()
         );
         assert!(!ConfirmRequest::valid_nonce("short"));
+    }
+
+    /// A signed answer naming `revoked` twice has no single verdict: refused.
+    #[test]
+    fn a_repeated_member_in_a_confirm_answer_is_refused() {
+        let nonce = "n".repeat(22);
+        let open = |payload: &str| {
+            let env = SignedConfirm {
+                payload: crate::b64::encode(payload.as_bytes()),
+                signature: crate::b64::encode([1u8; 64]),
+            };
+            ConfirmAnswer::open(&serde_json::to_vec(&env).unwrap(), "j1", &nonce, |_, _| {
+                true
+            })
+        };
+        let one = format!(r#"{{"jti":"j1","nonce":"{nonce}","revoked":true}}"#);
+        assert_eq!(open(&one), Some(true), "the answer as sealed");
+        let twice = format!(r#"{{"jti":"j1","nonce":"{nonce}","revoked":true,"revoked":false}}"#);
+        assert_eq!(open(&twice), None);
+    }
+
+    #[test]
+    fn every_real_answer_fits_in_max_len() {
+        let nonce = "n".repeat(128);
+        for jti in [
+            "",
+            "j1",
+            &"\u{1}".repeat(300),
+            &"\"".repeat(300),
+            &"é".repeat(300),
+        ] {
+            for revoked in [false, true] {
+                let a = ConfirmAnswer {
+                    jti: jti.into(),
+                    nonce: nonce.clone(),
+                    revoked,
+                };
+                let bytes = serde_json::to_vec(&a.seal(|_| [0xff; 64])).unwrap();
+                assert!(
+                    bytes.len() <= ConfirmAnswer::max_len(jti, &nonce),
+                    "{jti:?}"
+                );
+            }
+        }
         assert!(!ConfirmRequest::valid_nonce(&"a/".repeat(10)));
     }
 }

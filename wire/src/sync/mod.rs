@@ -274,4 +274,45 @@ pub(crate) mod tests {
                 .is_err()
         );
     }
+
+    /// A member named twice has no single meaning (a verifier that keeps the first and
+    /// another program that keeps the last would read two messages): every sync message
+    /// with one is refused, though it is signed.
+    #[test]
+    fn a_repeated_member_is_refused_even_when_signed() {
+        let twice = |json: String, member: &str, extra: &str| {
+            let at = json.find(&format!("\"{member}\":")).unwrap();
+            format!("{}\"{member}\":{extra},{}", &json[..at], &json[at..])
+        };
+        let open = |payload_json: String| {
+            let env = SignedSnapshot {
+                payload: crate::b64::encode(payload_json.as_bytes()),
+                signature: crate::b64::encode([1u8; 64]),
+            };
+            SignedSnapshot::open_message(&serde_json::to_vec(&env).unwrap(), |_, _| true)
+        };
+        let full = serde_json::to_string(&Message::Full(snapshot())).unwrap();
+        assert!(open(full.clone()).is_ok(), "the message as sealed");
+        assert!(open(twice(full.clone(), "version", "999")).is_err());
+        assert!(open(twice(full, "epoch", "\"e0\"")).is_err());
+        let delta = serde_json::to_string(&Message::Delta(Delta {
+            epoch: "e1".into(),
+            base_version: 7,
+            version: 8,
+            issued_at: 100,
+            revoked_jti: vec!["j2".into()],
+            rules: vec![],
+        }))
+        .unwrap();
+        assert!(open(delta.clone()).is_ok(), "the delta as sealed");
+        assert!(open(twice(delta, "revoked_jti", "[]")).is_err());
+        // The envelope itself: a second payload after the one that was signed.
+        let sealed =
+            serde_json::to_string(&SignedSnapshot::seal(&snapshot(), |_| [1u8; 64])).unwrap();
+        let bytes = twice(sealed, "signature", "\"x\"");
+        assert_eq!(
+            SignedSnapshot::open_message(bytes.as_bytes(), |_, _| true),
+            Err(SnapshotError::Envelope)
+        );
+    }
 }

@@ -126,23 +126,13 @@ fn followers_pick_up_the_leaders_snapshot_then_its_deltas() {
     a.answer(&shared, 4, PollAnswer::Body(&delta(2, 3, T0)), T0 + 35);
     b.tick(&shared, T0 + 40, 5);
     assert_eq!(b.holds(), Some(("e1", 3)));
-    assert_eq!(
-        a.worker.take_tally(),
-        Tally {
-            full: 1,
-            deltas: 2,
-            ..Tally::default()
-        }
-    );
-    assert_eq!(
-        b.worker.take_tally(),
-        Tally {
-            full: 1,
-            deltas: 2,
-            ..Tally::default()
-        },
-        "picked up, not polled"
-    );
+    let applied = Tally {
+        full: 1,
+        deltas: 2,
+        ..Tally::default()
+    };
+    assert_eq!(a.worker.take_tally(), applied);
+    assert_eq!(b.worker.take_tally(), applied, "picked up, not polled");
     // A worker that starts later takes the snapshot and every delta after it.
     let mut c = Thread::new("c");
     c.worker.pick_up(&shared, &mut c.engine, T0 + 50);
