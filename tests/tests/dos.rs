@@ -355,6 +355,21 @@ fn trickled_oversized_bodies_are_drained_within_the_body_timeout() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
+/// A client that declares a body over the limit and waits for `100 Continue` before
+/// sending it is refused at once: the server does not ask for a body it would drop.
+#[test]
+fn an_oversized_body_awaiting_100_continue_is_refused_unsent() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    let mut s = connect_from("127.0.0.1", cp.port).unwrap();
+    let head = "POST /oauth2/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 500000\r\nexpect: 100-continue\r\n\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+}
+
 #[test]
 fn oversized_request_heads_get_431() {
     let cp = ControlPlane::start(StoreKind::Embedded, "");

@@ -166,11 +166,16 @@ pub async fn read_body(State(app): State<Arc<App>>, req: Request, next: Next) ->
         // Closing a socket with unread bytes makes the kernel reset the connection, and
         // the reset can reach the client before the 413 does. So a body up to
         // `MAX_DRAINED` is read and dropped (timed, never kept) before the answer; a
-        // larger one is refused at once.
+        // larger one is refused at once. A client awaiting `100 Continue` has sent
+        // nothing yet: reading would ask it for the body, so it is answered at once.
         let mut r = too_large();
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        if n <= MAX_DRAINED {
+        let awaits_continue = req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if n <= MAX_DRAINED && !awaits_continue {
             let drained = tokio::time::timeout(limit, drain(req.into_body())).await;
             if drained.is_err() {
                 return too_slow(&app);
