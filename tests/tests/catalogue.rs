@@ -1304,7 +1304,11 @@ static CP_CASES: &[CpCase] = &[
         act: |c| cli_env(&["keys", "rotate"], &[("MESHAUTH_ADMIN_TOKEN", &format!("{}\r\nx-a: b", c.cp.admin_token))]),
         expect: with(1, None, "exits 1, no panic, no rotation"), unchanged: true,
         // Refused for the header, not for want of a control plane (also exit 1, C14).
-        check: Some(|_, g| cli_said(g, "invalid header")) },
+        check: Some(|c, g| {
+            cli_said(g, "invalid header")?;
+            // The secret is never echoed, not even in the error about it.
+            (!g.body.contains(&c.cp.admin_token)).then_some(()).ok_or_else(|| format!("stderr shows the admin token: {}", g.body))
+        }) },
     CpCase { id: "C14", area: "cli", input: "`MESHAUTH_URL` where nothing listens", act: |_| cli_env(&["status"], &[("MESHAUTH_URL", "http://127.0.0.1:9")]),
         expect: with(1, None, "exits 1: cannot reach"), unchanged: true, check: Some(|_, g| cli_said(g, "cannot reach")) },
     CpCase { id: "C15", area: "cli", input: "`audit list --from -1`", act: |_| cli(&["audit", "list", "--from", "-1"]),

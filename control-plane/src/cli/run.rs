@@ -59,6 +59,11 @@ fn limit_body(f: LimitFlags) -> Result<LimitDraft, String> {
     })
 }
 
+/// A bearer token as it can stand in a header: visible ASCII, no spaces or line breaks.
+fn is_bearer_value(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
 struct Client {
     base: String,
     token: Option<String>,
@@ -72,6 +77,13 @@ impl Client {
             .token
             .as_deref()
             .ok_or("MESHAUTH_ADMIN_TOKEN is not set")?;
+        // Checked here so the HTTP library never quotes the bad header (and with it the
+        // secret) in its error, and so the answer does not blame the network.
+        if !is_bearer_value(token) {
+            return Err(
+                "MESHAUTH_ADMIN_TOKEN is an invalid header value (only visible ASCII, no spaces or line breaks); the value is not shown".into(),
+            );
+        }
         let url = format!("{}{path}", self.base.trim_end_matches('/'));
         let req = self
             .agent
