@@ -216,6 +216,7 @@ impl Fetcher {
             }
             Outcome::Unchanged { lifetime } => lifetime,
             Outcome::Failed(why) => {
+                let why = bounded(why);
                 tracing::warn!(issuer = name, error = %why, "federated key fetch failed; keeping the last good keys");
                 e.last_error = Some(why);
                 e.next_at = e.breaker.on_failure(now, (self.jitter)());
@@ -299,6 +300,17 @@ fn fetch(
     }
 }
 
+/// Errors quote what a provider sent (an issuer, a kid): at most `MAX_ERROR_CHARS` of
+/// it reach the log and the status.
+pub const MAX_ERROR_CHARS: usize = 300;
+
+fn bounded(why: String) -> String {
+    match why.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((at, _)) => format!("{}…", &why[..at]),
+        None => why,
+    }
+}
+
 /// http URLs stored while allowed are refused once the setting is off.
 fn fetchable(u: &FetchUrl, urls: UrlPolicy) -> Result<(), String> {
     if u.is_https() || urls.allow_http {
@@ -311,10 +323,14 @@ fn fetchable(u: &FetchUrl, urls: UrlPolicy) -> Result<(), String> {
 }
 
 #[cfg(test)]
-impl Fetcher {
-    /// Jitter pinned to `j`.
-    pub fn with_jitter(mut self, j: f64) -> Fetcher {
-        self.jitter = Box::new(move || j);
-        self
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_text_in_errors_is_bounded() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = bounded("é".repeat(10_000));
+        assert_eq!(long.chars().count(), MAX_ERROR_CHARS + 1);
+        assert!(long.ends_with('…'));
     }
 }
