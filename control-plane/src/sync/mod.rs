@@ -116,38 +116,39 @@ impl SyncHub {
         .await?;
         let stored: StoredDistributionKey = typed::decode(WHAT, &raw)?;
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{WHAT}: {e}"));
+        let sealed = b64::decode(&stored.sealed_private).map_err(|e| corrupt(&e))?;
+        // Unsealing fails under another master key as on altered bytes; checked even when
+        // a configured key signs, so a wrong master key stops the start here, not at the
+        // first token signed.
+        let seed = master
+            .open(&sealed, DISTRIBUTION_KEY.as_bytes())
+            .map_err(|e| corrupt(&e))?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt(&"wrong length"))?;
+        // Told apart by their public halves: no comparison of secrets.
+        let configured = configured.map(|file| {
+            let sk = SigningKey::from_bytes(&file);
+            (file, b64::encode(sk.verifying_key().to_bytes()), sk)
+        });
         let (seed, public) = match configured {
-            Some(seed) => {
-                let sk = SigningKey::from_bytes(&seed);
-                let public = b64::encode(sk.verifying_key().to_bytes());
-                if stored.public != public {
-                    // The file is what the filters were configured with; the stored key
-                    // (made before there was a file, or another file's) goes.
-                    tracing::warn!(
-                        stored = %stored.public,
-                        configured = %public,
-                        "distribution_key_file holds another key than the store: it replaces it; filters pinning the old public key refuse snapshots until given the new one"
-                    );
-                    store
-                        .compare_and_swap(
-                            Table::Meta,
-                            DISTRIBUTION_KEY,
-                            Some(&raw),
-                            Some(&record(&sk)?),
-                        )
-                        .await?;
-                }
-                (seed, public)
+            Some((file, public, sk)) if public != stored.public => {
+                // The file is what the filters were configured with; the stored key
+                // (made before there was a file, or another file's) goes.
+                tracing::warn!(
+                    stored = %stored.public,
+                    configured = %public,
+                    "distribution_key_file holds another key than the store: it replaces it; filters pinning the old public key refuse snapshots until given the new one"
+                );
+                store
+                    .compare_and_swap(
+                        Table::Meta,
+                        DISTRIBUTION_KEY,
+                        Some(&raw),
+                        Some(&record(&sk)?),
+                    )
+                    .await?;
+                (file, public)
             }
-            None => {
-                let sealed = b64::decode(&stored.sealed_private).map_err(|e| corrupt(&e))?;
-                // Unsealing fails under another master key as on altered bytes.
-                let seed = master
-                    .open(&sealed, DISTRIBUTION_KEY.as_bytes())
-                    .map_err(|e| corrupt(&e))?;
-                let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt(&"wrong length"))?;
-                (seed, stored.public)
-            }
+            _ => (seed, stored.public),
         };
         let epoch = create_once(store, EPOCH, || Ok(crypto::random_token(12).into_bytes())).await?;
         let (len, _) = store.log_head(Log::Changes).await?;
@@ -346,6 +347,9 @@ mod tests {
         // The store follows it: a later start without the file keeps signing with it.
         let again = SyncHub::open(&store, &master, None).await.unwrap();
         assert_eq!(again.distribution_public, public);
+        // Another master key cannot open the store: refused at the start, key file or not.
+        let other = MasterKey::parse(&"cd".repeat(32)).unwrap();
+        assert!(SyncHub::open(&store, &other, Some(seed)).await.is_err());
         // On an empty store the configured key is the first one.
         let dir2 = tempfile::tempdir().unwrap();
         let fresh = EmbeddedStore::open(&dir2.path().join("d.redb")).unwrap();
