@@ -255,6 +255,18 @@ impl Engine {
             }
         }
         let route = config.routes.find(req.method, req.path);
+        if config.reject_ambiguous_paths {
+            let folded = crate::path::case_folded(req.path);
+            if folded.is_some_and(|f| config.routes.find(req.method, &f) != route) {
+                return Outcome {
+                    verdict: Verdict::Deny(Denial::BadPath(
+                        "the path has a letter that Unicode case folding turns into ASCII, and folded it matches another route",
+                    )),
+                    cache: CacheUse::NotUsed,
+                    route: None,
+                };
+            }
+        }
         let requirements = match config.routes.policy(route) {
             Policy::Anonymous => {
                 return Outcome {

@@ -80,6 +80,56 @@ pub fn ambiguity(path: &str) -> Option<&'static str> {
     None
 }
 
+/// Letters that Unicode case mapping turns into ASCII ones: Java's `equalsIgnoreCase`
+/// and ICU-style folding read `/admın` (dotless ı) as `/ADMIN`, `ſ` as `S`, the Kelvin
+/// sign as `k`.
+const FOLDS_TO_ASCII: &[(char, char)] = &[('\u{0131}', 'i'), ('\u{017F}', 's'), ('\u{212A}', 'k')];
+
+/// The decoded path with those letters replaced by their ASCII ones, when it has any;
+/// `None` otherwise (the usual case: no allocation). The caller refuses the request when
+/// this path would match another route than the one it sent, so `/adm%C4%B1n/users`
+/// cannot slip past `/admin` while `/kullan%C4%B1c%C4%B1` (Turkish) still passes.
+pub fn case_folded(path: &str) -> Option<String> {
+    let path = crate::rules::strip_query(path);
+    if path.is_ascii() && !path.contains('%') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let pair = (
+            bytes.get(i + 1).and_then(|c| hex(*c)),
+            bytes.get(i + 2).and_then(|c| hex(*c)),
+        );
+        match (b, pair) {
+            (b'%', (Some(hi), Some(lo))) => {
+                decoded.push(hi << 4 | lo);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded);
+    if !decoded.contains(|c| FOLDS_TO_ASCII.iter().any(|(f, _)| *f == c)) {
+        return None;
+    }
+    Some(
+        decoded
+            .chars()
+            .map(|c| {
+                FOLDS_TO_ASCII
+                    .iter()
+                    .find(|(f, _)| *f == c)
+                    .map_or(c, |(_, a)| *a)
+            })
+            .collect(),
+    )
+}
+
 const LOOKALIKES: &[char] = &[
     '\u{2024}', // one dot leader
     '\u{2025}', // two dot leader
@@ -161,5 +211,22 @@ mod tests {
         ] {
             assert_eq!(ambiguity(p), None, "{p:?}");
         }
+    }
+
+    #[test]
+    fn letters_that_fold_to_ascii_are_folded() {
+        assert_eq!(
+            case_folded("/adm%C4%B1n/users").as_deref(),
+            Some("/admin/users")
+        );
+        assert_eq!(case_folded("/adm%c4%b1n?q=1").as_deref(), Some("/admin"));
+        assert_eq!(case_folded("/admın").as_deref(), Some("/admin"));
+        assert_eq!(
+            case_folded("/%E2%84%AAey/%C5%BFecret").as_deref(),
+            Some("/key/secret")
+        );
+        assert_eq!(case_folded("/admin/users"), None);
+        assert_eq!(case_folded("/caf%C3%A9"), None);
+        assert_eq!(case_folded("/bad%zz%C4"), None);
     }
 }

@@ -3,7 +3,7 @@
 //! be one normalisation leaves unchanged, so routes see what the upstream serves.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use meshauth_filter::path::ambiguity;
+use meshauth_filter::path::{ambiguity, case_folded};
 use meshauth_filter::rules::strip_query;
 
 fn normalise(path: &str) -> Option<String> {
@@ -56,5 +56,13 @@ fuzz_target!(|data: &[u8]| {
             Some(bare),
             "passed a path normalisation changes"
         );
+    }
+    // Folding only replaces letters: an ASCII path has nothing to fold.
+    if let Some(folded) = case_folded(path) {
+        assert!(
+            !strip_query(path).is_ascii() || path.contains('%'),
+            "folded {path:?}"
+        );
+        assert!(!folded.contains(['\u{0131}', '\u{017F}', '\u{212A}']));
     }
 });

@@ -200,6 +200,23 @@ fn refusals() {
 }
 
 #[test]
+fn a_letter_folding_to_ascii_cannot_move_a_path_to_another_route() {
+    let mut e = engine();
+    let auth = Some(bearer(serde_json::json!({"scope": "read"})));
+    // Folded, `/admın/users` is `/admin/users`: an upstream that folds case would serve
+    // the admin route to a token without the admin scope.
+    for p in ["/adm%C4%B1n/users", "/admın/users", "/%E2%84%AA/../x"] {
+        let v = run(&mut e, p, auth.as_deref()).verdict;
+        assert!(matches!(v, Verdict::Deny(Denial::BadPath(_))), "{p}: {v:?}");
+    }
+    // The same letters where folding changes no route (Turkish words) still pass.
+    let v = run(&mut e, "/kullan%C4%B1c%C4%B1/1", auth.as_deref()).verdict;
+    assert!(matches!(v, Verdict::Allow(_)), "{v:?}");
+    let v = run(&mut e, "/public/%C4%B1", None).verdict;
+    assert_eq!(v, Verdict::Anonymous);
+}
+
+#[test]
 fn anonymous_route_needs_no_token() {
     let mut e = engine();
     assert_eq!(run(&mut e, "/public/a", None).verdict, Verdict::Anonymous);
