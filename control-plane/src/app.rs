@@ -77,7 +77,12 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<App>, ServiceError> {
         let filter_wasm = load_filter_wasm(&settings)?;
-        let sync = SyncHub::open(store.as_ref(), &settings.master_key).await?;
+        let sync = SyncHub::open(
+            store.as_ref(),
+            &settings.master_key,
+            settings.distribution_key,
+        )
+        .await?;
         let audit = Audit::new(store.clone(), settings.master_key.derive(AUDIT_KEY_LABEL));
         let ctx = Arc::new(Ctx {
             store,

@@ -27,13 +27,7 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn parse(text: &str) -> Result<MasterKey, CryptoError> {
-        let text = text.trim();
-        let bytes = if text.len() == 64 {
-            hex::decode(text).map_err(|_| CryptoError::BadMasterKey)?
-        } else {
-            meshauth_wire::b64::decode(text).map_err(|_| CryptoError::BadMasterKey)?
-        };
-        let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadMasterKey)?;
+        let key = parse_key32(text).ok_or(CryptoError::BadMasterKey)?;
         Ok(MasterKey(XChaCha20Poly1305::new(&key.into()), key))
     }
 
@@ -76,6 +70,18 @@ impl MasterKey {
 }
 
 /// `n` random bytes as base64url.
+/// 32 bytes written as 64 hex digits or base64url (a key in a file or variable;
+/// surrounding whitespace ignored).
+pub fn parse_key32(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let bytes = if text.len() == 64 {
+        hex::decode(text).ok()?
+    } else {
+        meshauth_wire::b64::decode(text).ok()?
+    };
+    bytes.try_into().ok()
+}
+
 pub fn random_token(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut b);

@@ -129,7 +129,9 @@ impl Claims {
         }
         if let Some(want) = &rules.issuer {
             if self.iss.as_deref() != Some(want.as_str()) {
-                return Err(Denial::BadIssuer);
+                return Err(Denial::BadIssuer {
+                    got: self.iss.clone(),
+                });
             }
         }
         if !rules.audiences.is_empty() && !self.aud.iter().any(|a| rules.audiences.contains(a)) {
@@ -278,7 +280,12 @@ mod tests {
         assert_eq!(c.check(&rules, 1), Err(Denial::BadAudience));
         rules.audiences.clear();
         rules.issuer = Some("other".into());
-        assert_eq!(c.check(&rules, 1), Err(Denial::BadIssuer));
+        assert_eq!(
+            c.check(&rules, 1),
+            Err(Denial::BadIssuer {
+                got: Some("me".into())
+            })
+        );
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub enum Denial {
     Expired,
     #[error("token is not valid yet")]
     NotYetValid,
+    /// `got`: the token's `iss` (None: absent), for the operator's log line only: the
+    /// answer stays "not accepted", naming neither issuer (`operator_note`).
     #[error("token issuer is not accepted")]
-    BadIssuer,
+    BadIssuer { got: Option<String> },
     #[error("token audience is not accepted")]
     BadAudience,
     #[error("token lacks the {0} claim or it has the wrong type")]
@@ -94,7 +96,7 @@ impl Denial {
             Denial::BadSignature => 5,
             Denial::Expired => 6,
             Denial::NotYetValid => 7,
-            Denial::BadIssuer => 8,
+            Denial::BadIssuer { .. } => 8,
             Denial::BadAudience => 9,
             Denial::BadClaim(_) => 10,
             Denial::InsufficientScope { .. } => 11,
@@ -144,6 +146,27 @@ impl Denial {
                     "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{message}\""
                 ),
             },
+        }
+    }
+
+    /// What an operator needs to fix a refusal that comes from the configuration rather
+    /// than the client, for the proxy's log; never sent to the client, who learns only the
+    /// code. `expected`: the filter's `issuer` setting.
+    pub fn operator_note(&self, expected: Option<&str>) -> Option<String> {
+        match self {
+            Denial::BadIssuer { got } => {
+                // The token is signed by a trusted key, but its claims are still not ours
+                // to write into a log raw: quoted (escaped) and cut short.
+                let got = got.as_deref().map_or_else(
+                    || "none".to_string(),
+                    |g| format!("{:?}", g.chars().take(256).collect::<String>()),
+                );
+                Some(format!(
+                    "meshauth: bad_issuer: expected issuer {:?} (the plugin's `issuer`), the token carries iss {got}; the plugin's issuer must equal the control plane's (`meshauth status` prints it)",
+                    expected.unwrap_or_default()
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -231,6 +254,44 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_issuer_names_both_issuers_to_the_operator_and_neither_to_the_client() {
+        let d = Denial::BadIssuer {
+            got: Some("http://0.0.0.0:8080\n\u{1b}[31mforged".into()),
+        };
+        let note = d.operator_note(Some("https://auth.example.com")).unwrap();
+        assert!(
+            note.contains(r#"expected issuer "https://auth.example.com""#),
+            "{note}"
+        );
+        assert!(
+            note.contains(r#"iss "http://0.0.0.0:8080\n\u{1b}[31mforged""#),
+            "{note}"
+        );
+        assert!(
+            !note.contains('\n') && !note.contains('\u{1b}'),
+            "escaped: {note}"
+        );
+        let long = Denial::BadIssuer {
+            got: Some("x".repeat(10_000)),
+        };
+        assert!(long.operator_note(Some("a")).unwrap().len() < 600);
+        let none = Denial::BadIssuer { got: None };
+        assert!(none.operator_note(Some("a")).unwrap().contains("iss none"));
+        let a = d.answer("r", "c");
+        let client = format!("{a:?}");
+        assert!(
+            !client.contains("auth.example.com") && !client.contains("0.0.0.0"),
+            "{client}"
+        );
+        assert!(
+            a.body.contains("token issuer is not accepted"),
+            "{}",
+            a.body
+        );
+        assert_eq!(Denial::Expired.operator_note(Some("a")), None);
+    }
+
+    #[test]
     fn body_carries_the_correlation_id() {
         let body: serde_json::Value =
             serde_json::from_str(&Denial::BadSignature.answer("r", "abc-123").body).unwrap();
@@ -302,7 +363,7 @@ mod tests {
             (Denial::BadSignature, "bad_signature"),
             (Denial::Expired, "token_expired"),
             (Denial::NotYetValid, "token_not_yet_valid"),
-            (Denial::BadIssuer, "bad_issuer"),
+            (Denial::BadIssuer { got: None }, "bad_issuer"),
             (Denial::BadAudience, "bad_audience"),
             (Denial::BadClaim("x"), "bad_claim"),
             (

@@ -29,7 +29,9 @@ API_VERSIONS = [
 
 # `helm template` cannot see a cluster: every set names the existing Secret (GitOps), and
 # the Istio sets name the protected namespaces and workloads.
-BASE = [f"filter.sha256={SHA}", "secrets.existingSecret=meshauth-secrets", "filter.namespaces={shop}", "filter.selector.app=api"]
+# BASE renders a WasmPlugin without live sync, which the chart refuses unless asked for.
+ISTIO = [f"filter.sha256={SHA}", "secrets.existingSecret=meshauth-secrets", "filter.namespaces={shop}", "filter.selector.app=api"]
+BASE = [*ISTIO, "filter.bootstrapOnly=true"]
 CREDENTIAL = "c" * 40
 DIST_KEY = "A" * 43
 
@@ -59,7 +61,7 @@ VALUE_SETS = {
         "monitoring.prometheusRule.enabled=true",
     ],
     "envoy": ["filter.mode=envoy", f"filter.sha256={SHA}", "secrets.existingSecret=meshauth-secrets"],
-    "syncing": [*BASE, f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}", "filter.namespaces={shop,billing}"],
+    "syncing": [*ISTIO, f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}", "filter.namespaces={shop,billing}"],
 }
 
 
@@ -107,39 +109,143 @@ def test_core_kinds_validate_against_kubernetes_schemas(name, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def meshauth_init(out):
+    """Runs the real `meshauth init --kubernetes`; returns (its two Secrets' data, its values)."""
+    binary = pathlib.Path(os.environ.get("MESHAUTH_BIN", ROOT / "target/debug/meshauth"))
+    p = subprocess.run([str(binary), "init", "--kubernetes", "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    secrets = [d["stringData"] for d in yaml.safe_load_all((out / "secrets.yaml").read_text())]
+    return secrets, yaml.safe_load((out / "values.yaml").read_text())
+
+
+def template_with_files(files, sets):
+    args = ["template", "meshauth", str(CHART), "-n", "meshauth", "--kube-version", "1.33.0"]
+    for f in files:
+        args += ["-f", str(f)]
+    for a in API_VERSIONS:
+        args += ["--api-versions", a]
+    for st in sets:
+        args += ["--set", st]
+    r = helm(*args)
+    assert r.returncode == 0, r.stderr
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
 def test_meshauth_init_values_render_and_its_secrets_validate(tmp_path):
     """`meshauth init --kubernetes`: its Secret manifest validates, and the chart renders
     with its values file (no --set of a secret), the control plane reading both Secrets."""
     binary = pathlib.Path(os.environ.get("MESHAUTH_BIN", ROOT / "target/debug/meshauth"))
     out = tmp_path / "init"
-    p = subprocess.run([str(binary), "init", "--kubernetes", "--out", str(out)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
+    secrets_data, _ = meshauth_init(out)
     secrets = list(yaml.safe_load_all((out / "secrets.yaml").read_text()))
     v = subprocess.run(
         [str(ROOT / ".venv/bin/kubernetes-validate"), "--strict", "-k", "1.33.0", str(out / "secrets.yaml")],
         capture_output=True, text=True,
     )
     assert v.returncode == 0, v.stdout + v.stderr
-    main, sync = (d["stringData"] for d in secrets)
+    main, sync = secrets_data
     assert hashlib.sha256(main["admin-token"].encode()).hexdigest() == main["admin-token-sha256"]
     assert hashlib.sha256(sync["sync-credential"].encode()).hexdigest() == sync["sync-credential-sha256"]
     assert len(bytes.fromhex(main["master-key"])) == 32
+    # The values carry the fleet credential: as private as the Secrets.
+    assert (out / "values.yaml").stat().st_mode & 0o077 == 0
     # A second run never replaces them.
     again = subprocess.run([str(binary), "init", "--kubernetes", "--out", str(out)], capture_output=True, text=True)
     assert again.returncode != 0 and "never replaces" in again.stderr, again.stderr
     assert list(yaml.safe_load_all((out / "secrets.yaml").read_text())) == secrets
-    args = ["template", "meshauth", str(CHART), "-n", "meshauth", "--kube-version", "1.33.0", "-f", str(out / "values.yaml")]
-    for a in API_VERSIONS:
-        args += ["--api-versions", a]
-    for st in [f"filter.sha256={SHA}", "filter.namespaces={shop}", "filter.selector.app=api"]:
-        args += ["--set", st]
-    r = helm(*args)
-    assert r.returncode == 0, r.stderr
-    docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+    docs = template_with_files([out / "values.yaml"], [f"filter.sha256={SHA}", "filter.namespaces={shop}", "filter.selector.app=api"])
     assert not [d for d in by_kind(docs, "Secret") if d["metadata"]["name"] in ("meshauth-secrets", "meshauth-sync")], "the chart does not re-create them"
     (deploy,) = by_kind(docs, "Deployment")
     refs = json.dumps(deploy)
     assert '"meshauth-secrets"' in refs and '"meshauth-sync"' in refs, refs
+
+
+def free_ports(n):
+    import socket
+
+    ports = []
+    for _ in range(n):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    return ports
+
+
+def test_one_install_with_init_values_syncs_from_the_first_request(tmp_path):
+    """The values `meshauth init --kubernetes` writes make one `helm install` enough: the
+    WasmPlugin pins the distribution key, the control-plane pod mounts its private half
+    from the Secret init wrote, and the real control plane, started on the rendered
+    configuration with that Secret's files, signs with exactly the key the filters pin."""
+    import time
+    import urllib.request
+
+    out = tmp_path / "init"
+    (main, sync), values = meshauth_init(out)
+    key = values["filter"]["distributionKey"]
+    assert len(key) == 43
+    public, sync_port, admin, metrics = free_ports(4)
+    docs = template_with_files([out / "values.yaml"], [
+        f"filter.sha256={SHA}", "filter.namespaces={shop}", "filter.selector.app=api",
+        f"service.port={public}", f"service.syncPort={sync_port}", f"service.adminPort={admin}", f"service.metricsPort={metrics}"])
+    (plugin,) = by_kind(docs, "WasmPlugin")
+    assert plugin["spec"]["pluginConfig"]["sync"] == {
+        "cluster": f"outbound|{sync_port}||meshauth.meshauth.svc.cluster.local",
+        "authority": "meshauth.meshauth.svc.cluster.local",
+        "distribution_key": key,
+        "credential_env": "MESHAUTH_SYNC_CREDENTIAL",
+    }
+    assert plugin["spec"]["vmConfig"]["env"] == [{"name": "MESHAUTH_SYNC_CREDENTIAL", "valueFrom": "INLINE", "value": sync["sync-credential"]}]
+    (dep,) = by_kind(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert vol["secret"]["secretName"] == "meshauth-secrets"
+    assert {"key": "distribution-key", "path": "distribution-key"} in vol["secret"]["items"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if "meshauth.toml" in d["data"]]
+    toml = cm["data"]["meshauth.toml"]
+    assert f'distribution_key_file = "{mounts["secrets"]}/distribution-key"' in toml
+    # The Secret's files where the pod would see them, and the real control plane on them.
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for item in vol["secret"]["items"]:
+        (secrets / item["path"]).write_text(main[item["key"]])
+    toml = toml.replace("0.0.0.0:", "127.0.0.1:").replace(mounts["secrets"], str(secrets)).replace(mounts["data"], str(tmp_path))
+    toml = toml.replace("/opt/meshauth/meshauth_filter.wasm", str(WASM))
+    (tmp_path / "meshauth.toml").write_text(toml)
+    binary = pathlib.Path(os.environ.get("MESHAUTH_BIN", ROOT / "target/debug/meshauth"))
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen([str(binary), "serve", "--config", str(tmp_path / "meshauth.toml")],
+                                stdout=log, stderr=log, env={"PATH": os.environ["PATH"]})
+        try:
+            deadline = time.time() + 30
+            while True:
+                assert proc.poll() is None, (tmp_path / "log").read_text()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{sync_port}/sync/v1/distribution-key", timeout=10) as r:
+                        served = json.load(r)["public_key"]
+                    break
+                except OSError:
+                    assert time.time() < deadline, (tmp_path / "log").read_text()
+                    time.sleep(0.1)
+            assert served == key, "the control plane signs with the key the filters pin"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def test_a_wasmplugin_without_live_sync_is_refused_unless_asked_for():
+    # Without a distribution key every filter refuses tokens of keys not in
+    # bootstrap_jwks and never learns a revocation: a first install must not do that by default.
+    err = template(ISTIO, ok=False)
+    assert "filter.distributionKey is empty" in err and "filter.bootstrapOnly=true" in err, err
+    (plugin,) = by_kind(template(BASE), "WasmPlugin")
+    assert "sync" not in plugin["spec"]["pluginConfig"]
+    assert "contradict" in template([*ISTIO, "filter.bootstrapOnly=true", f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}"], ok=False)
+    err = template(["filter.mode=none", "secrets.distributionKey=true"], ok=False)
+    assert "secrets.distributionKey=true needs secrets.existingSecret" in err, err
+    # mode=none and mode=envoy render no WasmPlugin: no distribution key needed.
+    template(["filter.mode=none", "secrets.existingSecret=s"])
+    template(VALUE_SETS["envoy"])
 
 
 def roundtrip(model, doc):
@@ -417,7 +523,7 @@ def test_checkov_finds_nothing_serious(tmp_path):
     env = dict(os.environ, PATH=f"{pathlib.Path(HELM).parent}:{os.environ['PATH']}")
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({
-        "filter": {"sha256": SHA, "namespaces": ["shop"], "selector": {"app": "api"}},
+        "filter": {"sha256": SHA, "namespaces": ["shop"], "selector": {"app": "api"}, "bootstrapOnly": True},
         "secrets": {"existingSecret": "meshauth-secrets"},
     }))
     p = subprocess.run(

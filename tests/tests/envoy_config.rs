@@ -31,7 +31,7 @@ fn the_generated_bootstrap_runs_envoy_with_live_sync() {
     let upstream = meshauth_tests::echo::spawn().unwrap();
     let (listen, admin) = (meshauth_tests::free_port(), meshauth_tests::free_port());
     let config = cp.dir().join("envoy.json");
-    cp.cli_ok(&[
+    let made = cp.cli(&[
         "envoy-config",
         "--upstream",
         &format!("127.0.0.1:{upstream}"),
@@ -42,7 +42,27 @@ fn the_generated_bootstrap_runs_envoy_with_live_sync() {
         "--out",
         config.to_str().unwrap(),
     ]);
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "{said}");
+    // It tells the operator the issuer the plugin must carry and the module it pins.
+    let served = get(
+        &format!("{}/filter/meshauth.wasm.sha256", cp.base_url()),
+        &[],
+    )
+    .body;
+    assert!(
+        said.contains(&format!("issuer {} ", cp.base_url())),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("module sha256 {}", served.trim())),
+        "{said}"
+    );
     let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains(served.trim()),
+        "the bootstrap pins the served sha256"
+    );
     assert!(
         !text.contains(&cp.sync_credential),
         "the credential stays in the environment"
@@ -132,4 +152,110 @@ fn the_generated_bootstrap_runs_envoy_with_live_sync() {
     assert_eq!(a.status, 307, "{a:?}");
     let a = raw_get(listen, "/orders", &[("x_meshauth_sub", "mallory")]);
     assert_eq!(a.status, 400, "{a:?}");
+}
+
+/// A bootstrap whose remote module sha256 is not the served module's (a control plane
+/// upgraded under an Envoy that restarts with the old sha, or a sha typed by hand): Envoy
+/// gives up fetching, goes LIVE anyway and answers every request 503 with an empty body,
+/// saying so only in its stats and log; `meshauth envoy-config` run again pins the served
+/// sha and the same Envoy setup works. docs/operations.md describes this.
+#[test]
+fn a_wrong_module_sha256_leaves_envoy_live_refusing_every_request() {
+    let wasm = meshauth_tests::filter_wasm();
+    let cp = ControlPlane::start(
+        StoreKind::Embedded,
+        &format!("filter_wasm = \"{}\"", wasm.display()),
+    );
+    let upstream = meshauth_tests::echo::spawn().unwrap();
+    let (listen, admin) = (meshauth_tests::free_port(), meshauth_tests::free_port());
+    let config = cp.dir().join("envoy.json");
+    let generate = || {
+        cp.cli_ok(&[
+            "envoy-config",
+            "--upstream",
+            &format!("127.0.0.1:{upstream}"),
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--out",
+            config.to_str().unwrap(),
+        ])
+    };
+    generate();
+    let served = get(
+        &format!("{}/filter/meshauth.wasm.sha256", cp.base_url()),
+        &[],
+    )
+    .body;
+    let served = served.trim().to_string();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(&served));
+    std::fs::write(&config, text.replace(&served, &"0".repeat(64))).unwrap();
+    let token = cp
+        .cli_ok(&["token", "issue", "--sub", "alice"])
+        .trim()
+        .to_string();
+    let bearer = format!("Bearer {token}");
+    let url = format!("http://127.0.0.1:{listen}/orders");
+    let start = |name: &str| {
+        let log = cp.dir().join(name);
+        let process = Process::spawn(
+            envoy(&config, &cp)
+                .arg("--log-path")
+                .arg(&log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .unwrap();
+        let envoy_log = move || std::fs::read_to_string(&log).unwrap_or_default();
+        // LIVE once it has given up fetching (after its retries), not before.
+        wait_until("Envoy to be LIVE", 60, || {
+            match ureq::get(&format!("http://127.0.0.1:{admin}/ready")).call() {
+                Ok(r) if r.status() == 200 => Ok(()),
+                _ => Err(envoy_log()),
+            }
+        });
+        (process, envoy_log)
+    };
+    let (wrong, envoy_log) = start("envoy-wrong.log");
+    let a = get(&url, &[("authorization", &bearer)]);
+    assert_eq!((a.status, a.body.as_str()), (503, ""), "{a:?}");
+    assert_eq!(
+        get(&url, &[]).status,
+        503,
+        "no 401 either: the filter is not there"
+    );
+    let stats = get(
+        &format!("http://127.0.0.1:{admin}/stats?filter=wasm.remote_load"),
+        &[],
+    )
+    .body;
+    assert!(
+        stats.contains("wasm.remote_load_fetch_failures: 1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("wasm.remote_load_fetch_successes: 0"),
+        "{stats}"
+    );
+    wait_until("Envoy's log to say the plugin failed to load", 30, || {
+        let log = envoy_log();
+        match log.contains("Plugin meshauth failed to load") {
+            true => Ok(()),
+            false => Err(log),
+        }
+    });
+    drop(wrong);
+    // The fix: envoy-config again writes the sha the control plane serves.
+    generate();
+    assert!(std::fs::read_to_string(&config).unwrap().contains(&served));
+    let (_right, envoy_log) = start("envoy-right.log");
+    wait_until("a token to pass through Envoy", 30, || {
+        let a = get(&url, &[("authorization", &bearer)]);
+        match a.status {
+            200 => Ok(()),
+            s => Err(format!("{s} {}\n{}", a.body, envoy_log())),
+        }
+    });
 }

@@ -77,6 +77,39 @@ fn valid_token_reaches_upstream_with_claim_headers() {
     );
 }
 
+/// A token for another issuer: the client learns only `bad_issuer` (naming the expected
+/// issuer would tell an attacker the configuration), Envoy's log names both, so the
+/// operator sees which setting to fix.
+#[test]
+fn a_bad_issuer_is_terse_to_the_client_and_named_in_envoys_log() {
+    let s = setup();
+    let token = s
+        .key
+        .sign(&claims("a", json!({"iss": "http://0.0.0.0:8080"})));
+    let auth = bearer(&token);
+    let a = get(&s.envoy.url("/api/x"), &[("authorization", &auth)]);
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "bad_issuer");
+    let answer = format!("{:?} {}", a.headers, a.body);
+    assert!(
+        !answer.contains("meshauth.test") && !answer.contains("0.0.0.0"),
+        "{answer}"
+    );
+    meshauth_tests::wait::wait_until("the bad_issuer log line", 30, || {
+        let log = s.envoy.log();
+        let line = log.lines().find(|l| l.contains("meshauth: bad_issuer"));
+        match line {
+            Some(l)
+                if l.contains(r#"expected issuer "https://meshauth.test""#)
+                    && l.contains(r#"iss "http://0.0.0.0:8080""#) =>
+            {
+                Ok(())
+            }
+            _ => Err(log),
+        }
+    });
+}
+
 #[test]
 fn bad_tokens_get_401_with_the_reason() {
     let s = setup();

@@ -101,6 +101,15 @@ pub fn run(public: &str, args: EnvoyConfigArgs) -> Result<(), String> {
         plugin,
     };
     let config = bootstrap(&learned, &choices).map_err(|e| e.to_string())?;
+    // What the bootstrap pins, on stderr (stdout may be the bootstrap): the two values a
+    // hand-written configuration most often gets wrong.
+    eprintln!(
+        "envoy-config: issuer {} (the plugin's issuer: tokens must carry exactly this iss)",
+        learned.issuer
+    );
+    if let Code::Remote { sha256 } = &choices.code {
+        eprintln!("envoy-config: module sha256 {sha256} (what the control plane serves at /filter/meshauth.wasm.sha256)");
+    }
     let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())? + "\n";
     match &args.out {
         None => print!("{text}"),

@@ -32,6 +32,10 @@ pub struct FileConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub master_key_file: Option<PathBuf>,
+    /// The distribution key's private half (32 bytes, hex or base64url; `meshauth init`
+    /// writes it): the filters can pin its public half before the first start.
+    #[serde(default)]
+    pub distribution_key_file: Option<PathBuf>,
     /// SHA-256 (hex) of each admin bearer token.
     #[serde(default)]
     pub admin_token_sha256: Vec<String>,

@@ -25,6 +25,9 @@ pub struct Settings {
     pub default_audiences: Vec<String>,
     pub store: StoreTarget,
     pub master_key: MasterKey,
+    /// The distribution key's seed from `distribution_key_file`; None: the one in the
+    /// store (made at the first start).
+    pub distribution_key: Option<[u8; 32]>,
     pub admin_token_hashes: Vec<[u8; 32]>,
     /// Hashes of the fleet credentials; empty refuses every sync call unless
     /// `sync_allow_anonymous`.
@@ -113,6 +116,19 @@ impl Settings {
         };
         let master_key = MasterKey::parse(&master_text)
             .map_err(|e| ConfigError::Invalid(format!("master key: {e}")))?;
+        let distribution_key = match &file.distribution_key_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| ConfigError::File(f.display().to_string(), e.to_string()))?;
+                Some(crate::crypto::parse_key32(&text).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "distribution_key_file {}: want 32 bytes, hex or base64url",
+                        f.display()
+                    ))
+                })?)
+            }
+            None => None,
+        };
         let admin_token_hashes = hashes(
             "admin_token_sha256",
             file.admin_token_sha256,
@@ -194,6 +210,7 @@ impl Settings {
             default_audiences: file.default_audiences,
             store,
             master_key,
+            distribution_key,
             admin_token_hashes,
             sync_credential_hashes,
             sync_allow_anonymous: file.sync_allow_anonymous,

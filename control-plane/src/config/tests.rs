@@ -254,3 +254,36 @@ fn separate_listeners_from_file_and_env() {
     .unwrap();
     assert_eq!(s.admin_listen.as_deref(), Some("0.0.0.0:9003"), "env wins");
 }
+
+#[test]
+fn distribution_key_file_is_read_and_checked() {
+    let master = "ab".repeat(32);
+    let pairs = [("MESHAUTH_MASTER_KEY", master.as_str())];
+    let env = env_with(&pairs);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("distribution-key");
+    let load = |content: &str| {
+        std::fs::write(&key, content).unwrap();
+        let (_d, f) = config_file(&format!("distribution_key_file = {:?}", key));
+        Settings::load(Some(&f), &env)
+    };
+    let seed = [9u8; 32];
+    let s = load(&format!("{}\n", meshauth_wire::b64::encode(seed))).unwrap();
+    assert_eq!(s.distribution_key, Some(seed));
+    assert_eq!(
+        load(&hex::encode(seed)).unwrap().distribution_key,
+        Some(seed)
+    );
+    for bad in ["", "short", &"zz".repeat(32), &hex::encode([1u8; 31])] {
+        let e = load(bad).err().unwrap().to_string();
+        assert!(
+            e.contains("distribution_key_file") && e.contains("32 bytes"),
+            "{e}"
+        );
+        assert!(
+            bad.len() < 8 || !e.contains(bad),
+            "the key is not echoed: {e}"
+        );
+    }
+    assert_eq!(Settings::load(None, &env).unwrap().distribution_key, None);
+}

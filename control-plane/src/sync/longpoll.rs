@@ -155,7 +155,7 @@ mod tests {
     async fn polls_are_noted_and_wait_only_while_nothing_is_newer() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("p.redb")).unwrap();
-        let hub = SyncHub::open(&store, &MasterKey::parse(&"ab".repeat(32)).unwrap())
+        let hub = SyncHub::open(&store, &MasterKey::parse(&"ab".repeat(32)).unwrap(), None)
             .await
             .unwrap();
         hub.changed(&store, Change::Keys, 100).await.unwrap();

@@ -88,36 +88,75 @@ async fn create_once(
 }
 
 impl SyncHub {
-    pub async fn open(store: &dyn Store, master: &MasterKey) -> StoreResult<SyncHub> {
+    /// `configured`: the seed of `distribution_key_file`, which the filters were given
+    /// the public half of before the first start; it signs, and the store's record
+    /// follows it. None: the key in the store, made at the first start.
+    pub async fn open(
+        store: &dyn Store,
+        master: &MasterKey,
+        configured: Option<[u8; 32]>,
+    ) -> StoreResult<SyncHub> {
         const WHAT: &str = "distribution key";
-        let raw = create_once(store, DISTRIBUTION_KEY, || {
-            let sk = SigningKey::generate(&mut rand::rngs::OsRng);
-            let public = b64::encode(sk.verifying_key().to_bytes());
+        let record = |sk: &SigningKey| {
             let sealed = master.seal(&sk.to_bytes(), DISTRIBUTION_KEY.as_bytes());
             typed::encode(
                 WHAT,
                 &StoredDistributionKey {
-                    public,
+                    public: b64::encode(sk.verifying_key().to_bytes()),
                     sealed_private: b64::encode(sealed),
                 },
             )
+        };
+        let raw = create_once(store, DISTRIBUTION_KEY, || {
+            let sk = configured
+                .map(|seed| SigningKey::from_bytes(&seed))
+                .unwrap_or_else(|| SigningKey::generate(&mut rand::rngs::OsRng));
+            record(&sk)
         })
         .await?;
         let stored: StoredDistributionKey = typed::decode(WHAT, &raw)?;
         let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{WHAT}: {e}"));
         let sealed = b64::decode(&stored.sealed_private).map_err(|e| corrupt(&e))?;
-        // Unsealing fails under another master key as on altered bytes.
+        // Unsealing fails under another master key as on altered bytes; checked even when
+        // a configured key signs, so a wrong master key stops the start here, not at the
+        // first token signed.
         let seed = master
             .open(&sealed, DISTRIBUTION_KEY.as_bytes())
             .map_err(|e| corrupt(&e))?;
         let seed: [u8; 32] = seed.try_into().map_err(|_| corrupt(&"wrong length"))?;
+        // Told apart by their public halves: no comparison of secrets.
+        let configured = configured.map(|file| {
+            let sk = SigningKey::from_bytes(&file);
+            (file, b64::encode(sk.verifying_key().to_bytes()), sk)
+        });
+        let (seed, public) = match configured {
+            Some((file, public, sk)) if public != stored.public => {
+                // The file is what the filters were configured with; the stored key
+                // (made before there was a file, or another file's) goes.
+                tracing::warn!(
+                    stored = %stored.public,
+                    configured = %public,
+                    "distribution_key_file holds another key than the store: it replaces it; filters pinning the old public key refuse snapshots until given the new one"
+                );
+                store
+                    .compare_and_swap(
+                        Table::Meta,
+                        DISTRIBUTION_KEY,
+                        Some(&raw),
+                        Some(&record(&sk)?),
+                    )
+                    .await?;
+                (file, public)
+            }
+            _ => (seed, stored.public),
+        };
         let epoch = create_once(store, EPOCH, || Ok(crypto::random_token(12).into_bytes())).await?;
         let (len, _) = store.log_head(Log::Changes).await?;
         let (version_tx, _) = watch::channel(len);
         Ok(SyncHub {
             epoch: std::sync::RwLock::new(String::from_utf8_lossy(&epoch).to_string()),
             signer: SigningKey::from_bytes(&seed),
-            distribution_public: stored.public,
+            distribution_public: public,
             version_tx,
             closing: watch::channel(false).0,
             filters: Mutex::new(BTreeMap::new()),
@@ -273,5 +312,52 @@ impl SyncHub {
     /// The signed answer to a filter's confirm question.
     pub fn seal_confirm(&self, answer: &ConfirmAnswer) -> SignedConfirm {
         answer.seal(|input| self.signer.sign(input).to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn a_configured_distribution_key_signs_and_replaces_the_stored_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("d.redb")).unwrap();
+        let master = MasterKey::parse(&"ab".repeat(32)).unwrap();
+        let made = SyncHub::open(&store, &master, None).await.unwrap();
+        let seed = [7u8; 32];
+        let public = b64::encode(SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+        assert_ne!(made.distribution_public, public);
+        // The file's key wins over the one the first start made, and signs.
+        let hub = SyncHub::open(&store, &master, Some(seed)).await.unwrap();
+        assert_eq!(hub.distribution_public, public);
+        let answer = ConfirmAnswer {
+            jti: "j".into(),
+            nonce: "n".into(),
+            revoked: false,
+        };
+        let signed = serde_json::to_vec(&hub.seal_confirm(&answer)).unwrap();
+        let vk = ed25519_dalek::VerifyingKey::from_bytes(&seed_public(&seed)).unwrap();
+        let verify = |m: &[u8], sig: &[u8; 64]| {
+            vk.verify_strict(m, &ed25519_dalek::Signature::from_bytes(sig))
+                .is_ok()
+        };
+        assert_eq!(ConfirmAnswer::open(&signed, "j", "n", verify), Some(false));
+        // The store follows it: a later start without the file keeps signing with it.
+        let again = SyncHub::open(&store, &master, None).await.unwrap();
+        assert_eq!(again.distribution_public, public);
+        // Another master key cannot open the store: refused at the start, key file or not.
+        let other = MasterKey::parse(&"cd".repeat(32)).unwrap();
+        assert!(SyncHub::open(&store, &other, Some(seed)).await.is_err());
+        // On an empty store the configured key is the first one.
+        let dir2 = tempfile::tempdir().unwrap();
+        let fresh = EmbeddedStore::open(&dir2.path().join("d.redb")).unwrap();
+        let first = SyncHub::open(&fresh, &master, Some(seed)).await.unwrap();
+        assert_eq!(first.distribution_public, public);
+    }
+
+    fn seed_public(seed: &[u8; 32]) -> [u8; 32] {
+        SigningKey::from_bytes(seed).verifying_key().to_bytes()
     }
 }

@@ -139,7 +139,9 @@ fn refusals() {
             &mut e,
             &sk.sign(&claims(serde_json::json!({"iss": "other"})))
         ),
-        Denial::BadIssuer
+        Denial::BadIssuer {
+            got: Some("other".into())
+        }
     );
     assert_eq!(
         denial(

@@ -137,7 +137,29 @@ fn refuse(
     correlation: &str,
 ) -> Finish<'static> {
     metrics.denied(denial);
+    if let Some(note) = denial.operator_note(engine.config().claim_rules.issuer.as_deref()) {
+        note_for_operator(&note);
+    }
     Finish::Refuse(denial.answer(&engine.config().realm, correlation))
+}
+
+thread_local! {
+    /// When an operator note was last logged (seconds): a misconfiguration refuses every
+    /// request, and one line each ten seconds says it without flooding Envoy's log.
+    static NOTED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn note_for_operator(note: &str) {
+    let now = now_ns() / 1_000_000_000;
+    if NOTED_AT.with(|t| {
+        let due = t.get() == 0 || now >= t.get() + 10;
+        if due {
+            t.set(now.max(1));
+        }
+        due
+    }) {
+        log::info!("{note}");
+    }
 }
 
 /// Root context, on its tick: requests whose confirmation outlived the filter's

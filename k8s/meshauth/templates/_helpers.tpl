@@ -202,6 +202,15 @@ hold more than one minimum-prefix range (256 IPv4 /8s each pass, and admit every
 {{- fail "filter.selector matches the control plane's own labels: the filter would guard the token and sync endpoints it needs and lock the control plane out" -}}
 {{- end -}}
 {{- end -}}
+{{- if and (eq .Values.filter.mode "istio") (not .Values.filter.distributionKey) (not .Values.filter.bootstrapOnly) -}}
+{{- fail "filter.distributionKey is empty: the WasmPlugin's filters would have no live sync (no revocations, no new signing keys) and refuse every token not signed by a key in pluginConfig.bootstrap_jwks. Use the values `meshauth init --kubernetes` writes (filter.distributionKey with its private half in the Secret), or set filter.bootstrapOnly=true if bootstrap-only is intended" -}}
+{{- end -}}
+{{- if and .Values.filter.bootstrapOnly .Values.filter.distributionKey -}}
+{{- fail "filter.bootstrapOnly=true and filter.distributionKey contradict each other: unset one" -}}
+{{- end -}}
+{{- if and .Values.secrets.distributionKey (not .Values.secrets.existingSecret) -}}
+{{- fail "secrets.distributionKey=true needs secrets.existingSecret: the Secret holding distribution-key (meshauth init --kubernetes writes it)" -}}
+{{- end -}}
 {{- if include "meshauth.syncOn" . -}}
 {{- if and (not .Values.syncCredential.value) (not .Values.syncCredential.existingSecret) -}}
 {{- fail "the filters sync (filter.distributionKey is set) but the control plane has no sync credential: set syncCredential.value, or syncCredential.existingSecret" -}}

@@ -275,6 +275,39 @@ pub(crate) mod tests {
         );
     }
 
+    /// What docs/operations.md promises across releases: a snapshot without a member
+    /// added later with a default (`limits`, from a control plane before rate limits) is
+    /// read; one with a member this filter does not know (from a later control plane) is
+    /// refused though signed, and so is a delta with one.
+    #[test]
+    fn snapshot_compatibility() {
+        let open = |payload: &serde_json::Value| {
+            let env = SignedSnapshot {
+                payload: crate::b64::encode(payload.to_string()),
+                signature: crate::b64::encode([1u8; 64]),
+            };
+            SignedSnapshot::open_message(&serde_json::to_vec(&env).unwrap(), |_, _| true)
+        };
+        let mut older = serde_json::to_value(snapshot()).unwrap();
+        older.as_object_mut().unwrap().remove("limits");
+        assert_eq!(open(&older), Ok(Message::Full(snapshot())));
+        let mut newer = serde_json::to_value(snapshot()).unwrap();
+        newer["audiences"] = serde_json::json!(["api"]);
+        assert!(matches!(open(&newer), Err(SnapshotError::Payload(_))));
+        let mut delta = serde_json::to_value(Delta {
+            epoch: "e1".into(),
+            base_version: 7,
+            version: 8,
+            issued_at: 100,
+            revoked_jti: vec!["j2".into()],
+            rules: vec![],
+        })
+        .unwrap();
+        assert!(open(&delta).is_ok());
+        delta["limits"] = serde_json::json!([]);
+        assert!(matches!(open(&delta), Err(SnapshotError::Payload(_))));
+    }
+
     /// A member named twice has no single meaning (a verifier that keeps the first and
     /// another program that keeps the last would read two messages): every sync message
     /// with one is refused, though it is signed.
