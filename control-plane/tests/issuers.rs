@@ -564,3 +564,25 @@ async fn discovery_must_name_the_issuer_it_was_derived_for() {
     let s = step(&cp, 61).await;
     assert_eq!(s["kids"], json!(["k1"]), "{s}");
 }
+
+/// Concurrent adds of one issuer under different names: the registry's
+/// compare-and-swap lets exactly one through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_of_one_issuer_store_it_once() {
+    let cp = cp().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let app = cp.app.clone();
+        tasks.push(tokio::spawn(async move {
+            let spec =
+                serde_json::from_value(good(&format!("n{i}"), "https://same.example")).unwrap();
+            app.issuers().add("admin", spec).await.is_ok()
+        }));
+    }
+    let mut added = 0;
+    for t in tasks {
+        added += usize::from(t.await.unwrap());
+    }
+    assert_eq!(added, 1);
+    assert_eq!(stored(&cp).await.len(), 1);
+}
