@@ -765,6 +765,12 @@ static EDGE: &[EdgeCase] = &[
     EdgeCase { id: "E117", area: "paths", input: "`/api/kullan%C4%B1c%C4%B1` (Turkish, dotless `ı`; folded it matches the same route) with a valid token",
         req: |k| get("/api/kullan%C4%B1c%C4%B1", &[("authorization", &bearer(&token(k)))]),
         expect: with(200, None, "reaches the upstream as `alice`"), check: Some(ok_alice) },
+    EdgeCase { id: "E118", area: "paths", input: "`/adm%C4%B0n/users` (dotted `İ`, whose simple lower case Java's `equalsIgnoreCase` reads as `i`) with a `read` token",
+        req: |k| with_token(k, "/adm%C4%B0n/users", claims("bob", json!({"scope": "read"}))),
+        expect: refused(400, "bad_path"), check: Some(no_upstream) },
+    EdgeCase { id: "E119", area: "paths", input: "`/internal/%EF%AC%86ats` (ligature `ﬆ`, which full case mapping turns into `ST`) with a `read` token (folded it is the exact route `/internal/stats`)",
+        req: |k| with_token(k, "/internal/%EF%AC%86ats", claims("bob", json!({"scope": "read"}))),
+        expect: refused(400, "bad_path"), check: Some(no_upstream) },
     // ---- methods ----
     EdgeCase { id: "E88", area: "methods", input: "made-up method `FOO /admin/users`, no token", req: |_| h1("FOO", "/admin/users", &[], ""),
         expect: with(400, None, "Envoy refuses the method"), check: Some(no_upstream) },
