@@ -18,6 +18,12 @@ pub fn ambiguity(path: &str) -> Option<&'static str> {
     if path.contains('\\') {
         return Some("the path contains a backslash");
     }
+    // Headers reach the filter decoded lossily, so U+FFFD stands for raw bytes that are
+    // not UTF-8 (HTTP/2 lets them through): raw overlong dots (`\xC0\xAE`) are refused as
+    // the encoded ones are below.
+    if !path.is_ascii() && path.contains('\u{FFFD}') {
+        return Some("the path has raw bytes that are not UTF-8");
+    }
     if path.contains("//") {
         return Some("the path contains an empty segment");
     }
@@ -192,6 +198,9 @@ mod tests {
             "/admin;/users",
             "/public/..%3b/admin",
             "/public/..%252fadmin",
+            // Raw bytes that were not UTF-8, as the lossy header decoding hands them over.
+            &String::from_utf8_lossy(b"/public/\xC0\xAE\xC0\xAE/admin"),
+            "/ad\u{FFFD}min",
             "/public/%C0%AE%C0%AE/admin",
             "/public/%EF%BC%8E%EF%BC%8E/admin",
             "/public/..%20/admin",
