@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs docs/install-envoy.md as a new user would: every ```bash block, in order, in one
-# shell (then the restore drill of docs/operations.md), in a fresh directory (on free loopback ports), with the meshauth binary, Envoy
+# shell (then docs/operations.md's rate-limit commands and restore drill), in a fresh directory (on free loopback ports), with the meshauth binary, Envoy
 # and the filter module this checkout built; then checks what they printed. The guide's
 # ```sh block (the build) is not run: scripts/test.sh builds first.
 set -euo pipefail
@@ -15,11 +15,24 @@ export PATH="$bin_dir:$envoy_dir:$PATH"
 
 block=$(awk '/^```bash$/{f=1;next} /^```$/{f=0} f' docs/install-envoy.md)
 [ -n "$block" ] || { echo "install-envoy-check: no bash blocks in docs/install-envoy.md" >&2; exit 1; }
-# Then docs/operations.md's restore drill, which starts where the guide's step 9 ends.
-drill=$(awk '/^### A restore drill/{d=1;next} /^##/{d=0} d' docs/operations.md | awk '/^```bash$/{f=1;next} /^```$/{f=0} f')
-[ -n "$drill" ] || { echo "install-envoy-check: no restore drill in docs/operations.md" >&2; exit 1; }
+# Then docs/operations.md's command blocks, which start where the guide's step 9 ends
+# (everything stopped): the restore drill's first block starts the control plane again,
+# the rate-limit commands run against it, then the rest of the drill. Together they are
+# every bash block of that page (checked), so none drifts unrun.
+ops_blocks() { awk -v want="$1" '$0 ~ want {d=1;next} /^##/{d=0} d' docs/operations.md | awk -v n="$2" '/^```bash$/{f=1;c++;next} /^```$/{f=0} f && (n == 0 || (n > 0 && c == n) || (n < 0 && c > -n))'; }
+limits=$(ops_blocks '^## Rate limits' 0)
+drill_start=$(ops_blocks '^### A restore drill' 1)
+drill_rest=$(ops_blocks '^### A restore drill' -1)
+[ -n "$limits" ] && [ -n "$drill_start" ] && [ -n "$drill_rest" ] ||
+  { echo "install-envoy-check: no rate-limit block or restore drill in docs/operations.md" >&2; exit 1; }
+all_ops=$(awk '/^```bash$/{f=1;next} /^```$/{f=0} f' docs/operations.md)
+[ "$all_ops" = "$limits
+$drill_start
+$drill_rest" ] || { echo "install-envoy-check: docs/operations.md has bash blocks outside 'Rate limits' and the restore drill; run them here" >&2; exit 1; }
 block="$block
-$drill"
+$drill_start
+$limits
+$drill_rest"
 work=$(mktemp -d)
 free_ports=$(python3 -c 'import socket
 ss=[socket.socket() for _ in range(4)]
@@ -55,6 +68,9 @@ expect "revoked: 403"
 expect "200 200 200 429"
 expect "rotated: a new key signs"
 expect "after the rotation: 200"
+# docs/operations.md's rate limits: the policy and its override were listed, then deleted.
+expect '"per-user"'
+expect '"alice"'
 # The restore drill: the backup's anchor holds, the newest one names the lost tail, and
 # the client made after the backup is gone.
 expect "audit chain ok:"

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::crypto;
 use crate::ctx::Ctx;
 use crate::error::ServiceError;
+use crate::issuers::Issuers;
 use crate::keys::{KeyService, Keyring};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -37,6 +38,7 @@ pub struct App {
     sessions: Sessions,
     revocations: Revocations,
     limits: Limits,
+    issuers: Issuers,
     oauth: OAuth,
     schedule: Schedule,
     /// Identifies this replica in leases.
@@ -111,6 +113,7 @@ impl App {
                 replica_id.clone(),
             ),
             limits: Limits::new(ctx.clone()),
+            issuers: Issuers::new(ctx.clone()),
             keys,
             tokens,
             clients,
@@ -297,6 +300,17 @@ impl App {
 
     pub async fn delete_limit(&self, actor: &str, name: &str) -> Result<(), ServiceError> {
         self.limits.delete(actor, name).await
+    }
+
+    // Trusted issuers: their service answers the handlers directly.
+
+    pub fn issuers(&self) -> &Issuers {
+        &self.issuers
+    }
+
+    /// One step of the federated key fetch loop.
+    pub async fn fetch_issuer_keys(&self) -> Result<(), ServiceError> {
+        self.issuers.fetch_due().await
     }
 
     // Sync.

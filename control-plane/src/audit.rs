@@ -35,6 +35,8 @@ pub enum AuditAction {
     RevocationAdded,
     LimitSet,
     LimitDeleted,
+    IssuerAdded,
+    IssuerDeleted,
 }
 
 impl AuditAction {
@@ -54,6 +56,8 @@ impl AuditAction {
             AuditAction::RevocationAdded => "revocation.added",
             AuditAction::LimitSet => "limit.set",
             AuditAction::LimitDeleted => "limit.deleted",
+            AuditAction::IssuerAdded => "issuer.added",
+            AuditAction::IssuerDeleted => "issuer.deleted",
         }
     }
 }
@@ -78,6 +82,12 @@ pub enum AuditDetail<'a> {
     },
     LimitSet {
         policy: &'a LimitPolicy,
+    },
+    IssuerAdded {
+        issuer: &'a str,
+        source: &'a str,
+        audiences: &'a [String],
+        algorithms: &'a [&'a str],
     },
 }
 

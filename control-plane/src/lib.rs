@@ -14,6 +14,7 @@ pub mod ctx;
 pub mod envoy_config;
 pub mod error;
 pub mod http;
+pub mod issuers;
 pub mod keys;
 pub mod limits;
 pub mod metrics;

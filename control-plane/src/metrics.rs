@@ -40,6 +40,12 @@ pub struct RouteLabel {
     pub method: String,
 }
 
+/// A trusted issuer's name: set by an admin, bounded by `federation.max_issuers`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabel {
+    pub issuer: String,
+}
+
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
@@ -64,6 +70,9 @@ pub struct Metrics {
     pub long_polls_refused: Counter,
     pub read_timeouts: Counter,
     pub sync_answers_built: Family<AnswerLabel, Counter>,
+    pub federation_fetch_failures: Family<IssuerLabel, Counter>,
+    pub federation_circuit_open: Family<IssuerLabel, Gauge>,
+    pub federation_keys: Family<IssuerLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -184,8 +193,29 @@ impl Metrics {
             "Signed sync answers built (each one shared by every poller waiting for it)",
             sync_answers_built.clone(),
         );
+        let federation_fetch_failures = Family::<IssuerLabel, Counter>::default();
+        let federation_circuit_open = Family::<IssuerLabel, Gauge>::default();
+        let federation_keys = Family::<IssuerLabel, Gauge>::default();
+        registry.register(
+            "meshauth_federation_fetch_failures",
+            "Failed discovery or JWKS fetches of a trusted issuer (the last good keys are kept)",
+            federation_fetch_failures.clone(),
+        );
+        registry.register(
+            "meshauth_federation_circuit_open",
+            "1 while a trusted issuer's fetch circuit is open (its fetches failing)",
+            federation_circuit_open.clone(),
+        );
+        registry.register(
+            "meshauth_federation_keys",
+            "Verification keys held for a trusted issuer",
+            federation_keys.clone(),
+        );
         Metrics {
             registry,
+            federation_fetch_failures,
+            federation_circuit_open,
+            federation_keys,
             auth_failures,
             auth_throttled,
             connections_refused,
@@ -221,6 +251,36 @@ impl Metrics {
             .inc();
     }
 
+    pub fn issuer_fetch_failed(&self, issuer: &str) {
+        self.federation_fetch_failures
+            .get_or_create(&IssuerLabel {
+                issuer: issuer.into(),
+            })
+            .inc();
+    }
+
+    pub fn issuer_state(&self, issuer: &str, open: bool, keys: usize) {
+        let label = IssuerLabel {
+            issuer: issuer.into(),
+        };
+        self.federation_circuit_open
+            .get_or_create(&label)
+            .set(i64::from(open));
+        self.federation_keys
+            .get_or_create(&label)
+            .set(i64::try_from(keys).unwrap_or(i64::MAX));
+    }
+
+    /// A deleted issuer's series go with it.
+    pub fn forget_issuer(&self, issuer: &str) {
+        let label = IssuerLabel {
+            issuer: issuer.into(),
+        };
+        self.federation_fetch_failures.remove(&label);
+        self.federation_circuit_open.remove(&label);
+        self.federation_keys.remove(&label);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -239,6 +299,7 @@ mod tests {
         let docs = [
             include_str!("../../docs/control-plane.md"),
             include_str!("../../docs/operations.md"),
+            include_str!("../../docs/federation.md"),
         ]
         .concat();
         // Names as the docs spell them, whole words only: `meshauth_sync_polls` is not

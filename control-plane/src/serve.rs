@@ -140,8 +140,13 @@ pub async fn run(
 /// restart must not wait on a slow client).
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
-/// The key schedule, every `check_interval`, and the follower of the shared change log.
-fn background_tasks(app: &Arc<App>) -> [tokio::task::JoinHandle<()>; 2] {
+/// How often the federated key fetch loop looks for due fetches (each issuer is
+/// fetched when its cache lifetime or its circuit breaker says so, not this often).
+const FEDERATION_TICK: Duration = Duration::from_secs(1);
+
+/// The key schedule, every `check_interval`, the follower of the shared change log and
+/// the federated key fetch loop.
+fn background_tasks(app: &Arc<App>) -> [tokio::task::JoinHandle<()>; 3] {
     let ticker = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -160,7 +165,20 @@ fn background_tasks(app: &Arc<App>) -> [tokio::task::JoinHandle<()>; 2] {
         let app = app.clone();
         tokio::spawn(async move { app.sync().follow(app.store().as_ref()).await })
     };
-    [ticker, follower]
+    let federation = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(FEDERATION_TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = app.fetch_issuer_keys().await {
+                    tracing::warn!(error = %e, "federated key fetch step failed; will retry");
+                }
+            }
+        })
+    };
+    [ticker, follower, federation]
 }
 
 /// The HTTP server: an accept loop that closes connections over the caps at once, and

@@ -106,3 +106,43 @@ async fn verbs_send_typed_bodies_the_server_accepts() {
     assert_eq!(live.len(), 1, "{live:?}");
     meshauth(&cp, &["audit", "verify"]).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuers_are_added_listed_shown_and_deleted_from_the_cli() {
+    let cp = cp().await;
+    let add = [
+        "issuers",
+        "add",
+        "auth0",
+        "--issuer",
+        "https://t.auth0.example/",
+        "--jwks-uri",
+        "https://t.auth0.example/.well-known/jwks.json",
+        "--audience",
+        "api",
+        "--alg",
+        "RS256",
+        "--scope-claim",
+        "permissions",
+    ];
+    meshauth(&cp, &add).await.unwrap();
+    let stored = cp.app.issuers().get("auth0").await.unwrap();
+    assert_eq!(stored.issuer(), "https://t.auth0.example/");
+    assert_eq!(stored.scope_claim().dotted(), "permissions");
+    let e = meshauth(&cp, &add).await.unwrap_err();
+    assert!(e.starts_with("409: trusted issuer \"auth0\" exists"), "{e}");
+    let mut bad = add.to_vec();
+    bad[2] = "other";
+    bad[10] = "HS256";
+    let e = meshauth(&cp, &bad).await.unwrap_err();
+    assert!(e.starts_with("400: algorithms: \"HS256\""), "{e}");
+    meshauth(&cp, &["issuers", "list"]).await.unwrap();
+    meshauth(&cp, &["issuers", "show", "auth0"]).await.unwrap();
+    meshauth(&cp, &["issuers", "delete", "auth0"])
+        .await
+        .unwrap();
+    let e = meshauth(&cp, &["issuers", "show", "auth0"])
+        .await
+        .unwrap_err();
+    assert!(e.starts_with("404: trusted issuer"), "{e}");
+}

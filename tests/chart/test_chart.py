@@ -298,9 +298,10 @@ def test_monitoring_resources_validate():
     assert set(alerts) == {
         "MeshauthControlPlaneDown", "MeshauthDenialsHigh", "MeshauthKeyRotationOverdue",
         "MeshauthKeyScheduleFailing", "MeshauthFilterStale", "MeshauthFilterLagging",
-        "MeshauthKeyActivatedPastLaggingFilters",
+        "MeshauthKeyActivatedPastLaggingFilters", "MeshauthFederatedIssuerUnreachable",
     }
     assert "1.5 * 86400" in alerts["MeshauthKeyRotationOverdue"]
+    assert "meshauth_federation_circuit_open{" in alerts["MeshauthFederatedIssuerUnreachable"]
 
 
 @pytest.mark.parametrize("name", VALUE_SETS)

@@ -11,6 +11,32 @@ pub const HEAD: &str = "x-meshauth-head";
 /// The correlation id: echoed in every error body as `correlation_id`.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Headers never set from a claim, whoever configures it (the filter's forwarded
+/// claims, a trusted issuer's).
+pub const NEVER_FROM_CLAIM: [&str; 9] = [
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    REQUEST_ID,
+];
+
+/// A header name as meshauth writes one: lower-case ASCII letters, digits, `-`, `_`.
+pub fn is_lower_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Whether a claim may be forwarded upstream in header `h`.
+pub fn may_carry_claim(h: &str) -> bool {
+    is_lower_name(h) && !NEVER_FROM_CLAIM.contains(&h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,6 +65,25 @@ mod tests {
                 "/sync/v1/distribution-key"
             ]
         );
+    }
+
+    #[test]
+    fn claims_never_land_in_framing_or_credential_headers() {
+        for h in ["x-user", "x_user", "x-meshauth-sub2"] {
+            assert!(may_carry_claim(h), "{h}");
+        }
+        for h in [
+            "",
+            "X-User",
+            "x user",
+            "x-user:",
+            "authorization",
+            "host",
+            "te",
+            REQUEST_ID,
+        ] {
+            assert!(!may_carry_claim(h), "{h:?}");
+        }
     }
 
     #[test]

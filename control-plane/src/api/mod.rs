@@ -2,8 +2,10 @@
 //! them and the CLI calls them. Answers carry no secret except where the verb is to
 //! show one (a new client's secret, shown once).
 
+mod issuers;
 mod types;
 
+pub use issuers::*;
 pub use types::*;
 
 /// Route templates; `{…}` is one path segment (see [`path`]).
@@ -22,6 +24,8 @@ pub mod route {
     pub const AUDIT_VERIFY: &str = "/admin/audit/verify";
     pub const AUDIT_HEAD: &str = "/admin/audit/head";
     pub const STATUS: &str = "/admin/status";
+    pub const ISSUERS: &str = "/admin/issuers";
+    pub const ISSUER: &str = "/admin/issuers/{name}";
 }
 
 /// `template` with its one `{…}` replaced by `value`, percent-encoded: whatever an id

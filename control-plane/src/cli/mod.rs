@@ -4,6 +4,7 @@
 
 mod envoy;
 mod init;
+mod issuers;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +72,9 @@ pub enum Cmd {
     /// Rate-limit policies pushed to the filters.
     #[command(subcommand)]
     Limits(LimitsCmd),
+    /// Trusted external issuers (federation) and the state of their key fetching.
+    #[command(subcommand)]
+    Issuers(issuers::IssuersCmd),
     /// Write a complete Envoy bootstrap that runs the filter, synced with this control
     /// plane (needs no admin token).
     EnvoyConfig(envoy::EnvoyConfigArgs),

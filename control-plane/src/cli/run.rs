@@ -64,7 +64,7 @@ fn is_bearer_value(token: &str) -> bool {
     !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
-struct Client {
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
@@ -72,7 +72,12 @@ struct Client {
 
 impl Client {
     /// One admin call; the answer's body as text (empty for 204).
-    fn send(&self, method: &str, path: &str, body: Option<&dyn Body>) -> Result<String, String> {
+    pub(super) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&dyn Body>,
+    ) -> Result<String, String> {
         let token = self
             .token
             .as_deref()
@@ -107,7 +112,7 @@ impl Client {
     }
 
     /// A call whose answer is a `T`.
-    fn call<T: DeserializeOwned>(
+    pub(super) fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
@@ -121,7 +126,7 @@ impl Client {
 }
 
 /// A request body: typed, or a policy file sent as written.
-trait Body {
+pub(super) trait Body {
     fn json(&self) -> Result<serde_json::Value, String>;
 }
 
@@ -132,14 +137,14 @@ impl<T: Serialize> Body for T {
 }
 
 /// A typed answer and its text as the control plane sent it.
-struct Answer<T> {
-    value: T,
+pub(super) struct Answer<T> {
+    pub(super) value: T,
     text: String,
 }
 
 impl<T> Answer<T> {
     /// Printed as sent (pretty): fields a newer control plane adds are shown too.
-    fn print(&self) {
+    pub(super) fn print(&self) {
         let pretty = serde_json::from_str::<serde_json::Value>(&self.text)
             .and_then(|v| serde_json::to_string_pretty(&v))
             .unwrap_or_else(|_| self.text.clone());
@@ -160,6 +165,7 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         Cmd::Serve { .. } => return Err("serve is not a client verb".into()),
         Cmd::EnvoyConfig(args) => return super::envoy::run(&c.base, args),
         Cmd::Init(args) => return super::init::run(args),
+        Cmd::Issuers(cmd) => return super::issuers::run(&c, cmd),
         Cmd::Token(TokenCmd::Issue {
             sub,
             scope,

@@ -63,6 +63,9 @@ pub struct FileConfig {
     /// Read timeouts and caps on connections, long polls and failed authentication.
     #[serde(default)]
     pub server: ServerLimits,
+    /// Trusted external issuers: how many, how their keys are fetched.
+    #[serde(default)]
+    pub federation: super::FederationConfig,
 }
 
 /// Protection of the HTTP server against slow, many and failing clients. A "source" is
@@ -238,7 +241,7 @@ fn d_tick() -> Duration {
 }
 
 /// Durations as humantime strings ("10m", "14d").
-mod humantime_serde_compat {
+pub(super) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::MasterKey;
 
+mod federation;
 mod file;
 mod store;
 #[cfg(test)]
 mod tests;
 
+pub use federation::{FederationConfig, MAX_ISSUERS_CEILING};
 pub use file::{FileConfig, KeyConfig, ServerLimits, TokenConfig};
 pub use store::{StoreConfig, StoreTarget};
 
@@ -35,6 +37,7 @@ pub struct Settings {
     pub keys: KeyConfig,
     pub filter_wasm: Option<PathBuf>,
     pub server: ServerLimits,
+    pub federation: FederationConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +200,7 @@ impl Settings {
                 "server: max_header_bytes must be at least 8192 and every cap positive".into(),
             ));
         }
+        file.federation.validate()?;
         Ok(Settings {
             listen,
             admin_listen,
@@ -216,6 +220,7 @@ impl Settings {
                 .map(PathBuf::from)
                 .or(file.filter_wasm),
             server: file.server,
+            federation: file.federation,
         })
     }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod form;
 pub mod guard;
+mod issuers;
 mod middleware;
 mod oauth;
 mod public;
@@ -89,6 +90,8 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
         .route(route::AUDIT_VERIFY, get(admin::verify_audit))
         .route(route::AUDIT_HEAD, get(admin::audit_head))
         .route(route::STATUS, get(admin::status))
+        .route(route::ISSUERS, post(issuers::add).get(issuers::list))
+        .route(route::ISSUER, get(issuers::get).delete(issuers::delete))
         .route_layer(from_fn_with_state(app.clone(), middleware::require_admin))
 }
 

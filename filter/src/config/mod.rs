@@ -85,23 +85,11 @@ impl Config {
 }
 
 pub(super) fn valid_header_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    meshauth_wire::headers::is_lower_name(h)
 }
 
 /// Headers the filter must never overwrite from a claim.
-pub(super) const RESERVED_HEADERS: [&str; 9] = [
-    "authorization",
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-    meshauth_wire::headers::REQUEST_ID,
-];
+pub(super) const RESERVED_HEADERS: [&str; 9] = meshauth_wire::headers::NEVER_FROM_CLAIM;
 
 pub(super) fn valid_token_text(s: &str) -> bool {
     !s.is_empty()

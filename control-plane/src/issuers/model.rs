@@ -1,0 +1,348 @@
+//! A trusted issuer, validated once: `TrustedIssuer::new` is the only way to make one
+//! (the store's copy is checked again when read), so every holder may rely on its
+//! bounds. `IssuerSpec` is the form an admin writes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use super::alg::Alg;
+use super::url::{FetchUrl, UrlPolicy};
+use meshauth_wire::limits::valid_policy_name;
+
+pub const MAX_ISSUER_LEN: usize = 512;
+pub const MAX_AUDIENCES: usize = 16;
+pub const MAX_REQUIRED_CLAIMS: usize = 16;
+pub const MAX_CLAIM_VALUES: usize = 16;
+pub const MAX_VALUE_LEN: usize = 256;
+pub const MAX_FORWARDED: usize = 16;
+pub const MAX_SKEW_SECONDS: u64 = 300;
+pub const DEFAULT_SKEW_SECONDS: u64 = 60;
+pub const MAX_CLAIM_PATH_LEN: usize = 128;
+pub const MAX_CLAIM_PATH_DEPTH: usize = 4;
+/// Where an OpenID provider publishes its metadata (OpenID Connect Discovery 1.0 §4).
+pub const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+/// Claims checked by their own settings (`issuer`, `audiences`, the skew), never as
+/// required claims.
+const CHECKED_ELSEWHERE: [&str; 5] = ["iss", "aud", "exp", "nbf", "iat"];
+
+/// What an admin writes (`POST /admin/issuers`): checked by `TrustedIssuer::new`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSpec {
+    pub name: String,
+    /// The exact `iss` of its tokens; with `discovery`, may be left out when the URL
+    /// ends in `/.well-known/openid-configuration` (the issuer is what precedes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    /// The JOSE `typ` its tokens must carry; none: any or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    /// Claim name → the values it may have (one of them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub required_claims: BTreeMap<String, Vec<String>>,
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    /// Where its tokens carry the scopes routes check (`scope`, `scp`, `permissions`,
+    /// `realm_access.roles`): a dotted path into the claims.
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+    /// Claim (a dotted path) → the header it is forwarded upstream in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forward_claims: BTreeMap<String, String>,
+}
+
+fn default_skew() -> u64 {
+    DEFAULT_SKEW_SECONDS
+}
+fn default_scope_claim() -> String {
+    "scope".into()
+}
+
+/// Where the keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// OpenID discovery: its `jwks_uri` is fetched, its `issuer` must be ours.
+    Discovery(FetchUrl),
+    Jwks(FetchUrl),
+}
+
+/// A dotted path into a token's claims (`realm_access.roles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath(Vec<String>);
+
+impl ClaimPath {
+    pub fn parse(field: &str, s: &str) -> Result<ClaimPath, String> {
+        let bad = || {
+            format!("{field}: {s:?} is not a claim path (dot-separated names of visible ASCII, at most {MAX_CLAIM_PATH_DEPTH} deep and {MAX_CLAIM_PATH_LEN} long)")
+        };
+        if s.is_empty() || s.len() > MAX_CLAIM_PATH_LEN {
+            return Err(bad());
+        }
+        let parts: Vec<String> = s.split('.').map(str::to_owned).collect();
+        let part_ok = |p: &String| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        };
+        if parts.len() > MAX_CLAIM_PATH_DEPTH || !parts.iter().all(part_ok) {
+            return Err(bad());
+        }
+        Ok(ClaimPath(parts))
+    }
+
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn dotted(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+/// A validated trusted issuer. Fields are private: see the accessors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "IssuerSpec", into = "IssuerSpec")]
+pub struct TrustedIssuer {
+    name: String,
+    issuer: String,
+    source: KeySource,
+    audiences: Vec<String>,
+    algorithms: Vec<Alg>,
+    typ: Option<String>,
+    required_claims: BTreeMap<String, Vec<String>>,
+    clock_skew_seconds: u64,
+    scope_claim: ClaimPath,
+    forward_claims: Vec<(ClaimPath, String)>,
+}
+
+/// A stored record is checked again, structurally: http URLs are let through here
+/// (they were allowed when written) and refused by the fetcher unless allowed now.
+impl TryFrom<IssuerSpec> for TrustedIssuer {
+    type Error = String;
+    fn try_from(spec: IssuerSpec) -> Result<Self, String> {
+        TrustedIssuer::new(spec, &UrlPolicy { allow_http: true }, None)
+    }
+}
+
+impl From<TrustedIssuer> for IssuerSpec {
+    fn from(t: TrustedIssuer) -> Self {
+        t.spec()
+    }
+}
+
+fn visible(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+/// `a` and `b` name the same issuer to a careless reader: equal but for one trailing `/`.
+pub fn same_issuer(a: &str, b: &str) -> bool {
+    a.strip_suffix('/').unwrap_or(a) == b.strip_suffix('/').unwrap_or(b)
+}
+
+impl TrustedIssuer {
+    /// Checks every field of `spec`; `own_issuer` is the control plane's, which no
+    /// trusted issuer may claim. Errors name the field.
+    pub fn new(
+        spec: IssuerSpec,
+        urls: &UrlPolicy,
+        own_issuer: Option<&str>,
+    ) -> Result<TrustedIssuer, String> {
+        if !valid_policy_name(&spec.name) {
+            return Err(format!(
+                "name: {:?} must be 1-64 lower-case letters, digits, '-' or '_'",
+                spec.name
+            ));
+        }
+        let (source, derived) = match (&spec.discovery, &spec.jwks_uri) {
+            (Some(d), None) => {
+                let url = urls.check("discovery", d)?;
+                let derived = url
+                    .as_str()
+                    .strip_suffix(DISCOVERY_SUFFIX)
+                    .map(str::to_owned);
+                (KeySource::Discovery(url), derived)
+            }
+            (None, Some(j)) => (KeySource::Jwks(urls.check("jwks_uri", j)?), None),
+            _ => return Err("give either discovery or jwks_uri (one of them)".into()),
+        };
+        let issuer = match (spec.issuer, derived) {
+            (Some(i), _) => i,
+            (None, Some(d)) => d,
+            (None, None) => {
+                return Err(format!(
+                    "issuer: required unless discovery ends in {DISCOVERY_SUFFIX}"
+                ))
+            }
+        };
+        if !visible(&issuer, MAX_ISSUER_LEN) {
+            return Err(format!(
+                "issuer: must be 1-{MAX_ISSUER_LEN} visible ASCII characters"
+            ));
+        }
+        if own_issuer.is_some_and(|own| same_issuer(own, &issuer)) {
+            return Err(format!(
+                "issuer: {issuer:?} is this control plane's own issuer"
+            ));
+        }
+        let audiences = spec.audiences;
+        if audiences.is_empty() || audiences.len() > MAX_AUDIENCES {
+            return Err(format!("audiences: list 1 to {MAX_AUDIENCES}"));
+        }
+        if let Some(a) = audiences.iter().find(|a| !visible(a, MAX_VALUE_LEN)) {
+            return Err(format!(
+                "audiences: {a:?} must be 1-{MAX_VALUE_LEN} visible ASCII characters"
+            ));
+        }
+        if has_duplicate(&audiences) {
+            return Err("audiences: listed twice".into());
+        }
+        let mut algorithms = Vec::new();
+        for a in &spec.algorithms {
+            let alg = Alg::parse(a).ok_or_else(|| {
+                format!(
+                    "algorithms: {a:?} is not one of {}",
+                    Alg::ALL.map(Alg::as_str).join(", ")
+                )
+            })?;
+            if algorithms.contains(&alg) {
+                return Err(format!("algorithms: {a} listed twice"));
+            }
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            return Err("algorithms: list at least one".into());
+        }
+        if let Some(t) = &spec.typ {
+            if !visible(t, 64) || t.contains(['"', '\\']) {
+                return Err(format!("typ: {t:?} is not a media type name"));
+            }
+        }
+        if spec.required_claims.len() > MAX_REQUIRED_CLAIMS {
+            return Err(format!("required_claims: at most {MAX_REQUIRED_CLAIMS}"));
+        }
+        for (claim, values) in &spec.required_claims {
+            let field = format!("required_claims.{claim}");
+            if !visible(claim, 64) || claim.contains(['"', '\\']) {
+                return Err(format!("{field}: not a claim name"));
+            }
+            if CHECKED_ELSEWHERE.contains(&claim.as_str()) {
+                return Err(format!(
+                    "{field}: checked by issuer, audiences and clock_skew_seconds"
+                ));
+            }
+            if values.is_empty() || values.len() > MAX_CLAIM_VALUES {
+                return Err(format!("{field}: list 1 to {MAX_CLAIM_VALUES} values"));
+            }
+            if values
+                .iter()
+                .any(|v| v.is_empty() || v.len() > MAX_VALUE_LEN || v.chars().any(char::is_control))
+            {
+                return Err(format!(
+                    "{field}: each value 1-{MAX_VALUE_LEN} printable characters"
+                ));
+            }
+        }
+        if spec.clock_skew_seconds > MAX_SKEW_SECONDS {
+            return Err(format!("clock_skew_seconds: at most {MAX_SKEW_SECONDS}"));
+        }
+        let scope_claim = ClaimPath::parse("scope_claim", &spec.scope_claim)?;
+        if spec.forward_claims.len() > MAX_FORWARDED {
+            return Err(format!("forward_claims: at most {MAX_FORWARDED}"));
+        }
+        let mut forward_claims: Vec<(ClaimPath, String)> = Vec::new();
+        for (claim, header) in spec.forward_claims {
+            let path = ClaimPath::parse(&format!("forward_claims.{claim}"), &claim)?;
+            if !meshauth_wire::headers::may_carry_claim(&header) || header.len() > 64 {
+                return Err(format!(
+                    "forward_claims.{claim}: {header:?} is not a lower-case header name the filter may set"
+                ));
+            }
+            if forward_claims.iter().any(|(_, h)| *h == header) {
+                return Err(format!(
+                    "forward_claims.{claim}: header {header:?} is already used"
+                ));
+            }
+            forward_claims.push((path, header));
+        }
+        Ok(TrustedIssuer {
+            name: spec.name,
+            issuer,
+            source,
+            audiences,
+            algorithms,
+            typ: spec.typ,
+            required_claims: spec.required_claims,
+            clock_skew_seconds: spec.clock_skew_seconds,
+            scope_claim,
+            forward_claims,
+        })
+    }
+
+    /// The form it was written in (`issuer` always spelled out).
+    pub fn spec(&self) -> IssuerSpec {
+        let (discovery, jwks_uri) = match &self.source {
+            KeySource::Discovery(u) => (Some(u.as_str().to_owned()), None),
+            KeySource::Jwks(u) => (None, Some(u.as_str().to_owned())),
+        };
+        IssuerSpec {
+            name: self.name.clone(),
+            issuer: Some(self.issuer.clone()),
+            discovery,
+            jwks_uri,
+            audiences: self.audiences.clone(),
+            algorithms: self.algorithms.iter().map(|a| a.as_str().into()).collect(),
+            typ: self.typ.clone(),
+            required_claims: self.required_claims.clone(),
+            clock_skew_seconds: self.clock_skew_seconds,
+            scope_claim: self.scope_claim.dotted(),
+            forward_claims: self
+                .forward_claims
+                .iter()
+                .map(|(p, h)| (p.dotted(), h.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+    pub fn algorithms(&self) -> &[Alg] {
+        &self.algorithms
+    }
+    pub fn typ(&self) -> Option<&str> {
+        self.typ.as_deref()
+    }
+    pub fn required_claims(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.required_claims
+    }
+    pub fn clock_skew_seconds(&self) -> u64 {
+        self.clock_skew_seconds
+    }
+    pub fn scope_claim(&self) -> &ClaimPath {
+        &self.scope_claim
+    }
+    pub fn forward_claims(&self) -> &[(ClaimPath, String)] {
+        &self.forward_claims
+    }
+}
+
+fn has_duplicate(items: &[String]) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    !items.iter().all(|i| seen.insert(i))
+}

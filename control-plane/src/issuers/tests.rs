@@ -1,0 +1,181 @@
+#![allow(clippy::unwrap_used)]
+//! `TrustedIssuer::new`: every hostile field refused with its name, a good one kept.
+
+use super::model::*;
+use super::url::UrlPolicy;
+
+const STRICT: UrlPolicy = UrlPolicy { allow_http: false };
+const OWN: Option<&str> = Some("https://cp.example");
+
+pub fn spec() -> IssuerSpec {
+    serde_json::from_value(serde_json::json!({
+        "name": "keycloak",
+        "discovery": "https://kc.example/realms/a/.well-known/openid-configuration",
+        "audiences": ["api"],
+        "algorithms": ["RS256", "ES256"],
+    }))
+    .unwrap()
+}
+
+fn refused(change: impl FnOnce(&mut IssuerSpec), says: &str) {
+    let mut s = spec();
+    change(&mut s);
+    let e = TrustedIssuer::new(s.clone(), &STRICT, OWN).unwrap_err();
+    assert!(e.contains(says), "{s:?}: {e}");
+}
+
+#[test]
+fn a_good_spec_derives_its_issuer_from_discovery_and_round_trips() {
+    let t = TrustedIssuer::new(spec(), &STRICT, OWN).unwrap();
+    assert_eq!(t.issuer(), "https://kc.example/realms/a");
+    assert_eq!(t.algorithms(), [Alg::RS256, Alg::ES256]);
+    assert_eq!(t.clock_skew_seconds(), DEFAULT_SKEW_SECONDS);
+    assert_eq!(t.scope_claim().segments(), ["scope"]);
+    // Stored and read back: the same record (read back through the validation).
+    let text = serde_json::to_string(&t).unwrap();
+    let back: TrustedIssuer = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, t);
+    // A stored record that breaks a rule does not load.
+    let broken = text.replace("\"RS256\"", "\"HS256\"");
+    assert!(serde_json::from_str::<TrustedIssuer>(&broken).is_err());
+}
+
+#[test]
+fn hostile_specs_are_refused_naming_the_field() {
+    refused(|s| s.name = "Key Cloak".into(), "name:");
+    refused(|s| s.name = "a".repeat(65), "name:");
+    refused(|s| s.name = String::new(), "name:");
+    refused(
+        |s| s.jwks_uri = Some("https://kc.example/certs".into()),
+        "either discovery or jwks_uri",
+    );
+    refused(|s| s.discovery = None, "either discovery or jwks_uri");
+    refused(
+        |s| s.discovery = Some("https://kc.example/meta".into()),
+        "issuer: required",
+    );
+    refused(
+        |s| s.discovery = Some("http://kc.example/.well-known/openid-configuration".into()),
+        "https required",
+    );
+    refused(
+        |s| s.discovery = Some("https://u:p@kc.example/.well-known/openid-configuration".into()),
+        "no user name",
+    );
+    refused(
+        |s| s.issuer = Some("https://cp.example".into()),
+        "own issuer",
+    );
+    refused(
+        |s| s.issuer = Some("https://cp.example/".into()),
+        "own issuer",
+    );
+    refused(|s| s.issuer = Some("has space".into()), "issuer: must be");
+    refused(
+        |s| s.issuer = Some("x".repeat(MAX_ISSUER_LEN + 1)),
+        "issuer: must be",
+    );
+    refused(|s| s.audiences.clear(), "audiences: list 1");
+    refused(
+        |s| s.audiences = vec!["a".into(); MAX_AUDIENCES + 1],
+        "audiences: list 1",
+    );
+    refused(
+        |s| s.audiences = vec!["a".into(), "a".into()],
+        "listed twice",
+    );
+    refused(|s| s.audiences = vec![String::new()], "audiences:");
+    refused(|s| s.algorithms.clear(), "algorithms: list at least one");
+    refused(
+        |s| s.algorithms = vec!["HS256".into()],
+        "\"HS256\" is not one of",
+    );
+    refused(|s| s.algorithms = vec!["none".into()], "is not one of");
+    refused(|s| s.algorithms = vec!["rs256".into()], "is not one of");
+    refused(|s| s.algorithms = vec!["ES512".into()], "is not one of");
+    refused(
+        |s| s.algorithms = vec!["RS256".into(), "RS256".into()],
+        "listed twice",
+    );
+    refused(|s| s.typ = Some("at+jwt\"".into()), "typ:");
+    refused(
+        |s| s.clock_skew_seconds = MAX_SKEW_SECONDS + 1,
+        "clock_skew_seconds",
+    );
+    refused(|s| s.scope_claim = "a..b".into(), "scope_claim");
+    refused(|s| s.scope_claim = "a.b.c.d.e".into(), "scope_claim");
+    refused(
+        |s| s.scope_claim = "x".repeat(MAX_CLAIM_PATH_LEN + 1),
+        "scope_claim",
+    );
+    refused(|s| s.scope_claim = String::new(), "scope_claim");
+    refused(
+        |s| {
+            s.required_claims.insert("aud".into(), vec!["x".into()]);
+        },
+        "required_claims.aud",
+    );
+    refused(
+        |s| {
+            s.required_claims.insert("tenant".into(), vec![]);
+        },
+        "required_claims.tenant",
+    );
+    refused(
+        |s| {
+            s.required_claims.insert("t".into(), vec!["a\nb".into()]);
+        },
+        "required_claims.t",
+    );
+    refused(
+        |s| {
+            for i in 0..=MAX_REQUIRED_CLAIMS {
+                s.required_claims.insert(format!("c{i}"), vec!["v".into()]);
+            }
+        },
+        "required_claims: at most",
+    );
+    for header in [
+        "authorization",
+        "Host",
+        "x user",
+        "x-user:",
+        "te",
+        "x-request-id",
+        "",
+    ] {
+        refused(
+            |s| {
+                s.forward_claims.insert("sub".into(), header.into());
+            },
+            "forward_claims.sub",
+        );
+    }
+    refused(
+        |s| {
+            s.forward_claims.insert("sub".into(), "x-user".into());
+            s.forward_claims.insert("email".into(), "x-user".into());
+        },
+        "already used",
+    );
+}
+
+#[test]
+fn explicit_sources_and_claim_paths_are_kept() {
+    let mut s = spec();
+    s.discovery = None;
+    s.jwks_uri = Some("https://tenant.auth0.example/.well-known/jwks.json".into());
+    s.issuer = Some("https://tenant.auth0.example/".into());
+    s.scope_claim = "realm_access.roles".into();
+    s.typ = Some("at+jwt".into());
+    s.clock_skew_seconds = MAX_SKEW_SECONDS;
+    s.forward_claims
+        .insert("email".into(), "x-user-email".into());
+    s.required_claims
+        .insert("tenant".into(), vec!["acme".into()]);
+    let t = TrustedIssuer::new(s.clone(), &STRICT, OWN).unwrap();
+    assert!(matches!(t.source(), KeySource::Jwks(_)));
+    assert_eq!(t.scope_claim().segments(), ["realm_access", "roles"]);
+    assert_eq!(t.forward_claims()[0].0.segments(), ["email"]);
+    assert_eq!(t.spec(), s, "the spec round-trips");
+}

@@ -1,0 +1,588 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Trusted issuers through the real router on a fixed clock: validation, duplicates,
+//! bounds, both stores; and key fetching against a loopback provider this test runs
+//! (ETag and max-age, then garbage, an empty set, a stalled body, an oversized body).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn good(name: &str, issuer: &str) -> Value {
+    json!({
+        "name": name,
+        "issuer": issuer,
+        "jwks_uri": "https://idp.example/certs",
+        "audiences": ["api"],
+        "algorithms": ["RS256"],
+    })
+}
+
+async fn stored(cp: &Cp) -> Vec<Value> {
+    let r = cp.admin("GET", "/admin/issuers", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["issuers"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn hostile_issuers_are_refused_with_a_clear_message_and_nothing_stored() {
+    let cp = cp().await;
+    let own = cp.app.settings().issuer.clone();
+    let with = |k: &str, v: Value| {
+        let mut b = good("idp", "https://idp.example");
+        if v.is_null() {
+            b.as_object_mut().unwrap().remove(k);
+        } else {
+            b[k] = v;
+        }
+        b
+    };
+    let cases = [
+        (with("name", json!("../admin")), "name:"),
+        (
+            with("jwks_uri", json!("http://idp.example/certs")),
+            "https required",
+        ),
+        (
+            with("jwks_uri", json!("https://user:pw@idp.example/certs")),
+            "no user name or password",
+        ),
+        (
+            with("jwks_uri", json!("file:///etc/passwd")),
+            "scheme \"file\"",
+        ),
+        (
+            with("jwks_uri", Value::Null),
+            "either discovery or jwks_uri",
+        ),
+        (
+            with(
+                "discovery",
+                json!("https://idp.example/.well-known/openid-configuration"),
+            ),
+            "either discovery or jwks_uri",
+        ),
+        (with("issuer", json!(own)), "own issuer"),
+        (with("issuer", json!(format!("{own}/"))), "own issuer"),
+        (with("audiences", json!([])), "audiences: list 1 to 16"),
+        (
+            with("algorithms", json!(["HS256"])),
+            "algorithms: \"HS256\" is not one of",
+        ),
+        (with("algorithms", json!(["none"])), "is not one of"),
+        (
+            with("algorithms", json!([])),
+            "algorithms: list at least one",
+        ),
+        (
+            with("clock_skew_seconds", json!(301)),
+            "clock_skew_seconds: at most 300",
+        ),
+        (with("clock_skew_seconds", json!(-1)), "clock_skew_seconds"),
+        (with("scope_claim", json!("a.b.c.d.e")), "scope_claim"),
+        (
+            with("forward_claims", json!({"sub": "authorization"})),
+            "forward_claims.sub",
+        ),
+        (
+            with("required_claims", json!({"exp": ["1"]})),
+            "required_claims.exp",
+        ),
+        (with("surprise", json!(1)), "unknown field"),
+    ];
+    let (_, audit_before) = cp.logs().await;
+    for (body, says) in cases {
+        let r = cp.admin("POST", "/admin/issuers", Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        let msg = r.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(msg.contains(says), "{body}: {msg}");
+    }
+    assert!(stored(&cp).await.is_empty());
+    assert_eq!(cp.logs().await.1, audit_before, "nothing audited");
+}
+
+#[tokio::test]
+async fn names_and_issuers_are_unique_and_the_count_is_bounded() {
+    let cp = cp_with(|s| s.federation.max_issuers = 2).await;
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/issuers",
+            Some(good("a", "https://a.example")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["fetch"]["state"], "closed");
+    for (body, says) in [
+        (good("a", "https://other.example"), "exists"),
+        (good("b", "https://a.example"), "already trusted as \"a\""),
+        (good("b", "https://a.example/"), "already trusted as \"a\""),
+    ] {
+        let r = cp.admin("POST", "/admin/issuers", Some(body)).await;
+        assert_eq!(r.status, 409, "{}", r.body);
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(says), "{msg}");
+    }
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/issuers",
+            Some(good("b", "https://b.example")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/issuers",
+            Some(good("c", "https://c.example")),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("at most 2 trusted issuers"), "{}", r.body);
+    let names: Vec<Value> = stored(&cp)
+        .await
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("a"), json!("b")]);
+}
+
+/// Add, show, delete: audited; unknown names are 404.
+async fn lifecycle(cp: &Cp) {
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/issuers",
+            Some(good("kc", "https://kc.example")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = cp.admin("GET", "/admin/issuers/kc", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["issuer"], "https://kc.example");
+    assert_eq!(v["jwks_uri"], "https://idp.example/certs");
+    assert_eq!(v["fetch"]["key_count"], 0);
+    for (method, path) in [
+        ("GET", "/admin/issuers/nope"),
+        ("DELETE", "/admin/issuers/nope"),
+    ] {
+        let r = cp.admin(method, path, None).await;
+        assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
+    }
+    let r = cp.admin("DELETE", "/admin/issuers/kc", None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(cp.admin("GET", "/admin/issuers/kc", None).await.status, 404);
+    let r = cp.admin("GET", "/admin/audit?last=10", None).await;
+    let entries = r.json()["entries"].as_array().unwrap().clone();
+    let added = entries
+        .iter()
+        .find(|e| e["action"] == "issuer.added")
+        .unwrap();
+    assert_eq!(added["target"], "kc");
+    assert_eq!(
+        added["detail"],
+        json!({"issuer": "https://kc.example", "source": "https://idp.example/certs", "audiences": ["api"], "algorithms": ["RS256"]})
+    );
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "issuer.deleted" && e["target"] == "kc"));
+}
+
+#[tokio::test]
+async fn issuers_live_in_the_embedded_store() {
+    lifecycle(&cp().await).await;
+}
+
+#[tokio::test]
+async fn issuers_live_in_redis() {
+    let redis = meshauth_tests::control_plane::Redis::start();
+    let url = redis.url();
+    let store = meshauth_cp::store::redis::RedisStore::connect(
+        meshauth_cp::store::redis::RedisTarget::Url(url),
+        "t",
+        0,
+    )
+    .await
+    .unwrap();
+    let cp = cp_over(move |_| Arc::new(store) as Arc<dyn meshauth_cp::store::Store>).await;
+    lifecycle(&cp).await;
+}
+
+// ---- fetching from a loopback provider ----
+
+#[derive(Clone)]
+enum Serve {
+    Jwks {
+        body: String,
+        etag: &'static str,
+        max_age: u64,
+    },
+    Garbage,
+    Empty,
+    /// Headers, a few bytes, then nothing for longer than the fetch timeout.
+    Stall,
+    /// A body over 256 KiB, declared and not.
+    Oversized {
+        declare: bool,
+    },
+    Discovery {
+        issuer: String,
+        jwks_uri: String,
+    },
+}
+
+#[derive(Default)]
+struct Provider {
+    serve: Vec<(&'static str, Serve)>,
+    /// Each request: its path and its If-None-Match.
+    seen: Vec<(String, Option<String>)>,
+}
+
+type Shared = Arc<Mutex<Provider>>;
+
+async fn answer(mut tcp: tokio::net::TcpStream, p: Shared) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let path = text.split(' ').nth(1).unwrap_or_default().to_string();
+    let inm = text.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("if-none-match:")
+            .map(|v| v.trim().to_string())
+    });
+    let serve = {
+        let mut p = p.lock().unwrap();
+        p.seen.push((path.clone(), inm.clone()));
+        p.serve
+            .iter()
+            .find(|(at, _)| *at == path)
+            .map(|(_, s)| s.clone())
+    };
+    let reply = |status: &str, headers: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
+            body.len()
+        )
+    };
+    let out = match serve {
+        None => reply("404 Not Found", "", ""),
+        Some(Serve::Jwks { etag, .. }) if inm.as_deref() == Some(etag) => {
+            "HTTP/1.1 304 Not Modified\r\ncache-control: max-age=120\r\nconnection: close\r\n\r\n"
+                .to_string()
+        }
+        Some(Serve::Jwks {
+            body,
+            etag,
+            max_age,
+        }) => reply(
+            "200 OK",
+            &format!("etag: {etag}\r\ncache-control: public, max-age={max_age}\r\n"),
+            &body,
+        ),
+        Some(Serve::Garbage) => reply("200 OK", "", "<html>not a key set</html>"),
+        Some(Serve::Empty) => reply("200 OK", "", "{\"keys\": []}"),
+        Some(Serve::Stall) => {
+            let _ = tcp
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n{\"keys\": [")
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            return;
+        }
+        Some(Serve::Oversized { declare }) => {
+            let body = format!("{{\"keys\": [], \"pad\": \"{}\"}}", "x".repeat(300 * 1024));
+            if declare {
+                reply("200 OK", "", &body)
+            } else {
+                format!("HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{body}")
+            }
+        }
+        Some(Serve::Discovery { issuer, jwks_uri }) => reply(
+            "200 OK",
+            "",
+            &json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string(),
+        ),
+    };
+    let _ = tcp.write_all(out.as_bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
+async fn provider() -> (String, Shared) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let p: Shared = Arc::default();
+    let shared = p.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(answer(tcp, shared.clone()));
+        }
+    });
+    (base, p)
+}
+
+fn set_serve(p: &Shared, path: &'static str, s: Serve) {
+    let mut p = p.lock().unwrap();
+    p.serve.retain(|(at, _)| *at != path);
+    p.serve.push((path, s));
+}
+
+fn requests(p: &Shared) -> usize {
+    p.lock().unwrap().seen.len()
+}
+
+fn rsa_jwks(kid: &str) -> String {
+    let mut n = vec![0x9bu8; 256];
+    n[0] = 0xc3;
+    json!({"keys": [{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": meshauth_wire::b64::encode(&n), "e": "AQAB"}]}).to_string()
+}
+
+async fn fetch_cp() -> Cp {
+    cp_with(|s| {
+        s.federation.allow_insecure_http = true;
+        s.federation.fetch_timeout = Duration::from_millis(300);
+    })
+    .await
+}
+
+async fn status(cp: &Cp, name: &str) -> Value {
+    let r = cp
+        .admin("GET", &format!("/admin/issuers/{name}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["fetch"].clone()
+}
+
+async fn step(cp: &Cp, advance: i64) -> Value {
+    cp.clock.advance(advance);
+    cp.app.fetch_issuer_keys().await.unwrap();
+    status(cp, "idp").await
+}
+
+fn metric(cp: &Cp, name: &str) -> Option<String> {
+    let text = cp.app.metrics().encode();
+    let prefix = format!("{name}{{issuer=\"idp\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+}
+
+#[tokio::test]
+async fn the_last_good_keys_outlive_bad_answers_and_the_circuit_opens_then_half_opens() {
+    let cp = fetch_cp().await;
+    let (base, p) = provider().await;
+    set_serve(
+        &p,
+        "/jwks",
+        Serve::Jwks {
+            body: rsa_jwks("k1"),
+            etag: "\"v1\"",
+            max_age: 120,
+        },
+    );
+    let mut body = good("idp", "https://idp.test");
+    body["jwks_uri"] = json!(format!("{base}/jwks"));
+    let r = cp.admin("POST", "/admin/issuers", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    let s = step(&cp, 0).await;
+    assert_eq!(
+        (s["state"].clone(), s["key_count"].clone()),
+        (json!("closed"), json!(1)),
+        "{s}"
+    );
+    assert_eq!(s["kids"], json!(["k1"]));
+    assert!(s["last_success"].is_i64());
+    // max-age 120 (over the 60 s floor): nothing is fetched before it runs out...
+    let s = step(&cp, 60).await;
+    assert_eq!(requests(&p), 1, "{s}");
+    // ...then the set is asked for again with its ETag, and a 304 keeps it.
+    let s = step(&cp, 61).await;
+    assert_eq!(p.lock().unwrap().seen[1].1.as_deref(), Some("\"v1\""));
+    assert_eq!(s["key_count"], 1, "{s}");
+    assert_eq!(s["last_error"], Value::Null);
+
+    // Garbage, then an empty set: failures, the keys stay.
+    set_serve(&p, "/jwks", Serve::Garbage);
+    let s = step(&cp, 121).await;
+    assert_eq!(
+        (s["state"].clone(), s["key_count"].clone()),
+        (json!("closed"), json!(1)),
+        "{s}"
+    );
+    assert!(
+        s["last_error"].as_str().unwrap().contains("not a JWKS"),
+        "{s}"
+    );
+    set_serve(&p, "/jwks", Serve::Empty);
+    let s = step(&cp, 61).await;
+    assert!(
+        s["last_error"].as_str().unwrap().contains("no usable key"),
+        "{s}"
+    );
+    assert_eq!(
+        s["kids"],
+        json!(["k1"]),
+        "an empty set never replaces a good one"
+    );
+    // A body that stalls past the fetch timeout: the third failure opens the circuit.
+    set_serve(&p, "/jwks", Serve::Stall);
+    let s = step(&cp, 61).await;
+    assert_eq!(
+        (s["state"].clone(), s["key_count"].clone()),
+        (json!("open"), json!(1)),
+        "{s}"
+    );
+    assert_eq!(
+        metric(&cp, "meshauth_federation_circuit_open").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        metric(&cp, "meshauth_federation_fetch_failures_total").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        metric(&cp, "meshauth_federation_keys").as_deref(),
+        Some("1")
+    );
+    // Open: no request goes out until the backoff has passed.
+    let before = requests(&p);
+    step(&cp, 0).await;
+    assert_eq!(requests(&p), before, "an open circuit sends nothing");
+    // The probe after the backoff meets an oversized body (declared, then not): open again.
+    for declare in [true, false] {
+        set_serve(&p, "/jwks", Serve::Oversized { declare });
+        let s = step(&cp, 61).await;
+        assert_eq!(s["state"], "open", "{s}");
+        assert!(
+            s["last_error"].as_str().unwrap().contains("body over"),
+            "{s}"
+        );
+        assert_eq!(s["kids"], json!(["k1"]));
+    }
+    // The provider recovers with a rotated key: half-open after one good answer,
+    // closed after the second.
+    set_serve(
+        &p,
+        "/jwks",
+        Serve::Jwks {
+            body: rsa_jwks("k2"),
+            etag: "\"v2\"",
+            max_age: 600,
+        },
+    );
+    let s = step(&cp, 61).await;
+    assert_eq!(
+        (s["state"].clone(), s["kids"].clone()),
+        (json!("half_open"), json!(["k2"])),
+        "{s}"
+    );
+    let s = step(&cp, 1).await;
+    assert_eq!(s["state"], "closed", "{s}");
+    assert_eq!(s["last_error"], Value::Null);
+    assert_eq!(
+        metric(&cp, "meshauth_federation_circuit_open").as_deref(),
+        Some("0")
+    );
+    // Deleting the issuer drops its series.
+    assert_eq!(
+        cp.admin("DELETE", "/admin/issuers/idp", None).await.status,
+        204
+    );
+    assert_eq!(metric(&cp, "meshauth_federation_keys"), None);
+}
+
+#[tokio::test]
+async fn discovery_must_name_the_issuer_it_was_derived_for() {
+    let cp = fetch_cp().await;
+    let (base, p) = provider().await;
+    const WELL_KNOWN: &str = "/.well-known/openid-configuration";
+    set_serve(
+        &p,
+        WELL_KNOWN,
+        Serve::Discovery {
+            issuer: "https://evil.example".into(),
+            jwks_uri: format!("{base}/jwks"),
+        },
+    );
+    set_serve(
+        &p,
+        "/jwks",
+        Serve::Jwks {
+            body: rsa_jwks("k1"),
+            etag: "\"v1\"",
+            max_age: 120,
+        },
+    );
+    let body = json!({
+        "name": "idp",
+        "discovery": format!("{base}{WELL_KNOWN}"),
+        "audiences": ["api"],
+        "algorithms": ["RS256", "ES256"],
+    });
+    let r = cp.admin("POST", "/admin/issuers", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.json()["issuer"],
+        base.as_str(),
+        "derived from the discovery URL"
+    );
+    let s = step(&cp, 0).await;
+    assert_eq!(s["key_count"], 0, "{s}");
+    assert!(
+        s["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not \"http://127.0.0.1"),
+        "{s}"
+    );
+    assert_eq!(
+        requests(&p),
+        1,
+        "the JWKS of a mismatched discovery is not fetched"
+    );
+    set_serve(
+        &p,
+        WELL_KNOWN,
+        Serve::Discovery {
+            issuer: base.clone(),
+            jwks_uri: format!("{base}/jwks"),
+        },
+    );
+    let s = step(&cp, 61).await;
+    assert_eq!(s["kids"], json!(["k1"]), "{s}");
+}
+
+/// Concurrent adds of one issuer under different names: the registry's
+/// compare-and-swap lets exactly one through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_of_one_issuer_store_it_once() {
+    let cp = cp().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let app = cp.app.clone();
+        tasks.push(tokio::spawn(async move {
+            let spec =
+                serde_json::from_value(good(&format!("n{i}"), "https://same.example")).unwrap();
+            app.issuers().add("admin", spec).await.is_ok()
+        }));
+    }
+    let mut added = 0;
+    for t in tasks {
+        added += usize::from(t.await.unwrap());
+    }
+    assert_eq!(added, 1);
+    assert_eq!(stored(&cp).await.len(), 1);
+}
