@@ -749,3 +749,34 @@ fn an_oversized_body_gets_its_413_not_a_reset() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload_too_large"), "{answer}");
 }
+
+/// A client refused with 413 before its `100 Continue` that sends the body anyway, here
+/// a second request, gets no answer to it: the connection closes after the 413, so
+/// bytes of an unread body are never parsed as a request (no desync).
+#[test]
+fn a_body_sent_after_an_early_413_is_not_read_as_a_request() {
+    let cp = ControlPlane::start(StoreKind::Embedded, "");
+    for expect in ["expect: 100-continue\r\n", ""] {
+        let mut s = connect_from("127.0.0.1", cp.port).unwrap();
+        let declared = if expect.is_empty() { 2 << 20 } else { 500_000 };
+        let head = format!("POST /oauth2/token HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {declared}\r\n{expect}\r\n");
+        let smuggled = "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+        s.write_all(format!("{head}{smuggled}").as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{expect:?}: {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{expect:?}: {answer}"
+        );
+    }
+}

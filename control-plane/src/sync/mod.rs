@@ -26,6 +26,7 @@ use meshauth_wire::b64;
 use meshauth_wire::sync::{ConfirmAnswer, HeadStatement, SignedConfirm};
 
 use crate::crypto::{self, MasterKey};
+use crate::error::ServiceError;
 use crate::store::{typed, Log, Store, StoreError, StoreResult, Table};
 
 const DISTRIBUTION_KEY: &str = "distribution_key";
@@ -95,7 +96,7 @@ impl SyncHub {
         store: &dyn Store,
         master: &MasterKey,
         configured: Option<[u8; 32]>,
-    ) -> StoreResult<SyncHub> {
+    ) -> Result<SyncHub, ServiceError> {
         const WHAT: &str = "distribution key";
         let record = |sk: &SigningKey| {
             let sealed = master.seal(&sk.to_bytes(), DISTRIBUTION_KEY.as_bytes());
@@ -130,6 +131,14 @@ impl SyncHub {
             (file, b64::encode(sk.verifying_key().to_bytes()), sk)
         });
         let (seed, public) = match configured {
+            // Both halves are 32 bytes in base64url: the public one (what the filters
+            // pin, what `meshauth status` shows) put in the file would replace the key
+            // for good with one whose seed is public.
+            Some((file, _, _)) if b64::encode(file) == stored.public => {
+                return Err(ServiceError::Invalid(
+                    "distribution_key_file holds the distribution key's public half (what the filters pin), not its private half: nothing was changed".into(),
+                ))
+            }
             Some((file, public, sk)) if public != stored.public => {
                 // The file is what the filters were configured with; the stored key
                 // (made before there was a file, or another file's) goes.
@@ -350,6 +359,14 @@ mod tests {
         // Another master key cannot open the store: refused at the start, key file or not.
         let other = MasterKey::parse(&"cd".repeat(32)).unwrap();
         assert!(SyncHub::open(&store, &other, Some(seed)).await.is_err());
+        // The public half in the file (the stored key's) is refused, and changes nothing.
+        let e = SyncHub::open(&store, &master, Some(seed_public(&seed)))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("public half"), "{e}");
+        let kept = SyncHub::open(&store, &master, None).await.unwrap();
+        assert_eq!(kept.distribution_public, public);
         // On an empty store the configured key is the first one.
         let dir2 = tempfile::tempdir().unwrap();
         let fresh = EmbeddedStore::open(&dir2.path().join("d.redb")).unwrap();
