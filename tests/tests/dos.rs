@@ -611,6 +611,12 @@ fn redis_outage_fails_fast_and_recovers_within_seconds() {
     redis.start_again();
     let back = recovery(&cp, &auth, Duration::from_secs(10));
     eprintln!("serving again {back:?} after Redis restarted (slowest 503: {slowest:?})");
+    // The change log is retried every 20 ms while Redis is down: the log says so when
+    // it goes, every 30 s after, and when it is back, not 600 times in 12 s.
+    let log = cp.log();
+    let warned = log.matches("change log unreachable").count();
+    assert!((1..=2).contains(&warned), "{warned} outage warnings:\n{log}");
+    assert!(log.contains("change log reachable again"), "{log}");
 
     // Redis frozen (connections accepted, nothing answered): 503 after the response
     // timeout, and serving again once it thaws.

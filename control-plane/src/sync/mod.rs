@@ -278,6 +278,9 @@ impl SyncHub {
         use futures_util::StreamExt;
         let mut nudges = None;
         let mut retry_at = tokio::time::Instant::now();
+        // While the store is down the head is retried every 20 ms: say so when it goes,
+        // every 30 s while it stays down, and when it is back, not 50 times a second.
+        let mut outage: Option<(tokio::time::Instant, tokio::time::Instant, u64)> = None;
         loop {
             if nudges.is_none() && tokio::time::Instant::now() >= retry_at {
                 nudges = store.change_nudges().await;
@@ -285,6 +288,13 @@ impl SyncHub {
             }
             match store.log_head(Log::Changes).await {
                 Ok((len, _)) => {
+                    if let Some((since, _, failures)) = outage.take() {
+                        tracing::info!(
+                            down_ms = since.elapsed().as_millis() as u64,
+                            failures,
+                            "change log reachable again"
+                        );
+                    }
                     if len != self.version() {
                         if let Err(e) = self.reload_epoch(store).await {
                             tracing::warn!(error = %e, "could not re-read the sync epoch");
@@ -293,7 +303,18 @@ impl SyncHub {
                     self.observe(len)
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "change log unreachable; filters keep their snapshot")
+                    let now = tokio::time::Instant::now();
+                    let (since, warned, failures) = outage.get_or_insert((now, now, 0));
+                    *failures += 1;
+                    if *failures == 1 || now.duration_since(*warned) >= Duration::from_secs(30) {
+                        *warned = now;
+                        tracing::warn!(
+                            error = %e,
+                            down_ms = now.duration_since(*since).as_millis() as u64,
+                            failures = *failures,
+                            "change log unreachable; filters keep their snapshot"
+                        )
+                    }
                 }
             }
             match nudges.as_mut() {
