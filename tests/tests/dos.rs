@@ -615,7 +615,10 @@ fn redis_outage_fails_fast_and_recovers_within_seconds() {
     // it goes, every 30 s after, and when it is back, not 600 times in 12 s.
     let log = cp.log();
     let warned = log.matches("change log unreachable").count();
-    assert!((1..=2).contains(&warned), "{warned} outage warnings:\n{log}");
+    assert!(
+        (1..=2).contains(&warned),
+        "{warned} outage warnings:\n{log}"
+    );
     assert!(log.contains("change log reachable again"), "{log}");
 
     // Redis frozen (connections accepted, nothing answered): 503 after the response
