@@ -7,6 +7,7 @@
 mod changelog;
 mod filters;
 pub mod longpoll;
+mod outage;
 mod snapshot;
 
 pub use changelog::{Change, ChangeEntry};
@@ -278,9 +279,7 @@ impl SyncHub {
         use futures_util::StreamExt;
         let mut nudges = None;
         let mut retry_at = tokio::time::Instant::now();
-        // While the store is down the head is retried every 20 ms: say so when it goes,
-        // every 30 s while it stays down, and when it is back, not 50 times a second.
-        let mut outage: Option<(tokio::time::Instant, tokio::time::Instant, u64)> = None;
+        let mut outage = outage::Outage::default();
         loop {
             if nudges.is_none() && tokio::time::Instant::now() >= retry_at {
                 nudges = store.change_nudges().await;
@@ -288,10 +287,10 @@ impl SyncHub {
             }
             match store.log_head(Log::Changes).await {
                 Ok((len, _)) => {
-                    if let Some((since, _, failures)) = outage.take() {
+                    if let Some(r) = outage.ended(std::time::Instant::now()) {
                         tracing::info!(
-                            down_ms = since.elapsed().as_millis() as u64,
-                            failures,
+                            down_ms = r.down.as_millis() as u64,
+                            failures = r.failures,
                             "change log reachable again"
                         );
                     }
@@ -303,17 +302,8 @@ impl SyncHub {
                     self.observe(len)
                 }
                 Err(e) => {
-                    let now = tokio::time::Instant::now();
-                    let (since, warned, failures) = outage.get_or_insert((now, now, 0));
-                    *failures += 1;
-                    if *failures == 1 || now.duration_since(*warned) >= Duration::from_secs(30) {
-                        *warned = now;
-                        tracing::warn!(
-                            error = %e,
-                            down_ms = now.duration_since(*since).as_millis() as u64,
-                            failures = *failures,
-                            "change log unreachable; filters keep their snapshot"
-                        )
+                    if let Some(r) = outage.failed(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, down_ms = r.down.as_millis() as u64, failures = r.failures, "change log unreachable; filters keep their snapshot");
                     }
                 }
             }
