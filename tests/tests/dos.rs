@@ -613,13 +613,18 @@ fn redis_outage_fails_fast_and_recovers_within_seconds() {
     eprintln!("serving again {back:?} after Redis restarted (slowest 503: {slowest:?})");
     // The change log is retried every 20 ms while Redis is down: the log says so when
     // it goes, every 30 s after, and when it is back, not 600 times in 12 s.
-    let log = cp.log();
+    // The follower's next read after Redis is back logs the end (within its 20 ms retry).
+    let log = meshauth_tests::wait::wait_until("the end of the outage in the log", 5, || {
+        let log = cp.log();
+        log.contains("change log reachable again")
+            .then_some(log)
+            .ok_or_else(|| "not yet".to_string())
+    });
     let warned = log.matches("change log unreachable").count();
     assert!(
         (1..=2).contains(&warned),
         "{warned} outage warnings:\n{log}"
     );
-    assert!(log.contains("change log reachable again"), "{log}");
 
     // Redis frozen (connections accepted, nothing answered): 503 after the response
     // timeout, and serving again once it thaws.
