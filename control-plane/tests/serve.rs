@@ -9,8 +9,8 @@ use tokio::net::{TcpListener, TcpStream};
 use meshauth_cp::config::Settings;
 use meshauth_cp::serve::{run, Listeners};
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    let request = format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+/// One request on its own connection; the whole answer as text.
+async fn exchange(addr: std::net::SocketAddr, request: String) -> String {
     tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(request.as_bytes()).unwrap();
@@ -20,6 +20,11 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> String {
     })
     .await
     .unwrap()
+}
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n");
+    exchange(addr, request).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,15 +115,7 @@ async fn admin(addr: std::net::SocketAddr, method: &str, path: &str, body: &str)
         "{method} {path} HTTP/1.1\r\nhost: t\r\nauthorization: Bearer adm\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap()
+    exchange(addr, request).await
 }
 
 /// `serve` runs the federated key fetch loop: an issuer added over the API gets its keys
