@@ -245,23 +245,17 @@ impl Engine {
             ready,
             ..
         } = self;
-        if config.reject_ambiguous_paths {
-            if let Some(why) = crate::path::ambiguity(req.path) {
-                return Outcome {
-                    verdict: Verdict::Deny(Denial::BadPath(why)),
-                    cache: CacheUse::NotUsed,
-                    route: None,
-                };
-            }
-        }
         let route = config.routes.find(req.method, req.path);
         if config.reject_ambiguous_paths {
-            let folded = crate::path::case_folded(req.path);
-            if folded.is_some_and(|f| config.routes.find(req.method, &f) != route) {
+            // Both ways a path can mean one route here and another upstream, one refusal.
+            let why = crate::path::ambiguity(req.path).or_else(|| {
+                crate::path::case_folded(req.path)
+                    .is_some_and(|f| config.routes.find(req.method, &f) != route)
+                    .then_some("the path has a letter that Unicode case folding turns into ASCII, and folded it matches another route")
+            });
+            if let Some(why) = why {
                 return Outcome {
-                    verdict: Verdict::Deny(Denial::BadPath(
-                        "the path has a letter that Unicode case folding turns into ASCII, and folded it matches another route",
-                    )),
+                    verdict: Verdict::Deny(Denial::BadPath(why)),
                     cache: CacheUse::NotUsed,
                     route: None,
                 };
