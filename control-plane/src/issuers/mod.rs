@@ -3,7 +3,6 @@
 //! `issuer` strings) hold under concurrent edits, and the fetching of their keys
 //! (`fetch`), kept in memory. The filters do not see these keys yet.
 
-pub mod alg;
 pub mod breaker;
 pub mod fetch;
 pub mod http;

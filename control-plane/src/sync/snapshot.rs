@@ -96,6 +96,7 @@ impl SyncHub {
             revoked_jti: bloom,
             rules,
             limits,
+            issuers: Vec::new(),
         };
         let sealed = SignedSnapshot::seal(&snap, |payload| self.signer.sign(payload).to_bytes());
         let text = Arc::new(typed::encode_text("snapshot", &sealed)?);

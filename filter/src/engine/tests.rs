@@ -330,6 +330,7 @@ fn snapshot(
         revoked_jti: bloom,
         rules,
         limits: vec![],
+        issuers: vec![],
     }
 }
 
