@@ -12,6 +12,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 "$root/scripts/setup.sh"
 
+# Whatever a section started (Envoy, control planes, Redis, the echo upstream) stops with
+# the script, however it ends: a leftover on a fixed port would poison the next run.
+# Processes started inside $(…) are not this shell's jobs: they record their pid in
+# $work/pids.
+trap 'kill $(jobs -p) $(cat "$work/pids" 2>/dev/null) 2>/dev/null || true' EXIT
+
 secs=${BENCH_SECONDS:-10}
 conns=${BENCH_CONNECTIONS:-32}
 pool=${BENCH_TOKEN_POOL:-10000}
@@ -243,7 +249,7 @@ cp_serve() { # NAME PORT STORE_TOML
   fleet_hash=$(printf 'fleet-%s' "$admin" | sha256sum | cut -d' ' -f1)
   printf 'listen = "127.0.0.1:%s"\nissuer = "http://127.0.0.1:%s"\nadmin_token_sha256 = ["%s"]\nsync_credential_sha256 = ["%s"]\n%s\n' "$2" "$2" "$admin_hash" "$fleet_hash" "$3" > "$work/$1.toml"
   MESHAUTH_MASTER_KEY=$master MESHAUTH_LOG=warn "$root/target/release/meshauth" serve --config "$work/$1.toml" > "$work/$1.log" 2>&1 &
-  echo $!
+  echo $! | tee -a "$work/pids"
 }
 wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 edge_for() { # CP_PORT: envoy with the filter syncing from that control plane
@@ -257,7 +263,7 @@ PY2
   "$dev" envoy-config --template "$root/envoy/meshauth.yaml" --plugin-config "$work/edge-filter.json" \
     --set ADMIN_PORT=19902 --set LISTEN_PORT=18081 --set UPSTREAM_PORT=18082 --set "CP_PORT=$1" --set "WASM_PATH=$wasm" > "$work/edge.yaml"
   "$envoy" -c "$work/edge.yaml" --concurrency 2 --disable-hot-restart -l warning --log-path "$work/edge.log" >/dev/null 2>&1 &
-  echo $!
+  echo $! | tee -a "$work/pids"
 }
 # fresh_setup: new master key and admin token, and the sample upstream on 18082.
 fresh_setup() {
@@ -443,21 +449,24 @@ def metric(name):
     for l in urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics").read().decode().splitlines():
         if l.startswith(name + " "): return float(l.split()[-1])
     return 0.0
-def revoke(value):
+def revoke(kind, value):
     r = urllib.request.Request(f"http://127.0.0.1:{PORT}/admin/revocations", method="POST",
-        data=json.dumps({"kind": "sub", "value": value}).encode(),
+        data=json.dumps({"kind": kind, "value": value}).encode(),
         headers={"authorization": f"Bearer {admin}", "content-type": "application/json"})
     urllib.request.urlopen(r).read()
-version = urllib.request.urlopen(f"http://127.0.0.1:{PORT}/sync/v1/snapshot").headers["x-meshauth-version"]
+# The sync routes take the fleet credential (cp_serve derives it from the admin token).
+fleet = ("authorization", f"Bearer fleet-{admin}")
+version = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{PORT}/sync/v1/snapshot",
+    headers=dict([fleet]))).headers["x-meshauth-version"]
 results = []
 def poll(i):
     src = f"127.0.{1 + i // 60}.{2 + i % 60}"
-    results.append(req(f"GET /sync/v1/snapshot?version={version}&wait_ms=30000&delta={i % 2}", source=src)[0])
+    results.append(req(f"GET /sync/v1/snapshot?version={version}&wait_ms=30000&delta={i % 2}", [fleet], source=src)[0])
 ts = [threading.Thread(target=poll, args=(i,)) for i in range(1000)]
 [t.start() for t in ts]
 time.sleep(3)
 built0 = metric('meshauth_sync_answers_built_total{kind="delta"}') + metric('meshauth_sync_answers_built_total{kind="snapshot"}')
-t = time.monotonic(); revoke("dos-bench"); [t_.join() for t_ in ts]
+t = time.monotonic(); revoke("client_id", client["client_id"]); [t_.join() for t_ in ts]
 built1 = metric('meshauth_sync_answers_built_total{kind="delta"}') + metric('meshauth_sync_answers_built_total{kind="snapshot"}')
 print(f"1,000 parked long polls, one revocation: all answered in {(time.monotonic() - t) * 1000:.0f} ms, {built1 - built0:.0f} answers built and signed ({results.count(200)} x 200)")
 

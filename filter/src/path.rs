@@ -18,6 +18,12 @@ pub fn ambiguity(path: &str) -> Option<&'static str> {
     if path.contains('\\') {
         return Some("the path contains a backslash");
     }
+    // Headers reach the filter decoded lossily, so U+FFFD stands for raw bytes that are
+    // not UTF-8 (HTTP/2 lets them through): raw overlong dots (`\xC0\xAE`) are refused as
+    // the encoded ones are below.
+    if !path.is_ascii() && path.contains('\u{FFFD}') {
+        return Some("the path has raw bytes that are not UTF-8");
+    }
     if path.contains("//") {
         return Some("the path contains an empty segment");
     }
@@ -80,10 +86,35 @@ pub fn ambiguity(path: &str) -> Option<&'static str> {
     None
 }
 
-/// Letters that Unicode case mapping turns into ASCII ones: Java's `equalsIgnoreCase`
-/// and ICU-style folding read `/admın` (dotless ı) as `/ADMIN`, `ſ` as `S`, the Kelvin
-/// sign as `k`.
-const FOLDS_TO_ASCII: &[(char, char)] = &[('\u{0131}', 'i'), ('\u{017F}', 's'), ('\u{212A}', 'k')];
+/// Letters that Unicode case mapping turns into ASCII ones, and the ASCII they become:
+/// Java's `equalsIgnoreCase` reads `/admın` (dotless ı) and `/admİn` (dotted İ, whose
+/// simple lower case is `i`) as `/admin`, `ſ` as `S`, the Kelvin sign as `k`; full case
+/// mapping and folding (Java's `String.toUpperCase`, Python's `upper` and `casefold`,
+/// ICU) also turn `ß` and `ẞ` into `ss` and the Latin ligatures into their letters
+/// (`/internal/ﬆats` is `/INTERNAL/STATS`). The complete list of characters whose upper,
+/// lower, title or folded form is all ASCII.
+const FOLDS_TO_ASCII: &[(char, &str)] = &[
+    ('\u{0130}', "i"),
+    ('\u{0131}', "i"),
+    ('\u{017F}', "s"),
+    ('\u{00DF}', "ss"),
+    ('\u{1E9E}', "ss"),
+    ('\u{212A}', "k"),
+    ('\u{FB00}', "ff"),
+    ('\u{FB01}', "fi"),
+    ('\u{FB02}', "fl"),
+    ('\u{FB03}', "ffi"),
+    ('\u{FB04}', "ffl"),
+    ('\u{FB05}', "st"),
+    ('\u{FB06}', "st"),
+];
+
+fn folds_to_ascii(c: char) -> Option<&'static str> {
+    FOLDS_TO_ASCII
+        .iter()
+        .find(|(f, _)| *f == c)
+        .map(|(_, ascii)| *ascii)
+}
 
 /// The decoded path with those letters replaced by their ASCII ones, when it has any;
 /// `None` otherwise (the usual case: no allocation). The caller refuses the request when
@@ -114,20 +145,17 @@ pub fn case_folded(path: &str) -> Option<String> {
         }
     }
     let decoded = String::from_utf8_lossy(&decoded);
-    if !decoded.contains(|c| FOLDS_TO_ASCII.iter().any(|(f, _)| *f == c)) {
+    if !decoded.contains(|c| folds_to_ascii(c).is_some()) {
         return None;
     }
-    Some(
-        decoded
-            .chars()
-            .map(|c| {
-                FOLDS_TO_ASCII
-                    .iter()
-                    .find(|(f, _)| *f == c)
-                    .map_or(c, |(_, a)| *a)
-            })
-            .collect(),
-    )
+    let mut folded = String::with_capacity(decoded.len());
+    for c in decoded.chars() {
+        match folds_to_ascii(c) {
+            Some(ascii) => folded.push_str(ascii),
+            None => folded.push(c),
+        }
+    }
+    Some(folded)
 }
 
 const LOOKALIKES: &[char] = &[
@@ -170,6 +198,9 @@ mod tests {
             "/admin;/users",
             "/public/..%3b/admin",
             "/public/..%252fadmin",
+            // Raw bytes that were not UTF-8, as the lossy header decoding hands them over.
+            &String::from_utf8_lossy(b"/public/\xC0\xAE\xC0\xAE/admin"),
+            "/ad\u{FFFD}min",
             "/public/%C0%AE%C0%AE/admin",
             "/public/%EF%BC%8E%EF%BC%8E/admin",
             "/public/..%20/admin",
@@ -225,7 +256,30 @@ mod tests {
             case_folded("/%E2%84%AAey/%C5%BFecret").as_deref(),
             Some("/key/secret")
         );
+        // Dotted İ (Java's simple lower case), ß and ẞ, the ligatures (full case mapping).
+        assert_eq!(case_folded("/adm%C4%B0n").as_deref(), Some("/admin"));
+        assert_eq!(case_folded("/pa%C3%9F").as_deref(), Some("/pass"));
+        assert_eq!(case_folded("/PA%E1%BA%9E").as_deref(), Some("/PAss"));
+        assert_eq!(
+            case_folded("/internal/%EF%AC%86ats").as_deref(),
+            Some("/internal/stats")
+        );
+        assert_eq!(case_folded("/con%EF%AC%81g").as_deref(), Some("/config"));
         assert_eq!(case_folded("/admin/users"), None);
+        // The list is complete: no other character's upper or lower case (full mapping,
+        // also of each other) is all ASCII. İ is listed for its simple mapping.
+        for c in (0x80..=0x10FFFF).filter_map(char::from_u32) {
+            let upper: String = c.to_uppercase().collect();
+            let lower: String = c.to_lowercase().collect();
+            let upper_lower: String = upper.chars().flat_map(char::to_lowercase).collect();
+            let lower_upper: String = lower.chars().flat_map(char::to_uppercase).collect();
+            if [upper, lower, upper_lower, lower_upper]
+                .iter()
+                .any(|m| m.is_ascii())
+            {
+                assert!(folds_to_ascii(c).is_some(), "{c:?} U+{:04X}", c as u32);
+            }
+        }
         assert_eq!(case_folded("/caf%C3%A9"), None);
         assert_eq!(case_folded("/bad%zz%C4"), None);
     }

@@ -236,8 +236,15 @@ def test_one_install_with_init_values_syncs_from_the_first_request(tmp_path):
 def test_a_wasmplugin_without_live_sync_is_refused_unless_asked_for():
     # Without a distribution key every filter refuses tokens of keys not in
     # bootstrap_jwks and never learns a revocation: a first install must not do that by default.
-    err = template(ISTIO, ok=False)
-    assert "filter.distributionKey is empty" in err and "filter.bootstrapOnly=true" in err, err
+    # However the key is left out: unset, empty, null (helm drops the key), with
+    # bootstrapOnly false or null.
+    for extra in [[], ["filter.distributionKey="], ["filter.distributionKey=null"],
+                  ["filter.bootstrapOnly=false"], ["filter.bootstrapOnly=null"]]:
+        err = template([*ISTIO, *extra], ok=False)
+        assert "filter.distributionKey is empty" in err and "filter.bootstrapOnly=true" in err, (extra, err)
+    # Blanks and look-alikes of true are not a key, nor a bootstrapOnly: the schema refuses them.
+    for extra in ["filter.distributionKey= ", "filter.bootstrapOnly=1", "filter.bootstrapOnly=yes"]:
+        assert "schema" in template([*ISTIO, extra], ok=False)
     (plugin,) = by_kind(template(BASE), "WasmPlugin")
     assert "sync" not in plugin["spec"]["pluginConfig"]
     assert "contradict" in template([*ISTIO, "filter.bootstrapOnly=true", f"filter.distributionKey={DIST_KEY}", f"syncCredential.value={CREDENTIAL}"], ok=False)

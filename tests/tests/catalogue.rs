@@ -343,6 +343,21 @@ fn h2(pseudo: &[(&str, &str)], extra: &[(&[u8], &[u8])]) -> Req {
     Req::H2(fields)
 }
 
+/// An h2c GET whose `:path` is raw bytes (not necessarily UTF-8), with an
+/// `authorization` value unless empty.
+fn h2_raw_path(path: &[u8], authorization: &str) -> Req {
+    let mut fields = vec![
+        (b":method".to_vec(), b"GET".to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+        (b":authority".to_vec(), b"127.0.0.1".to_vec()),
+        (b":path".to_vec(), path.to_vec()),
+    ];
+    if !authorization.is_empty() {
+        fields.push((b"authorization".to_vec(), authorization.as_bytes().to_vec()));
+    }
+    Req::H2(fields)
+}
+
 const H2_GET_API: &[(&str, &str)] = &[
     (":method", "GET"),
     (":scheme", "http"),
@@ -765,6 +780,12 @@ static EDGE: &[EdgeCase] = &[
     EdgeCase { id: "E117", area: "paths", input: "`/api/kullan%C4%B1c%C4%B1` (Turkish, dotless `ı`; folded it matches the same route) with a valid token",
         req: |k| get("/api/kullan%C4%B1c%C4%B1", &[("authorization", &bearer(&token(k)))]),
         expect: with(200, None, "reaches the upstream as `alice`"), check: Some(ok_alice) },
+    EdgeCase { id: "E118", area: "paths", input: "`/adm%C4%B0n/users` (dotted `İ`, whose simple lower case Java's `equalsIgnoreCase` reads as `i`) with a `read` token",
+        req: |k| with_token(k, "/adm%C4%B0n/users", claims("bob", json!({"scope": "read"}))),
+        expect: refused(400, "bad_path"), check: Some(no_upstream) },
+    EdgeCase { id: "E119", area: "paths", input: "`/internal/%EF%AC%86ats` (ligature `ﬆ`, which full case mapping turns into `ST`) with a `read` token (folded it is the exact route `/internal/stats`)",
+        req: |k| with_token(k, "/internal/%EF%AC%86ats", claims("bob", json!({"scope": "read"}))),
+        expect: refused(400, "bad_path"), check: Some(no_upstream) },
     // ---- methods ----
     EdgeCase { id: "E88", area: "methods", input: "made-up method `FOO /admin/users`, no token", req: |_| h1("FOO", "/admin/users", &[], ""),
         expect: with(400, None, "Envoy refuses the method"), check: Some(no_upstream) },
@@ -804,6 +825,12 @@ static EDGE: &[EdgeCase] = &[
     EdgeCase { id: "E101", area: "HTTP/2", input: "h2c `x_meshauth_sub: root` on an anonymous route",
         req: |_| h2(&[(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/public/x")], &[(b"x_meshauth_sub", b"root")]),
         expect: with(200, None, "it does not reach the upstream"), check: Some(ok_anonymous) },
+    EdgeCase { id: "E120", area: "HTTP/2", input: "h2c `:path` with raw UTF-8 `/adm\\xc4\\xb0n/users` (dotted `İ`, not percent-encoded: HTTP/2 lets raw bytes through) with a `read` token",
+        req: |k| h2_raw_path(b"/adm\xc4\xb0n/users", &bearer(&k.sign(&claims("bob", json!({"scope": "read"}))))),
+        expect: refused(400, "bad_path"), check: Some(no_upstream) },
+    EdgeCase { id: "E121", area: "HTTP/2", input: "h2c `:path` with raw overlong UTF-8 dots `/public/\\xc0\\xae\\xc0\\xae/admin/users` (lenient decoders read `/public/../admin/users`), no token",
+        req: |_| h2_raw_path(b"/public/\xc0\xae\xc0\xae/admin/users", ""),
+        expect: refused(400, "bad_path"), check: Some(no_upstream) },
     EdgeCase { id: "E112", area: "HTTP/2", input: "h2c `:path admin/users` (no leading slash), no token",
         req: |_| h2(&[(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "admin/users")], &[]),
         expect: with(0, None, "Envoy resets the stream"), check: None },

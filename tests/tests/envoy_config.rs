@@ -51,7 +51,7 @@ fn the_generated_bootstrap_runs_envoy_with_live_sync() {
     )
     .body;
     assert!(
-        said.contains(&format!("issuer {} ", cp.base_url())),
+        said.contains(&format!("issuer {:?} ", cp.base_url())),
         "{said}"
     );
     assert!(
@@ -258,4 +258,63 @@ fn a_wrong_module_sha256_leaves_envoy_live_refusing_every_request() {
             s => Err(format!("{s} {}\n{}", a.body, envoy_log())),
         }
     });
+}
+
+/// What envoy-config prints about the control plane's answers comes from an
+/// unauthenticated HTTP call: an issuer holding terminal escapes or line breaks (a
+/// hostile server at `--url`, or one in between) reaches the operator's terminal quoted,
+/// never raw.
+#[test]
+fn a_hostile_issuer_reaches_the_terminal_escaped() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let issuer =
+        "http://cp\r\n\u{1b}[2K\u{1b}[1Aenvoy-config: issuer \\\"https://auth.example.com\\\"";
+    let meta = format!(
+        r#"{{"issuer":"{}"}}"#,
+        issuer
+            .replace('\r', "\\r")
+            .replace('\n', "\\n")
+            .replace('\u{1b}', "\\u001b")
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            while let Ok(n) = reader.read_line(&mut String::new()) {
+                if n <= 2 {
+                    break;
+                }
+            }
+            let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+            let body = match path.as_str() {
+                "/.well-known/oauth-authorization-server" => meta.clone(),
+                "/.well-known/jwks.json" => r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#.to_string(),
+                "/sync/v1/distribution-key" => r#"{"public_key":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#.to_string(),
+                "/filter/meshauth.wasm.sha256" => "ab".repeat(32),
+                _ => String::new(),
+            };
+            let mut s = &stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(meshauth_tests::control_plane::meshauth_bin())
+        .args(["envoy-config", "--upstream", "127.0.0.1:1", "--out"])
+        .arg(dir.path().join("envoy.json"))
+        .env("MESHAUTH_URL", format!("http://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains('\u{1b}') && !said.contains('\r'), "{said:?}");
+    assert!(said.contains(r#"issuer "http://cp\r\n\u{1b}[2K"#), "{said}");
 }

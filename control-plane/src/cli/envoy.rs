@@ -102,9 +102,10 @@ pub fn run(public: &str, args: EnvoyConfigArgs) -> Result<(), String> {
     };
     let config = bootstrap(&learned, &choices).map_err(|e| e.to_string())?;
     // What the bootstrap pins, on stderr (stdout may be the bootstrap): the two values a
-    // hand-written configuration most often gets wrong.
+    // hand-written configuration most often gets wrong. The issuer came over plain HTTP
+    // unauthenticated: quoted and escaped, so it cannot write to the terminal.
     eprintln!(
-        "envoy-config: issuer {} (the plugin's issuer: tokens must carry exactly this iss)",
+        "envoy-config: issuer {:?} (the plugin's issuer: tokens must carry exactly this iss)",
         learned.issuer
     );
     if let Code::Remote { sha256 } = &choices.code {

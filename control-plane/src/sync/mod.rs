@@ -27,6 +27,7 @@ use meshauth_wire::b64;
 use meshauth_wire::sync::{ConfirmAnswer, HeadStatement, SignedConfirm};
 
 use crate::crypto::{self, MasterKey};
+use crate::error::ServiceError;
 use crate::store::{typed, Log, Store, StoreError, StoreResult, Table};
 
 const DISTRIBUTION_KEY: &str = "distribution_key";
@@ -96,7 +97,7 @@ impl SyncHub {
         store: &dyn Store,
         master: &MasterKey,
         configured: Option<[u8; 32]>,
-    ) -> StoreResult<SyncHub> {
+    ) -> Result<SyncHub, ServiceError> {
         const WHAT: &str = "distribution key";
         let record = |sk: &SigningKey| {
             let sealed = master.seal(&sk.to_bytes(), DISTRIBUTION_KEY.as_bytes());
@@ -131,6 +132,14 @@ impl SyncHub {
             (file, b64::encode(sk.verifying_key().to_bytes()), sk)
         });
         let (seed, public) = match configured {
+            // Both halves are 32 bytes in base64url: the public one (what the filters
+            // pin, what `meshauth status` shows) put in the file would replace the key
+            // for good with one whose seed is public.
+            Some((file, _, _)) if b64::encode(file) == stored.public => {
+                return Err(ServiceError::Invalid(
+                    "distribution_key_file holds the distribution key's public half (what the filters pin), not its private half: nothing was changed".into(),
+                ))
+            }
             Some((file, public, sk)) if public != stored.public => {
                 // The file is what the filters were configured with; the stored key
                 // (made before there was a file, or another file's) goes.
@@ -270,6 +279,9 @@ impl SyncHub {
         use futures_util::StreamExt;
         let mut nudges = None;
         let mut retry_at = tokio::time::Instant::now();
+        // While the store is down the head is retried every 20 ms: say so when it goes,
+        // every 30 s while it stays down, and when it is back, not 50 times a second.
+        let mut outage: Option<(tokio::time::Instant, tokio::time::Instant, u64)> = None;
         loop {
             if nudges.is_none() && tokio::time::Instant::now() >= retry_at {
                 nudges = store.change_nudges().await;
@@ -277,6 +289,13 @@ impl SyncHub {
             }
             match store.log_head(Log::Changes).await {
                 Ok((len, _)) => {
+                    if let Some((since, _, failures)) = outage.take() {
+                        tracing::info!(
+                            down_ms = since.elapsed().as_millis() as u64,
+                            failures,
+                            "change log reachable again"
+                        );
+                    }
                     if len != self.version() {
                         if let Err(e) = self.reload_epoch(store).await {
                             tracing::warn!(error = %e, "could not re-read the sync epoch");
@@ -285,7 +304,18 @@ impl SyncHub {
                     self.observe(len)
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "change log unreachable; filters keep their snapshot")
+                    let now = tokio::time::Instant::now();
+                    let (since, warned, failures) = outage.get_or_insert((now, now, 0));
+                    *failures += 1;
+                    if *failures == 1 || now.duration_since(*warned) >= Duration::from_secs(30) {
+                        *warned = now;
+                        tracing::warn!(
+                            error = %e,
+                            down_ms = now.duration_since(*since).as_millis() as u64,
+                            failures = *failures,
+                            "change log unreachable; filters keep their snapshot"
+                        )
+                    }
                 }
             }
             match nudges.as_mut() {
@@ -351,6 +381,14 @@ mod tests {
         // Another master key cannot open the store: refused at the start, key file or not.
         let other = MasterKey::parse(&"cd".repeat(32)).unwrap();
         assert!(SyncHub::open(&store, &other, Some(seed)).await.is_err());
+        // The public half in the file (the stored key's) is refused, and changes nothing.
+        let e = SyncHub::open(&store, &master, Some(seed_public(&seed)))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("public half"), "{e}");
+        let kept = SyncHub::open(&store, &master, None).await.unwrap();
+        assert_eq!(kept.distribution_public, public);
         // On an empty store the configured key is the first one.
         let dir2 = tempfile::tempdir().unwrap();
         let fresh = EmbeddedStore::open(&dir2.path().join("d.redb")).unwrap();

@@ -194,6 +194,18 @@ pub const MAX_CLOCK_SKEW_SECONDS: i64 = 600;
 pub(crate) mod tests {
     use super::*;
 
+    /// A delta from version 7 to 8 of epoch `e1`.
+    fn delta() -> Delta {
+        Delta {
+            epoch: "e1".into(),
+            base_version: 7,
+            version: 8,
+            issued_at: 100,
+            revoked_jti: vec!["j2".into()],
+            rules: vec![],
+        }
+    }
+
     pub(crate) fn snapshot() -> Snapshot {
         let mut revoked = Bloom::with_capacity(10, 0.01, 3);
         revoked.insert("j1");
@@ -328,15 +340,7 @@ pub(crate) mod tests {
         let mut newer = serde_json::to_value(snapshot()).unwrap();
         newer["audiences"] = serde_json::json!(["api"]);
         assert!(matches!(open(&newer), Err(SnapshotError::Payload(_))));
-        let mut delta = serde_json::to_value(Delta {
-            epoch: "e1".into(),
-            base_version: 7,
-            version: 8,
-            issued_at: 100,
-            revoked_jti: vec!["j2".into()],
-            rules: vec![],
-        })
-        .unwrap();
+        let mut delta = serde_json::to_value(delta()).unwrap();
         assert!(open(&delta).is_ok());
         delta["limits"] = serde_json::json!([]);
         assert!(matches!(open(&delta), Err(SnapshotError::Payload(_))));
@@ -362,15 +366,7 @@ pub(crate) mod tests {
         assert!(open(full.clone()).is_ok(), "the message as sealed");
         assert!(open(twice(full.clone(), "version", "999")).is_err());
         assert!(open(twice(full, "epoch", "\"e0\"")).is_err());
-        let delta = serde_json::to_string(&Message::Delta(Delta {
-            epoch: "e1".into(),
-            base_version: 7,
-            version: 8,
-            issued_at: 100,
-            revoked_jti: vec!["j2".into()],
-            rules: vec![],
-        }))
-        .unwrap();
+        let delta = serde_json::to_string(&Message::Delta(delta())).unwrap();
         assert!(open(delta.clone()).is_ok(), "the delta as sealed");
         assert!(open(twice(delta, "revoked_jti", "[]")).is_err());
         // The envelope itself: a second payload after the one that was signed.
