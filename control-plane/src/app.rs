@@ -320,11 +320,16 @@ impl App {
         let sync = &self.ctx.sync;
         let version = sync.version();
         let ring = self.keys.reload().await?;
+        let revocations = self.revocations.all().await?;
+        let contents = crate::sync::Contents {
+            jwks: ring.jwks(),
+            revocations: &revocations,
+            limits: self.limits.all().await?,
+            issuers: self.issuers.federated().await?,
+        };
         let text = sync.snapshot(
             version,
-            ring.jwks(),
-            &self.revocations.all().await?,
-            self.limits.all().await?,
+            contents,
             self.ctx.now(),
             self.ctx.settings.revocation_horizon(),
         )?;

@@ -586,3 +586,89 @@ async fn concurrent_adds_of_one_issuer_store_it_once() {
     assert_eq!(added, 1);
     assert_eq!(stored(&cp).await.len(), 1);
 }
+
+/// The snapshot a filter would be sent now: its version and its federated issuers.
+async fn snapshot(cp: &Cp) -> (u64, Vec<meshauth_wire::federation::FederatedIssuer>) {
+    let (version, text) = cp.app.snapshot().await.unwrap();
+    let snap = meshauth_wire::sync::SignedSnapshot::open(text.as_bytes(), |_, _| true).unwrap();
+    assert_eq!(snap.version, version);
+    (version, snap.issuers)
+}
+
+fn kids(issuers: &[meshauth_wire::federation::FederatedIssuer]) -> Vec<String> {
+    issuers
+        .iter()
+        .flat_map(|i| i.keys.iter().map(|k| k.kid.clone()))
+        .collect()
+}
+
+/// Fetched keys reach the snapshot with the issuer's rules; a new key set or a deleted
+/// issuer bumps the version (so long polls answer), an unchanged or failed fetch does
+/// not, and a failed fetch never empties what filters hold — not even on a replica
+/// that has fetched nothing itself.
+#[tokio::test]
+async fn fetched_keys_travel_in_snapshots_and_only_changes_bump_the_version() {
+    let cp = fetch_cp().await;
+    let (base, p) = provider().await;
+    let jwks = |kid: &str, etag: &'static str| Serve::Jwks {
+        body: rsa_jwks(kid),
+        etag,
+        max_age: 60,
+    };
+    set_serve(&p, "/jwks", jwks("k1", "\"1\""));
+    let (v0, none) = snapshot(&cp).await;
+    assert!(none.is_empty());
+    let mut body = good("idp", "https://idp.test");
+    body["jwks_uri"] = json!(format!("{base}/jwks"));
+    body["audiences"] = json!(["api", "web"]);
+    body["scope_claim"] = json!("realm_access.roles");
+    let r = cp.admin("POST", "/admin/issuers", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Registered but never fetched: nothing a filter could verify with, so left out.
+    assert!(snapshot(&cp).await.1.is_empty());
+
+    step(&cp, 0).await;
+    let (v1, issuers) = snapshot(&cp).await;
+    assert!(v1 > v0, "{v1} after {v0}");
+    assert_eq!(issuers.len(), 1);
+    let idp = &issuers[0];
+    assert_eq!(idp.issuer, "https://idp.test");
+    assert_eq!(idp.audiences, ["api", "web"]);
+    assert_eq!(idp.scope_claim, "realm_access.roles");
+    assert_eq!(
+        idp.algorithms,
+        [meshauth_wire::federation::Alg::RS256],
+        "{idp:?}"
+    );
+    assert_eq!(kids(&issuers), ["k1"]);
+
+    // The same set again: no new version.
+    step(&cp, 61).await;
+    assert_eq!(snapshot(&cp).await.0, v1);
+    // The provider rotates: a new version with the new key.
+    set_serve(&p, "/jwks", jwks("k2", "\"2\""));
+    // (The 304 said max-age 120.)
+    step(&cp, 121).await;
+    let (v2, issuers) = snapshot(&cp).await;
+    assert!(v2 > v1);
+    assert_eq!(kids(&issuers), ["k2"]);
+    // Garbage and an empty set: failures; the snapshot keeps k2 at the same version.
+    set_serve(&p, "/jwks", Serve::Garbage);
+    step(&cp, 61).await;
+    set_serve(&p, "/jwks", Serve::Empty);
+    step(&cp, 600).await;
+    let (v3, issuers) = snapshot(&cp).await;
+    assert_eq!((v3, kids(&issuers)), (v2, vec!["k2".to_string()]));
+
+    // Another replica (fresh memory, same store) whose provider is down still sends k2.
+    let store = cp.app.store().clone();
+    let other = cp_over(move |_| store).await;
+    other.app.fetch_issuer_keys().await.unwrap();
+    assert_eq!(kids(&snapshot(&other).await.1), ["k2"]);
+
+    let r = cp.admin("DELETE", "/admin/issuers/idp", None).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let (v4, issuers) = snapshot(&cp).await;
+    assert!(v4 > v3);
+    assert!(issuers.is_empty());
+}

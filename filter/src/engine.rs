@@ -7,6 +7,7 @@ use crate::cache::VerifiedCache;
 use crate::claims::Claims;
 use crate::config::{Config, ForwardedClaim};
 use crate::deny::Denial;
+use crate::federated::Federation;
 use crate::jwks::KeySet;
 use crate::jwt;
 use crate::limits::{Facts, LimitOutcome, Limiter, Slots, Subject};
@@ -14,6 +15,7 @@ use crate::revocation::{Check, Revocations};
 use crate::rules::strip_query;
 use crate::rules::Policy;
 use crate::sync::{BeforeFirst, OnUnconfirmed};
+use meshauth_wire::federation::FederatedIssuer;
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{Delta, Snapshot};
 use meshauth_wire::JwkSet;
@@ -35,6 +37,9 @@ pub struct Verified {
     pub claims: Claims,
     /// One value per `Config::forward` entry, in order; `None` removes the header.
     pub headers: Vec<Option<String>>,
+    /// Issued by a trusted external issuer (its rules apply, and only `jti`
+    /// revocation: see `Revocations::check_jti_only`).
+    pub federated: bool,
 }
 
 impl crate::cache::Expiring for Verified {
@@ -86,6 +91,9 @@ pub struct Engine {
     limiter: Limiter,
     /// The control plane's policies in force, to rebuild the limiter only on change.
     pushed_limits: Vec<LimitPolicy>,
+    /// Trusted external issuers in force, prepared, and as pushed (to rebuild on change).
+    federation: Federation,
+    pushed_issuers: Vec<FederatedIssuer>,
 }
 
 impl Engine {
@@ -99,6 +107,8 @@ impl Engine {
         Engine {
             limiter,
             pushed_limits: Vec::new(),
+            federation: Federation::default(),
+            pushed_issuers: Vec::new(),
             config,
             cache,
             revocations: Revocations::default(),
@@ -132,6 +142,17 @@ impl Engine {
         }
         self.revocations
             .replace(Revocations::new(snap.revoked_jti, snap.rules));
+        if snap.issuers != self.pushed_issuers {
+            let (federation, skipped) =
+                Federation::new(&snap.issuers, self.config.claim_rules.issuer.as_deref());
+            for s in skipped {
+                log::warn!("meshauth: federated key or issuer left out: {s}");
+            }
+            self.federation = federation;
+            self.pushed_issuers = snap.issuers;
+            // Verifications under keys no longer pushed must not outlive them.
+            self.cache.clear();
+        }
         if snap.limits != self.pushed_limits {
             self.limiter = Limiter::new(&self.config.limits, &snap.limits);
             self.pushed_limits = snap.limits;
@@ -243,6 +264,7 @@ impl Engine {
             cache,
             revocations,
             ready,
+            federation,
             ..
         } = self;
         let route = config.routes.find(req.method, req.path);
@@ -293,24 +315,42 @@ impl Engine {
                 Some(v) => {
                     used = CacheUse::Hit;
                     // Time passes for a cached verification too (`exp`, `nbf`).
-                    v.claims.check(&config.claim_rules, now)?;
+                    if v.federated {
+                        federation.recheck(&v.claims, now)?;
+                    } else {
+                        v.claims.check(&config.claim_rules, now)?;
+                    }
                     v
                 }
                 None => {
                     used = CacheUse::Miss;
-                    let parsed = jwt::parse(token)?;
-                    let key = config.keys.get(&parsed.kid).ok_or(Denial::UnknownKey)?;
-                    if !key.verify(parsed.signing_input.as_bytes(), &parsed.signature) {
-                        return Err(Denial::BadSignature);
-                    }
-                    let claims = parsed.claims()?;
-                    claims.check(&config.claim_rules, now)?;
+                    // Which issuer a token claims decides which rules verify it; the
+                    // control plane's own issuer is never a federated one.
+                    let federated = !federation.is_empty()
+                        && crate::federated::unverified_iss(token)
+                            .is_some_and(|iss| federation.trusts(&iss));
+                    let claims = if federated {
+                        federation.verify(token, now)?
+                    } else {
+                        let parsed = jwt::parse(token)?;
+                        let key = config.keys.get(&parsed.kid).ok_or(Denial::UnknownKey)?;
+                        if !key.verify(parsed.signing_input.as_bytes(), &parsed.signature) {
+                            return Err(Denial::BadSignature);
+                        }
+                        let claims = parsed.claims()?;
+                        claims.check(&config.claim_rules, now)?;
+                        claims
+                    };
                     let headers = config
                         .forward
                         .iter()
                         .map(|f| claims.forwarded_value(&f.claim))
                         .collect::<Result<_, _>>()?;
-                    let v = Rc::new(Verified { claims, headers });
+                    let v = Rc::new(Verified {
+                        claims,
+                        headers,
+                        federated,
+                    });
                     cache.insert(token, v.clone());
                     v
                 }
@@ -319,7 +359,11 @@ impl Engine {
             Ok(verified)
         })();
         let verdict = match result {
-            Ok(v) => match revocations.check(&v.claims, now) {
+            Ok(v) => match if v.federated {
+                revocations.check_jti_only(&v.claims, now)
+            } else {
+                revocations.check(&v.claims, now)
+            } {
                 Check::Clear => Verdict::Allow(v),
                 Check::Revoked => Verdict::Deny(Denial::Revoked),
                 Check::Unconfirmed(jti) => Verdict::Confirm { jti, verified: v },

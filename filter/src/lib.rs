@@ -1,7 +1,8 @@
 //! meshauth's proxy-wasm filter.
 //!
 //! Everything but `glue` is plain Rust with no host calls, tested natively: `jwt`
-//! takes tokens apart, `ed25519` and `jwks` verify them, `claims` and `rules` decide,
+//! takes tokens apart, `ed25519` and `jwks` verify them (`federated`: tokens of
+//! trusted external issuers), `claims` and `rules` decide,
 //! `cache` remembers verified signatures, `bucket` and `limits` rate-limit,
 //! `engine` ties one request's checks together, `deny` builds every refusal, `config`
 //! validates the plugin configuration, `sync` runs the leader/follower protocol over
@@ -15,6 +16,7 @@ pub mod config;
 pub mod deny;
 pub mod ed25519;
 pub mod engine;
+pub mod federated;
 pub mod header_map;
 pub mod headers;
 pub mod jwks;

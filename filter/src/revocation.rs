@@ -68,15 +68,33 @@ impl Revocations {
 
     pub fn check(&self, claims: &Claims, now: i64) -> Check {
         let iat = claims.iat.unwrap_or(i64::MIN);
+        if let Some(c) = self.check_subject(claims, iat) {
+            return c;
+        }
+        self.check_jti(claims, now)
+    }
+
+    /// For a federated issuer's token: revocation rules name a `sub`/`sid`/`client_id`
+    /// without an issuer, so one provider's `sub` must not revoke another's; only its
+    /// `jti` is checked.
+    pub fn check_jti_only(&self, claims: &Claims, now: i64) -> Check {
+        self.check_jti(claims, now)
+    }
+
+    fn check_subject(&self, claims: &Claims, iat: i64) -> Option<Check> {
         for claim in [RuleClaim::Sub, RuleClaim::Sid, RuleClaim::ClientId] {
             if let Some(serde_json::Value::String(v)) = claims.raw.get(claim.claim_name()) {
                 if let Some(nb) = self.rules.get(&(claim, v.clone())) {
                     if iat < *nb {
-                        return Check::Revoked;
+                        return Some(Check::Revoked);
                     }
                 }
             }
         }
+        None
+    }
+
+    fn check_jti(&self, claims: &Claims, now: i64) -> Check {
         if self.added.contains(&claims.jti) {
             return Check::Revoked;
         }

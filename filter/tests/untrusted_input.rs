@@ -60,6 +60,7 @@ fn sealed_snapshot() -> Vec<u8> {
         }],
         limits: serde_json::from_str(r#"[{"name":"u","key":["claim:sub"],"rate":5,"burst":2}]"#)
             .unwrap(),
+        issuers: vec![],
     };
     serde_json::to_vec(&SignedSnapshot::seal(&snap, |_| [7u8; 64])).unwrap()
 }

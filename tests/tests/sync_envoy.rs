@@ -352,6 +352,7 @@ fn signed_snapshot(
         revoked_jti: bloom,
         rules: vec![],
         limits: vec![],
+        issuers: vec![],
     };
     let sealed = meshauth_wire::sync::SignedSnapshot::seal(&snap, |p| distribution.sign_bytes(p));
     serde_json::to_string(&sealed).unwrap()

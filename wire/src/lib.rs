@@ -9,6 +9,7 @@ pub mod b64;
 pub mod bloom;
 pub mod claims;
 pub mod error;
+pub mod federation;
 pub mod headers;
 pub mod jwk;
 pub mod limits;

@@ -8,7 +8,7 @@ use super::file::humantime_serde_compat;
 use super::ConfigError;
 
 /// The most issuers any configuration may allow (`max_issuers` is at most this).
-pub const MAX_ISSUERS_CEILING: usize = 256;
+pub const MAX_ISSUERS_CEILING: usize = meshauth_wire::federation::MAX_ISSUERS;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

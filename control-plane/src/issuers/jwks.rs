@@ -4,44 +4,19 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::model::Alg;
 use super::url::{FetchUrl, UrlPolicy};
 use meshauth_wire::b64;
+pub use meshauth_wire::federation::{
+    FederatedKey, KeyMaterial, MAX_KEYS, MAX_KID_LEN, MAX_RSA_BITS, MIN_RSA_BITS,
+};
 
 /// A body larger than this is refused (and not read past it).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Usable keys per issuer at most; a set with more is refused whole.
-pub const MAX_KEYS: usize = 16;
 /// Entries a JWKS may list at all (keys for encryption or other algorithms included).
 pub const MAX_ENTRIES: usize = 64;
-pub const MIN_RSA_BITS: usize = 2048;
-pub const MAX_RSA_BITS: usize = 8192;
-pub const MAX_KID_LEN: usize = 128;
-
-/// A verification key of a federated issuer. The later slice carries these to the
-/// filters in signed snapshots.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FederatedKey {
-    pub kid: String,
-    /// The algorithms of the issuer's list this key may verify.
-    pub algorithms: Vec<Alg>,
-    pub material: KeyMaterial,
-}
-
-/// The public parts, as base64url (the JWK's own spelling).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kty")]
-pub enum KeyMaterial {
-    #[serde(rename = "RSA")]
-    Rsa { n: String, e: String },
-    #[serde(rename = "EC")]
-    Ec { crv: String, x: String, y: String },
-    #[serde(rename = "OKP")]
-    Okp { crv: String, x: String },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwksError {

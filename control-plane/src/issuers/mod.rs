@@ -1,9 +1,10 @@
 //! Trusted external issuers (federation, first slice): the registry an admin edits,
 //! stored as one document so its invariants (a bounded count, unique names, unique
 //! `issuer` strings) hold under concurrent edits, and the fetching of their keys
-//! (`fetch`), kept in memory. The filters do not see these keys yet.
+//! (`fetch`). Each issuer's last good keys are held in the store too, shared by the
+//! replicas, and travel to the filters in every snapshot with the issuer's rules; a
+//! change of the registry or of a held key set is a change filters are told of.
 
-pub mod alg;
 pub mod breaker;
 pub mod fetch;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod jwks;
 pub mod model;
 pub mod url;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,9 @@ use crate::audit::{AuditAction, AuditDetail};
 use crate::ctx::Ctx;
 use crate::error::ServiceError;
 use crate::store::{Change, Doc, StoreResult, Table};
+use crate::sync::Change as SyncChange;
+use jwks::FederatedKey;
+use meshauth_wire::federation::FederatedIssuer;
 use model::same_issuer;
 use url::UrlPolicy;
 
@@ -33,6 +38,25 @@ struct Registry {
 
 const REGISTRY: Doc<Registry> = Doc::new(Table::Meta, "trusted issuers");
 const REGISTRY_KEY: &str = "issuers";
+
+/// Each issuer's last good keys, by name. Held in the store rather than only in a
+/// replica's memory, so a replica that restarted or cannot reach the provider still
+/// sends them: filters are never handed an empty set over a non-empty one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct HeldKeys {
+    issuers: BTreeMap<String, Held>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Held {
+    /// The `iss` they were fetched for: an entry deleted and added again under the
+    /// same name for another issuer never inherits them.
+    issuer: String,
+    keys: Vec<FederatedKey>,
+}
+
+const HELD: Doc<HeldKeys> = Doc::new(Table::Meta, "federated keys");
+const HELD_KEY: &str = "issuer keys";
 
 #[derive(Clone)]
 pub struct Issuers {
@@ -138,6 +162,23 @@ impl Issuers {
             return Err(ServiceError::NotFound(format!("trusted issuer {name:?}")));
         }
         self.fetcher.forget(name, &self.ctx.metrics);
+        HELD.update(
+            self.ctx.store(),
+            HELD_KEY,
+            "the held federated keys",
+            |cur| {
+                let mut held = cur.unwrap_or_default();
+                Ok(match held.issuers.remove(name) {
+                    Some(_) => Change::Set(held, ()),
+                    None => Change::Keep(()),
+                })
+            },
+        )
+        .await?;
+        self.ctx
+            .sync
+            .changed(self.ctx.store(), SyncChange::Issuers, self.ctx.now())
+            .await?;
         self.ctx
             .audit
             .record(
@@ -161,13 +202,106 @@ impl Issuers {
         self.fetcher.keys(name)
     }
 
-    /// One step of the fetch loop: fetches every issuer that is due.
+    /// One step of the fetch loop: fetches every issuer that is due, then holds the key
+    /// sets that changed in the store and tells the filters.
     pub async fn fetch_due(&self) -> Result<(), ServiceError> {
         let issuers = self.list().await?;
+        let now = self.ctx.now();
         self.fetcher
-            .step(&issuers, self.urls(), self.ctx.now(), &self.ctx.metrics)
+            .step(&issuers, self.urls(), now, &self.ctx.metrics)
             .await;
+        let held = HELD
+            .get(self.ctx.store(), HELD_KEY)
+            .await?
+            .unwrap_or_default();
+        let fresh: Vec<(String, Held)> = issuers
+            .iter()
+            .filter_map(|i| {
+                let keys = self.fetcher.keys(i.name());
+                // Nothing fetched yet (a restart, a provider down): what is held stays.
+                if keys.is_empty() {
+                    return None;
+                }
+                let new = Held {
+                    issuer: i.issuer().to_string(),
+                    keys: keys.to_vec(),
+                };
+                (held.issuers.get(i.name()) != Some(&new)).then(|| (i.name().to_string(), new))
+            })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = issuers.iter().map(|i| i.name().to_string()).collect();
+        let up = HELD
+            .update(
+                self.ctx.store(),
+                HELD_KEY,
+                "the held federated keys",
+                |cur| {
+                    let mut held = cur.unwrap_or_default();
+                    // Issuers deleted meanwhile are not brought back.
+                    held.issuers.retain(|n, _| names.contains(n));
+                    for (name, new) in &fresh {
+                        held.issuers.insert(name.clone(), new.clone());
+                    }
+                    Ok(Change::Set(held, ()))
+                },
+            )
+            .await?;
+        if up.written {
+            self.ctx
+                .sync
+                .changed(self.ctx.store(), SyncChange::Issuers, now)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// What filters get: each registered issuer with held keys, its rules and keys. An
+    /// issuer whose keys were never fetched is left out (it admits nothing yet); one the
+    /// wire bounds would refuse is left out with a warning, since a filter refuses a
+    /// whole snapshot that breaks them.
+    pub async fn federated(&self) -> StoreResult<Vec<FederatedIssuer>> {
+        let held = HELD
+            .get(self.ctx.store(), HELD_KEY)
+            .await?
+            .unwrap_or_default();
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .filter_map(|i| {
+                let h = held.issuers.get(i.name())?;
+                if h.issuer != i.issuer() || h.keys.is_empty() {
+                    return None;
+                }
+                let f = to_wire(i, h.keys.clone());
+                match f.validate() {
+                    Ok(()) => Some(f),
+                    Err(e) => {
+                        tracing::warn!(issuer = i.name(), error = %e, "trusted issuer left out of snapshots");
+                        None
+                    }
+                }
+            })
+            .collect())
+    }
+}
+
+/// An issuer's rules and keys as filters read them.
+fn to_wire(i: &TrustedIssuer, keys: Vec<FederatedKey>) -> FederatedIssuer {
+    let spec = i.spec();
+    FederatedIssuer {
+        issuer: i.issuer().to_string(),
+        audiences: spec.audiences,
+        algorithms: i.algorithms().to_vec(),
+        typ: spec.typ,
+        required_claims: spec.required_claims,
+        clock_skew_seconds: spec.clock_skew_seconds,
+        scope_claim: spec.scope_claim,
+        forward_claims: spec.forward_claims,
+        keys,
     }
 }
 

@@ -6,20 +6,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::alg::Alg;
 use super::url::{FetchUrl, UrlPolicy};
+pub use meshauth_wire::federation::Alg;
+pub use meshauth_wire::federation::{
+    MAX_AUDIENCES, MAX_CLAIM_PATH_DEPTH, MAX_CLAIM_PATH_LEN, MAX_CLAIM_VALUES, MAX_FORWARDED,
+    MAX_ISSUER_LEN, MAX_REQUIRED_CLAIMS, MAX_SKEW_SECONDS, MAX_VALUE_LEN,
+};
 use meshauth_wire::limits::valid_policy_name;
 
-pub const MAX_ISSUER_LEN: usize = 512;
-pub const MAX_AUDIENCES: usize = 16;
-pub const MAX_REQUIRED_CLAIMS: usize = 16;
-pub const MAX_CLAIM_VALUES: usize = 16;
-pub const MAX_VALUE_LEN: usize = 256;
-pub const MAX_FORWARDED: usize = 16;
-pub const MAX_SKEW_SECONDS: u64 = 300;
 pub const DEFAULT_SKEW_SECONDS: u64 = 60;
-pub const MAX_CLAIM_PATH_LEN: usize = 128;
-pub const MAX_CLAIM_PATH_DEPTH: usize = 4;
 /// Where an OpenID provider publishes its metadata (OpenID Connect Discovery 1.0 §4).
 pub const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
 /// Claims checked by their own settings (`issuer`, `audiences`, the skew), never as

@@ -13,6 +13,8 @@ use super::SyncHub;
 pub enum Change {
     Keys,
     Limits,
+    /// The trusted-issuer registry or an issuer's held keys.
+    Issuers,
     /// A new sync epoch started (the store was restored from a backup).
     Epoch,
     /// One revocation: a filter close behind can take it as a delta.
@@ -40,6 +42,7 @@ impl ChangeEntry {
         let (what, detail) = match &self.change {
             Change::Keys => ("keys", None),
             Change::Limits => ("limits", None),
+            Change::Issuers => ("issuers", None),
             Change::Epoch => ("epoch", None),
             Change::Revocation(r) => ("revocations", Some(r.clone())),
         };
@@ -61,6 +64,7 @@ impl ChangeEntry {
             ("revocations", Some(r)) => Change::Revocation(r),
             ("keys", _) => Change::Keys,
             ("limits", _) => Change::Limits,
+            ("issuers", _) => Change::Issuers,
             ("epoch", _) => Change::Epoch,
             _ => return None,
         };
@@ -120,6 +124,7 @@ mod tests {
         for change in [
             Change::Keys,
             Change::Limits,
+            Change::Issuers,
             Change::Epoch,
             Change::Revocation(r.clone()),
         ] {

@@ -13,6 +13,7 @@ mod snapshot;
 pub use changelog::{Change, ChangeEntry};
 pub use filters::{FilterStatus, CONNECTED_SECONDS, MAX_FILTERS};
 pub use longpoll::{PollNoted, MAX_WAIT};
+pub use snapshot::Contents;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ed25519_dalek::Signer;
 
 use meshauth_wire::bloom::Bloom;
+use meshauth_wire::federation::FederatedIssuer;
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{Delta, Message, SignedSnapshot, Snapshot};
 use meshauth_wire::JwkSet;
@@ -15,6 +16,14 @@ use crate::store::{typed, Store, StoreResult};
 
 use super::changelog::{Change, ChangeEntry};
 use super::{lock, SyncHub, MAX_DELTA_CHANGES, SNAPSHOT_REFRESH_SECONDS};
+
+/// What a snapshot carries besides its version.
+pub struct Contents<'a> {
+    pub jwks: JwkSet,
+    pub revocations: &'a [Revocation],
+    pub limits: Vec<LimitPolicy>,
+    pub issuers: Vec<FederatedIssuer>,
+}
 
 impl SyncHub {
     /// A signed delta from `base` for a filter close behind, when every change since was
@@ -66,12 +75,16 @@ impl SyncHub {
     pub fn snapshot(
         &self,
         version: u64,
-        jwks: JwkSet,
-        revocations: &[Revocation],
-        limits: Vec<LimitPolicy>,
+        contents: Contents<'_>,
         now: i64,
         rule_horizon: i64,
     ) -> StoreResult<Arc<String>> {
+        let Contents {
+            jwks,
+            revocations,
+            limits,
+            issuers,
+        } = contents;
         if let Some((v, issued, s)) = lock(&self.cached).as_ref() {
             if *v == version && now - *issued < SNAPSHOT_REFRESH_SECONDS {
                 return Ok(s.clone());
@@ -96,6 +109,7 @@ impl SyncHub {
             revoked_jti: bloom,
             rules,
             limits,
+            issuers,
         };
         let sealed = SignedSnapshot::seal(&snap, |payload| self.signer.sign(payload).to_bytes());
         let text = Arc::new(typed::encode_text("snapshot", &sealed)?);

@@ -337,6 +337,7 @@ fn snapshot(
         revoked_jti: bloom,
         rules,
         limits: vec![],
+        issuers: vec![],
     }
 }
 
@@ -586,4 +587,54 @@ fn a_forwarded_claim_unfit_for_a_header_is_refused() {
         run(&mut e, "/x", Some(&format!("Bearer {t}"))).verdict,
         Verdict::Allow(_)
     ));
+}
+
+/// A trusted external issuer's RS256 token is admitted through the engine with its
+/// issuer's audience and scope claim; the control plane's own issuer stays EdDSA-only;
+/// a subject rule (no issuer in it) does not reach another provider's `sub`; and a
+/// snapshot that drops the issuer drops its cached verifications.
+#[test]
+fn federated_tokens_through_the_engine() {
+    use crate::federated::tests as fed;
+    use meshauth_wire::federation::Alg;
+    let mut e = engine();
+    let mut idp = fed::issuer(vec![fed::rsa_public("r1", vec![Alg::RS256])]);
+    idp.audiences = vec!["fed-api".into()];
+    let rule = meshauth_wire::sync::RevocationRule {
+        claim: meshauth_wire::sync::RuleClaim::Sub,
+        value: "alice".into(),
+        not_before: NOW,
+    };
+    let mut snap = snapshot(1, &[], vec![rule]);
+    snap.issuers = vec![idp];
+    e.apply_snapshot(snap).unwrap();
+    let fed_claims = |roles: serde_json::Value, aud: &str| {
+        serde_json::json!({"iss": "https://idp.test", "aud": aud, "sub": "alice", "jti": "f1",
+            "exp": NOW + 60, "iat": NOW - 10, "realm_access": {"roles": roles}})
+    };
+    let admin = fed::rs256("r1", &fed_claims(serde_json::json!(["admin"]), "fed-api"));
+    let out = run(&mut e, "/admin/x", Some(&format!("Bearer {admin}")));
+    assert!(
+        matches!(out.verdict, Verdict::Allow(ref v) if v.federated && v.headers == [Some("alice".to_string())]),
+        "{out:?}"
+    );
+    let reader = fed::rs256("r1", &fed_claims(serde_json::json!(["read"]), "fed-api"));
+    assert!(matches!(
+        run(&mut e, "/admin/x", Some(&format!("Bearer {reader}"))).verdict,
+        Verdict::Deny(Denial::InsufficientScope { .. })
+    ));
+    // The issuer's audience, not the filter's own.
+    let own_aud = fed::rs256("r1", &fed_claims(serde_json::json!(["admin"]), "api"));
+    assert_eq!(denial(&mut e, &own_aud), Denial::BadAudience);
+    // Our own "alice" is revoked by the rule, the provider's is not.
+    assert_eq!(
+        run(&mut e, "/x", Some(&bearer(serde_json::json!({})))).verdict,
+        Verdict::Deny(Denial::Revoked)
+    );
+    // An RS256 token claiming the control plane's issuer is refused.
+    let forged = fed::rs256("r1", &claims(serde_json::json!({})));
+    assert_eq!(denial(&mut e, &forged), Denial::BadAlgorithm);
+    // The issuer is dropped: its cached token no longer passes.
+    e.apply_snapshot(snapshot(2, &[], vec![])).unwrap();
+    assert_eq!(denial(&mut e, &admin), Denial::BadAlgorithm);
 }

@@ -179,6 +179,7 @@ fn snapshots_older_than_the_maximum_age_are_stale() {
             revoked_jti: Bloom::with_capacity(1, 0.01, 1),
             rules: vec![],
             limits: vec![],
+            issuers: vec![],
         })
     };
     assert!(fresh_enough(&snap(1_000), 1_500, 600));
@@ -304,6 +305,7 @@ fn opens_only_snapshots_signed_by_the_pinned_key() {
         revoked_jti: Bloom::with_capacity(1, 0.01, 1),
         rules: vec![],
         limits: vec![],
+        issuers: vec![],
     };
     let bytes = serde_json::to_vec(&SignedSnapshot::seal(&snap, |p| sk.sign_bytes(p))).unwrap();
     assert_eq!(open(&bytes, &pinned).unwrap(), snap);

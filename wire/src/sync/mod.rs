@@ -23,6 +23,7 @@ pub const CONFIRM_PATH: &str = "/sync/v1/confirm";
 pub const DISTRIBUTION_KEY_PATH: &str = "/sync/v1/distribution-key";
 
 use crate::bloom::Bloom;
+use crate::federation::FederatedIssuer;
 use crate::limits::LimitPolicy;
 use crate::JwkSet;
 
@@ -70,6 +71,10 @@ pub struct Snapshot {
     /// defaults of the same name.
     #[serde(default)]
     pub limits: Vec<LimitPolicy>,
+    /// Trusted external issuers: their rules and last good keys. Left out when empty,
+    /// so a control plane without issuers sends what filters before federation read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<FederatedIssuer>,
 }
 
 /// What changed since `base_version`: revocations added, nothing else. The
@@ -154,6 +159,8 @@ impl SignedSnapshot {
                     .map_err(|e| SnapshotError::Payload(e.to_string()))?;
                 crate::limits::validate_all(&snap.limits)
                     .map_err(|e| SnapshotError::Payload(format!("limits{e}")))?;
+                crate::federation::validate_all(&snap.issuers)
+                    .map_err(|e| SnapshotError::Payload(format!("issuers: {e}")))?;
             }
             Message::Delta(d) => {
                 if d.version <= d.base_version
@@ -214,7 +221,34 @@ pub(crate) mod tests {
                 not_before: 90,
             }],
             limits: Vec::new(),
+            issuers: Vec::new(),
         }
+    }
+
+    /// Filters before federation refuse a snapshot with a member they do not know:
+    /// without issuers the bytes are exactly what they were before the member existed.
+    #[test]
+    fn a_snapshot_without_issuers_serializes_as_before() {
+        let json = serde_json::to_string(&Message::Full(snapshot())).unwrap();
+        assert_eq!(json, PINNED_SNAPSHOT);
+        assert!(!json.contains("issuers"));
+    }
+
+    const PINNED_SNAPSHOT: &str = r#"{"epoch":"e1","version":7,"issued_at":100,"jwks":{"keys":[]},"revoked_jti":{"m":96,"k":7,"seed":3,"bits":"GIAAAAAAAAAAYAAD"},"rules":[{"claim":"sub","value":"alice","not_before":90}],"limits":[]}"#;
+
+    #[test]
+    fn issuers_travel_and_are_validated_when_opened() {
+        let open = |snap: &Snapshot| {
+            let sealed = SignedSnapshot::seal(snap, |_| [1u8; 64]);
+            SignedSnapshot::open(&serde_json::to_vec(&sealed).unwrap(), |_, _| true)
+        };
+        let mut with = snapshot();
+        with.issuers = vec![crate::federation::tests::issuer()];
+        assert_eq!(open(&with), Ok(with.clone()));
+        with.issuers[0].keys.clear();
+        assert!(matches!(open(&with), Err(SnapshotError::Payload(e)) if e.contains("keys")));
+        with.issuers = vec![crate::federation::tests::issuer(); 2];
+        assert!(matches!(open(&with), Err(SnapshotError::Payload(_))));
     }
 
     #[test]

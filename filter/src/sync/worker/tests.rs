@@ -41,6 +41,7 @@ fn full(version: u64, at_ms: u64) -> Vec<u8> {
             revoked_jti: Bloom::with_capacity(16, 0.01, 1),
             rules: vec![],
             limits: vec![],
+            issuers: vec![],
         }),
         &distribution_key(),
     )

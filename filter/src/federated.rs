@@ -1,0 +1,334 @@
+//! Tokens of trusted external issuers (federation): each issuer's rules and keys come
+//! in the signed snapshot; here they are prepared once and a token is checked against
+//! the issuer its `iss` names. Only that issuer's listed algorithms verify, each with a
+//! key whose type matches: RS256/384/512 and PS256/384/512 (RSA), ES256 (P-256) and
+//! EdDSA. ES384 is listed by the control plane but not verified here yet: such a token
+//! is refused as a bad algorithm. The control plane's own issuer never comes here (it
+//! stays EdDSA-only, `jwt::parse`).
+
+use std::collections::HashMap;
+
+use meshauth_wire::b64;
+use meshauth_wire::federation::{Alg, FederatedIssuer, FederatedKey, KeyMaterial};
+use rsa::signature::Verifier as _;
+use serde_json::{Map, Value};
+
+use crate::claims::{ClaimRules, Claims};
+use crate::deny::Denial;
+use crate::ed25519::PreparedKey;
+use crate::strict_json::{self, StrictError};
+
+/// A key ready to verify, decoded once per snapshot.
+#[derive(Debug)]
+enum Prepared {
+    Rsa(rsa::RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    Ed25519(Box<PreparedKey>),
+    /// A shape this filter cannot verify (ES384): its tokens are refused.
+    Unsupported,
+}
+
+#[derive(Debug)]
+struct Key {
+    algorithms: Vec<Alg>,
+    prepared: Prepared,
+}
+
+#[derive(Debug)]
+struct Issuer {
+    rules: FederatedIssuer,
+    keys: HashMap<String, Key>,
+}
+
+/// The trusted external issuers in force, by `iss`.
+#[derive(Debug, Default)]
+pub struct Federation {
+    issuers: HashMap<String, Issuer>,
+}
+
+fn prepare(k: &FederatedKey) -> Result<Prepared, String> {
+    let bytes = |s: &str| b64::decode(s).map_err(|_| "not base64url".to_string());
+    match &k.material {
+        KeyMaterial::Rsa { n, e } => {
+            let n = rsa::BigUint::from_bytes_be(&bytes(n)?);
+            let e = rsa::BigUint::from_bytes_be(&bytes(e)?);
+            rsa::RsaPublicKey::new_with_max_size(n, e, meshauth_wire::federation::MAX_RSA_BITS)
+                .map(Prepared::Rsa)
+                .map_err(|e| format!("RSA key: {e}"))
+        }
+        KeyMaterial::Ec { crv, x, y } if crv == "P-256" => {
+            let (x, y) = (bytes(x)?, bytes(y)?);
+            let point = p256::EncodedPoint::from_affine_coordinates(
+                p256::FieldBytes::from_slice(&x),
+                p256::FieldBytes::from_slice(&y),
+                false,
+            );
+            p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+                .map(Prepared::P256)
+                .map_err(|_| "P-256 point is not on the curve".to_string())
+        }
+        KeyMaterial::Ec { .. } => Ok(Prepared::Unsupported),
+        KeyMaterial::Okp { x, .. } => {
+            let x: [u8; 32] = bytes(x)?
+                .try_into()
+                .map_err(|_| "Ed25519 key is not 32 bytes".to_string())?;
+            PreparedKey::new(x)
+                .map(|k| Prepared::Ed25519(Box::new(k)))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+impl Federation {
+    /// Prepares the issuers of a snapshot (already bounded by `wire`). A key that
+    /// cannot be prepared (a point off the curve) is left out and named in the second
+    /// value, for the log; the issuer's other keys keep working. `own_issuer` (the
+    /// control plane's) is never taken from the list.
+    pub fn new(list: &[FederatedIssuer], own_issuer: Option<&str>) -> (Federation, Vec<String>) {
+        let mut issuers = HashMap::with_capacity(list.len());
+        let mut skipped = Vec::new();
+        for i in list {
+            if own_issuer == Some(i.issuer.as_str()) {
+                skipped.push(format!("{:?}: the control plane's own issuer", i.issuer));
+                continue;
+            }
+            let mut keys = HashMap::with_capacity(i.keys.len());
+            for k in &i.keys {
+                match prepare(k) {
+                    Ok(prepared) => {
+                        keys.insert(
+                            k.kid.clone(),
+                            Key {
+                                algorithms: k.algorithms.clone(),
+                                prepared,
+                            },
+                        );
+                    }
+                    Err(e) => skipped.push(format!("{:?} key {:?}: {e}", i.issuer, k.kid)),
+                }
+            }
+            let rules = FederatedIssuer {
+                keys: Vec::new(),
+                ..i.clone()
+            };
+            issuers.insert(i.issuer.clone(), Issuer { rules, keys });
+        }
+        (Federation { issuers }, skipped)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
+
+    /// Whether `iss` is a trusted external issuer.
+    pub fn trusts(&self, iss: &str) -> bool {
+        self.issuers.contains_key(iss)
+    }
+
+    /// The time checks again, for a verification taken from the cache.
+    pub fn recheck(&self, claims: &Claims, now: i64) -> Result<(), Denial> {
+        let issuer = claims
+            .iss
+            .as_deref()
+            .and_then(|iss| self.issuers.get(iss))
+            .ok_or_else(|| Denial::BadIssuer {
+                got: claims.iss.clone(),
+            })?;
+        claims.check(&rules_of(&issuer.rules), now)
+    }
+
+    /// Verifies a token of a trusted external issuer and returns its claims, with
+    /// `scopes` read from the issuer's scope claim. Signature first, then the claims.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, Denial> {
+        let parts = split(token)?;
+        let header = strict_json::object(&parts.header).map_err(|e| match e {
+            StrictError::NotAnObject => Denial::Malformed("header is not a JSON object"),
+            StrictError::DuplicateMember => Denial::Malformed("header repeats a member name"),
+        })?;
+        if header.contains_key("crit") {
+            return Err(Denial::Malformed("unsupported crit header"));
+        }
+        let mut claims = Claims::parse(&parts.payload)?;
+        let issuer = claims
+            .iss
+            .as_deref()
+            .and_then(|iss| self.issuers.get(iss))
+            .ok_or_else(|| Denial::BadIssuer {
+                got: claims.iss.clone(),
+            })?;
+        let alg = match header.get("alg") {
+            Some(Value::String(a)) => Alg::parse(a).ok_or(Denial::BadAlgorithm)?,
+            Some(_) => return Err(Denial::BadAlgorithm),
+            None => return Err(Denial::Malformed("header has no alg")),
+        };
+        if !issuer.rules.algorithms.contains(&alg) {
+            return Err(Denial::BadAlgorithm);
+        }
+        let kid = match header.get("kid") {
+            Some(Value::String(k)) if !k.is_empty() => k,
+            _ => return Err(Denial::Malformed("header has no kid")),
+        };
+        let key = issuer.keys.get(kid).ok_or(Denial::UnknownKey)?;
+        if !key.algorithms.contains(&alg) {
+            return Err(Denial::BadAlgorithm);
+        }
+        if !verify_signature(
+            &key.prepared,
+            alg,
+            parts.signing_input.as_bytes(),
+            &parts.signature,
+        )? {
+            return Err(Denial::BadSignature);
+        }
+        if let Some(want) = &issuer.rules.typ {
+            let typ = header
+                .get("typ")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let bare = typ
+                .get(..12)
+                .filter(|p| p.eq_ignore_ascii_case("application/"))
+                .and_then(|_| typ.get(12..))
+                .unwrap_or(typ);
+            if !bare.eq_ignore_ascii_case(want) {
+                return Err(Denial::Malformed("typ is not the issuer's"));
+            }
+        }
+        if claims.aud.is_empty() {
+            return Err(Denial::BadAudience);
+        }
+        claims.check(&rules_of(&issuer.rules), now)?;
+        for (name, allowed) in &issuer.rules.required_claims {
+            if !claims.values(name).iter().any(|v| allowed.contains(v)) {
+                return Err(Denial::ClaimMismatch {
+                    claim: name.clone(),
+                });
+            }
+        }
+        claims.scopes = scopes_at(&claims.raw, &issuer.rules.scope_claim);
+        Ok(claims)
+    }
+}
+
+fn rules_of(i: &FederatedIssuer) -> ClaimRules {
+    ClaimRules {
+        issuer: Some(i.issuer.clone()),
+        audiences: i.audiences.clone(),
+        skew_seconds: i64::try_from(i.clock_skew_seconds).unwrap_or(0),
+    }
+}
+
+/// The `iss` a token claims, before any check: only to pick the rules that verify it.
+pub fn unverified_iss(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = b64::decode(payload).ok()?;
+    let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    match claims.get("iss") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The scopes at a dotted claim path: an array of strings, or one space-separated
+/// string (`scope`, `scp` either way; `permissions`, `realm_access.roles`). Anything
+/// else gives none.
+fn scopes_at(raw: &Map<String, Value>, path: &str) -> Vec<String> {
+    let mut segments = path.split('.');
+    let first = segments.next().and_then(|s| raw.get(s));
+    let value = segments
+        .try_fold(first, |v, s| Some(v.and_then(|v| v.get(s))))
+        .flatten();
+    match value {
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+struct Parts<'a> {
+    header: Vec<u8>,
+    payload: Vec<u8>,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, Denial> {
+    let mut parts = token.splitn(4, '.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Denial::Malformed("expected three dot-separated parts"));
+    };
+    let header = b64::decode(h).map_err(|_| Denial::Malformed("header is not base64url"))?;
+    let payload = b64::decode(p).map_err(|_| Denial::Malformed("payload is not base64url"))?;
+    let signature = b64::decode(s).map_err(|_| Denial::Malformed("signature is not base64url"))?;
+    let signing_input = token
+        .get(..h.len() + 1 + p.len())
+        .ok_or(Denial::Malformed("expected three dot-separated parts"))?;
+    Ok(Parts {
+        header,
+        payload,
+        signing_input,
+        signature,
+    })
+}
+
+/// `Err(BadAlgorithm)` when the key cannot serve `alg` (its type does not match).
+fn verify_signature(key: &Prepared, alg: Alg, msg: &[u8], sig: &[u8]) -> Result<bool, Denial> {
+    use rsa::{pkcs1v15, pss};
+    use sha2::{Sha256, Sha384, Sha512};
+    Ok(match (key, alg) {
+        (Prepared::Rsa(k), _) => {
+            // A signature is exactly the modulus' length (RFC 8017 §8.2.2).
+            let Ok(s) = pkcs1v15::Signature::try_from(sig) else {
+                return Ok(false);
+            };
+            let p = pss::Signature::try_from(sig);
+            match (alg, p) {
+                (Alg::RS256, _) => pkcs1v15::VerifyingKey::<Sha256>::new(k.clone())
+                    .verify(msg, &s)
+                    .is_ok(),
+                (Alg::RS384, _) => pkcs1v15::VerifyingKey::<Sha384>::new(k.clone())
+                    .verify(msg, &s)
+                    .is_ok(),
+                (Alg::RS512, _) => pkcs1v15::VerifyingKey::<Sha512>::new(k.clone())
+                    .verify(msg, &s)
+                    .is_ok(),
+                (Alg::PS256, Ok(p)) => pss::VerifyingKey::<Sha256>::new(k.clone())
+                    .verify(msg, &p)
+                    .is_ok(),
+                (Alg::PS384, Ok(p)) => pss::VerifyingKey::<Sha384>::new(k.clone())
+                    .verify(msg, &p)
+                    .is_ok(),
+                (Alg::PS512, Ok(p)) => pss::VerifyingKey::<Sha512>::new(k.clone())
+                    .verify(msg, &p)
+                    .is_ok(),
+                (Alg::PS256 | Alg::PS384 | Alg::PS512, Err(_)) => false,
+                (Alg::ES256 | Alg::ES384 | Alg::EdDSA, _) => return Err(Denial::BadAlgorithm),
+            }
+        }
+        (Prepared::P256(k), Alg::ES256) => {
+            // JOSE's ECDSA signature is r || s, 32 bytes each (RFC 7518 §3.4).
+            match p256::ecdsa::Signature::from_slice(sig) {
+                Ok(s) if sig.len() == 64 => k.verify(msg, &s).is_ok(),
+                _ => false,
+            }
+        }
+        (Prepared::Ed25519(k), Alg::EdDSA) => match <&[u8; 64]>::try_from(sig) {
+            Ok(s) => k.verify(msg, s),
+            Err(_) => false,
+        },
+        _ => return Err(Denial::BadAlgorithm),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

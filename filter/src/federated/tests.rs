@@ -1,0 +1,283 @@
+use super::*;
+use rsa::pkcs1v15::SigningKey as RsaSigner;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use std::sync::OnceLock;
+
+const NOW: i64 = 1_000_000;
+const ISS: &str = "https://idp.test";
+
+/// One RSA 2048 key for the whole run (generating one takes a while).
+pub(crate) fn rsa_key() -> &'static rsa::RsaPrivateKey {
+    static KEY: OnceLock<rsa::RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap())
+}
+
+fn ec_key() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::random(&mut rand::thread_rng())
+}
+
+pub(crate) fn rsa_public(kid: &str, algs: Vec<Alg>) -> FederatedKey {
+    let k = rsa_key().to_public_key();
+    FederatedKey {
+        kid: kid.into(),
+        algorithms: algs,
+        material: KeyMaterial::Rsa {
+            n: b64::encode(k.n().to_bytes_be()),
+            e: b64::encode(k.e().to_bytes_be()),
+        },
+    }
+}
+
+fn ec_public(kid: &str, key: &p256::ecdsa::SigningKey) -> FederatedKey {
+    let point = key.verifying_key().to_encoded_point(false);
+    FederatedKey {
+        kid: kid.into(),
+        algorithms: vec![Alg::ES256],
+        material: KeyMaterial::Ec {
+            crv: "P-256".into(),
+            x: b64::encode(point.x().unwrap()),
+            y: b64::encode(point.y().unwrap()),
+        },
+    }
+}
+
+pub(crate) fn issuer(keys: Vec<FederatedKey>) -> FederatedIssuer {
+    FederatedIssuer {
+        issuer: ISS.into(),
+        audiences: vec!["api".into()],
+        algorithms: vec![Alg::RS256, Alg::PS256, Alg::ES256],
+        typ: None,
+        required_claims: Default::default(),
+        clock_skew_seconds: 30,
+        scope_claim: "realm_access.roles".into(),
+        forward_claims: Default::default(),
+        keys,
+    }
+}
+
+fn claims() -> Value {
+    serde_json::json!({
+        "iss": ISS, "aud": "api", "sub": "u1", "jti": "j1",
+        "exp": NOW + 60, "iat": NOW,
+        "realm_access": {"roles": ["read", "write"]},
+    })
+}
+
+pub(crate) fn signing_input(header: &Value, payload: &Value) -> String {
+    format!(
+        "{}.{}",
+        b64::encode(header.to_string()),
+        b64::encode(payload.to_string())
+    )
+}
+
+pub(crate) fn rs256(kid: &str, payload: &Value) -> String {
+    let header = serde_json::json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+    let input = signing_input(&header, payload);
+    let sig = RsaSigner::<sha2::Sha256>::new(rsa_key().clone()).sign(input.as_bytes());
+    format!("{input}.{}", b64::encode(sig.to_bytes()))
+}
+
+fn es256(key: &p256::ecdsa::SigningKey, kid: &str, alg: &str, payload: &Value) -> String {
+    let header = serde_json::json!({"alg": alg, "kid": kid});
+    let input = signing_input(&header, payload);
+    let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+    format!("{input}.{}", b64::encode(sig.to_bytes()))
+}
+
+fn federation(keys: Vec<FederatedKey>) -> Federation {
+    let (f, skipped) = Federation::new(&[issuer(keys)], Some("https://cp.test"));
+    assert!(skipped.is_empty(), "{skipped:?}");
+    f
+}
+
+#[test]
+fn rs256_and_es256_tokens_are_admitted_with_the_issuers_scopes() {
+    let ec = ec_key();
+    let f = federation(vec![
+        rsa_public("r1", vec![Alg::RS256]),
+        ec_public("e1", &ec),
+    ]);
+    let c = f.verify(&rs256("r1", &claims()), NOW).unwrap();
+    assert_eq!(c.iss.as_deref(), Some(ISS));
+    assert_eq!(c.scopes, ["read", "write"]);
+    let c = f
+        .verify(&es256(&ec, "e1", "ES256", &claims()), NOW)
+        .unwrap();
+    assert_eq!(c.scopes, ["read", "write"]);
+}
+
+#[test]
+fn ps256_is_verified_when_listed() {
+    let f = federation(vec![rsa_public("r1", vec![Alg::PS256])]);
+    let header = serde_json::json!({"alg": "PS256", "kid": "r1"});
+    let input = signing_input(&header, &claims());
+    let signer = rsa::pss::BlindedSigningKey::<sha2::Sha256>::new(rsa_key().clone());
+    let sig = rsa::signature::RandomizedSigner::sign_with_rng(
+        &signer,
+        &mut rand::thread_rng(),
+        input.as_bytes(),
+    );
+    let token = format!("{input}.{}", b64::encode(sig.to_bytes()));
+    assert!(f.verify(&token, NOW).is_ok());
+    // The same key does not serve RS256 (not in its list).
+    assert_eq!(
+        f.verify(&rs256("r1", &claims()), NOW).unwrap_err(),
+        Denial::BadAlgorithm
+    );
+}
+
+#[test]
+fn wrong_issuer_audience_kid_typ_or_signature_is_refused_with_its_denial() {
+    let f = federation(vec![rsa_public("r1", vec![Alg::RS256])]);
+    let with = |k: &str, v: Value| {
+        let mut c = claims();
+        c[k] = v;
+        c
+    };
+    assert_eq!(
+        f.verify(&rs256("r1", &with("aud", "other".into())), NOW)
+            .unwrap_err(),
+        Denial::BadAudience
+    );
+    let mut no_aud = claims();
+    no_aud.as_object_mut().unwrap().remove("aud");
+    assert_eq!(
+        f.verify(&rs256("r1", &no_aud), NOW).unwrap_err(),
+        Denial::BadAudience
+    );
+    assert!(matches!(
+        f.verify(&rs256("r1", &with("iss", "https://evil.test".into())), NOW),
+        Err(Denial::BadIssuer { .. })
+    ));
+    assert_eq!(
+        f.verify(&rs256("r2", &claims()), NOW).unwrap_err(),
+        Denial::UnknownKey
+    );
+    assert_eq!(
+        f.verify(&rs256("r1", &claims()), NOW + 60 + 30)
+            .unwrap_err(),
+        Denial::Expired
+    );
+    // Within the issuer's skew it is still accepted.
+    assert!(f.verify(&rs256("r1", &claims()), NOW + 60 + 29).is_ok());
+    // A signature over other claims.
+    let good = rs256("r1", &claims());
+    let other = rs256("r1", &with("sub", "u2".into()));
+    let (input, _) = other.rsplit_once('.').unwrap();
+    let (_, sig) = good.rsplit_once('.').unwrap();
+    assert_eq!(
+        f.verify(&format!("{input}.{sig}"), NOW).unwrap_err(),
+        Denial::BadSignature
+    );
+    // typ: required by the issuer, the token says JWT.
+    let mut strict = issuer(vec![rsa_public("r1", vec![Alg::RS256])]);
+    strict.typ = Some("at+jwt".into());
+    let (f2, _) = Federation::new(&[strict], None);
+    assert!(matches!(
+        f2.verify(&rs256("r1", &claims()), NOW),
+        Err(Denial::Malformed(_))
+    ));
+}
+
+#[test]
+fn required_claims_must_hold_one_of_their_values() {
+    let mut i = issuer(vec![rsa_public("r1", vec![Alg::RS256])]);
+    i.required_claims
+        .insert("tenant".into(), vec!["a".into(), "b".into()]);
+    let (f, _) = Federation::new(&[i], None);
+    let mut c = claims();
+    assert_eq!(
+        f.verify(&rs256("r1", &c), NOW).unwrap_err(),
+        Denial::ClaimMismatch {
+            claim: "tenant".into()
+        }
+    );
+    c["tenant"] = "b".into();
+    assert!(f.verify(&rs256("r1", &c), NOW).is_ok());
+}
+
+/// Algorithm confusion: a token naming an algorithm its key cannot serve, one the
+/// issuer does not list, HS256 or none never verifies.
+#[test]
+fn algorithm_confusion_is_refused() {
+    let ec = ec_key();
+    let f = federation(vec![
+        rsa_public("r1", vec![Alg::RS256]),
+        ec_public("e1", &ec),
+    ]);
+    // An RS256 header with the EC key's kid.
+    let header = serde_json::json!({"alg": "RS256", "kid": "e1"});
+    let input = signing_input(&header, &claims());
+    let sig = RsaSigner::<sha2::Sha256>::new(rsa_key().clone()).sign(input.as_bytes());
+    let token = format!("{input}.{}", b64::encode(sig.to_bytes()));
+    assert_eq!(f.verify(&token, NOW).unwrap_err(), Denial::BadAlgorithm);
+    // ES256 naming the RSA key.
+    assert_eq!(
+        f.verify(&es256(&ec, "r1", "ES256", &claims()), NOW)
+            .unwrap_err(),
+        Denial::BadAlgorithm
+    );
+    for alg in ["HS256", "none", "ES384", "RS384", "es256", ""] {
+        let t = es256(&ec, "e1", alg, &claims());
+        assert_eq!(
+            f.verify(&t, NOW).unwrap_err(),
+            Denial::BadAlgorithm,
+            "{alg}"
+        );
+    }
+    // An HS256 "signature" keyed with the RSA public key's bytes (the classic attack).
+    let header = serde_json::json!({"alg": "HS256", "kid": "r1"});
+    let input = signing_input(&header, &claims());
+    let t = format!("{input}.{}", b64::encode([0u8; 32]));
+    assert_eq!(f.verify(&t, NOW).unwrap_err(), Denial::BadAlgorithm);
+}
+
+/// The control plane's own issuer is never a federated one, even if a snapshot said
+/// so: its tokens stay EdDSA-only, checked elsewhere.
+#[test]
+fn the_own_issuer_is_never_federated() {
+    let mut own = issuer(vec![rsa_public("r1", vec![Alg::RS256])]);
+    own.issuer = "https://cp.test".into();
+    let (f, skipped) = Federation::new(&[own], Some("https://cp.test"));
+    assert!(f.is_empty());
+    assert_eq!(skipped.len(), 1);
+    let mut c = claims();
+    c["iss"] = "https://cp.test".into();
+    assert!(matches!(
+        f.verify(&rs256("r1", &c), NOW),
+        Err(Denial::BadIssuer { .. })
+    ));
+}
+
+#[test]
+fn scope_claims_in_each_providers_shape() {
+    let raw = |v: Value| v.as_object().unwrap().clone();
+    let c = raw(
+        serde_json::json!({"scp": "a b  c", "permissions": ["p:1", 7, "p:2"],
+        "realm_access": {"roles": ["r"]}, "deep": {"x": "y"}}),
+    );
+    assert_eq!(scopes_at(&c, "scp"), ["a", "b", "c"]);
+    assert_eq!(scopes_at(&c, "permissions"), ["p:1", "p:2"]);
+    assert_eq!(scopes_at(&c, "realm_access.roles"), ["r"]);
+    assert!(scopes_at(&c, "deep").is_empty());
+    assert!(scopes_at(&c, "missing.path").is_empty());
+    assert!(scopes_at(&c, "scp.more").is_empty());
+}
+
+#[test]
+fn a_key_off_the_curve_is_left_out_and_the_others_kept() {
+    let mut bad = ec_public("e1", &ec_key());
+    bad.material = KeyMaterial::Ec {
+        crv: "P-256".into(),
+        x: b64::encode([1u8; 32]),
+        y: b64::encode([2u8; 32]),
+    };
+    let (f, skipped) = Federation::new(
+        &[issuer(vec![bad, rsa_public("r1", vec![Alg::RS256])])],
+        None,
+    );
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(f.verify(&rs256("r1", &claims()), NOW).is_ok());
+}

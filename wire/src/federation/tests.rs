@@ -1,0 +1,148 @@
+use super::*;
+
+pub(crate) fn rsa_key(kid: &str) -> FederatedKey {
+    FederatedKey {
+        kid: kid.into(),
+        algorithms: vec![Alg::RS256],
+        material: KeyMaterial::Rsa {
+            n: b64::encode([0xc5u8; 256]),
+            e: "AQAB".into(),
+        },
+    }
+}
+
+pub(crate) fn ec_key(kid: &str) -> FederatedKey {
+    FederatedKey {
+        kid: kid.into(),
+        algorithms: vec![Alg::ES256],
+        material: KeyMaterial::Ec {
+            crv: "P-256".into(),
+            x: b64::encode([1u8; 32]),
+            y: b64::encode([2u8; 32]),
+        },
+    }
+}
+
+pub(crate) fn issuer() -> FederatedIssuer {
+    FederatedIssuer {
+        issuer: "https://idp.example".into(),
+        audiences: vec!["api".into()],
+        algorithms: vec![Alg::RS256, Alg::ES256],
+        typ: None,
+        required_claims: BTreeMap::new(),
+        clock_skew_seconds: 60,
+        scope_claim: "realm_access.roles".into(),
+        forward_claims: BTreeMap::new(),
+        keys: vec![rsa_key("r1"), ec_key("e1")],
+    }
+}
+
+#[test]
+fn a_valid_issuer_passes() {
+    assert_eq!(validate_all(&[issuer()]), Ok(()));
+}
+
+/// Each bound, broken alone, is refused.
+#[test]
+fn out_of_bounds_issuers_are_refused() {
+    type Break = fn(&mut FederatedIssuer);
+    let cases: Vec<(&str, Break)> = vec![
+        ("no keys", |i| i.keys.clear()),
+        ("too many keys", |i| {
+            i.keys = (0..=MAX_KEYS).map(|n| rsa_key(&format!("k{n}"))).collect()
+        }),
+        ("duplicate kid", |i| i.keys[1].kid = "r1".into()),
+        ("empty kid", |i| i.keys[0].kid = String::new()),
+        ("long kid", |i| i.keys[0].kid = "k".repeat(MAX_KID_LEN + 1)),
+        ("no audience", |i| i.audiences.clear()),
+        ("too many audiences", |i| {
+            i.audiences = (0..=MAX_AUDIENCES).map(|n| n.to_string()).collect()
+        }),
+        ("no algorithms", |i| i.algorithms.clear()),
+        ("a key's alg not the issuer's", |i| {
+            i.algorithms = vec![Alg::ES256]
+        }),
+        ("EC key claiming RS256", |i| {
+            i.keys[1].algorithms = vec![Alg::RS256]
+        }),
+        ("RSA key claiming ES256", |i| {
+            i.keys[0].algorithms = vec![Alg::ES256]
+        }),
+        ("P-384 key for ES256", |i| {
+            i.keys[1].material = KeyMaterial::Ec {
+                crv: "P-384".into(),
+                x: b64::encode([1u8; 48]),
+                y: b64::encode([2u8; 48]),
+            }
+        }),
+        ("short RSA", |i| {
+            i.keys[0].material = KeyMaterial::Rsa {
+                n: b64::encode([0xc5u8; 255]),
+                e: "AQAB".into(),
+            }
+        }),
+        ("huge RSA", |i| {
+            i.keys[0].material = KeyMaterial::Rsa {
+                n: b64::encode([0xc5u8; MAX_RSA_BITS / 8 + 1]),
+                e: "AQAB".into(),
+            }
+        }),
+        ("even exponent", |i| {
+            i.keys[0].material = KeyMaterial::Rsa {
+                n: b64::encode([0xc5u8; 256]),
+                e: "AQAA".into(),
+            }
+        }),
+        ("short EC coordinate", |i| {
+            i.keys[1].material = KeyMaterial::Ec {
+                crv: "P-256".into(),
+                x: b64::encode([1u8; 31]),
+                y: b64::encode([2u8; 32]),
+            }
+        }),
+        ("skew", |i| i.clock_skew_seconds = MAX_SKEW_SECONDS + 1),
+        ("scope path", |i| i.scope_claim = "a..b".into()),
+        ("deep scope path", |i| i.scope_claim = "a.b.c.d.e".into()),
+        ("forward to a reserved header", |i| {
+            i.forward_claims
+                .insert("sub".into(), "authorization".into());
+        }),
+        ("issuer with a space", |i| i.issuer = "https://a b".into()),
+        ("required claim without values", |i| {
+            i.required_claims.insert("tenant".into(), vec![]);
+        }),
+    ];
+    for (what, break_it) in cases {
+        let mut i = issuer();
+        break_it(&mut i);
+        assert!(validate_all(&[i]).is_err(), "{what} was accepted");
+    }
+}
+
+#[test]
+fn an_issuer_listed_twice_or_too_many_is_refused() {
+    assert!(validate_all(&[issuer(), issuer()]).is_err());
+    let many: Vec<FederatedIssuer> = (0..=MAX_ISSUERS)
+        .map(|n| FederatedIssuer {
+            issuer: format!("https://idp{n}.example"),
+            ..issuer()
+        })
+        .collect();
+    assert!(validate_all(&many[..MAX_ISSUERS]).is_ok());
+    assert!(validate_all(&many).is_err());
+}
+
+/// A key or issuer with a member this filter does not know is refused, not skipped.
+#[test]
+fn unknown_members_are_refused() {
+    let mut v = serde_json::to_value(issuer()).unwrap();
+    assert!(serde_json::from_value::<FederatedIssuer>(v.clone()).is_ok());
+    v["keys"][0]["material"]["d"] = "AQAB".into();
+    assert!(serde_json::from_value::<FederatedIssuer>(v).is_err());
+    let mut v = serde_json::to_value(issuer()).unwrap();
+    v["keys"][0]["x5c"] = serde_json::json!([]);
+    assert!(serde_json::from_value::<FederatedIssuer>(v).is_err());
+    let mut v = serde_json::to_value(issuer()).unwrap();
+    v["algorithms"] = serde_json::json!(["HS256"]);
+    assert!(serde_json::from_value::<FederatedIssuer>(v).is_err());
+}
