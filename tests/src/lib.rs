@@ -7,6 +7,7 @@ pub mod echo;
 pub mod envoy;
 pub mod fake_sync;
 pub mod http;
+pub mod idp;
 pub mod process;
 pub mod redis;
 pub mod relay;

@@ -12,6 +12,11 @@ impl Process {
         cmd.spawn().map(|c| Process(Some(c)))
     }
 
+    /// Takes over a child spawned elsewhere (e.g. to read its stdout first).
+    pub fn from_child(child: Child) -> Process {
+        Process(Some(child))
+    }
+
     /// SIGKILL and wait: nothing is flushed or drained on the way down. Idempotent.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.0.take() {
