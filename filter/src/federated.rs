@@ -1,10 +1,9 @@
 //! Tokens of trusted external issuers (federation): each issuer's rules and keys come
 //! in the signed snapshot; here they are prepared once and a token is checked against
 //! the issuer its `iss` names. Only that issuer's listed algorithms verify, each with a
-//! key whose type matches: RS256/384/512 and PS256/384/512 (RSA), ES256 (P-256) and
-//! EdDSA. ES384 is listed by the control plane but not verified here yet: such a token
-//! is refused as a bad algorithm. The control plane's own issuer never comes here (it
-//! stays EdDSA-only, `jwt::parse`).
+//! key whose type matches: RS256/384/512 and PS256/384/512 (RSA), ES256 (P-256), ES384
+//! (P-384) and EdDSA. The control plane's own issuer never comes here (it stays
+//! EdDSA-only, `jwt::parse`).
 
 use std::collections::HashMap;
 
@@ -23,8 +22,10 @@ use crate::strict_json::{self, StrictError};
 enum Prepared {
     Rsa(rsa::RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
     Ed25519(Box<PreparedKey>),
-    /// A shape this filter cannot verify (ES384): its tokens are refused.
+    /// A curve this filter does not know (wire admits none today): its tokens are
+    /// refused.
     Unsupported,
 }
 
@@ -58,6 +59,10 @@ fn prepare(k: &FederatedKey) -> Result<Prepared, String> {
         }
         KeyMaterial::Ec { crv, x, y } if crv == "P-256" => {
             let (x, y) = (bytes(x)?, bytes(y)?);
+            // `wire` bounds these already; a wrong length must not reach from_slice.
+            if x.len() != 32 || y.len() != 32 {
+                return Err("P-256 coordinates are not 32 bytes".into());
+            }
             let point = p256::EncodedPoint::from_affine_coordinates(
                 p256::FieldBytes::from_slice(&x),
                 p256::FieldBytes::from_slice(&y),
@@ -66,6 +71,20 @@ fn prepare(k: &FederatedKey) -> Result<Prepared, String> {
             p256::ecdsa::VerifyingKey::from_encoded_point(&point)
                 .map(Prepared::P256)
                 .map_err(|_| "P-256 point is not on the curve".to_string())
+        }
+        KeyMaterial::Ec { crv, x, y } if crv == "P-384" => {
+            let (x, y) = (bytes(x)?, bytes(y)?);
+            if x.len() != 48 || y.len() != 48 {
+                return Err("P-384 coordinates are not 48 bytes".into());
+            }
+            let point = p384::EncodedPoint::from_affine_coordinates(
+                p384::FieldBytes::from_slice(&x),
+                p384::FieldBytes::from_slice(&y),
+                false,
+            );
+            p384::ecdsa::VerifyingKey::from_encoded_point(&point)
+                .map(Prepared::P384)
+                .map_err(|_| "P-384 point is not on the curve".to_string())
         }
         KeyMaterial::Ec { .. } => Ok(Prepared::Unsupported),
         KeyMaterial::Okp { x, .. } => {
@@ -319,6 +338,13 @@ fn verify_signature(key: &Prepared, alg: Alg, msg: &[u8], sig: &[u8]) -> Result<
             // JOSE's ECDSA signature is r || s, 32 bytes each (RFC 7518 §3.4).
             match p256::ecdsa::Signature::from_slice(sig) {
                 Ok(s) if sig.len() == 64 => k.verify(msg, &s).is_ok(),
+                _ => false,
+            }
+        }
+        (Prepared::P384(k), Alg::ES384) => {
+            // r || s, 48 bytes each.
+            match p384::ecdsa::Signature::from_slice(sig) {
+                Ok(s) if sig.len() == 96 => k.verify(msg, &s).is_ok(),
                 _ => false,
             }
         }

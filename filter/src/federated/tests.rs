@@ -281,3 +281,59 @@ fn a_key_off_the_curve_is_left_out_and_the_others_kept() {
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert!(f.verify(&rs256("r1", &claims()), NOW).is_ok());
 }
+
+fn p384_public(kid: &str, key: &p384::ecdsa::SigningKey) -> FederatedKey {
+    let point = key.verifying_key().to_encoded_point(false);
+    FederatedKey {
+        kid: kid.into(),
+        algorithms: vec![Alg::ES384],
+        material: KeyMaterial::Ec {
+            crv: "P-384".into(),
+            x: b64::encode(point.x().unwrap()),
+            y: b64::encode(point.y().unwrap()),
+        },
+    }
+}
+
+/// ES384 (P-384, 96-byte r || s) verifies when the issuer lists it; a signature of
+/// another length, DER, or the P-256 key named under ES384 does not.
+#[test]
+fn es384_is_verified_with_p384_keys_only() {
+    use p384::ecdsa::signature::Signer as _;
+    let k = p384::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let ec = ec_key();
+    let mut iss = issuer(vec![p384_public("p1", &k), ec_public("e1", &ec)]);
+    iss.algorithms.push(Alg::ES384);
+    let (f, skipped) = Federation::new(&[iss], None);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let sign = |kid: &str, alg: &str, der: bool, cut: usize| {
+        let header = serde_json::json!({"alg": alg, "kid": kid});
+        let input = signing_input(&header, &claims());
+        let sig: p384::ecdsa::Signature = k.sign(input.as_bytes());
+        let bytes = if der {
+            sig.to_der().as_bytes().to_vec()
+        } else {
+            sig.to_bytes().to_vec()
+        };
+        format!("{input}.{}", b64::encode(&bytes[..bytes.len() - cut]))
+    };
+    let c = f.verify(&sign("p1", "ES384", false, 0), NOW).unwrap();
+    assert_eq!(c.scopes, ["read", "write"]);
+    assert_eq!(
+        f.verify(&sign("p1", "ES384", false, 1), NOW).unwrap_err(),
+        Denial::BadSignature
+    );
+    assert_eq!(
+        f.verify(&sign("p1", "ES384", true, 0), NOW).unwrap_err(),
+        Denial::BadSignature
+    );
+    assert_eq!(
+        f.verify(&sign("p1", "ES256", false, 0), NOW).unwrap_err(),
+        Denial::BadAlgorithm
+    );
+    assert_eq!(
+        f.verify(&es256(&ec, "e1", "ES384", &claims()), NOW)
+            .unwrap_err(),
+        Denial::BadAlgorithm
+    );
+}
