@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use meshauth_wire::b64;
 use meshauth_wire::federation::{Alg, FederatedIssuer, FederatedKey, KeyMaterial};
-use rsa::signature::Verifier as _;
+use p256::ecdsa::signature::Verifier as _;
 use serde_json::{Map, Value};
 
 use crate::claims::{ClaimRules, Claims};
@@ -20,7 +20,7 @@ use crate::strict_json::{self, StrictError};
 /// A key ready to verify, decoded once per snapshot.
 #[derive(Debug)]
 enum Prepared {
-    Rsa(rsa::RsaPublicKey),
+    Rsa(crate::rsa_verify::RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(Box<PreparedKey>),
@@ -50,13 +50,9 @@ pub struct Federation {
 fn prepare(k: &FederatedKey) -> Result<Prepared, String> {
     let bytes = |s: &str| b64::decode(s).map_err(|_| "not base64url".to_string());
     match &k.material {
-        KeyMaterial::Rsa { n, e } => {
-            let n = rsa::BigUint::from_bytes_be(&bytes(n)?);
-            let e = rsa::BigUint::from_bytes_be(&bytes(e)?);
-            rsa::RsaPublicKey::new_with_max_size(n, e, meshauth_wire::federation::MAX_RSA_BITS)
-                .map(Prepared::Rsa)
-                .map_err(|e| format!("RSA key: {e}"))
-        }
+        KeyMaterial::Rsa { n, e } => crate::rsa_verify::RsaKey::new(&bytes(n)?, &bytes(e)?)
+            .map(Prepared::Rsa)
+            .map_err(|e| e.to_string()),
         KeyMaterial::Ec { crv, x, y } if crv == "P-256" => {
             let (x, y) = (bytes(x)?, bytes(y)?);
             // `wire` bounds these already; a wrong length must not reach from_slice.
@@ -302,38 +298,17 @@ fn split(token: &str) -> Result<Parts<'_>, Denial> {
 
 /// `Err(BadAlgorithm)` when the key cannot serve `alg` (its type does not match).
 fn verify_signature(key: &Prepared, alg: Alg, msg: &[u8], sig: &[u8]) -> Result<bool, Denial> {
-    use rsa::{pkcs1v15, pss};
-    use sha2::{Sha256, Sha384, Sha512};
+    use crate::rsa_verify::Hash;
     Ok(match (key, alg) {
-        (Prepared::Rsa(k), _) => {
-            // A signature is exactly the modulus' length (RFC 8017 §8.2.2).
-            let Ok(s) = pkcs1v15::Signature::try_from(sig) else {
-                return Ok(false);
-            };
-            let p = pss::Signature::try_from(sig);
-            match (alg, p) {
-                (Alg::RS256, _) => pkcs1v15::VerifyingKey::<Sha256>::new(k.clone())
-                    .verify(msg, &s)
-                    .is_ok(),
-                (Alg::RS384, _) => pkcs1v15::VerifyingKey::<Sha384>::new(k.clone())
-                    .verify(msg, &s)
-                    .is_ok(),
-                (Alg::RS512, _) => pkcs1v15::VerifyingKey::<Sha512>::new(k.clone())
-                    .verify(msg, &s)
-                    .is_ok(),
-                (Alg::PS256, Ok(p)) => pss::VerifyingKey::<Sha256>::new(k.clone())
-                    .verify(msg, &p)
-                    .is_ok(),
-                (Alg::PS384, Ok(p)) => pss::VerifyingKey::<Sha384>::new(k.clone())
-                    .verify(msg, &p)
-                    .is_ok(),
-                (Alg::PS512, Ok(p)) => pss::VerifyingKey::<Sha512>::new(k.clone())
-                    .verify(msg, &p)
-                    .is_ok(),
-                (Alg::PS256 | Alg::PS384 | Alg::PS512, Err(_)) => false,
-                (Alg::ES256 | Alg::ES384 | Alg::EdDSA, _) => return Err(Denial::BadAlgorithm),
-            }
-        }
+        (Prepared::Rsa(k), _) => match alg {
+            Alg::RS256 => k.verify_pkcs1v15(Hash::Sha256, msg, sig),
+            Alg::RS384 => k.verify_pkcs1v15(Hash::Sha384, msg, sig),
+            Alg::RS512 => k.verify_pkcs1v15(Hash::Sha512, msg, sig),
+            Alg::PS256 => k.verify_pss(Hash::Sha256, msg, sig),
+            Alg::PS384 => k.verify_pss(Hash::Sha384, msg, sig),
+            Alg::PS512 => k.verify_pss(Hash::Sha512, msg, sig),
+            Alg::ES256 | Alg::ES384 | Alg::EdDSA => return Err(Denial::BadAlgorithm),
+        },
         (Prepared::P256(k), Alg::ES256) => {
             // JOSE's ECDSA signature is r || s, 32 bytes each (RFC 7518 §3.4).
             match p256::ecdsa::Signature::from_slice(sig) {
