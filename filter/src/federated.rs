@@ -163,7 +163,7 @@ impl Federation {
         if header.contains_key("crit") {
             return Err(Denial::Malformed("unsupported crit header"));
         }
-        let mut claims = Claims::parse(&parts.payload)?;
+        let mut claims = Claims::parse_without_id(&parts.payload)?;
         let issuer = claims
             .iss
             .as_deref()
@@ -220,8 +220,19 @@ impl Federation {
                 });
             }
         }
+        claims.jti = token_id(&claims, &issuer.rules)?;
         claims.scopes = scopes_at(&claims.raw, &issuer.rules.scope_claim);
         Ok(claims)
+    }
+}
+
+/// The token's id under its issuer's rules: the `id_claim` (`jti` unless set), a
+/// non-empty string; absent only when the issuer has `id_optional`.
+fn token_id(claims: &Claims, rules: &FederatedIssuer) -> Result<Option<String>, Denial> {
+    match claims.raw.get(rules.id_claim()) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        None if rules.id_optional => Ok(None),
+        _ => Err(Denial::BadClaim("jti")),
     }
 }
 

@@ -57,6 +57,13 @@ pub struct AddArgs {
     /// CLAIM=HEADER: forward the claim upstream in this header (repeatable).
     #[arg(long = "forward-claim")]
     forward_claims: Vec<String>,
+    /// The claim that identifies a token for revocation by id, when not jti (Entra ID: uti).
+    #[arg(long)]
+    id_claim: Option<String>,
+    /// Admit its tokens that carry no such claim (Auth0, Google); they can then be
+    /// revoked by subject or session only.
+    #[arg(long)]
+    id_optional: bool,
     /// The whole spec as JSON (`-` for stdin) instead of the flags.
     #[arg(long, conflicts_with_all = ["discovery", "jwks_uri", "issuer", "audiences", "algorithms"])]
     file: Option<std::path::PathBuf>,
@@ -94,6 +101,8 @@ fn spec_of(a: AddArgs) -> Result<IssuerSpec, String> {
             .unwrap_or(crate::issuers::model::DEFAULT_SKEW_SECONDS),
         scope_claim: a.scope_claim.unwrap_or_else(|| "scope".into()),
         forward_claims,
+        id_claim: a.id_claim,
+        id_optional: a.id_optional,
     })
 }
 

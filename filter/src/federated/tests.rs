@@ -52,6 +52,8 @@ pub(crate) fn issuer(keys: Vec<FederatedKey>) -> FederatedIssuer {
         clock_skew_seconds: 30,
         scope_claim: "realm_access.roles".into(),
         forward_claims: Default::default(),
+        id_claim: None,
+        id_optional: false,
         keys,
     }
 }
@@ -335,5 +337,66 @@ fn es384_is_verified_with_p384_keys_only() {
         f.verify(&es256(&ec, "e1", "ES384", &claims()), NOW)
             .unwrap_err(),
         Denial::BadAlgorithm
+    );
+}
+
+/// The token id: `jti` by default and required; another claim when the issuer names
+/// one (Entra's `uti`); absent only with `id_optional`, and then nothing to revoke by id.
+#[test]
+fn the_token_id_follows_the_issuers_rule() {
+    let without = |drop: &str, add: Option<(&str, Value)>| {
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove(drop);
+        if let Some((k, v)) = add {
+            c[k] = v;
+        }
+        c
+    };
+    let f = federation(vec![rsa_public("r1", vec![Alg::RS256])]);
+    assert_eq!(
+        f.verify(&rs256("r1", &without("jti", None)), NOW)
+            .unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+    assert_eq!(
+        f.verify(&rs256("r1", &without("jti", Some(("jti", "".into())))), NOW)
+            .unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+    let c = f.verify(&rs256("r1", &claims()), NOW).unwrap();
+    assert_eq!(c.jti.as_deref(), Some("j1"));
+
+    let mut entra = issuer(vec![rsa_public("r1", vec![Alg::RS256])]);
+    entra.id_claim = Some("uti".into());
+    let (f, _) = Federation::new(&[entra.clone()], None);
+    let uti = without("jti", Some(("uti", "u-1".into())));
+    assert_eq!(
+        f.verify(&rs256("r1", &uti), NOW).unwrap().jti.as_deref(),
+        Some("u-1")
+    );
+    // Its `jti`, if any, is not the id (it is not what the provider revokes by).
+    let both = without("uti", None);
+    assert_eq!(
+        f.verify(&rs256("r1", &both), NOW).unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+    assert_eq!(
+        f.verify(&rs256("r1", &without("jti", Some(("uti", 5.into())))), NOW)
+            .unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+
+    entra.id_optional = true;
+    let (f, _) = Federation::new(&[entra], None);
+    let c = f.verify(&rs256("r1", &without("jti", None)), NOW).unwrap();
+    assert_eq!(c.jti, None);
+    // Optional is not "any type": a non-string id is still refused.
+    assert_eq!(
+        f.verify(
+            &rs256("r1", &without("jti", Some(("uti", true.into())))),
+            NOW
+        )
+        .unwrap_err(),
+        Denial::BadClaim("jti")
     );
 }
