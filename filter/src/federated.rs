@@ -21,7 +21,11 @@ use crate::strict_json::{self, StrictError};
 #[derive(Debug)]
 enum Prepared {
     Rsa(crate::rsa_verify::RsaKey),
-    P256(p256::ecdsa::VerifyingKey),
+    /// With a comb table for the first `p256_comb::MAX_TABLES` keys of a snapshot.
+    P256(
+        p256::ecdsa::VerifyingKey,
+        Option<Box<crate::p256_comb::Comb>>,
+    ),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(Box<PreparedKey>),
     /// A curve this filter does not know (wire admits none today): its tokens are
@@ -65,7 +69,7 @@ fn prepare(k: &FederatedKey) -> Result<Prepared, String> {
                 false,
             );
             p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                .map(Prepared::P256)
+                .map(|k| Prepared::P256(k, None))
                 .map_err(|_| "P-256 point is not on the curve".to_string())
         }
         KeyMaterial::Ec { crv, x, y } if crv == "P-384" => {
@@ -102,6 +106,7 @@ impl Federation {
     pub fn new(list: &[FederatedIssuer], own_issuer: Option<&str>) -> (Federation, Vec<String>) {
         let mut issuers = HashMap::with_capacity(list.len());
         let mut skipped = Vec::new();
+        let mut tables = 0;
         for i in list {
             if own_issuer == Some(i.issuer.as_str()) {
                 skipped.push(format!("{:?}: the control plane's own issuer", i.issuer));
@@ -110,7 +115,14 @@ impl Federation {
             let mut keys = HashMap::with_capacity(i.keys.len());
             for k in &i.keys {
                 match prepare(k) {
-                    Ok(prepared) => {
+                    Ok(mut prepared) => {
+                        if let Prepared::P256(key, comb @ None) = &mut prepared {
+                            if tables < crate::p256_comb::MAX_TABLES {
+                                tables += 1;
+                                let point = p256::ProjectivePoint::from(*key.as_affine());
+                                *comb = Some(Box::new(crate::p256_comb::Comb::new(&point)));
+                            }
+                        }
                         keys.insert(
                             k.kid.clone(),
                             Key {
@@ -320,7 +332,8 @@ fn verify_signature(key: &Prepared, alg: Alg, msg: &[u8], sig: &[u8]) -> Result<
             Alg::PS512 => k.verify_pss(Hash::Sha512, msg, sig),
             Alg::ES256 | Alg::ES384 | Alg::EdDSA => return Err(Denial::BadAlgorithm),
         },
-        (Prepared::P256(k), Alg::ES256) => {
+        (Prepared::P256(_, Some(comb)), Alg::ES256) => crate::p256_comb::verify(comb, msg, sig),
+        (Prepared::P256(k, None), Alg::ES256) => {
             // JOSE's ECDSA signature is r || s, 32 bytes each (RFC 7518 §3.4).
             match p256::ecdsa::Signature::from_slice(sig) {
                 Ok(s) if sig.len() == 64 => k.verify(msg, &s).is_ok(),

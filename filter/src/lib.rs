@@ -22,6 +22,7 @@ pub mod headers;
 pub mod jwks;
 pub mod jwt;
 pub mod limits;
+pub mod p256_comb;
 pub mod path;
 pub mod revocation;
 pub mod rsa_verify;

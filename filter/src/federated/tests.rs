@@ -400,3 +400,31 @@ fn the_token_id_follows_the_issuers_rule() {
         Denial::BadClaim("jti")
     );
 }
+
+/// Past `p256_comb::MAX_TABLES` keys, P-256 keys verify without a table, the same way.
+#[test]
+fn p256_keys_beyond_the_table_budget_still_verify() {
+    let keys: Vec<_> = (0..crate::p256_comb::MAX_TABLES + 2)
+        .map(|_| ec_key())
+        .collect();
+    let public = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ec_public(&format!("e{i}"), k))
+        .collect();
+    let f = federation(public);
+    for (i, k) in keys.iter().enumerate() {
+        let kid = format!("e{i}");
+        assert!(
+            f.verify(&es256(k, &kid, "ES256", &claims()), NOW).is_ok(),
+            "{kid}"
+        );
+        let other = &keys[(i + 1) % keys.len()];
+        assert_eq!(
+            f.verify(&es256(other, &kid, "ES256", &claims()), NOW)
+                .unwrap_err(),
+            Denial::BadSignature,
+            "{kid}"
+        );
+    }
+}
