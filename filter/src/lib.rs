@@ -24,6 +24,7 @@ pub mod jwt;
 pub mod limits;
 pub mod path;
 pub mod revocation;
+pub mod rsa_verify;
 pub mod rules;
 pub mod strict_json;
 pub mod sync;
