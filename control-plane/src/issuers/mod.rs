@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod http;
 pub mod jwks;
 pub mod model;
+pub mod spec;
 pub mod url;
 pub mod verify;
 

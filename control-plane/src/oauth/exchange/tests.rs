@@ -4,6 +4,8 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::{OAuthCode, OAuthError};
+use crate::issuers::model::ExchangePolicy;
 
 fn policy() -> ExchangePolicy {
     ExchangePolicy {
