@@ -46,6 +46,12 @@ pub struct IssuerLabel {
     pub issuer: String,
 }
 
+/// What became of a filter's unknown-kid report: a fixed set, never filter input.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
@@ -73,6 +79,7 @@ pub struct Metrics {
     pub federation_fetch_failures: Family<IssuerLabel, Counter>,
     pub federation_circuit_open: Family<IssuerLabel, Gauge>,
     pub federation_keys: Family<IssuerLabel, Gauge>,
+    pub federation_kid_reports: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -211,8 +218,15 @@ impl Metrics {
             "Verification keys held for a trusted issuer",
             federation_keys.clone(),
         );
+        let federation_kid_reports = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "meshauth_federation_unknown_kid_reports",
+            "Filters' reports of an unknown kid, by outcome: triggered (a refetch now), suppressed (one ran within refetch_on_unknown_kid_interval), held (the kid is held already), ignored (no such trusted issuer)",
+            federation_kid_reports.clone(),
+        );
         Metrics {
             registry,
+            federation_kid_reports,
             federation_fetch_failures,
             federation_circuit_open,
             federation_keys,

@@ -171,7 +171,10 @@ fn background_tasks(app: &Arc<App>) -> [tokio::task::JoinHandle<()>; 3] {
             let mut every = tokio::time::interval(FEDERATION_TICK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = app.issuers().woken() => {}
+                }
                 if let Err(e) = app.fetch_issuer_keys().await {
                     tracing::warn!(error = %e, "federated key fetch step failed; will retry");
                 }

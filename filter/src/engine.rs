@@ -7,6 +7,7 @@ use crate::cache::VerifiedCache;
 use crate::claims::Claims;
 use crate::config::{Config, ForwardedClaim};
 use crate::deny::Denial;
+use crate::federated::report::KidReports;
 use crate::federated::Federation;
 use crate::jwks::KeySet;
 use crate::jwt;
@@ -17,7 +18,7 @@ use crate::rules::Policy;
 use crate::sync::{BeforeFirst, OnUnconfirmed};
 use meshauth_wire::federation::FederatedIssuer;
 use meshauth_wire::limits::LimitPolicy;
-use meshauth_wire::sync::{Delta, Snapshot};
+use meshauth_wire::sync::{Delta, Snapshot, UnknownKidReport};
 use meshauth_wire::JwkSet;
 
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +95,8 @@ pub struct Engine {
     /// Trusted external issuers in force, prepared, and as pushed (to rebuild on change).
     federation: Federation,
     pushed_issuers: Vec<FederatedIssuer>,
+    /// Unknown kids of trusted issuers, throttled, for the root context to report.
+    kid_reports: KidReports,
 }
 
 impl Engine {
@@ -109,6 +112,7 @@ impl Engine {
             pushed_limits: Vec::new(),
             federation: Federation::default(),
             pushed_issuers: Vec::new(),
+            kid_reports: KidReports::default(),
             config,
             cache,
             revocations: Revocations::default(),
@@ -150,6 +154,8 @@ impl Engine {
             }
             self.federation = federation;
             self.pushed_issuers = snap.issuers;
+            let federation = &self.federation;
+            self.kid_reports.retain(|iss| federation.trusts(iss));
             // Verifications under keys no longer pushed must not outlive them.
             self.cache.clear();
         }
@@ -185,6 +191,12 @@ impl Engine {
         self.applied = Some((delta.epoch, delta.version));
         self.issued_at = self.issued_at.max(delta.issued_at);
         Ok(true)
+    }
+
+    /// The unknown-kid reports queued since the last call (at most one per trusted
+    /// issuer per second), for the root context to send to the control plane.
+    pub fn take_kid_reports(&mut self) -> Vec<UnknownKidReport> {
+        self.kid_reports.take()
     }
 
     /// (epoch, version) of the snapshot in force, if any.
@@ -265,6 +277,7 @@ impl Engine {
             revocations,
             ready,
             federation,
+            kid_reports,
             ..
         } = self;
         let route = config.routes.find(req.method, req.path);
@@ -326,11 +339,22 @@ impl Engine {
                     used = CacheUse::Miss;
                     // Which issuer a token claims decides which rules verify it; the
                     // control plane's own issuer is never a federated one.
-                    let federated = !federation.is_empty()
-                        && crate::federated::unverified_iss(token)
-                            .is_some_and(|iss| federation.trusts(&iss));
-                    let claims = if federated {
-                        federation.verify(token, now)?
+                    let trusted_iss = if federation.is_empty() {
+                        None
+                    } else {
+                        crate::federated::unverified_iss(token).filter(|iss| federation.trusts(iss))
+                    };
+                    let federated = trusted_iss.is_some();
+                    let claims = if let Some(iss) = &trusted_iss {
+                        federation.verify(token, now).inspect_err(|d| {
+                            // The provider may have rotated: ask the control plane to
+                            // fetch its keys now. Throttled before the kid is even read.
+                            if *d == Denial::UnknownKey && kid_reports.due(iss, now) {
+                                if let Some(kid) = crate::federated::unverified_kid(token) {
+                                    kid_reports.note(iss, &kid, now);
+                                }
+                            }
+                        })?
                     } else {
                         let parsed = jwt::parse(token)?;
                         let key = config.keys.get(&parsed.kid).ok_or(Denial::UnknownKey)?;

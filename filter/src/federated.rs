@@ -267,6 +267,18 @@ pub fn unverified_iss(token: &str) -> Option<String> {
     }
 }
 
+/// The `kid` a token's header names, before any check: only for an unknown-kid report,
+/// after `Federation::verify` refused the token for it.
+pub fn unverified_kid(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let bytes = b64::decode(header).ok()?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    match header.get("kid") {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 /// The scopes at a dotted claim path: an array of strings, or one space-separated
 /// string (`scope`, `scp` either way; `permissions`, `realm_access.roles`). Anything
 /// else gives none.
@@ -354,6 +366,8 @@ fn verify_signature(key: &Prepared, alg: Alg, msg: &[u8], sig: &[u8]) -> Result<
         _ => return Err(Denial::BadAlgorithm),
     })
 }
+
+pub mod report;
 
 #[cfg(test)]
 pub(crate) mod tests;

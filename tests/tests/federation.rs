@@ -3,17 +3,21 @@
 //! RS256, ES256, ES384 and EdDSA access tokens; the real control plane trusts it, fetches its
 //! keys and pushes them; the filter in a real Envoy verifies its tokens.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use meshauth_tests::control_plane::{ControlPlane, StoreKind};
 use meshauth_tests::envoy::{Envoy, Options};
-use meshauth_tests::http::{get, Answer};
+use meshauth_tests::http::{get, request, Answer};
 use meshauth_tests::idp::{jose_header, Idp, Resource};
 use meshauth_tests::wait::wait_until;
 use serde_json::json;
 
 /// Loopback http provider; a key set is refetched every second (no max-age is sent).
 const FEDERATION: &str = "[federation]\nallow_insecure_http = true\ncache_floor = \"1s\"\n";
+/// A key set is refetched on schedule no sooner than a minute after the last fetch: within
+/// a test, only a filter's unknown-kid report can explain another fetch. The report
+/// gate keeps its default (5 s).
+const SLOW_SCHEDULE: &str = "[federation]\nallow_insecure_http = true\ncache_floor = \"60s\"\n";
 
 fn envoy_for(cp: &ControlPlane) -> Envoy {
     let key = get(&cp.url("/sync/v1/distribution-key"), &[]).json()["public_key"]
@@ -279,4 +283,208 @@ fn a_providers_token_exchanged_for_a_mesh_token_is_admitted_then_revoked_at_the_
     cp.cli_ok(&["revoke", "token", &mesh]);
     let a = eventually(&envoy, &mesh, 403);
     assert_eq!(error_code(&a), "token_revoked", "{}", a.body);
+}
+
+/// `token` with its header's `kid` replaced: the signature no longer matters, the filter
+/// refuses it for the unknown key before checking it.
+fn with_kid(token: &str, kid: &str) -> String {
+    use base64::Engine;
+    let mut header = jose_header(token);
+    header["kid"] = json!(kid);
+    let head = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string());
+    let rest = token.split_once('.').unwrap().1;
+    format!("{head}.{rest}")
+}
+
+fn report(cp: &ControlPlane, auth: Option<(&str, &str)>, body: &str) -> Answer {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(auth);
+    request(
+        "POST",
+        &cp.url("/sync/v1/unknown-kid"),
+        &headers,
+        Some(body),
+    )
+}
+
+fn wait_for_fetches(idp: &Idp, at_least: u64) {
+    wait_until(&format!("{at_least} JWKS fetches"), 15, || {
+        let n = idp.jwks_fetches();
+        (n >= at_least)
+            .then_some(())
+            .ok_or_else(|| format!("{n} fetches"))
+    });
+}
+
+/// The provider rotates its keys; a token signed with the new key is refused once for
+/// the unknown kid, the filter reports it, the control plane fetches at once (its
+/// schedule would wait a minute) and the edge admits the token seconds later. A flood
+/// of made-up kids costs the provider at most a fetch or two.
+#[test]
+fn a_rotation_reaches_the_edge_through_the_filters_unknown_kid_report() {
+    let idp = Idp::start();
+    let cp = ControlPlane::start(StoreKind::Embedded, SLOW_SCHEDULE);
+    let envoy = envoy_for(&cp);
+    trust(&cp, &idp);
+    let old = idp.token(Resource::Rs256, "read");
+    eventually(&envoy, &old, 200);
+    let fetched = idp.jwks_fetches();
+
+    let kids = idp.rotate();
+    let new = idp.token(Resource::Rs256, "read");
+    assert_eq!(jose_header(&new)["kid"], kids[0].as_str());
+    let rotated = Instant::now();
+    let first = call(&envoy, &new);
+    assert!(
+        first.status == 200 || (first.status, error_code(&first)) == (401, "unknown_key".into()),
+        "{} {}",
+        first.status,
+        first.body
+    );
+    wait_until("the new key at the edge", 20, || {
+        let a = call(&envoy, &new);
+        if a.status == 200 {
+            return Ok(());
+        }
+        Err(format!("still {} ({})\n{}", a.status, a.body, cp.log()))
+    });
+    eprintln!(
+        "rotation to admission at the edge: {:?} (first call {})",
+        rotated.elapsed(),
+        first.status
+    );
+    assert!(
+        cp_metric(
+            &cp,
+            "meshauth_federation_unknown_kid_reports_total{outcome=\"triggered\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the report, not the schedule, brought the key"
+    );
+    assert!(idp.jwks_fetches() > fetched);
+    assert_eq!(
+        call(&envoy, &old).status,
+        200,
+        "the old key is still published"
+    );
+
+    // A flood of tokens with made-up kids, spread over a few seconds so every worker
+    // reports several times: the control plane's gate lets through at most one fetch
+    // per interval, deferred to when the interval has passed.
+    let before = idp.jwks_fetches();
+    for i in 0..50 {
+        let forged = with_kid(&new, &format!("forged-{i}-{}", rand::random::<u64>()));
+        let a = call(&envoy, &forged);
+        assert_eq!((a.status, error_code(&a)), (401, "unknown_key".into()));
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    // Past the interval: a deferred fetch has had its chance.
+    std::thread::sleep(Duration::from_secs(7));
+    let flood_fetches = idp.jwks_fetches() - before;
+    eprintln!("JWKS fetches caused by 50 forged kids: {flood_fetches}");
+    assert!(flood_fetches <= 2, "{flood_fetches} fetches");
+    assert!(
+        cp_metric(
+            &cp,
+            "meshauth_federation_unknown_kid_reports_total{outcome=\"suppressed\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the flood reached the gate"
+    );
+    for t in [&old, &new] {
+        assert_eq!(call(&envoy, t).status, 200);
+    }
+}
+
+/// The report endpoint itself: only for holders of the sync credential, bounded,
+/// ignoring issuers it does not trust, and gated per issuer.
+#[test]
+fn unknown_kid_reports_are_authenticated_bounded_and_gated() {
+    let idp = Idp::start();
+    let cp = ControlPlane::start(StoreKind::Embedded, SLOW_SCHEDULE);
+    trust(&cp, &idp);
+    wait_for_fetches(&idp, 1);
+    wait_until("the keys held", 15, || {
+        cp_metric(&cp, "meshauth_federation_keys{issuer=\"idp\"}")
+            .filter(|n| *n >= 1.0)
+            .ok_or_else(|| "no keys yet".to_string())
+    });
+    let start = idp.jwks_fetches();
+    let (k, v) = cp.sync_auth();
+    let auth = Some((k, v.as_str()));
+    let body = |iss: &str, kid: &str| json!({"issuer": iss, "kid": kid}).to_string();
+
+    // Hostile first: none of these fetches anything.
+    let a = report(&cp, None, &body(&idp.issuer, "k"));
+    assert_eq!(a.status, 401, "{}", a.body);
+    let a = report(
+        &cp,
+        Some(("authorization", "Bearer wrong")),
+        &body(&idp.issuer, "k"),
+    );
+    assert_eq!(a.status, 401, "{}", a.body);
+    for bad in [
+        "not json".to_string(),
+        "{}".to_string(),
+        body(&idp.issuer, ""),
+        body(&idp.issuer, &"k".repeat(129)),
+        body(&idp.issuer, "k\u{0}"),
+        body(&"i".repeat(513), "k"),
+        json!({"issuer": idp.issuer, "kid": "k", "extra": 1}).to_string(),
+        json!({"issuer": idp.issuer, "kid": 7}).to_string(),
+    ] {
+        let a = report(&cp, auth, &bad);
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    let outcome = |a: &Answer| a.json()["outcome"].as_str().unwrap_or("").to_string();
+    let a = report(&cp, auth, &body("https://not-trusted.example", "k"));
+    assert_eq!(
+        (a.status, outcome(&a)),
+        (202, "ignored".into()),
+        "{}",
+        a.body
+    );
+    // A kid the control plane holds: the filter is merely behind, nothing to fetch.
+    let held = idp.rotate(); // not fetched yet: the held kids are generation 1
+    let old_kid = held[0].replace("-2", "-1");
+    let a = report(&cp, auth, &body(&idp.issuer, &old_kid));
+    assert_eq!((a.status, outcome(&a)), (202, "held".into()), "{}", a.body);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(idp.jwks_fetches(), start, "nothing above fetched");
+
+    // A real unknown kid: one fetch at once; the next reports within the interval
+    // wait for it to pass, however many come.
+    let a = report(&cp, auth, &body(&idp.issuer, &held[0]));
+    assert_eq!(
+        (a.status, outcome(&a)),
+        (202, "triggered".into()),
+        "{}",
+        a.body
+    );
+    wait_for_fetches(&idp, start + 1);
+    for i in 0..20 {
+        let a = report(&cp, auth, &body(&idp.issuer, &format!("random-{i}")));
+        assert_eq!(
+            (a.status, outcome(&a)),
+            (202, "suppressed".into()),
+            "{}",
+            a.body
+        );
+    }
+    // Once fetched, the rotated kid is held.
+    wait_until("the rotated kid held", 15, || {
+        let a = report(&cp, auth, &body(&idp.issuer, &held[0]));
+        match outcome(&a).as_str() {
+            "held" => Ok(()),
+            "suppressed" => Err("not yet".to_string()),
+            other => panic!("{other}: {}", a.body),
+        }
+    });
+    wait_for_fetches(&idp, start + 2);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        idp.jwks_fetches(),
+        start + 2,
+        "twenty reports: one deferred fetch"
+    );
 }

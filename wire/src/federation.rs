@@ -164,7 +164,7 @@ pub struct FederatedIssuer {
     pub keys: Vec<FederatedKey>,
 }
 
-fn visible(s: &str, max: usize) -> bool {
+pub(crate) fn visible(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 

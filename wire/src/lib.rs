@@ -2,7 +2,7 @@
 //!
 //! Everything that crosses between the two halves is defined here once: base64url as
 //! JOSE uses it, Ed25519 JWKs and their RFC 7638 thumbprints, and the access-token
-//! claims, the sync messages (snapshot, delta, poll query, confirm call, head
+//! claims, the sync messages (snapshot, delta, poll query, confirm call, unknown-kid report, head
 //! statement), the error body and the header names. Both sides depend on this crate, so a format can't drift between them.
 
 pub mod b64;

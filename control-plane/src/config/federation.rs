@@ -30,6 +30,10 @@ pub struct FederationConfig {
     /// One fetch (connect, headers and body) must end within this.
     #[serde(default = "d_fetch_timeout", with = "humantime_serde_compat")]
     pub fetch_timeout: Duration,
+    /// A filter's report of an unknown `kid` fetches the issuer's keys at once, whatever
+    /// their cache lifetime, but at most once per this (per issuer and replica).
+    #[serde(default = "d_refetch_interval", with = "humantime_serde_compat")]
+    pub refetch_on_unknown_kid_interval: Duration,
 }
 
 impl Default for FederationConfig {
@@ -40,6 +44,7 @@ impl Default for FederationConfig {
             cache_floor: d_cache_floor(),
             cache_ceiling: d_cache_ceiling(),
             fetch_timeout: d_fetch_timeout(),
+            refetch_on_unknown_kid_interval: d_refetch_interval(),
         }
     }
 }
@@ -61,7 +66,20 @@ impl FederationConfig {
         {
             return bad("fetch_timeout must be 100ms to 60s");
         }
+        if self.refetch_on_unknown_kid_interval < Duration::from_secs(1)
+            || self.refetch_on_unknown_kid_interval > Duration::from_secs(3_600)
+        {
+            return bad("refetch_on_unknown_kid_interval must be 1s to 1h");
+        }
         Ok(())
+    }
+
+    /// `refetch_on_unknown_kid_interval` in whole seconds (the fetch loop's clock),
+    /// rounded up so a refetch never comes sooner than configured.
+    pub fn refetch_interval_seconds(&self) -> i64 {
+        let d = self.refetch_on_unknown_kid_interval;
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        i64::try_from(secs).unwrap_or(i64::MAX)
     }
 }
 
@@ -77,6 +95,9 @@ fn d_cache_ceiling() -> Duration {
 fn d_fetch_timeout() -> Duration {
     Duration::from_secs(5)
 }
+fn d_refetch_interval() -> Duration {
+    Duration::from_secs(5)
+}
 
 #[cfg(test)]
 mod tests {
@@ -89,6 +110,10 @@ mod tests {
         assert!(c.allow_insecure_http);
         assert_eq!(c.cache_floor, Duration::from_secs(120));
         assert_eq!(c.max_issuers, 32);
+        assert_eq!(c.refetch_interval_seconds(), 5);
+        let c: FederationConfig =
+            toml::from_str("refetch_on_unknown_kid_interval = \"1500ms\"").unwrap_or_default();
+        assert_eq!(c.refetch_interval_seconds(), 2, "rounded up");
         assert!(toml::from_str::<FederationConfig>("allow_http = true").is_err());
     }
 
@@ -119,6 +144,14 @@ mod tests {
             },
             FederationConfig {
                 fetch_timeout: Duration::from_secs(61),
+                ..Default::default()
+            },
+            FederationConfig {
+                refetch_on_unknown_kid_interval: Duration::from_millis(999),
+                ..Default::default()
+            },
+            FederationConfig {
+                refetch_on_unknown_kid_interval: Duration::from_secs(3_601),
                 ..Default::default()
             },
         ] {

@@ -28,7 +28,7 @@ use error::ApiError;
 
 /// The `PUT /admin/limits/{name}` body parser, for the fuzz targets.
 pub use admin::policy_named;
-use meshauth_wire::sync::{CONFIRM_PATH, DISTRIBUTION_KEY_PATH, SNAPSHOT_PATH};
+use meshauth_wire::sync::{CONFIRM_PATH, DISTRIBUTION_KEY_PATH, SNAPSHOT_PATH, UNKNOWN_KID_PATH};
 
 /// Bodies larger than this are refused with 413 before they are parsed.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -100,6 +100,7 @@ fn sync_routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route(SNAPSHOT_PATH, get(sync::snapshot))
         .route(CONFIRM_PATH, post(sync::confirm))
+        .route(UNKNOWN_KID_PATH, post(sync::unknown_kid))
         .route_layer(from_fn_with_state(app.clone(), middleware::require_filter))
         // Public (after the layer): the distribution key's public half, which filters
         // pin, and the module.

@@ -21,7 +21,9 @@ use crate::error::ServiceError;
 use crate::metrics::AnswerLabel;
 use crate::sync::longpoll::{self, Reply};
 use meshauth_wire::headers::{HEAD, VERSION};
-use meshauth_wire::sync::{ConfirmAnswer, ConfirmRequest, PollQuery, SignedConfirm};
+use meshauth_wire::sync::{
+    ConfirmAnswer, ConfirmRequest, PollQuery, SignedConfirm, UnknownKidAnswer, UnknownKidReport,
+};
 
 fn with_version(mut resp: Response, version: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
@@ -148,6 +150,20 @@ pub async fn confirm(
         nonce: c.nonce,
         revoked,
     })))
+}
+
+/// A filter saw a token of a trusted issuer with a `kid` its pushed keys lack: fetch
+/// that issuer's keys now (at most once per `refetch_on_unknown_kid_interval`). `202`
+/// with what was done; a report out of bounds is `400` and changes nothing.
+pub async fn unknown_kid(
+    State(app): State<Arc<App>>,
+    ApiJson(report): ApiJson<UnknownKidReport>,
+) -> Result<Response, ApiError> {
+    report
+        .validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let outcome = app.issuers().unknown_kid(&report);
+    Ok((StatusCode::ACCEPTED, Json(UnknownKidAnswer { outcome })).into_response())
 }
 
 /// The distribution key's public half, which filters pin, and the epoch it signs.

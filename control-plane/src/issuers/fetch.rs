@@ -12,9 +12,11 @@ use super::breaker::{jittered, Breaker, CircuitState};
 use super::http::{Answer, Getter};
 use super::jwks::{cache_lifetime, parse_discovery, parse_jwks, FederatedKey};
 use super::model::{KeySource, TrustedIssuer};
+use super::refetch::Refetch;
 use super::url::{FetchUrl, UrlPolicy};
 use crate::config::FederationConfig;
 use crate::metrics::Metrics;
+use meshauth_wire::sync::UnknownKidOutcome;
 
 /// What `GET /admin/issuers/{name}` shows of the fetching.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,8 @@ struct Entry {
     last_success: Option<i64>,
     last_error: Option<String>,
     next_at: i64,
+    /// Fetches out of schedule that filters' unknown-kid reports asked for.
+    refetch: Refetch,
 }
 
 impl Entry {
@@ -51,7 +55,15 @@ impl Entry {
             last_success: None,
             last_error: None,
             next_at: now,
+            refetch: Refetch::default(),
         }
+    }
+
+    /// Due by its schedule, or by a report while the circuit is closed (an open or
+    /// half-open circuit keeps its own pace: a report never adds a probe).
+    fn due(&self, now: i64) -> bool {
+        self.next_at <= now
+            || (self.refetch.due(now) && self.breaker.state() == CircuitState::Closed)
     }
 }
 
@@ -82,6 +94,8 @@ pub struct Fetcher {
     getter: Getter,
     floor: Duration,
     ceiling: Duration,
+    /// Report-triggered fetches of one issuer are at least this far apart (seconds).
+    refetch_interval: i64,
     /// A number from 0 to 1 for each jittered delay (tests pin it).
     jitter: Box<dyn Fn() -> f64 + Send + Sync>,
 }
@@ -93,6 +107,7 @@ impl Fetcher {
             getter: Getter::new(c.fetch_timeout),
             floor: c.cache_floor,
             ceiling: c.cache_ceiling,
+            refetch_interval: c.refetch_interval_seconds(),
             jitter: Box::new(rand::random::<f64>),
         }
     }
@@ -130,6 +145,26 @@ impl Fetcher {
             .unwrap_or_default()
     }
 
+    /// A filter saw a token of `iss` signed with `kid`, which its pushed keys lack.
+    /// Schedules a fetch of that issuer, at once unless a report-triggered one ran
+    /// within the refetch interval. Only issuers this replica fetches for are known
+    /// (one added in the last second is not yet).
+    pub fn unknown_kid(&self, iss: &str, kid: &str, now: i64) -> UnknownKidOutcome {
+        let mut entries = self.lock();
+        let Some(e) = entries.values_mut().find(|e| e.issuer.issuer() == iss) else {
+            return UnknownKidOutcome::Ignored;
+        };
+        if e.keys.iter().any(|k| k.kid == kid) {
+            // The filter is behind: the snapshot it is about to get carries the key.
+            return UnknownKidOutcome::Held;
+        }
+        if e.refetch.report(self.refetch_interval, now) {
+            UnknownKidOutcome::Triggered
+        } else {
+            UnknownKidOutcome::Suppressed
+        }
+    }
+
     pub fn forget(&self, name: &str, metrics: &Metrics) {
         self.lock().remove(name);
         metrics.forget_issuer(name);
@@ -165,12 +200,13 @@ impl Fetcher {
             }
             entries
                 .iter_mut()
-                .filter(|(_, e)| e.next_at <= now)
+                .filter(|(_, e)| e.due(now))
                 .filter_map(|(name, e)| {
                     if !e.breaker.allow(now) {
                         e.next_at = e.breaker.retry_at().unwrap_or(now + 1);
                         return None;
                     }
+                    e.refetch.started(now);
                     Some(Job {
                         name: name.clone(),
                         issuer: e.issuer.clone(),
@@ -325,6 +361,98 @@ fn fetchable(u: &FetchUrl, urls: UrlPolicy) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fetcher_with(issuer: &TrustedIssuer, kids: &[&str], now: i64) -> Fetcher {
+        let f = Fetcher::new(&FederationConfig::default());
+        let mut e = Entry::new(issuer.clone(), now);
+        e.keys = Arc::new(
+            kids.iter()
+                .map(|kid| FederatedKey {
+                    kid: (*kid).to_string(),
+                    algorithms: vec![meshauth_wire::federation::Alg::RS256],
+                    material: meshauth_wire::federation::KeyMaterial::Okp {
+                        crv: "Ed25519".into(),
+                        x: String::new(),
+                    },
+                })
+                .collect(),
+        );
+        // Fetched just now: by its cache lifetime, not due for an hour.
+        e.next_at = now + 3_600;
+        f.lock().insert(issuer.name().to_string(), e);
+        f
+    }
+
+    /// Reports name an issuer by its `iss`: one not trusted is ignored, a kid held
+    /// fetches nothing, an unknown one makes the entry due at once whatever its cache
+    /// lifetime, and the next ones within the interval wait.
+    #[test]
+    fn unknown_kid_reports_make_an_issuer_due_through_the_gate() {
+        let issuer = TrustedIssuer::new(
+            crate::issuers::tests::spec(),
+            &UrlPolicy { allow_http: false },
+            None,
+        )
+        .unwrap();
+        let iss = issuer.issuer().to_string();
+        let f = fetcher_with(&issuer, &["k1"], 100);
+        let due = |now| f.lock().get(issuer.name()).unwrap().due(now);
+        assert!(!due(100));
+        assert_eq!(
+            f.unknown_kid("https://evil.example", "k2", 100),
+            UnknownKidOutcome::Ignored
+        );
+        assert_eq!(
+            f.unknown_kid(&format!("{iss}/"), "k2", 100),
+            UnknownKidOutcome::Ignored,
+            "the exact iss only"
+        );
+        assert_eq!(f.unknown_kid(&iss, "k1", 100), UnknownKidOutcome::Held);
+        assert!(!due(100), "nothing above makes it due");
+        assert_eq!(f.unknown_kid(&iss, "k2", 100), UnknownKidOutcome::Triggered);
+        assert!(due(100));
+        f.lock()
+            .get_mut(issuer.name())
+            .unwrap()
+            .refetch
+            .started(100);
+        for kid in ["k3", "k4", "k5"] {
+            assert_eq!(f.unknown_kid(&iss, kid, 101), UnknownKidOutcome::Suppressed);
+        }
+        assert!(!due(104));
+        assert!(due(105), "deferred to the end of the interval");
+    }
+
+    /// An open circuit keeps its pace: a report does not add a fetch while it is open
+    /// or half-open; the breaker's own probe answers it.
+    #[test]
+    fn an_open_circuit_still_limits_report_triggered_fetches() {
+        let issuer = TrustedIssuer::new(
+            crate::issuers::tests::spec(),
+            &UrlPolicy { allow_http: false },
+            None,
+        )
+        .unwrap();
+        let f = fetcher_with(&issuer, &[], 100);
+        {
+            let mut entries = f.lock();
+            let e = entries.get_mut(issuer.name()).unwrap();
+            for _ in 0..super::super::breaker::FAILURE_THRESHOLD {
+                e.next_at = e.breaker.on_failure(100, 0.0);
+            }
+            assert_eq!(e.breaker.state(), CircuitState::Open);
+        }
+        assert_eq!(
+            f.unknown_kid(issuer.issuer(), "k2", 100),
+            UnknownKidOutcome::Triggered
+        );
+        let entries = f.lock();
+        let e = entries.get(issuer.name()).unwrap();
+        let retry = e.breaker.retry_at().unwrap();
+        assert!(retry > 100);
+        assert!(!e.due(retry - 1), "not before the breaker allows");
+        assert!(e.due(retry));
+    }
 
     #[test]
     fn provider_text_in_errors_is_bounded() {

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod http;
 pub mod jwks;
 pub mod model;
+pub mod refetch;
 pub mod spec;
 pub mod url;
 pub mod verify;
@@ -30,6 +31,7 @@ use crate::store::{Change, Doc, StoreResult, Table};
 use crate::sync::Change as SyncChange;
 use jwks::FederatedKey;
 use meshauth_wire::federation::FederatedIssuer;
+use meshauth_wire::sync::{UnknownKidOutcome, UnknownKidReport};
 use model::same_issuer;
 use url::UrlPolicy;
 
@@ -64,12 +66,43 @@ const HELD_KEY: &str = "issuer keys";
 pub struct Issuers {
     ctx: Arc<Ctx>,
     fetcher: Arc<Fetcher>,
+    /// Wakes the fetch loop before its next tick (a report-triggered fetch).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Issuers {
     pub fn new(ctx: Arc<Ctx>) -> Issuers {
         let fetcher = Arc::new(Fetcher::new(&ctx.settings.federation));
-        Issuers { ctx, fetcher }
+        Issuers {
+            ctx,
+            fetcher,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// A filter's report of an unknown `kid` (already validated): a fetch of that
+    /// issuer now, or when the refetch interval allows; the fetch loop holds and pushes
+    /// what it brings as after any fetch.
+    pub fn unknown_kid(&self, report: &UnknownKidReport) -> UnknownKidOutcome {
+        let outcome = self
+            .fetcher
+            .unknown_kid(&report.issuer, &report.kid, self.ctx.now());
+        self.ctx
+            .metrics
+            .federation_kid_reports
+            .get_or_create(&crate::metrics::OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        if outcome == UnknownKidOutcome::Triggered {
+            self.wake.notify_one();
+        }
+        outcome
+    }
+
+    /// Resolves when a report asks for a fetch before the loop's next tick.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
     }
 
     fn urls(&self) -> UrlPolicy {

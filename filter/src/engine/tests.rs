@@ -638,3 +638,46 @@ fn federated_tokens_through_the_engine() {
     e.apply_snapshot(snapshot(2, &[], vec![])).unwrap();
     assert_eq!(denial(&mut e, &admin), Denial::BadAlgorithm);
 }
+
+/// A trusted issuer's token with a kid its pushed keys lack is refused and queued for a
+/// report, once per issuer per second however many come; a token claiming an issuer
+/// the snapshot does not trust reports nothing, nor does a known kid that fails.
+#[test]
+fn an_unknown_kid_of_a_trusted_issuer_is_reported_once_a_second() {
+    use crate::federated::tests as fed;
+    use meshauth_wire::federation::Alg;
+    use meshauth_wire::sync::UnknownKidReport;
+    let mut e = engine();
+    let mut idp = fed::issuer(vec![fed::rsa_public("r1", vec![Alg::RS256])]);
+    idp.audiences = vec!["fed-api".into()];
+    let mut snap = snapshot(1, &[], vec![]);
+    snap.issuers = vec![idp];
+    e.apply_snapshot(snap).unwrap();
+    let payload = |iss: &str| {
+        serde_json::json!({"iss": iss, "aud": "fed-api", "sub": "a", "jti": "f1",
+            "exp": NOW + 60, "iat": NOW - 10})
+    };
+    for i in 0..100 {
+        let t = fed::rs256(&format!("rotated-{i}"), &payload("https://idp.test"));
+        assert_eq!(denial(&mut e, &t), Denial::UnknownKey);
+    }
+    assert_eq!(
+        e.take_kid_reports(),
+        vec![UnknownKidReport::new("https://idp.test", "rotated-0").unwrap()]
+    );
+    let untrusted = fed::rs256("rotated-x", &payload("https://evil.test"));
+    assert_ne!(denial(&mut e, &untrusted), Denial::UnknownKey);
+    let mut bad_sig = fed::rs256("r1", &payload("https://idp.test")).into_bytes();
+    let n = bad_sig.len() - 3;
+    bad_sig[n] = if bad_sig[n] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        denial(&mut e, std::str::from_utf8(&bad_sig).unwrap()),
+        Denial::BadSignature
+    );
+    assert!(e.take_kid_reports().is_empty());
+    // The issuer leaves the snapshot: nothing of it is reported any more.
+    e.apply_snapshot(snapshot(2, &[], vec![])).unwrap();
+    let t = fed::rs256("rotated-y", &payload("https://idp.test"));
+    assert_ne!(denial(&mut e, &t), Denial::UnknownKey);
+    assert!(e.take_kid_reports().is_empty());
+}

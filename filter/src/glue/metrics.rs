@@ -26,10 +26,11 @@ pub(super) enum Counter {
     RateContended,
     SyncDeltas,
     SyncTooOld,
+    KidReports,
 }
 
 impl Counter {
-    const ALL: [Counter; 13] = [
+    const ALL: [Counter; 14] = [
         Counter::Allowed,
         Counter::Anonymous,
         Counter::CacheHits,
@@ -43,6 +44,7 @@ impl Counter {
         Counter::RateContended,
         Counter::SyncDeltas,
         Counter::SyncTooOld,
+        Counter::KidReports,
     ];
 
     fn name(self) -> &'static str {
@@ -60,6 +62,7 @@ impl Counter {
             Counter::RateContended => "meshauth_ratelimit_cas_exhausted",
             Counter::SyncDeltas => "meshauth_sync_deltas_applied",
             Counter::SyncTooOld => "meshauth_sync_snapshots_too_old",
+            Counter::KidReports => "meshauth_federation_kid_reports",
         }
     }
 }

@@ -12,11 +12,11 @@ use proxy_wasm::types::ContextType;
 
 use super::host::{self, now_ms, placement_key, HostShared};
 use super::http;
-use super::metrics::Metrics;
+use super::metrics::{Counter, Metrics};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::sync::{self, PollAnswer, Worker};
-use meshauth_wire::sync::HEAD_HEADER;
+use meshauth_wire::sync::{HEAD_HEADER, UNKNOWN_KID_PATH};
 
 pub(super) struct Root {
     engine: Option<Rc<RefCell<Engine>>>,
@@ -53,6 +53,39 @@ impl Root {
         let token =
             hostcalls::dispatch_http_call(&cfg.cluster, headers, None, vec![], call.timeout).ok();
         self.sync.sent(token, call.timeout, now);
+    }
+
+    /// Sends the unknown-kid reports queued since the last tick. From the root
+    /// context, not the request's: Envoy cancels a context's callouts when it ends, and
+    /// the request is answered (401) at once. Fire and forget: the answer is not read
+    /// (`on_http_call_response` drops every token but the poll's).
+    fn report_unknown_kids(&self) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        let reports = engine.borrow_mut().take_kid_reports();
+        if reports.is_empty() {
+            return;
+        }
+        let Some(cfg) = engine.borrow().config().sync.clone() else {
+            return;
+        };
+        let timeout = Duration::from_millis(cfg.callout_timeout_ms);
+        for report in reports {
+            let headers = sync::call_headers(&cfg, "POST", UNKNOWN_KID_PATH);
+            let body = report.body();
+            if hostcalls::dispatch_http_call(
+                &cfg.cluster,
+                headers,
+                Some(body.as_bytes()),
+                vec![],
+                timeout,
+            )
+            .is_ok()
+            {
+                self.metrics.bump(Counter::KidReports);
+            }
+        }
     }
 }
 
@@ -135,6 +168,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let now = now_ms();
         self.poll(now);
+        self.report_unknown_kids();
         self.metrics.sync(self.sync.take_tally());
         if let Some(engine) = &self.engine {
             // Requests whose confirmation outlived the filter's deadline: finish them now.

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 
 mod confirm;
 mod head;
+mod kid;
 mod poll;
 
 /// The header that carries a signed head statement on a `304`.
 pub use crate::headers::HEAD as HEAD_HEADER;
 pub use confirm::{ConfirmAnswer, ConfirmRequest, SignedConfirm, CONFIRM_SIGNING_CONTEXT};
 pub use head::{HeadStatement, HEAD_SIGNING_CONTEXT};
+pub use kid::{UnknownKidAnswer, UnknownKidError, UnknownKidOutcome, UnknownKidReport};
 pub use poll::{PollQuery, PollQueryError};
 
 /// The long poll for snapshots and deltas (`GET`, query: [`PollQuery`]).
@@ -21,6 +23,9 @@ pub const SNAPSHOT_PATH: &str = "/sync/v1/snapshot";
 pub const CONFIRM_PATH: &str = "/sync/v1/confirm";
 /// The distribution key's public half and the epoch (`GET`).
 pub const DISTRIBUTION_KEY_PATH: &str = "/sync/v1/distribution-key";
+/// A filter's report of an unknown `kid` (`POST`, body: [`UnknownKidReport`], answer
+/// `202` with [`UnknownKidAnswer`]).
+pub const UNKNOWN_KID_PATH: &str = "/sync/v1/unknown-kid";
 
 use crate::bloom::Bloom;
 use crate::federation::FederatedIssuer;
