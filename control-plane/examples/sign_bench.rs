@@ -39,6 +39,7 @@ fn main() {
         scope: "orders:read".into(),
         client_id: "svc-orders".into(),
         sid: None,
+        ext: None,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(kid.into());

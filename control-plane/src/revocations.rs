@@ -92,7 +92,13 @@ impl Revocations {
     /// An admin revocation of a subject, session or client: revokes the sessions it
     /// covers (their refresh tokens stop at once) and adds the rule that stops access
     /// tokens already issued. Something never seen is a `NotFound`, not a silent no-op.
+    /// A rule scoped to a trusted external issuer names tokens we never issued: no
+    /// session of ours is its, and nothing here can tell whether the subject exists, so
+    /// it is stored as asked.
     pub async fn revoke_rule(&self, actor: &str, r: Revocation) -> Result<bool, ServiceError> {
+        if r.issuer().is_some() {
+            return self.revoke(actor, r, "admin").await;
+        }
         let (what, field): (&str, fn(&FamilyRecord) -> &str) = match r.kind() {
             Kind::Sub => ("subject", |f| &f.sub),
             Kind::Sid => ("session", |f| &f.sid),

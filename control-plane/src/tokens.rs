@@ -77,6 +77,7 @@ impl Tokens {
             scope: g.scope.to_string(),
             client_id: g.client_id.to_string(),
             sid: g.sid,
+            ext: None,
         };
         let payload = typed::encode("access token claims", &claims)?;
         Ok((sign_jws(&kid, &sk, &payload), claims))
