@@ -202,6 +202,22 @@ impl Revocations {
         Ok(false)
     }
 
+    /// Whether a trusted issuer's subject is revoked for a token of it issued at `iat`
+    /// (a `sub` rule scoped to that issuer's `iss`): token exchange refuses such a
+    /// subject token, as the filters do.
+    pub async fn external_subject_revoked(
+        &self,
+        iss: &str,
+        sub: &str,
+        iat: i64,
+    ) -> StoreResult<bool> {
+        let key = revocation::scoped_key(Kind::Sub, iss, sub);
+        Ok(REVOCATIONS
+            .get(self.ctx.store(), &key)
+            .await?
+            .is_some_and(|r| r.revokes_issued_at(iat)))
+    }
+
     /// Whether a `jti` is revoked, for filters confirming a Bloom hit.
     pub async fn jti_revoked(&self, jti: &str) -> StoreResult<bool> {
         REVOCATIONS

@@ -750,7 +750,13 @@ async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
     ] {
         let got = revocations.is_revoked(&exchanged(iss, sub)).await.unwrap();
         assert_eq!(got, want, "{iss} {sub}");
+        // What token exchange asks of a subject token issued before the rule.
+        let external = revocations.external_subject_revoked(iss, sub, now - 1);
+        assert_eq!(external.await.unwrap(), want, "{iss} {sub}");
     }
+    // A subject token issued after the rule may still be exchanged.
+    let later = revocations.external_subject_revoked("https://idp.example", "mesh", now + 1);
+    assert!(!later.await.unwrap());
 
     // `self` is the control plane's own: now our "mesh" goes.
     let r = revoke(json!({"kind": "sub", "value": "mesh", "issuer": "self"})).await;
