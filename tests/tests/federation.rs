@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Federation end to end: a real OpenID Provider (`oidc-provider`, tests/idp) issues
-//! RS256, ES256 and EdDSA access tokens; the real control plane trusts it, fetches its
+//! RS256, ES256, ES384 and EdDSA access tokens; the real control plane trusts it, fetches its
 //! keys and pushes them; the filter in a real Envoy verifies its tokens.
 
 use std::time::Duration;
@@ -36,10 +36,17 @@ fn envoy_for(cp: &ControlPlane) -> Envoy {
 fn trust(cp: &ControlPlane, idp: &Idp) {
     let discovery = idp.discovery_url();
     let mut args = vec!["issuers", "add", "idp", "--discovery", &discovery];
-    for r in [Resource::Rs256, Resource::Es256, Resource::EdDsa] {
+    for r in [
+        Resource::Rs256,
+        Resource::Es256,
+        Resource::Es384,
+        Resource::EdDsa,
+    ] {
         args.extend(["--audience", r.audience()]);
     }
-    args.extend(["--alg", "RS256", "--alg", "ES256", "--alg", "EdDSA"]);
+    for alg in ["RS256", "ES256", "ES384", "EdDSA"] {
+        args.extend(["--alg", alg]);
+    }
     args.extend(["--typ", "at+jwt", "--forward-claim", "sub=x-idp-sub"]);
     cp.cli_ok(&args);
 }
@@ -103,6 +110,9 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
     let es = idp.token(Resource::Es256, "read");
     assert_eq!(jose_header(&es)["alg"], "ES256");
     assert_eq!(call(&envoy, &es).status, 200);
+    let es384 = idp.token(Resource::Es384, "read");
+    assert_eq!(jose_header(&es384)["alg"], "ES384");
+    assert_eq!(call(&envoy, &es384).status, 200);
     let ed = idp.token(Resource::EdDsa, "read");
     assert_eq!(jose_header(&ed)["alg"], "EdDSA");
     assert_eq!(call(&envoy, &ed).status, 200);
@@ -123,7 +133,7 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
     assert_eq!((a.status, error_code(&a)), (401, "bad_signature".into()));
     assert_eq!(
         cp_metric(&cp, "meshauth_federation_keys{issuer=\"idp\"}"),
-        Some(3.0)
+        Some(4.0)
     );
 
     // The provider serves an empty set, then garbage: the last good keys stay, in the
@@ -138,10 +148,10 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
         });
         assert_eq!(
             cp_metric(&cp, "meshauth_federation_keys{issuer=\"idp\"}"),
-            Some(3.0),
+            Some(4.0),
             "{mode}"
         );
-        for t in [&rs, &es, &ed] {
+        for t in [&rs, &es, &es384, &ed] {
             assert_eq!(call(&envoy, t).status, 200, "{mode}");
         }
     }
@@ -161,7 +171,7 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
     )
     .is_some_and(|v| v >= 3.0));
     std::thread::sleep(Duration::from_millis(200));
-    for t in [&rs, &es, &ed] {
+    for t in [&rs, &es, &es384, &ed] {
         assert_eq!(call(&envoy, t).status, 200);
     }
     let listed = cp.cli_ok(&["issuers", "list"]);
@@ -171,7 +181,7 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
         .unwrap_or_else(|| panic!("{listed}"))
         .split('\t')
         .collect();
-    assert_eq!((row[1], row[2]), ("open", "3"), "{listed}");
+    assert_eq!((row[1], row[2]), ("open", "4"), "{listed}");
 }
 
 /// One subject name, "mesh", at the provider (its client_credentials tokens) and at the

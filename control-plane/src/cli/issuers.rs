@@ -57,6 +57,13 @@ pub struct AddArgs {
     /// CLAIM=HEADER: forward the claim upstream in this header (repeatable).
     #[arg(long = "forward-claim")]
     forward_claims: Vec<String>,
+    /// The claim that identifies a token for revocation by id, when not jti (Entra ID: uti).
+    #[arg(long)]
+    id_claim: Option<String>,
+    /// Admit its tokens that carry no such claim (Auth0, Google); they can then be
+    /// revoked by subject or session only.
+    #[arg(long)]
+    id_optional: bool,
     /// The whole spec as JSON (`-` for stdin) instead of the flags.
     #[arg(long, conflicts_with_all = ["discovery", "jwks_uri", "issuer", "audiences", "algorithms"])]
     file: Option<std::path::PathBuf>,
@@ -94,6 +101,8 @@ fn spec_of(a: AddArgs) -> Result<IssuerSpec, String> {
             .unwrap_or(crate::issuers::model::DEFAULT_SKEW_SECONDS),
         scope_claim: a.scope_claim.unwrap_or_else(|| "scope".into()),
         forward_claims,
+        id_claim: a.id_claim,
+        id_optional: a.id_optional,
     })
 }
 
@@ -217,5 +226,50 @@ mod tests {
         .is_err());
         let e = add(&["kc", "--discovery", "https://a", "--forward-claim", "sub"]).unwrap_err();
         assert!(e.contains("expected NAME=VALUE"), "{e}");
+    }
+
+    /// Every `meshauth issuers add` in docs/federation.md's shell blocks parses and
+    /// passes the server's validation (https only, as in production).
+    #[test]
+    fn every_issuers_add_in_the_docs_makes_a_valid_issuer() {
+        use crate::issuers::model::TrustedIssuer;
+        use crate::issuers::url::UrlPolicy;
+        let doc = include_str!("../../../docs/federation.md");
+        let mut commands = Vec::new();
+        let (mut in_sh, mut current) = (false, String::new());
+        for line in doc.lines() {
+            if line.starts_with("```") {
+                in_sh = line == "```sh";
+                continue;
+            }
+            if !in_sh {
+                continue;
+            }
+            current.push_str(line.trim_end_matches('\\'));
+            current.push(' ');
+            if !line.ends_with('\\') {
+                let cmd = current
+                    .split('#')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                if cmd.starts_with("meshauth issuers add ") && !cmd.contains("--file") {
+                    commands.push(cmd);
+                }
+                current.clear();
+            }
+        }
+        assert!(commands.len() >= 8, "found only {commands:?}");
+        for cmd in commands {
+            let args: Vec<&str> = cmd.split_whitespace().skip(3).collect();
+            let spec = add(&args).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+            TrustedIssuer::new(
+                spec,
+                &UrlPolicy { allow_http: false },
+                Some("https://meshauth.example.com"),
+            )
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        }
     }
 }

@@ -302,6 +302,8 @@ fn to_wire(i: &TrustedIssuer, keys: Vec<FederatedKey>) -> FederatedIssuer {
         clock_skew_seconds: spec.clock_skew_seconds,
         scope_claim: spec.scope_claim,
         forward_claims: spec.forward_claims,
+        id_claim: spec.id_claim,
+        id_optional: spec.id_optional,
         keys,
     }
 }

@@ -52,6 +52,14 @@ pub struct IssuerSpec {
     /// Claim (a dotted path) → the header it is forwarded upstream in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub forward_claims: BTreeMap<String, String>,
+    /// The claim identifying a token for revocation by id when not `jti` (Entra ID:
+    /// `uti`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_claim: Option<String>,
+    /// Admit tokens without that claim (Auth0, Google): revocable by subject or session
+    /// only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub id_optional: bool,
 }
 
 fn default_skew() -> u64 {
@@ -116,6 +124,8 @@ pub struct TrustedIssuer {
     clock_skew_seconds: u64,
     scope_claim: ClaimPath,
     forward_claims: Vec<(ClaimPath, String)>,
+    id_claim: Option<String>,
+    id_optional: bool,
 }
 
 /// A stored record is checked again, structurally: http URLs are let through here
@@ -272,6 +282,15 @@ impl TrustedIssuer {
             }
             forward_claims.push((path, header));
         }
+        // "jti" spelled out is the default: stored as absent, one spelling per meaning.
+        let id_claim = spec.id_claim.filter(|c| c != "jti");
+        if let Some(c) = &id_claim {
+            if !meshauth_wire::federation::valid_id_claim(c) {
+                return Err(format!(
+                    "id_claim: {c:?} must be one claim name (1-64 visible ASCII, no '.'), not iss, aud, exp, nbf, iat or sub"
+                ));
+            }
+        }
         Ok(TrustedIssuer {
             name: spec.name,
             issuer,
@@ -283,6 +302,8 @@ impl TrustedIssuer {
             clock_skew_seconds: spec.clock_skew_seconds,
             scope_claim,
             forward_claims,
+            id_claim,
+            id_optional: spec.id_optional,
         })
     }
 
@@ -308,6 +329,8 @@ impl TrustedIssuer {
                 .iter()
                 .map(|(p, h)| (p.dotted(), h.clone()))
                 .collect(),
+            id_claim: self.id_claim.clone(),
+            id_optional: self.id_optional,
         }
     }
 
