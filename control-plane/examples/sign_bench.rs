@@ -40,6 +40,7 @@ fn main() {
         client_id: "svc-orders".into(),
         sid: None,
         ext: None,
+        act: None,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(kid.into());

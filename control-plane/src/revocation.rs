@@ -297,6 +297,7 @@ mod tests {
                 iss: iss.into(),
                 sub: sub.into(),
             }),
+            act: None,
         }
     }
 

@@ -744,6 +744,7 @@ async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
             iss: iss.into(),
             sub: sub.into(),
         }),
+        act: None,
     };
     let revocations = cp.app.revocations();
     for (iss, sub, want) in [

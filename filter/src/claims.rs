@@ -365,7 +365,7 @@ mod tests {
         fn claims_round_trip(sub in "[a-zA-Z0-9@.]{1,20}", jti in "[a-z0-9-]{1,36}", exp in 0i64..4_000_000_000, scopes in proptest::collection::vec("[a-z:]{1,8}", 0..4)) {
             let wire = meshauth_wire::AccessClaims {
                 iss: "i".into(), sub: sub.clone(), aud: vec!["a".into()], exp, iat: exp - 60, nbf: exp - 60,
-                jti: jti.clone(), scope: scopes.join(" "), client_id: "c".into(), sid: None, ext: None,
+                jti: jti.clone(), scope: scopes.join(" "), client_id: "c".into(), sid: None, ext: None, act: None,
             };
             let c = Claims::parse(&serde_json::to_vec(&wire).unwrap()).unwrap();
             prop_assert_eq!(c.exp, exp);

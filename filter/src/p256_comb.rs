@@ -3,26 +3,26 @@
 //! Why: the `p256` crate verifies with two constant-time scalar multiplications (256
 //! doublings each, and a masked table scan per window) — right for secrets, wasteful
 //! for a signature check, where every value is public. Here the base point and each
-//! key get a fixed-base comb once: 64 windows of 4 bits × 15 multiples, in affine form.
-//! `u1·G + u2·Q` is then at most 128 mixed additions and no doubling. A table is
-//! ~69 KB, so only the first `MAX_TABLES` keys of a snapshot get one; the rest use
+//! key get a fixed-base comb once: 64 windows of 4 bits × 15 multiples.
+//! `u1·G + u2·Q` is then at most 128 additions and no doubling. A table is ~92 KB, so only the first `MAX_TABLES` keys of a snapshot get one; the rest use
 //! the crate's own verification. The result is tested equal to the crate's.
 
-use p256::elliptic_curve::group::Curve;
 use p256::elliptic_curve::ops::Reduce;
 use p256::elliptic_curve::point::AffineCoordinates as _;
 use p256::elliptic_curve::{Field as _, PrimeField as _};
-use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar, U256};
+use p256::{FieldBytes, ProjectivePoint, Scalar, U256};
 use sha2::{Digest, Sha256};
 
-/// Keys per snapshot with a table of their own (~69 KB each, per worker VM).
+/// Keys per snapshot with a table of their own (~92 KB each, per worker VM).
 pub const MAX_TABLES: usize = 8;
 
 const WINDOWS: usize = 64;
 const PER_WINDOW: usize = 15;
 
-/// `j·16ʷ·P` for w in 0..64, j in 1..16.
-pub struct Comb(Vec<AffinePoint>);
+/// `j·16ʷ·P` for w in 0..64, j in 1..16, kept projective: making them affine would
+/// cost a field inversion each (the crate offers no batch inversion for P-256), and
+/// the additions cost about the same either way.
+pub struct Comb(Vec<ProjectivePoint>);
 
 impl std::fmt::Debug for Comb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,22 +32,18 @@ impl std::fmt::Debug for Comb {
 
 impl Comb {
     pub fn new(p: &ProjectivePoint) -> Comb {
-        let mut table = Vec::with_capacity(WINDOWS * PER_WINDOW);
+        let mut points = Vec::with_capacity(WINDOWS * PER_WINDOW);
         let mut base = *p;
         for _ in 0..WINDOWS {
-            let mut window = [ProjectivePoint::IDENTITY; PER_WINDOW];
             let mut acc = base;
-            for slot in window.iter_mut() {
-                *slot = acc;
+            for _ in 0..PER_WINDOW {
+                points.push(acc);
                 acc += base;
             }
             // acc = 16·base: the next window's base.
             base = acc;
-            let mut affine = [AffinePoint::IDENTITY; PER_WINDOW];
-            <ProjectivePoint as Curve>::batch_normalize(&window, &mut affine);
-            table.extend_from_slice(&affine);
         }
-        Comb(table)
+        Comb(points)
     }
 
     /// k·P, in variable time (k is public here).

@@ -248,3 +248,112 @@ fn a_subject_revoked_at_one_issuer_stays_valid_at_the_other() {
     assert_eq!(error_code(&a), "token_revoked");
     assert_eq!(call(&envoy, &fresh).status, 200);
 }
+
+/// `Authorization: Basic` for a client as `meshauth clients create` printed it.
+fn basic_of(created: &serde_json::Value) -> String {
+    use base64::Engine;
+    let pair = format!(
+        "{}:{}",
+        created["client_id"].as_str().unwrap(),
+        created["client_secret"].as_str().unwrap()
+    );
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// RFC 8693 end to end: the provider's token, exchanged at the real control plane by
+/// a client allowed to, is a mesh token the filter admits; revoking it (by the CLI)
+/// makes the edge refuse it. The request is the one docs/federation.md shows with curl.
+#[test]
+fn a_providers_token_exchanged_for_a_mesh_token_is_admitted_then_revoked_at_the_edge() {
+    let idp = Idp::start();
+    let cp = ControlPlane::start(StoreKind::Embedded, FEDERATION);
+    let envoy = envoy_for(&cp);
+    let discovery = idp.discovery_url();
+    cp.cli_ok(&[
+        "issuers",
+        "add",
+        "idp",
+        "--discovery",
+        &discovery,
+        "--audience",
+        Resource::Rs256.audience(),
+        "--alg",
+        "RS256",
+        "--typ",
+        "at+jwt",
+        "--exchange-audience",
+        "api",
+        "--exchange-scope",
+        "read",
+        "--exchange-ttl",
+        "120",
+    ]);
+    let created: serde_json::Value =
+        serde_json::from_str(&cp.cli_ok(&["clients", "create", "gw", "--token-exchange"])).unwrap();
+    assert_eq!(created["token_exchange"], true, "{created}");
+    let gw = basic_of(&created);
+    let subject = idp.token(Resource::Rs256, "read");
+    let exchange = |auth: &str| {
+        // A JWT is base64url and dots, safe in a form as it is.
+        let body = format!(
+            "grant_type=urn:ietf:params:oauth:grant-type:token-exchange\
+             &subject_token_type=urn:ietf:params:oauth:token-type:access_token\
+             &subject_token={subject}&audience=api&scope=read"
+        );
+        meshauth_tests::http::request(
+            "POST",
+            &cp.url("/oauth2/token"),
+            &[
+                ("authorization", auth),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some(&body),
+        )
+    };
+    // Refused until the control plane holds the provider's keys (never fetched on the
+    // request path), then granted.
+    let answer = wait_until("the provider's keys held for exchange", 15, || {
+        let a = exchange(&gw);
+        (a.status == 200)
+            .then(|| a.clone())
+            .ok_or_else(|| format!("{} {}", a.status, a.body))
+    });
+    let v = answer.json();
+    assert_eq!(
+        v["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(
+        (v["token_type"].clone(), v["scope"].clone()),
+        (json!("Bearer"), json!("read"))
+    );
+    let ttl = v["expires_in"].as_i64().unwrap();
+    assert!((1..=120).contains(&ttl), "{v}");
+    let mesh = v["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        jose_header(&mesh)["alg"],
+        "EdDSA",
+        "a mesh token of the control plane"
+    );
+
+    // A client without the permission is refused, with the RFC 8693 code.
+    let plain: serde_json::Value =
+        serde_json::from_str(&cp.cli_ok(&["clients", "create", "svc"])).unwrap();
+    let plain_auth = basic_of(&plain);
+    let a = exchange(&plain_auth);
+    assert_eq!(
+        (a.status, a.json()["error"].clone()),
+        (400, json!("unauthorized_client"))
+    );
+
+    // Admitted at the edge, as the exchanged subject.
+    let a = eventually(&envoy, &mesh, 200);
+    assert_eq!(a.json()["headers"]["x-meshauth-sub"], "ext:idp:mesh");
+    // Revoked by the CLI: the edge refuses it once the revocation has synced.
+    cp.cli_ok(&["revoke", "token", &mesh]);
+    let a = eventually(&envoy, &mesh, 403);
+    assert_eq!(error_code(&a), "token_revoked", "{}", a.body);
+}

@@ -11,6 +11,7 @@ pub mod http;
 pub mod jwks;
 pub mod model;
 pub mod url;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -256,6 +257,28 @@ impl Issuers {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The trusted issuer whose `iss` is exactly `iss`, with the keys held for it in
+    /// the store (the last good set: nothing is fetched here, so a request cannot make
+    /// the control plane call a provider). `None` when no issuer has that `iss`.
+    pub async fn trusted(
+        &self,
+        iss: &str,
+    ) -> StoreResult<Option<(TrustedIssuer, Vec<FederatedKey>)>> {
+        let Some(issuer) = self.list().await?.into_iter().find(|i| i.issuer() == iss) else {
+            return Ok(None);
+        };
+        let keys = HELD
+            .get(self.ctx.store(), HELD_KEY)
+            .await?
+            .unwrap_or_default()
+            .issuers
+            .remove(issuer.name())
+            .filter(|h| h.issuer == issuer.issuer())
+            .map(|h| h.keys)
+            .unwrap_or_default();
+        Ok(Some((issuer, keys)))
     }
 
     /// What filters get: each registered issuer with held keys, its rules and keys. An
