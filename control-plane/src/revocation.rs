@@ -10,14 +10,45 @@ use meshauth_wire::sync::{RevocationRule, RuleClaim, MAX_CLOCK_SKEW_SECONDS};
 use meshauth_wire::AccessClaims;
 
 /// A revocation: of one token by `jti` until it expires, or every token of a
-/// subject, session or client issued before `not_before`.
+/// subject, session or client issued before `not_before`: by default the control
+/// plane's own tokens, with `issuer` those of one trusted external issuer (and, for a
+/// subject, our tokens exchanged for that issuer's subject).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Revocation {
-    Jti { jti: String, exp: i64 },
-    Sub { value: String, not_before: i64 },
-    Sid { value: String, not_before: i64 },
-    ClientId { value: String, not_before: i64 },
+    Jti {
+        jti: String,
+        exp: i64,
+    },
+    Sub {
+        value: String,
+        not_before: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<RuleIssuer>,
+    },
+    Sid {
+        value: String,
+        not_before: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<RuleIssuer>,
+    },
+    ClientId {
+        value: String,
+        not_before: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        issuer: Option<RuleIssuer>,
+    },
+}
+
+/// The trusted external issuer a rule is scoped to: its name when the rule was made,
+/// for people, and its `iss`, which is what tokens are matched by (an issuer deleted
+/// and added again under another name keeps its rules; another issuer added under the
+/// old name does not inherit them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleIssuer {
+    pub name: String,
+    pub iss: String,
 }
 
 /// What a revocation names; the prefix of its storage key.
@@ -29,18 +60,30 @@ pub enum Kind {
     ClientId,
 }
 
-/// The storage key of the revocation of `value` as a `kind`: `<kind>:<value>`.
-pub fn key(kind: Kind, value: &str) -> String {
-    let prefix = match kind {
+fn prefix(kind: Kind) -> &'static str {
+    match kind {
         Kind::Jti => "jti",
         Kind::Sub => "sub",
         Kind::Sid => "sid",
         Kind::ClientId => "client_id",
-    };
-    format!("{prefix}:{value}")
+    }
 }
 
-/// The keys of every revocation that could cover a token with these claims.
+/// The storage key of the revocation of `value` as a `kind`: `<kind>:<value>`.
+pub fn key(kind: Kind, value: &str) -> String {
+    format!("{}:{value}", prefix(kind))
+}
+
+/// The storage key of a rule scoped to the external issuer `iss`: `<kind>@<iss> <value>`.
+/// An `iss` has no space (visible ASCII only), so the first space ends it, and `@`
+/// after the kind never starts an unscoped key: no two rules share a key.
+pub fn scoped_key(kind: Kind, iss: &str, value: &str) -> String {
+    format!("{}@{iss} {value}", prefix(kind))
+}
+
+/// The keys of every revocation that could cover one of our tokens with these claims:
+/// unscoped rules, and for a token minted by token exchange the rule on the external
+/// subject it was exchanged for.
 pub fn keys_for(c: &AccessClaims) -> Vec<String> {
     let mut keys = vec![
         key(Kind::Jti, &c.jti),
@@ -49,6 +92,9 @@ pub fn keys_for(c: &AccessClaims) -> Vec<String> {
     ];
     if let Some(sid) = &c.sid {
         keys.push(key(Kind::Sid, sid));
+    }
+    if let Some(ext) = &c.ext {
+        keys.push(scoped_key(Kind::Sub, &ext.iss, &ext.sub));
     }
     keys
 }
@@ -59,10 +105,45 @@ impl Revocation {
     /// minted in this second is covered).
     pub fn rule_from_now(claim: RuleClaim, value: String, now: i64) -> Revocation {
         let not_before = now.saturating_add(1);
+        let issuer = None;
         match claim {
-            RuleClaim::Sub => Revocation::Sub { value, not_before },
-            RuleClaim::Sid => Revocation::Sid { value, not_before },
-            RuleClaim::ClientId => Revocation::ClientId { value, not_before },
+            RuleClaim::Sub => Revocation::Sub {
+                value,
+                not_before,
+                issuer,
+            },
+            RuleClaim::Sid => Revocation::Sid {
+                value,
+                not_before,
+                issuer,
+            },
+            RuleClaim::ClientId => Revocation::ClientId {
+                value,
+                not_before,
+                issuer,
+            },
+        }
+    }
+
+    /// The same rule scoped to a trusted external issuer (`None`: our own tokens). A
+    /// `jti` names one token whoever issued it: unchanged.
+    pub fn scoped_to(mut self, to: Option<RuleIssuer>) -> Revocation {
+        match &mut self {
+            Revocation::Jti { .. } => {}
+            Revocation::Sub { issuer, .. }
+            | Revocation::Sid { issuer, .. }
+            | Revocation::ClientId { issuer, .. } => *issuer = to,
+        }
+        self
+    }
+
+    /// The external issuer a rule is scoped to; `None` for our own tokens and a jti.
+    pub fn issuer(&self) -> Option<&RuleIssuer> {
+        match self {
+            Revocation::Jti { .. } => None,
+            Revocation::Sub { issuer, .. }
+            | Revocation::Sid { issuer, .. }
+            | Revocation::ClientId { issuer, .. } => issuer.as_ref(),
         }
     }
 
@@ -105,7 +186,10 @@ impl Revocation {
     }
 
     pub fn key(&self) -> String {
-        key(self.kind(), self.value())
+        match self.issuer() {
+            Some(i) => scoped_key(self.kind(), &i.iss, self.value()),
+            None => key(self.kind(), self.value()),
+        }
     }
 
     /// A rule's `not_before`; `None` for a jti.
@@ -173,6 +257,7 @@ impl Revocation {
             claim,
             value: self.value().to_string(),
             not_before: self.not_before()?,
+            issuer: self.issuer().map(|i| i.iss.clone()),
         })
     }
 }
@@ -185,7 +270,67 @@ mod tests {
         Revocation::Sub {
             value: "alice".into(),
             not_before: nb,
+            issuer: None,
         }
+    }
+
+    fn idp() -> Option<RuleIssuer> {
+        Some(RuleIssuer {
+            name: "idp".into(),
+            iss: "https://idp.example/".into(),
+        })
+    }
+
+    fn claims(sub: &str, ext: Option<(&str, &str)>) -> AccessClaims {
+        AccessClaims {
+            iss: "https://cp.example".into(),
+            sub: sub.into(),
+            aud: vec![],
+            exp: 100,
+            iat: 1,
+            nbf: 1,
+            jti: "j".into(),
+            scope: String::new(),
+            client_id: "c".into(),
+            sid: None,
+            ext: ext.map(|(iss, sub)| meshauth_wire::claims::ExternalSubject {
+                iss: iss.into(),
+                sub: sub.into(),
+            }),
+            act: None,
+        }
+    }
+
+    /// The same subject revoked for our tokens and for an external issuer's: two keys,
+    /// two rules, each reaching only its own tokens (an exchanged token, by `ext`).
+    #[test]
+    fn a_scoped_rule_has_a_key_of_its_own_and_reaches_exchanged_tokens() {
+        let own = sub(5);
+        let scoped = sub(5).scoped_to(idp());
+        assert_ne!(own.key(), scoped.key());
+        assert_eq!(scoped.key(), "sub@https://idp.example/ alice");
+        // No unscoped value can spell a scoped key.
+        assert!(!scoped.key().starts_with("sub:"));
+        let rule = scoped.filter_rule().unwrap();
+        assert_eq!(rule.issuer.as_deref(), Some("https://idp.example/"));
+        assert_eq!(own.filter_rule().unwrap().issuer, None);
+        assert!(!keys_for(&claims("alice", None)).contains(&scoped.key()));
+        assert!(keys_for(&claims("alice", None)).contains(&own.key()));
+        let exchanged = claims("m1", Some(("https://idp.example/", "alice")));
+        assert!(keys_for(&exchanged).contains(&scoped.key()));
+        assert!(!keys_for(&exchanged).contains(&own.key()));
+        let elsewhere = claims("m1", Some(("https://other.example/", "alice")));
+        assert!(!keys_for(&elsewhere).contains(&scoped.key()));
+        // A jti stays a jti; stored rules without an issuer read as before.
+        let j = Revocation::Jti {
+            jti: "j".into(),
+            exp: 1,
+        };
+        assert_eq!(j.clone().scoped_to(idp()), j);
+        let old: Revocation =
+            serde_json::from_str(r#"{"kind":"sub","value":"alice","not_before":5}"#).unwrap();
+        assert_eq!(old, own);
+        assert!(!serde_json::to_string(&own).unwrap().contains("issuer"));
     }
 
     #[test]
@@ -215,7 +360,8 @@ mod tests {
         assert_eq!(
             Revocation::ClientId {
                 value: "c".into(),
-                not_before: 1
+                not_before: 1,
+                issuer: None,
             }
             .key(),
             "client_id:c"

@@ -92,7 +92,13 @@ impl Revocations {
     /// An admin revocation of a subject, session or client: revokes the sessions it
     /// covers (their refresh tokens stop at once) and adds the rule that stops access
     /// tokens already issued. Something never seen is a `NotFound`, not a silent no-op.
+    /// A rule scoped to a trusted external issuer names tokens we never issued: no
+    /// session of ours is its, and nothing here can tell whether the subject exists, so
+    /// it is stored as asked.
     pub async fn revoke_rule(&self, actor: &str, r: Revocation) -> Result<bool, ServiceError> {
+        if r.issuer().is_some() {
+            return self.revoke(actor, r, "admin").await;
+        }
         let (what, field): (&str, fn(&FamilyRecord) -> &str) = match r.kind() {
             Kind::Sub => ("subject", |f| &f.sub),
             Kind::Sid => ("session", |f| &f.sid),
@@ -194,6 +200,22 @@ impl Revocations {
             }
         }
         Ok(false)
+    }
+
+    /// Whether a trusted issuer's subject is revoked for a token of it issued at `iat`
+    /// (a `sub` rule scoped to that issuer's `iss`): token exchange refuses such a
+    /// subject token, as the filters do.
+    pub async fn external_subject_revoked(
+        &self,
+        iss: &str,
+        sub: &str,
+        iat: i64,
+    ) -> StoreResult<bool> {
+        let key = revocation::scoped_key(Kind::Sub, iss, sub);
+        Ok(REVOCATIONS
+            .get(self.ctx.store(), &key)
+            .await?
+            .is_some_and(|r| r.revokes_issued_at(iat)))
     }
 
     /// Whether a `jti` is revoked, for filters confirming a Bloom hit.

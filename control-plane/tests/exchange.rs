@@ -518,3 +518,26 @@ async fn an_actor_token_makes_a_bounded_delegation_chain() {
         .await;
     assert!(refused(&r, 400, "invalid_grant").contains("revoked"));
 }
+
+/// A provider's subject revoked at the control plane (scoped to its issuer): its tokens
+/// issued before the rule are no longer exchanged (a fresh mesh token would escape the
+/// rule); a token of another subject still is.
+#[tokio::test]
+async fn a_subject_revoked_at_its_issuer_is_not_exchanged() {
+    let w = world().await;
+    let before = w.subject(json!({"iat": w.now() - 5}));
+    let r =
+        w.cp.admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "sub", "value": "alice", "issuer": "idp"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = w.exchange_subject(&before, &[("audience", "api")]).await;
+    let why = refused(&r, 400, "invalid_grant");
+    assert!(why.contains("revoked"), "{why}");
+    let bob = w.subject(json!({"sub": "bob", "iat": w.now() - 5}));
+    let r = w.exchange_subject(&bob, &[("audience", "api")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

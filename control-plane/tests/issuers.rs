@@ -675,3 +675,104 @@ async fn fetched_keys_travel_in_snapshots_and_only_changes_bump_the_version() {
     assert!(v4 > v3);
     assert!(issuers.is_empty());
 }
+
+/// Revocation rules scoped to a trusted issuer: an unknown issuer (or one on a jti) is
+/// refused and nothing is stored; a scoped rule never touches our own tokens of the
+/// same subject, and an unscoped one never the issuer's; a token we minted by exchange
+/// for the issuer's subject (`ext`) is revoked with it.
+#[tokio::test]
+async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
+    let cp = cp().await;
+    let revoke = |body: Value| cp.admin("POST", "/admin/revocations", Some(body));
+    let r = revoke(json!({"kind": "sub", "value": "mesh", "issuer": "idp"})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("not a trusted issuer"), "{}", r.body);
+    let added = cp
+        .admin(
+            "POST",
+            "/admin/issuers",
+            Some(good("idp", "https://idp.example")),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    for body in [
+        json!({"kind": "jti", "value": "j1", "issuer": "idp"}),
+        json!({"kind": "token", "value": "a.b.c", "issuer": "idp"}),
+        json!({"kind": "sub", "value": "mesh", "issuer": "other"}),
+        json!({"kind": "sub", "value": "mesh", "issuer": "../idp"}),
+    ] {
+        let r = revoke(body.clone()).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+    }
+    assert!(cp.app.live_revocations().await.unwrap().is_empty());
+
+    let (own, _, _) = cp.session("mesh").await;
+    let r = revoke(json!({"kind": "sub", "value": "mesh", "issuer": "idp"})).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // A repeat changes nothing.
+    assert_eq!(
+        revoke(json!({"kind": "sub", "value": "mesh", "issuer": "idp"}))
+            .await
+            .status,
+        204
+    );
+    let live = cp.app.live_revocations().await.unwrap();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].key(), "sub@https://idp.example mesh");
+    let listed = cp.admin("GET", "/admin/revocations", None).await.json();
+    assert_eq!(
+        listed["revocations"][0]["issuer"],
+        json!({"name": "idp", "iss": "https://idp.example"})
+    );
+    // Our own "mesh" is untouched.
+    assert_eq!(cp.introspect(&own).await["active"], true);
+
+    // A token we minted by exchanging the issuer's token for "mesh" is covered.
+    let now = cp.app.now();
+    let exchanged = |iss: &str, sub: &str| meshauth_wire::AccessClaims {
+        iss: cp.app.settings().issuer.clone(),
+        sub: "exchanged-client".into(),
+        aud: vec!["api".into()],
+        exp: now + 60,
+        iat: now - 1,
+        nbf: now - 1,
+        jti: "x1".into(),
+        scope: String::new(),
+        client_id: "exchanged-client".into(),
+        sid: None,
+        ext: Some(meshauth_wire::claims::ExternalSubject {
+            iss: iss.into(),
+            sub: sub.into(),
+        }),
+        act: None,
+    };
+    let revocations = cp.app.revocations();
+    for (iss, sub, want) in [
+        ("https://idp.example", "mesh", true),
+        ("https://idp.example", "someone", false),
+        ("https://other.example", "mesh", false),
+    ] {
+        let got = revocations.is_revoked(&exchanged(iss, sub)).await.unwrap();
+        assert_eq!(got, want, "{iss} {sub}");
+        // What token exchange asks of a subject token issued before the rule.
+        let external = revocations.external_subject_revoked(iss, sub, now - 1);
+        assert_eq!(external.await.unwrap(), want, "{iss} {sub}");
+    }
+    // A subject token issued after the rule may still be exchanged.
+    let later = revocations.external_subject_revoked("https://idp.example", "mesh", now + 1);
+    assert!(!later.await.unwrap());
+
+    // `self` is the control plane's own: now our "mesh" goes.
+    let r = revoke(json!({"kind": "sub", "value": "mesh", "issuer": "self"})).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(cp.introspect(&own).await["active"], false);
+    let keys: Vec<String> = cp
+        .app
+        .live_revocations()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.key())
+        .collect();
+    assert!(keys.contains(&"sub:mesh".to_string()), "{keys:?}");
+}

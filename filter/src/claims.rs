@@ -161,12 +161,20 @@ impl Claims {
     /// A claim's value(s) as strings: a string, the strings of an array, or a number
     /// or boolean written out. Objects give nothing.
     pub fn values(&self, name: &str) -> Vec<String> {
-        match self.raw.get(name) {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
-            Some(v) => scalar_text(v).into_iter().collect(),
-            None => Vec::new(),
+        values_of(self.raw.get(name))
+    }
+
+    /// The claim at a dotted path (`realm_access.roles`), as a forwarded header's
+    /// value (see `forwarded_value`). A top-level claim whose name is the whole path
+    /// (`https://example.com/roles`, as Auth0 names them) is taken first.
+    pub fn forwarded_value_at(&self, path: &str) -> Result<Option<String>, Denial> {
+        if self.raw.contains_key(path) {
+            return self.forwarded_value(path);
         }
+        let mut segments = path.split('.');
+        let first = segments.next().and_then(|s| self.raw.get(s));
+        let value = segments.try_fold(first, |v, s| Some(v.and_then(|v| v.get(s))));
+        header_text(values_of(value.flatten()))
     }
 
     /// The claim as one header value: strings as they are, arrays joined by a space.
@@ -179,19 +187,34 @@ impl Claims {
     /// could carry (a control character) is refused: forwarding the request without it
     /// would show the upstream an authenticated request without the identity it expects.
     pub fn forwarded_value(&self, name: &str) -> Result<Option<String>, Denial> {
-        let values = self.values(name);
-        if values.is_empty() {
-            return Ok(None);
-        }
-        let joined = values.join(" ");
-        let safe = joined
-            .bytes()
-            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
-        if safe {
-            Ok(Some(joined))
-        } else {
-            Err(Denial::BadClaim("forwarded"))
-        }
+        header_text(self.values(name))
+    }
+}
+
+/// A claim's value(s) as strings: a string, the strings of an array, or a number or
+/// boolean written out. Objects give nothing.
+fn values_of(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
+        Some(v) => scalar_text(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Values as one header value, joined by a space; a control character refuses.
+fn header_text(values: Vec<String>) -> Result<Option<String>, Denial> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let joined = values.join(" ");
+    let safe = joined
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+    if safe {
+        Ok(Some(joined))
+    } else {
+        Err(Denial::BadClaim("forwarded"))
     }
 }
 
@@ -312,6 +335,29 @@ mod tests {
         assert_eq!(c.header_value("missing"), None);
         assert_eq!(c.forwarded_value("sub"), Err(Denial::BadClaim("forwarded")));
         assert!(c.forwarded_value("groups").is_ok() && c.forwarded_value("missing").is_ok());
+    }
+
+    #[test]
+    fn forwarded_values_at_a_path() {
+        let c = claims(
+            r#"{"exp":1,"jti":"a","realm_access":{"roles":["r1","r2"]},"https://x.example/t":"t1","u":{"n":"x\ny"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.forwarded_value_at("realm_access.roles"),
+            Ok(Some("r1 r2".into()))
+        );
+        assert_eq!(
+            c.forwarded_value_at("https://x.example/t"),
+            Ok(Some("t1".into()))
+        );
+        assert_eq!(c.forwarded_value_at("realm_access"), Ok(None));
+        assert_eq!(c.forwarded_value_at("realm_access.roles.x"), Ok(None));
+        assert_eq!(c.forwarded_value_at("missing.x"), Ok(None));
+        assert_eq!(
+            c.forwarded_value_at("u.n"),
+            Err(Denial::BadClaim("forwarded"))
+        );
     }
 
     proptest! {

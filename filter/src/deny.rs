@@ -38,6 +38,9 @@ pub enum Denial {
     /// The path could route differently once normalised (`crate::path`).
     #[error("{0}")]
     BadPath(&'static str),
+    /// A valid token, but the route admits only tokens of other issuers.
+    #[error("token issuer is not one this route admits")]
+    IssuerNotAllowed,
 }
 
 /// RFC 6750 §3.1 error codes.
@@ -69,9 +72,9 @@ impl Denial {
     pub fn bearer_error(&self) -> BearerError {
         match self {
             Denial::MissingToken | Denial::NotReady | Denial::BadPath(_) => BearerError::None,
-            Denial::InsufficientScope { .. } | Denial::ClaimMismatch { .. } => {
-                BearerError::InsufficientScope
-            }
+            Denial::InsufficientScope { .. }
+            | Denial::ClaimMismatch { .. }
+            | Denial::IssuerNotAllowed => BearerError::InsufficientScope,
             _ => BearerError::InvalidToken,
         }
     }
@@ -104,10 +107,11 @@ impl Denial {
             Denial::Revoked => 13,
             Denial::NotReady => 14,
             Denial::BadPath(_) => 15,
+            Denial::IssuerNotAllowed => 16,
         }
     }
 
-    pub const ALL_CODES: [&'static str; 16] = [
+    pub const ALL_CODES: [&'static str; 17] = [
         "missing_token",
         "malformed_token",
         "token_too_large",
@@ -124,6 +128,7 @@ impl Denial {
         "token_revoked",
         "not_ready",
         "bad_path",
+        "issuer_not_allowed",
     ];
 
     /// The `WWW-Authenticate` challenge.
@@ -379,6 +384,7 @@ mod tests {
             (Denial::Revoked, "token_revoked"),
             (Denial::NotReady, "not_ready"),
             (Denial::BadPath("x"), "bad_path"),
+            (Denial::IssuerNotAllowed, "issuer_not_allowed"),
         ];
         assert_eq!(all.len(), Denial::ALL_CODES.len());
         for (d, code) in all {

@@ -14,7 +14,7 @@ use crate::jwt;
 use crate::limits::{Facts, LimitOutcome, Limiter, Slots, Subject};
 use crate::revocation::{Check, Revocations};
 use crate::rules::strip_query;
-use crate::rules::Policy;
+use crate::rules::{IssuedBy, Policy};
 use crate::sync::{BeforeFirst, OnUnconfirmed};
 use meshauth_wire::federation::FederatedIssuer;
 use meshauth_wire::limits::LimitPolicy;
@@ -31,15 +31,20 @@ pub struct Request<'a> {
     pub repeated_authorization: bool,
 }
 
-/// A token whose signature checked out: its claims, and the values of the configured
-/// forwarded headers, worked out once per distinct token.
+/// A token whose signature checked out: its claims, and the headers forwarded with
+/// it, worked out once per distinct token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     pub claims: Claims,
-    /// One value per `Config::forward` entry, in order; `None` removes the header.
-    pub headers: Vec<Option<String>>,
-    /// Issued by a trusted external issuer (its rules apply, and only `jti`
-    /// revocation: see `Revocations::check_jti_only`).
+    /// The headers to set upstream, with their values: from `Config::forward` for our
+    /// own tokens, from the issuer's `forward_claims` for a federated one. Every other
+    /// header of `Engine::forwarded_headers` is taken off the request.
+    pub headers: Vec<(String, String)>,
+    /// The name a federated token's issuer was registered under, for routes that
+    /// require issuers (`None`: ours, or a federated issuer sent without a name).
+    pub issuer_name: Option<String>,
+    /// Issued by a trusted external issuer (its rules apply, and only revocation rules
+    /// scoped to it: see `Revocations::check`).
     pub federated: bool,
 }
 
@@ -97,6 +102,20 @@ pub struct Engine {
     pushed_issuers: Vec<FederatedIssuer>,
     /// Unknown kids of trusted issuers, throttled, for the root context to report.
     kid_reports: KidReports,
+    /// Every header a token may set (the configuration's and each issuer's), once.
+    forwarded_headers: Vec<String>,
+}
+
+/// The configuration's forwarded headers and the issuers', without repeats.
+fn all_forwarded(config: &Config, federation: &Federation) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    let ours = config.forward.iter().map(|f| f.header.as_str());
+    for h in ours.chain(federation.headers()) {
+        if !all.iter().any(|a| a == h) {
+            all.push(h.to_owned());
+        }
+    }
+    all
 }
 
 impl Engine {
@@ -107,10 +126,12 @@ impl Engine {
             .as_ref()
             .is_none_or(|s| s.before_first == BeforeFirst::Bootstrap);
         let limiter = Limiter::new(&config.limits, &[]);
+        let federation = Federation::default();
         Engine {
             limiter,
             pushed_limits: Vec::new(),
-            federation: Federation::default(),
+            forwarded_headers: all_forwarded(&config, &federation),
+            federation,
             pushed_issuers: Vec::new(),
             kid_reports: KidReports::default(),
             config,
@@ -152,6 +173,7 @@ impl Engine {
             for s in skipped {
                 log::warn!("meshauth: federated key or issuer left out: {s}");
             }
+            self.forwarded_headers = all_forwarded(&self.config, &federation);
             self.federation = federation;
             self.pushed_issuers = snap.issuers;
             let federation = &self.federation;
@@ -230,8 +252,10 @@ impl Engine {
         &self.config
     }
 
-    pub fn forwarded(&self) -> &[ForwardedClaim] {
-        &self.config.forward
+    /// Every header a verified token may set upstream: a client's copy of any of them
+    /// is taken off every request.
+    pub fn forwarded_headers(&self) -> &[String] {
+        &self.forwarded_headers
     }
 
     /// Replaces the key set. Cached verifications are dropped with the old keys, so a
@@ -266,6 +290,9 @@ impl Engine {
             path: strip_query(req.path),
             route: self.config.routes.name(route),
             claims: verified.map(|v| &v.claims),
+            federated_by: verified
+                .filter(|v| v.federated)
+                .and_then(|v| v.claims.iss.as_deref()),
         };
         self.limiter.check(slots, &subject, facts, now_ns)
     }
@@ -345,8 +372,8 @@ impl Engine {
                         crate::federated::unverified_iss(token).filter(|iss| federation.trusts(iss))
                     };
                     let federated = trusted_iss.is_some();
-                    let claims = if let Some(iss) = &trusted_iss {
-                        federation.verify(token, now).inspect_err(|d| {
+                    let v = if let Some(iss) = &trusted_iss {
+                        let claims = federation.verify(token, now).inspect_err(|d| {
                             // The provider may have rotated: ask the control plane to
                             // fetch its keys now. Throttled before the kid is even read.
                             if *d == Denial::UnknownKey && kid_reports.due(iss, now) {
@@ -354,7 +381,17 @@ impl Engine {
                                     kid_reports.note(iss, &kid, now);
                                 }
                             }
-                        })?
+                        })?;
+                        // The issuer's forwarded claims, never the configuration's: a
+                        // header means one issuer's claim to the upstream.
+                        let headers = federation.forwarded(&claims)?;
+                        let issuer_name = federation.name_of(iss).map(str::to_owned);
+                        Verified {
+                            claims,
+                            headers,
+                            issuer_name,
+                            federated,
+                        }
                     } else {
                         let parsed = jwt::parse(token)?;
                         let key = config.keys.get(&parsed.kid).ok_or(Denial::UnknownKey)?;
@@ -363,31 +400,29 @@ impl Engine {
                         }
                         let claims = parsed.claims()?;
                         claims.check(&config.claim_rules, now)?;
-                        claims
+                        let headers = forwarded_by_config(&config.forward, &claims)?;
+                        Verified {
+                            claims,
+                            headers,
+                            issuer_name: None,
+                            federated,
+                        }
                     };
-                    let headers = config
-                        .forward
-                        .iter()
-                        .map(|f| claims.forwarded_value(&f.claim))
-                        .collect::<Result<_, _>>()?;
-                    let v = Rc::new(Verified {
-                        claims,
-                        headers,
-                        federated,
-                    });
+                    let v = Rc::new(v);
                     cache.insert(token, v.clone());
                     v
                 }
             };
-            requirements.check(&verified.claims)?;
+            let by = if verified.federated {
+                IssuedBy::Federated(verified.issuer_name.as_deref())
+            } else {
+                IssuedBy::Own
+            };
+            requirements.check(&verified.claims, by)?;
             Ok(verified)
         })();
         let verdict = match result {
-            Ok(v) => match if v.federated {
-                revocations.check_jti_only(&v.claims, now)
-            } else {
-                revocations.check(&v.claims, now)
-            } {
+            Ok(v) => match revocations.check(&v.claims, v.federated, now) {
                 Check::Clear => Verdict::Allow(v),
                 Check::Revoked => Verdict::Deny(Denial::Revoked),
                 Check::Unconfirmed(jti) => Verdict::Confirm { jti, verified: v },
@@ -400,6 +435,20 @@ impl Engine {
             route,
         }
     }
+}
+
+/// The configuration's forwarded headers of one of our tokens, with their values.
+fn forwarded_by_config(
+    forward: &[ForwardedClaim],
+    claims: &Claims,
+) -> Result<Vec<(String, String)>, Denial> {
+    let mut out = Vec::with_capacity(forward.len());
+    for f in forward {
+        if let Some(v) = claims.forwarded_value(&f.claim)? {
+            out.push((f.header.clone(), v));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -152,6 +152,33 @@ impl Federation {
         self.issuers.contains_key(iss)
     }
 
+    /// The name the issuer `iss` was registered under, if the snapshot gave one.
+    pub fn name_of(&self, iss: &str) -> Option<&str> {
+        self.issuers.get(iss).and_then(|i| i.rules.name.as_deref())
+    }
+
+    /// Every header some issuer forwards a claim in.
+    pub fn headers(&self) -> impl Iterator<Item = &str> {
+        self.issuers
+            .values()
+            .flat_map(|i| i.rules.forward_claims.values().map(String::as_str))
+    }
+
+    /// The headers the issuer of a token it verified forwards, with their values (its
+    /// `forward_claims`; an absent claim sets nothing).
+    pub fn forwarded(&self, claims: &Claims) -> Result<Vec<(String, String)>, Denial> {
+        let Some(issuer) = claims.iss.as_deref().and_then(|iss| self.issuers.get(iss)) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(issuer.rules.forward_claims.len());
+        for (path, header) in &issuer.rules.forward_claims {
+            if let Some(v) = claims.forwarded_value_at(path)? {
+                out.push((header.clone(), v));
+            }
+        }
+        Ok(out)
+    }
+
     /// The time checks again, for a verification taken from the cache.
     pub fn recheck(&self, claims: &Claims, now: i64) -> Result<(), Denial> {
         let issuer = claims

@@ -151,6 +151,9 @@ pub struct Subject<'a> {
     pub path: &'a str,
     pub route: &'a str,
     pub claims: Option<&'a Claims>,
+    /// The `iss` of the trusted external issuer that issued the token; `None` for the
+    /// control plane's own tokens and anonymous requests.
+    pub federated_by: Option<&'a str>,
 }
 
 impl Limiter {
@@ -250,6 +253,13 @@ impl Limiter {
         h.write_u8(0xff);
         let mut value = String::new();
         for (i, part) in c.policy.key.iter().enumerate() {
+            // A federated token's claims are qualified by its issuer (all but `iss`,
+            // which is the issuer): one provider's `sub` never draws from another's
+            // bucket, nor from ours, nor takes an override written for ours.
+            let scope = match part {
+                KeyPart::Claim(name) if name != "iss" => subject.federated_by,
+                _ => None,
+            };
             let text: Option<std::borrow::Cow<'_, str>> = match part {
                 // A string claim (the usual `sub`, `client_id`) is borrowed, not copied.
                 KeyPart::Claim(name) => subject.claims.and_then(|cl| match cl.raw.get(name) {
@@ -266,11 +276,20 @@ impl Limiter {
             // A missing part is the empty value: every such request shares one bucket,
             // which is the strict choice.
             let text = text.unwrap_or_default();
+            if let Some(iss) = scope {
+                h.write(iss.as_bytes());
+                h.write_u8(0xfe); // not UTF-8 either: no value of ours hashes the same
+            }
             h.write(text.as_bytes());
             h.write_u8(0xff); // no UTF-8 text contains 0xff: parts can't run together
             if want_value {
                 if i > 0 {
                     value.push(KEY_SEPARATOR);
+                }
+                if let Some(iss) = scope {
+                    // As overrides spell it: the `iss`, a space (an `iss` has none), the value.
+                    value.push_str(iss);
+                    value.push(' ');
                 }
                 value.push_str(&text);
             }

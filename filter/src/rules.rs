@@ -25,6 +25,19 @@ pub struct Requirements {
     pub scopes: Option<ScopeRule>,
     /// Each claim must carry one of its permitted values.
     pub claims: Vec<(String, Vec<String>)>,
+    /// The issuers whose tokens the route admits: trusted issuers' names, `self` for
+    /// the control plane's own. `None`: any the filter verifies.
+    pub issuers: Option<Vec<String>>,
+}
+
+/// Who issued a verified token, as route rules name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuedBy<'a> {
+    /// The control plane (`self`).
+    Own,
+    /// A trusted external issuer, by the name it was registered under (`None`: it came
+    /// without one, and no route that requires issuers admits it).
+    Federated(Option<&'a str>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +110,16 @@ pub fn strip_query(path: &str) -> &str {
 }
 
 impl Requirements {
-    pub fn check(&self, claims: &Claims) -> Result<(), Denial> {
+    pub fn check(&self, claims: &Claims, by: IssuedBy<'_>) -> Result<(), Denial> {
+        if let Some(admitted) = &self.issuers {
+            let name = match by {
+                IssuedBy::Own => Some(meshauth_wire::federation::SELF_ISSUER),
+                IssuedBy::Federated(name) => name,
+            };
+            if !name.is_some_and(|n| admitted.iter().any(|a| a == n)) {
+                return Err(Denial::IssuerNotAllowed);
+            }
+        }
         let (ok, listed) = match &self.scopes {
             Some(ScopeRule::All(all)) => (all.iter().all(|s| claims.has_scope(s)), all),
             Some(ScopeRule::Any(any)) => (any.iter().any(|s| claims.has_scope(s)), any),
@@ -141,6 +163,7 @@ mod tests {
                     policy: Policy::Token(Requirements {
                         scopes: Some(ScopeRule::Any(vec!["admin".into(), "audit".into()])),
                         claims: vec![],
+                        issuers: None,
                     }),
                 },
                 Route {
@@ -151,6 +174,7 @@ mod tests {
                     policy: Policy::Token(Requirements {
                         scopes: Some(ScopeRule::All(vec!["admin".into(), "write".into()])),
                         claims: vec![("tenant".into(), vec!["a".into()])],
+                        issuers: None,
                     }),
                 },
                 Route {
@@ -211,19 +235,66 @@ mod tests {
             panic!()
         };
         let audit = claims(r#"{"exp":1,"jti":"j","scope":"audit"}"#);
-        assert_eq!(read.check(&audit), Ok(()));
+        assert_eq!(read.check(&audit, IssuedBy::Own), Ok(()));
         assert!(matches!(
-            write.check(&audit),
+            write.check(&audit, IssuedBy::Own),
             Err(Denial::InsufficientScope { .. })
         ));
         let admin_b = claims(r#"{"exp":1,"jti":"j","scope":"write admin","tenant":"b"}"#);
         assert_eq!(
-            write.check(&admin_b),
+            write.check(&admin_b, IssuedBy::Own),
             Err(Denial::ClaimMismatch {
                 claim: "tenant".into()
             })
         );
         let admin_a = claims(r#"{"exp":1,"jti":"j","scope":"write admin","tenant":["c","a"]}"#);
-        assert_eq!(write.check(&admin_a), Ok(()));
+        assert_eq!(write.check(&admin_a, IssuedBy::Own), Ok(()));
+    }
+
+    /// A route that requires issuers admits their tokens only: another provider's, ours
+    /// when `self` is not listed, and one whose issuer came without a name, are refused
+    /// before any scope is looked at.
+    #[test]
+    fn a_route_can_require_issuers() {
+        let only_idp = Requirements {
+            scopes: Some(ScopeRule::All(vec!["read".into()])),
+            issuers: Some(vec!["idp".into()]),
+            ..Default::default()
+        };
+        let c = claims(r#"{"exp":1,"jti":"j","scope":"read"}"#);
+        assert_eq!(only_idp.check(&c, IssuedBy::Federated(Some("idp"))), Ok(()));
+        for by in [
+            IssuedBy::Own,
+            IssuedBy::Federated(Some("other")),
+            IssuedBy::Federated(None),
+            IssuedBy::Federated(Some("self")),
+        ] {
+            assert_eq!(
+                only_idp.check(&c, by),
+                Err(Denial::IssuerNotAllowed),
+                "{by:?}"
+            );
+        }
+        let none = claims(r#"{"exp":1,"jti":"j"}"#);
+        assert_eq!(
+            only_idp.check(&none, IssuedBy::Own),
+            Err(Denial::IssuerNotAllowed)
+        );
+        let own_or_idp = Requirements {
+            issuers: Some(vec!["self".into(), "idp".into()]),
+            ..Default::default()
+        };
+        assert_eq!(own_or_idp.check(&c, IssuedBy::Own), Ok(()));
+        assert_eq!(
+            own_or_idp.check(&c, IssuedBy::Federated(Some("idp"))),
+            Ok(())
+        );
+        assert_eq!(
+            own_or_idp.check(&c, IssuedBy::Federated(Some("x"))),
+            Err(Denial::IssuerNotAllowed)
+        );
+        // No requirement: any verified token.
+        let any = Requirements::default();
+        assert_eq!(any.check(&c, IssuedBy::Federated(None)), Ok(()));
     }
 }

@@ -57,6 +57,7 @@ fn sealed_snapshot() -> Vec<u8> {
             claim: meshauth_wire::sync::RuleClaim::Sub,
             value: "m".into(),
             not_before: 5,
+            issuer: None,
         }],
         limits: serde_json::from_str(r#"[{"name":"u","key":["claim:sub"],"rate":5,"burst":2}]"#)
             .unwrap(),

@@ -28,7 +28,10 @@ fn envoy_for(cp: &ControlPlane) -> Envoy {
         "issuer": cp.base_url(),
         "audiences": ["api"],
         "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
-        "routes": [{"name": "api", "path_prefix": "/api", "scopes_all": ["read"]}],
+        "routes": [
+            {"name": "api", "path_prefix": "/api", "scopes_all": ["read"]},
+            {"name": "idp-only", "path_prefix": "/idp-only", "issuers": ["idp"]}
+        ],
         "sync": cp.filter_sync(&key),
     });
     Envoy::with_echo(&config, Options::control_plane(cp.port))
@@ -48,15 +51,22 @@ fn trust(cp: &ControlPlane, idp: &Idp) {
     for alg in ["RS256", "ES256", "ES384", "EdDSA"] {
         args.extend(["--alg", alg]);
     }
-    args.extend(["--typ", "at+jwt"]);
+    args.extend(["--typ", "at+jwt", "--forward-claim", "sub=x-idp-sub"]);
     cp.cli_ok(&args);
 }
 
 fn call(envoy: &Envoy, token: &str) -> Answer {
+    call_at(envoy, "/api/x", token)
+}
+
+/// A call with `x-idp-sub` and `x-meshauth-sub` forged by the client.
+fn call_at(envoy: &Envoy, path: &str, token: &str) -> Answer {
     get(
-        &envoy.url("/api/x"),
+        &envoy.url(path),
         &[
             ("authorization", &format!("Bearer {token}")),
+            ("x-idp-sub", "forged"),
+            ("x-meshauth-sub", "forged"),
             ("connection", "close"),
         ],
     )
@@ -98,7 +108,9 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
 
     // Each algorithm, from the provider's own token endpoint.
     let a = eventually(&envoy, &rs, 200);
-    assert_eq!(a.json()["headers"]["x-meshauth-sub"], "mesh");
+    // The issuer's forwarded claim; the filter's own is for our tokens.
+    assert_eq!(a.json()["headers"]["x-idp-sub"], "mesh");
+    assert_eq!(a.json()["headers"].get("x-meshauth-sub"), None);
     let es = idp.token(Resource::Es256, "read");
     assert_eq!(jose_header(&es)["alg"], "ES256");
     assert_eq!(call(&envoy, &es).status, 200);
@@ -174,6 +186,71 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
         .split('\t')
         .collect();
     assert_eq!((row[1], row[2]), ("open", "4"), "{listed}");
+}
+
+/// One subject name, "mesh", at the provider (its client_credentials tokens) and at the
+/// control plane: revoking either leaves the other, each issuer's tokens forward their
+/// own headers (a client's forged copies never reach the upstream), and a route that
+/// requires the provider refuses ours.
+#[test]
+fn a_subject_revoked_at_one_issuer_stays_valid_at_the_other() {
+    let idp = Idp::start();
+    let cp = ControlPlane::start(StoreKind::Embedded, FEDERATION);
+    let envoy = envoy_for(&cp);
+    trust(&cp, &idp);
+    let fed = idp.token(Resource::Rs256, "read");
+    let own = cp
+        .cli_ok(&["token", "issue", "--sub", "mesh", "--scope", "read"])
+        .trim()
+        .to_string();
+    let a = eventually(&envoy, &fed, 200);
+    let headers = &a.json()["headers"];
+    assert_eq!(headers["x-idp-sub"], "mesh", "{headers}");
+    assert_eq!(headers.get("x-meshauth-sub"), None, "{headers}");
+    let a = call(&envoy, &own);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let headers = &a.json()["headers"];
+    assert_eq!(headers["x-meshauth-sub"], "mesh", "{headers}");
+    assert_eq!(headers.get("x-idp-sub"), None, "{headers}");
+
+    // A route that requires the provider.
+    assert_eq!(call_at(&envoy, "/idp-only/x", &fed).status, 200);
+    let a = call_at(&envoy, "/idp-only/x", &own);
+    assert_eq!(
+        (a.status, error_code(&a)),
+        (403, "issuer_not_allowed".into())
+    );
+
+    // The provider's "mesh" is revoked; ours is not.
+    cp.cli_ok(&["revoke", "subject", "mesh", "--issuer", "idp"]);
+    let a = eventually(&envoy, &fed, 403);
+    assert_eq!(error_code(&a), "token_revoked");
+    assert_eq!(call(&envoy, &own).status, 200);
+    // An unknown issuer is refused, and nothing changes.
+    let out = cp.cli(&["revoke", "subject", "mesh", "--issuer", "nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a trusted issuer"),
+        "{out:?}"
+    );
+    assert_eq!(call(&envoy, &own).status, 200);
+
+    // A provider token issued after its rule passes again (its `iat` is past the rule)...
+    let fresh = wait_until("a provider token issued after the rule", 15, || {
+        let t = idp.token(Resource::Rs256, "read");
+        match call(&envoy, &t).status {
+            200 => Ok(t),
+            s => {
+                std::thread::sleep(Duration::from_millis(200));
+                Err(format!("still {s}"))
+            }
+        }
+    });
+    // ...and revoking our "mesh" does not touch it.
+    cp.cli_ok(&["revoke", "subject", "mesh"]);
+    let a = eventually(&envoy, &own, 403);
+    assert_eq!(error_code(&a), "token_revoked");
+    assert_eq!(call(&envoy, &fresh).status, 200);
 }
 
 /// `Authorization: Basic` for a client as `meshauth clients create` printed it.

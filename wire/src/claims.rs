@@ -53,3 +53,6 @@ impl Actor {
         1 + self.act.as_ref().map_or(0, |a| a.depth())
     }
 }
+
+/// The claim name of [`ExternalSubject`].
+pub const EXT_CLAIM: &str = "ext";

@@ -133,6 +133,11 @@ impl KeyMaterial {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FederatedIssuer {
+    /// The name it was registered under (`meshauth issuers add NAME`), which route
+    /// rules use to require it. Absent from control planes before it was sent: such an
+    /// issuer satisfies no route that requires one by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The exact `iss` of its tokens.
     pub issuer: String,
     /// A token's `aud` must name one of these.
@@ -162,6 +167,15 @@ pub struct FederatedIssuer {
     /// Its last good keys; never empty (an issuer whose keys were never fetched is
     /// left out of the snapshot).
     pub keys: Vec<FederatedKey>,
+}
+
+/// The name a route rule gives the control plane's own issuer; no trusted issuer may
+/// be registered under it.
+pub const SELF_ISSUER: &str = "self";
+
+/// A trusted issuer's name: 1-64 lower-case letters, digits, `-`, `_`, not `self`.
+pub fn valid_issuer_name(s: &str) -> bool {
+    crate::limits::valid_policy_name(s) && s != SELF_ISSUER
 }
 
 pub(crate) fn visible(s: &str, max: usize) -> bool {
@@ -271,6 +285,9 @@ impl FederatedIssuer {
             return Err(format!("issuer must be 1-{MAX_ISSUER_LEN} visible ASCII"));
         }
         let at = |what: &str| format!("issuer {iss:?}: {what}");
+        if self.name.as_deref().is_some_and(|n| !valid_issuer_name(n)) {
+            return Err(at("name"));
+        }
         if self.audiences.is_empty()
             || self.audiences.len() > MAX_AUDIENCES
             || !self.audiences.iter().all(|a| visible(a, MAX_VALUE_LEN))
@@ -331,7 +348,9 @@ pub fn validate_all(issuers: &[FederatedIssuer]) -> Result<(), String> {
     if issuers.len() > MAX_ISSUERS {
         return Err(format!("more than {MAX_ISSUERS} issuers"));
     }
-    if has_duplicate(issuers.iter().map(|i| i.issuer.as_str())) {
+    if has_duplicate(issuers.iter().map(|i| i.issuer.as_str()))
+        || has_duplicate(issuers.iter().filter_map(|i| i.name.as_deref()))
+    {
         return Err("an issuer is listed twice".into());
     }
     issuers.iter().try_for_each(FederatedIssuer::validate)

@@ -209,6 +209,11 @@ pub struct NewRevocation {
     /// For `jti`: when the token expires (the entry is kept until then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
+    /// For `sub`, `sid` and `client_id`: the name of the trusted issuer whose tokens
+    /// the rule covers (`meshauth issuers add NAME`); absent or `self`: the control
+    /// plane's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// `GET /admin/revocations`: those still in force.

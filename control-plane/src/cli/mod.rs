@@ -185,35 +185,58 @@ pub enum RevokeCmd {
         #[arg(allow_hyphen_values = true)]
         token_or_jti: String,
     },
+    /// Every token of a subject issued until now.
     Subject {
         #[arg(allow_hyphen_values = true)]
         sub: String,
+        #[command(flatten)]
+        issuer: RuleIssuerArg,
     },
+    /// Every token of a session issued until now.
     Session {
         #[arg(allow_hyphen_values = true)]
         sid: String,
+        #[command(flatten)]
+        issuer: RuleIssuerArg,
     },
+    /// Every token of a client issued until now.
     Client {
         #[arg(allow_hyphen_values = true)]
         client_id: String,
+        #[command(flatten)]
+        issuer: RuleIssuerArg,
     },
     /// The revocations still in force.
     List,
 }
 
+#[derive(clap::Args)]
+pub struct RuleIssuerArg {
+    /// The trusted issuer (`meshauth issuers list`) whose tokens to revoke; without
+    /// it, the control plane's own. Never both: a `sub` from one issuer never revokes
+    /// another's.
+    #[arg(long)]
+    issuer: Option<String>,
+}
+
+/// The admin API's `kind`, `value` and `issuer`.
+type Target = (RevocationKind, String, Option<String>);
+
 impl RevokeCmd {
-    /// The admin API's `kind` and `value`; `None` for `list`.
-    fn target(self) -> Option<(RevocationKind, String)> {
+    /// What to revoke; `None` for `list`.
+    fn target(self) -> Option<Target> {
         Some(match self {
             RevokeCmd::Token { token_or_jti }
                 if token_or_jti.contains('.') || token_or_jti.len() > 40 =>
             {
-                (RevocationKind::Token, token_or_jti)
+                (RevocationKind::Token, token_or_jti, None)
             }
-            RevokeCmd::Token { token_or_jti } => (RevocationKind::Jti, token_or_jti),
-            RevokeCmd::Subject { sub } => (RevocationKind::Sub, sub),
-            RevokeCmd::Session { sid } => (RevocationKind::Sid, sid),
-            RevokeCmd::Client { client_id } => (RevocationKind::ClientId, client_id),
+            RevokeCmd::Token { token_or_jti } => (RevocationKind::Jti, token_or_jti, None),
+            RevokeCmd::Subject { sub, issuer } => (RevocationKind::Sub, sub, issuer.issuer),
+            RevokeCmd::Session { sid, issuer } => (RevocationKind::Sid, sid, issuer.issuer),
+            RevokeCmd::Client { client_id, issuer } => {
+                (RevocationKind::ClientId, client_id, issuer.issuer)
+            }
             RevokeCmd::List => return None,
         })
     }
@@ -242,6 +265,29 @@ pub enum AuditCmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_names_its_issuer_or_none() {
+        let target = |args: &[&str]| match Cli::try_parse_from(args).unwrap().cmd {
+            Cmd::Revoke(r) => r.target(),
+            _ => panic!("not revoke"),
+        };
+        assert_eq!(
+            target(&["meshauth", "revoke", "subject", "mesh", "--issuer", "idp"]),
+            Some((RevocationKind::Sub, "mesh".into(), Some("idp".into())))
+        );
+        assert_eq!(
+            target(&["meshauth", "revoke", "session", "-s1", "--issuer", "idp"]),
+            Some((RevocationKind::Sid, "-s1".into(), Some("idp".into())))
+        );
+        assert_eq!(
+            target(&["meshauth", "revoke", "client", "c1"]),
+            Some((RevocationKind::ClientId, "c1".into(), None))
+        );
+        assert!(
+            Cli::try_parse_from(["meshauth", "revoke", "token", "j", "--issuer", "idp"]).is_err()
+        );
+    }
 
     // Key ids, client ids and jtis are random base64url: one in 32 starts with '-'.
     #[test]

@@ -217,11 +217,12 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
             None => c
                 .call::<RevocationList>("GET", route::REVOCATIONS, None)?
                 .print(),
-            Some((kind, value)) => {
+            Some((kind, value, issuer)) => {
                 let body = NewRevocation {
                     kind,
                     value,
                     exp: None,
+                    issuer,
                 };
                 c.send("POST", route::REVOCATIONS, Some(&body))?;
             }

@@ -20,8 +20,10 @@ use crate::app::App;
 use crate::audit::Anchor;
 use crate::clients::validate_name;
 use crate::ctx::secs;
+use crate::error::ServiceError;
 use crate::keys::{KeyState, Keyring};
-use crate::revocation::Revocation;
+use crate::revocation::{Revocation, RuleIssuer};
+use meshauth_wire::federation::SELF_ISSUER;
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::RuleClaim;
 
@@ -130,6 +132,12 @@ pub async fn add_revocation(
     Extension(a): Extension<Admin>,
     ApiJson(b): ApiJson<NewRevocation>,
 ) -> ApiResult<StatusCode> {
+    let scoped = b.issuer.as_deref().is_some_and(|i| i != SELF_ISSUER);
+    if scoped && matches!(b.kind, RevocationKind::Token | RevocationKind::Jti) {
+        return Err(ApiError::bad_request(
+            "issuer: only a sub, sid or client_id rule is scoped to an issuer (a token or jti names one token)",
+        ));
+    }
     let claim = match b.kind {
         RevocationKind::Token => {
             if !app.oauth().revoke_token(&a.0, &b.value, None).await? {
@@ -145,12 +153,15 @@ pub async fn add_revocation(
         RevocationKind::ClientId => Some(RuleClaim::ClientId),
     };
     validate_name("value", &b.value)?;
+    let issuer = match b.issuer.as_deref() {
+        Some(name) if scoped => Some(rule_issuer(&app, name).await?),
+        _ => None,
+    };
     let now = app.now();
     match claim {
         Some(c) => {
-            app.revocations()
-                .revoke_rule(&a.0, Revocation::rule_from_now(c, b.value, now))
-                .await?
+            let rule = Revocation::rule_from_now(c, b.value, now).scoped_to(issuer);
+            app.revocations().revoke_rule(&a.0, rule).await?
         }
         None => {
             let max_ttl = secs(app.settings().tokens.max_access_ttl);
@@ -159,6 +170,22 @@ pub async fn add_revocation(
         }
     };
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The trusted issuer a rule names, as rules hold it: an unknown name is refused (a
+/// rule for no issuer would silently revoke nothing).
+async fn rule_issuer(app: &App, name: &str) -> ApiResult<RuleIssuer> {
+    match app.issuers().get(name).await {
+        Ok(i) => Ok(RuleIssuer {
+            name: i.name().to_string(),
+            iss: i.issuer().to_string(),
+        }),
+        Err(ServiceError::NotFound(_)) => Err(ApiError::bad_request(format!(
+            "issuer: {:?} is not a trusted issuer (meshauth issuers list); leave it out for the control plane's own tokens",
+            name.chars().take(64).collect::<String>()
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The revocations still in force (expired ones are pruned on the next schedule step).

@@ -350,6 +350,7 @@ impl Issuers {
 fn to_wire(i: &TrustedIssuer, keys: Vec<FederatedKey>) -> FederatedIssuer {
     let spec = i.spec();
     FederatedIssuer {
+        name: Some(i.name().to_string()),
         issuer: i.issuer().to_string(),
         audiences: spec.audiences,
         algorithms: i.algorithms().to_vec(),

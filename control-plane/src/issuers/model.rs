@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::url::{FetchUrl, UrlPolicy};
 pub use meshauth_wire::federation::Alg;
+use meshauth_wire::federation::{valid_issuer_name, SELF_ISSUER};
 pub use meshauth_wire::federation::{
     MAX_AUDIENCES, MAX_CLAIM_PATH_DEPTH, MAX_CLAIM_PATH_LEN, MAX_CLAIM_VALUES, MAX_FORWARDED,
     MAX_ISSUER_LEN, MAX_REQUIRED_CLAIMS, MAX_SKEW_SECONDS, MAX_VALUE_LEN,
@@ -119,6 +120,11 @@ impl TrustedIssuer {
             return Err(format!(
                 "name: {:?} must be 1-64 lower-case letters, digits, '-' or '_'",
                 spec.name
+            ));
+        }
+        if !valid_issuer_name(&spec.name) {
+            return Err(format!(
+                "name: {SELF_ISSUER:?} is reserved: route rules use it for the control plane's own tokens"
             ));
         }
         let (source, derived) = match (&spec.discovery, &spec.jwks_uri) {

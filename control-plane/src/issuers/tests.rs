@@ -45,6 +45,7 @@ fn hostile_specs_are_refused_naming_the_field() {
     refused(|s| s.name = "Key Cloak".into(), "name:");
     refused(|s| s.name = "a".repeat(65), "name:");
     refused(|s| s.name = String::new(), "name:");
+    refused(|s| s.name = "self".into(), "reserved");
     refused(
         |s| s.jwks_uri = Some("https://kc.example/certs".into()),
         "either discovery or jwks_uri",

@@ -130,6 +130,21 @@ impl OAuth {
             .to_string();
         facts.issuer = Some(subject.issuer.name().to_string());
         facts.subject = Some(ext_sub.clone());
+        // A subject revoked at its issuer (`meshauth revoke subject S --issuer NAME`):
+        // its tokens issued before the rule must not buy a fresh mesh token, which
+        // the rule would no longer cover (issued after it).
+        let iat = subject
+            .claims
+            .get("iat")
+            .and_then(Value::as_f64)
+            .map_or(i64::MIN, |i| i.floor() as i64);
+        if self
+            .revocations
+            .external_subject_revoked(subject.issuer.issuer(), &ext_sub, iat)
+            .await?
+        {
+            return Err(Refusal::SubjectRevoked.into());
+        }
         let mesh_sub = format!("{SUBJECT_PREFIX}{}:{ext_sub}", subject.issuer.name());
         facts.mesh_sub = Some(mesh_sub.clone());
         let policy = subject.issuer.exchange().ok_or(Refusal::ExchangeDisabled)?;

@@ -120,6 +120,7 @@ mod tests {
         let r = Revocation::Sid {
             value: "s-1".into(),
             not_before: 7,
+            issuer: None,
         };
         for change in [
             Change::Keys,

@@ -29,6 +29,8 @@ pub(super) struct RawRoute {
     scopes_any: Option<Vec<String>>,
     #[serde(default)]
     claims: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    issuers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -50,6 +52,9 @@ pub(super) struct RawPolicy {
     scopes_any: Option<Vec<String>>,
     #[serde(default)]
     claims: BTreeMap<String, Vec<String>>,
+    /// Trusted issuers' names (`meshauth issuers list`), `self` for the control plane.
+    #[serde(default)]
+    issuers: Option<Vec<String>>,
 }
 
 impl RawPolicy {
@@ -59,6 +64,7 @@ impl RawPolicy {
             scopes_all,
             scopes_any,
             claims,
+            issuers,
         } = self;
         if auth == AuthMode::Anonymous {
             if scopes_all.is_some() || scopes_any.is_some() || !claims.is_empty() {
@@ -67,7 +73,32 @@ impl RawPolicy {
                     "an anonymous route cannot require scopes or claims",
                 ));
             }
+            if issuers.is_some() {
+                return Err(bad(field, "an anonymous route cannot require issuers"));
+            }
             return Ok(Policy::Anonymous);
+        }
+        if let Some(list) = &issuers {
+            let at = format!("{field}.issuers");
+            if list.is_empty() {
+                return Err(bad(at, "list at least one issuer (omit it to admit any)"));
+            }
+            if let Some(n) = list.iter().find(|n| {
+                n.as_str() != meshauth_wire::federation::SELF_ISSUER
+                    && !meshauth_wire::federation::valid_issuer_name(n)
+            }) {
+                return Err(bad(
+                    at,
+                    format!("{n:?} is not a trusted issuer's name (lower-case letters, digits, '-', '_') or \"self\""),
+                ));
+            }
+            if list
+                .iter()
+                .enumerate()
+                .any(|(i, n)| list.iter().take(i).any(|m| m == n))
+            {
+                return Err(bad(at, "an issuer is listed twice"));
+            }
         }
         let scope_list = |name: &str, list: Vec<String>| -> Result<Vec<String>, ConfigError> {
             if list.is_empty() {
@@ -111,6 +142,7 @@ impl RawPolicy {
         Ok(Policy::Token(Requirements {
             scopes,
             claims: required,
+            issuers,
         }))
     }
 }
@@ -156,6 +188,7 @@ pub(super) fn validate(raw: Vec<RawRoute>) -> Result<Vec<Route>, ConfigError> {
             scopes_all: r.scopes_all,
             scopes_any: r.scopes_any,
             claims: r.claims,
+            issuers: r.issuers,
         };
         routes.push(Route {
             name,

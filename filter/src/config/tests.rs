@@ -114,6 +114,28 @@ fn errors_name_the_field() {
         "routes[0]: an anonymous route cannot require scopes or claims"
     );
     assert_eq!(
+        err(r#"{"routes":[{"path_prefix":"/a","auth":"anonymous","issuers":["idp"]}]}"#),
+        "routes[0]: an anonymous route cannot require issuers"
+    );
+    for (issuers, says) in [
+        ("[]", "list at least one issuer"),
+        (r#"["IdP"]"#, "is not a trusted issuer's name"),
+        (
+            r#"["https://idp.example"]"#,
+            "is not a trusted issuer's name",
+        ),
+        (r#"["idp","idp"]"#, "listed twice"),
+    ] {
+        let e = err(&format!(
+            r#"{{"routes":[{{"path_prefix":"/a","issuers":{issuers}}}]}}"#
+        ));
+        assert!(
+            e.starts_with("routes[0].issuers: ") && e.contains(says),
+            "{e}"
+        );
+    }
+    assert!(err(r#"{"default_route":{"issuers":[]}}"#).starts_with("default_route.issuers"));
+    assert_eq!(
         err(r#"{"routes":[{"path_prefix":"/a","scopes_all":[]}]}"#),
         "routes[0].scopes_all: must list at least one scope"
     );
@@ -170,7 +192,8 @@ fn full_config_loads() {
         "forward_authorization": false,
         "routes": [
             {"name": "pub", "path_prefix": "/public/", "auth": "anonymous"},
-            {"path_prefix": "/admin/", "methods": ["get", "post"], "scopes_any": ["admin"], "claims": {"tenant": ["a"]}}
+            {"path_prefix": "/admin/", "methods": ["get", "post"], "scopes_any": ["admin"], "claims": {"tenant": ["a"]}},
+            {"path_prefix": "/partners/", "issuers": ["self", "idp"]}
         ],
         "default_route": {"auth": "token"}
     }"#).unwrap();
@@ -180,5 +203,7 @@ fn full_config_loads() {
         Some(&["GET".to_string(), "POST".to_string()][..])
     );
     assert_eq!(c.routes.routes[1].name, "route-1");
+    assert!(matches!(&c.routes.routes[2].policy,
+        crate::rules::Policy::Token(r) if r.issuers == Some(vec!["self".into(), "idp".into()])));
     assert!(!c.forward_authorization);
 }

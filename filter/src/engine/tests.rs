@@ -63,7 +63,7 @@ fn valid_token_is_allowed_then_cached() {
     let t = bearer(serde_json::json!({}));
     let first = run(&mut e, "/x", Some(&t));
     assert!(
-        matches!(first.verdict, Verdict::Allow(ref v) if v.claims.values("sub") == ["alice"] && v.headers == [Some("alice".to_string())])
+        matches!(first.verdict, Verdict::Allow(ref v) if v.claims.values("sub") == ["alice"] && v.headers == [("x-sub".to_string(), "alice".to_string())])
     );
     assert_eq!(first.cache, CacheUse::Miss);
     assert_eq!(run(&mut e, "/x", Some(&t)).cache, CacheUse::Hit);
@@ -419,6 +419,7 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
         claim: meshauth_wire::sync::RuleClaim::Sub,
         value: "alice".into(),
         not_before: NOW,
+        issuer: None,
     };
     e.apply_snapshot(snapshot(3, &[], vec![rule])).unwrap();
     let t2 = bearer(serde_json::json!({"jti": "j2"}));
@@ -539,6 +540,7 @@ fn deltas_apply_on_the_version_they_start_from() {
             claim: meshauth_wire::sync::RuleClaim::Sub,
             value: "mallory".into(),
             not_before: NOW,
+            issuer: None,
         }],
     };
     assert!(e.apply_delta(delta(0, 1, &[])).is_err(), "no snapshot yet");
@@ -591,7 +593,7 @@ fn a_forwarded_claim_unfit_for_a_header_is_refused() {
 
 /// A trusted external issuer's RS256 token is admitted through the engine with its
 /// issuer's audience and scope claim; the control plane's own issuer stays EdDSA-only;
-/// a subject rule (no issuer in it) does not reach another provider's `sub`; and a
+/// a subject rule reaches only the tokens of its issuer (none: our own); and a
 /// snapshot that drops the issuer drops its cached verifications.
 #[test]
 fn federated_tokens_through_the_engine() {
@@ -600,13 +602,17 @@ fn federated_tokens_through_the_engine() {
     let mut e = engine();
     let mut idp = fed::issuer(vec![fed::rsa_public("r1", vec![Alg::RS256])]);
     idp.audiences = vec!["fed-api".into()];
+    idp.forward_claims = [("sub", "x-idp-sub"), ("realm_access.roles", "x-idp-roles")]
+        .map(|(c, h)| (c.to_string(), h.to_string()))
+        .into();
     let rule = meshauth_wire::sync::RevocationRule {
         claim: meshauth_wire::sync::RuleClaim::Sub,
         value: "alice".into(),
         not_before: NOW,
+        issuer: None,
     };
-    let mut snap = snapshot(1, &[], vec![rule]);
-    snap.issuers = vec![idp];
+    let mut snap = snapshot(1, &[], vec![rule.clone()]);
+    snap.issuers = vec![idp.clone()];
     e.apply_snapshot(snap).unwrap();
     let fed_claims = |roles: serde_json::Value, aud: &str| {
         serde_json::json!({"iss": "https://idp.test", "aud": aud, "sub": "alice", "jti": "f1",
@@ -615,9 +621,20 @@ fn federated_tokens_through_the_engine() {
     let admin = fed::rs256("r1", &fed_claims(serde_json::json!(["admin"]), "fed-api"));
     let out = run(&mut e, "/admin/x", Some(&format!("Bearer {admin}")));
     assert!(
-        matches!(out.verdict, Verdict::Allow(ref v) if v.federated && v.headers == [Some("alice".to_string())]),
+        matches!(out.verdict, Verdict::Allow(ref v) if v.federated && v.issuer_name.as_deref() == Some("idp")),
         "{out:?}"
     );
+    // The issuer's forwarded claims, not the configuration's (`x-sub`); every header
+    // either may set is one a client's copy of is removed.
+    let Verdict::Allow(v) = out.verdict else {
+        unreachable!()
+    };
+    let set = |h: &str, v: &str| (h.to_string(), v.to_string());
+    assert_eq!(
+        v.headers,
+        [set("x-idp-roles", "admin"), set("x-idp-sub", "alice")]
+    );
+    assert_eq!(e.forwarded_headers(), ["x-sub", "x-idp-roles", "x-idp-sub"]);
     let reader = fed::rs256("r1", &fed_claims(serde_json::json!(["read"]), "fed-api"));
     assert!(matches!(
         run(&mut e, "/admin/x", Some(&format!("Bearer {reader}"))).verdict,
@@ -634,8 +651,22 @@ fn federated_tokens_through_the_engine() {
     // An RS256 token claiming the control plane's issuer is refused.
     let forged = fed::rs256("r1", &claims(serde_json::json!({})));
     assert_eq!(denial(&mut e, &forged), Denial::BadAlgorithm);
+    // The same rule scoped to the provider: the provider's "alice" is revoked (cached
+    // verification or not), our own is not.
+    let scoped = meshauth_wire::sync::RevocationRule {
+        issuer: Some("https://idp.test".into()),
+        ..rule
+    };
+    let mut snap = snapshot(2, &[], vec![scoped]);
+    snap.issuers = vec![idp];
+    e.apply_snapshot(snap).unwrap();
+    assert_eq!(denial(&mut e, &admin), Denial::Revoked);
+    assert!(matches!(
+        run(&mut e, "/x", Some(&bearer(serde_json::json!({})))).verdict,
+        Verdict::Allow(_)
+    ));
     // The issuer is dropped: its cached token no longer passes.
-    e.apply_snapshot(snapshot(2, &[], vec![])).unwrap();
+    e.apply_snapshot(snapshot(3, &[], vec![])).unwrap();
     assert_eq!(denial(&mut e, &admin), Denial::BadAlgorithm);
 }
 

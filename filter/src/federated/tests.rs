@@ -44,6 +44,7 @@ fn ec_public(kid: &str, key: &p256::ecdsa::SigningKey) -> FederatedKey {
 
 pub(crate) fn issuer(keys: Vec<FederatedKey>) -> FederatedIssuer {
     FederatedIssuer {
+        name: Some("idp".into()),
         issuer: ISS.into(),
         audiences: vec!["api".into()],
         algorithms: vec![Alg::RS256, Alg::PS256, Alg::ES256],

@@ -71,9 +71,25 @@ pub(super) fn finish(
     let pass = match how {
         Finish::Allow(verified) => {
             metrics.bump(Counter::Allowed);
-            // Setting (or removing) each header also drops any client-sent copy.
-            for (f, value) in engine.forwarded().iter().zip(&verified.headers) {
-                set(&f.header, value.as_deref());
+            let sets = |name: &str| verified.headers.iter().any(|(h, _)| h == name);
+            // A client's copy of any header some token may set goes, unless this token
+            // sets it (setting replaces it). A request paused on a callout may have
+            // crossed a snapshot that added headers: then every one is removed.
+            if paused {
+                for name in engine.forwarded_headers() {
+                    if !sets(name) {
+                        set(name, None);
+                    }
+                }
+            } else {
+                for name in &request.theirs.copies {
+                    if !sets(name) {
+                        set(name, None);
+                    }
+                }
+            }
+            for (name, value) in &verified.headers {
+                set(name, Some(value));
             }
             if !engine.config().forward_authorization {
                 set("authorization", None);
@@ -308,7 +324,7 @@ impl HttpContext for Http {
                 correlation_id: find(REQUEST_ID).unwrap_or_default().to_string(),
                 theirs: crate::headers::theirs(
                     all.iter().map(|(k, _)| k.as_str()),
-                    e.forwarded().iter().map(|f| f.header.as_str()),
+                    e.forwarded_headers().iter().map(String::as_str),
                     &e.config().reserved_header_prefix,
                 ),
             }

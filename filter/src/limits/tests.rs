@@ -90,6 +90,7 @@ fn subject<'a>(claims: Option<&'a Claims>) -> Subject<'a> {
         path: "/api/x",
         route: "api",
         claims,
+        federated_by: None,
     }
 }
 
@@ -148,6 +149,75 @@ fn refusal_carries_retry_after_and_the_draft_fields() {
     // Another user has a bucket of their own.
     let bob = claims("bob");
     assert!(admitted(&l.check(&t, &subject(Some(&bob)), &r, T0)));
+}
+
+fn as_by<'a>(claims: &'a Claims, federated_by: Option<&'a str>) -> Subject<'a> {
+    Subject {
+        federated_by,
+        ..subject(Some(claims))
+    }
+}
+
+fn token_of(iss: &str, sub: &str) -> Claims {
+    Claims::parse(
+        serde_json::json!({"iss": iss, "sub": sub, "exp": 9_999_999_999i64, "jti": "j"})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// One `sub` from our own issuer and from two providers: three buckets; an override
+/// written for ours does not reach a provider's; `claim:iss` keys by issuer.
+#[test]
+fn a_federated_sub_never_shares_a_bucket_or_an_override_with_anothers() {
+    const IDP: &str = "https://idp.example/";
+    const OTHER: &str = "https://other.example/";
+    let l = limiter(
+        vec![policy(serde_json::json!({
+            "name": "per-user", "key": ["claim:sub"], "rate": 1, "window_seconds": 3600, "burst": 1,
+            "overrides": {"mesh": {"rate": 1, "window_seconds": 3600, "burst": 3},
+                          "https://idp.example/ vip": {"rate": 1, "window_seconds": 3600, "burst": 2}}
+        }))],
+        1 << 20,
+    );
+    let t = Table::default();
+    let r = Req::default();
+    let own = token_of("https://cp.example", "mesh");
+    let idp = token_of(IDP, "mesh");
+    let other = token_of(OTHER, "mesh");
+    let (own, idp, other) = (&own, &idp, &other);
+    // The provider's "mesh" spends its one request...
+    assert!(admitted(&l.check(&t, &as_by(idp, Some(IDP)), &r, T0)));
+    assert!(!admitted(&l.check(&t, &as_by(idp, Some(IDP)), &r, T0)));
+    // ...which neither the other provider's "mesh" nor ours draws from; ours has the
+    // override (3), the providers' do not.
+    assert!(admitted(&l.check(&t, &as_by(other, Some(OTHER)), &r, T0)));
+    assert!(!admitted(&l.check(&t, &as_by(other, Some(OTHER)), &r, T0)));
+    for _ in 0..3 {
+        assert!(admitted(&l.check(&t, &as_by(own, None), &r, T0)));
+    }
+    assert!(!admitted(&l.check(&t, &as_by(own, None), &r, T0)));
+    // An override for a provider's subject is spelled with its `iss`.
+    let vip = &token_of(IDP, "vip");
+    for _ in 0..2 {
+        assert!(admitted(&l.check(&t, &as_by(vip, Some(IDP)), &r, T0)));
+    }
+    assert!(!admitted(&l.check(&t, &as_by(vip, Some(IDP)), &r, T0)));
+
+    // `claim:iss`: one bucket per issuer, whatever the subject.
+    let l = limiter(
+        vec![policy(serde_json::json!({
+            "name": "per-issuer", "key": ["claim:iss"], "rate": 1, "window_seconds": 3600, "burst": 1
+        }))],
+        1 << 20,
+    );
+    let t = Table::default();
+    let idp_b = &token_of(IDP, "b");
+    assert!(admitted(&l.check(&t, &as_by(idp, Some(IDP)), &r, T0)));
+    assert!(!admitted(&l.check(&t, &as_by(idp_b, Some(IDP)), &r, T0)));
+    assert!(admitted(&l.check(&t, &as_by(other, Some(OTHER)), &r, T0)));
+    assert!(admitted(&l.check(&t, &as_by(own, None), &r, T0)));
 }
 
 #[test]

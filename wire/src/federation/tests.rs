@@ -25,6 +25,7 @@ pub(crate) fn ec_key(kid: &str) -> FederatedKey {
 
 pub(crate) fn issuer() -> FederatedIssuer {
     FederatedIssuer {
+        name: Some("idp".into()),
         issuer: "https://idp.example".into(),
         audiences: vec!["api".into()],
         algorithms: vec![Alg::RS256, Alg::ES256],
@@ -121,6 +122,10 @@ fn out_of_bounds_issuers_are_refused() {
                 .insert("sub".into(), "authorization".into());
         }),
         ("issuer with a space", |i| i.issuer = "https://a b".into()),
+        ("a name routes use for the control plane", |i| {
+            i.name = Some(SELF_ISSUER.into())
+        }),
+        ("an upper-case name", |i| i.name = Some("IdP".into())),
         ("required claim without values", |i| {
             i.required_claims.insert("tenant".into(), vec![]);
         }),
@@ -142,8 +147,18 @@ fn out_of_bounds_issuers_are_refused() {
 #[test]
 fn an_issuer_listed_twice_or_too_many_is_refused() {
     assert!(validate_all(&[issuer(), issuer()]).is_err());
+    // Two issuers under one name: a route requiring it would admit either.
+    let other = FederatedIssuer {
+        issuer: "https://other.example".into(),
+        ..issuer()
+    };
+    assert!(validate_all(&[issuer(), other.clone()]).is_err());
+    // Unnamed (from a control plane that did not send names): fine, however many.
+    let unnamed = |i: FederatedIssuer| FederatedIssuer { name: None, ..i };
+    assert!(validate_all(&[unnamed(issuer()), unnamed(other)]).is_ok());
     let many: Vec<FederatedIssuer> = (0..=MAX_ISSUERS)
         .map(|n| FederatedIssuer {
+            name: Some(format!("idp{n}")),
             issuer: format!("https://idp{n}.example"),
             ..issuer()
         })

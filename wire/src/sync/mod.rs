@@ -52,12 +52,21 @@ impl RuleClaim {
     }
 }
 
+/// Tokens whose `claim` has `value` and whose `iat` is before `not_before` are revoked:
+/// without `issuer`, tokens of the control plane itself; with one, tokens a filter
+/// verified as issued by that trusted external issuer (its exact `iss`), and, for a
+/// `sub` rule, the control plane's tokens minted by token exchange from that issuer's
+/// subject (their `ext` claim). One provider's `sub` never revokes another's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationRule {
     pub claim: RuleClaim,
     pub value: String,
     pub not_before: i64,
+    /// The `iss` of a trusted external issuer. Left out when absent, so a control plane
+    /// without such rules sends what earlier filters read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +233,7 @@ pub(crate) mod tests {
                 claim: RuleClaim::Sub,
                 value: "alice".into(),
                 not_before: 90,
+                issuer: None,
             }],
             limits: Vec::new(),
             issuers: Vec::new(),
@@ -240,6 +250,36 @@ pub(crate) mod tests {
     }
 
     const PINNED_SNAPSHOT: &str = r#"{"epoch":"e1","version":7,"issued_at":100,"jwks":{"keys":[]},"revoked_jti":{"m":96,"k":7,"seed":3,"bits":"GIAAAAAAAAAAYAAD"},"rules":[{"claim":"sub","value":"alice","not_before":90}],"limits":[]}"#;
+
+    /// A rule scoped to an issuer travels with it; one without reads as before.
+    #[test]
+    fn a_rule_scoped_to_an_issuer_travels_and_an_unscoped_one_is_unchanged() {
+        let rule = |issuer: Option<&str>| RevocationRule {
+            claim: RuleClaim::Sub,
+            value: "mesh".into(),
+            not_before: 5,
+            issuer: issuer.map(str::to_owned),
+        };
+        assert_eq!(
+            serde_json::to_string(&rule(None)).unwrap(),
+            r#"{"claim":"sub","value":"mesh","not_before":5}"#
+        );
+        let scoped = serde_json::to_string(&rule(Some("https://idp.example/"))).unwrap();
+        assert_eq!(
+            scoped,
+            r#"{"claim":"sub","value":"mesh","not_before":5,"issuer":"https://idp.example/"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<RevocationRule>(&scoped).unwrap(),
+            rule(Some("https://idp.example/"))
+        );
+        let mut snap = snapshot();
+        snap.rules.push(rule(Some("https://idp.example/")));
+        let sealed = SignedSnapshot::seal(&snap, |_| [1u8; 64]);
+        let opened =
+            SignedSnapshot::open(&serde_json::to_vec(&sealed).unwrap(), |_, _| true).unwrap();
+        assert_eq!(opened, snap);
+    }
 
     #[test]
     fn issuers_travel_and_are_validated_when_opened() {

@@ -42,6 +42,8 @@ pub enum Refusal {
     Actor(TokenError),
     #[error("actor_token has been revoked")]
     ActorRevoked,
+    #[error("the subject has been revoked at its issuer")]
+    SubjectRevoked,
     #[error("the actor may not act for this subject (may_act)")]
     MayNotAct,
     #[error("the delegation chain names more than {MAX_ACT_DEPTH} actors")]
@@ -62,6 +64,7 @@ impl From<Refusal> for OAuthError {
             | Refusal::ExchangeDisabled
             | Refusal::Actor(_)
             | Refusal::ActorRevoked
+            | Refusal::SubjectRevoked
             | Refusal::MayNotAct
             | Refusal::ChainTooDeep => OAuthCode::InvalidGrant,
             Refusal::Target(_) => OAuthCode::InvalidTarget,
