@@ -147,12 +147,7 @@ impl Claims {
     /// A claim's value(s) as strings: a string, the strings of an array, or a number
     /// or boolean written out. Objects give nothing.
     pub fn values(&self, name: &str) -> Vec<String> {
-        match self.raw.get(name) {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
-            Some(v) => scalar_text(v).into_iter().collect(),
-            None => Vec::new(),
-        }
+        texts(self.raw.get(name))
     }
 
     /// The claim as one header value: strings as they are, arrays joined by a space.
@@ -165,19 +160,44 @@ impl Claims {
     /// could carry (a control character) is refused: forwarding the request without it
     /// would show the upstream an authenticated request without the identity it expects.
     pub fn forwarded_value(&self, name: &str) -> Result<Option<String>, Denial> {
-        let values = self.values(name);
-        if values.is_empty() {
-            return Ok(None);
-        }
-        let joined = values.join(" ");
-        let safe = joined
-            .bytes()
-            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
-        if safe {
-            Ok(Some(joined))
-        } else {
-            Err(Denial::BadClaim("forwarded"))
-        }
+        forwarded_text(self.values(name))
+    }
+
+    /// `forwarded_value` for a dotted claim path (`realm_access.roles`).
+    pub fn forwarded_at(&self, path: &str) -> Result<Option<String>, Denial> {
+        forwarded_text(texts(value_at(&self.raw, path)))
+    }
+}
+
+/// The value at a dotted path into the claims, if every step is an object member.
+pub fn value_at<'a>(raw: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut segments = path.split('.');
+    let first = raw.get(segments.next()?)?;
+    segments.try_fold(first, |v, s| v.get(s))
+}
+
+/// A claim's value(s) as strings (see `Claims::values`).
+fn texts(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
+        Some(v) => scalar_text(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
+fn forwarded_text(values: Vec<String>) -> Result<Option<String>, Denial> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let joined = values.join(" ");
+    let safe = joined
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+    if safe {
+        Ok(Some(joined))
+    } else {
+        Err(Denial::BadClaim("forwarded"))
     }
 }
 

@@ -341,11 +341,15 @@ impl Engine {
                         claims.check(&config.claim_rules, now)?;
                         claims
                     };
-                    let headers = config
-                        .forward
-                        .iter()
-                        .map(|f| claims.forwarded_value(&f.claim))
-                        .collect::<Result<_, _>>()?;
+                    let headers = if federated {
+                        federation.forwarded(&claims, &config.forward)?
+                    } else {
+                        config
+                            .forward
+                            .iter()
+                            .map(|f| claims.forwarded_value(&f.claim))
+                            .collect::<Result<_, _>>()?
+                    };
                     let v = Rc::new(Verified {
                         claims,
                         headers,

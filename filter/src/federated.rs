@@ -14,6 +14,7 @@ use rsa::signature::Verifier as _;
 use serde_json::{Map, Value};
 
 use crate::claims::{ClaimRules, Claims};
+use crate::config::ForwardedClaim;
 use crate::deny::Denial;
 use crate::ed25519::PreparedKey;
 use crate::strict_json::{self, StrictError};
@@ -125,16 +126,46 @@ impl Federation {
         self.issuers.contains_key(iss)
     }
 
-    /// The time checks again, for a verification taken from the cache.
-    pub fn recheck(&self, claims: &Claims, now: i64) -> Result<(), Denial> {
-        let issuer = claims
+    /// The values of the filter's forwarded headers (`forward`) for a token this
+    /// federation verified. A header is set only from the claim its issuer maps to it
+    /// (`forward_claims`), and removed otherwise: the filter's own mapping is for the
+    /// control plane's tokens, so a provider's `sub` never reaches the upstream as a
+    /// mesh subject unless the admin said so for that provider.
+    pub fn forwarded(
+        &self,
+        claims: &Claims,
+        forward: &[ForwardedClaim],
+    ) -> Result<Vec<Option<String>>, Denial> {
+        let issuer = self.issuer_of(claims)?;
+        forward
+            .iter()
+            .map(|f| {
+                match issuer
+                    .rules
+                    .forward_claims
+                    .iter()
+                    .find(|(_, h)| **h == f.header)
+                {
+                    Some((path, _)) => claims.forwarded_at(path),
+                    None => Ok(None),
+                }
+            })
+            .collect()
+    }
+
+    fn issuer_of(&self, claims: &Claims) -> Result<&Issuer, Denial> {
+        claims
             .iss
             .as_deref()
             .and_then(|iss| self.issuers.get(iss))
             .ok_or_else(|| Denial::BadIssuer {
                 got: claims.iss.clone(),
-            })?;
-        claims.check(&rules_of(&issuer.rules), now)
+            })
+    }
+
+    /// The time checks again, for a verification taken from the cache.
+    pub fn recheck(&self, claims: &Claims, now: i64) -> Result<(), Denial> {
+        claims.check(&rules_of(&self.issuer_of(claims)?.rules), now)
     }
 
     /// Verifies a token of a trusted external issuer and returns its claims, with
@@ -149,13 +180,7 @@ impl Federation {
             return Err(Denial::Malformed("unsupported crit header"));
         }
         let mut claims = Claims::parse(&parts.payload)?;
-        let issuer = claims
-            .iss
-            .as_deref()
-            .and_then(|iss| self.issuers.get(iss))
-            .ok_or_else(|| Denial::BadIssuer {
-                got: claims.iss.clone(),
-            })?;
+        let issuer = self.issuer_of(&claims)?;
         let alg = match header.get("alg") {
             Some(Value::String(a)) => Alg::parse(a).ok_or(Denial::BadAlgorithm)?,
             Some(_) => return Err(Denial::BadAlgorithm),
@@ -233,12 +258,7 @@ pub fn unverified_iss(token: &str) -> Option<String> {
 /// string (`scope`, `scp` either way; `permissions`, `realm_access.roles`). Anything
 /// else gives none.
 fn scopes_at(raw: &Map<String, Value>, path: &str) -> Vec<String> {
-    let mut segments = path.split('.');
-    let first = segments.next().and_then(|s| raw.get(s));
-    let value = segments
-        .try_fold(first, |v, s| Some(v.and_then(|v| v.get(s))))
-        .flatten();
-    match value {
+    match crate::claims::value_at(raw, path) {
         Some(Value::String(s)) => s
             .split(' ')
             .filter(|p| !p.is_empty())

@@ -38,6 +38,8 @@ fn trust(cp: &ControlPlane, idp: &Idp) {
     }
     args.extend(["--alg", "RS256", "--alg", "ES256", "--alg", "EdDSA"]);
     args.extend(["--typ", "at+jwt"]);
+    // The provider's subjects are taken as mesh subjects upstream: said explicitly.
+    args.extend(["--forward-claim", "sub=x-meshauth-sub"]);
     cp.cli_ok(&args);
 }
 

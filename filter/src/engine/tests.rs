@@ -600,6 +600,7 @@ fn federated_tokens_through_the_engine() {
     let mut e = engine();
     let mut idp = fed::issuer(vec![fed::rsa_public("r1", vec![Alg::RS256])]);
     idp.audiences = vec!["fed-api".into()];
+    idp.forward_claims.insert("sub".into(), "x-sub".into());
     let rule = meshauth_wire::sync::RevocationRule {
         claim: meshauth_wire::sync::RuleClaim::Sub,
         value: "alice".into(),
@@ -637,4 +638,45 @@ fn federated_tokens_through_the_engine() {
     // The issuer is dropped: its cached token no longer passes.
     e.apply_snapshot(snapshot(2, &[], vec![])).unwrap();
     assert_eq!(denial(&mut e, &admin), Denial::BadAlgorithm);
+}
+
+/// A provider's `sub` reaches the upstream in the filter's identity header only when
+/// the admin mapped a claim of that provider to it: otherwise any trusted provider
+/// could name a mesh client (`sub: payments`) and be taken for it upstream.
+#[test]
+fn a_federated_token_forwards_only_what_its_issuer_maps() {
+    use crate::federated::tests as fed;
+    use meshauth_wire::federation::Alg;
+    let token = |e: &mut Engine, idp: meshauth_wire::federation::FederatedIssuer, v: u64| {
+        let mut snap = snapshot(v, &[], vec![]);
+        snap.issuers = vec![idp];
+        e.apply_snapshot(snap).unwrap();
+        let t = fed::rs256(
+            "r1",
+            &serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "payments",
+                "jti": "f1", "exp": NOW + 60, "iat": NOW - 10,
+                "profile": {"login": "pat"}}),
+        );
+        match run(e, "/x", Some(&format!("Bearer {t}"))).verdict {
+            Verdict::Allow(v) => v.headers.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut e = engine();
+    let idp = fed::issuer(vec![fed::rsa_public("r1", vec![Alg::RS256])]);
+    assert_eq!(token(&mut e, idp.clone(), 1), [None], "no mapping: removed");
+    let mut mapped = idp.clone();
+    mapped
+        .forward_claims
+        .insert("profile.login".into(), "x-sub".into());
+    assert_eq!(token(&mut e, mapped, 2), [Some("pat".to_string())]);
+    let mut other = idp;
+    other
+        .forward_claims
+        .insert("sub".into(), "x-elsewhere".into());
+    assert_eq!(
+        token(&mut e, other, 3),
+        [None],
+        "a header the filter does not set"
+    );
 }
