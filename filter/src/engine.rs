@@ -254,6 +254,9 @@ impl Engine {
             path: strip_query(req.path),
             route: self.config.routes.name(route),
             claims: verified.map(|v| &v.claims),
+            federated_issuer: verified
+                .filter(|v| v.federated)
+                .and_then(|v| v.claims.iss.as_deref()),
         };
         self.limiter.check(slots, &subject, facts, now_ns)
     }

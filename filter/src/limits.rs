@@ -100,6 +100,9 @@ struct Compiled {
     /// The policy's own quota and its GCRA, worked out once.
     quota: Quota,
     gcra: Gcra,
+    /// The key reads a claim but not `iss`: a federated token's claim values are then
+    /// its issuer's alone (see `Limiter::key`).
+    claims_without_iss: bool,
 }
 
 /// The policies in force, compiled.
@@ -151,6 +154,8 @@ pub struct Subject<'a> {
     pub path: &'a str,
     pub route: &'a str,
     pub claims: Option<&'a Claims>,
+    /// The issuer of a federated token (`None` for the control plane's own tokens).
+    pub federated_issuer: Option<&'a str>,
 }
 
 impl Limiter {
@@ -173,6 +178,11 @@ impl Limiter {
                 .map(|policy| Compiled {
                     quota: policy.quota(),
                     gcra: Gcra::new(policy.quota()),
+                    claims_without_iss: policy.key.iter().any(|p| matches!(p, KeyPart::Claim(_)))
+                        && !policy
+                            .key
+                            .iter()
+                            .any(|p| matches!(p, KeyPart::Claim(n) if n == "iss")),
                     policy,
                 })
                 .collect(),
@@ -243,11 +253,19 @@ impl Limiter {
         subject: &Subject<'_>,
         facts: &impl Facts,
     ) -> (u64, Option<String>) {
-        let want_value = !c.policy.overrides.is_empty();
+        // A provider's `sub: alice` is not the mesh's alice: unless the key names `iss`
+        // itself, a federated token's claim values get buckets of their issuer's, and
+        // overrides (written for the values the key spells) do not reach them.
+        let apart = subject.federated_issuer.filter(|_| c.claims_without_iss);
+        let want_value = !c.policy.overrides.is_empty() && apart.is_none();
         // The policy's name first, so equal key values under two policies are two buckets.
         let mut h = SipHasher13::new_with_key(&self.placement_key);
         h.write(c.policy.name.as_bytes());
         h.write_u8(0xff);
+        if let Some(iss) = apart {
+            h.write(iss.as_bytes());
+            h.write_u8(0xff);
+        }
         let mut value = String::new();
         for (i, part) in c.policy.key.iter().enumerate() {
             let text: Option<std::borrow::Cow<'_, str>> = match part {

@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         path: "/api/x",
         route: "default",
         claims: None,
+        federated_issuer: None,
     };
     // A policy that does not cover the probe request limits nothing.
     if !policy.matches.matches(subject.method, subject.path) {

@@ -103,6 +103,7 @@ fuzz_target!(|case: Case| {
         path: "/api",
         route: "default",
         claims: None,
+        federated_issuer: None,
     };
     let mut now = 1_000 * NANOS;
     // Per key: the times its admitted requests arrived.

@@ -90,6 +90,7 @@ fn subject<'a>(claims: Option<&'a Claims>) -> Subject<'a> {
         path: "/api/x",
         route: "api",
         claims,
+        federated_issuer: None,
     }
 }
 
@@ -421,4 +422,42 @@ fn slot_placement_is_keyed_by_the_secret() {
         })
         .count();
     assert!(moved > 56, "only {moved} of 64 keys moved with the secret");
+}
+
+/// A provider's `sub: alice` neither drains the mesh's alice nor takes her override,
+/// unless the key names `iss` (then the override must spell the issuer too).
+#[test]
+fn a_federated_subject_does_not_share_a_mesh_subjects_bucket_or_override() {
+    let per_sub = |key: serde_json::Value, overrides: serde_json::Value| {
+        limiter(
+            vec![policy(serde_json::json!({
+                "name": "per-user", "key": key, "rate": 1, "window_seconds": 3600, "burst": 1,
+                "overrides": overrides
+            }))],
+            1024,
+        )
+    };
+    let r = Req::default();
+    let alice = claims("alice");
+    let mesh = subject(Some(&alice));
+    let provider = Subject {
+        federated_issuer: Some("https://idp.test"),
+        ..subject(Some(&alice))
+    };
+    let l = per_sub(serde_json::json!(["claim:sub"]), serde_json::json!({}));
+    let t = Table::default();
+    assert!(admitted(&l.check(&t, &provider, &r, T0)));
+    assert!(!admitted(&l.check(&t, &provider, &r, T0)));
+    assert!(admitted(&l.check(&t, &mesh, &r, T0)), "the mesh's alice");
+    // The mesh's alice has an override of 100: the provider's alice does not.
+    let l = per_sub(
+        serde_json::json!(["claim:sub"]),
+        serde_json::json!({"alice": {"rate": 100, "window_seconds": 3600, "burst": 100}}),
+    );
+    let t = Table::default();
+    assert!(admitted(&l.check(&t, &provider, &r, T0)));
+    assert!(!admitted(&l.check(&t, &provider, &r, T0)));
+    for _ in 0..5 {
+        assert!(admitted(&l.check(&t, &mesh, &r, T0)));
+    }
 }
