@@ -235,6 +235,9 @@ pub fn parse_jwks(body: &[u8], allowed: &[Alg]) -> Result<Vec<FederatedKey>, Jwk
     if keys.len() > MAX_KEYS {
         return Err(JwksError::TooManyKeys);
     }
+    // By kid: a provider serving one set in another order has not changed it (each
+    // change is a new snapshot version for every filter).
+    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     Ok(keys)
 }
 

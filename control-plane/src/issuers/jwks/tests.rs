@@ -69,6 +69,9 @@ fn good_keys_of_each_family_are_kept_with_the_algorithms_they_serve() {
     assert_eq!(
         algs,
         [
+            ("e", vec![Alg::ES256]),
+            ("ed", vec![Alg::EdDSA]),
+            ("f", vec![Alg::ES384]),
             (
                 "r",
                 vec![
@@ -80,9 +83,6 @@ fn good_keys_of_each_family_are_kept_with_the_algorithms_they_serve() {
                     Alg::PS512
                 ]
             ),
-            ("e", vec![Alg::ES256]),
-            ("f", vec![Alg::ES384]),
-            ("ed", vec![Alg::EdDSA]),
         ]
     );
     // A key's own alg narrows it; the issuer's list narrows it too.
@@ -266,4 +266,16 @@ fn keys_the_filters_cannot_use_never_replace_the_last_good_set() {
             .len(),
         2
     );
+}
+
+/// The same keys in another order are the same set (no new snapshot version).
+#[test]
+fn the_order_of_a_set_does_not_change_it() {
+    let okp = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": ed25519_x()});
+    let one = parse_jwks(
+        &set(&[rsa("r", 256), ec("e", "P-256", 32), okp.clone()]),
+        ALL,
+    );
+    let other = parse_jwks(&set(&[okp, ec("e", "P-256", 32), rsa("r", 256)]), ALL);
+    assert_eq!(one.unwrap(), other.unwrap());
 }
