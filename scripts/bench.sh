@@ -73,19 +73,33 @@ $1
           - name: envoy.filters.http.router
             typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
 YAML
+  # The federated rows' filters sync from a control plane on this port.
+  if [ -n "${sync_port:-}" ]; then
+    cat <<YAML
+  clusters:
+  - name: meshauth_control_plane
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: meshauth_control_plane
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $sync_port } } }
+YAML
+  fi
 }
 
-jwt_authn() { # $1: cache yaml or empty
+jwt_authn() { # $1: cache yaml or empty; $2, $3: issuer and JWKS (default: meshauth's)
   cat <<YAML
           - name: envoy.filters.http.jwt_authn
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
               providers:
                 meshauth:
-                  issuer: https://meshauth.test
+                  issuer: ${2:-https://meshauth.test}
                   audiences: [api]
                   forward: true
-                  local_jwks: { inline_string: '$jwks' }
+                  local_jwks: { inline_string: '${3:-$jwks}' }
                   claim_to_headers: [{ header_name: x-meshauth-sub, claim_name: sub }]
 $1
               rules: [{ match: { prefix: "/" }, requires: { provider_name: meshauth } }]
@@ -159,6 +173,13 @@ run() {
     curl -fs http://127.0.0.1:19901/ready >/dev/null 2>&1 && break
     sleep 0.1
   done
+  # A filter fed by sync answers once its first snapshot is in: wait for that (bounded).
+  if [ -n "${ready_token:-}" ]; then
+    for _ in $(seq 100); do
+      [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ready_token" http://127.0.0.1:18080/api)" = 200 ] && break
+      sleep 0.1
+    done
+  fi
   # Warm up (V8 tiers up hot code; caches fill), then measure.
   taskset -c 1 wrk -t1 -c"$conns" -d2s "$@" http://127.0.0.1:18080/api >/dev/null
   local t0 t1
@@ -503,6 +524,52 @@ PY
   wait 2>/dev/null || true
 fi
 
+# ---- a federated issuer: RS256 and ES256 tokens of an identity provider (keys and
+# tokens from scripts/bench-fed-tokens.mjs, its JWKS served on loopback). meshauth gets
+# the keys as the product does (the control plane fetches them and pushes them in the
+# sync snapshot); native jwt_authn gets the same keys inline. Repeated and distinct. ----
+fed_rows="fed_rs256_jwt_authn_cached fed_rs256_meshauth_repeated fed_rs256_jwt_authn_uncached_pool fed_rs256_meshauth_pool fed_es256_jwt_authn_cached fed_es256_meshauth_repeated fed_es256_jwt_authn_uncached_pool fed_es256_meshauth_pool"
+if [[ "$fed_rows" =~ ${BENCH_ONLY:-.} ]]; then
+  master=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  admin=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  fed_iss=http://127.0.0.1:18096
+  mkdir -p "$work/fed"
+  node "$root/scripts/bench-fed-tokens.mjs" "$work/fed" "$fed_iss" "$pool"
+  python3 -m http.server 18096 --bind 127.0.0.1 --directory "$work/fed" > "$work/fed-jwks.log" 2>&1 &
+  echo $! >> "$work/pids"
+  fc=$(cp_serve cp-fed 18097 "[store]
+kind = \"embedded\"
+path = \"$work/fed-cp/meshauth.redb\"
+[federation]
+allow_insecure_http = true")
+  wait_http http://127.0.0.1:18097/readyz
+  wait_http "$fed_iss/jwks.json"
+  MESHAUTH_URL=http://127.0.0.1:18097 MESHAUTH_ADMIN_TOKEN=$admin "$root/target/release/meshauth" issuers add bench \
+    --issuer "$fed_iss" --jwks-uri "$fed_iss/jwks.json" --audience api --alg RS256 --alg ES256 > /dev/null
+  fed_key=$(curl -fs http://127.0.0.1:18097/sync/v1/distribution-key | python3 -c 'import json,sys; print(json.load(sys.stdin)["public_key"])')
+  fed_cfg=$(python3 -c 'import json,sys; print(json.dumps(json.dumps({
+    "issuer": "http://127.0.0.1:18097", "audiences": ["api"], "verified_cache_entries": 4096,
+    "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+    "sync": {"cluster": "meshauth_control_plane", "distribution_key": sys.argv[1], "credential": sys.argv[2]}})))' "$fed_key" "fleet-$admin")
+  fed_filter="          - name: meshauth
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: meshauth
+                vm_config: { vm_id: meshauth, runtime: envoy.wasm.runtime.v8, code: { local: { filename: \"$wasm\" } } }
+                configuration: { \"@type\": type.googleapis.com/google.protobuf.StringValue, value: $fed_cfg }"
+  fed_jwks=$(cat "$work/fed/jwks.json")
+  for alg in rs256 es256; do
+    one=$(cat "$work/fed/$alg.token")
+    sed "s#$work/pool\"#$work/fed/$alg.pool\"#" "$work/pool.lua" > "$work/fed/$alg.lua"
+    run "fed_${alg}_jwt_authn_cached" "$(jwt_authn "$cache_on" "$fed_iss" "$fed_jwks")" -H "Authorization: Bearer $one"
+    run "fed_${alg}_jwt_authn_uncached_pool" "$(jwt_authn "" "$fed_iss" "$fed_jwks")" -s "$work/fed/$alg.lua"
+    sync_port=18097 ready_token=$one run "fed_${alg}_meshauth_repeated" "$fed_filter" -H "Authorization: Bearer $one"
+    sync_port=18097 ready_token=$one run "fed_${alg}_meshauth_pool" "$fed_filter" -s "$work/fed/$alg.lua"
+  done
+  kill "$fc"; wait "$fc" 2>/dev/null || true
+fi
+
 python3 - "$results" "$pool" <<'PY'
 import sys
 rows = {}
@@ -533,6 +600,9 @@ print(f"control plane: JWKS p99 {rows.get('cp_jwks', (0, 0, float('nan')))[2]:.3
 print(f"meshauth repeated token / native jwt_authn (cached):                 {ratio('meshauth_repeated', 'jwt_authn_cached'):.2f}x")
 print(f"meshauth {sys.argv[2]} distinct tokens / native jwt_authn (uncached):   {ratio('meshauth_pool', 'jwt_authn_uncached'):.2f}x (target >= 1.00)")
 print(f"meshauth {sys.argv[2]} distinct tokens / native uncached, same pool:    {ratio('meshauth_pool', 'jwt_authn_uncached_pool'):.2f}x")
+for alg in ("rs256", "es256"):
+    print(f"federated {alg.upper()} repeated token / native jwt_authn (cached):   {ratio(f'fed_{alg}_meshauth_repeated', f'fed_{alg}_jwt_authn_cached'):.2f}x (target >= 0.85)")
+    print(f"federated {alg.upper()} {sys.argv[2]} distinct / native uncached, same pool: {ratio(f'fed_{alg}_meshauth_pool', f'fed_{alg}_jwt_authn_uncached_pool'):.2f}x (target >= 0.50)")
 PY
 if [ -s "$latency" ]; then
   echo

@@ -39,6 +39,8 @@ fn main() {
         scope: "orders:read".into(),
         client_id: "svc-orders".into(),
         sid: None,
+        ext: None,
+        act: None,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(kid.into());

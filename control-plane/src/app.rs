@@ -98,12 +98,14 @@ impl App {
         let sessions = Sessions::new(ctx.clone());
         let revocations = Revocations::new(ctx.clone(), sessions.clone(), clients.clone());
         let replica_id = crypto::random_token(9);
+        let issuers = Issuers::new(ctx.clone());
         let app = Arc::new(App {
             oauth: OAuth::new(
                 ctx.clone(),
                 tokens.clone(),
                 sessions.clone(),
                 revocations.clone(),
+                issuers.clone(),
             ),
             schedule: Schedule::new(
                 ctx.clone(),
@@ -113,7 +115,7 @@ impl App {
                 replica_id.clone(),
             ),
             limits: Limits::new(ctx.clone()),
-            issuers: Issuers::new(ctx.clone()),
+            issuers,
             keys,
             tokens,
             clients,
@@ -217,6 +219,8 @@ impl App {
             aud,
             ttl,
             sid,
+            ext: None,
+            act: None,
         })
     }
 
@@ -231,8 +235,11 @@ impl App {
         actor: &str,
         name: &str,
         scopes: Vec<String>,
+        token_exchange: bool,
     ) -> Result<(ClientRecord, String), ServiceError> {
-        self.clients.create(actor, name, scopes).await
+        self.clients
+            .create(actor, name, scopes, token_exchange)
+            .await
     }
 
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, ServiceError> {

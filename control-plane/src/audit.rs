@@ -37,6 +37,8 @@ pub enum AuditAction {
     LimitDeleted,
     IssuerAdded,
     IssuerDeleted,
+    TokenExchanged,
+    TokenExchangeRefused,
 }
 
 impl AuditAction {
@@ -58,6 +60,8 @@ impl AuditAction {
             AuditAction::LimitDeleted => "limit.deleted",
             AuditAction::IssuerAdded => "issuer.added",
             AuditAction::IssuerDeleted => "issuer.deleted",
+            AuditAction::TokenExchanged => "token.exchanged",
+            AuditAction::TokenExchangeRefused => "token.exchange_refused",
         }
     }
 }
@@ -75,6 +79,9 @@ pub enum AuditDetail<'a> {
     ClientCreated {
         name: &'a str,
         scopes: &'a [String],
+        /// Written only when set, so other clients' entries read as before.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        token_exchange: bool,
     },
     RevocationAdded {
         revocation: &'a Revocation,
@@ -88,6 +95,28 @@ pub enum AuditDetail<'a> {
         source: &'a str,
         audiences: &'a [String],
         algorithms: &'a [&'a str],
+    },
+    /// A token exchange, granted (`jti`) or refused (`error`, `reason`): what was
+    /// established by then, never a token.
+    TokenExchange {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        issuer: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        actor: Option<&'a str>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        aud: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scope: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ttl: Option<i64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        jti: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
     },
 }
 

@@ -18,6 +18,10 @@ pub struct ClientRecord {
     pub secret_sha256: String,
     pub scopes: Vec<String>,
     pub created_at: i64,
+    /// May exchange trusted issuers' tokens for mesh tokens (RFC 8693). Off unless set
+    /// when the client is created.
+    #[serde(default)]
+    pub token_exchange: bool,
 }
 
 pub const CLIENTS: Doc<ClientRecord> = Doc::new(Table::Clients, "client");
@@ -73,6 +77,7 @@ impl Clients {
         actor: &str,
         name: &str,
         scopes: Vec<String>,
+        token_exchange: bool,
     ) -> Result<(ClientRecord, String), ServiceError> {
         validate_name("name", name)?;
         validate_scopes(&scopes)?;
@@ -83,6 +88,7 @@ impl Clients {
             secret_sha256: crypto::sha256_hex(&secret),
             scopes,
             created_at: self.ctx.now(),
+            token_exchange,
         };
         if !CLIENTS
             .insert_new(self.ctx.store(), &rec.client_id, &rec)
@@ -101,6 +107,7 @@ impl Clients {
                 AuditDetail::ClientCreated {
                     name,
                     scopes: &rec.scopes,
+                    token_exchange,
                 },
                 rec.created_at,
             )

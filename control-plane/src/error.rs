@@ -36,6 +36,10 @@ pub enum OAuthCode {
     InvalidClient,
     InvalidGrant,
     InvalidScope,
+    /// An authenticated client that may not use this grant (RFC 6749 §5.2).
+    UnauthorizedClient,
+    /// An `audience` or `resource` the token may not be issued for (RFC 8693 §2.2.2).
+    InvalidTarget,
     UnsupportedGrantType,
     /// The caller's source is throttled (after too many failed authentications).
     TemporarilyUnavailable,
@@ -48,6 +52,8 @@ impl OAuthCode {
             OAuthCode::InvalidClient => "invalid_client",
             OAuthCode::InvalidGrant => "invalid_grant",
             OAuthCode::InvalidScope => "invalid_scope",
+            OAuthCode::UnauthorizedClient => "unauthorized_client",
+            OAuthCode::InvalidTarget => "invalid_target",
             OAuthCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

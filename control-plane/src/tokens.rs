@@ -8,7 +8,7 @@ use ed25519_dalek::{Signer, Verifier};
 use serde::Serialize;
 use serde_json::Value;
 
-use meshauth_wire::{b64, AccessClaims};
+use meshauth_wire::{b64, AccessClaims, Actor, ExternalSubject};
 
 use crate::crypto::{self, ct_eq};
 use crate::ctx::Ctx;
@@ -31,6 +31,9 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Token exchange (RFC 8693 §2.2.1): the type of `access_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// What an access token is minted for.
@@ -41,6 +44,9 @@ pub struct AccessGrant<'a> {
     pub aud: Vec<String>,
     pub ttl: i64,
     pub sid: Option<String>,
+    /// Token exchange only: the external subject and the delegation chain.
+    pub ext: Option<ExternalSubject>,
+    pub act: Option<Actor>,
 }
 
 #[derive(Clone)]
@@ -77,6 +83,8 @@ impl Tokens {
             scope: g.scope.to_string(),
             client_id: g.client_id.to_string(),
             sid: g.sid,
+            ext: g.ext,
+            act: g.act,
         };
         let payload = typed::encode("access token claims", &claims)?;
         Ok((sign_jws(&kid, &sk, &payload), claims))

@@ -88,6 +88,9 @@ async fn hostile_issuers_are_refused_with_a_clear_message_and_nothing_stored() {
             with("forward_claims", json!({"sub": "authorization"})),
             "forward_claims.sub",
         ),
+        (with("id_claim", json!("sub")), "id_claim:"),
+        (with("id_claim", json!("a.b")), "id_claim:"),
+        (with("id_optional", json!("yes")), "id_optional"),
         (
             with("required_claims", json!({"exp": ["1"]})),
             "required_claims.exp",

@@ -354,13 +354,13 @@ async fn admin_answers_keep_their_fields() {
     assert_eq!(created.headers["cache-control"], "no-store");
     assert_eq!(
         fields(&created.json()),
-        "client_id,client_secret,created_at,name,scopes"
+        "client_id,client_secret,created_at,name,scopes,token_exchange"
     );
     let id = created.json()["client_id"].as_str().unwrap().to_string();
     let listed = cp.admin("GET", "/admin/clients", None).await.json();
     assert_eq!(
         fields(&listed["clients"][0]),
-        "client_id,created_at,name,scopes"
+        "client_id,created_at,name,scopes,token_exchange"
     );
     let secret = cp
         .admin("POST", &format!("/admin/clients/{id}/secret"), None)

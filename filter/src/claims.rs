@@ -14,7 +14,9 @@ pub struct Claims {
     pub iat: Option<i64>,
     pub iss: Option<String>,
     pub aud: Vec<String>,
-    pub jti: String,
+    /// The token's id for revocation: `jti` (always present in the control plane's
+    /// tokens); a federated issuer may name another claim or let it be absent.
+    pub jti: Option<String>,
     pub scopes: Vec<String>,
     /// Every claim as sent, for claim requirements and forwarding.
     pub raw: Map<String, Value>,
@@ -55,8 +57,19 @@ fn opt_string(raw: &Map<String, Value>, name: &'static str) -> Result<Option<Str
 }
 
 impl Claims {
-    /// Parses a decoded JWT payload. Types are strict; unknown claims are kept.
+    /// Parses a decoded JWT payload, which must carry a `jti`. Types are strict;
+    /// unknown claims are kept.
     pub fn parse(payload: &[u8]) -> Result<Claims, Denial> {
+        let c = Claims::parse_without_id(payload)?;
+        match c.jti {
+            Some(_) => Ok(c),
+            None => Err(Denial::BadClaim("jti")),
+        }
+    }
+
+    /// As `parse`, but a token without `jti` is let through (its issuer's rules decide:
+    /// `federated`).
+    pub fn parse_without_id(payload: &[u8]) -> Result<Claims, Denial> {
         let raw = crate::strict_json::object(payload).map_err(|e| match e {
             crate::strict_json::StrictError::NotAnObject => {
                 Denial::Malformed("payload is not a JSON object")
@@ -69,9 +82,10 @@ impl Claims {
         let nbf = numeric_date(&raw, "nbf")?;
         let iat = numeric_date(&raw, "iat")?;
         let iss = opt_string(&raw, "iss")?;
-        let jti = opt_string(&raw, "jti")?
-            .filter(|j| !j.is_empty())
-            .ok_or(Denial::BadClaim("jti"))?;
+        let jti = match opt_string(&raw, "jti")? {
+            Some(j) if j.is_empty() => return Err(Denial::BadClaim("jti")),
+            j => j,
+        };
         let aud = match raw.get("aud") {
             None => Vec::new(),
             Some(Value::String(s)) => vec![s.clone()],
@@ -325,11 +339,11 @@ mod tests {
         fn claims_round_trip(sub in "[a-zA-Z0-9@.]{1,20}", jti in "[a-z0-9-]{1,36}", exp in 0i64..4_000_000_000, scopes in proptest::collection::vec("[a-z:]{1,8}", 0..4)) {
             let wire = meshauth_wire::AccessClaims {
                 iss: "i".into(), sub: sub.clone(), aud: vec!["a".into()], exp, iat: exp - 60, nbf: exp - 60,
-                jti: jti.clone(), scope: scopes.join(" "), client_id: "c".into(), sid: None,
+                jti: jti.clone(), scope: scopes.join(" "), client_id: "c".into(), sid: None, ext: None, act: None,
             };
             let c = Claims::parse(&serde_json::to_vec(&wire).unwrap()).unwrap();
             prop_assert_eq!(c.exp, exp);
-            prop_assert_eq!(&c.jti, &jti);
+            prop_assert_eq!(c.jti.as_deref(), Some(jti.as_str()));
             prop_assert_eq!(c.values("sub"), vec![sub]);
             prop_assert_eq!(c.scopes, scopes);
         }

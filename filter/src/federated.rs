@@ -1,16 +1,15 @@
 //! Tokens of trusted external issuers (federation): each issuer's rules and keys come
 //! in the signed snapshot; here they are prepared once and a token is checked against
 //! the issuer its `iss` names. Only that issuer's listed algorithms verify, each with a
-//! key whose type matches: RS256/384/512 and PS256/384/512 (RSA), ES256 (P-256) and
-//! EdDSA. ES384 is listed by the control plane but not verified here yet: such a token
-//! is refused as a bad algorithm. The control plane's own issuer never comes here (it
-//! stays EdDSA-only, `jwt::parse`).
+//! key whose type matches: RS256/384/512 and PS256/384/512 (RSA), ES256 (P-256), ES384
+//! (P-384) and EdDSA. The control plane's own issuer never comes here (it stays
+//! EdDSA-only, `jwt::parse`).
 
 use std::collections::HashMap;
 
 use meshauth_wire::b64;
 use meshauth_wire::federation::{Alg, FederatedIssuer, FederatedKey, KeyMaterial};
-use rsa::signature::Verifier as _;
+use p256::ecdsa::signature::Verifier as _;
 use serde_json::{Map, Value};
 
 use crate::claims::{ClaimRules, Claims};
@@ -22,10 +21,16 @@ use crate::strict_json::{self, StrictError};
 /// A key ready to verify, decoded once per snapshot.
 #[derive(Debug)]
 enum Prepared {
-    Rsa(rsa::RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
+    Rsa(crate::rsa_verify::RsaKey),
+    /// With a comb table for the first `p256_comb::MAX_TABLES` keys of a snapshot.
+    P256(
+        p256::ecdsa::VerifyingKey,
+        Option<Box<crate::p256_comb::Comb>>,
+    ),
+    P384(p384::ecdsa::VerifyingKey),
     Ed25519(Box<PreparedKey>),
-    /// A shape this filter cannot verify (ES384): its tokens are refused.
+    /// A curve this filter does not know (wire admits none today): its tokens are
+    /// refused.
     Unsupported,
 }
 
@@ -50,23 +55,37 @@ pub struct Federation {
 fn prepare(k: &FederatedKey) -> Result<Prepared, String> {
     let bytes = |s: &str| b64::decode(s).map_err(|_| "not base64url".to_string());
     match &k.material {
-        KeyMaterial::Rsa { n, e } => {
-            let n = rsa::BigUint::from_bytes_be(&bytes(n)?);
-            let e = rsa::BigUint::from_bytes_be(&bytes(e)?);
-            rsa::RsaPublicKey::new_with_max_size(n, e, meshauth_wire::federation::MAX_RSA_BITS)
-                .map(Prepared::Rsa)
-                .map_err(|e| format!("RSA key: {e}"))
-        }
+        KeyMaterial::Rsa { n, e } => crate::rsa_verify::RsaKey::new(&bytes(n)?, &bytes(e)?)
+            .map(Prepared::Rsa)
+            .map_err(|e| e.to_string()),
         KeyMaterial::Ec { crv, x, y } if crv == "P-256" => {
             let (x, y) = (bytes(x)?, bytes(y)?);
+            // `wire` bounds these already; a wrong length must not reach from_slice.
+            if x.len() != 32 || y.len() != 32 {
+                return Err("P-256 coordinates are not 32 bytes".into());
+            }
             let point = p256::EncodedPoint::from_affine_coordinates(
                 p256::FieldBytes::from_slice(&x),
                 p256::FieldBytes::from_slice(&y),
                 false,
             );
             p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                .map(Prepared::P256)
+                .map(|k| Prepared::P256(k, None))
                 .map_err(|_| "P-256 point is not on the curve".to_string())
+        }
+        KeyMaterial::Ec { crv, x, y } if crv == "P-384" => {
+            let (x, y) = (bytes(x)?, bytes(y)?);
+            if x.len() != 48 || y.len() != 48 {
+                return Err("P-384 coordinates are not 48 bytes".into());
+            }
+            let point = p384::EncodedPoint::from_affine_coordinates(
+                p384::FieldBytes::from_slice(&x),
+                p384::FieldBytes::from_slice(&y),
+                false,
+            );
+            p384::ecdsa::VerifyingKey::from_encoded_point(&point)
+                .map(Prepared::P384)
+                .map_err(|_| "P-384 point is not on the curve".to_string())
         }
         KeyMaterial::Ec { .. } => Ok(Prepared::Unsupported),
         KeyMaterial::Okp { x, .. } => {
@@ -89,6 +108,7 @@ impl Federation {
     pub fn new(list: &[FederatedIssuer], own_issuer: Option<&str>) -> (Federation, Vec<String>) {
         let mut issuers = HashMap::with_capacity(list.len());
         let mut skipped = Vec::new();
+        let mut tables = 0;
         for i in list {
             if own_issuer == Some(i.issuer.as_str()) {
                 skipped.push(format!("{:?}: the control plane's own issuer", i.issuer));
@@ -97,7 +117,14 @@ impl Federation {
             let mut keys = HashMap::with_capacity(i.keys.len());
             for k in &i.keys {
                 match prepare(k) {
-                    Ok(prepared) => {
+                    Ok(mut prepared) => {
+                        if let Prepared::P256(key, comb @ None) = &mut prepared {
+                            if tables < crate::p256_comb::MAX_TABLES {
+                                tables += 1;
+                                let point = p256::ProjectivePoint::from(*key.as_affine());
+                                *comb = Some(Box::new(crate::p256_comb::Comb::new(&point)));
+                            }
+                        }
                         keys.insert(
                             k.kid.clone(),
                             Key {
@@ -180,7 +207,7 @@ impl Federation {
         if header.contains_key("crit") {
             return Err(Denial::Malformed("unsupported crit header"));
         }
-        let mut claims = Claims::parse(&parts.payload)?;
+        let mut claims = Claims::parse_without_id(&parts.payload)?;
         let issuer = self.issuer_of(&claims)?;
         let alg = match header.get("alg") {
             Some(Value::String(a)) => Alg::parse(a).ok_or(Denial::BadAlgorithm)?,
@@ -231,8 +258,19 @@ impl Federation {
                 });
             }
         }
+        claims.jti = token_id(&claims, &issuer.rules)?;
         claims.scopes = scopes_at(&claims.raw, &issuer.rules.scope_claim);
         Ok(claims)
+    }
+}
+
+/// The token's id under its issuer's rules: the `id_claim` (`jti` unless set), a
+/// non-empty string; absent only when the issuer has `id_optional`.
+fn token_id(claims: &Claims, rules: &FederatedIssuer) -> Result<Option<String>, Denial> {
+    match claims.raw.get(rules.id_claim()) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        None if rules.id_optional => Ok(None),
+        _ => Err(Denial::BadClaim("jti")),
     }
 }
 
@@ -304,42 +342,29 @@ fn split(token: &str) -> Result<Parts<'_>, Denial> {
 
 /// `Err(BadAlgorithm)` when the key cannot serve `alg` (its type does not match).
 fn verify_signature(key: &Prepared, alg: Alg, msg: &[u8], sig: &[u8]) -> Result<bool, Denial> {
-    use rsa::{pkcs1v15, pss};
-    use sha2::{Sha256, Sha384, Sha512};
+    use crate::rsa_verify::Hash;
     Ok(match (key, alg) {
-        (Prepared::Rsa(k), _) => {
-            // A signature is exactly the modulus' length (RFC 8017 §8.2.2).
-            let Ok(s) = pkcs1v15::Signature::try_from(sig) else {
-                return Ok(false);
-            };
-            let p = pss::Signature::try_from(sig);
-            match (alg, p) {
-                (Alg::RS256, _) => pkcs1v15::VerifyingKey::<Sha256>::new(k.clone())
-                    .verify(msg, &s)
-                    .is_ok(),
-                (Alg::RS384, _) => pkcs1v15::VerifyingKey::<Sha384>::new(k.clone())
-                    .verify(msg, &s)
-                    .is_ok(),
-                (Alg::RS512, _) => pkcs1v15::VerifyingKey::<Sha512>::new(k.clone())
-                    .verify(msg, &s)
-                    .is_ok(),
-                (Alg::PS256, Ok(p)) => pss::VerifyingKey::<Sha256>::new(k.clone())
-                    .verify(msg, &p)
-                    .is_ok(),
-                (Alg::PS384, Ok(p)) => pss::VerifyingKey::<Sha384>::new(k.clone())
-                    .verify(msg, &p)
-                    .is_ok(),
-                (Alg::PS512, Ok(p)) => pss::VerifyingKey::<Sha512>::new(k.clone())
-                    .verify(msg, &p)
-                    .is_ok(),
-                (Alg::PS256 | Alg::PS384 | Alg::PS512, Err(_)) => false,
-                (Alg::ES256 | Alg::ES384 | Alg::EdDSA, _) => return Err(Denial::BadAlgorithm),
-            }
-        }
-        (Prepared::P256(k), Alg::ES256) => {
+        (Prepared::Rsa(k), _) => match alg {
+            Alg::RS256 => k.verify_pkcs1v15(Hash::Sha256, msg, sig),
+            Alg::RS384 => k.verify_pkcs1v15(Hash::Sha384, msg, sig),
+            Alg::RS512 => k.verify_pkcs1v15(Hash::Sha512, msg, sig),
+            Alg::PS256 => k.verify_pss(Hash::Sha256, msg, sig),
+            Alg::PS384 => k.verify_pss(Hash::Sha384, msg, sig),
+            Alg::PS512 => k.verify_pss(Hash::Sha512, msg, sig),
+            Alg::ES256 | Alg::ES384 | Alg::EdDSA => return Err(Denial::BadAlgorithm),
+        },
+        (Prepared::P256(_, Some(comb)), Alg::ES256) => crate::p256_comb::verify(comb, msg, sig),
+        (Prepared::P256(k, None), Alg::ES256) => {
             // JOSE's ECDSA signature is r || s, 32 bytes each (RFC 7518 §3.4).
             match p256::ecdsa::Signature::from_slice(sig) {
                 Ok(s) if sig.len() == 64 => k.verify(msg, &s).is_ok(),
+                _ => false,
+            }
+        }
+        (Prepared::P384(k), Alg::ES384) => {
+            // r || s, 48 bytes each.
+            match p384::ecdsa::Signature::from_slice(sig) {
+                Ok(s) if sig.len() == 96 => k.verify(msg, &s).is_ok(),
                 _ => false,
             }
         }

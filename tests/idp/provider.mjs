@@ -1,18 +1,20 @@
 // A real OpenID Provider (the certified `oidc-provider` package) on loopback, for the
 // federation tests. It issues JWT access tokens (client_credentials, RFC 9068) signed
-// with RS256, ES256 or EdDSA, chosen by the requested resource, and takes test-only
+// with RS256, ES256, ES384 or EdDSA, chosen by the requested resource, and takes test-only
 // commands under /_test/ to rotate its keys or spoil its JWKS.
 //
 //   node tests/idp/provider.mjs      prints {"issuer": "http://127.0.0.1:PORT"} when ready
 //
-// Resources (token audiences): http://api.test/rs256, /es256, /eddsa, and
+// Resources (token audiences): http://api.test/rs256, /es256, /es384, /eddsa, and
 // http://api.test/other (RS256, for wrong-audience cases). Client: mesh / mesh-secret.
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
 import Provider from 'oidc-provider';
 
-const ALGS = { rs256: 'RS256', es256: 'ES256', eddsa: 'EdDSA', other: 'RS256' };
+const ALGS = {
+  rs256: 'RS256', es256: 'ES256', es384: 'ES384', eddsa: 'EdDSA', other: 'RS256',
+};
 let generation = 0;
 let keys = [];
 let jwksMode = 'normal';
@@ -24,6 +26,7 @@ function newKey(alg) {
   let pair;
   if (alg === 'RS256') pair = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   else if (alg === 'ES256') pair = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  else if (alg === 'ES384') pair = crypto.generateKeyPairSync('ec', { namedCurve: 'P-384' });
   else pair = crypto.generateKeyPairSync('ed25519');
   return { ...pair.privateKey.export({ format: 'jwk' }), kid, alg, use: 'sig' };
 }
@@ -32,7 +35,7 @@ function newKey(alg) {
 // publishing the old ones so tokens already out stay verifiable.
 function rotate() {
   generation += 1;
-  keys = [newKey('RS256'), newKey('ES256'), newKey('EdDSA'), ...keys];
+  keys = [newKey('RS256'), newKey('ES256'), newKey('ES384'), newKey('EdDSA'), ...keys];
 }
 
 function build(issuer) {
@@ -70,7 +73,7 @@ function build(issuer) {
       },
     },
     enabledJWA: {
-      idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'],
+      idTokenSigningAlgValues: ['RS256', 'ES256', 'ES384', 'EdDSA'],
     },
   });
   p.on('server_error', (ctx, err) => process.stderr.write(`idp server_error: ${err.stack}\n`));
@@ -87,7 +90,7 @@ const server = http.createServer((req, res) => {
   if (url.pathname === '/_test/rotate' && req.method === 'POST') {
     rotate();
     provider = build(provider.issuer);
-    return answer(res, 200, { kids: keys.slice(0, 3).map((k) => k.kid) });
+    return answer(res, 200, { kids: keys.slice(0, 4).map((k) => k.kid) });
   }
   if (url.pathname === '/_test/jwks' && req.method === 'POST') {
     jwksMode = url.searchParams.get('mode') || 'normal';

@@ -19,6 +19,7 @@ pub struct Idp {
 pub enum Resource {
     Rs256,
     Es256,
+    Es384,
     EdDsa,
     /// RS256, an audience no issuer rule accepts.
     Other,
@@ -29,6 +30,7 @@ impl Resource {
         match self {
             Resource::Rs256 => "http://api.test/rs256",
             Resource::Es256 => "http://api.test/es256",
+            Resource::Es384 => "http://api.test/es384",
             Resource::EdDsa => "http://api.test/eddsa",
             Resource::Other => "http://api.test/other",
         }

@@ -18,4 +18,38 @@ pub struct AccessClaims {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// On a token issued by token exchange (RFC 8693): the external subject it was
+    /// exchanged for. Revoking that subject at its issuer revokes this token too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext: Option<ExternalSubject>,
+    /// The delegation chain (RFC 8693 §4.1): the party acting for `sub`, then the parties
+    /// before it, each nested in the one after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// The `ext` claim: who a token was exchanged for, at a trusted external issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalSubject {
+    /// The external issuer's exact `iss`.
+    pub iss: String,
+    /// The `sub` of the subject token at that issuer.
+    pub sub: String,
+}
+
+/// An `act` (RFC 8693 §4.1) member: an actor, and the actor before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// How many actors the chain names (this one included).
+    pub fn depth(&self) -> usize {
+        1 + self.act.as_ref().map_or(0, |a| a.depth())
+    }
 }

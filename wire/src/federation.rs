@@ -151,6 +151,14 @@ pub struct FederatedIssuer {
     /// Claim (a dotted path) → the header it is forwarded upstream in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub forward_claims: BTreeMap<String, String>,
+    /// The claim identifying a token for revocation by id when not `jti` (Entra ID:
+    /// `uti`). Absent: `jti`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_claim: Option<String>,
+    /// Admit tokens without that claim (Auth0 and Google tokens carry none); they can
+    /// then be revoked by subject or session only. Absent: refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub id_optional: bool,
     /// Its last good keys; never empty (an issuer whose keys were never fetched is
     /// left out of the snapshot).
     pub keys: Vec<FederatedKey>,
@@ -242,7 +250,20 @@ fn has_duplicate<'a>(items: impl IntoIterator<Item = &'a str>) -> bool {
     !items.into_iter().all(|i| seen.insert(i))
 }
 
+/// Whether `name` may identify tokens (`id_claim`): a plain claim name, not one of the
+/// claims checked by their own rules.
+pub fn valid_id_claim(name: &str) -> bool {
+    visible(name, 64)
+        && !name.contains('.')
+        && !["iss", "aud", "exp", "nbf", "iat", "sub"].contains(&name)
+}
+
 impl FederatedIssuer {
+    /// The claim identifying its tokens for revocation by id.
+    pub fn id_claim(&self) -> &str {
+        self.id_claim.as_deref().unwrap_or("jti")
+    }
+
     /// The bounds a filter holds the control plane to. Errors name the field.
     pub fn validate(&self) -> Result<(), String> {
         let iss = &self.issuer;
@@ -287,6 +308,9 @@ impl FederatedIssuer {
             })
         {
             return Err(at("forward_claims"));
+        }
+        if self.id_claim.as_deref().is_some_and(|c| !valid_id_claim(c)) {
+            return Err(at("id_claim"));
         }
         if self.keys.is_empty() || self.keys.len() > MAX_KEYS {
             return Err(at(&format!("keys: 1 to {MAX_KEYS}")));

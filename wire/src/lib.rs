@@ -16,7 +16,7 @@ pub mod limits;
 pub mod path_match;
 pub mod sync;
 
-pub use claims::AccessClaims;
+pub use claims::{AccessClaims, Actor, ExternalSubject};
 pub use jwk::{Jwk, JwkError, JwkSet};
 
 /// JOSE `alg` values for Ed25519 that the filter accepts (RFC 8037 and RFC 9864).

@@ -49,6 +49,9 @@ pub struct NewClient {
     pub name: String,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// May exchange trusted issuers' tokens (RFC 8693); default false.
+    #[serde(default)]
+    pub token_exchange: bool,
 }
 
 /// A client without its secret.
@@ -58,6 +61,8 @@ pub struct ClientView {
     pub name: String,
     pub scopes: Vec<String>,
     pub created_at: i64,
+    #[serde(default)]
+    pub token_exchange: bool,
 }
 
 impl From<&ClientRecord> for ClientView {
@@ -67,6 +72,7 @@ impl From<&ClientRecord> for ClientView {
             name: c.name.clone(),
             scopes: c.scopes.clone(),
             created_at: c.created_at,
+            token_exchange: c.token_exchange,
         }
     }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::run::Client;
 use crate::api::{path, route, IssuerList, IssuerSpec, IssuerView};
+use crate::issuers::model::ExchangePolicy;
 
 #[derive(Subcommand)]
 pub enum IssuersCmd {
@@ -57,6 +58,23 @@ pub struct AddArgs {
     /// CLAIM=HEADER: forward the claim upstream in this header (repeatable).
     #[arg(long = "forward-claim")]
     forward_claims: Vec<String>,
+    /// The claim that identifies a token for revocation by id, when not jti (Entra ID: uti).
+    #[arg(long)]
+    id_claim: Option<String>,
+    /// Admit its tokens that carry no such claim (Auth0, Google); they can then be
+    /// revoked by subject or session only.
+    #[arg(long)]
+    id_optional: bool,
+    /// Allow token exchange (RFC 8693) of its tokens for mesh tokens with this audience
+    /// (repeatable); without it, its tokens are never exchanged.
+    #[arg(long = "exchange-audience")]
+    exchange_audiences: Vec<String>,
+    /// A scope exchanged tokens may carry (repeatable; space-separated also works).
+    #[arg(long = "exchange-scope", requires = "exchange_audiences")]
+    exchange_scopes: Vec<String>,
+    /// Seconds exchanged tokens live (1 to 900, default 300).
+    #[arg(long = "exchange-ttl", requires = "exchange_audiences")]
+    exchange_ttl: Option<u64>,
     /// The whole spec as JSON (`-` for stdin) instead of the flags.
     #[arg(long, conflicts_with_all = ["discovery", "jwks_uri", "issuer", "audiences", "algorithms"])]
     file: Option<std::path::PathBuf>,
@@ -94,6 +112,19 @@ fn spec_of(a: AddArgs) -> Result<IssuerSpec, String> {
             .unwrap_or(crate::issuers::model::DEFAULT_SKEW_SECONDS),
         scope_claim: a.scope_claim.unwrap_or_else(|| "scope".into()),
         forward_claims,
+        id_claim: a.id_claim,
+        id_optional: a.id_optional,
+        exchange: (!a.exchange_audiences.is_empty()).then(|| ExchangePolicy {
+            audiences: a.exchange_audiences,
+            scopes: a
+                .exchange_scopes
+                .iter()
+                .flat_map(|s| crate::clients::split_scope(s))
+                .collect(),
+            ttl_seconds: a
+                .exchange_ttl
+                .unwrap_or(crate::issuers::model::DEFAULT_EXCHANGE_TTL),
+        }),
     })
 }
 
@@ -215,6 +246,29 @@ mod tests {
             "i"
         ])
         .is_err());
+        assert_eq!(s.exchange, None, "exchange is off unless asked for");
+        let s = add(&[
+            "kc",
+            "--discovery",
+            "https://a",
+            "--exchange-audience",
+            "api",
+            "--exchange-scope",
+            "read write",
+            "--exchange-scope",
+            "admin",
+        ])
+        .unwrap();
+        let p = s.exchange.unwrap();
+        assert_eq!(
+            (p.audiences, p.scopes),
+            (
+                vec!["api".to_string()],
+                vec!["read".to_string(), "write".into(), "admin".into()]
+            )
+        );
+        assert_eq!(p.ttl_seconds, 300);
+        assert!(add(&["kc", "--discovery", "https://a", "--exchange-scope", "read"]).is_err());
         let e = add(&["kc", "--discovery", "https://a", "--forward-claim", "sub"]).unwrap_err();
         assert!(e.contains("expected NAME=VALUE"), "{e}");
     }

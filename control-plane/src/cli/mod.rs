@@ -162,6 +162,9 @@ pub enum ClientsCmd {
         name: String,
         #[arg(long, default_value = "")]
         scope: String,
+        /// Allow it to exchange trusted issuers' tokens for mesh tokens (RFC 8693).
+        #[arg(long)]
+        token_exchange: bool,
     },
     List,
     Delete {

@@ -191,10 +191,15 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         Cmd::Keys(KeysCmd::Revoke { kid }) => c
             .call::<KeyList>("POST", &path(route::KEY_REVOKE, &kid)?, None)?
             .print(),
-        Cmd::Clients(ClientsCmd::Create { name, scope }) => {
+        Cmd::Clients(ClientsCmd::Create {
+            name,
+            scope,
+            token_exchange,
+        }) => {
             let body = NewClient {
                 name,
                 scopes: Scope::Text(scope).into_list(),
+                token_exchange,
             };
             c.call::<CreatedClient>("POST", route::CLIENTS, Some(&body))?
                 .print()

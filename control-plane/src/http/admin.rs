@@ -66,7 +66,9 @@ pub async fn create_client(
     Extension(a): Extension<Admin>,
     ApiJson(body): ApiJson<NewClient>,
 ) -> ApiResult<Response> {
-    let (rec, client_secret) = app.create_client(&a.0, &body.name, body.scopes).await?;
+    let (rec, client_secret) = app
+        .create_client(&a.0, &body.name, body.scopes, body.token_exchange)
+        .await?;
     let created = CreatedClient {
         client: ClientView::from(&rec),
         client_secret,

@@ -143,6 +143,8 @@ impl OAuthReply {
             OAuthCode::InvalidRequest
             | OAuthCode::InvalidGrant
             | OAuthCode::InvalidScope
+            | OAuthCode::UnauthorizedClient
+            | OAuthCode::InvalidTarget
             | OAuthCode::UnsupportedGrantType => StatusCode::BAD_REQUEST,
         }
     }
@@ -242,6 +244,8 @@ mod tests {
             (OAuthCode::InvalidClient, 401),
             (OAuthCode::InvalidGrant, 400),
             (OAuthCode::InvalidScope, 400),
+            (OAuthCode::UnauthorizedClient, 400),
+            (OAuthCode::InvalidTarget, 400),
             (OAuthCode::UnsupportedGrantType, 400),
             (OAuthCode::TemporarilyUnavailable, 429),
         ] {

@@ -13,6 +13,7 @@ use super::error::{ApiError, GrantReply};
 use super::extract::{self, Admin, OAuthForm};
 use crate::app::App;
 use crate::error::{OAuthCode, OAuthError};
+use crate::oauth::{ExchangeRequest, TOKEN_EXCHANGE};
 
 /// Token and introspection answers are never cached (RFC 6749 §5.1).
 fn no_store(body: impl Serialize) -> Response {
@@ -42,6 +43,20 @@ pub async fn token(
         Some("refresh_token") => {
             let rt = p.required("refresh_token")?;
             app.oauth().refresh(rt, client.as_ref()).await?
+        }
+        Some(TOKEN_EXCHANGE) => {
+            let client = client.ok_or_else(OAuthError::invalid_client)?;
+            let req = ExchangeRequest {
+                subject_token: p.get("subject_token"),
+                subject_token_type: p.get("subject_token_type"),
+                actor_token: p.get("actor_token"),
+                actor_token_type: p.get("actor_token_type"),
+                requested_token_type: p.get("requested_token_type"),
+                audience: p.get("audience"),
+                resource: p.get("resource"),
+                scope: p.get("scope"),
+            };
+            app.oauth().token_exchange(&client, req).await?
         }
         Some(other) => {
             return Err(OAuthError::new(

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use crate::app::App;
 use crate::keys::{KeyState, Keyring};
+use crate::oauth::TOKEN_EXCHANGE;
 
 pub async fn jwks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let (body, etag) = app.jwks();
@@ -63,7 +64,7 @@ pub struct Discovery {
     token_endpoint: String,
     revocation_endpoint: String,
     introspection_endpoint: String,
-    grant_types_supported: [&'static str; 2],
+    grant_types_supported: [&'static str; 3],
     response_types_supported: [&'static str; 0],
     token_endpoint_auth_methods_supported: [&'static str; 2],
     revocation_endpoint_auth_methods_supported: [&'static str; 2],
@@ -79,7 +80,7 @@ impl Discovery {
             token_endpoint: format!("{iss}/oauth2/token"),
             revocation_endpoint: format!("{iss}/oauth2/revoke"),
             introspection_endpoint: format!("{iss}/oauth2/introspect"),
-            grant_types_supported: ["client_credentials", "refresh_token"],
+            grant_types_supported: ["client_credentials", "refresh_token", TOKEN_EXCHANGE],
             response_types_supported: [],
             token_endpoint_auth_methods_supported: CLIENT_AUTH,
             revocation_endpoint_auth_methods_supported: CLIENT_AUTH,

@@ -11,6 +11,7 @@ pub mod http;
 pub mod jwks;
 pub mod model;
 pub mod url;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -258,6 +259,28 @@ impl Issuers {
         Ok(())
     }
 
+    /// The trusted issuer whose `iss` is exactly `iss`, with the keys held for it in
+    /// the store (the last good set: nothing is fetched here, so a request cannot make
+    /// the control plane call a provider). `None` when no issuer has that `iss`.
+    pub async fn trusted(
+        &self,
+        iss: &str,
+    ) -> StoreResult<Option<(TrustedIssuer, Vec<FederatedKey>)>> {
+        let Some(issuer) = self.list().await?.into_iter().find(|i| i.issuer() == iss) else {
+            return Ok(None);
+        };
+        let keys = HELD
+            .get(self.ctx.store(), HELD_KEY)
+            .await?
+            .unwrap_or_default()
+            .issuers
+            .remove(issuer.name())
+            .filter(|h| h.issuer == issuer.issuer())
+            .map(|h| h.keys)
+            .unwrap_or_default();
+        Ok(Some((issuer, keys)))
+    }
+
     /// What filters get: each registered issuer with held keys, its rules and keys. An
     /// issuer whose keys were never fetched is left out (it admits nothing yet); one the
     /// wire bounds would refuse is left out with a warning, since a filter refuses a
@@ -301,6 +324,8 @@ fn to_wire(i: &TrustedIssuer, keys: Vec<FederatedKey>) -> FederatedIssuer {
         clock_skew_seconds: spec.clock_skew_seconds,
         scope_claim: spec.scope_claim,
         forward_claims: spec.forward_claims,
+        id_claim: spec.id_claim,
+        id_optional: spec.id_optional,
         keys,
     }
 }

@@ -51,6 +51,63 @@ pub struct IssuerSpec {
     /// Claim (a dotted path) → the header it is forwarded upstream in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub forward_claims: BTreeMap<String, String>,
+    /// The claim identifying a token for revocation by id when not `jti` (Entra ID:
+    /// `uti`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_claim: Option<String>,
+    /// Admit tokens without that claim (Auth0, Google): revocable by subject or session
+    /// only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub id_optional: bool,
+    /// Token exchange (RFC 8693) of its tokens at the control plane; none: refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangePolicy>,
+}
+
+/// The default and the longest life of a token issued by exchange.
+pub const DEFAULT_EXCHANGE_TTL: u64 = 300;
+pub const MAX_EXCHANGE_TTL: u64 = 900;
+
+/// What an exchange of one issuer's token may yield: the bounds an exchanged (mesh)
+/// token is issued within.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangePolicy {
+    /// The `aud` values an exchanged token may carry (asked for by `audience` or
+    /// `resource`); when neither is asked for, all of them.
+    pub audiences: Vec<String>,
+    /// The scopes it may carry, of those the subject token carries.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Its lifetime, never past the subject token's `exp`.
+    #[serde(default = "default_exchange_ttl")]
+    pub ttl_seconds: u64,
+}
+
+fn default_exchange_ttl() -> u64 {
+    DEFAULT_EXCHANGE_TTL
+}
+
+impl ExchangePolicy {
+    fn check(&self) -> Result<(), String> {
+        if self.audiences.is_empty() || self.audiences.len() > MAX_AUDIENCES {
+            return Err(format!("exchange.audiences: list 1 to {MAX_AUDIENCES}"));
+        }
+        if let Some(a) = self.audiences.iter().find(|a| !visible(a, MAX_VALUE_LEN)) {
+            return Err(format!(
+                "exchange.audiences: {a:?} must be 1-{MAX_VALUE_LEN} visible ASCII characters"
+            ));
+        }
+        if has_duplicate(&self.audiences) || has_duplicate(&self.scopes) {
+            return Err("exchange: an audience or a scope is listed twice".into());
+        }
+        crate::clients::validate_scopes(&self.scopes)
+            .map_err(|e| format!("exchange.scopes: {e}"))?;
+        if !(1..=MAX_EXCHANGE_TTL).contains(&self.ttl_seconds) {
+            return Err(format!("exchange.ttl_seconds: 1 to {MAX_EXCHANGE_TTL}"));
+        }
+        Ok(())
+    }
 }
 
 fn default_skew() -> u64 {
@@ -115,6 +172,9 @@ pub struct TrustedIssuer {
     clock_skew_seconds: u64,
     scope_claim: ClaimPath,
     forward_claims: Vec<(ClaimPath, String)>,
+    id_claim: Option<String>,
+    id_optional: bool,
+    exchange: Option<ExchangePolicy>,
 }
 
 /// A stored record is checked again, structurally: http URLs are let through here
@@ -266,6 +326,18 @@ impl TrustedIssuer {
             }
             forward_claims.push((path, header));
         }
+        // "jti" spelled out is the default: stored as absent, one spelling per meaning.
+        let id_claim = spec.id_claim.filter(|c| c != "jti");
+        if let Some(c) = &id_claim {
+            if !meshauth_wire::federation::valid_id_claim(c) {
+                return Err(format!(
+                    "id_claim: {c:?} must be one claim name (1-64 visible ASCII, no '.'), not iss, aud, exp, nbf, iat or sub"
+                ));
+            }
+        }
+        if let Some(p) = &spec.exchange {
+            p.check()?;
+        }
         Ok(TrustedIssuer {
             name: spec.name,
             issuer,
@@ -277,6 +349,9 @@ impl TrustedIssuer {
             clock_skew_seconds: spec.clock_skew_seconds,
             scope_claim,
             forward_claims,
+            id_claim,
+            id_optional: spec.id_optional,
+            exchange: spec.exchange,
         })
     }
 
@@ -302,6 +377,9 @@ impl TrustedIssuer {
                 .iter()
                 .map(|(p, h)| (p.dotted(), h.clone()))
                 .collect(),
+            id_claim: self.id_claim.clone(),
+            id_optional: self.id_optional,
+            exchange: self.exchange.clone(),
         }
     }
 
@@ -334,6 +412,9 @@ impl TrustedIssuer {
     }
     pub fn forward_claims(&self) -> &[(ClaimPath, String)] {
         &self.forward_claims
+    }
+    pub fn exchange(&self) -> Option<&ExchangePolicy> {
+        self.exchange.as_ref()
     }
 }
 

@@ -179,3 +179,47 @@ fn explicit_sources_and_claim_paths_are_kept() {
     assert_eq!(t.forward_claims()[0].0.segments(), ["email"]);
     assert_eq!(t.spec(), s, "the spec round-trips");
 }
+
+#[test]
+fn exchange_is_off_unless_a_policy_within_bounds_is_given() {
+    let t = TrustedIssuer::new(spec(), &STRICT, OWN).unwrap();
+    assert_eq!(t.exchange(), None);
+    let policy = |v: serde_json::Value| -> ExchangePolicy { serde_json::from_value(v).unwrap() };
+    let mut s = spec();
+    s.exchange = Some(policy(
+        serde_json::json!({"audiences": ["api"], "scopes": ["read"]}),
+    ));
+    let t = TrustedIssuer::new(s, &STRICT, OWN).unwrap();
+    assert_eq!(t.exchange().unwrap().ttl_seconds, DEFAULT_EXCHANGE_TTL);
+    let text = serde_json::to_string(&t).unwrap();
+    assert_eq!(serde_json::from_str::<TrustedIssuer>(&text).unwrap(), t);
+    for (p, says) in [
+        (
+            serde_json::json!({"audiences": []}),
+            "exchange.audiences: list 1 to 16",
+        ),
+        (
+            serde_json::json!({"audiences": ["a b"]}),
+            "exchange.audiences",
+        ),
+        (serde_json::json!({"audiences": ["a", "a"]}), "listed twice"),
+        (
+            serde_json::json!({"audiences": ["a"], "scopes": ["r\"w"]}),
+            "exchange.scopes",
+        ),
+        (
+            serde_json::json!({"audiences": ["a"], "ttl_seconds": 0}),
+            "exchange.ttl_seconds",
+        ),
+        (
+            serde_json::json!({"audiences": ["a"], "ttl_seconds": 901}),
+            "exchange.ttl_seconds",
+        ),
+    ] {
+        refused(|s| s.exchange = Some(policy(p)), says);
+    }
+    let unknown = serde_json::from_value::<ExchangePolicy>(
+        serde_json::json!({"audiences": ["a"], "max_ttl": 1}),
+    );
+    assert!(unknown.is_err());
+}

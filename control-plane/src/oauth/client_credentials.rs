@@ -33,6 +33,8 @@ impl OAuth {
             aud: self.ctx.settings.default_audiences.clone(),
             ttl,
             sid: None,
+            ext: None,
+            act: None,
         })?;
         self.ctx.metrics.issued("client_credentials");
         Ok(self.bearer(token, ttl, scope))

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use meshauth_wire::{Actor, ExternalSubject};
+
 use crate::error::ServiceError;
 
 use super::OAuth;
@@ -29,6 +31,10 @@ enum Active {
         nbf: i64,
         jti: String,
         sid: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ext: Option<Box<ExternalSubject>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        act: Option<Box<Actor>>,
     },
     /// No `token_type`: RFC 7662 means the access token type (RFC 6749 §7.1), which a
     /// refresh token does not have.
@@ -64,6 +70,8 @@ impl OAuth {
                 nbf: c.nbf,
                 jti: c.jti,
                 sid: c.sid,
+                ext: c.ext.map(Box::new),
+                act: c.act.map(Box::new),
             };
             return Ok(Introspection {
                 active: true,

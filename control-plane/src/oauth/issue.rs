@@ -20,6 +20,12 @@ impl OAuth {
         ttl: Option<i64>,
     ) -> Result<TokenResponse, ServiceError> {
         validate_name("sub", sub)?;
+        if sub.starts_with(super::SUBJECT_PREFIX) {
+            return Err(ServiceError::Invalid(format!(
+                "sub: {:?} is reserved for the subjects of exchanged tokens",
+                super::SUBJECT_PREFIX
+            )));
+        }
         validate_scopes(scope)?;
         let max = secs(self.ctx.settings.tokens.max_access_ttl);
         let ttl = ttl.unwrap_or(self.access_ttl());
@@ -53,6 +59,8 @@ impl OAuth {
             aud: aud.clone(),
             ttl,
             sid: Some(sid.clone()),
+            ext: None,
+            act: None,
         })?;
         let refresh = self.tokens.mint_refresh(&sid);
         self.sessions

@@ -2,6 +2,7 @@
 //! revocation (RFC 7009), over the token, session, client and revocation services.
 
 mod client_credentials;
+mod exchange;
 mod introspect;
 mod issue;
 mod refresh;
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::ctx::{secs, Ctx};
+use crate::issuers::Issuers;
 use crate::revocations::Revocations;
 use crate::sessions::Sessions;
 use crate::tokens::{TokenResponse, Tokens};
@@ -18,11 +20,14 @@ use crate::tokens::{TokenResponse, Tokens};
 /// The client id of admin-issued sessions.
 pub const ADMIN_ACTOR: &str = "admin";
 
+pub use exchange::{ExchangeRequest, SUBJECT_PREFIX, TOKEN_EXCHANGE};
+
 pub struct OAuth {
     ctx: Arc<Ctx>,
     tokens: Tokens,
     sessions: Sessions,
     revocations: Revocations,
+    issuers: Issuers,
     /// Per-client token buckets for RFC 7009 calls (tokens, last refill).
     revoke_budget: Mutex<HashMap<String, (f64, std::time::Instant)>>,
 }
@@ -33,12 +38,14 @@ impl OAuth {
         tokens: Tokens,
         sessions: Sessions,
         revocations: Revocations,
+        issuers: Issuers,
     ) -> OAuth {
         OAuth {
             ctx,
             tokens,
             sessions,
             revocations,
+            issuers,
             revoke_budget: Mutex::new(HashMap::new()),
         }
     }
@@ -55,6 +62,7 @@ impl OAuth {
             refresh_token: None,
             scope,
             sid: None,
+            issued_token_type: None,
         }
     }
 }

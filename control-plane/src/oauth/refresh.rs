@@ -72,6 +72,8 @@ impl OAuth {
             aud: rec.aud.clone(),
             ttl,
             sid: Some(rec.sid.clone()),
+            ext: None,
+            act: None,
         })?;
         let next_token = self.tokens.mint_refresh(&rec.sid);
         let sealed = typed::encode(

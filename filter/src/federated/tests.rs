@@ -52,6 +52,8 @@ pub(crate) fn issuer(keys: Vec<FederatedKey>) -> FederatedIssuer {
         clock_skew_seconds: 30,
         scope_claim: "realm_access.roles".into(),
         forward_claims: Default::default(),
+        id_claim: None,
+        id_optional: false,
         keys,
     }
 }
@@ -322,4 +324,149 @@ fn federated_ed25519_keys_are_compact_and_verify() {
     assert!(f.verify(&token, NOW).is_ok());
     let forged = format!("{input}.{}", b64::encode([1u8; 64]));
     assert_eq!(f.verify(&forged, NOW).unwrap_err(), Denial::BadSignature);
+}
+
+fn p384_public(kid: &str, key: &p384::ecdsa::SigningKey) -> FederatedKey {
+    let point = key.verifying_key().to_encoded_point(false);
+    FederatedKey {
+        kid: kid.into(),
+        algorithms: vec![Alg::ES384],
+        material: KeyMaterial::Ec {
+            crv: "P-384".into(),
+            x: b64::encode(point.x().unwrap()),
+            y: b64::encode(point.y().unwrap()),
+        },
+    }
+}
+
+/// ES384 (P-384, 96-byte r || s) verifies when the issuer lists it; a signature of
+/// another length, DER, or the P-256 key named under ES384 does not.
+#[test]
+fn es384_is_verified_with_p384_keys_only() {
+    use p384::ecdsa::signature::Signer as _;
+    let k = p384::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let ec = ec_key();
+    let mut iss = issuer(vec![p384_public("p1", &k), ec_public("e1", &ec)]);
+    iss.algorithms.push(Alg::ES384);
+    let (f, skipped) = Federation::new(&[iss], None);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let sign = |kid: &str, alg: &str, der: bool, cut: usize| {
+        let header = serde_json::json!({"alg": alg, "kid": kid});
+        let input = signing_input(&header, &claims());
+        let sig: p384::ecdsa::Signature = k.sign(input.as_bytes());
+        let bytes = if der {
+            sig.to_der().as_bytes().to_vec()
+        } else {
+            sig.to_bytes().to_vec()
+        };
+        format!("{input}.{}", b64::encode(&bytes[..bytes.len() - cut]))
+    };
+    let c = f.verify(&sign("p1", "ES384", false, 0), NOW).unwrap();
+    assert_eq!(c.scopes, ["read", "write"]);
+    assert_eq!(
+        f.verify(&sign("p1", "ES384", false, 1), NOW).unwrap_err(),
+        Denial::BadSignature
+    );
+    assert_eq!(
+        f.verify(&sign("p1", "ES384", true, 0), NOW).unwrap_err(),
+        Denial::BadSignature
+    );
+    assert_eq!(
+        f.verify(&sign("p1", "ES256", false, 0), NOW).unwrap_err(),
+        Denial::BadAlgorithm
+    );
+    assert_eq!(
+        f.verify(&es256(&ec, "e1", "ES384", &claims()), NOW)
+            .unwrap_err(),
+        Denial::BadAlgorithm
+    );
+}
+
+/// The token id: `jti` by default and required; another claim when the issuer names
+/// one (Entra's `uti`); absent only with `id_optional`, and then nothing to revoke by id.
+#[test]
+fn the_token_id_follows_the_issuers_rule() {
+    let without = |drop: &str, add: Option<(&str, Value)>| {
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove(drop);
+        if let Some((k, v)) = add {
+            c[k] = v;
+        }
+        c
+    };
+    let f = federation(vec![rsa_public("r1", vec![Alg::RS256])]);
+    assert_eq!(
+        f.verify(&rs256("r1", &without("jti", None)), NOW)
+            .unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+    assert_eq!(
+        f.verify(&rs256("r1", &without("jti", Some(("jti", "".into())))), NOW)
+            .unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+    let c = f.verify(&rs256("r1", &claims()), NOW).unwrap();
+    assert_eq!(c.jti.as_deref(), Some("j1"));
+
+    let mut entra = issuer(vec![rsa_public("r1", vec![Alg::RS256])]);
+    entra.id_claim = Some("uti".into());
+    let (f, _) = Federation::new(&[entra.clone()], None);
+    let uti = without("jti", Some(("uti", "u-1".into())));
+    assert_eq!(
+        f.verify(&rs256("r1", &uti), NOW).unwrap().jti.as_deref(),
+        Some("u-1")
+    );
+    // Its `jti`, if any, is not the id (it is not what the provider revokes by).
+    let both = without("uti", None);
+    assert_eq!(
+        f.verify(&rs256("r1", &both), NOW).unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+    assert_eq!(
+        f.verify(&rs256("r1", &without("jti", Some(("uti", 5.into())))), NOW)
+            .unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+
+    entra.id_optional = true;
+    let (f, _) = Federation::new(&[entra], None);
+    let c = f.verify(&rs256("r1", &without("jti", None)), NOW).unwrap();
+    assert_eq!(c.jti, None);
+    // Optional is not "any type": a non-string id is still refused.
+    assert_eq!(
+        f.verify(
+            &rs256("r1", &without("jti", Some(("uti", true.into())))),
+            NOW
+        )
+        .unwrap_err(),
+        Denial::BadClaim("jti")
+    );
+}
+
+/// Past `p256_comb::MAX_TABLES` keys, P-256 keys verify without a table, the same way.
+#[test]
+fn p256_keys_beyond_the_table_budget_still_verify() {
+    let keys: Vec<_> = (0..crate::p256_comb::MAX_TABLES + 2)
+        .map(|_| ec_key())
+        .collect();
+    let public = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ec_public(&format!("e{i}"), k))
+        .collect();
+    let f = federation(public);
+    for (i, k) in keys.iter().enumerate() {
+        let kid = format!("e{i}");
+        assert!(
+            f.verify(&es256(k, &kid, "ES256", &claims()), NOW).is_ok(),
+            "{kid}"
+        );
+        let other = &keys[(i + 1) % keys.len()];
+        assert_eq!(
+            f.verify(&es256(other, &kid, "ES256", &claims()), NOW)
+                .unwrap_err(),
+            Denial::BadSignature,
+            "{kid}"
+        );
+    }
 }

@@ -33,6 +33,8 @@ pub(crate) fn issuer() -> FederatedIssuer {
         clock_skew_seconds: 60,
         scope_claim: "realm_access.roles".into(),
         forward_claims: BTreeMap::new(),
+        id_claim: None,
+        id_optional: false,
         keys: vec![rsa_key("r1"), ec_key("e1")],
     }
 }
@@ -40,6 +42,17 @@ pub(crate) fn issuer() -> FederatedIssuer {
 #[test]
 fn a_valid_issuer_passes() {
     assert_eq!(validate_all(&[issuer()]), Ok(()));
+    // The token-id settings are omitted at their defaults (what older filters read)...
+    let json = serde_json::to_value(issuer()).unwrap();
+    assert!(json.get("id_claim").is_none() && json.get("id_optional").is_none());
+    // ...and carried when set.
+    let mut entra = issuer();
+    entra.id_claim = Some("uti".into());
+    entra.id_optional = true;
+    assert_eq!(validate_all(std::slice::from_ref(&entra)), Ok(()));
+    let back: FederatedIssuer =
+        serde_json::from_value(serde_json::to_value(&entra).unwrap()).unwrap();
+    assert_eq!((back.id_claim(), back.id_optional), ("uti", true));
 }
 
 /// Each bound, broken alone, is refused.
@@ -111,6 +124,13 @@ fn out_of_bounds_issuers_are_refused() {
         ("required claim without values", |i| {
             i.required_claims.insert("tenant".into(), vec![]);
         }),
+        ("id claim that is a path", |i| {
+            i.id_claim = Some("a.b".into())
+        }),
+        ("id claim checked elsewhere", |i| {
+            i.id_claim = Some("sub".into())
+        }),
+        ("empty id claim", |i| i.id_claim = Some(String::new())),
     ];
     for (what, break_it) in cases {
         let mut i = issuer();
