@@ -125,13 +125,12 @@ fn key_of(o: &Map<String, Value>, allowed: &[Alg]) -> Result<FederatedKey, Strin
                     format!("RSA modulus of {bits} bits (from {MIN_RSA_BITS} to {MAX_RSA_BITS})"),
                 ));
             }
-            // At most 2^33 - 1: the filter's RSA verifier refuses larger exponents.
             let e_ok =
-                bit_len(&e) >= 2 && bit_len(&e) <= 33 && e.last().is_some_and(|b| b & 1 == 1);
+                bit_len(&e) >= 2 && bit_len(&e) <= 64 && e.last().is_some_and(|b| b & 1 == 1);
             if !e_ok {
                 return Err(skip(
                     &kid,
-                    "RSA exponent must be odd, 3 or more, at most 33 bits",
+                    "RSA exponent must be odd, 3 or more, at most 64 bits",
                 ));
             }
             KeyMaterial::Rsa {

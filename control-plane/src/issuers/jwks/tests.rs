@@ -237,8 +237,7 @@ fn cache_lifetime_follows_max_age_within_the_bounds() {
 }
 
 /// Keys every filter would leave out (a P-256 point off the curve, an Ed25519 key of
-/// small order or off the curve, an RSA exponent over the filter's 2^33 - 1) are
-/// skipped here, so a set of nothing else is empty and the last good keys stay.
+/// small order or off the curve) are skipped here, so a set of nothing else is empty and the last good keys stay.
 #[test]
 fn keys_the_filters_cannot_use_never_replace_the_last_good_set() {
     let mut off_curve = ec("p", "P-256", 32);
@@ -249,9 +248,7 @@ fn keys_the_filters_cannot_use_never_replace_the_last_good_set() {
     let mut two = [0u8; 32];
     two[0] = 2;
     let not_a_point = json!({"kty": "OKP", "crv": "Ed25519", "kid": "nap", "x": b64::encode(two)});
-    let mut big_e = rsa("big-e", 256);
-    big_e["e"] = b64::encode([0x08, 0, 0, 0, 1]).into(); // 2^35 + 1
-    for bad in [off_curve, small, not_a_point, big_e] {
+    for bad in [off_curve, small, not_a_point] {
         let kid = bad["kid"].as_str().unwrap().to_string();
         assert!(
             matches!(parse_jwks(&set(&[bad]), ALL), Err(JwksError::Empty(_))),
