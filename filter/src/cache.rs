@@ -63,6 +63,11 @@ impl<V: Expiring> VerifiedCache<V> {
         self.map.insert(key, entry);
     }
 
+    /// Forgets the entries `keep` refuses (the eviction order may still name them).
+    pub fn retain(&mut self, keep: impl Fn(&V) -> bool) {
+        self.map.retain(|_, v| keep(v));
+    }
+
     /// Forgets everything, e.g. when the key set changes.
     pub fn clear(&mut self) {
         self.map.clear();

@@ -178,8 +178,10 @@ impl Engine {
             self.pushed_issuers = snap.issuers;
             let federation = &self.federation;
             self.kid_reports.retain(|iss| federation.trusts(iss));
-            // Verifications under keys no longer pushed must not outlive them.
-            self.cache.clear();
+            // Verifications under keys no longer pushed must not outlive them; the
+            // control plane's own tokens depend on its keys only (`set_keys`), so a
+            // provider churning its key set cannot flush them from every filter.
+            self.cache.retain(|v| !v.federated);
         }
         if snap.limits != self.pushed_limits {
             self.limiter = Limiter::new(&self.config.limits, &snap.limits);

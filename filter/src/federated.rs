@@ -91,7 +91,8 @@ fn prepare(k: &FederatedKey) -> Result<Prepared, String> {
             let x: [u8; 32] = bytes(x)?
                 .try_into()
                 .map_err(|_| "Ed25519 key is not 32 bytes".to_string())?;
-            PreparedKey::new(x)
+            // Compact: a snapshot may carry thousands of federated keys.
+            PreparedKey::compact(x)
                 .map(|k| Prepared::Ed25519(Box::new(k)))
                 .map_err(|e| e.to_string())
         }

@@ -56,6 +56,28 @@ fn bit_len(n: &[u8]) -> usize {
     (n.len() - 1) * 8 + (8 - n[0].leading_zeros() as usize)
 }
 
+/// Whether (x, y) is a point of P-256. A set of points off the curve would otherwise
+/// replace the last good keys with keys every filter leaves out.
+fn on_p256(x: &[u8], y: &[u8]) -> bool {
+    let point = p256::EncodedPoint::from_affine_coordinates(
+        p256::FieldBytes::from_slice(x),
+        p256::FieldBytes::from_slice(y),
+        false,
+    );
+    p256::ecdsa::VerifyingKey::from_encoded_point(&point).is_ok()
+}
+
+/// Whether `x` is an Ed25519 key the filter takes: on the curve, not of small order,
+/// no torsion component (`filter/src/ed25519.rs` refuses the others).
+fn usable_ed25519(x: &[u8]) -> bool {
+    let Ok(bytes) = <[u8; 32]>::try_from(x) else {
+        return false;
+    };
+    curve25519_dalek::edwards::CompressedEdwardsY(bytes)
+        .decompress()
+        .is_some_and(|a| !a.is_small_order() && a.is_torsion_free())
+}
+
 /// One entry: the key and the allowed algorithms it serves, or why it is skipped.
 fn key_of(o: &Map<String, Value>, allowed: &[Alg]) -> Result<FederatedKey, String> {
     let kid = match text(o, "kid") {
@@ -130,6 +152,9 @@ fn key_of(o: &Map<String, Value>, allowed: &[Alg]) -> Result<FederatedKey, Strin
             if x.len() != len || y.len() != len {
                 return Err(skip(&kid, format!("{crv} coordinates must be {len} bytes")));
             }
+            if alg == Alg::ES256 && !on_p256(&x, &y) {
+                return Err(skip(&kid, "P-256 point is not on the curve"));
+            }
             KeyMaterial::Ec {
                 crv: crv.into(),
                 x: b64::encode(&x),
@@ -141,6 +166,12 @@ fn key_of(o: &Map<String, Value>, allowed: &[Alg]) -> Result<FederatedKey, Strin
                 return Err(skip(&kid, "OKP keys must be Ed25519"));
             }
             match bytes(o, "x") {
+                Some(x) if x.len() == 32 && !usable_ed25519(&x) => {
+                    return Err(skip(
+                        &kid,
+                        "Ed25519 x is not a point of the prime-order subgroup",
+                    ))
+                }
                 Some(x) if x.len() == 32 => KeyMaterial::Okp {
                     crv: "Ed25519".into(),
                     x: b64::encode(&x),
@@ -203,6 +234,9 @@ pub fn parse_jwks(body: &[u8], allowed: &[Alg]) -> Result<Vec<FederatedKey>, Jwk
     if keys.len() > MAX_KEYS {
         return Err(JwksError::TooManyKeys);
     }
+    // By kid: a provider serving one set in another order has not changed it (each
+    // change is a new snapshot version for every filter).
+    keys.sort_by(|a, b| a.kid.cmp(&b.kid));
     Ok(keys)
 }
 

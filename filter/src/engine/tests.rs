@@ -712,3 +712,45 @@ fn an_unknown_kid_of_a_trusted_issuer_is_reported_once_a_second() {
     assert_ne!(denial(&mut e, &t), Denial::UnknownKey);
     assert!(e.take_kid_reports().is_empty());
 }
+
+/// A provider whose key set keeps changing (a key added and dropped, the order
+/// shuffled) changes the snapshot's issuers at each fetch: that drops the cached
+/// verifications of federated tokens, never those of the control plane's own tokens,
+/// or one provider could flush every filter's whole cache once a minute.
+#[test]
+fn a_federated_key_change_keeps_own_verifications_cached() {
+    use crate::federated::tests as fed;
+    use meshauth_wire::federation::Alg;
+    let idp = |kids: &[&str]| {
+        fed::issuer(
+            kids.iter()
+                .map(|k| fed::rsa_public(k, vec![Alg::RS256]))
+                .collect(),
+        )
+    };
+    let mut e = engine();
+    let mut snap = snapshot(1, &[], vec![]);
+    snap.issuers = vec![idp(&["r1"])];
+    e.apply_snapshot(snap).unwrap();
+    let own = bearer(serde_json::json!({}));
+    let provider = format!(
+        "Bearer {}",
+        fed::rs256(
+            "r1",
+            &serde_json::json!({"iss": "https://idp.test", "aud": "api", "sub": "u",
+                "jti": "f1", "exp": NOW + 60, "iat": NOW - 10}),
+        )
+    );
+    for t in [&own, &provider] {
+        let out = run(&mut e, "/x", Some(t));
+        assert!(matches!(out.verdict, Verdict::Allow(_)), "{out:?}");
+        assert_eq!(out.cache, CacheUse::Miss);
+    }
+    let mut snap = snapshot(2, &[], vec![]);
+    snap.issuers = vec![idp(&["r2", "r1"])];
+    e.apply_snapshot(snap).unwrap();
+    assert_eq!(run(&mut e, "/x", Some(&own)).cache, CacheUse::Hit);
+    let out = run(&mut e, "/x", Some(&provider));
+    assert!(matches!(out.verdict, Verdict::Allow(_)), "{out:?}");
+    assert_eq!(out.cache, CacheUse::Miss);
+}

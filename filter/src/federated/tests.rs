@@ -285,6 +285,48 @@ fn a_key_off_the_curve_is_left_out_and_the_others_kept() {
     assert!(f.verify(&rs256("r1", &claims()), NOW).is_ok());
 }
 
+/// A snapshot may carry 256 issuers with 16 keys each, rebuilt on every change: an
+/// Ed25519 key must not cost the ~220 KiB table the control plane's own keys get
+/// (that was ~900 MiB per VM at the bounds).
+#[test]
+fn federated_ed25519_keys_are_compact_and_verify() {
+    use ed25519_dalek::Signer as _;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let mut i = issuer(
+        (0..16)
+            .map(|n| FederatedKey {
+                kid: format!("ed{n}"),
+                algorithms: vec![Alg::EdDSA],
+                material: KeyMaterial::Okp {
+                    crv: "Ed25519".into(),
+                    x: b64::encode(sk.verifying_key().to_bytes()),
+                },
+            })
+            .collect(),
+    );
+    i.algorithms = vec![Alg::EdDSA];
+    let (f, skipped) = Federation::new(&[i], None);
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let held: usize = f.issuers[ISS]
+        .keys
+        .values()
+        .map(|k| match &k.prepared {
+            Prepared::Ed25519(p) => p.heap_bytes(),
+            other => panic!("{other:?}"),
+        })
+        .sum();
+    assert!(held < 16 * 1024, "{held} bytes of tables for 16 keys");
+    let header = serde_json::json!({"alg": "EdDSA", "kid": "ed3"});
+    let input = signing_input(&header, &claims());
+    let token = format!(
+        "{input}.{}",
+        b64::encode(sk.sign(input.as_bytes()).to_bytes())
+    );
+    assert!(f.verify(&token, NOW).is_ok());
+    let forged = format!("{input}.{}", b64::encode([1u8; 64]));
+    assert_eq!(f.verify(&forged, NOW).unwrap_err(), Denial::BadSignature);
+}
+
 fn p384_public(kid: &str, key: &p384::ecdsa::SigningKey) -> FederatedKey {
     let point = key.verifying_key().to_encoded_point(false);
     FederatedKey {

@@ -12,8 +12,35 @@ fn rsa(kid: &str, bytes: usize) -> Value {
     json!({"kty": "RSA", "kid": kid, "use": "sig", "n": b(bytes, 0xc1), "e": "AQAB"})
 }
 
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// P-256's base point: a point on the curve (other lengths and curves get filler).
 fn ec(kid: &str, crv: &str, len: usize) -> Value {
-    json!({"kty": "EC", "kid": kid, "crv": crv, "x": b(len, 1), "y": b(len, 2)})
+    let (x, y) = if crv == "P-256" && len == 32 {
+        (
+            b64::encode(hex(
+                "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296",
+            )),
+            b64::encode(hex(
+                "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
+            )),
+        )
+    } else {
+        (b(len, 1), b(len, 2))
+    };
+    json!({"kty": "EC", "kid": kid, "crv": crv, "x": x, "y": y})
+}
+
+/// Ed25519's base point, encoded: a key of the prime-order subgroup.
+fn ed25519_x() -> String {
+    let mut x = [0x66u8; 32];
+    x[0] = 0x58;
+    b64::encode(x)
 }
 
 fn set(keys: &[Value]) -> Vec<u8> {
@@ -24,7 +51,7 @@ const ALL: &[Alg] = &Alg::ALL;
 
 #[test]
 fn good_keys_of_each_family_are_kept_with_the_algorithms_they_serve() {
-    let okp = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b(32, 3)});
+    let okp = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": ed25519_x()});
     let keys = parse_jwks(
         &set(&[
             rsa("r", 256),
@@ -42,6 +69,9 @@ fn good_keys_of_each_family_are_kept_with_the_algorithms_they_serve() {
     assert_eq!(
         algs,
         [
+            ("e", vec![Alg::ES256]),
+            ("ed", vec![Alg::EdDSA]),
+            ("f", vec![Alg::ES384]),
             (
                 "r",
                 vec![
@@ -53,9 +83,6 @@ fn good_keys_of_each_family_are_kept_with_the_algorithms_they_serve() {
                     Alg::PS512
                 ]
             ),
-            ("e", vec![Alg::ES256]),
-            ("f", vec![Alg::ES384]),
-            ("ed", vec![Alg::EdDSA]),
         ]
     );
     // A key's own alg narrows it; the issuer's list narrows it too.
@@ -207,4 +234,45 @@ fn cache_lifetime_follows_max_age_within_the_bounds() {
     assert_eq!(life(Some("no-store")), 60);
     assert_eq!(life(Some("max-age=-1")), 60);
     assert_eq!(life(None), 60);
+}
+
+/// Keys every filter would leave out (a P-256 point off the curve, an Ed25519 key of
+/// small order or off the curve) are skipped here, so a set of nothing else is empty and the last good keys stay.
+#[test]
+fn keys_the_filters_cannot_use_never_replace_the_last_good_set() {
+    let mut off_curve = ec("p", "P-256", 32);
+    off_curve["y"] = b(32, 2).into();
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let small = json!({"kty": "OKP", "crv": "Ed25519", "kid": "small", "x": b64::encode(identity)});
+    let mut two = [0u8; 32];
+    two[0] = 2;
+    let not_a_point = json!({"kty": "OKP", "crv": "Ed25519", "kid": "nap", "x": b64::encode(two)});
+    for bad in [off_curve, small, not_a_point] {
+        let kid = bad["kid"].as_str().unwrap().to_string();
+        assert!(
+            matches!(parse_jwks(&set(&[bad]), ALL), Err(JwksError::Empty(_))),
+            "{kid} was taken"
+        );
+    }
+    // The good ones still pass.
+    let okp = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": ed25519_x()});
+    assert_eq!(
+        parse_jwks(&set(&[ec("e", "P-256", 32), okp]), ALL)
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// The same keys in another order are the same set (no new snapshot version).
+#[test]
+fn the_order_of_a_set_does_not_change_it() {
+    let okp = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": ed25519_x()});
+    let one = parse_jwks(
+        &set(&[rsa("r", 256), ec("e", "P-256", 32), okp.clone()]),
+        ALL,
+    );
+    let other = parse_jwks(&set(&[okp, ec("e", "P-256", 32), rsa("r", 256)]), ALL);
+    assert_eq!(one.unwrap(), other.unwrap());
 }
