@@ -236,16 +236,8 @@ impl Federation {
             return Err(Denial::BadSignature);
         }
         if let Some(want) = &issuer.rules.typ {
-            let typ = header
-                .get("typ")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let bare = typ
-                .get(..12)
-                .filter(|p| p.eq_ignore_ascii_case("application/"))
-                .and_then(|_| typ.get(12..))
-                .unwrap_or(typ);
-            if !bare.eq_ignore_ascii_case(want) {
+            let typ = header.get("typ").and_then(Value::as_str);
+            if !meshauth_wire::federation::typ_matches(typ, want) {
                 return Err(Denial::Malformed("typ is not the issuer's"));
             }
         }

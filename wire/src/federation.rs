@@ -272,6 +272,18 @@ pub fn valid_id_claim(name: &str) -> bool {
         && !["iss", "aud", "exp", "nbf", "iat", "sub"].contains(&name)
 }
 
+/// Whether a JOSE header's `typ` is `want`, as RFC 7515 §4.1.9 compares media types:
+/// case-insensitively, with an `application/` prefix allowed. No `typ` is no match.
+pub fn typ_matches(typ: Option<&str>, want: &str) -> bool {
+    let typ = typ.unwrap_or_default();
+    let bare = typ
+        .get(..12)
+        .filter(|p| p.eq_ignore_ascii_case("application/"))
+        .and_then(|_| typ.get(12..))
+        .unwrap_or(typ);
+    bare.eq_ignore_ascii_case(want)
+}
+
 impl FederatedIssuer {
     /// The claim identifying its tokens for revocation by id.
     pub fn id_claim(&self) -> &str {

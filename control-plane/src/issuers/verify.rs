@@ -197,16 +197,8 @@ pub fn verify(
         })?
         .claims;
     if let Some(want) = issuer.typ() {
-        let typ = header
-            .get("typ")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let bare = typ
-            .get(..12)
-            .filter(|p| p.eq_ignore_ascii_case("application/"))
-            .and_then(|_| typ.get(12..))
-            .unwrap_or(typ);
-        if !bare.eq_ignore_ascii_case(want) {
+        let typ = header.get("typ").and_then(Value::as_str);
+        if !meshauth_wire::federation::typ_matches(typ, want) {
             return Err(TokenError::Typ);
         }
     }

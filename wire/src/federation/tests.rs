@@ -181,3 +181,25 @@ fn unknown_members_are_refused() {
     v["algorithms"] = serde_json::json!(["HS256"]);
     assert!(serde_json::from_value::<FederatedIssuer>(v).is_err());
 }
+
+#[test]
+fn typ_is_compared_as_a_media_type() {
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+Jwt",
+    ] {
+        assert!(typ_matches(Some(typ), "at+jwt"), "{typ}");
+    }
+    for typ in [
+        None,
+        Some(""),
+        Some("jwt"),
+        Some("application/"),
+        Some("xapplication/at+jwt"),
+        Some("at+jwt "),
+    ] {
+        assert!(!typ_matches(typ, "at+jwt"), "{typ:?}");
+    }
+}
