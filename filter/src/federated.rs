@@ -278,11 +278,16 @@ fn rules_of(i: &FederatedIssuer) -> ClaimRules {
 
 /// The `iss` a token claims, before any check: only to pick the rules that verify it.
 pub fn unverified_iss(token: &str) -> Option<String> {
+    // Only `iss` is read: every other claim is skipped, not built into a map (this runs
+    // on each cache miss, own tokens included, once any issuer is trusted).
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<Value>,
+    }
     let payload = token.split('.').nth(1)?;
     let bytes = b64::decode(payload).ok()?;
-    let claims: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
-    match claims.get("iss") {
-        Some(Value::String(s)) => Some(s.clone()),
+    match serde_json::from_slice::<Iss>(&bytes).ok()?.iss {
+        Some(Value::String(s)) => Some(s),
         _ => None,
     }
 }

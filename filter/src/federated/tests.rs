@@ -471,3 +471,20 @@ fn p256_keys_beyond_the_table_budget_still_verify() {
         );
     }
 }
+
+/// `unverified_iss` reads only `iss`: other claims of any shape do not matter, a
+/// missing or non-string `iss` gives none.
+#[test]
+fn the_unverified_iss_is_read_alone() {
+    let token = |payload: &str| format!("e30.{}.sig", b64::encode(payload));
+    assert_eq!(
+        unverified_iss(&token(
+            r#"{"aud":[1,{"x":null}],"iss":"https://idp.test","exp":1.5}"#
+        )),
+        Some("https://idp.test".into())
+    );
+    assert_eq!(unverified_iss(&token(r#"{"iss":5}"#)), None);
+    assert_eq!(unverified_iss(&token(r#"{"sub":"a"}"#)), None);
+    assert_eq!(unverified_iss(&token("not json")), None);
+    assert_eq!(unverified_iss("no-dots"), None);
+}
