@@ -161,7 +161,7 @@ impl Claims {
     /// A claim's value(s) as strings: a string, the strings of an array, or a number
     /// or boolean written out. Objects give nothing.
     pub fn values(&self, name: &str) -> Vec<String> {
-        values_of(self.raw.get(name))
+        meshauth_wire::federation::claim_values(self.raw.get(name))
     }
 
     /// The claim at a dotted path (`realm_access.roles`), as a forwarded header's
@@ -174,7 +174,7 @@ impl Claims {
         let mut segments = path.split('.');
         let first = segments.next().and_then(|s| self.raw.get(s));
         let value = segments.try_fold(first, |v, s| Some(v.and_then(|v| v.get(s))));
-        header_text(values_of(value.flatten()))
+        header_text(meshauth_wire::federation::claim_values(value.flatten()))
     }
 
     /// The claim as one header value: strings as they are, arrays joined by a space.
@@ -191,17 +191,6 @@ impl Claims {
     }
 }
 
-/// A claim's value(s) as strings: a string, the strings of an array, or a number or
-/// boolean written out. Objects give nothing.
-fn values_of(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
-        Some(v) => scalar_text(v).into_iter().collect(),
-        None => Vec::new(),
-    }
-}
-
 /// Values as one header value, joined by a space; a control character refuses.
 fn header_text(values: Vec<String>) -> Result<Option<String>, Denial> {
     if values.is_empty() {
@@ -215,15 +204,6 @@ fn header_text(values: Vec<String>) -> Result<Option<String>, Denial> {
         Ok(Some(joined))
     } else {
         Err(Denial::BadClaim("forwarded"))
-    }
-}
-
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
     }
 }
 

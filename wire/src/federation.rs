@@ -272,6 +272,24 @@ pub fn valid_id_claim(name: &str) -> bool {
         && !["iss", "aud", "exp", "nbf", "iat", "sub"].contains(&name)
 }
 
+/// A claim's value(s) as strings, as required claims and forwarded headers read them
+/// (in the filter and in the control plane's exchange): a string, the scalars of an
+/// array, or a number or boolean written out. Objects and null give nothing.
+pub fn claim_values(value: Option<&serde_json::Value>) -> Vec<String> {
+    use serde_json::Value;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(scalar).collect(),
+        Some(v) => scalar(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Whether a JOSE header's `typ` is `want`, as RFC 7515 §4.1.9 compares media types:
 /// case-insensitively, with an `application/` prefix allowed. No `typ` is no match.
 pub fn typ_matches(typ: Option<&str>, want: &str) -> bool {

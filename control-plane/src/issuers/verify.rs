@@ -96,23 +96,10 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 /// A claim's values as the filter reads them for required claims: a string, the
 /// scalars of an array, or a scalar written out.
 fn values(claims: &Map<String, Value>, name: &str) -> Vec<String> {
-    match claims.get(name) {
-        Some(Value::Array(items)) => items.iter().filter_map(scalar_text).collect(),
-        Some(v) => scalar_text(v).into_iter().collect(),
-        None => Vec::new(),
-    }
+    meshauth_wire::federation::claim_values(claims.get(name))
 }
 
 /// The scopes at the issuer's scope claim (a dotted path): an array of strings or one
