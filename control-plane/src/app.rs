@@ -250,6 +250,17 @@ impl App {
         self.revocations.delete_client(actor, client_id).await
     }
 
+    pub async fn set_client_token_exchange(
+        &self,
+        actor: &str,
+        client_id: &str,
+        token_exchange: bool,
+    ) -> Result<ClientRecord, ServiceError> {
+        self.clients
+            .set_token_exchange(actor, client_id, token_exchange)
+            .await
+    }
+
     pub async fn rotate_client_secret(
         &self,
         actor: &str,

@@ -157,6 +157,41 @@ impl Clients {
         Ok(secret)
     }
 
+    /// Allows or disallows an existing client to exchange trusted issuers' tokens
+    /// (RFC 8693); 404 when there is no such client.
+    pub async fn set_token_exchange(
+        &self,
+        actor: &str,
+        client_id: &str,
+        token_exchange: bool,
+    ) -> Result<ClientRecord, ServiceError> {
+        let up = CLIENTS
+            .update(self.ctx.store(), client_id, "the client", |cur| {
+                Ok(match cur {
+                    Some(mut rec) => {
+                        rec.token_exchange = token_exchange;
+                        Change::Set(rec.clone(), Some(rec))
+                    }
+                    None => Change::Keep(None),
+                })
+            })
+            .await?;
+        let rec = up
+            .answer
+            .ok_or_else(|| ServiceError::NotFound(format!("client {client_id}")))?;
+        self.ctx
+            .audit
+            .record(
+                actor,
+                AuditAction::ClientUpdated,
+                client_id,
+                AuditDetail::ClientUpdated { token_exchange },
+                self.ctx.now(),
+            )
+            .await?;
+        Ok(rec)
+    }
+
     /// Audits a change to an existing client; `found` false: there was none (404).
     async fn audit_change(
         &self,

@@ -541,3 +541,93 @@ async fn a_subject_revoked_at_its_issuer_is_not_exchanged() {
     let r = w.exchange_subject(&bob, &[("audience", "api")]).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// Every refused exchange is audited, so a client has a budget of them: past it, its
+/// exchanges get 429 with `Retry-After` before any verification or audit record, and
+/// another client's budget is untouched.
+#[tokio::test]
+async fn a_client_that_keeps_being_refused_is_throttled_before_the_audit_log_grows() {
+    let w = world().await;
+    let junk = w.subject(json!({"aud": "not-mesh"}));
+    let mut refused_at = None;
+    for i in 0..100 {
+        let r = w.exchange_subject(&junk, &[("audience", "api")]).await;
+        if r.status == 429 {
+            assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
+            assert_eq!(r.json()["error"]["code"], "rate_limited", "{}", r.body);
+            refused_at = Some(i);
+            break;
+        }
+        refused(&r, 400, "invalid_grant");
+    }
+    let n = refused_at.expect("never throttled");
+    assert!((20..=40).contains(&n), "throttled after {n} refusals");
+    let audited = w.audit("token.exchange_refused").await.len();
+    // Then even a good exchange waits, and is not audited either.
+    let r = w
+        .exchange_subject(&w.subject(json!({})), &[("audience", "api")])
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(w.audit("token.exchange_refused").await.len(), audited);
+    assert_eq!(
+        audited, n,
+        "one audit record per refusal before the throttle"
+    );
+    // Another client is not affected, once an admin allows it to exchange
+    // (`PATCH /admin/clients/{id}`, audited); and not after it is disallowed again.
+    let (other_id, _, other) = w.cp.client(&["read"]).await;
+    let good = w.subject(json!({}));
+    let params = [
+        ("subject_token", good.as_str()),
+        ("subject_token_type", JWT),
+        ("audience", "api"),
+    ];
+    refused(
+        &w.exchange(&other, &params).await,
+        400,
+        "unauthorized_client",
+    );
+    let path = format!("/admin/clients/{other_id}");
+    let allow = |on: bool| {
+        w.cp.admin("PATCH", &path, Some(json!({"token_exchange": on})))
+    };
+    let r = allow(true).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["token_exchange"], true, "{}", r.body);
+    assert_eq!(r.json().get("client_secret"), None, "{}", r.body);
+    let r = w.exchange(&other, &params).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let updates = w.audit("client.updated").await;
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0]["target"], other_id.as_str(), "{updates:?}");
+    assert_eq!(allow(false).await.status, 200);
+    refused(
+        &w.exchange(&other, &params).await,
+        400,
+        "unauthorized_client",
+    );
+    // Hostile updates change nothing.
+    for body in [
+        json!({"token_exchange": "yes"}),
+        json!({"token_exchange": true, "scopes": ["admin"]}),
+        json!({}),
+    ] {
+        let r =
+            w.cp.admin("PATCH", &format!("/admin/clients/{other_id}"), Some(body))
+                .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+    }
+    let r =
+        w.cp.admin(
+            "PATCH",
+            "/admin/clients/c-nobody",
+            Some(json!({"token_exchange": true})),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    refused(
+        &w.exchange(&other, &params).await,
+        400,
+        "unauthorized_client",
+    );
+}

@@ -168,8 +168,14 @@ impl Engine {
         self.revocations
             .replace(Revocations::new(snap.revoked_jti, snap.rules));
         if snap.issuers != self.pushed_issuers {
-            let (federation, skipped) =
+            let (mut federation, mut skipped) =
                 Federation::new(&snap.issuers, self.config.claim_rules.issuer.as_deref());
+            let (prefix, own) = (&self.config.reserved_header_prefix, &self.config.forward);
+            skipped.extend(federation.keep_headers(|h| {
+                !prefix.is_empty()
+                    && h.starts_with(prefix.as_str())
+                    && !own.iter().any(|f| f.header == h)
+            }));
             for s in skipped {
                 log::warn!("meshauth: federated key or issuer left out: {s}");
             }

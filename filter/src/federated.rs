@@ -144,6 +144,26 @@ impl Federation {
         (Federation { issuers }, skipped)
     }
 
+    /// Keeps only the forwarded headers `may_set` allows, naming each one dropped (for
+    /// the log): the filter's own headers and any outside its reserved prefix, so a
+    /// header is set by one issuer only and a client can never send it itself.
+    pub fn keep_headers(&mut self, may_set: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut dropped = Vec::new();
+        for i in self.issuers.values_mut() {
+            i.rules.forward_claims.retain(|claim, header| {
+                let keep = may_set(header);
+                if !keep {
+                    dropped.push(format!(
+                        "{:?}: claim {claim:?} is not forwarded in {header:?} (one of the filter's own headers, or outside reserved_header_prefix)",
+                        i.rules.issuer
+                    ));
+                }
+                keep
+            });
+        }
+        dropped
+    }
+
     pub fn is_empty(&self) -> bool {
         self.issuers.is_empty()
     }

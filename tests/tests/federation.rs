@@ -51,7 +51,12 @@ fn trust(cp: &ControlPlane, idp: &Idp) {
     for alg in ["RS256", "ES256", "ES384", "EdDSA"] {
         args.extend(["--alg", alg]);
     }
-    args.extend(["--typ", "at+jwt", "--forward-claim", "sub=x-idp-sub"]);
+    args.extend([
+        "--typ",
+        "at+jwt",
+        "--forward-claim",
+        "sub=x-meshauth-idp-sub",
+    ]);
     cp.cli_ok(&args);
 }
 
@@ -59,13 +64,13 @@ fn call(envoy: &Envoy, token: &str) -> Answer {
     call_at(envoy, "/api/x", token)
 }
 
-/// A call with `x-idp-sub` and `x-meshauth-sub` forged by the client.
+/// A call with `x-meshauth-idp-sub` and `x-meshauth-sub` forged by the client.
 fn call_at(envoy: &Envoy, path: &str, token: &str) -> Answer {
     get(
         &envoy.url(path),
         &[
             ("authorization", &format!("Bearer {token}")),
-            ("x-idp-sub", "forged"),
+            ("x-meshauth-idp-sub", "forged"),
             ("x-meshauth-sub", "forged"),
             ("connection", "close"),
         ],
@@ -109,7 +114,7 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
     // Each algorithm, from the provider's own token endpoint.
     let a = eventually(&envoy, &rs, 200);
     // The issuer's forwarded claim; the filter's own is for our tokens.
-    assert_eq!(a.json()["headers"]["x-idp-sub"], "mesh");
+    assert_eq!(a.json()["headers"]["x-meshauth-idp-sub"], "mesh");
     assert_eq!(a.json()["headers"].get("x-meshauth-sub"), None);
     let es = idp.token(Resource::Es256, "read");
     assert_eq!(jose_header(&es)["alg"], "ES256");
@@ -205,13 +210,13 @@ fn a_subject_revoked_at_one_issuer_stays_valid_at_the_other() {
         .to_string();
     let a = eventually(&envoy, &fed, 200);
     let headers = &a.json()["headers"];
-    assert_eq!(headers["x-idp-sub"], "mesh", "{headers}");
+    assert_eq!(headers["x-meshauth-idp-sub"], "mesh", "{headers}");
     assert_eq!(headers.get("x-meshauth-sub"), None, "{headers}");
     let a = call(&envoy, &own);
     assert_eq!(a.status, 200, "{}", a.body);
     let headers = &a.json()["headers"];
     assert_eq!(headers["x-meshauth-sub"], "mesh", "{headers}");
-    assert_eq!(headers.get("x-idp-sub"), None, "{headers}");
+    assert_eq!(headers.get("x-meshauth-idp-sub"), None, "{headers}");
 
     // A route that requires the provider.
     assert_eq!(call_at(&envoy, "/idp-only/x", &fed).status, 200);

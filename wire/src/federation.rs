@@ -264,6 +264,20 @@ fn has_duplicate<'a>(items: impl IntoIterator<Item = &'a str>) -> bool {
     !items.into_iter().all(|i| seen.insert(i))
 }
 
+/// Whether a trusted issuer may forward a claim in header `h`: under
+/// `x-meshauth-`, which filters remove from every incoming request whether or not they
+/// know the issuer yet (a header outside it could be sent by a client while its issuer
+/// is not in the filter's snapshot), and not one of the sync headers.
+pub fn valid_issuer_header(h: &str) -> bool {
+    use crate::headers::{HEAD, RESERVED_PREFIX, VERSION};
+    h.len() <= 64
+        && h.len() > RESERVED_PREFIX.len()
+        && h.starts_with(RESERVED_PREFIX)
+        && crate::headers::may_carry_claim(h)
+        && h != VERSION
+        && h != HEAD
+}
+
 /// Whether `name` may identify tokens (`id_claim`): a plain claim name, not one of the
 /// claims checked by their own rules.
 pub fn valid_id_claim(name: &str) -> bool {
@@ -348,11 +362,11 @@ impl FederatedIssuer {
             return Err(at("scope_claim"));
         }
         if self.forward_claims.len() > MAX_FORWARDED
-            || self.forward_claims.iter().any(|(claim, header)| {
-                !valid_claim_path(claim)
-                    || header.len() > 64
-                    || !crate::headers::may_carry_claim(header)
-            })
+            || self
+                .forward_claims
+                .iter()
+                .any(|(claim, header)| !valid_claim_path(claim) || !valid_issuer_header(header))
+            || has_duplicate(self.forward_claims.values().map(String::as_str))
         {
             return Err(at("forward_claims"));
         }
@@ -382,6 +396,14 @@ pub fn validate_all(issuers: &[FederatedIssuer]) -> Result<(), String> {
         || has_duplicate(issuers.iter().filter_map(|i| i.name.as_deref()))
     {
         return Err("an issuer is listed twice".into());
+    }
+    // One issuer per header: the upstream knows who asserted what it reads.
+    if has_duplicate(
+        issuers
+            .iter()
+            .flat_map(|i| i.forward_claims.values().map(String::as_str)),
+    ) {
+        return Err("two issuers forward claims in one header".into());
     }
     issuers.iter().try_for_each(FederatedIssuer::validate)
 }

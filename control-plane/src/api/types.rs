@@ -54,6 +54,14 @@ pub struct NewClient {
     pub token_exchange: bool,
 }
 
+/// `PATCH /admin/clients/{id}`: what an admin may change on an existing client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientChange {
+    /// May exchange trusted issuers' tokens (RFC 8693).
+    pub token_exchange: bool,
+}
+
 /// A client without its secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientView {

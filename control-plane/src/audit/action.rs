@@ -18,6 +18,7 @@ pub enum AuditAction {
     ClientCreated,
     ClientDeleted,
     ClientSecretRotated,
+    ClientUpdated,
     TokenIssued,
     RevocationAdded,
     LimitSet,
@@ -41,6 +42,7 @@ impl AuditAction {
             AuditAction::ClientCreated => "client.created",
             AuditAction::ClientDeleted => "client.deleted",
             AuditAction::ClientSecretRotated => "client.secret_rotated",
+            AuditAction::ClientUpdated => "client.updated",
             AuditAction::TokenIssued => "token.issued",
             AuditAction::RevocationAdded => "revocation.added",
             AuditAction::LimitSet => "limit.set",
@@ -68,6 +70,10 @@ pub enum AuditDetail<'a> {
         scopes: &'a [String],
         /// Written only when set, so other clients' entries read as before.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
+        token_exchange: bool,
+    },
+    /// What an admin changed on an existing client.
+    ClientUpdated {
         token_exchange: bool,
     },
     RevocationAdded {

@@ -171,6 +171,14 @@ pub enum ClientsCmd {
         #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
+    /// Change an existing client: `--token-exchange true|false` allows or disallows it
+    /// to exchange trusted issuers' tokens.
+    Update {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long, action = clap::ArgAction::Set, required = true)]
+        token_exchange: bool,
+    },
     /// Issue a new secret; the old one stops working.
     RotateSecret {
         #[arg(allow_hyphen_values = true)]
@@ -289,6 +297,37 @@ mod tests {
         );
     }
 
+    /// `clients update` says what it changes: no flag, or one without a value, is an
+    /// error rather than a silent "false".
+    #[test]
+    fn a_client_update_names_its_change() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.cmd);
+        for bad in [
+            &["meshauth", "clients", "update", "c1"][..],
+            &["meshauth", "clients", "update", "c1", "--token-exchange"],
+            &[
+                "meshauth",
+                "clients",
+                "update",
+                "c1",
+                "--token-exchange",
+                "yes",
+            ],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        for (v, want) in [("true", true), ("false", false)] {
+            let Ok(Cmd::Clients(ClientsCmd::Update {
+                client_id,
+                token_exchange,
+            })) = parse(&["meshauth", "clients", "update", "c1", "--token-exchange", v])
+            else {
+                panic!("not clients update");
+            };
+            assert_eq!((client_id.as_str(), token_exchange), ("c1", want));
+        }
+    }
+
     // Key ids, client ids and jtis are random base64url: one in 32 starts with '-'.
     #[test]
     fn identifiers_starting_with_a_hyphen_are_values_not_flags() {
@@ -296,6 +335,14 @@ mod tests {
             &["meshauth", "keys", "revoke", "-uFqcbqh1uugPVG4DMmHL"][..],
             &["meshauth", "clients", "delete", "-abc"],
             &["meshauth", "clients", "rotate-secret", "-abc"],
+            &[
+                "meshauth",
+                "clients",
+                "update",
+                "-abc",
+                "--token-exchange",
+                "true",
+            ],
             &["meshauth", "revoke", "token", "-jti"],
             &["meshauth", "revoke", "subject", "-alice"],
             &["meshauth", "revoke", "session", "-sid"],

@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::{AuditCmd, ClientsCmd, Cmd, Conn, KeysCmd, LimitFlags, LimitsCmd, TokenCmd};
 use crate::api::{
-    path, route, AuditHead, AuditList, AuditQuery, AuditVerify, ClientList, ClientSecret,
-    CreatedClient, IssueToken, IssuedToken, KeyList, LimitDraft, LimitDraftMatch, LimitList,
-    NewClient, NewRevocation, QuotaDraft, RevocationList, Scope, Status, Ttl, VerifyQuery,
+    path, route, AuditHead, AuditList, AuditQuery, AuditVerify, ClientChange, ClientList,
+    ClientSecret, ClientView, CreatedClient, IssueToken, IssuedToken, KeyList, LimitDraft,
+    LimitDraftMatch, LimitList, NewClient, NewRevocation, QuotaDraft, RevocationList, Scope,
+    Status, Ttl, VerifyQuery,
 };
 use meshauth_wire::error::ErrorBody;
 use meshauth_wire::limits::LimitPolicy;
@@ -209,6 +210,14 @@ pub fn run_client(conn: Conn, cmd: Cmd) -> Result<(), String> {
         }
         Cmd::Clients(ClientsCmd::Delete { client_id }) => {
             c.send("DELETE", &path(route::CLIENT, &client_id)?, None)?;
+        }
+        Cmd::Clients(ClientsCmd::Update {
+            client_id,
+            token_exchange,
+        }) => {
+            let body = ClientChange { token_exchange };
+            c.call::<ClientView>("PATCH", &path(route::CLIENT, &client_id)?, Some(&body))?
+                .print()
         }
         Cmd::Clients(ClientsCmd::RotateSecret { client_id }) => c
             .call::<ClientSecret>("POST", &path(route::CLIENT_SECRET, &client_id)?, None)?

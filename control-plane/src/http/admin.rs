@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson};
 use crate::api::{
-    AuditHead, AuditList, AuditQuery, AuditVerify, ClientList, ClientSecret, ClientView,
-    CreatedClient, IssueToken, KeyList, KeyView, LimitList, NewClient, NewRevocation,
+    AuditHead, AuditList, AuditQuery, AuditVerify, ClientChange, ClientList, ClientSecret,
+    ClientView, CreatedClient, IssueToken, KeyList, KeyView, LimitList, NewClient, NewRevocation,
     RevocationKind, RevocationList, Status, SyncStatus, VerifyQuery,
 };
 use crate::app::App;
@@ -92,6 +92,18 @@ pub async fn delete_client(
 ) -> ApiResult<StatusCode> {
     app.delete_client(&a.0, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn update_client(
+    State(app): State<Arc<App>>,
+    Extension(a): Extension<Admin>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ClientChange>,
+) -> ApiResult<Json<ClientView>> {
+    let rec = app
+        .set_client_token_exchange(&a.0, &id, body.token_exchange)
+        .await?;
+    Ok(Json(ClientView::from(&rec)))
 }
 
 pub async fn rotate_client_secret(

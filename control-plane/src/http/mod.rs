@@ -72,7 +72,10 @@ fn admin_routes(app: &Arc<App>) -> Router<Arc<App>> {
             route::CLIENTS,
             post(admin::create_client).get(admin::list_clients),
         )
-        .route(route::CLIENT, delete(admin::delete_client))
+        .route(
+            route::CLIENT,
+            delete(admin::delete_client).patch(admin::update_client),
+        )
         .route(route::CLIENT_SECRET, post(admin::rotate_client_secret))
         .route(route::TOKENS, post(admin::issue_token))
         .route(

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::error::{ApiError, GrantReply};
 use super::extract::{self, Admin, OAuthForm};
 use crate::app::App;
-use crate::error::{OAuthCode, OAuthError};
+use crate::error::{GrantError, OAuthCode, OAuthError};
 use crate::oauth::{ExchangeRequest, TOKEN_EXCHANGE};
 
 /// Token and introspection answers are never cached (RFC 6749 §5.1).
@@ -56,7 +56,17 @@ pub async fn token(
                 resource: p.get("resource"),
                 scope: p.get("scope"),
             };
-            app.oauth().token_exchange(&client, req).await?
+            if let Err(wait) = app.oauth().exchange_budget(&client.client_id) {
+                return Err(rate_limited(
+                    wait,
+                    "too many refused token exchanges from this client",
+                ));
+            }
+            let out = app.oauth().token_exchange(&client, req).await;
+            if matches!(out, Err(GrantError::OAuth(_))) {
+                app.oauth().exchange_refused(&client.client_id);
+            }
+            out?
         }
         Some(other) => {
             return Err(OAuthError::new(
@@ -70,6 +80,17 @@ pub async fn token(
     Ok(no_store(resp))
 }
 
+/// 429 with `Retry-After`: a client's budget of costly calls is spent.
+fn rate_limited(wait: u64, what: &str) -> GrantReply {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{what}; retry in {wait} s"),
+    )
+    .retry_after(wait)
+    .into()
+}
+
 /// RFC 7009. Callers authenticate as a client; the answer is 200 whether or not the
 /// token was known.
 pub async fn revoke(
@@ -79,13 +100,10 @@ pub async fn revoke(
 ) -> Result<Response, GrantReply> {
     let client = extract::required_client(&app, &headers, &p).await?;
     if let Err(wait) = app.oauth().take_revocation_budget(&client.client_id) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("too many revocation calls from this client; retry in {wait} s"),
-        )
-        .retry_after(wait)
-        .into());
+        return Err(rate_limited(
+            wait,
+            "too many revocation calls from this client",
+        ));
     }
     let t = p.required("token")?;
     app.oauth()

@@ -384,6 +384,19 @@ fn refusal(reg: &Registry, new: &TrustedIssuer, max: usize) -> Option<ServiceErr
             same.name()
         )));
     }
+    // One issuer per header: the upstream knows who asserted what it reads.
+    for (_, header) in new.forward_claims() {
+        if let Some(other) = reg
+            .issuers
+            .iter()
+            .find(|i| i.forward_claims().iter().any(|(_, h)| h == header))
+        {
+            return Some(ServiceError::Conflict(format!(
+                "header {header:?} already carries claims of trusted issuer {:?}: give each issuer headers of its own",
+                other.name()
+            )));
+        }
+    }
     if reg.issuers.len() >= max {
         return Some(ServiceError::Invalid(format!(
             "at most {max} trusted issuers (federation.max_issuers)"

@@ -226,9 +226,10 @@ impl TrustedIssuer {
         let mut forward_claims: Vec<(ClaimPath, String)> = Vec::new();
         for (claim, header) in spec.forward_claims {
             let path = ClaimPath::parse(&format!("forward_claims.{claim}"), &claim)?;
-            if !meshauth_wire::headers::may_carry_claim(&header) || header.len() > 64 {
+            if !meshauth_wire::federation::valid_issuer_header(&header) {
                 return Err(format!(
-                    "forward_claims.{claim}: {header:?} is not a lower-case header name the filter may set"
+                    "forward_claims.{claim}: {header:?} must be a lower-case header name under {:?} (which filters remove from every incoming request), at most 64 characters, not a sync or framing header",
+                    meshauth_wire::headers::RESERVED_PREFIX
                 ));
             }
             if forward_claims.iter().any(|(_, h)| *h == header) {

@@ -144,6 +144,11 @@ fn hostile_specs_are_refused_naming_the_field() {
         "te",
         "x-request-id",
         "",
+        // Outside the prefix filters always remove: a client could send it.
+        "x-user",
+        "x-meshauth-",
+        "x-meshauth-version",
+        "x-meshauth-head",
     ] {
         refused(
             |s| {
@@ -154,8 +159,10 @@ fn hostile_specs_are_refused_naming_the_field() {
     }
     refused(
         |s| {
-            s.forward_claims.insert("sub".into(), "x-user".into());
-            s.forward_claims.insert("email".into(), "x-user".into());
+            s.forward_claims
+                .insert("sub".into(), "x-meshauth-user".into());
+            s.forward_claims
+                .insert("email".into(), "x-meshauth-user".into());
         },
         "already used",
     );
@@ -171,7 +178,7 @@ fn explicit_sources_and_claim_paths_are_kept() {
     s.typ = Some("at+jwt".into());
     s.clock_skew_seconds = MAX_SKEW_SECONDS;
     s.forward_claims
-        .insert("email".into(), "x-user-email".into());
+        .insert("email".into(), "x-meshauth-user-email".into());
     s.required_claims
         .insert("tenant".into(), vec!["acme".into()]);
     let t = TrustedIssuer::new(s.clone(), &STRICT, OWN).unwrap();
@@ -223,4 +230,27 @@ fn exchange_is_off_unless_a_policy_within_bounds_is_given() {
         serde_json::json!({"audiences": ["a"], "max_ttl": 1}),
     );
     assert!(unknown.is_err());
+}
+
+/// A header already carrying another issuer's claims is refused (409): the upstream
+/// must know which issuer asserted what it reads.
+#[test]
+fn a_second_issuer_may_not_forward_into_the_first_ones_header() {
+    let with = |name: &str, host: &str, header: &str| {
+        let mut s = spec();
+        s.name = name.into();
+        s.discovery = Some(format!("https://{host}/.well-known/openid-configuration"));
+        s.forward_claims.insert("sub".into(), header.into());
+        TrustedIssuer::new(s, &STRICT, OWN).unwrap()
+    };
+    let reg = super::Registry {
+        issuers: vec![with("kc", "kc.example", "x-meshauth-kc-sub")],
+    };
+    let clash = with("okta", "okta.example", "x-meshauth-kc-sub");
+    match super::refusal(&reg, &clash, 8) {
+        Some(crate::error::ServiceError::Conflict(e)) => assert!(e.contains("\"kc\""), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let own = with("okta", "okta.example", "x-meshauth-okta-sub");
+    assert!(super::refusal(&reg, &own, 8).is_none());
 }

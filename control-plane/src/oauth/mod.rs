@@ -1,6 +1,7 @@
 //! The OAuth side of the domain: one module per grant, introspection (RFC 7662) and
 //! revocation (RFC 7009), over the token, session, client and revocation services.
 
+mod budget;
 mod client_credentials;
 mod exchange;
 mod introspect;
@@ -8,8 +9,7 @@ mod issue;
 mod refresh;
 mod revoke;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::ctx::{secs, Ctx};
 use crate::issuers::Issuers;
@@ -22,14 +22,24 @@ pub const ADMIN_ACTOR: &str = "admin";
 
 pub use exchange::{ExchangeRequest, SUBJECT_PREFIX, TOKEN_EXCHANGE};
 
+/// RFC 7009 calls a client may burst, and how many per second it regains.
+const REVOKE_BURST: f64 = 20.0;
+const REVOKE_PER_SECOND: f64 = 2.0;
+/// Refused token exchanges (each audited) a client may burst, and per second regained:
+/// past them its exchanges get 429 before any verification or audit record.
+const REFUSED_EXCHANGE_BURST: f64 = 30.0;
+const REFUSED_EXCHANGE_PER_SECOND: f64 = 0.5;
+
 pub struct OAuth {
     ctx: Arc<Ctx>,
     tokens: Tokens,
     sessions: Sessions,
     revocations: Revocations,
     issuers: Issuers,
-    /// Per-client token buckets for RFC 7009 calls (tokens, last refill).
-    revoke_budget: Mutex<HashMap<String, (f64, std::time::Instant)>>,
+    /// Per-client budgets: RFC 7009 calls, and refused token exchanges (each one
+    /// audited, so a client cannot grow the audit log without bound).
+    revoke_budget: budget::Budget,
+    exchange_refusals: budget::Budget,
 }
 
 impl OAuth {
@@ -46,7 +56,11 @@ impl OAuth {
             sessions,
             revocations,
             issuers,
-            revoke_budget: Mutex::new(HashMap::new()),
+            revoke_budget: budget::Budget::new(REVOKE_BURST, REVOKE_PER_SECOND),
+            exchange_refusals: budget::Budget::new(
+                REFUSED_EXCHANGE_BURST,
+                REFUSED_EXCHANGE_PER_SECOND,
+            ),
         }
     }
 

@@ -7,10 +7,6 @@ use crate::revocation::Revocation;
 
 use super::OAuth;
 
-/// RFC 7009 calls a client may burst, and how many per second it regains.
-const REVOKE_BURST: f64 = 20.0;
-const REVOKE_PER_SECOND: f64 = 2.0;
-
 impl OAuth {
     /// Revokes an access token (by jti) or a refresh token (its whole session).
     /// Unknown tokens are not an error. `owner`: the authenticated client; a token issued
@@ -52,27 +48,19 @@ impl OAuth {
     }
 
     /// Takes one RFC 7009 call from `client_id`'s budget; `Err(seconds)` to wait when
-    /// it is spent. In memory, per replica: a bound on churn, not an exact quota.
+    /// it is spent.
     pub fn take_revocation_budget(&self, client_id: &str) -> Result<(), u64> {
-        let now = std::time::Instant::now();
-        let mut b = self.revoke_budget.lock().unwrap_or_else(|e| e.into_inner());
-        if b.len() > 10_000 {
-            // Forget the buckets that have refilled: they are equal to new ones.
-            b.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * REVOKE_PER_SECOND < REVOKE_BURST
-            });
-        }
-        let (tokens, at) = b
-            .entry(client_id.to_string())
-            .or_insert((REVOKE_BURST, now));
-        *tokens =
-            (*tokens + now.duration_since(*at).as_secs_f64() * REVOKE_PER_SECOND).min(REVOKE_BURST);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / REVOKE_PER_SECOND).ceil().max(1.0) as u64)
-        }
+        self.revoke_budget.take(client_id)
+    }
+
+    /// Whether `client_id` may try a token exchange: `Err(seconds)` once it has spent
+    /// its budget of refused ones.
+    pub fn exchange_budget(&self, client_id: &str) -> Result<(), u64> {
+        self.exchange_refusals.check(client_id)
+    }
+
+    /// Counts a refused exchange against `client_id`'s budget.
+    pub fn exchange_refused(&self, client_id: &str) {
+        let _ = self.exchange_refusals.take(client_id);
     }
 }

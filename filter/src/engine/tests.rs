@@ -602,9 +602,12 @@ fn federated_tokens_through_the_engine() {
     let mut e = engine();
     let mut idp = fed::issuer(vec![fed::rsa_public("r1", vec![Alg::RS256])]);
     idp.audiences = vec!["fed-api".into()];
-    idp.forward_claims = [("sub", "x-idp-sub"), ("realm_access.roles", "x-idp-roles")]
-        .map(|(c, h)| (c.to_string(), h.to_string()))
-        .into();
+    idp.forward_claims = [
+        ("sub", "x-meshauth-idp-sub"),
+        ("realm_access.roles", "x-meshauth-idp-roles"),
+    ]
+    .map(|(c, h)| (c.to_string(), h.to_string()))
+    .into();
     let rule = meshauth_wire::sync::RevocationRule {
         claim: meshauth_wire::sync::RuleClaim::Sub,
         value: "alice".into(),
@@ -632,9 +635,15 @@ fn federated_tokens_through_the_engine() {
     let set = |h: &str, v: &str| (h.to_string(), v.to_string());
     assert_eq!(
         v.headers,
-        [set("x-idp-roles", "admin"), set("x-idp-sub", "alice")]
+        [
+            set("x-meshauth-idp-roles", "admin"),
+            set("x-meshauth-idp-sub", "alice")
+        ]
     );
-    assert_eq!(e.forwarded_headers(), ["x-sub", "x-idp-roles", "x-idp-sub"]);
+    assert_eq!(
+        e.forwarded_headers(),
+        ["x-sub", "x-meshauth-idp-roles", "x-meshauth-idp-sub"]
+    );
     let reader = fed::rs256("r1", &fed_claims(serde_json::json!(["read"]), "fed-api"));
     assert!(matches!(
         run(&mut e, "/admin/x", Some(&format!("Bearer {reader}"))).verdict,
@@ -753,4 +762,58 @@ fn a_federated_key_change_keeps_own_verifications_cached() {
     let out = run(&mut e, "/x", Some(&provider));
     assert!(matches!(out.verdict, Verdict::Allow(_)), "{out:?}");
     assert_eq!(out.cache, CacheUse::Miss);
+}
+
+/// An issuer's forwarded header is set only when it is under the filter's reserved
+/// prefix (removed from every request, so a client cannot send it while the issuer is
+/// not yet, or no longer, in the snapshot) and not one of the filter's own headers (one
+/// asserting party per header). The wire refuses such snapshots; this holds even if one
+/// got through.
+#[test]
+fn an_issuer_never_sets_the_filters_own_headers_or_unreserved_ones() {
+    use crate::federated::tests as fed;
+    use meshauth_wire::federation::Alg;
+    let with_prefix = |prefix: &str| {
+        let jwks = serde_json::json!({"keys": [Jwk::from_ed25519(&DevKey::seeded(1).public())]});
+        let config = serde_json::json!({
+            "issuer": "https://issuer",
+            "audiences": ["api"],
+            "bootstrap_jwks": jwks,
+            "reserved_header_prefix": prefix,
+            "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+        });
+        Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
+    };
+    let mut idp = fed::issuer(vec![fed::rsa_public("r1", vec![Alg::RS256])]);
+    idp.audiences = vec!["fed-api".into()];
+    idp.forward_claims = [
+        ("sub", "x-meshauth-sub"),
+        ("email", "x-meshauth-email"),
+        ("name", "x-user"),
+    ]
+    .map(|(c, h)| (c.to_string(), h.to_string()))
+    .into();
+    let token = fed::rs256(
+        "r1",
+        &serde_json::json!({"iss": "https://idp.test", "aud": "fed-api", "sub": "mallory",
+            "email": "m@x", "name": "admin", "jti": "f1", "exp": NOW + 60, "iat": NOW - 10}),
+    );
+    let headers = |e: &mut Engine| match run(e, "/x", Some(&format!("Bearer {token}"))).verdict {
+        Verdict::Allow(v) => v.headers.clone(),
+        other => panic!("{other:?}"),
+    };
+    let set = |h: &str, v: &str| (h.to_string(), v.to_string());
+    let mut e = with_prefix("x-meshauth-");
+    let mut snap = snapshot(1, &[], vec![]);
+    snap.issuers = vec![idp.clone()];
+    e.apply_snapshot(snap.clone()).unwrap();
+    assert_eq!(headers(&mut e), [set("x-meshauth-email", "m@x")]);
+    assert_eq!(
+        e.forwarded_headers(),
+        ["x-meshauth-sub", "x-meshauth-email"]
+    );
+    // Nothing reserved: no issuer header is safe from a client's copy, none is set.
+    let mut e = with_prefix("");
+    e.apply_snapshot(snap).unwrap();
+    assert_eq!(headers(&mut e), []);
 }

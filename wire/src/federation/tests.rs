@@ -121,6 +121,23 @@ fn out_of_bounds_issuers_are_refused() {
             i.forward_claims
                 .insert("sub".into(), "authorization".into());
         }),
+        // A client could send it while the issuer is not in a filter's snapshot.
+        ("forward outside x-meshauth-", |i| {
+            i.forward_claims.insert("sub".into(), "x-user".into());
+        }),
+        ("forward to the bare prefix", |i| {
+            i.forward_claims.insert("sub".into(), "x-meshauth-".into());
+        }),
+        ("forward to a sync header", |i| {
+            i.forward_claims
+                .insert("sub".into(), "x-meshauth-version".into());
+        }),
+        ("two claims in one header", |i| {
+            i.forward_claims
+                .insert("sub".into(), "x-meshauth-idp".into());
+            i.forward_claims
+                .insert("email".into(), "x-meshauth-idp".into());
+        }),
         ("issuer with a space", |i| i.issuer = "https://a b".into()),
         ("a name routes use for the control plane", |i| {
             i.name = Some(SELF_ISSUER.into())
@@ -165,6 +182,24 @@ fn an_issuer_listed_twice_or_too_many_is_refused() {
         .collect();
     assert!(validate_all(&many[..MAX_ISSUERS]).is_ok());
     assert!(validate_all(&many).is_err());
+}
+
+/// Two issuers forwarding into one header: the upstream could not tell which one
+/// asserted the value it reads.
+#[test]
+fn two_issuers_never_share_a_forwarded_header() {
+    let with = |name: &str, header: &str| {
+        let mut i = FederatedIssuer {
+            name: Some(name.into()),
+            issuer: format!("https://{name}.example"),
+            ..issuer()
+        };
+        i.forward_claims.insert("sub".into(), header.into());
+        i
+    };
+    let a = with("a", "x-meshauth-a-sub");
+    assert!(validate_all(&[a.clone(), with("b", "x-meshauth-b-sub")]).is_ok());
+    assert!(validate_all(&[a, with("b", "x-meshauth-a-sub")]).is_err());
 }
 
 /// A key or issuer with a member this filter does not know is refused, not skipped.
