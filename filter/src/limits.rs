@@ -3,11 +3,12 @@
 //! `capacity` slots that every worker shares (proxy-wasm shared data in Envoy, a map in
 //! tests), so memory is bounded whatever the number of distinct keys.
 //!
-//! A key hashes to two candidate slots. A request uses the candidate that already holds
-//! its key; otherwise one that is empty or idle (its bucket has refilled completely, so
-//! replacing it forgets nothing); otherwise, with both candidates busy with other keys,
-//! it shares the one closer to idle. Sharing can only make a bucket stricter, never
-//! looser, so the limit holds for every key even beyond capacity; it is counted.
+//! A key hashes to two candidate slots; every slot holds a GCRA TAT and the fingerprint
+//! of the key that last raised it. A request is decided by the lower of its key's two
+//! TATs and, when admitted, raises both to the key's new TAT (see `Limiter::draw`).
+//! Another key sharing a slot can only raise it, so a crowded table makes buckets
+//! stricter, never looser: the limit holds for every key even beyond capacity, and
+//! such decisions are counted. An idle slot (TAT in the past) is a full bucket.
 
 use std::hash::Hasher;
 use std::rc::Rc;
@@ -298,41 +299,48 @@ impl Limiter {
     }
 
     /// Draws one request from the key's bucket. `None`: CAS contention outlasted the
-    /// retries. The flag tells whether the slot was shared with another key.
+    /// retries. The flag tells whether another key's traffic decided it (the table is
+    /// crowded).
+    ///
+    /// Both candidates carry, at least, the TAT of every key that draws from them: each
+    /// admission raises both to the key's new TAT, and nothing ever lowers a slot. So
+    /// the lower of the two is a bound on this key's own bucket that other keys can
+    /// only make stricter (a conservative-update count-min sketch of the buckets), and
+    /// no key ever gets more than its quota, however crowded the table. Both are read
+    /// before either is written, and a write is a compare-and-swap against that read,
+    /// so an admission is final only when neither changed meanwhile; a retry after a
+    /// half-written attempt leaves that attempt's charge behind (stricter, never looser).
     fn draw(&self, slots: &impl Slots, fp: u64, gcra: &Gcra, now: u64) -> Option<(Decision, bool)> {
         let cap = u64::from(self.capacity);
         let first = u32::try_from(fp % cap).unwrap_or(0);
         let second = u32::try_from(fp.rotate_left(32) % cap).unwrap_or(0);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let a = slots.read(first);
-            let (index, (slot, cas)) = if owns(&a.0, fp) || first == second {
-                (first, a)
-            } else {
-                let b = slots.read(second);
-                if owns(&b.0, fp) {
-                    (second, b)
-                } else if free(&a.0, now) {
-                    (first, a)
-                } else if free(&b.0, now) {
-                    (second, b)
-                } else if tat(&a.0) <= tat(&b.0) {
-                    (first, a)
-                } else {
-                    (second, b)
-                }
+        'attempt: for _ in 0..MAX_CAS_ATTEMPTS {
+            let a = (first, slots.read(first));
+            let b = (first != second).then(|| (second, slots.read(second)));
+            let lower = match &b {
+                Some(b) if tat(&b.1 .0) < tat(&a.1 .0) => &b.1 .0,
+                _ => &a.1 .0,
             };
-            let was_shared = !owns(&slot, fp) && !free(&slot, now);
-            let (decision, next) = gcra.decide(tat(&slot), now);
+            let was_shared = !owns(lower, fp) && !free(lower, now);
+            let (decision, next) = gcra.decide(tat(lower), now);
             let Some(next) = next else {
                 return Some((decision, was_shared));
             };
-            let written = Slot {
-                fingerprint: fp,
-                tat: next,
-            };
-            if slots.write(index, written, cas).is_ok() {
-                return Some((decision, was_shared));
+            for (index, (slot, cas)) in [Some(a), b].into_iter().flatten() {
+                // Already at or past the new TAT: nothing to raise. The lower slot is
+                // always below it (next > its TAT), so it is always compared and swapped.
+                if tat(&slot) >= next {
+                    continue;
+                }
+                let written = Slot {
+                    fingerprint: fp,
+                    tat: next,
+                };
+                if slots.write(index, written, cas).is_err() {
+                    continue 'attempt;
+                }
             }
+            return Some((decision, was_shared));
         }
         None
     }

@@ -400,11 +400,15 @@ fn a_million_keys_stay_within_capacity_and_the_limit_holds() {
         heavy_admitted + 1 >= bound,
         "{heavy_admitted} far under {bound}"
     );
-    // ~1000 keys are live at any moment (10 ms each) in 4096 slots: both candidates
-    // are busy for about a quarter squared of fresh keys, which then share a bucket
-    // with room in it, so they are still admitted.
+    // ~1000 keys are live at any moment (10 ms each), each raising two of 4096 slots:
+    // about 1 - e^(-2000/4096) ≈ 0.39 of the slots are busy, so both candidates are busy
+    // for ≈ 0.15 of fresh keys, which are then decided by another key's bucket with room
+    // in it, so they are still admitted.
     assert!(refused_fresh < 1_000, "{refused_fresh} fresh keys refused");
-    assert!(shared > 10_000 && shared < 100_000, "{shared} shared slots");
+    assert!(
+        shared > 100_000 && shared < 250_000,
+        "{shared} shared slots"
+    );
 }
 
 #[test]
@@ -460,6 +464,40 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+/// The shape of the input the `limiter_gcra` fuzz target found
+/// (fuzz/seeds/limiter_gcra/displacement): a key drew from a busy slot that still had
+/// room and took it over; the key pushed off, finding its other candidate empty,
+/// started a full bucket there and got a third request within a burst of 2.
+#[test]
+fn a_key_crowded_off_its_slot_never_gets_a_fresh_bucket() {
+    // A burst of 2 and 1 per second per key, all within a few milliseconds: no key may
+    // get more than 2, whatever the others do and however small the table.
+    for capacity in 1..24 {
+        let l = Limiter {
+            capacity,
+            ..per_header(1, 2)
+        };
+        let t = Table::default();
+        let mut per_key: HashMap<String, u32> = HashMap::new();
+        let mut now = T0;
+        for round in 0..20u64 {
+            for k in 0..8 {
+                // Keys take turns in a shifting order, so each finds its candidates
+                // taken, half-used and retaken by the others.
+                let key = format!("k{}", (k * 5 + round * 3) % 8);
+                now += 1_000;
+                if admitted(&l.check(&t, &subject(None), &keyed(&key), now)) {
+                    *per_key.entry(key).or_insert(0) += 1;
+                }
+            }
+        }
+        assert!(
+            per_key.values().all(|n| *n <= 2),
+            "capacity {capacity}: {per_key:?}"
+        );
     }
 }
 
