@@ -559,7 +559,7 @@ async fn an_actor_token_of_another_client_is_refused() {
     let (other_id, _, other_auth) = w.cp.client(&["read"]).await;
     let others_mesh = w.cp.cc_token(&other_auth).await;
     let with_actor = |t: String, ty: &'static str| async move {
-        w.exchange_subject(&subject, &[("actor_token", &t), ("actor_token_type", ty)])
+        w.exchange_subject(subject, &[("actor_token", &t), ("actor_token_type", ty)])
             .await
     };
     for (token, ty) in [
