@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use meshauth_wire::sync::RuleClaim;
 use meshauth_wire::AccessClaims;
+use serde_json::{Map, Value};
 
 use crate::audit::{AuditAction, AuditDetail};
 use crate::clients::Clients;
 use crate::ctx::{secs, Ctx};
 use crate::error::ServiceError;
+use crate::issuers::TrustedIssuer;
 use crate::revocation::{self, Kind, Revocation};
 use crate::sessions::{FamilyRecord, RefreshRecord, Sessions};
 use crate::store::{Change as Write, Doc, StoreError, StoreResult, Table};
@@ -202,20 +204,38 @@ impl Revocations {
         Ok(false)
     }
 
-    /// Whether a trusted issuer's subject is revoked for a token of it issued at `iat`
-    /// (a `sub` rule scoped to that issuer's `iss`): token exchange refuses such a
-    /// subject token, as the filters do.
-    pub async fn external_subject_revoked(
+    /// Whether a trusted issuer's token (its verified claims) is revoked, as a filter
+    /// would find it: a rule scoped to its issuer on its `sub`, `sid` or client (the
+    /// issuer's `client_claim`) newer than its `iat`, or its id (the issuer's
+    /// `id_claim`) revoked. Token exchange refuses such a subject or actor token: a
+    /// mesh token minted now would be issued after the rule, and so not covered by it.
+    pub async fn external_token_revoked(
         &self,
-        iss: &str,
-        sub: &str,
-        iat: i64,
+        issuer: &TrustedIssuer,
+        claims: &Map<String, Value>,
     ) -> StoreResult<bool> {
-        let key = revocation::scoped_key(Kind::Sub, iss, sub);
-        Ok(REVOCATIONS
-            .get(self.ctx.store(), &key)
-            .await?
-            .is_some_and(|r| r.revokes_issued_at(iat)))
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        // As the filter reads it: whole seconds; none is older than any rule.
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_f64)
+            .map_or(i64::MIN, |i| i.floor() as i64);
+        let names = revocation::ExternalNames {
+            sub: text("sub"),
+            sid: text("sid"),
+            client: text(issuer.client_claim()),
+        };
+        for k in revocation::scoped_keys_for(issuer.issuer(), names) {
+            if let Some(r) = REVOCATIONS.get(self.ctx.store(), &k).await? {
+                if r.revokes_issued_at(iat) {
+                    return Ok(true);
+                }
+            }
+        }
+        match text(issuer.id_claim()).filter(|id| !id.is_empty()) {
+            Some(id) => self.jti_revoked(id).await,
+            None => Ok(false),
+        }
     }
 
     /// Whether a `jti` is revoked, for filters confirming a Bloom hit.

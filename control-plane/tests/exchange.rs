@@ -86,7 +86,7 @@ async fn world() -> World {
         .admin(
             "POST",
             "/admin/clients",
-            Some(json!({"name": "gw", "token_exchange": true})),
+            Some(json!({"name": "gw", "token_exchange": true, "scopes": ["read", "write"]})),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -185,7 +185,12 @@ async fn an_allowed_client_gets_a_short_mesh_token_naming_the_external_subject()
     assert_eq!((ext.iss.as_str(), ext.sub.as_str()), (IDP, "alice"));
     assert_eq!(c.act, None);
     let i = w.cp.introspect(mesh).await;
-    assert_eq!(i["ext"], json!({"iss": IDP, "sub": "alice"}), "{i}");
+    // With the subject token's id, for rules made later (no sid or client_id: none).
+    assert_eq!(
+        i["ext"],
+        json!({"iss": IDP, "sub": "alice", "jti": "j1"}),
+        "{i}"
+    );
 
     // Audited with what was decided, never the tokens.
     let granted = w.audit("token.exchanged").await;
@@ -438,9 +443,10 @@ async fn hostile_exchanges_are_refused_with_rfc_8693_errors_and_audited() {
 #[tokio::test]
 async fn an_actor_token_makes_a_bounded_delegation_chain() {
     let w = world().await;
-    // The actor is a mesh client (its own token) or a trusted issuer's subject.
-    let (actor_id, _, actor_auth) = w.cp.client(&[]).await;
-    let mesh_actor = w.cp.cc_token(&actor_auth).await;
+    // The actor is the client asking: its own mesh token, or a trusted issuer's token
+    // issued to it (its client claim, `client_id` here, is the client's id).
+    let actor_id = w.client_id.clone();
+    let mesh_actor = w.cp.cc_token(&w.auth).await;
     let own_iss = w.cp.app.settings().issuer.clone();
     let subject = w.subject(json!({}));
     let act = |r: &Reply| {
@@ -455,7 +461,7 @@ async fn an_actor_token_makes_a_bounded_delegation_chain() {
         )
         .await;
     assert_eq!(act(&r), json!({"sub": actor_id, "iss": own_iss}));
-    let gw = w.subject(json!({"sub": "gateway"}));
+    let gw = w.subject(json!({"sub": "gateway", "client_id": w.client_id}));
     let r = w
         .exchange_subject(&subject, &[("actor_token", &gw), ("actor_token_type", JWT)])
         .await;
@@ -496,7 +502,8 @@ async fn an_actor_token_makes_a_bounded_delegation_chain() {
         )
         .await;
     assert!(refused(&r, 400, "invalid_grant").contains("may_act"));
-    let bad_actor = DevKey::seeded(43).sign(&w.claims(IDP, json!({"sub": "gateway"})));
+    let bad_actor = DevKey::seeded(43)
+        .sign(&w.claims(IDP, json!({"sub": "gateway", "client_id": w.client_id})));
     let r = w
         .exchange_subject(
             &subject,
@@ -630,4 +637,184 @@ async fn a_client_that_keeps_being_refused_is_throttled_before_the_audit_log_gro
         400,
         "unauthorized_client",
     );
+}
+
+/// Any client allowed to exchange could name anyone in `act` by presenting their token:
+/// another client's mesh token, or a provider token issued to another client (or to
+/// none). An actor token must be the asking client's.
+#[tokio::test]
+async fn an_actor_token_of_another_client_is_refused() {
+    let w = &world().await;
+    let subject = &w.subject(json!({}));
+    let (other_id, _, other_auth) = w.cp.client(&["read"]).await;
+    let others_mesh = w.cp.cc_token(&other_auth).await;
+    let with_actor = |t: String, ty: &'static str| async move {
+        w.exchange_subject(subject, &[("actor_token", &t), ("actor_token_type", ty)])
+            .await
+    };
+    for (token, ty) in [
+        (others_mesh, AT),
+        (
+            w.subject(json!({"sub": "gateway", "client_id": other_id})),
+            JWT,
+        ),
+        (w.subject(json!({"sub": "gateway"})), JWT),
+        (
+            w.subject(json!({"sub": "gateway", "client_id": [w.client_id]})),
+            JWT,
+        ),
+    ] {
+        let r = with_actor(token, ty).await;
+        let why = refused(&r, 400, "invalid_grant");
+        assert!(why.contains("not issued to this client"), "{why}");
+    }
+    let mine = w.subject(json!({"sub": "gateway", "client_id": w.client_id}));
+    assert_eq!(with_actor(mine, JWT).await.status, 200);
+    let refusals = w.audit("token.exchange_refused").await;
+    assert_eq!(refusals.len(), 4, "{refusals:?}");
+
+    // `may_act` without `iss` names a subject of the subject token's issuer: the
+    // asking client's own mesh token (issued by the control plane) is not it.
+    let own_iss = w.cp.app.settings().issuer.clone();
+    let mesh = w.cp.cc_token(&w.auth).await;
+    for (may, ok) in [
+        (json!({"sub": w.client_id}), false),
+        (json!({"sub": w.client_id, "iss": own_iss}), true),
+    ] {
+        let subject = w.subject(json!({"may_act": may}));
+        let r = w
+            .exchange_subject(
+                &subject,
+                &[("actor_token", &mesh), ("actor_token_type", AT)],
+            )
+            .await;
+        if ok {
+            assert_eq!(r.status, 200, "{}", r.body);
+        } else {
+            assert!(refused(&r, 400, "invalid_grant").contains("may_act"));
+        }
+    }
+
+    // A client granted `read` only gets no `write` by exchange, asked for or not.
+    let r =
+        w.cp.admin(
+            "POST",
+            "/admin/clients",
+            Some(json!({"name": "ro", "token_exchange": true, "scopes": ["read"]})),
+        )
+        .await;
+    let v = r.json();
+    let ro = basic(
+        v["client_id"].as_str().unwrap(),
+        v["client_secret"].as_str().unwrap(),
+    );
+    let subject = w.subject(json!({}));
+    let base = [
+        ("subject_token", subject.as_str()),
+        ("subject_token_type", JWT),
+    ];
+    for asked in ["write", "read write"] {
+        let mut p = base.to_vec();
+        p.push(("scope", asked));
+        refused(&w.exchange(&ro, &p).await, 400, "invalid_scope");
+    }
+    assert_eq!(w.exchange(&ro, &base).await.json()["scope"], "read");
+}
+
+/// Exchange applies every revocation the filters apply to a provider's token, to the
+/// subject token and to an external actor token: session, client (the issuer's
+/// `client_claim`) and subject rules scoped to the issuer, by `iat`, and the token's
+/// id. Before, only a `sub` rule refused a subject token, and an actor token was not
+/// checked: a revoked session or token bought a fresh mesh token no rule covered.
+/// Rules made after an exchange reach the mesh token through its `ext` claim.
+#[tokio::test]
+async fn every_revocation_of_a_provider_token_refuses_it_at_exchange_as_subject_or_actor() {
+    let w = &world().await;
+    let revoke = |body: Value| async move {
+        let r = w.cp.admin("POST", "/admin/revocations", Some(body)).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    };
+    // Exchanged before the rules: its session and id are in `ext`.
+    let early = w
+        .exchange_subject(&w.subject(json!({"sid": "s-late", "jti": "j-late"})), &[])
+        .await;
+    let early = early.json()["access_token"].as_str().unwrap().to_string();
+    let early_by_id = w
+        .exchange_subject(&w.subject(json!({"jti": "j-late"})), &[])
+        .await;
+    let early_by_id = early_by_id.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(w.cp.introspect(&early).await["active"], true);
+
+    revoke(json!({"kind": "sid", "value": "s-gone", "issuer": "idp"})).await;
+    revoke(json!({"kind": "client_id", "value": "app-gone", "issuer": "idp"})).await;
+    revoke(json!({"kind": "jti", "value": "j-gone"})).await;
+    let me = w.client_id.clone();
+    for (what, extra) in [
+        ("session", json!({"sid": "s-gone"})),
+        ("client", json!({"client_id": "app-gone"})),
+        ("id", json!({"jti": "j-gone"})),
+    ] {
+        let r = w.exchange_subject(&w.subject(extra.clone()), &[]).await;
+        let why = refused(&r, 400, "invalid_grant");
+        assert!(why.contains("subject has been revoked"), "{what}: {why}");
+        if what == "client" {
+            continue; // an actor token's client is the asking client's, below
+        }
+        let mut actor = extra;
+        actor["sub"] = json!("gateway");
+        actor["client_id"] = json!(me);
+        let actor = w.subject(actor);
+        let r = w
+            .exchange_subject(
+                &w.subject(json!({})),
+                &[("actor_token", &actor), ("actor_token_type", JWT)],
+            )
+            .await;
+        let why = refused(&r, 400, "invalid_grant");
+        assert!(
+            why.contains("actor_token has been revoked"),
+            "{what}: {why}"
+        );
+    }
+    // Issued after a rule (its `iat` at or past the rule's start): exchanged again.
+    let later = w.subject(json!({"sid": "s-gone", "iat": w.now() + 1}));
+    assert_eq!(w.exchange_subject(&later, &[]).await.status, 200);
+    // Another issuer's rule on the same session is not this one's.
+    let noex = w.noex.sign(&w.claims(
+        NOEX,
+        json!({"sub": "gateway", "sid": "s-x", "client_id": me}),
+    ));
+    revoke(json!({"kind": "sid", "value": "s-x", "issuer": "noex"})).await;
+    let r = w
+        .exchange_subject(
+            &w.subject(json!({"sid": "s-x"})),
+            &[("actor_token", &noex), ("actor_token_type", JWT)],
+        )
+        .await;
+    assert!(refused(&r, 400, "invalid_grant").contains("actor_token has been revoked"));
+    let r = w
+        .exchange_subject(&w.subject(json!({"sid": "s-x"})), &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The asking client's provider-side client revoked: its actor tokens are.
+    revoke(json!({"kind": "client_id", "value": me, "issuer": "idp"})).await;
+    let actor = w.subject(json!({"sub": "gateway", "client_id": me}));
+    let r = w
+        .exchange_subject(
+            &w.subject(json!({})),
+            &[("actor_token", &actor), ("actor_token_type", JWT)],
+        )
+        .await;
+    assert!(refused(&r, 400, "invalid_grant").contains("actor_token has been revoked"));
+
+    // Rules made after the exchange reach the mesh tokens minted before them.
+    revoke(json!({"kind": "sid", "value": "s-late", "issuer": "idp"})).await;
+    assert_eq!(w.cp.introspect(&early).await["active"], false);
+    assert_eq!(w.cp.introspect(&early_by_id).await["active"], true);
+    revoke(json!({"kind": "jti", "value": "j-late"})).await;
+    assert_eq!(w.cp.introspect(&early_by_id).await["active"], false);
 }

@@ -743,10 +743,15 @@ async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
         ext: Some(meshauth_wire::claims::ExternalSubject {
             iss: iss.into(),
             sub: sub.into(),
+            sid: None,
+            client: None,
+            jti: None,
         }),
         act: None,
     };
     let revocations = cp.app.revocations();
+    let idp = cp.app.issuers().get("idp").await.unwrap();
+    let token_of = |sub: &str, iat: i64| json!({"iss": idp.issuer(), "sub": sub, "iat": iat});
     for (iss, sub, want) in [
         ("https://idp.example", "mesh", true),
         ("https://idp.example", "someone", false),
@@ -754,12 +759,16 @@ async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
     ] {
         let got = revocations.is_revoked(&exchanged(iss, sub)).await.unwrap();
         assert_eq!(got, want, "{iss} {sub}");
-        // What token exchange asks of a subject token issued before the rule.
-        let external = revocations.external_subject_revoked(iss, sub, now - 1);
-        assert_eq!(external.await.unwrap(), want, "{iss} {sub}");
+    }
+    // What token exchange asks of a subject token of the issuer issued before the rule.
+    for (sub, want) in [("mesh", true), ("someone", false)] {
+        let claims = token_of(sub, now - 1);
+        let external = revocations.external_token_revoked(&idp, claims.as_object().unwrap());
+        assert_eq!(external.await.unwrap(), want, "{sub}");
     }
     // A subject token issued after the rule may still be exchanged.
-    let later = revocations.external_subject_revoked("https://idp.example", "mesh", now + 1);
+    let later = token_of("mesh", now + 1);
+    let later = revocations.external_token_revoked(&idp, later.as_object().unwrap());
     assert!(!later.await.unwrap());
 
     // `self` is the control plane's own: now our "mesh" goes.

@@ -430,7 +430,7 @@ impl Engine {
             Ok(verified)
         })();
         let verdict = match result {
-            Ok(v) => match revocations.check(&v.claims, v.federated, now) {
+            Ok(v) => match revocations.check(&v.claims, federation.verifier(&v), now) {
                 Check::Clear => Verdict::Allow(v),
                 Check::Revoked => Verdict::Deny(Denial::Revoked),
                 Check::Unconfirmed(jti) => Verdict::Confirm { jti, verified: v },

@@ -178,6 +178,23 @@ impl Federation {
         self.issuers.get(iss).and_then(|i| i.rules.name.as_deref())
     }
 
+    /// What verified `v`, for the revocation rules: its issuer names the client of its
+    /// tokens in its client claim (`client_id` if it is no longer listed).
+    pub fn verifier(&self, v: &crate::engine::Verified) -> crate::revocation::Verifier<'_> {
+        if !v.federated {
+            return crate::revocation::Verifier::Own;
+        }
+        let client_claim = v
+            .claims
+            .iss
+            .as_deref()
+            .and_then(|iss| self.issuers.get(iss))
+            .map_or(meshauth_wire::federation::DEFAULT_CLIENT_CLAIM, |i| {
+                i.rules.client_claim()
+            });
+        crate::revocation::Verifier::Federated { client_claim }
+    }
+
     /// Every header some issuer forwards a claim in.
     pub fn headers(&self) -> impl Iterator<Item = &str> {
         self.issuers

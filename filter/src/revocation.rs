@@ -23,6 +23,16 @@ pub enum Check {
     Unconfirmed(String),
 }
 
+/// What verified a token, which decides the rules that apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verifier<'a> {
+    /// The control plane's own keys: unscoped rules, and scoped ones through `ext`.
+    Own,
+    /// The trusted external issuer its `iss` names, whose tokens name their client in
+    /// `client_claim` (`client_id`, `azp`, `cid`): rules scoped to that issuer.
+    Federated { client_claim: &'a str },
+}
+
 /// A rule's key: the claim, the issuer it is scoped to (`None`: the control plane's
 /// own tokens) and the value.
 type RuleKey = (RuleClaim, Option<String>, String);
@@ -76,49 +86,77 @@ impl Revocations {
         *self = Revocations { confirmed, ..next };
     }
 
-    /// `federated`: the token was verified as issued by the trusted external issuer its
-    /// `iss` names; then only rules scoped to that issuer apply. Otherwise it is the
-    /// control plane's own: unscoped rules apply, and a `sub` rule scoped to an issuer
-    /// applies to its `ext` claim (a token minted by exchanging that issuer's token).
-    pub fn check(&self, claims: &Claims, federated: bool, now: i64) -> Check {
+    /// `by`: what verified the token. A federated token (verified as issued by the
+    /// trusted external issuer its `iss` names) meets only the rules scoped to that
+    /// issuer, its client read from the issuer's client claim. Otherwise it is the
+    /// control plane's own: unscoped rules apply, and the rules scoped to an issuer
+    /// apply to its `ext` claim (a token minted by exchanging that issuer's token): its
+    /// subject, session and client, and its id as a revoked `jti`.
+    pub fn check(&self, claims: &Claims, by: Verifier<'_>, now: i64) -> Check {
         let iat = claims.iat.unwrap_or(i64::MIN);
-        let scope = if federated {
+        let (scope, client_claim) = match by {
             // Verified against the issuer its `iss` names, so it has one.
-            match &claims.iss {
-                Some(iss) => Some(iss.as_str()),
+            Verifier::Federated { client_claim } => match &claims.iss {
+                Some(iss) => (Some(iss.as_str()), client_claim),
                 None => return Check::Revoked,
-            }
-        } else {
-            None
+            },
+            Verifier::Own => (None, RuleClaim::ClientId.claim_name()),
         };
         let revoked = |claim: RuleClaim, issuer: Option<&str>, value: &str| {
-            self.rules
-                .get(&(claim, issuer.map(str::to_owned), value.to_owned()))
-                .is_some_and(|nb| iat < *nb)
+            !self.rules.is_empty()
+                && self
+                    .rules
+                    .get(&(claim, issuer.map(str::to_owned), value.to_owned()))
+                    .is_some_and(|nb| iat < *nb)
         };
-        for claim in [RuleClaim::Sub, RuleClaim::Sid, RuleClaim::ClientId] {
-            if let Some(Value::String(v)) = claims.raw.get(claim.claim_name()) {
+        for (claim, name) in [
+            (RuleClaim::Sub, RuleClaim::Sub.claim_name()),
+            (RuleClaim::Sid, RuleClaim::Sid.claim_name()),
+            (RuleClaim::ClientId, client_claim),
+        ] {
+            if let Some(Value::String(v)) = claims.raw.get(name) {
                 if revoked(claim, scope, v) {
                     return Check::Revoked;
                 }
             }
         }
-        if !federated && !self.rules.is_empty() {
-            // Only our own tokens' `ext` counts: an external issuer could write any.
-            if let Some((iss, sub)) = external_subject(claims) {
-                if revoked(RuleClaim::Sub, Some(iss), sub) {
+        // Only our own tokens' `ext` counts: an external issuer could write any.
+        let ext = match by {
+            Verifier::Own => external_subject(claims),
+            Verifier::Federated { .. } => None,
+        };
+        if let Some(ext) = &ext {
+            for (claim, value) in [
+                (RuleClaim::Sub, Some(ext.sub)),
+                (RuleClaim::Sid, ext.sid),
+                (RuleClaim::ClientId, ext.client),
+            ] {
+                if value.is_some_and(|v| revoked(claim, Some(ext.iss), v)) {
                     return Check::Revoked;
                 }
             }
         }
-        self.check_jti(claims, now)
+        self.check_ids([claims.jti.as_deref(), ext.and_then(|e| e.jti)], now)
     }
 
-    fn check_jti(&self, claims: &Claims, now: i64) -> Check {
+    /// The token's ids (its own `jti`, and for an exchanged token its subject token's):
+    /// what is known for sure first, so a Bloom hit of one that needs asking never hides
+    /// the other's known revocation. When both need asking, the first is asked; the
+    /// other is asked on a later request (its answer is not cached yet).
+    fn check_ids(&self, ids: [Option<&str>; 2], now: i64) -> Check {
+        let mut ask = None;
         // A federated token without an id (its issuer allows that) has none to revoke.
-        let Some(jti) = &claims.jti else {
-            return Check::Clear;
-        };
+        for jti in ids.into_iter().flatten() {
+            match self.check_jti(jti, now) {
+                Check::Revoked => return Check::Revoked,
+                Check::Unconfirmed(j) => ask = ask.or(Some(j)),
+                Check::Clear => {}
+            }
+        }
+        ask.map_or(Check::Clear, Check::Unconfirmed)
+    }
+
+    fn check_jti(&self, jti: &str, now: i64) -> Check {
         if self.added.contains(jti) {
             return Check::Revoked;
         }
@@ -126,7 +164,7 @@ impl Revocations {
             Some(b) if b.contains(jti) => match self.confirmed.get(jti) {
                 Some((true, _)) => Check::Revoked,
                 Some((false, until)) if *until > now => Check::Clear,
-                _ => Check::Unconfirmed(jti.clone()),
+                _ => Check::Unconfirmed(jti.to_string()),
             },
             _ => Check::Clear,
         }
@@ -145,253 +183,29 @@ impl Revocations {
     }
 }
 
-/// The `ext` claim of a token minted by token exchange: `{"iss": ..., "sub": ...}`.
-fn external_subject(claims: &Claims) -> Option<(&str, &str)> {
+/// The `ext` claim of a token minted by token exchange (`wire::claims::ExternalSubject`):
+/// the external issuer and subject, and the subject token's session, client and id
+/// when recorded.
+#[derive(Debug, Clone, Copy)]
+struct External<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    sid: Option<&'a str>,
+    client: Option<&'a str>,
+    jti: Option<&'a str>,
+}
+
+fn external_subject(claims: &Claims) -> Option<External<'_>> {
     let ext = claims.raw.get(EXT_CLAIM)?;
-    Some((ext.get("iss")?.as_str()?, ext.get("sub")?.as_str()?))
+    let text = |name: &str| ext.get(name).and_then(Value::as_str);
+    Some(External {
+        iss: text("iss")?,
+        sub: text("sub")?,
+        sid: text("sid"),
+        client: text("client"),
+        jti: text("jti").filter(|j| !j.is_empty()),
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claims(json: &str) -> Claims {
-        Claims::parse(json.as_bytes()).unwrap()
-    }
-
-    fn state(jtis: &[&str], rules: Vec<RevocationRule>) -> Revocations {
-        let mut b = Bloom::with_capacity(16, 0.001, 5);
-        for j in jtis {
-            b.insert(j);
-        }
-        Revocations::new(b, rules)
-    }
-
-    #[test]
-    fn rules_revoke_tokens_issued_before_not_before() {
-        let r = state(
-            &[],
-            vec![RevocationRule {
-                claim: RuleClaim::Sub,
-                value: "alice".into(),
-                not_before: 100,
-                issuer: None,
-            }],
-        );
-        assert_eq!(
-            r.check(
-                &claims(r#"{"exp":999,"jti":"a","sub":"alice","iat":99}"#),
-                false,
-                0
-            ),
-            Check::Revoked
-        );
-        assert_eq!(
-            r.check(
-                &claims(r#"{"exp":999,"jti":"a","sub":"alice","iat":100}"#),
-                false,
-                0
-            ),
-            Check::Clear
-        );
-        assert_eq!(
-            r.check(
-                &claims(r#"{"exp":999,"jti":"a","sub":"bob","iat":1}"#),
-                false,
-                0
-            ),
-            Check::Clear
-        );
-        // No iat: treated as issued before any rule.
-        assert_eq!(
-            r.check(&claims(r#"{"exp":999,"jti":"a","sub":"alice"}"#), false, 0),
-            Check::Revoked
-        );
-        let r = state(
-            &[],
-            vec![RevocationRule {
-                claim: RuleClaim::Sid,
-                value: "s1".into(),
-                not_before: 100,
-                issuer: None,
-            }],
-        );
-        assert_eq!(
-            r.check(
-                &claims(r#"{"exp":999,"jti":"a","sid":"s1","iat":5}"#),
-                false,
-                0
-            ),
-            Check::Revoked
-        );
-        let r = state(
-            &[],
-            vec![RevocationRule {
-                claim: RuleClaim::ClientId,
-                value: "c".into(),
-                not_before: 100,
-                issuer: None,
-            }],
-        );
-        assert_eq!(
-            r.check(
-                &claims(r#"{"exp":999,"jti":"a","client_id":"c","iat":5}"#),
-                false,
-                0
-            ),
-            Check::Revoked
-        );
-    }
-
-    const IDP: &str = "https://idp.example/";
-    const OTHER: &str = "https://other.example/";
-
-    fn rule(claim: RuleClaim, issuer: Option<&str>, value: &str) -> RevocationRule {
-        RevocationRule {
-            claim,
-            value: value.into(),
-            not_before: 100,
-            issuer: issuer.map(str::to_owned),
-        }
-    }
-
-    fn token(iss: &str, extra: &str) -> Claims {
-        claims(&format!(
-            r#"{{"exp":999,"jti":"j","iat":50,"iss":"{iss}","sub":"mesh"{extra}}}"#
-        ))
-    }
-
-    /// One `sub` string, three issuers: a rule revokes it for its own issuer only.
-    #[test]
-    fn a_sub_from_one_issuer_never_revokes_anothers() {
-        let own = token("https://cp.example", "");
-        let idp = token(IDP, "");
-        let other = token(OTHER, "");
-        // An unscoped rule: the control plane's own tokens only, never a federated one.
-        let r = state(&[], vec![rule(RuleClaim::Sub, None, "mesh")]);
-        assert_eq!(r.check(&own, false, 0), Check::Revoked);
-        assert_eq!(r.check(&idp, true, 0), Check::Clear);
-        assert_eq!(r.check(&other, true, 0), Check::Clear);
-        // Scoped to one issuer: that issuer's tokens only.
-        let r = state(&[], vec![rule(RuleClaim::Sub, Some(IDP), "mesh")]);
-        assert_eq!(r.check(&idp, true, 0), Check::Revoked);
-        assert_eq!(r.check(&own, false, 0), Check::Clear);
-        assert_eq!(r.check(&other, true, 0), Check::Clear);
-        // An own token that merely claims the issuer's `iss` is not that issuer's: the
-        // scope is what verified it, not what it says.
-        assert_eq!(r.check(&token(IDP, ""), false, 0), Check::Clear);
-        // Session and client rules are scoped the same way, and a delta adds them so.
-        let mut r = state(&[], vec![]);
-        r.add(
-            vec![],
-            vec![
-                rule(RuleClaim::Sid, Some(IDP), "s1"),
-                rule(RuleClaim::ClientId, Some(OTHER), "c1"),
-            ],
-        );
-        assert_eq!(
-            r.check(&token(IDP, r#","sid":"s1""#), true, 0),
-            Check::Revoked
-        );
-        assert_eq!(
-            r.check(&token(OTHER, r#","sid":"s1""#), true, 0),
-            Check::Clear
-        );
-        assert_eq!(
-            r.check(&token("https://cp.example", r#","sid":"s1""#), false, 0),
-            Check::Clear
-        );
-        assert_eq!(
-            r.check(&token(OTHER, r#","client_id":"c1""#), true, 0),
-            Check::Revoked
-        );
-        assert_eq!(
-            r.check(&token(IDP, r#","client_id":"c1""#), true, 0),
-            Check::Clear
-        );
-    }
-
-    /// A token minted by exchanging `IDP`'s token for subject `ext-sub` carries
-    /// `ext`: revoking that external subject revokes it; nothing else does.
-    #[test]
-    fn revoking_an_external_subject_revokes_the_tokens_exchanged_for_it() {
-        let exchanged = |iss: &str, sub: &str| {
-            token(
-                "https://cp.example",
-                &format!(r#","ext":{{"iss":"{iss}","sub":"{sub}"}}"#),
-            )
-        };
-        let r = state(&[], vec![rule(RuleClaim::Sub, Some(IDP), "ext-sub")]);
-        assert_eq!(
-            r.check(&exchanged(IDP, "ext-sub"), false, 0),
-            Check::Revoked
-        );
-        assert_eq!(
-            r.check(&exchanged(OTHER, "ext-sub"), false, 0),
-            Check::Clear
-        );
-        assert_eq!(r.check(&exchanged(IDP, "someone"), false, 0), Check::Clear);
-        // Issued after the rule: not covered.
-        let later = claims(&format!(
-            r#"{{"exp":999,"jti":"j","iat":100,"sub":"mesh","ext":{{"iss":"{IDP}","sub":"ext-sub"}}}}"#
-        ));
-        assert_eq!(r.check(&later, false, 0), Check::Clear);
-        // An external issuer's own token with an `ext` claim: not ours, not honoured.
-        let federated = token(
-            OTHER,
-            &format!(r#","ext":{{"iss":"{IDP}","sub":"ext-sub"}}"#),
-        );
-        assert_eq!(r.check(&federated, true, 0), Check::Clear);
-        // Only a `sub` rule reaches `ext`; an unscoped rule does not either.
-        let r = state(
-            &[],
-            vec![
-                rule(RuleClaim::Sid, Some(IDP), "ext-sub"),
-                rule(RuleClaim::Sub, None, "ext-sub"),
-            ],
-        );
-        assert_eq!(r.check(&exchanged(IDP, "ext-sub"), false, 0), Check::Clear);
-        // A malformed `ext` matches nothing and breaks nothing.
-        let r = state(&[], vec![rule(RuleClaim::Sub, Some(IDP), "ext-sub")]);
-        for ext in [r#""x""#, r#"{"iss":1,"sub":"ext-sub"}"#, r#"{"iss":"x"}"#] {
-            let c = token("https://cp.example", &format!(r#","ext":{ext}"#));
-            assert_eq!(r.check(&c, false, 0), Check::Clear, "{ext}");
-        }
-    }
-
-    #[test]
-    fn bloom_hits_need_confirmation_and_answers_are_cached() {
-        let mut r = state(&["j1"], vec![]);
-        let c = claims(r#"{"exp":999,"jti":"j1"}"#);
-        assert_eq!(r.check(&c, false, 0), Check::Unconfirmed("j1".into()));
-        r.confirm("j1", true, 999);
-        assert_eq!(r.check(&c, false, 0), Check::Revoked);
-        let mut r = state(&["j1"], vec![]);
-        r.confirm("j1", false, 50);
-        assert_eq!(
-            r.check(&c, false, 10),
-            Check::Clear,
-            "a false positive is cleared"
-        );
-        assert_eq!(
-            r.check(&c, false, 60),
-            Check::Unconfirmed("j1".into()),
-            "until the answer expires"
-        );
-        assert_eq!(
-            r.check(&claims(r#"{"exp":999,"jti":"other"}"#), false, 0),
-            Check::Clear
-        );
-    }
-
-    #[test]
-    fn a_new_filter_drops_old_answers() {
-        let mut r = state(&["j1"], vec![]);
-        r.confirm("j1", false, 999);
-        r.replace(state(&["j1", "j2"], vec![]));
-        assert_eq!(
-            r.check(&claims(r#"{"exp":999,"jti":"j1"}"#), false, 0),
-            Check::Unconfirmed("j1".into())
-        );
-    }
-}
+mod tests;

@@ -300,8 +300,15 @@ fn a_providers_token_exchanged_for_a_mesh_token_is_admitted_then_revoked_at_the_
         "--exchange-ttl",
         "120",
     ]);
-    let created: serde_json::Value =
-        serde_json::from_str(&cp.cli_ok(&["clients", "create", "gw", "--token-exchange"])).unwrap();
+    let created: serde_json::Value = serde_json::from_str(&cp.cli_ok(&[
+        "clients",
+        "create",
+        "gw",
+        "--scope",
+        "read",
+        "--token-exchange",
+    ]))
+    .unwrap();
     assert_eq!(created["token_exchange"], true, "{created}");
     let gw = basic_of(&created);
     let subject = idp.token(Resource::Rs256, "read");
@@ -365,6 +372,25 @@ fn a_providers_token_exchanged_for_a_mesh_token_is_admitted_then_revoked_at_the_
     cp.cli_ok(&["revoke", "token", &mesh]);
     let a = eventually(&envoy, &mesh, 403);
     assert_eq!(error_code(&a), "token_revoked", "{}", a.body);
+
+    // Another exchange of the same provider token, then the provider's client (its
+    // `client_id` claim: "mesh") revoked at that issuer, after the exchange: the mesh
+    // token carries that client in `ext`, so the edge refuses it too, and the
+    // provider token is no longer exchanged.
+    let again = exchange(&gw);
+    assert_eq!(again.status, 200, "{}", again.body);
+    let mesh = again.json()["access_token"].as_str().unwrap().to_string();
+    eventually(&envoy, &mesh, 200);
+    cp.cli_ok(&["revoke", "client", "mesh", "--issuer", "idp"]);
+    let a = eventually(&envoy, &mesh, 403);
+    assert_eq!(error_code(&a), "token_revoked", "{}", a.body);
+    let a = exchange(&gw);
+    assert_eq!(
+        (a.status, a.json()["error"].clone()),
+        (400, json!("invalid_grant")),
+        "{}",
+        a.body
+    );
 }
 
 /// `token` with its header's `kid` replaced: the signature no longer matters, the filter

@@ -35,6 +35,15 @@ pub struct ExternalSubject {
     pub iss: String,
     /// The `sub` of the subject token at that issuer.
     pub sub: String,
+    /// The subject token's `sid`, client (its issuer's `client_claim`) and id (its
+    /// `id_claim`): rules scoped to that issuer made after the exchange reach this
+    /// token by them. Absent from tokens exchanged before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// An `act` (RFC 8693 §4.1) member: an actor, and the actor before it.
@@ -56,3 +65,43 @@ impl Actor {
 
 /// The claim name of [`ExternalSubject`].
 pub const EXT_CLAIM: &str = "ext";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `ext` claim keeps its subject token's session, client and id, leaves them
+    /// out when unknown, and reads tokens minted before they were recorded.
+    #[test]
+    fn the_ext_claim_round_trips_with_and_without_session_client_and_id() {
+        let full = ExternalSubject {
+            iss: "https://idp.example/".into(),
+            sub: "alice".into(),
+            sid: Some("s1".into()),
+            client: Some("app".into()),
+            jti: Some("t1".into()),
+        };
+        let json = serde_json::to_value(&full).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"iss": "https://idp.example/", "sub": "alice", "sid": "s1", "client": "app", "jti": "t1"})
+        );
+        assert_eq!(
+            serde_json::from_value::<ExternalSubject>(json).unwrap(),
+            full
+        );
+        let old: ExternalSubject =
+            serde_json::from_str(r#"{"iss":"https://idp.example/","sub":"alice"}"#).unwrap();
+        assert_eq!((old.sid, old.client, old.jti), (None, None, None));
+        let bare = ExternalSubject {
+            sid: None,
+            client: None,
+            jti: None,
+            ..full
+        };
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"iss":"https://idp.example/","sub":"alice"}"#
+        );
+    }
+}

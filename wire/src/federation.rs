@@ -164,6 +164,11 @@ pub struct FederatedIssuer {
     /// then be revoked by subject or session only. Absent: refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub id_optional: bool,
+    /// The claim naming the client a token was issued to, which issuer-scoped client
+    /// revocations match (Auth0, Keycloak, Google, Entra v2: `azp`; Okta: `cid`).
+    /// Absent: `client_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_claim: Option<String>,
     /// Its last good keys; never empty (an issuer whose keys were never fetched is
     /// left out of the snapshot).
     pub keys: Vec<FederatedKey>,
@@ -286,6 +291,15 @@ pub fn valid_id_claim(name: &str) -> bool {
         && !["iss", "aud", "exp", "nbf", "iat", "sub"].contains(&name)
 }
 
+/// The claim a client rule matches when an issuer names none (RFC 9068 §2.2).
+pub const DEFAULT_CLIENT_CLAIM: &str = "client_id";
+
+/// Whether `name` may name the client of tokens (`client_claim`): a plain claim name,
+/// as for `id_claim` (never `sub`: client rules would then revoke subjects).
+pub fn valid_client_claim(name: &str) -> bool {
+    valid_id_claim(name)
+}
+
 /// A claim's value(s) as strings, as required claims and forwarded headers read them
 /// (in the filter and in the control plane's exchange): a string, the scalars of an
 /// array, or a number or boolean written out. Objects and null give nothing.
@@ -320,6 +334,11 @@ impl FederatedIssuer {
     /// The claim identifying its tokens for revocation by id.
     pub fn id_claim(&self) -> &str {
         self.id_claim.as_deref().unwrap_or("jti")
+    }
+
+    /// The claim naming the client its tokens were issued to, for client rules.
+    pub fn client_claim(&self) -> &str {
+        self.client_claim.as_deref().unwrap_or(DEFAULT_CLIENT_CLAIM)
     }
 
     /// The bounds a filter holds the control plane to. Errors name the field.
@@ -372,6 +391,13 @@ impl FederatedIssuer {
         }
         if self.id_claim.as_deref().is_some_and(|c| !valid_id_claim(c)) {
             return Err(at("id_claim"));
+        }
+        if self
+            .client_claim
+            .as_deref()
+            .is_some_and(|c| !valid_client_claim(c))
+        {
+            return Err(at("client_claim"));
         }
         if self.keys.is_empty() || self.keys.len() > MAX_KEYS {
             return Err(at(&format!("keys: 1 to {MAX_KEYS}")));

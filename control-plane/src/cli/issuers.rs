@@ -65,6 +65,11 @@ pub struct AddArgs {
     /// revoked by subject or session only.
     #[arg(long)]
     id_optional: bool,
+    /// The claim naming the client a token was issued to, which `revoke client
+    /// --issuer` matches, when not client_id (Auth0, Keycloak, Google, Entra: azp;
+    /// Okta: cid).
+    #[arg(long)]
+    client_claim: Option<String>,
     /// Allow token exchange (RFC 8693) of its tokens for mesh tokens with this audience
     /// (repeatable); without it, its tokens are never exchanged.
     #[arg(long = "exchange-audience")]
@@ -114,6 +119,7 @@ fn spec_of(a: AddArgs) -> Result<IssuerSpec, String> {
         forward_claims,
         id_claim: a.id_claim,
         id_optional: a.id_optional,
+        client_claim: a.client_claim,
         exchange: (!a.exchange_audiences.is_empty()).then(|| ExchangePolicy {
             audiences: a.exchange_audiences,
             scopes: a

@@ -361,6 +361,7 @@ fn to_wire(i: &TrustedIssuer, keys: Vec<FederatedKey>) -> FederatedIssuer {
         forward_claims: spec.forward_claims,
         id_claim: spec.id_claim,
         id_optional: spec.id_optional,
+        client_claim: spec.client_claim,
         keys,
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::url::{FetchUrl, UrlPolicy};
 pub use meshauth_wire::federation::Alg;
-use meshauth_wire::federation::{valid_issuer_name, SELF_ISSUER};
+use meshauth_wire::federation::{valid_issuer_name, DEFAULT_CLIENT_CLAIM, SELF_ISSUER};
 pub use meshauth_wire::federation::{
     MAX_AUDIENCES, MAX_CLAIM_PATH_DEPTH, MAX_CLAIM_PATH_LEN, MAX_CLAIM_VALUES, MAX_FORWARDED,
     MAX_ISSUER_LEN, MAX_REQUIRED_CLAIMS, MAX_SKEW_SECONDS, MAX_VALUE_LEN,
@@ -81,6 +81,7 @@ pub struct TrustedIssuer {
     forward_claims: Vec<(ClaimPath, String)>,
     id_claim: Option<String>,
     id_optional: bool,
+    client_claim: Option<String>,
     exchange: Option<ExchangePolicy>,
 }
 
@@ -248,6 +249,15 @@ impl TrustedIssuer {
                 ));
             }
         }
+        // Likewise "client_id", the default.
+        let client_claim = spec.client_claim.filter(|c| c != DEFAULT_CLIENT_CLAIM);
+        if let Some(c) = &client_claim {
+            if !meshauth_wire::federation::valid_client_claim(c) {
+                return Err(format!(
+                    "client_claim: {c:?} must be one claim name (1-64 visible ASCII, no '.'), not iss, aud, exp, nbf, iat or sub"
+                ));
+            }
+        }
         if let Some(p) = &spec.exchange {
             p.check()?;
         }
@@ -264,6 +274,7 @@ impl TrustedIssuer {
             forward_claims,
             id_claim,
             id_optional: spec.id_optional,
+            client_claim,
             exchange: spec.exchange,
         })
     }
@@ -292,6 +303,7 @@ impl TrustedIssuer {
                 .collect(),
             id_claim: self.id_claim.clone(),
             id_optional: self.id_optional,
+            client_claim: self.client_claim.clone(),
             exchange: self.exchange.clone(),
         }
     }
@@ -325,6 +337,14 @@ impl TrustedIssuer {
     }
     pub fn forward_claims(&self) -> &[(ClaimPath, String)] {
         &self.forward_claims
+    }
+    /// The claim identifying its tokens for revocation by id.
+    pub fn id_claim(&self) -> &str {
+        self.id_claim.as_deref().unwrap_or("jti")
+    }
+    /// The claim naming the client its tokens were issued to, for client rules.
+    pub fn client_claim(&self) -> &str {
+        self.client_claim.as_deref().unwrap_or(DEFAULT_CLIENT_CLAIM)
     }
     pub fn exchange(&self) -> Option<&ExchangePolicy> {
         self.exchange.as_ref()

@@ -45,6 +45,11 @@ pub struct IssuerSpec {
     /// only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub id_optional: bool,
+    /// The claim naming the client a token was issued to, which client rules scoped to
+    /// this issuer match (Auth0, Keycloak, Google, Entra v2: `azp`; Okta: `cid`); none:
+    /// `client_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_claim: Option<String>,
     /// Token exchange (RFC 8693) of its tokens at the control plane; none: refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange: Option<ExchangePolicy>,

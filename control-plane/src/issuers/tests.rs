@@ -254,3 +254,28 @@ fn a_second_issuer_may_not_forward_into_the_first_ones_header() {
     let own = with("okta", "okta.example", "x-meshauth-okta-sub");
     assert!(super::refusal(&reg, &own, 8).is_none());
 }
+
+/// Client rules scoped to an issuer match its `client_claim` (`azp`, `cid`), one plain
+/// claim name; `client_id` spelled out is the default, stored as absent.
+#[test]
+fn the_client_claim_is_one_plain_claim_name_and_client_id_by_default() {
+    let t = TrustedIssuer::new(spec(), &STRICT, OWN).unwrap();
+    assert_eq!(t.client_claim(), "client_id");
+    let mut s = spec();
+    s.client_claim = Some("azp".into());
+    let t = TrustedIssuer::new(s.clone(), &STRICT, OWN).unwrap();
+    assert_eq!(t.client_claim(), "azp");
+    assert_eq!(t.spec().client_claim.as_deref(), Some("azp"));
+    let text = serde_json::to_string(&t).unwrap();
+    assert_eq!(serde_json::from_str::<TrustedIssuer>(&text).unwrap(), t);
+    s.client_claim = Some("client_id".into());
+    let t = TrustedIssuer::new(s, &STRICT, OWN).unwrap();
+    assert_eq!(
+        (t.client_claim(), t.spec().client_claim),
+        ("client_id", None)
+    );
+    for bad in ["", "sub", "iss", "exp", "a.b", "a b", "x\n"] {
+        refused(|s| s.client_claim = Some(bad.into()), "client_claim:");
+    }
+    refused(|s| s.client_claim = Some("c".repeat(65)), "client_claim:");
+}

@@ -130,17 +130,12 @@ impl OAuth {
             .to_string();
         facts.issuer = Some(subject.issuer.name().to_string());
         facts.subject = Some(ext_sub.clone());
-        // A subject revoked at its issuer (`meshauth revoke subject S --issuer NAME`):
-        // its tokens issued before the rule must not buy a fresh mesh token, which
-        // the rule would no longer cover (issued after it).
-        let iat = subject
-            .claims
-            .get("iat")
-            .and_then(Value::as_f64)
-            .map_or(i64::MIN, |i| i.floor() as i64);
+        // A subject token the filters would refuse (a rule scoped to its issuer on its
+        // subject, session or client, or its id revoked) must not buy a fresh mesh
+        // token, which the rule would no longer cover (issued after it).
         if self
             .revocations
-            .external_subject_revoked(subject.issuer.issuer(), &ext_sub, iat)
+            .external_token_revoked(&subject.issuer, &subject.claims)
             .await?
         {
             return Err(Refusal::SubjectRevoked.into());
@@ -155,10 +150,10 @@ impl OAuth {
         };
         let act = match req.actor_token {
             Some(t) => {
-                let actor = self.actor(t, now).await?;
+                let actor = self.actor(t, &client.client_id, now).await?;
                 facts.actor = Some(actor.sub.clone());
                 if let Some(may) = subject.claims.get("may_act") {
-                    may_act_allows(may, &actor)?;
+                    may_act_allows(may, &actor, subject.issuer.issuer())?;
                 }
                 let act = Actor {
                     act: prior.map(Box::new),
@@ -178,6 +173,7 @@ impl OAuth {
             req.scope,
             policy,
             &verify::scopes(&subject.claims, &subject.issuer),
+            &client.scopes,
         )?;
         let scope = scopes.join(" ");
         facts.scope = Some(scope.clone());
@@ -201,10 +197,7 @@ impl OAuth {
             aud,
             ttl,
             sid: None,
-            ext: Some(ExternalSubject {
-                iss: subject.issuer.issuer().to_string(),
-                sub: ext_sub,
-            }),
+            ext: Some(external_subject(&subject, ext_sub)),
             act,
         })?;
         facts.jti = Some(claims.jti);
@@ -238,13 +231,16 @@ impl OAuth {
         Ok(check(token, issuer, &keys, now))
     }
 
-    /// The actor an actor token names: a live mesh token, or a trusted issuer's token.
-    async fn actor(&self, token: &str, now: i64) -> Result<Actor, GrantError> {
+    /// The actor an actor token names: a live mesh token, or a trusted issuer's token
+    /// not revoked; either issued to the client asking (`client_id`), so a client names
+    /// only itself, never a party whose token it holds.
+    async fn actor(&self, token: &str, client_id: &str, now: i64) -> Result<Actor, GrantError> {
         if self.is_own(token) {
             let c = self
                 .tokens
                 .verify_access(token)
                 .ok_or(Refusal::Actor(TokenError::Signature))?;
+            actor_is_client(Some(&c.client_id), client_id)?;
             if self.revocations.is_revoked(&c).await? {
                 return Err(Refusal::ActorRevoked.into());
             }
@@ -259,6 +255,18 @@ impl OAuth {
             .await?
             .map_err(Refusal::Actor)?;
         let sub = verify::subject(&v.claims).map_err(Refusal::Actor)?;
+        let its_client = v
+            .claims
+            .get(v.issuer.client_claim())
+            .and_then(Value::as_str);
+        actor_is_client(its_client, client_id)?;
+        if self
+            .revocations
+            .external_token_revoked(&v.issuer, &v.claims)
+            .await?
+        {
+            return Err(Refusal::ActorRevoked.into());
+        }
         Ok(Actor {
             sub: sub.to_string(),
             iss: Some(v.issuer.issuer().to_string()),
@@ -277,12 +285,45 @@ fn check(
     Ok(Verified { issuer, claims })
 }
 
+/// The `ext` claim of the mesh token minted for `subject`: its issuer, `sub`, and the
+/// session, client and id that rules scoped to the issuer may name later. A value no
+/// rule could name (not 1-256 printable characters) is left out, which bounds the claim.
+fn external_subject(subject: &Verified, sub: String) -> ExternalSubject {
+    let text = |name: &str| {
+        subject
+            .claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| crate::clients::validate_name(name, v).is_ok())
+            .map(str::to_owned)
+    };
+    ExternalSubject {
+        iss: subject.issuer.issuer().to_string(),
+        sub,
+        sid: text("sid"),
+        client: text(subject.issuer.client_claim()),
+        jti: text(subject.issuer.id_claim()),
+    }
+}
+
+/// An actor token must have been issued to the client asking (`client`): its client
+/// (`client_id` of a mesh token, the issuer's `client_claim` of another) is that
+/// client's id. Otherwise any client could name whoever's token it holds in `act`.
+fn actor_is_client(its_client: Option<&str>, client: &str) -> Result<(), Refusal> {
+    match its_client {
+        Some(c) if c == client => Ok(()),
+        _ => Err(Refusal::ActorNotClient),
+    }
+}
+
 /// RFC 8693 §4.4: a subject token's `may_act` names who may act for it; an actor it
-/// does not name is refused.
-fn may_act_allows(may: &Value, actor: &Actor) -> Result<(), Refusal> {
+/// does not name is refused. A `may_act` without `iss` names a subject of the subject
+/// token's own issuer (`subject_iss`): the same `sub` at another issuer is another
+/// party.
+fn may_act_allows(may: &Value, actor: &Actor, subject_iss: &str) -> Result<(), Refusal> {
     let field = |k: &str| may.get(k).and_then(Value::as_str);
     let sub_ok = field("sub") == Some(actor.sub.as_str());
-    let iss_ok = field("iss").is_none_or(|i| Some(i) == actor.iss.as_deref());
+    let iss_ok = actor.iss.as_deref() == Some(field("iss").unwrap_or(subject_iss));
     if sub_ok && iss_ok {
         Ok(())
     } else {

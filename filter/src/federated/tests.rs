@@ -55,6 +55,7 @@ pub(crate) fn issuer(keys: Vec<FederatedKey>) -> FederatedIssuer {
         forward_claims: Default::default(),
         id_claim: None,
         id_optional: false,
+        client_claim: None,
         keys,
     }
 }

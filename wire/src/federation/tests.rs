@@ -36,6 +36,7 @@ pub(crate) fn issuer() -> FederatedIssuer {
         forward_claims: BTreeMap::new(),
         id_claim: None,
         id_optional: false,
+        client_claim: None,
         keys: vec![rsa_key("r1"), ec_key("e1")],
     }
 }
@@ -54,6 +55,30 @@ fn a_valid_issuer_passes() {
     let back: FederatedIssuer =
         serde_json::from_value(serde_json::to_value(&entra).unwrap()).unwrap();
     assert_eq!((back.id_claim(), back.id_optional), ("uti", true));
+}
+
+/// Client rules read the issuer's client claim: `client_id` unless it names another
+/// (older control planes send none), carried only when set, and never a claim with
+/// rules of its own.
+#[test]
+fn the_client_claim_defaults_to_client_id_and_is_bounded() {
+    let json = serde_json::to_value(issuer()).unwrap();
+    assert!(json.get("client_claim").is_none());
+    assert_eq!(issuer().client_claim(), "client_id");
+    let mut okta = issuer();
+    okta.client_claim = Some("cid".into());
+    assert_eq!(validate_all(std::slice::from_ref(&okta)), Ok(()));
+    let back: FederatedIssuer =
+        serde_json::from_value(serde_json::to_value(&okta).unwrap()).unwrap();
+    assert_eq!(back.client_claim(), "cid");
+    for bad in ["", "sub", "iss", "a.b", "a b", &"c".repeat(65)] {
+        let mut i = issuer();
+        i.client_claim = Some(bad.into());
+        assert!(
+            validate_all(&[i]).is_err_and(|e| e.contains("client_claim")),
+            "{bad:?}"
+        );
+    }
 }
 
 /// Each bound, broken alone, is refused.

@@ -42,6 +42,8 @@ pub enum Refusal {
     Actor(TokenError),
     #[error("actor_token has been revoked")]
     ActorRevoked,
+    #[error("actor_token was not issued to this client: an actor token must name the client asking (its client_id, or its issuer's client claim)")]
+    ActorNotClient,
     #[error("the subject has been revoked at its issuer")]
     SubjectRevoked,
     #[error("the actor may not act for this subject (may_act)")]
@@ -64,6 +66,7 @@ impl From<Refusal> for OAuthError {
             | Refusal::ExchangeDisabled
             | Refusal::Actor(_)
             | Refusal::ActorRevoked
+            | Refusal::ActorNotClient
             | Refusal::SubjectRevoked
             | Refusal::MayNotAct
             | Refusal::ChainTooDeep => OAuthCode::InvalidGrant,
@@ -144,14 +147,19 @@ pub(super) fn targets(r: &ExchangeRequest<'_>, p: &ExchangePolicy) -> Result<Vec
     })
 }
 
-/// The scopes granted: those asked for, each allowed by the policy and carried by the
-/// subject token; none asked for: every scope both allow.
+/// The scopes granted: those asked for, each allowed by the policy, carried by the
+/// subject token and granted to the client asking (as its client-credentials tokens
+/// are bounded: exchange must not give it more); none asked for: every scope all three
+/// allow.
 pub(super) fn granted_scopes(
     asked: Option<&str>,
     p: &ExchangePolicy,
     subject_scopes: &[String],
+    client_scopes: &[String],
 ) -> Result<Vec<String>, Refusal> {
-    let allowed = |s: &String| p.scopes.contains(s) && subject_scopes.contains(s);
+    let allowed = |s: &String| {
+        p.scopes.contains(s) && subject_scopes.contains(s) && client_scopes.contains(s)
+    };
     let Some(asked) = asked else {
         return Ok(p.scopes.iter().filter(|s| allowed(s)).cloned().collect());
     };
