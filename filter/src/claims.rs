@@ -309,8 +309,8 @@ mod tests {
         let no_iat = claims(r#"{"exp":1100,"nbf":1000,"jti":"a"}"#).unwrap();
         assert_eq!(no_iat.check(&rules, 1000), Err(Denial::BadClaim("iat")));
         // A difference that overflows is refused, not wrapped.
-        let wide = claims(r#"{"exp":9223372036854775807,"iat":-9223372036854775808,"jti":"a"}"#)
-            .unwrap();
+        let wide =
+            claims(r#"{"exp":9223372036854775807,"iat":-9223372036854775808,"jti":"a"}"#).unwrap();
         assert_eq!(wide.check(&rules, 0), Err(Denial::TokenLifetime));
         let own = ClaimRules::default();
         assert_eq!(over.check(&own, 1000), Ok(()));

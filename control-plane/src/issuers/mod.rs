@@ -27,6 +27,7 @@ pub use model::{Alg, IssuerSpec, KeySource, TrustedIssuer};
 use crate::audit::{AuditAction, AuditDetail};
 use crate::ctx::Ctx;
 use crate::error::ServiceError;
+use crate::revocation::Horizons;
 use crate::store::{Change, Doc, StoreResult, Table};
 use crate::sync::Change as SyncChange;
 use jwks::FederatedKey;
@@ -315,6 +316,19 @@ impl Issuers {
         Ok(Some((issuer, keys)))
     }
 
+    /// How long revocations are kept (`Horizons`), by the issuers registered now.
+    pub async fn horizons(&self) -> StoreResult<Horizons> {
+        let (s, list) = (&self.ctx.settings, self.list().await?);
+        let lives = list
+            .iter()
+            .map(|i| (i.issuer(), i.max_token_lifetime_seconds()));
+        Ok(Horizons::new(
+            s.revocation_horizon(),
+            s.revocation_skew(),
+            lives,
+        ))
+    }
+
     /// What filters get: each registered issuer with held keys, its rules and keys. An
     /// issuer whose keys were never fetched is left out (it admits nothing yet); one the
     /// wire bounds would refuse is left out with a warning, since a filter refuses a
@@ -333,7 +347,7 @@ impl Issuers {
                 if h.issuer != i.issuer() || h.keys.is_empty() {
                     return None;
                 }
-                let f = to_wire(i, h.keys.clone());
+                let f = i.to_wire(h.keys.clone());
                 match f.validate() {
                     Ok(()) => Some(f),
                     Err(e) => {
@@ -343,25 +357,6 @@ impl Issuers {
                 }
             })
             .collect())
-    }
-}
-
-/// An issuer's rules and keys as filters read them.
-fn to_wire(i: &TrustedIssuer, keys: Vec<FederatedKey>) -> FederatedIssuer {
-    let spec = i.spec();
-    FederatedIssuer {
-        name: Some(i.name().to_string()),
-        issuer: i.issuer().to_string(),
-        audiences: spec.audiences,
-        algorithms: i.algorithms().to_vec(),
-        typ: spec.typ,
-        required_claims: spec.required_claims,
-        clock_skew_seconds: spec.clock_skew_seconds,
-        scope_claim: spec.scope_claim,
-        forward_claims: spec.forward_claims,
-        id_claim: spec.id_claim,
-        id_optional: spec.id_optional,
-        keys,
     }
 }
 

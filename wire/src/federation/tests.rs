@@ -70,7 +70,11 @@ fn the_token_lifetime_defaults_for_older_snapshots_and_is_bounded() {
     let read: FederatedIssuer = serde_json::from_value(old).unwrap();
     assert_eq!(read.max_token_lifetime_seconds, 86_400);
     assert_eq!(read.validate(), Ok(()));
-    for ok in [MIN_TOKEN_LIFETIME_SECONDS, 3_600, MAX_TOKEN_LIFETIME_SECONDS] {
+    for ok in [
+        MIN_TOKEN_LIFETIME_SECONDS,
+        3_600,
+        MAX_TOKEN_LIFETIME_SECONDS,
+    ] {
         let mut i = issuer();
         i.max_token_lifetime_seconds = ok;
         assert_eq!(i.validate(), Ok(()), "{ok}");
