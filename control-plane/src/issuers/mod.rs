@@ -11,6 +11,7 @@ pub mod http;
 pub mod jwks;
 pub mod model;
 pub mod refetch;
+mod registry;
 pub mod spec;
 pub mod url;
 pub mod verify;
@@ -33,13 +34,8 @@ use crate::sync::Change as SyncChange;
 use jwks::FederatedKey;
 use meshauth_wire::federation::FederatedIssuer;
 use meshauth_wire::sync::{UnknownKidOutcome, UnknownKidReport};
-use model::same_issuer;
+use registry::{refusal, Registry};
 use url::UrlPolicy;
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Registry {
-    issuers: Vec<TrustedIssuer>,
-}
 
 const REGISTRY: Doc<Registry> = Doc::new(Table::Meta, "trusted issuers");
 const REGISTRY_KEY: &str = "issuers";
@@ -358,46 +354,6 @@ impl Issuers {
             })
             .collect())
     }
-}
-
-/// Why `new` cannot join `reg`, if it cannot.
-fn refusal(reg: &Registry, new: &TrustedIssuer, max: usize) -> Option<ServiceError> {
-    if let Some(same) = reg.issuers.iter().find(|i| i.name() == new.name()) {
-        return Some(ServiceError::Conflict(format!(
-            "trusted issuer {:?} exists; delete it first to change it",
-            same.name()
-        )));
-    }
-    if let Some(same) = reg
-        .issuers
-        .iter()
-        .find(|i| same_issuer(i.issuer(), new.issuer()))
-    {
-        return Some(ServiceError::Conflict(format!(
-            "issuer {:?} is already trusted as {:?}: two entries for one issuer would be ambiguous",
-            new.issuer(),
-            same.name()
-        )));
-    }
-    // One issuer per header: the upstream knows who asserted what it reads.
-    for (_, header) in new.forward_claims() {
-        if let Some(other) = reg
-            .issuers
-            .iter()
-            .find(|i| i.forward_claims().iter().any(|(_, h)| h == header))
-        {
-            return Some(ServiceError::Conflict(format!(
-                "header {header:?} already carries claims of trusted issuer {:?}: give each issuer headers of its own",
-                other.name()
-            )));
-        }
-    }
-    if reg.issuers.len() >= max {
-        return Some(ServiceError::Invalid(format!(
-            "at most {max} trusted issuers (federation.max_issuers)"
-        )));
-    }
-    None
 }
 
 #[cfg(test)]
