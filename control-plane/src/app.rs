@@ -112,6 +112,7 @@ impl App {
                 keys.clone(),
                 revocations.clone(),
                 sessions.clone(),
+                issuers.clone(),
                 replica_id.clone(),
             ),
             limits: Limits::new(ctx.clone()),
@@ -298,7 +299,8 @@ impl App {
     }
 
     pub async fn live_revocations(&self) -> Result<Vec<Revocation>, ServiceError> {
-        Ok(self.revocations.live().await?)
+        let horizons = self.issuers.horizons().await?;
+        Ok(self.revocations.live(&horizons).await?)
     }
 
     /// Whether a `jti` is revoked, for filters confirming a Bloom hit.
@@ -345,12 +347,8 @@ impl App {
             limits: self.limits.all().await?,
             issuers: self.issuers.federated().await?,
         };
-        let text = sync.snapshot(
-            version,
-            contents,
-            self.ctx.now(),
-            self.ctx.settings.revocation_horizon(),
-        )?;
+        let horizons = self.issuers.horizons().await?;
+        let text = sync.snapshot(version, contents, self.ctx.now(), &horizons)?;
         Ok((version, text))
     }
 }

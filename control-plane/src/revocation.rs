@@ -9,6 +9,9 @@ use crate::error::ServiceError;
 use meshauth_wire::sync::{RevocationRule, RuleClaim, MAX_CLOCK_SKEW_SECONDS};
 use meshauth_wire::AccessClaims;
 
+mod horizons;
+pub use horizons::Horizons;
+
 /// A revocation: of one token by `jti` until it expires, or every token of a
 /// subject, session or client issued before `not_before`: by default the control
 /// plane's own tokens, with `issuer` those of one trusted external issuer (and, for a
@@ -177,8 +180,9 @@ impl Revocation {
     }
 
     /// A revocation of one token id, kept until `exp` (by default the latest a token
-    /// minted now can expire). No token of ours lives past now + its longest TTL; a
-    /// later `exp` would only keep the entry (and overflow `exp + skew`).
+    /// minted now can expire). No token it can name lives past now + `max_ttl` (ours:
+    /// our longest TTL; a trusted issuer's: its longest token life, which filters
+    /// enforce); a later `exp` would only keep the entry (and overflow `exp + skew`).
     pub fn jti_until(
         jti: String,
         exp: Option<i64>,
@@ -189,7 +193,7 @@ impl Revocation {
         let exp = exp.unwrap_or(latest);
         if !(0..=latest).contains(&exp) {
             return Err(ServiceError::Invalid(format!(
-                "exp must be a time between 0 and now + the longest access-token TTL ({max_ttl} s)"
+                "exp must be a time between 0 and now + the longest life of the tokens it names ({max_ttl} s: the longest access-token TTL, or the issuer's max_token_lifetime_seconds)"
             )));
         }
         Ok(Revocation::Jti { jti, exp })

@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::audit::{AuditAction, AuditDetail};
 use crate::clients::Clients;
-use crate::ctx::{secs, Ctx};
+use crate::ctx::Ctx;
 use crate::error::ServiceError;
 use crate::issuers::TrustedIssuer;
-use crate::revocation::{self, Kind, Revocation};
+use crate::revocation::{self, Horizons, Kind, Revocation};
 use crate::sessions::{FamilyRecord, RefreshRecord, Sessions};
 use crate::store::{Change as Write, Doc, StoreError, StoreResult, Table};
 use crate::sync::Change;
@@ -184,12 +184,10 @@ impl Revocations {
     }
 
     /// Revocations that can still match a valid token (what `revoke list` shows).
-    pub async fn live(&self) -> StoreResult<Vec<Revocation>> {
+    pub async fn live(&self, horizons: &Horizons) -> StoreResult<Vec<Revocation>> {
         let now = self.ctx.now();
-        let skew = secs(self.ctx.settings.keys.clock_skew);
-        let horizon = crate::keys::service::policy(&self.ctx.settings).retention;
         let mut all = self.all().await?;
-        all.retain(|r| r.is_live(now, skew, horizon));
+        all.retain(|r| horizons.is_live(r, now));
         Ok(all)
     }
 
@@ -247,13 +245,12 @@ impl Revocations {
 
     /// Revocations that can no longer match a valid token leave the store: a `jti` once its
     /// token has expired (plus the largest skew any filter may allow), a rule once every
-    /// token it could cover has.
-    pub async fn prune(&self, now: i64, horizon: i64) -> StoreResult<usize> {
-        let skew = self.ctx.settings.revocation_skew();
+    /// token it could cover has (`Horizons`: a trusted issuer's rule by its lifetime).
+    pub async fn prune(&self, now: i64, horizons: &Horizons) -> StoreResult<usize> {
         let mut pruned = 0;
         for read in REVOCATIONS.scan(self.ctx.store()).await? {
             // Only if unchanged since read: a concurrent re-revocation wins.
-            if !read.value.is_live(now, skew, horizon)
+            if !horizons.is_live(&read.value, now)
                 && REVOCATIONS.swap(self.ctx.store(), &read, None).await?
             {
                 pruned += 1;

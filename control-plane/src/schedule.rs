@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::ctx::Ctx;
 use crate::error::ServiceError;
+use crate::issuers::Issuers;
 use crate::keys::KeyService;
 use crate::revocations::Revocations;
 use crate::sessions::Sessions;
@@ -21,6 +22,8 @@ pub struct Schedule {
     keys: Arc<KeyService>,
     revocations: Revocations,
     sessions: Sessions,
+    /// Whose registered lifetimes decide how long their rules are kept.
+    issuers: Issuers,
     /// Identifies this replica in the lease.
     replica_id: String,
     /// When expired sessions were last pruned and the change log compacted.
@@ -33,6 +36,7 @@ impl Schedule {
         keys: Arc<KeyService>,
         revocations: Revocations,
         sessions: Sessions,
+        issuers: Issuers,
         replica_id: String,
     ) -> Schedule {
         Schedule {
@@ -40,6 +44,7 @@ impl Schedule {
             keys,
             revocations,
             sessions,
+            issuers,
             replica_id,
             last_prune: AtomicI64::new(0),
         }
@@ -57,9 +62,8 @@ impl Schedule {
             return Ok(());
         }
         self.keys.tick().await?;
-        self.revocations
-            .prune(self.ctx.now(), self.ctx.settings.revocation_horizon())
-            .await?;
+        let horizons = self.issuers.horizons().await?;
+        self.revocations.prune(self.ctx.now(), &horizons).await?;
         // Sessions and the change log are read whole: once a minute is enough.
         let now = self.ctx.now();
         let last = self.last_prune.load(Ordering::Relaxed);

@@ -676,7 +676,7 @@ async fn fetched_keys_travel_in_snapshots_and_only_changes_bump_the_version() {
     assert!(issuers.is_empty());
 }
 
-/// Revocation rules scoped to a trusted issuer: an unknown issuer (or one on a jti) is
+/// Revocation rules scoped to a trusted issuer: an unknown issuer (or one on a token) is
 /// refused and nothing is stored; a scoped rule never touches our own tokens of the
 /// same subject, and an unscoped one never the issuer's; a token we minted by exchange
 /// for the issuer's subject (`ext`) is revoked with it.
@@ -696,7 +696,7 @@ async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
         .await;
     assert_eq!(added.status, 201, "{}", added.body);
     for body in [
-        json!({"kind": "jti", "value": "j1", "issuer": "idp"}),
+        json!({"kind": "jti", "value": "j1", "issuer": "other"}),
         json!({"kind": "token", "value": "a.b.c", "issuer": "idp"}),
         json!({"kind": "sub", "value": "mesh", "issuer": "other"}),
         json!({"kind": "sub", "value": "mesh", "issuer": "../idp"}),
@@ -784,4 +784,130 @@ async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
         .map(|r| r.key())
         .collect();
     assert!(keys.contains(&"sub:mesh".to_string()), "{keys:?}");
+}
+
+/// The rules filters are sent in the snapshot now, as (value, issuer).
+async fn snapshot_rules(cp: &Cp) -> Vec<(String, Option<String>)> {
+    let (_, text) = cp.app.snapshot().await.unwrap();
+    let snap = meshauth_wire::sync::SignedSnapshot::open(text.as_bytes(), |_, _| true).unwrap();
+    snap.rules
+        .into_iter()
+        .map(|r| (r.value, r.issuer))
+        .collect()
+}
+
+async fn live_values(cp: &Cp) -> Vec<String> {
+    let live = cp.app.live_revocations().await.unwrap();
+    live.iter().map(|r| r.value().to_string()).collect()
+}
+
+/// A rule scoped to a trusted issuer is kept (store, `revoke list`, snapshots) for the
+/// issuer's longest token life plus the skew, not the control plane's own horizon (it
+/// lapsed after ~70 min while a provider token may live a day); an own rule made at
+/// the same time goes after the own horizon. A provider `jti` may be kept as long as
+/// the issuer's tokens live (by default exactly that), no longer.
+#[tokio::test]
+async fn a_scoped_rule_is_kept_for_its_issuers_token_lifetime() {
+    let cp = cp().await;
+    let mut body = good("idp", "https://idp.example");
+    body["max_token_lifetime_seconds"] = json!(20_000);
+    let r = cp.admin("POST", "/admin/issuers", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let revoke = |body: Value| cp.admin("POST", "/admin/revocations", Some(body));
+    cp.session("own").await;
+    for body in [
+        json!({"kind": "sub", "value": "ext", "issuer": "idp"}),
+        json!({"kind": "sub", "value": "own"}),
+    ] {
+        let r = revoke(body).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    let s = cp.app.settings();
+    let (own, skew) = (s.revocation_horizon(), s.revocation_skew());
+    let scoped = 20_000 + skew;
+    assert!(own < scoped, "{own} {scoped}");
+    let made = cp.app.now();
+    let nb = made + 1;
+
+    // A provider jti: up to the issuer's lifetime, which is its default.
+    let r =
+        revoke(json!({"kind": "jti", "value": "p1", "issuer": "idp", "exp": made + 20_001})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("20000 s"), "{}", r.body);
+    let r = revoke(json!({"kind": "jti", "value": "p1", "issuer": "idp"})).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let live = cp.app.live_revocations().await.unwrap();
+    let p1 = live.iter().find(|r| r.value() == "p1").unwrap();
+    assert_eq!(p1.key(), "jti:p1", "a jti names one token: unscoped");
+    assert_eq!(
+        *p1,
+        meshauth_cp::revocation::Revocation::Jti {
+            jti: "p1".into(),
+            exp: made + 20_000
+        }
+    );
+    // Without the issuer, our own longest TTL still bounds it.
+    let r = revoke(json!({"kind": "jti", "value": "p2", "exp": made + 20_000})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    let ext = ("ext".to_string(), Some("https://idp.example".to_string()));
+    let mine = ("own".to_string(), None);
+    let rules = snapshot_rules(&cp).await;
+    assert!(rules.contains(&ext) && rules.contains(&mine), "{rules:?}");
+
+    // Past the own horizon: the own rule is gone, the scoped one kept everywhere.
+    cp.clock.advance(nb + own + 1 - cp.app.now());
+    cp.app.key_tick().await.unwrap();
+    let rules = snapshot_rules(&cp).await;
+    assert!(rules.contains(&ext) && !rules.contains(&mine), "{rules:?}");
+    let live = live_values(&cp).await;
+    assert!(live.contains(&"ext".to_string()) && !live.contains(&"own".to_string()));
+    let stored = cp.app.revocations().all().await.unwrap();
+    assert!(stored.iter().any(|r| r.value() == "ext"));
+    assert!(!stored.iter().any(|r| r.value() == "own"), "own pruned");
+
+    // Just before the issuer's horizon: still there; just after: pruned.
+    cp.clock.advance(nb + scoped - 1 - cp.app.now());
+    cp.app.key_tick().await.unwrap();
+    assert!(snapshot_rules(&cp).await.contains(&ext));
+    assert!(live_values(&cp).await.contains(&"ext".to_string()));
+    cp.clock.advance(2);
+    cp.app.key_tick().await.unwrap();
+    let stored = cp.app.revocations().all().await.unwrap();
+    assert!(!stored.iter().any(|r| r.value() == "ext"), "{stored:?}");
+    assert!(!live_values(&cp).await.contains(&"ext".to_string()));
+    // (A snapshot of an unchanged version is rebuilt every 30 minutes.)
+    cp.clock.advance(1_800);
+    assert!(!snapshot_rules(&cp).await.contains(&ext));
+}
+
+/// A rule whose issuer was deleted is kept for the longest lifetime any issuer may
+/// have (a week): the issuer added again finds it in force.
+#[tokio::test]
+async fn a_rule_of_a_deleted_issuer_is_kept_for_the_longest_lifetime() {
+    let cp = cp().await;
+    let body = good("idp", "https://idp.example");
+    assert_eq!(
+        cp.admin("POST", "/admin/issuers", Some(body)).await.status,
+        201
+    );
+    let r = cp
+        .admin(
+            "POST",
+            "/admin/revocations",
+            Some(json!({"kind": "sid", "value": "s1", "issuer": "idp"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let nb = cp.app.now() + 1;
+    let r = cp.admin("DELETE", "/admin/issuers/idp", None).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let week = 604_800 + cp.app.settings().revocation_skew();
+    // Past the issuer's default day: still kept, its issuer being unknown.
+    cp.clock.advance(nb + 86_400 + 3_600 - cp.app.now());
+    cp.app.key_tick().await.unwrap();
+    assert_eq!(live_values(&cp).await, ["s1"]);
+    cp.clock.advance(nb + week + 1 - cp.app.now());
+    cp.app.key_tick().await.unwrap();
+    assert!(live_values(&cp).await.is_empty());
 }

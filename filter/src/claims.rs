@@ -29,6 +29,10 @@ pub struct ClaimRules {
     /// When non-empty, `aud` must name at least one of these.
     pub audiences: Vec<String>,
     pub skew_seconds: i64,
+    /// The longest a token may live (`exp - iat`), for a federated issuer: then `iat`
+    /// is required, so a revocation made at R covers every admitted token issued
+    /// before R once R + this has passed. `None` (own tokens): not checked.
+    pub max_lifetime: Option<i64>,
 }
 
 fn numeric_date(raw: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, Denial> {
@@ -139,6 +143,12 @@ impl Claims {
         if let Some(iat) = self.iat {
             if now.saturating_add(skew) < iat {
                 return Err(Denial::NotYetValid);
+            }
+        }
+        if let Some(max) = rules.max_lifetime {
+            let iat = self.iat.ok_or(Denial::BadClaim("iat"))?;
+            if self.exp.checked_sub(iat).is_none_or(|life| life > max) {
+                return Err(Denial::TokenLifetime);
             }
         }
         if let Some(want) = &rules.issuer {
@@ -284,6 +294,29 @@ mod tests {
         assert_eq!(c.check(&rules, 889), Err(Denial::NotYetValid));
     }
 
+    /// With a longest lifetime (federated issuers): `iat` is required and `exp - iat`
+    /// may not exceed it; at it, admitted. Without one (own tokens), neither applies.
+    #[test]
+    fn a_longest_lifetime_requires_iat_and_bounds_exp() {
+        let rules = ClaimRules {
+            max_lifetime: Some(100),
+            ..Default::default()
+        };
+        let at_bound = claims(r#"{"exp":1100,"iat":1000,"jti":"a"}"#).unwrap();
+        assert_eq!(at_bound.check(&rules, 1000), Ok(()));
+        let over = claims(r#"{"exp":1101,"iat":1000,"jti":"a"}"#).unwrap();
+        assert_eq!(over.check(&rules, 1000), Err(Denial::TokenLifetime));
+        let no_iat = claims(r#"{"exp":1100,"nbf":1000,"jti":"a"}"#).unwrap();
+        assert_eq!(no_iat.check(&rules, 1000), Err(Denial::BadClaim("iat")));
+        // A difference that overflows is refused, not wrapped.
+        let wide =
+            claims(r#"{"exp":9223372036854775807,"iat":-9223372036854775808,"jti":"a"}"#).unwrap();
+        assert_eq!(wide.check(&rules, 0), Err(Denial::TokenLifetime));
+        let own = ClaimRules::default();
+        assert_eq!(over.check(&own, 1000), Ok(()));
+        assert_eq!(no_iat.check(&own, 1000), Ok(()));
+    }
+
     #[test]
     fn issuer_and_audience() {
         let c = claims(r#"{"exp":1000,"jti":"a","iss":"me","aud":["x","y"]}"#).unwrap();
@@ -291,6 +324,7 @@ mod tests {
             issuer: Some("me".into()),
             audiences: vec!["y".into()],
             skew_seconds: 0,
+            max_lifetime: None,
         };
         assert_eq!(c.check(&rules, 1), Ok(()));
         rules.audiences = vec!["z".into()];

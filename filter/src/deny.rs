@@ -41,6 +41,10 @@ pub enum Denial {
     /// A valid token, but the route admits only tokens of other issuers.
     #[error("token issuer is not one this route admits")]
     IssuerNotAllowed,
+    /// A federated token living longer (`exp - iat`) than its issuer's
+    /// `max_token_lifetime_seconds`: a revocation could lapse before it expires.
+    #[error("token lives longer than its issuer allows")]
+    TokenLifetime,
 }
 
 /// RFC 6750 §3.1 error codes.
@@ -108,10 +112,11 @@ impl Denial {
             Denial::NotReady => 14,
             Denial::BadPath(_) => 15,
             Denial::IssuerNotAllowed => 16,
+            Denial::TokenLifetime => 17,
         }
     }
 
-    pub const ALL_CODES: [&'static str; 17] = [
+    pub const ALL_CODES: [&'static str; 18] = [
         "missing_token",
         "malformed_token",
         "token_too_large",
@@ -129,6 +134,7 @@ impl Denial {
         "not_ready",
         "bad_path",
         "issuer_not_allowed",
+        "token_lifetime",
     ];
 
     /// The `WWW-Authenticate` challenge.
@@ -385,6 +391,7 @@ mod tests {
             (Denial::NotReady, "not_ready"),
             (Denial::BadPath("x"), "bad_path"),
             (Denial::IssuerNotAllowed, "issuer_not_allowed"),
+            (Denial::TokenLifetime, "token_lifetime"),
         ];
         assert_eq!(all.len(), Denial::ALL_CODES.len());
         for (d, code) in all {

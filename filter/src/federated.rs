@@ -310,6 +310,8 @@ fn rules_of(i: &FederatedIssuer) -> ClaimRules {
         issuer: Some(i.issuer.clone()),
         audiences: i.audiences.clone(),
         skew_seconds: i64::try_from(i.clock_skew_seconds).unwrap_or(0),
+        // Bounded by `wire` (at most a week): always fits.
+        max_lifetime: Some(i64::try_from(i.max_token_lifetime_seconds).unwrap_or(i64::MAX)),
     }
 }
 

@@ -29,6 +29,22 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub const MAX_RSA_BITS: usize = 8192;
 /// Bytes of an RSA public exponent at most (64 bits).
 pub const MAX_RSA_E_BYTES: usize = 8;
+/// The bounds and the default of an issuer's longest token life (`exp - iat`), in
+/// seconds: filters refuse a token of it that lives longer, so the control plane can
+/// keep a revocation of its tokens exactly that long.
+pub const MIN_TOKEN_LIFETIME_SECONDS: u64 = 60;
+pub const MAX_TOKEN_LIFETIME_SECONDS: u64 = 604_800;
+pub const DEFAULT_TOKEN_LIFETIME_SECONDS: u64 = 86_400;
+
+/// The default (for serde): what an issuer of an older control plane, sent without
+/// the setting, is held to.
+pub fn default_token_lifetime() -> u64 {
+    DEFAULT_TOKEN_LIFETIME_SECONDS
+}
+
+fn is_default_token_lifetime(s: &u64) -> bool {
+    *s == DEFAULT_TOKEN_LIFETIME_SECONDS
+}
 
 /// A JOSE signature algorithm a federated issuer may use (RFC 7518, RFC 8037):
 /// asymmetric only, so `none` and `HS*` can never be listed.
@@ -169,6 +185,14 @@ pub struct FederatedIssuer {
     /// Absent: `client_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_claim: Option<String>,
+    /// The longest a token of it may live (`exp - iat`); a token without `iat` or
+    /// living longer is refused. Absent: the default, and omitted at it, so filters
+    /// older than the setting still open the snapshot.
+    #[serde(
+        default = "default_token_lifetime",
+        skip_serializing_if = "is_default_token_lifetime"
+    )]
+    pub max_token_lifetime_seconds: u64,
     /// Its last good keys; never empty (an issuer whose keys were never fetched is
     /// left out of the snapshot).
     pub keys: Vec<FederatedKey>,
@@ -398,6 +422,11 @@ impl FederatedIssuer {
             .is_some_and(|c| !valid_client_claim(c))
         {
             return Err(at("client_claim"));
+        }
+        if !(MIN_TOKEN_LIFETIME_SECONDS..=MAX_TOKEN_LIFETIME_SECONDS)
+            .contains(&self.max_token_lifetime_seconds)
+        {
+            return Err(at("max_token_lifetime_seconds"));
         }
         if self.keys.is_empty() || self.keys.len() > MAX_KEYS {
             return Err(at(&format!("keys: 1 to {MAX_KEYS}")));

@@ -219,7 +219,8 @@ pub struct NewRevocation {
     pub exp: Option<i64>,
     /// For `sub`, `sid` and `client_id`: the name of the trusted issuer whose tokens
     /// the rule covers (`meshauth issuers add NAME`); absent or `self`: the control
-    /// plane's own.
+    /// plane's own. For `jti`: the issuer of the token, whose longest token life
+    /// bounds `exp` (and is its default) instead of the control plane's longest TTL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
 }

@@ -70,6 +70,11 @@ pub struct AddArgs {
     /// Okta: cid).
     #[arg(long)]
     client_claim: Option<String>,
+    /// The longest its tokens may live, in seconds (`exp - iat`; 60 to 604800, default
+    /// 86400): longer ones, and ones without `iat`, are refused, and revocations of its
+    /// tokens are kept that long.
+    #[arg(long = "max-token-lifetime", value_name = "SECONDS")]
+    max_token_lifetime: Option<u64>,
     /// Allow token exchange (RFC 8693) of its tokens for mesh tokens with this audience
     /// (repeatable); without it, its tokens are never exchanged.
     #[arg(long = "exchange-audience")]
@@ -120,6 +125,9 @@ fn spec_of(a: AddArgs) -> Result<IssuerSpec, String> {
         id_claim: a.id_claim,
         id_optional: a.id_optional,
         client_claim: a.client_claim,
+        max_token_lifetime_seconds: a
+            .max_token_lifetime
+            .unwrap_or(crate::issuers::model::DEFAULT_TOKEN_LIFETIME_SECONDS),
         exchange: (!a.exchange_audiences.is_empty()).then(|| ExchangePolicy {
             audiences: a.exchange_audiences,
             scopes: a
@@ -253,6 +261,23 @@ mod tests {
         ])
         .is_err());
         assert_eq!(s.exchange, None, "exchange is off unless asked for");
+        assert_eq!(s.max_token_lifetime_seconds, 86_400);
+        let hour = add(&[
+            "kc",
+            "--discovery",
+            "https://a",
+            "--max-token-lifetime",
+            "3600",
+        ]);
+        assert_eq!(hour.unwrap().max_token_lifetime_seconds, 3_600);
+        assert!(add(&[
+            "kc",
+            "--discovery",
+            "https://a",
+            "--max-token-lifetime",
+            "-1"
+        ])
+        .is_err());
         let s = add(&[
             "kc",
             "--discovery",

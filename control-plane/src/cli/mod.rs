@@ -193,6 +193,16 @@ pub enum RevokeCmd {
         #[arg(allow_hyphen_values = true)]
         token_or_jti: String,
     },
+    /// One token by its id (`jti`, or its issuer's `id_claim`), kept until it can have
+    /// expired: with --issuer, a trusted issuer's token (kept for that issuer's longest
+    /// token life); without, one of ours.
+    Jti {
+        #[arg(allow_hyphen_values = true)]
+        jti: String,
+        /// The trusted issuer (`meshauth issuers list`) that issued it.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
     /// Every token of a subject issued until now.
     Subject {
         #[arg(allow_hyphen_values = true)]
@@ -240,6 +250,7 @@ impl RevokeCmd {
                 (RevocationKind::Token, token_or_jti, None)
             }
             RevokeCmd::Token { token_or_jti } => (RevocationKind::Jti, token_or_jti, None),
+            RevokeCmd::Jti { jti, issuer } => (RevocationKind::Jti, jti, issuer),
             RevokeCmd::Subject { sub, issuer } => (RevocationKind::Sub, sub, issuer.issuer),
             RevokeCmd::Session { sid, issuer } => (RevocationKind::Sid, sid, issuer.issuer),
             RevokeCmd::Client { client_id, issuer } => {
@@ -294,6 +305,16 @@ mod tests {
         );
         assert!(
             Cli::try_parse_from(["meshauth", "revoke", "token", "j", "--issuer", "idp"]).is_err()
+        );
+        // A provider's token id, whatever its shape (dots, length), stays a jti.
+        let long = "a.b".repeat(20);
+        assert_eq!(
+            target(&["meshauth", "revoke", "jti", &long, "--issuer", "idp"]),
+            Some((RevocationKind::Jti, long.clone(), Some("idp".into())))
+        );
+        assert_eq!(
+            target(&["meshauth", "revoke", "jti", "-j1"]),
+            Some((RevocationKind::Jti, "-j1".into(), None))
         );
     }
 

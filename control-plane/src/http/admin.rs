@@ -21,6 +21,7 @@ use crate::audit::Anchor;
 use crate::clients::validate_name;
 use crate::ctx::secs;
 use crate::error::ServiceError;
+use crate::issuers::TrustedIssuer;
 use crate::keys::{KeyState, Keyring};
 use crate::revocation::{Revocation, RuleIssuer};
 use meshauth_wire::federation::SELF_ISSUER;
@@ -145,9 +146,9 @@ pub async fn add_revocation(
     ApiJson(b): ApiJson<NewRevocation>,
 ) -> ApiResult<StatusCode> {
     let scoped = b.issuer.as_deref().is_some_and(|i| i != SELF_ISSUER);
-    if scoped && matches!(b.kind, RevocationKind::Token | RevocationKind::Jti) {
+    if scoped && b.kind == RevocationKind::Token {
         return Err(ApiError::bad_request(
-            "issuer: only a sub, sid or client_id rule is scoped to an issuer (a token or jti names one token)",
+            "issuer: a token is always this control plane's; revoke another issuer's token by its jti (kind jti with issuer)",
         ));
     }
     let claim = match b.kind {
@@ -166,17 +167,26 @@ pub async fn add_revocation(
     };
     validate_name("value", &b.value)?;
     let issuer = match b.issuer.as_deref() {
-        Some(name) if scoped => Some(rule_issuer(&app, name).await?),
+        Some(name) if scoped => Some(trusted_issuer(&app, name).await?),
         _ => None,
     };
     let now = app.now();
     match claim {
         Some(c) => {
-            let rule = Revocation::rule_from_now(c, b.value, now).scoped_to(issuer);
+            let to = issuer.map(|i| RuleIssuer {
+                name: i.name().to_string(),
+                iss: i.issuer().to_string(),
+            });
+            let rule = Revocation::rule_from_now(c, b.value, now).scoped_to(to);
             app.revocations().revoke_rule(&a.0, rule).await?
         }
         None => {
-            let max_ttl = secs(app.settings().tokens.max_access_ttl);
+            // A jti names one token whoever issued it (the key stays unscoped); a
+            // provider's token may live its issuer's longest token life, not ours.
+            let max_ttl = match &issuer {
+                Some(i) => i64::try_from(i.max_token_lifetime_seconds()).unwrap_or(i64::MAX),
+                None => secs(app.settings().tokens.max_access_ttl),
+            };
             let r = Revocation::jti_until(b.value, b.exp, now, max_ttl)?;
             app.revocations().revoke(&a.0, r, "admin").await?
         }
@@ -184,14 +194,11 @@ pub async fn add_revocation(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The trusted issuer a rule names, as rules hold it: an unknown name is refused (a
-/// rule for no issuer would silently revoke nothing).
-async fn rule_issuer(app: &App, name: &str) -> ApiResult<RuleIssuer> {
+/// The trusted issuer a revocation names: an unknown name is refused (a rule for no
+/// issuer would silently revoke nothing).
+async fn trusted_issuer(app: &App, name: &str) -> ApiResult<TrustedIssuer> {
     match app.issuers().get(name).await {
-        Ok(i) => Ok(RuleIssuer {
-            name: i.name().to_string(),
-            iss: i.issuer().to_string(),
-        }),
+        Ok(i) => Ok(i),
         Err(ServiceError::NotFound(_)) => Err(ApiError::bad_request(format!(
             "issuer: {:?} is not a trusted issuer (meshauth issuers list); leave it out for the control plane's own tokens",
             name.chars().take(64).collect::<String>()

@@ -11,6 +11,7 @@ pub mod http;
 pub mod jwks;
 pub mod model;
 pub mod refetch;
+mod registry;
 pub mod spec;
 pub mod url;
 pub mod verify;
@@ -27,18 +28,14 @@ pub use model::{Alg, IssuerSpec, KeySource, TrustedIssuer};
 use crate::audit::{AuditAction, AuditDetail};
 use crate::ctx::Ctx;
 use crate::error::ServiceError;
+use crate::revocation::Horizons;
 use crate::store::{Change, Doc, StoreResult, Table};
 use crate::sync::Change as SyncChange;
 use jwks::FederatedKey;
 use meshauth_wire::federation::FederatedIssuer;
 use meshauth_wire::sync::{UnknownKidOutcome, UnknownKidReport};
-use model::same_issuer;
+use registry::{refusal, Registry};
 use url::UrlPolicy;
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Registry {
-    issuers: Vec<TrustedIssuer>,
-}
 
 const REGISTRY: Doc<Registry> = Doc::new(Table::Meta, "trusted issuers");
 const REGISTRY_KEY: &str = "issuers";
@@ -315,6 +312,19 @@ impl Issuers {
         Ok(Some((issuer, keys)))
     }
 
+    /// How long revocations are kept (`Horizons`), by the issuers registered now.
+    pub async fn horizons(&self) -> StoreResult<Horizons> {
+        let (s, list) = (&self.ctx.settings, self.list().await?);
+        let lives = list
+            .iter()
+            .map(|i| (i.issuer(), i.max_token_lifetime_seconds()));
+        Ok(Horizons::new(
+            s.revocation_horizon(),
+            s.revocation_skew(),
+            lives,
+        ))
+    }
+
     /// What filters get: each registered issuer with held keys, its rules and keys. An
     /// issuer whose keys were never fetched is left out (it admits nothing yet); one the
     /// wire bounds would refuse is left out with a warning, since a filter refuses a
@@ -333,7 +343,7 @@ impl Issuers {
                 if h.issuer != i.issuer() || h.keys.is_empty() {
                     return None;
                 }
-                let f = to_wire(i, h.keys.clone());
+                let f = i.to_wire(h.keys.clone());
                 match f.validate() {
                     Ok(()) => Some(f),
                     Err(e) => {
@@ -344,66 +354,6 @@ impl Issuers {
             })
             .collect())
     }
-}
-
-/// An issuer's rules and keys as filters read them.
-fn to_wire(i: &TrustedIssuer, keys: Vec<FederatedKey>) -> FederatedIssuer {
-    let spec = i.spec();
-    FederatedIssuer {
-        name: Some(i.name().to_string()),
-        issuer: i.issuer().to_string(),
-        audiences: spec.audiences,
-        algorithms: i.algorithms().to_vec(),
-        typ: spec.typ,
-        required_claims: spec.required_claims,
-        clock_skew_seconds: spec.clock_skew_seconds,
-        scope_claim: spec.scope_claim,
-        forward_claims: spec.forward_claims,
-        id_claim: spec.id_claim,
-        id_optional: spec.id_optional,
-        client_claim: spec.client_claim,
-        keys,
-    }
-}
-
-/// Why `new` cannot join `reg`, if it cannot.
-fn refusal(reg: &Registry, new: &TrustedIssuer, max: usize) -> Option<ServiceError> {
-    if let Some(same) = reg.issuers.iter().find(|i| i.name() == new.name()) {
-        return Some(ServiceError::Conflict(format!(
-            "trusted issuer {:?} exists; delete it first to change it",
-            same.name()
-        )));
-    }
-    if let Some(same) = reg
-        .issuers
-        .iter()
-        .find(|i| same_issuer(i.issuer(), new.issuer()))
-    {
-        return Some(ServiceError::Conflict(format!(
-            "issuer {:?} is already trusted as {:?}: two entries for one issuer would be ambiguous",
-            new.issuer(),
-            same.name()
-        )));
-    }
-    // One issuer per header: the upstream knows who asserted what it reads.
-    for (_, header) in new.forward_claims() {
-        if let Some(other) = reg
-            .issuers
-            .iter()
-            .find(|i| i.forward_claims().iter().any(|(_, h)| h == header))
-        {
-            return Some(ServiceError::Conflict(format!(
-                "header {header:?} already carries claims of trusted issuer {:?}: give each issuer headers of its own",
-                other.name()
-            )));
-        }
-    }
-    if reg.issuers.len() >= max {
-        return Some(ServiceError::Invalid(format!(
-            "at most {max} trusted issuers (federation.max_issuers)"
-        )));
-    }
-    None
 }
 
 #[cfg(test)]

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::url::{FetchUrl, UrlPolicy};
 pub use meshauth_wire::federation::Alg;
-use meshauth_wire::federation::{valid_issuer_name, DEFAULT_CLIENT_CLAIM, SELF_ISSUER};
+use meshauth_wire::federation::{
+    valid_issuer_name, FederatedIssuer, DEFAULT_CLIENT_CLAIM, SELF_ISSUER,
+};
 pub use meshauth_wire::federation::{
-    MAX_AUDIENCES, MAX_CLAIM_PATH_DEPTH, MAX_CLAIM_PATH_LEN, MAX_CLAIM_VALUES, MAX_FORWARDED,
-    MAX_ISSUER_LEN, MAX_REQUIRED_CLAIMS, MAX_SKEW_SECONDS, MAX_VALUE_LEN,
+    DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_AUDIENCES, MAX_CLAIM_PATH_DEPTH, MAX_CLAIM_PATH_LEN,
+    MAX_CLAIM_VALUES, MAX_FORWARDED, MAX_ISSUER_LEN, MAX_REQUIRED_CLAIMS, MAX_SKEW_SECONDS,
+    MAX_TOKEN_LIFETIME_SECONDS, MAX_VALUE_LEN, MIN_TOKEN_LIFETIME_SECONDS,
 };
 use meshauth_wire::limits::valid_policy_name;
 
@@ -82,6 +85,7 @@ pub struct TrustedIssuer {
     id_claim: Option<String>,
     id_optional: bool,
     client_claim: Option<String>,
+    max_token_lifetime_seconds: u64,
     exchange: Option<ExchangePolicy>,
 }
 
@@ -258,6 +262,12 @@ impl TrustedIssuer {
                 ));
             }
         }
+        let lifetime = spec.max_token_lifetime_seconds;
+        if !(MIN_TOKEN_LIFETIME_SECONDS..=MAX_TOKEN_LIFETIME_SECONDS).contains(&lifetime) {
+            return Err(format!(
+                "max_token_lifetime_seconds: {lifetime} is not between {MIN_TOKEN_LIFETIME_SECONDS} and {MAX_TOKEN_LIFETIME_SECONDS} (a week)"
+            ));
+        }
         if let Some(p) = &spec.exchange {
             p.check()?;
         }
@@ -275,6 +285,7 @@ impl TrustedIssuer {
             id_claim,
             id_optional: spec.id_optional,
             client_claim,
+            max_token_lifetime_seconds: lifetime,
             exchange: spec.exchange,
         })
     }
@@ -304,6 +315,7 @@ impl TrustedIssuer {
             id_claim: self.id_claim.clone(),
             id_optional: self.id_optional,
             client_claim: self.client_claim.clone(),
+            max_token_lifetime_seconds: self.max_token_lifetime_seconds,
             exchange: self.exchange.clone(),
         }
     }
@@ -348,6 +360,31 @@ impl TrustedIssuer {
     }
     pub fn exchange(&self) -> Option<&ExchangePolicy> {
         self.exchange.as_ref()
+    }
+    /// The longest its tokens may live (`exp - iat`), within the wire bounds.
+    pub fn max_token_lifetime_seconds(&self) -> u64 {
+        self.max_token_lifetime_seconds
+    }
+
+    /// Its rules and keys as filters read them.
+    pub fn to_wire(&self, keys: Vec<meshauth_wire::federation::FederatedKey>) -> FederatedIssuer {
+        let spec = self.spec();
+        FederatedIssuer {
+            name: Some(self.name.clone()),
+            issuer: self.issuer.clone(),
+            audiences: spec.audiences,
+            algorithms: self.algorithms.clone(),
+            typ: spec.typ,
+            required_claims: spec.required_claims,
+            clock_skew_seconds: spec.clock_skew_seconds,
+            scope_claim: spec.scope_claim,
+            forward_claims: spec.forward_claims,
+            id_claim: spec.id_claim,
+            id_optional: spec.id_optional,
+            client_claim: spec.client_claim,
+            max_token_lifetime_seconds: self.max_token_lifetime_seconds,
+            keys,
+        }
     }
 }
 

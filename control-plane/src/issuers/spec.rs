@@ -50,6 +50,11 @@ pub struct IssuerSpec {
     /// `client_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_claim: Option<String>,
+    /// The longest its tokens may live (`exp - iat`, seconds): filters and token
+    /// exchange refuse one without `iat` or living longer, and revocations of its
+    /// tokens are kept that long.
+    #[serde(default = "meshauth_wire::federation::default_token_lifetime")]
+    pub max_token_lifetime_seconds: u64,
     /// Token exchange (RFC 8693) of its tokens at the control plane; none: refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exchange: Option<ExchangePolicy>,

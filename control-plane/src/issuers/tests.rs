@@ -40,6 +40,40 @@ fn a_good_spec_derives_its_issuer_from_discovery_and_round_trips() {
     assert!(serde_json::from_str::<TrustedIssuer>(&broken).is_err());
 }
 
+/// The longest token life: a day unless given (a record stored before the setting
+/// reads as a day too), 60 s to a week, sent to filters as set.
+#[test]
+fn the_token_lifetime_defaults_to_a_day_and_is_bounded() {
+    let t = TrustedIssuer::new(spec(), &STRICT, OWN).unwrap();
+    assert_eq!(t.max_token_lifetime_seconds(), 86_400);
+    let mut old = serde_json::to_value(&t).unwrap();
+    old.as_object_mut()
+        .unwrap()
+        .remove("max_token_lifetime_seconds")
+        .unwrap();
+    let back: TrustedIssuer = serde_json::from_value(old).unwrap();
+    assert_eq!(back.max_token_lifetime_seconds(), 86_400);
+    for bad in [
+        0,
+        MIN_TOKEN_LIFETIME_SECONDS - 1,
+        MAX_TOKEN_LIFETIME_SECONDS + 1,
+        u64::MAX,
+    ] {
+        refused(
+            |s| s.max_token_lifetime_seconds = bad,
+            "max_token_lifetime_seconds:",
+        );
+    }
+    for ok in [MIN_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS] {
+        let mut s = spec();
+        s.max_token_lifetime_seconds = ok;
+        let t = TrustedIssuer::new(s, &STRICT, OWN).unwrap();
+        assert_eq!(t.max_token_lifetime_seconds(), ok);
+        assert_eq!(t.spec().max_token_lifetime_seconds, ok);
+        assert_eq!(t.to_wire(Vec::new()).max_token_lifetime_seconds, ok);
+    }
+}
+
 #[test]
 fn hostile_specs_are_refused_naming_the_field() {
     refused(|s| s.name = "Key Cloak".into(), "name:");

@@ -28,6 +28,10 @@ pub enum TokenError {
     Expired,
     #[error("is not valid yet")]
     NotYetValid,
+    #[error("has no iat")]
+    NoIssuedAt,
+    #[error("lives longer than its issuer allows (exp - iat over max_token_lifetime_seconds)")]
+    Lifetime,
     #[error("audience is not accepted")]
     Audience,
     #[error("typ is not its issuer's")]
@@ -198,6 +202,13 @@ pub fn verify(
         if numeric_date(&claims, name)?.is_some_and(|t| now.saturating_add(skew) < t) {
             return Err(TokenError::NotYetValid);
         }
+    }
+    // As the filter: a token living longer than the issuer allows could outlive a
+    // revocation of it, which is kept only that long.
+    let iat = numeric_date(&claims, "iat")?.ok_or(TokenError::NoIssuedAt)?;
+    let max = i64::try_from(issuer.max_token_lifetime_seconds()).unwrap_or(i64::MAX);
+    if exp.checked_sub(iat).is_none_or(|life| life > max) {
+        return Err(TokenError::Lifetime);
     }
     let aud: Vec<&str> = match claims.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],

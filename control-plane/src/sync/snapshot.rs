@@ -11,7 +11,7 @@ use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::{Delta, Message, SignedSnapshot, Snapshot};
 use meshauth_wire::JwkSet;
 
-use crate::revocation::Revocation;
+use crate::revocation::{Horizons, Revocation};
 use crate::store::{typed, Store, StoreResult};
 
 use super::changelog::{Change, ChangeEntry};
@@ -77,7 +77,7 @@ impl SyncHub {
         version: u64,
         contents: Contents<'_>,
         now: i64,
-        rule_horizon: i64,
+        horizons: &Horizons,
     ) -> StoreResult<Arc<String>> {
         let Contents {
             jwks,
@@ -95,11 +95,15 @@ impl SyncHub {
         for j in &live {
             bloom.insert(j);
         }
-        // A rule older than every token that could still be valid has nothing left to do.
+        // A rule older than every token that could still be valid has nothing left to
+        // do; a trusted issuer's tokens may live longer than ours (`Horizons`).
         let rules = revocations
             .iter()
+            .filter(|r| {
+                r.not_before()
+                    .is_some_and(|nb| nb > now.saturating_sub(horizons.of(r)))
+            })
             .filter_map(Revocation::filter_rule)
-            .filter(|rule| rule.not_before > now - rule_horizon)
             .collect();
         let snap = Snapshot {
             epoch: self.epoch(),

@@ -192,6 +192,7 @@ impl RawConfig {
                 issuer: self.issuer,
                 audiences: self.audiences,
                 skew_seconds: i64::from(self.clock_skew_seconds),
+                max_lifetime: None,
             },
             keys,
             max_token_bytes: self.max_token_bytes,

@@ -56,6 +56,7 @@ pub(crate) fn issuer(keys: Vec<FederatedKey>) -> FederatedIssuer {
         id_claim: None,
         id_optional: false,
         client_claim: None,
+        max_token_lifetime_seconds: 3_600,
         keys,
     }
 }
@@ -443,6 +444,49 @@ fn the_token_id_follows_the_issuers_rule() {
         .unwrap_err(),
         Denial::BadClaim("jti")
     );
+}
+
+/// The issuer's longest token life (3,600 s here): a token without `iat` or living
+/// longer is refused, by `verify` and by `recheck` (a cached verification); at the
+/// bound it is admitted. Without it, a rule made at R could lapse before such a token
+/// of the issuer expired.
+#[test]
+fn a_token_without_iat_or_living_longer_than_the_issuer_allows_is_refused() {
+    let f = federation(vec![rsa_public("r1", vec![Alg::RS256])]);
+    let with = |iat: Option<i64>, exp: i64| {
+        let mut c = claims();
+        c["exp"] = exp.into();
+        match iat {
+            Some(iat) => c["iat"] = iat.into(),
+            None => drop(c.as_object_mut().unwrap().remove("iat")),
+        }
+        rs256("r1", &c)
+    };
+    assert_eq!(
+        f.verify(&with(None, NOW + 60), NOW).unwrap_err(),
+        Denial::BadClaim("iat")
+    );
+    assert_eq!(
+        f.verify(&with(Some(NOW), NOW + 3_601), NOW).unwrap_err(),
+        Denial::TokenLifetime
+    );
+    // Backdating `iat` does not help: `exp` is what is bounded.
+    assert_eq!(
+        f.verify(&with(Some(NOW - 10_000), NOW + 60), NOW)
+            .unwrap_err(),
+        Denial::TokenLifetime
+    );
+    let c = f.verify(&with(Some(NOW), NOW + 3_600), NOW).unwrap();
+    assert_eq!(f.recheck(&c, NOW + 10), Ok(()));
+    // A verification cached under a longer lifetime is refused once the issuer's
+    // bound shrinks.
+    let mut short = issuer(vec![rsa_public("r1", vec![Alg::RS256])]);
+    short.max_token_lifetime_seconds = 60;
+    let (f, _) = Federation::new(&[short], None);
+    assert_eq!(f.recheck(&c, NOW + 10), Err(Denial::TokenLifetime));
+    let mut no_iat = c.clone();
+    no_iat.iat = None;
+    assert_eq!(f.recheck(&no_iat, NOW), Err(Denial::BadClaim("iat")));
 }
 
 /// Past `p256_comb::MAX_TABLES` keys, P-256 keys verify without a table, the same way.

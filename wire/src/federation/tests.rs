@@ -37,6 +37,7 @@ pub(crate) fn issuer() -> FederatedIssuer {
         id_claim: None,
         id_optional: false,
         client_claim: None,
+        max_token_lifetime_seconds: DEFAULT_TOKEN_LIFETIME_SECONDS,
         keys: vec![rsa_key("r1"), ec_key("e1")],
     }
 }
@@ -79,6 +80,37 @@ fn the_client_claim_defaults_to_client_id_and_is_bounded() {
             "{bad:?}"
         );
     }
+}
+
+/// An issuer of a control plane older than the setting has none: it opens with the
+/// default; the default is omitted when sent (older filters refuse unknown members),
+/// another value carried; both ends of the range are accepted.
+#[test]
+fn the_token_lifetime_defaults_for_older_snapshots_and_is_bounded() {
+    let mut old = serde_json::to_value(issuer()).unwrap();
+    assert!(old.get("max_token_lifetime_seconds").is_none(), "{old}");
+    old.as_object_mut()
+        .unwrap()
+        .remove("max_token_lifetime_seconds");
+    let read: FederatedIssuer = serde_json::from_value(old).unwrap();
+    assert_eq!(read.max_token_lifetime_seconds, 86_400);
+    assert_eq!(read.validate(), Ok(()));
+    for ok in [
+        MIN_TOKEN_LIFETIME_SECONDS,
+        3_600,
+        MAX_TOKEN_LIFETIME_SECONDS,
+    ] {
+        let mut i = issuer();
+        i.max_token_lifetime_seconds = ok;
+        assert_eq!(i.validate(), Ok(()), "{ok}");
+        let back: FederatedIssuer =
+            serde_json::from_value(serde_json::to_value(&i).unwrap()).unwrap();
+        assert_eq!(back.max_token_lifetime_seconds, ok);
+    }
+    let mut long = issuer();
+    long.max_token_lifetime_seconds = MAX_TOKEN_LIFETIME_SECONDS + 1;
+    let e = long.validate().unwrap_err();
+    assert!(e.contains("max_token_lifetime_seconds"), "{e}");
 }
 
 /// Each bound, broken alone, is refused.
@@ -178,6 +210,13 @@ fn out_of_bounds_issuers_are_refused() {
             i.id_claim = Some("sub".into())
         }),
         ("empty id claim", |i| i.id_claim = Some(String::new())),
+        ("lifetime under a minute", |i| {
+            i.max_token_lifetime_seconds = MIN_TOKEN_LIFETIME_SECONDS - 1
+        }),
+        ("lifetime over a week", |i| {
+            i.max_token_lifetime_seconds = MAX_TOKEN_LIFETIME_SECONDS + 1
+        }),
+        ("no lifetime", |i| i.max_token_lifetime_seconds = 0),
     ];
     for (what, break_it) in cases {
         let mut i = issuer();

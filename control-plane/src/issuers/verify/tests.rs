@@ -185,10 +185,48 @@ fn forged_malformed_and_off_rule_tokens_are_refused_with_their_reason() {
             ed(&claims(|c| c["tenant"] = json!("b"))),
             TokenError::Claim("tenant".into()),
         ),
+        (
+            ed(&claims(|c| {
+                c.as_object_mut().unwrap().remove("iat");
+            })),
+            TokenError::NoIssuedAt,
+        ),
+        (
+            ed(&claims(|c| c["iat"] = json!("now"))),
+            TokenError::Malformed,
+        ),
     ];
     for (token, want) in cases {
         assert_eq!(check(&token).unwrap_err(), want, "{token}");
     }
+}
+
+/// The issuer's longest token life, as the filter applies it: `exp - iat` over it is
+/// refused (an exchange must not accept what the edge refuses); at it, accepted.
+#[test]
+fn a_token_living_longer_than_its_issuer_allows_is_refused() {
+    let hour = issuer(|v| v["max_token_lifetime_seconds"] = json!(3_600));
+    let at = |exp: i64, iat: i64| {
+        ed(&claims(|c| {
+            c["exp"] = json!(exp);
+            c["iat"] = json!(iat);
+        }))
+    };
+    assert!(verify(&at(NOW + 3_600, NOW), &hour, &keys(), NOW).is_ok());
+    assert_eq!(
+        verify(&at(NOW + 3_601, NOW), &hour, &keys(), NOW).unwrap_err(),
+        TokenError::Lifetime
+    );
+    assert_eq!(
+        verify(&at(NOW + 60, NOW - 4_000), &hour, &keys(), NOW).unwrap_err(),
+        TokenError::Lifetime
+    );
+    // The default is a day.
+    assert!(check(&at(NOW + 86_400, NOW)).is_ok());
+    assert_eq!(
+        check(&at(NOW + 86_401, NOW)).unwrap_err(),
+        TokenError::Lifetime
+    );
 }
 
 #[test]
