@@ -193,6 +193,80 @@ fn a_real_providers_tokens_pass_by_their_rules_and_its_failures_keep_the_last_go
     assert_eq!((row[1], row[2]), ("open", "4"), "{listed}");
 }
 
+/// A real provider's tokens refused by each rule an admin sets beside the audience: an
+/// algorithm the provider signs with that the issuer does not list, a `typ` other than
+/// the issuer's, and an `iss` other than the one registered.
+#[test]
+fn a_real_providers_tokens_off_the_issuers_alg_typ_or_iss_are_refused() {
+    let idp = Idp::start();
+    let cp = ControlPlane::start(StoreKind::Embedded, FEDERATION);
+    let envoy = envoy_for(&cp);
+    let discovery = idp.discovery_url();
+    let jwks_uri = get(&discovery, &[]).json()["jwks_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let add = |source: &[&str], typ: &str| {
+        let mut args = vec!["issuers", "add", "idp"];
+        args.extend_from_slice(source);
+        args.extend([
+            "--audience",
+            Resource::Rs256.audience(),
+            "--audience",
+            Resource::Es256.audience(),
+            "--alg",
+            "RS256",
+            "--typ",
+            typ,
+        ]);
+        cp.cli_ok(&args);
+    };
+    let rs = idp.token(Resource::Rs256, "read");
+    let es = idp.token(Resource::Es256, "read");
+    let refused_with = |token: &str, code: &str| {
+        wait_until(&format!("401 {code}"), 15, || {
+            let a = call(&envoy, token);
+            if (a.status, error_code(&a).as_str()) == (401, code) {
+                return Ok(());
+            }
+            Err(format!("{} {}", a.status, a.body))
+        })
+    };
+
+    // RS256 only: the provider's ES256 token is refused, its RS256 one admitted.
+    add(&["--discovery", &discovery], "at+jwt");
+    eventually(&envoy, &rs, 200);
+    refused_with(&es, "bad_algorithm");
+
+    // The same provider registered with another typ: its at+jwt tokens are refused.
+    cp.cli_ok(&["issuers", "delete", "idp"]);
+    add(&["--discovery", &discovery], "jwt");
+    refused_with(&rs, "malformed_token");
+
+    // Its keys under an issuer name it does not use: its tokens' iss is not trusted.
+    cp.cli_ok(&["issuers", "delete", "idp"]);
+    add(
+        &[
+            "--issuer",
+            "https://not-the-provider.example",
+            "--jwks-uri",
+            &jwks_uri,
+        ],
+        "at+jwt",
+    );
+    wait_until(
+        "the impostor issuer's keys at the edge",
+        15,
+        || match cp_metric(&cp, "meshauth_federation_keys{issuer=\"idp\"}") {
+            Some(n) if n >= 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let a = call(&envoy, &rs);
+    assert_eq!(a.status, 401, "{}", a.body);
+}
+
 /// One subject name, "mesh", at the provider (its client_credentials tokens) and at the
 /// control plane: revoking either leaves the other, each issuer's tokens forward their
 /// own headers (a client's forged copies never reach the upstream), and a route that
