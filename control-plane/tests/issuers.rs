@@ -807,7 +807,7 @@ async fn live_values(cp: &Cp) -> Vec<String> {
 /// the same time goes after the own horizon. A provider `jti` may be kept as long as
 /// the issuer's tokens live (by default exactly that), no longer.
 #[tokio::test]
-async fn a_scoped_rule_is_kept_for_its_issuers_token_lifetime() {
+async fn a_scoped_rule_is_kept_for_the_longest_lifetime_any_issuer_may_have() {
     let cp = cp().await;
     let mut body = good("idp", "https://idp.example");
     body["max_token_lifetime_seconds"] = json!(20_000);
@@ -824,16 +824,17 @@ async fn a_scoped_rule_is_kept_for_its_issuers_token_lifetime() {
     }
     let s = cp.app.settings();
     let (own, skew) = (s.revocation_horizon(), s.revocation_skew());
-    let scoped = 20_000 + skew;
+    // Not the issuer's 20,000 s: a week, since its lifetime may be raised later.
+    let scoped = 604_800 + skew;
     assert!(own < scoped, "{own} {scoped}");
     let made = cp.app.now();
     let nb = made + 1;
 
-    // A provider jti: up to the issuer's lifetime, which is its default.
+    // A provider jti: up to the longest lifetime any issuer may have, its default.
     let r =
-        revoke(json!({"kind": "jti", "value": "p1", "issuer": "idp", "exp": made + 20_001})).await;
+        revoke(json!({"kind": "jti", "value": "p1", "issuer": "idp", "exp": made + 604_801})).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("20000 s"), "{}", r.body);
+    assert!(r.body.contains("604800 s"), "{}", r.body);
     let r = revoke(json!({"kind": "jti", "value": "p1", "issuer": "idp"})).await;
     assert_eq!(r.status, 204, "{}", r.body);
     let live = cp.app.live_revocations().await.unwrap();
@@ -843,7 +844,7 @@ async fn a_scoped_rule_is_kept_for_its_issuers_token_lifetime() {
         *p1,
         meshauth_cp::revocation::Revocation::Jti {
             jti: "p1".into(),
-            exp: made + 20_000
+            exp: made + 604_800
         }
     );
     // Without the issuer, our own longest TTL still bounds it.

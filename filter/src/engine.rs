@@ -171,10 +171,13 @@ impl Engine {
             let (mut federation, mut skipped) =
                 Federation::new(&snap.issuers, self.config.claim_rules.issuer.as_deref());
             let (prefix, own) = (&self.config.reserved_header_prefix, &self.config.forward);
+            // Compared as CGI-style upstreams read them (`_` as `-`): an issuer's header
+            // must not fold onto one of the filter's own.
+            let fold = |h: &str| h.replace('_', "-");
             skipped.extend(federation.keep_headers(|h| {
                 !prefix.is_empty()
                     && h.starts_with(prefix.as_str())
-                    && !own.iter().any(|f| f.header == h)
+                    && !own.iter().any(|f| fold(&f.header) == fold(h))
             }));
             for s in skipped {
                 log::warn!("meshauth: federated key or issuer left out: {s}");
@@ -237,17 +240,36 @@ impl Engine {
     /// How a `Verdict::Confirm` ends. `answer`: the control plane's signed verdict, which
     /// is remembered until `exp`; `None` when none counts (no callout, past the deadline,
     /// not signed for the question), and then `sync.on_unconfirmed` decides.
-    pub fn settle(&mut self, jti: &str, answer: Option<bool>, exp: i64) -> Result<(), Denial> {
+    pub fn settle(
+        &mut self,
+        jti: &str,
+        answer: Option<bool>,
+        verified: &Verified,
+        now: i64,
+    ) -> Result<(), Denial> {
+        let allow_unconfirmed = self
+            .config
+            .sync
+            .as_ref()
+            .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow);
         let revoked = match answer {
             Some(revoked) => {
-                self.revocations.confirm(jti, revoked, exp);
+                self.revocations.confirm(jti, revoked, verified.claims.exp);
+                // A token minted by exchange has two ids (its own and `ext.jti`): both
+                // may be Bloom hits, and only one was asked. The other is asked on the
+                // next request; until then it counts as unconfirmed.
                 revoked
+                    || match self.revocations.check(
+                        &verified.claims,
+                        self.federation.verifier(verified),
+                        now,
+                    ) {
+                        Check::Clear => false,
+                        Check::Revoked => true,
+                        Check::Unconfirmed(_) => !allow_unconfirmed,
+                    }
             }
-            None => !self
-                .config
-                .sync
-                .as_ref()
-                .is_some_and(|c| c.on_unconfirmed == OnUnconfirmed::Allow),
+            None => !allow_unconfirmed,
         };
         if revoked {
             Err(Denial::Revoked)

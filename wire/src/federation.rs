@@ -294,14 +294,18 @@ fn has_duplicate<'a>(items: impl IntoIterator<Item = &'a str>) -> bool {
 }
 
 /// Whether a trusted issuer may forward a claim in header `h`: under
-/// `x-meshauth-`, which filters remove from every incoming request whether or not they
-/// know the issuer yet (a header outside it could be sent by a client while its issuer
-/// is not in the filter's snapshot), and not one of the sync headers.
+/// `x-meshauth-`, which filters (with the default `reserved_header_prefix`) remove from
+/// every incoming request whether or not they know the issuer yet (a header outside it
+/// could be sent by a client while its issuer is not in the filter's snapshot), not one
+/// of the sync headers, and without `_` (CGI-style upstreams read `a_b` and `a-b` as
+/// one header: two issuers' headers, or an issuer's and the filter's, must not fold
+/// into one).
 pub fn valid_issuer_header(h: &str) -> bool {
     use crate::headers::{HEAD, RESERVED_PREFIX, VERSION};
     h.len() <= 64
         && h.len() > RESERVED_PREFIX.len()
         && h.starts_with(RESERVED_PREFIX)
+        && !h.contains('_')
         && crate::headers::may_carry_claim(h)
         && h != VERSION
         && h != HEAD

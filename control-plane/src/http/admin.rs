@@ -24,6 +24,7 @@ use crate::error::ServiceError;
 use crate::issuers::TrustedIssuer;
 use crate::keys::{KeyState, Keyring};
 use crate::revocation::{Revocation, RuleIssuer};
+use meshauth_wire::federation::MAX_TOKEN_LIFETIME_SECONDS;
 use meshauth_wire::federation::SELF_ISSUER;
 use meshauth_wire::limits::LimitPolicy;
 use meshauth_wire::sync::RuleClaim;
@@ -181,10 +182,12 @@ pub async fn add_revocation(
             app.revocations().revoke_rule(&a.0, rule).await?
         }
         None => {
-            // A jti names one token whoever issued it (the key stays unscoped); a
-            // provider's token may live its issuer's longest token life, not ours.
+            // A jti names one token whoever issued it (the key stays unscoped). A
+            // provider's token may live as long as any issuer may be allowed (an
+            // issuer's lifetime can be raised later, re-admitting longer tokens), not
+            // only as long as ours: kept that long unless `exp` says less.
             let max_ttl = match &issuer {
-                Some(i) => i64::try_from(i.max_token_lifetime_seconds()).unwrap_or(i64::MAX),
+                Some(_) => i64::try_from(MAX_TOKEN_LIFETIME_SECONDS).unwrap_or(i64::MAX),
                 None => secs(app.settings().tokens.max_access_ttl),
             };
             let r = Revocation::jti_until(b.value, b.exp, now, max_ttl)?;

@@ -56,15 +56,17 @@ pub async fn token(
                 resource: p.get("resource"),
                 scope: p.get("scope"),
             };
-            if let Err(wait) = app.oauth().exchange_budget(&client.client_id) {
+            // Taken before, given back unless refused: exchanges in flight together
+            // cannot all pass a budget that has one left.
+            if let Err(wait) = app.oauth().take_exchange_budget(&client.client_id) {
                 return Err(rate_limited(
                     wait,
                     "too many refused token exchanges from this client",
                 ));
             }
             let out = app.oauth().token_exchange(&client, req).await;
-            if matches!(out, Err(GrantError::OAuth(_))) {
-                app.oauth().exchange_refused(&client.client_id);
+            if !matches!(out, Err(GrantError::OAuth(_))) {
+                app.oauth().exchange_not_refused(&client.client_id);
             }
             out?
         }

@@ -312,17 +312,10 @@ impl Issuers {
         Ok(Some((issuer, keys)))
     }
 
-    /// How long revocations are kept (`Horizons`), by the issuers registered now.
+    /// How long revocations are kept (`Horizons`).
     pub async fn horizons(&self) -> StoreResult<Horizons> {
-        let (s, list) = (&self.ctx.settings, self.list().await?);
-        let lives = list
-            .iter()
-            .map(|i| (i.issuer(), i.max_token_lifetime_seconds()));
-        Ok(Horizons::new(
-            s.revocation_horizon(),
-            s.revocation_skew(),
-            lives,
-        ))
+        let s = &self.ctx.settings;
+        Ok(Horizons::new(s.revocation_horizon(), s.revocation_skew()))
     }
 
     /// What filters get: each registered issuer with held keys, its rules and keys. An

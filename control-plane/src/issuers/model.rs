@@ -233,7 +233,7 @@ impl TrustedIssuer {
             let path = ClaimPath::parse(&format!("forward_claims.{claim}"), &claim)?;
             if !meshauth_wire::federation::valid_issuer_header(&header) {
                 return Err(format!(
-                    "forward_claims.{claim}: {header:?} must be a lower-case header name under {:?} (which filters remove from every incoming request), at most 64 characters, not a sync or framing header",
+                    "forward_claims.{claim}: {header:?} must be a lower-case header name under {:?} (which filters remove from every incoming request), at most 64 characters, without '_', not a sync or framing header",
                     meshauth_wire::headers::RESERVED_PREFIX
                 ));
             }
@@ -353,6 +353,10 @@ impl TrustedIssuer {
     /// The claim identifying its tokens for revocation by id.
     pub fn id_claim(&self) -> &str {
         self.id_claim.as_deref().unwrap_or("jti")
+    }
+    /// Whether its tokens may lack their id claim.
+    pub fn id_optional(&self) -> bool {
+        self.id_optional
     }
     /// The claim naming the client its tokens were issued to, for client rules.
     pub fn client_claim(&self) -> &str {

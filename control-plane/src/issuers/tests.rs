@@ -183,6 +183,7 @@ fn hostile_specs_are_refused_naming_the_field() {
         "x-meshauth-",
         "x-meshauth-version",
         "x-meshauth-head",
+        "x-meshauth-user_email",
     ] {
         refused(
             |s| {

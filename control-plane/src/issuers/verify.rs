@@ -40,6 +40,8 @@ pub enum TokenError {
     Claim(String),
     #[error("has no usable sub")]
     Subject,
+    #[error("has no usable id (its issuer's id claim, a non-empty string)")]
+    Id,
 }
 
 /// The header and the claimed `iss` of a compact JWS, before any check: only to pick
@@ -225,6 +227,14 @@ pub fn verify(
         if !values(&claims, name).iter().any(|v| allowed.contains(v)) {
             return Err(TokenError::Claim(name.clone()));
         }
+    }
+    // As the filter: an id is a non-empty string, absent only when the issuer allows
+    // that (a token the edge refuses must not buy a mesh token, and one without an id
+    // could never be revoked by it).
+    match claims.get(issuer.id_claim()) {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        None if issuer.id_optional() => {}
+        _ => return Err(TokenError::Id),
     }
     Ok(claims)
 }

@@ -30,9 +30,14 @@ impl Budget {
         self.at(client_id, Instant::now(), 1.0)
     }
 
-    /// Whether `client_id` has one call left, taking nothing.
-    pub fn check(&self, client_id: &str) -> Result<(), u64> {
-        self.at(client_id, Instant::now(), 0.0)
+    /// Returns one call taken by `take` that turned out not to count (it succeeded):
+    /// taking first and giving back after means calls in flight at once cannot all
+    /// pass a budget that has one left.
+    pub fn give_back(&self, client_id: &str) {
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((tokens, _)) = b.get_mut(client_id) {
+            *tokens = (*tokens + 1.0).min(self.burst);
+        }
     }
 
     fn at(&self, client_id: &str, now: Instant, cost: f64) -> Result<(), u64> {
@@ -82,5 +87,30 @@ mod tests {
             assert_eq!(b.at("a", later, 1.0), Ok(()));
         }
         assert!(b.at("a", later, 1.0).is_err());
+    }
+
+    /// Calls in flight together each take before they run: a budget with one left lets
+    /// one through, and only what is given back (calls that did not count) is regained.
+    #[test]
+    fn concurrent_calls_cannot_overdraw_and_only_given_back_calls_return() {
+        let b = Budget::new(2.0, 1e-9);
+        let now = Instant::now();
+        assert_eq!(b.at("a", now, 1.0), Ok(()));
+        assert_eq!(b.at("a", now, 1.0), Ok(()));
+        assert!(
+            b.at("a", now, 1.0).is_err(),
+            "both taken before either ended"
+        );
+        b.give_back("a");
+        assert_eq!(b.at("a", now, 1.0), Ok(()));
+        assert!(b.at("a", now, 1.0).is_err());
+        // Never past the burst, and nothing for a client never seen.
+        for _ in 0..5 {
+            b.give_back("a");
+            b.give_back("z");
+        }
+        assert_eq!(b.at("a", now, 1.0), Ok(()));
+        assert_eq!(b.at("a", now, 1.0), Ok(()));
+        assert!(b.at("a", now, 1.0).is_err());
     }
 }

@@ -53,14 +53,14 @@ impl OAuth {
         self.revoke_budget.take(client_id)
     }
 
-    /// Whether `client_id` may try a token exchange: `Err(seconds)` once it has spent
-    /// its budget of refused ones.
-    pub fn exchange_budget(&self, client_id: &str) -> Result<(), u64> {
-        self.exchange_refusals.check(client_id)
+    /// Takes one try from `client_id`'s budget of refused token exchanges before the
+    /// exchange runs; `Err(seconds)` once it is spent.
+    pub fn take_exchange_budget(&self, client_id: &str) -> Result<(), u64> {
+        self.exchange_refusals.take(client_id)
     }
 
-    /// Counts a refused exchange against `client_id`'s budget.
-    pub fn exchange_refused(&self, client_id: &str) {
-        let _ = self.exchange_refusals.take(client_id);
+    /// Gives back the try of an exchange that was not refused.
+    pub fn exchange_not_refused(&self, client_id: &str) {
+        self.exchange_refusals.give_back(client_id);
     }
 }

@@ -405,11 +405,14 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
         CacheUse::Hit,
         "the key set did not change, so the cache stays"
     );
-    let Verdict::Confirm { jti, .. } = out.verdict else {
+    let Verdict::Confirm { jti, verified } = out.verdict else {
         panic!("expected a confirmation")
     };
     assert_eq!(jti, "j1");
-    assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
+    assert_eq!(
+        e.settle("j1", Some(true), &verified, NOW),
+        Err(Denial::Revoked)
+    );
     assert_eq!(
         run(&mut e, "/x", Some(&t)).verdict,
         Verdict::Deny(Denial::Revoked)
@@ -433,10 +436,49 @@ fn revocations_in_a_snapshot_apply_even_to_cached_tokens() {
 fn a_bloom_hit_settles_on_the_signed_answer_else_on_the_configuration() {
     for (setting, unconfirmed) in [("deny", Err(Denial::Revoked)), ("allow", Ok(()))] {
         let mut e = synced_engine_with("on_unconfirmed", setting);
-        assert_eq!(e.settle("j1", None, NOW + 600), unconfirmed, "{setting}");
+        let v = |jti: &str| verified(claims(serde_json::json!({"jti": jti})));
+        assert_eq!(
+            e.settle("j1", None, &v("j1"), NOW),
+            unconfirmed,
+            "{setting}"
+        );
         // A signed answer decides whatever the setting.
-        assert_eq!(e.settle("j1", Some(true), NOW + 600), Err(Denial::Revoked));
-        assert_eq!(e.settle("j2", Some(false), NOW + 600), Ok(()));
+        assert_eq!(
+            e.settle("j1", Some(true), &v("j1"), NOW),
+            Err(Denial::Revoked)
+        );
+        assert_eq!(e.settle("j2", Some(false), &v("j2"), NOW), Ok(()));
+    }
+}
+
+fn verified(claims: serde_json::Value) -> Verified {
+    Verified {
+        claims: crate::claims::Claims::parse(claims.to_string().as_bytes()).unwrap(),
+        headers: Vec::new(),
+        issuer_name: None,
+        federated: false,
+    }
+}
+
+/// A token minted by exchange has two ids, its own and `ext.jti`; when both are Bloom
+/// hits only one is asked. A "not revoked" answer for it does not clear the other: it
+/// counts as unconfirmed (refused by default) until asked on a later request.
+#[test]
+fn a_clear_answer_for_one_id_does_not_clear_the_other() {
+    for (setting, second) in [("deny", Err(Denial::Revoked)), ("allow", Ok(()))] {
+        let mut e = synced_engine_with("on_unconfirmed", setting);
+        e.apply_snapshot(snapshot(2, &["m1", "p1"], vec![]))
+            .unwrap();
+        let ext = serde_json::json!({"iss": "https://idp.test", "sub": "alice", "jti": "p1"});
+        let v = verified(claims(serde_json::json!({"jti": "m1", "ext": ext})));
+        assert_eq!(e.settle("m1", Some(false), &v, NOW), second, "{setting}");
+        // Once the other is asked and clear too: admitted.
+        assert_eq!(e.settle("p1", Some(false), &v, NOW), Ok(()), "{setting}");
+        // Revoked at the provider: refused, whichever id is answered.
+        let mut e = synced_engine_with("on_unconfirmed", setting);
+        e.apply_snapshot(snapshot(2, &["m1", "p1"], vec![]))
+            .unwrap();
+        assert_eq!(e.settle("p1", Some(true), &v, NOW), Err(Denial::Revoked));
     }
 }
 
@@ -780,7 +822,10 @@ fn an_issuer_never_sets_the_filters_own_headers_or_unreserved_ones() {
             "audiences": ["api"],
             "bootstrap_jwks": jwks,
             "reserved_header_prefix": prefix,
-            "forward_claims": [{"claim": "sub", "header": "x-meshauth-sub"}],
+            "forward_claims": [
+                {"claim": "sub", "header": "x-meshauth-sub"},
+                {"claim": "scope", "header": "x-meshauth-the_scope"}
+            ],
         });
         Engine::new(Config::from_json(config.to_string().as_bytes()).unwrap())
     };
@@ -790,13 +835,15 @@ fn an_issuer_never_sets_the_filters_own_headers_or_unreserved_ones() {
         ("sub", "x-meshauth-sub"),
         ("email", "x-meshauth-email"),
         ("name", "x-user"),
+        // The filter's own x-meshauth-the_scope to a CGI-style upstream.
+        ("scope", "x-meshauth-the-scope"),
     ]
     .map(|(c, h)| (c.to_string(), h.to_string()))
     .into();
     let token = fed::rs256(
         "r1",
         &serde_json::json!({"iss": "https://idp.test", "aud": "fed-api", "sub": "mallory",
-            "email": "m@x", "name": "admin", "jti": "f1", "exp": NOW + 60, "iat": NOW - 10}),
+            "email": "m@x", "name": "admin", "scope": "read", "jti": "f1", "exp": NOW + 60, "iat": NOW - 10}),
     );
     let headers = |e: &mut Engine| match run(e, "/x", Some(&format!("Bearer {token}"))).verdict {
         Verdict::Allow(v) => v.headers.clone(),
@@ -810,7 +857,7 @@ fn an_issuer_never_sets_the_filters_own_headers_or_unreserved_ones() {
     assert_eq!(headers(&mut e), [set("x-meshauth-email", "m@x")]);
     assert_eq!(
         e.forwarded_headers(),
-        ["x-meshauth-sub", "x-meshauth-email"]
+        ["x-meshauth-sub", "x-meshauth-the_scope", "x-meshauth-email"]
     );
     // Nothing reserved: no issuer header is safe from a client's copy, none is set.
     let mut e = with_prefix("");

@@ -137,7 +137,8 @@ fn settle(
     paused: bool,
 ) -> Action {
     let (jti, verified, request) = p;
-    let settled = engine.borrow_mut().settle(jti, answer, verified.claims.exp);
+    let now = i64::try_from(now_ns() / 1_000_000_000).unwrap_or(i64::MAX);
+    let settled = engine.borrow_mut().settle(jti, answer, verified, now);
     let engine = engine.borrow();
     let how = match settled {
         Ok(()) => Finish::Allow(verified),

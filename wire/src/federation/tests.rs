@@ -182,6 +182,11 @@ fn out_of_bounds_issuers_are_refused() {
         ("forward outside x-meshauth-", |i| {
             i.forward_claims.insert("sub".into(), "x-user".into());
         }),
+        // Folds onto x-meshauth-client-id upstream (CGI: HTTP_X_MESHAUTH_CLIENT_ID).
+        ("forward with an underscore", |i| {
+            i.forward_claims
+                .insert("sub".into(), "x-meshauth-client_id".into());
+        }),
         ("forward to the bare prefix", |i| {
             i.forward_claims.insert("sub".into(), "x-meshauth-".into());
         }),

@@ -57,7 +57,7 @@ fn issuer(change: impl FnOnce(&mut Value)) -> TrustedIssuer {
 fn claims(change: impl FnOnce(&mut Value)) -> Value {
     let mut c = json!({
         "iss": ISS, "sub": "alice", "aud": ["api", "other"], "exp": NOW + 300,
-        "iat": NOW, "nbf": NOW, "tenant": "a", "scope": "read write",
+        "iat": NOW, "nbf": NOW, "tenant": "a", "scope": "read write", "jti": "t1",
     });
     change(&mut c);
     c
@@ -227,6 +227,43 @@ fn a_token_living_longer_than_its_issuer_allows_is_refused() {
         check(&at(NOW + 86_401, NOW)).unwrap_err(),
         TokenError::Lifetime
     );
+}
+
+/// As the filter: the token's id (the issuer's `id_claim`, `jti` by default) is a
+/// non-empty string, absent only when the issuer has `id_optional`; a token the edge
+/// refuses must not buy a mesh token.
+#[test]
+fn a_token_without_a_usable_id_is_refused_unless_its_issuer_allows_none() {
+    let without = |id: Option<Value>| {
+        ed(&claims(|c| {
+            let m = c.as_object_mut().unwrap();
+            m.remove("jti");
+            if let Some(v) = id {
+                m.insert("jti".into(), v);
+            }
+        }))
+    };
+    for bad in [None, Some(json!("")), Some(json!(7)), Some(json!(["a"]))] {
+        assert_eq!(
+            check(&without(bad.clone())).unwrap_err(),
+            TokenError::Id,
+            "{bad:?}"
+        );
+    }
+    let optional = issuer(|v| v["id_optional"] = json!(true));
+    assert!(verify(&without(None), &optional, &keys(), NOW).is_ok());
+    assert_eq!(
+        verify(&without(Some(json!(""))), &optional, &keys(), NOW).unwrap_err(),
+        TokenError::Id
+    );
+    // Entra: the id is `uti`.
+    let entra = issuer(|v| v["id_claim"] = json!("uti"));
+    assert_eq!(
+        verify(&without(None), &entra, &keys(), NOW).unwrap_err(),
+        TokenError::Id
+    );
+    let uti = ed(&claims(|c| c["uti"] = json!("u1")));
+    assert!(verify(&uti, &entra, &keys(), NOW).is_ok());
 }
 
 #[test]
