@@ -194,8 +194,8 @@ pub enum RevokeCmd {
         token_or_jti: String,
     },
     /// One token by its id (`jti`, or its issuer's `id_claim`), kept until it can have
-    /// expired: with --issuer, a trusted issuer's token (kept for that issuer's longest
-    /// token life); without, one of ours.
+    /// expired: with --issuer, a trusted issuer's token (kept a week, the longest any
+    /// issuer's tokens may live); without, one of ours.
     Jti {
         #[arg(allow_hyphen_values = true)]
         jti: String,
