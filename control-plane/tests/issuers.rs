@@ -740,13 +740,7 @@ async fn a_subject_rule_scoped_to_an_issuer_reaches_its_tokens_only() {
         scope: String::new(),
         client_id: "exchanged-client".into(),
         sid: None,
-        ext: Some(meshauth_wire::claims::ExternalSubject {
-            iss: iss.into(),
-            sub: sub.into(),
-            sid: None,
-            client: None,
-            jti: None,
-        }),
+        ext: Some(meshauth_wire::claims::ExternalSubject::subject(iss, sub)),
         act: None,
     };
     let revocations = cp.app.revocations();

@@ -46,6 +46,20 @@ pub struct ExternalSubject {
     pub jti: Option<String>,
 }
 
+impl ExternalSubject {
+    /// An external subject with nothing else recorded (as tokens exchanged before the
+    /// session, client and id were).
+    pub fn subject(iss: impl Into<String>, sub: impl Into<String>) -> ExternalSubject {
+        ExternalSubject {
+            iss: iss.into(),
+            sub: sub.into(),
+            sid: None,
+            client: None,
+            jti: None,
+        }
+    }
+}
+
 /// An `act` (RFC 8693 §4.1) member: an actor, and the actor before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

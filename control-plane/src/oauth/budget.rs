@@ -27,7 +27,7 @@ impl Budget {
 
     /// Takes one call from `client_id`'s budget; `Err(seconds)` to wait when spent.
     pub fn take(&self, client_id: &str) -> Result<(), u64> {
-        self.at(client_id, Instant::now(), 1.0)
+        self.at(client_id, Instant::now())
     }
 
     /// Returns one call taken by `take` that turned out not to count (it succeeded):
@@ -40,7 +40,7 @@ impl Budget {
         }
     }
 
-    fn at(&self, client_id: &str, now: Instant, cost: f64) -> Result<(), u64> {
+    fn at(&self, client_id: &str, now: Instant) -> Result<(), u64> {
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if b.len() > MAX_TRACKED {
             b.retain(|_, (tokens, at)| {
@@ -53,7 +53,7 @@ impl Budget {
             .min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
-            *tokens -= cost;
+            *tokens -= 1.0;
             Ok(())
         } else {
             Err(((1.0 - *tokens) / self.per_second).ceil().max(1.0) as u64)
@@ -72,21 +72,19 @@ mod tests {
         let b = Budget::new(3.0, 0.5);
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(b.at("a", t0, 0.0), Ok(()), "a check takes nothing");
-            assert_eq!(b.at("a", t0, 1.0), Ok(()));
+            assert_eq!(b.at("a", t0), Ok(()));
         }
-        assert_eq!(b.at("a", t0, 1.0), Err(2));
-        assert_eq!(b.at("a", t0, 0.0), Err(2));
+        assert_eq!(b.at("a", t0), Err(2));
         // Another client's budget is its own.
-        assert_eq!(b.at("b", t0, 1.0), Ok(()));
+        assert_eq!(b.at("b", t0), Ok(()));
         // One call back after 2 s at 0.5/s, never more than the burst.
-        assert_eq!(b.at("a", t0 + Duration::from_secs(2), 1.0), Ok(()));
-        assert!(b.at("a", t0 + Duration::from_secs(2), 1.0).is_err());
+        assert_eq!(b.at("a", t0 + Duration::from_secs(2)), Ok(()));
+        assert!(b.at("a", t0 + Duration::from_secs(2)).is_err());
         let later = t0 + Duration::from_secs(3600);
         for _ in 0..3 {
-            assert_eq!(b.at("a", later, 1.0), Ok(()));
+            assert_eq!(b.at("a", later), Ok(()));
         }
-        assert!(b.at("a", later, 1.0).is_err());
+        assert!(b.at("a", later).is_err());
     }
 
     /// Calls in flight together each take before they run: a budget with one left lets
@@ -95,22 +93,19 @@ mod tests {
     fn concurrent_calls_cannot_overdraw_and_only_given_back_calls_return() {
         let b = Budget::new(2.0, 1e-9);
         let now = Instant::now();
-        assert_eq!(b.at("a", now, 1.0), Ok(()));
-        assert_eq!(b.at("a", now, 1.0), Ok(()));
-        assert!(
-            b.at("a", now, 1.0).is_err(),
-            "both taken before either ended"
-        );
+        assert_eq!(b.at("a", now), Ok(()));
+        assert_eq!(b.at("a", now), Ok(()));
+        assert!(b.at("a", now).is_err(), "both taken before either ended");
         b.give_back("a");
-        assert_eq!(b.at("a", now, 1.0), Ok(()));
-        assert!(b.at("a", now, 1.0).is_err());
+        assert_eq!(b.at("a", now), Ok(()));
+        assert!(b.at("a", now).is_err());
         // Never past the burst, and nothing for a client never seen.
         for _ in 0..5 {
             b.give_back("a");
             b.give_back("z");
         }
-        assert_eq!(b.at("a", now, 1.0), Ok(()));
-        assert_eq!(b.at("a", now, 1.0), Ok(()));
-        assert!(b.at("a", now, 1.0).is_err());
+        assert_eq!(b.at("a", now), Ok(()));
+        assert_eq!(b.at("a", now), Ok(()));
+        assert!(b.at("a", now).is_err());
     }
 }

@@ -29,13 +29,7 @@ fn claims(sub: &str, ext: Option<(&str, &str)>) -> AccessClaims {
         scope: String::new(),
         client_id: "c".into(),
         sid: None,
-        ext: ext.map(|(iss, sub)| meshauth_wire::claims::ExternalSubject {
-            iss: iss.into(),
-            sub: sub.into(),
-            sid: None,
-            client: None,
-            jti: None,
-        }),
+        ext: ext.map(|(iss, sub)| meshauth_wire::claims::ExternalSubject::subject(iss, sub)),
         act: None,
     }
 }
